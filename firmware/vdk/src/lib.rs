@@ -1,0 +1,1 @@
+//! Virtual nRF52840 DK.

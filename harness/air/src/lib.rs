@@ -1,0 +1,1 @@
+//! The virtual 802.15.4 air.

@@ -1,0 +1,1 @@
+//! ot-hil: the runner library.
