@@ -1,1 +1,38 @@
 //! The virtual 802.15.4 air.
+//!
+//! Loopback has no multicast and tests must stay off the network, so the air is a hub
+//! thread with one Unix datagram socket (`<run dir>/air.sock`); every radio is an [`AirClient`]
+//! bound to its own socket in the same directory. The hub delivers each transmitted frame to every
+//! other client tuned to the same channel, stamped from one clock (microseconds since the hub
+//! started), as a sniffer would see it. Each run owns its directory, so parallel runs (and
+//! parallel tests) never hear each other.
+//!
+//! [`FaultConfig`] lets a run lose, delay, duplicate or corrupt frames, globally or per link,
+//! from a seeded RNG.
+
+mod client;
+mod fault;
+mod hub;
+pub mod proto;
+
+pub use client::AirClient;
+pub use fault::FaultConfig;
+pub use hub::{DEFAULT_LQI, DEFAULT_RSSI_DBM, HUB_SOCKET_NAME, Hub, HubStats};
+pub use proto::{AirFrame, MAX_PSDU_LEN};
+
+/// A datagram on the air protocol that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AirError {
+    #[error("datagram is truncated")]
+    Truncated,
+    #[error("datagram has trailing bytes")]
+    TrailingBytes,
+    #[error("unknown datagram kind 0x{0:02x}")]
+    UnknownKind(u8),
+    #[error("channel {0} is not valid here")]
+    BadChannel(u8),
+    #[error("frame has no psdu")]
+    EmptyPsdu,
+    #[error("psdu of {0} bytes is longer than 125")]
+    PsduTooLong(usize),
+}
