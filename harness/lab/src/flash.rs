@@ -1,6 +1,12 @@
 //! The flasher interface the runner uses for every board, real (probe-rs) or virtual (control socket).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+pub mod image;
+pub mod probe_rs;
+pub mod state;
+
+pub use self::probe_rs::ProbeRsFlasher;
 
 /// A firmware image to put on a board: the file a real probe programs, and the content hash that lets
 /// the runner skip reflashing a board that already holds it.
@@ -12,6 +18,18 @@ pub struct FirmwareImage {
     pub path: PathBuf,
     /// SHA-256 of the image content, lowercase hex.
     pub sha256: String,
+}
+
+impl FirmwareImage {
+    /// An image file with its SHA-256 computed over the file's bytes.
+    pub fn from_file(variant: &str, path: &Path) -> std::io::Result<Self> {
+        let bytes = std::fs::read(path)?;
+        Ok(FirmwareImage {
+            variant: variant.to_string(),
+            path: path.to_path_buf(),
+            sha256: image::sha256_hex(&bytes),
+        })
+    }
 }
 
 /// What a flash operation did.

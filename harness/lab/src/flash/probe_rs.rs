@@ -1,0 +1,283 @@
+//! Flashing real DKs through their debug probe with probe-rs, as a library (no `probe-rs` binary).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use probe_rs::architecture::arm::ArmError;
+use probe_rs::flashing::DownloadOptions;
+use probe_rs::probe::DebugProbeSelector;
+use probe_rs::probe::list::Lister;
+use probe_rs::{MemoryInterface, Permissions, Session};
+
+use super::image::{self, ChipMemory, LoadedImage, NRF52840};
+use super::state::{BoardState, StateDir};
+use super::{FirmwareImage, FlashError, FlashOutcome, Flasher};
+use crate::hwmap::{Board, ProbeSelector, same_serial};
+
+/// Programs one board through probe-rs: erase, program, verify, reset; skips the programming when the
+/// board provably holds the image already.
+#[derive(Debug, Clone)]
+pub struct ProbeRsFlasher {
+    board_id: String,
+    probe: ProbeSelector,
+    chip: String,
+    states: StateDir,
+    /// Attempts to open the probe and attach before giving up (a J-Link can be briefly absent while it
+    /// re-enumerates, or busy while another tool releases it).
+    pub connect_attempts: u32,
+    pub retry_pause: Duration,
+    /// Erase the whole chip before programming (default), so the settings partition starts empty, as
+    /// after a virtual DK's `flash`; `false` erases only the sectors the image covers.
+    pub chip_erase: bool,
+}
+
+impl ProbeRsFlasher {
+    /// A flasher for a board of the hardware map (an nRF52840 unless [`ProbeRsFlasher::with_chip`]).
+    pub fn new(board: &Board, states: StateDir) -> Result<Self, FlashError> {
+        let probe = board.probe.clone().ok_or_else(|| FlashError::Probe {
+            board: board.id.clone(),
+            message: "the hardware map gives no probe for this board".into(),
+        })?;
+        Ok(ProbeRsFlasher {
+            board_id: board.id.clone(),
+            probe,
+            chip: NRF52840.to_string(),
+            states,
+            connect_attempts: 3,
+            retry_pause: Duration::from_millis(500),
+            chip_erase: true,
+        })
+    }
+
+    pub fn with_chip(mut self, chip: &str) -> Self {
+        self.chip = chip.to_string();
+        self
+    }
+
+    /// The command that unlocks an APPROTECT-locked chip (erases everything, including UICR).
+    pub fn recover_command(&self) -> String {
+        recover_command(&self.chip, &self.probe)
+    }
+
+    /// Checks an image against the chip without touching the probe.
+    pub fn preflight(&self, image: &FirmwareImage) -> Result<LoadedImage, FlashError> {
+        let rejected = |message: String| FlashError::ImageRejected {
+            board: self.board_id.clone(),
+            path: image.path.clone(),
+            message,
+        };
+        let loaded = image::load_image(&image.path).map_err(|e| rejected(e.to_string()))?;
+        let memory = ChipMemory::for_chip(&self.chip).map_err(|e| rejected(e.to_string()))?;
+        image::preflight(&loaded, &memory).map_err(|e| rejected(e.to_string()))?;
+        Ok(loaded)
+    }
+
+    /// Resolves the map's probe (serial, possibly unpadded) to the exact probe attached.
+    fn selector(&self) -> Result<DebugProbeSelector, FlashError> {
+        let probes = crate::probes::list_probes();
+        let found = probes.iter().find(|p| {
+            p.serial_number.as_deref().is_some_and(|s| same_serial(s, &self.probe.serial))
+                && self.probe.vendor_id.is_none_or(|v| v == p.vendor_id)
+                && self.probe.product_id.is_none_or(|v| v == p.product_id)
+        });
+        let Some(found) = found else {
+            let attached: Vec<String> = probes.iter().map(|p| p.selector()).collect();
+            return Err(self.probe_error(format!(
+                "probe {} is not attached (attached: {})",
+                self.probe,
+                if attached.is_empty() { "none".to_string() } else { attached.join(", ") }
+            )));
+        };
+        found
+            .selector()
+            .parse::<DebugProbeSelector>()
+            .map_err(|e| self.probe_error(format!("bad probe selector {}: {e}", found.selector())))
+    }
+
+    fn probe_error(&self, message: String) -> FlashError {
+        FlashError::Probe {
+            board: self.board_id.clone(),
+            message,
+        }
+    }
+
+    /// Opens the probe and attaches to the chip, retrying transient failures.
+    fn session(&self) -> Result<Session, FlashError> {
+        let mut last = String::new();
+        for attempt in 1..=self.connect_attempts.max(1) {
+            if attempt > 1 {
+                std::thread::sleep(self.retry_pause);
+            }
+            let selector = match self.selector() {
+                Ok(s) => s,
+                Err(FlashError::Probe { message, .. }) => {
+                    last = message;
+                    continue;
+                }
+                Err(other) => return Err(other),
+            };
+            let probe = match Lister::new().open(selector) {
+                Ok(p) => p,
+                Err(e) => {
+                    last = format!("failed to open probe {}: {e}", self.probe);
+                    tracing::debug!("board {}: attempt {attempt}: {last}", self.board_id);
+                    continue;
+                }
+            };
+            match probe.attach(self.chip.as_str(), Permissions::default()) {
+                Ok(session) => return Ok(session),
+                Err(e) if is_locked(&e) => {
+                    return Err(FlashError::Locked {
+                        board: self.board_id.clone(),
+                        recover_command: self.recover_command(),
+                    });
+                }
+                Err(e @ probe_rs::Error::ChipNotFound(_)) => return Err(self.probe_error(e.to_string())),
+                Err(e) => {
+                    last = format!("failed to attach to {}: {e}", self.chip);
+                    tracing::debug!("board {}: attempt {attempt}: {last}", self.board_id);
+                }
+            }
+        }
+        Err(self.probe_error(format!("{last} (after {} attempts)", self.connect_attempts.max(1))))
+    }
+
+    /// Whether the device content matches what the state file says was flashed.
+    fn device_matches(&self, session: &mut Session, state: &BoardState) -> Result<bool, FlashError> {
+        if state.checks.is_empty() {
+            return Ok(false);
+        }
+        let mut core = session.core(0).map_err(|e| self.probe_error(e.to_string()))?;
+        for check in &state.checks {
+            let len = usize::try_from(check.length).unwrap_or(0);
+            let mut buf = vec![0u8; len];
+            core.read(check.address, &mut buf)
+                .map_err(|e| self.probe_error(format!("failed to read back {:#010x}: {e}", check.address)))?;
+            if image::sha256_hex(&buf) != check.sha256 {
+                tracing::info!(
+                    "board {}: flash at {:#010x} differs from the recorded image; reflashing",
+                    self.board_id,
+                    check.address
+                );
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn reset_session(&self, session: &mut Session) -> Result<(), FlashError> {
+        session
+            .core(0)
+            .and_then(|mut core| core.reset())
+            .map_err(|e| FlashError::Failed {
+                board: self.board_id.clone(),
+                message: format!("failed to reset: {e}"),
+            })
+    }
+}
+
+impl Flasher for ProbeRsFlasher {
+    fn current_image(&mut self) -> Result<Option<String>, FlashError> {
+        let Some(state) = self.states.load(&self.board_id) else {
+            return Ok(None);
+        };
+        let mut session = self.session()?;
+        Ok(self.device_matches(&mut session, &state)?.then_some(state.sha256))
+    }
+
+    fn flash(&mut self, image: &FirmwareImage) -> Result<FlashOutcome, FlashError> {
+        // Everything that can be checked without the probe first: a bad image fails in milliseconds.
+        let loaded = self.preflight(image)?;
+        let memory = ChipMemory::for_chip(&self.chip).map_err(|e| FlashError::ImageRejected {
+            board: self.board_id.clone(),
+            path: image.path.clone(),
+            message: e.to_string(),
+        })?;
+        let mut session = self.session()?;
+        if let Some(state) = self.states.load(&self.board_id).filter(|s| s.sha256 == image.sha256)
+            && self.device_matches(&mut session, &state)?
+        {
+            self.reset_session(&mut session)?;
+            return Ok(FlashOutcome::AlreadyCurrent);
+        }
+        // From here the device content is unknown until the verify passes.
+        if let Err(e) = self.states.forget(&self.board_id) {
+            tracing::warn!("board {}: failed to clear its state file: {e}", self.board_id);
+        }
+        let failed = |message: String| FlashError::Failed {
+            board: self.board_id.clone(),
+            message,
+        };
+        let mut loader = session.target().flash_loader();
+        for seg in &loaded.segments {
+            loader
+                .add_data(seg.address, &seg.data)
+                .map_err(|e| failed(format!("failed to stage {:#010x}: {e}", seg.address)))?;
+        }
+        let mut options = DownloadOptions::default();
+        options.verify = true;
+        options.do_chip_erase = self.chip_erase;
+        loader
+            .commit(&mut session, options)
+            .map_err(|e| failed(format!("failed to program {}: {e}", image.path.display())))?;
+        self.reset_session(&mut session)?;
+        let state = BoardState {
+            sha256: image.sha256.clone(),
+            variant: image.variant.clone(),
+            flashed_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            checks: image::check_regions(&loaded, &memory),
+        };
+        if let Err(e) = self.states.store(&self.board_id, &state) {
+            // Not fatal: the next run flashes again.
+            tracing::warn!("board {}: failed to record its image: {e}", self.board_id);
+        }
+        Ok(FlashOutcome::Flashed)
+    }
+
+    fn reset(&mut self) -> Result<(), FlashError> {
+        let mut session = self.session()?;
+        self.reset_session(&mut session)
+    }
+}
+
+/// probe-rs refuses to attach to an nRF52 with APPROTECT set unless erase-all is permitted; it reports
+/// that as missing permissions (at the session or the ARM layer).
+pub fn is_locked(error: &probe_rs::Error) -> bool {
+    matches!(
+        error,
+        probe_rs::Error::MissingPermissions(_) | probe_rs::Error::Arm(ArmError::MissingPermissions(_))
+    )
+}
+
+/// `probe-rs erase --chip <chip> --probe <VID:PID:SERIAL> --allow-erase-all`: the probe-rs CLI's
+/// `--allow-erase-all` lets its nRF sequence run CTRL-AP ERASEALL, which clears APPROTECT.
+/// (`nrfjprog --recover --snr <serial>` does the same with Nordic's tools.)
+pub fn recover_command(chip: &str, probe: &ProbeSelector) -> String {
+    format!("probe-rs erase --chip {chip} --probe {probe} --allow-erase-all")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locked_chip_errors_are_recognised() {
+        assert!(is_locked(&probe_rs::Error::Arm(ArmError::MissingPermissions("erase_all".into()))));
+        assert!(is_locked(&probe_rs::Error::MissingPermissions("erase_all".into())));
+        assert!(!is_locked(&probe_rs::Error::Timeout));
+    }
+
+    #[test]
+    fn recover_command_names_chip_and_probe() {
+        let probe = ProbeSelector::parse("1366:1015:000683759358").unwrap();
+        assert_eq!(
+            recover_command(NRF52840, &probe),
+            "probe-rs erase --chip nRF52840_xxAA --probe 1366:1015:000683759358 --allow-erase-all"
+        );
+        let err = FlashError::Locked {
+            board: "dk1".into(),
+            recover_command: recover_command(NRF52840, &probe),
+        };
+        assert!(err.to_string().contains("locked (APPROTECT)"));
+        assert!(err.to_string().contains("--allow-erase-all"));
+    }
+}
