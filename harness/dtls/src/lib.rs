@@ -1,1 +1,11 @@
-//! Sans-IO DTLS 1.2 engine (RFC 6347) for the cipher suites OpenThread's CoAPS uses.
+//! Sans-IO DTLS 1.2 engine (RFC 6347) for the cipher suites OpenThread's CoAPS uses:
+//! PSK, ECDHE-ECDSA and EC J-PAKE, all with AES-128-CCM-8; plus handshake transcripts
+//! built from the engine or from datagrams observed passively.
+
+pub mod codec;
+pub mod enums;
+pub mod error;
+pub mod messages;
+
+pub use enums::*;
+pub use error::{CertError, CodecError, Error};
