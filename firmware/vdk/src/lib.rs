@@ -1,1 +1,166 @@
-//! Virtual nRF52840 DK.
+//! Virtual nRF52840 DK: a process that behaves on its console like a DK running the nRF Connect
+//! SDK "Thread: CLI" sample (or an upstream OpenThread CLI build), attached over a PTY so the
+//! runner uses the same serial code as for a real board, and talking to other virtual DKs over
+//! the virtual 802.15.4 air.
+//!
+//! Layout: `firmware` (variant manifests + Kconfig), `shell` (Zephyr shell / OT UART line
+//! discipline), `cli` (OpenThread CLI commands), `device` (board state + main loop), `console`
+//! (PTY/stdio), `control` (virtual probe socket), `net` (the Thread stack model).
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub mod cli;
+pub mod console;
+pub mod control;
+pub mod device;
+pub mod firmware;
+#[path = "net_placeholder.rs"]
+pub mod net;
+pub mod ot_error;
+pub mod shell;
+
+use console::Console;
+use control::ControlServer;
+use device::{Board, Input};
+use firmware::{FirmwareError, Manifest};
+
+/// Command-line arguments of a virtual DK (`ot-hil-vdk ...` and `ot-hil vdk ...`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct VdkArgs {
+    /// Virtual air hub socket to attach the radio to.
+    #[arg(long, value_name = "HUB_SOCKET", required_unless_present = "no_air")]
+    pub air: Option<PathBuf>,
+    /// Run without a radio.
+    #[arg(long)]
+    pub no_air: bool,
+    /// Create a PTY and symlink this path to its slave (the board's "/dev/ttyACM0").
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with = "stdio",
+        required_unless_present = "stdio"
+    )]
+    pub pty_link: Option<PathBuf>,
+    /// Console on stdin/stdout instead of a PTY.
+    #[arg(long)]
+    pub stdio: bool,
+    /// Control socket (the virtual probe): flash / image-hash / reset.
+    #[arg(long, value_name = "SOCKET")]
+    pub control: Option<PathBuf>,
+    /// Boot this firmware variant at start (otherwise the board is blank until flashed).
+    #[arg(long, value_name = "MANIFEST")]
+    pub firmware: Option<PathBuf>,
+    /// Factory EUI-64 as 16 hex digits (default: derived from pid and time).
+    #[arg(long, value_name = "HEX", value_parser = parse_eui64)]
+    pub eui64: Option<[u8; 8]>,
+}
+
+/// Top-level errors of a virtual DK process.
+#[derive(Debug, thiserror::Error)]
+pub enum VdkError {
+    #[error("failed to create the console pty at {path}: {source}")]
+    Pty {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to open the stdio console: {0}")]
+    Stdio(#[source] std::io::Error),
+    #[error("failed to bind the control socket {path}: {source}")]
+    Control {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to load firmware: {0}")]
+    Firmware(#[from] FirmwareError),
+    #[error("failed to set up signal handling: {0}")]
+    Signals(#[source] std::io::Error),
+    #[error("neither --pty-link nor --stdio given")]
+    NoConsole,
+}
+
+fn parse_eui64(s: &str) -> Result<[u8; 8], String> {
+    let bytes = cli::parse_hex(s).map_err(|_| "expected 16 hex digits".to_string())?;
+    bytes
+        .try_into()
+        .map_err(|_| "expected 16 hex digits".to_string())
+}
+
+/// A factory EUI-64 unique enough for one machine: pid and start time, with the Nordic-style
+/// locally administered bit pattern left to the stack.
+fn default_eui64() -> [u8; 8] {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let pid = std::process::id();
+    let mut x = (nanos as u64) ^ (u64::from(pid) << 32) ^ u64::from(pid);
+    // splitmix64 finaliser: spread pid/time bits over all 8 bytes.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    x.to_be_bytes()
+}
+
+/// Block SIGINT/SIGTERM/SIGHUP in every thread and turn them into [`Input::Shutdown`], so the
+/// main loop ends normally and the PTY link and control socket are removed.
+fn forward_signals(inputs: mpsc::Sender<Input>) -> std::io::Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGHUP);
+    set.thread_block().map_err(std::io::Error::from)?;
+    std::thread::Builder::new()
+        .name("vdk-signals".into())
+        .stack_size(32 * 1024)
+        .spawn(move || {
+            if let Ok(sig) = set.wait() {
+                eprintln!("vdk: {sig}: shutting down");
+            }
+            let _ = inputs.send(Input::Shutdown);
+        })?;
+    Ok(())
+}
+
+/// Run a virtual DK until a signal, or EOF on stdin in `--stdio` mode.
+pub fn run(args: VdkArgs) -> Result<(), VdkError> {
+    let (tx, rx) = mpsc::channel();
+    // Before any other thread starts, so they all inherit the blocked mask.
+    forward_signals(tx.clone()).map_err(VdkError::Signals)?;
+    let firmware = args.firmware.as_deref().map(Manifest::load).transpose()?;
+    let mut console = if args.stdio {
+        Console::open_stdio(tx.clone()).map_err(VdkError::Stdio)?
+    } else if let Some(link) = &args.pty_link {
+        Console::open_pty(link, tx.clone()).map_err(|source| VdkError::Pty {
+            path: link.clone(),
+            source,
+        })?
+    } else {
+        return Err(VdkError::NoConsole);
+    };
+    let _control =
+        match &args.control {
+            Some(path) => Some(ControlServer::start(path, tx.clone()).map_err(|source| {
+                VdkError::Control {
+                    path: path.clone(),
+                    source,
+                }
+            })?),
+            None => None,
+        };
+    if args.air.is_some() {
+        eprintln!("vdk: radio not modelled yet in this build; --air ignored");
+    }
+    drop(tx);
+    let eui64 = args.eui64.unwrap_or_else(default_eui64);
+    let mut board = Board::new(eui64);
+    if let Some(m) = firmware {
+        board.flash(m, std::time::Instant::now());
+    }
+    device::run_loop(&mut board, &rx, &mut console, args.stdio);
+    Ok(())
+}

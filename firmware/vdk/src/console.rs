@@ -1,0 +1,182 @@
+//! The board's UART: a PTY (what the runner and `screen`/`tio` open) or the process's stdio.
+//!
+//! Bytes typed by the user arrive on a reader thread and go to the main loop as
+//! [`Input::Console`](crate::device::Input). Output goes through a writer thread with a bounded
+//! queue: a real UART never blocks the firmware when nobody reads it, and neither may the PTY
+//! (its kernel buffer fills up when no one has the slave open), so when the queue is full output
+//! is dropped and counted instead of stalling the board.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
+use std::thread;
+
+use nix::sys::termios::{self, SetArg, Termios};
+
+use crate::device::Input;
+
+/// Chunks the writer queue holds before output is dropped (each chunk is one burst of output,
+/// typically a command's reply).
+const WRITE_QUEUE_CHUNKS: usize = 256;
+
+/// Read size for console input; a UART FIFO delivers far less at a time.
+const READ_CHUNK: usize = 512;
+
+/// The board's end of the console.
+pub struct Console {
+    writer: SyncSender<Vec<u8>>,
+    dropped_chunks: u64,
+    /// Keeps the PTY slave open for the life of the board: without an open slave fd, reads on
+    /// the master fail with EIO until the runner opens it, and bytes written before that would
+    /// be lost. With it, early output (the boot banner) waits in the slave's buffer.
+    _pty_slave: Option<OwnedFd>,
+    link: Option<PathBuf>,
+    restore_stdin: Option<Termios>,
+}
+
+impl Console {
+    /// Create a PTY in raw mode, link `link` -> slave path, and start its reader/writer threads.
+    pub fn open_pty(link: &Path, inputs: Sender<Input>) -> std::io::Result<Console> {
+        let pty = nix::pty::openpty(None, None).map_err(std::io::Error::from)?;
+        // Raw mode on the slave: the runner's serialport open sets raw mode too, but only when it
+        // opens; anything written before that would otherwise be line-processed (ONLCR doubling
+        // `\r`) and echoed back into our input.
+        let mut attrs = termios::tcgetattr(pty.slave.as_fd()).map_err(std::io::Error::from)?;
+        termios::cfmakeraw(&mut attrs);
+        termios::tcsetattr(pty.slave.as_fd(), SetArg::TCSANOW, &attrs)
+            .map_err(std::io::Error::from)?;
+        let slave_path = nix::unistd::ttyname(pty.slave.as_fd()).map_err(std::io::Error::from)?;
+        // Replace a stale link left by a killed board, but never a regular file or directory.
+        if let Ok(meta) = std::fs::symlink_metadata(link) {
+            if meta.file_type().is_symlink() {
+                std::fs::remove_file(link)?;
+            }
+        }
+        std::os::unix::fs::symlink(&slave_path, link)?;
+        let master = File::from(pty.master);
+        let reader = master.try_clone()?;
+        spawn_reader("vdk-pty-reader", reader, inputs)?;
+        let writer = spawn_writer("vdk-pty-writer", master)?;
+        Ok(Console {
+            writer,
+            dropped_chunks: 0,
+            _pty_slave: Some(pty.slave),
+            link: Some(link.to_path_buf()),
+            restore_stdin: None,
+        })
+    }
+
+    /// Use stdin/stdout. When stdin is a terminal it is put in raw mode (keeping Ctrl-C as a
+    /// signal) because the shell does its own echo and line editing, like the real board.
+    pub fn open_stdio(inputs: Sender<Input>) -> std::io::Result<Console> {
+        let stdin = std::io::stdin();
+        let restore_stdin = match termios::tcgetattr(stdin.as_fd()) {
+            Ok(orig) => {
+                let mut raw = orig.clone();
+                termios::cfmakeraw(&mut raw);
+                raw.local_flags.insert(termios::LocalFlags::ISIG);
+                raw.output_flags.insert(termios::OutputFlags::OPOST);
+                termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw)
+                    .map_err(std::io::Error::from)?;
+                Some(orig)
+            }
+            Err(_) => None, // a pipe or file: nothing to configure
+        };
+        spawn_reader("vdk-stdin-reader", std::io::stdin(), inputs)?;
+        let writer = spawn_writer("vdk-stdout-writer", std::io::stdout())?;
+        Ok(Console {
+            writer,
+            dropped_chunks: 0,
+            _pty_slave: None,
+            link: None,
+            restore_stdin,
+        })
+    }
+
+    /// Queue bytes for the UART; never blocks.
+    pub fn write(&mut self, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        match self.writer.try_send(bytes) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.dropped_chunks += 1;
+                if self.dropped_chunks.is_power_of_two() {
+                    eprintln!(
+                        "vdk: console output dropped ({} chunks so far): nobody is reading the console",
+                        self.dropped_chunks
+                    );
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        if let Some(link) = &self.link {
+            let _ = std::fs::remove_file(link);
+        }
+        if let Some(orig) = &self.restore_stdin {
+            let _ = termios::tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, orig);
+        }
+    }
+}
+
+fn spawn_reader<R: Read + Send + 'static>(
+    name: &str,
+    mut source: R,
+    inputs: Sender<Input>,
+) -> std::io::Result<()> {
+    thread::Builder::new()
+        .name(name.into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut buf = [0u8; READ_CHUNK];
+            loop {
+                match source.read(&mut buf) {
+                    Ok(0) => {
+                        let _ = inputs.send(Input::ConsoleClosed);
+                        return;
+                    }
+                    Ok(n) => {
+                        if inputs.send(Input::Console(buf[..n].to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        // EIO on a PTY master means no slave is open; we keep one open, so this is
+                        // a real failure. Report it and stop reading rather than spin.
+                        eprintln!("vdk: console read failed: {e}");
+                        let _ = inputs.send(Input::ConsoleClosed);
+                        return;
+                    }
+                }
+            }
+        })?;
+    Ok(())
+}
+
+fn spawn_writer<W: Write + Send + 'static>(
+    name: &str,
+    mut sink: W,
+) -> std::io::Result<SyncSender<Vec<u8>>> {
+    let (tx, rx): (SyncSender<Vec<u8>>, Receiver<Vec<u8>>) = mpsc::sync_channel(WRITE_QUEUE_CHUNKS);
+    thread::Builder::new()
+        .name(name.into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            while let Ok(chunk) = rx.recv() {
+                if let Err(e) = sink.write_all(&chunk).and_then(|_| sink.flush()) {
+                    eprintln!("vdk: console write failed: {e}");
+                    return;
+                }
+            }
+        })?;
+    Ok(tx)
+}

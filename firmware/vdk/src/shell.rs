@@ -1,0 +1,431 @@
+//! Console line discipline: the Zephyr shell (NCS profile) and OpenThread's own CLI UART
+//! (upstream profile), as byte-in / byte-out state machines without I/O.
+//!
+//! Keeping this pure lets unit tests check exact bytes (echo, erase sequences, prompt redraw)
+//! and lets the device loop feed whatever chunks the PTY delivers: a command split across reads
+//! or several commands in one read behave the same.
+//!
+//! Zephyr behaviour modelled here (subsys/shell/shell.c, shell_ops.c; see firmware/README.md):
+//! * bytes above 0x7f are dropped (`ascii_filter`), other non-printable control bytes are ignored;
+//! * `\r` or `\n` ends a command; the second byte of `\r\n` / `\n\r` is swallowed, but `\r\r`
+//!   is two (empty) lines (`process_nl`);
+//! * printable characters are inserted and echoed; once the buffer holds
+//!   `CONFIG_SHELL_CMD_BUFF_SIZE - 1` bytes further characters are dropped without echo, and the
+//!   (truncated) line is executed on Enter;
+//! * backspace (0x08) and DEL (0x7f) erase the previous character (`\x1b[1D\x1b[J`);
+//! * output that is not the reply to a command (from another thread) erases the prompt line
+//!   (cursor back to column 1, `\x1b[J`) and reprints prompt and typed text afterwards.
+
+use crate::firmware::Profile;
+
+/// Terminal width Zephyr assumes until it has queried the terminal (CONFIG_SHELL_DEFAULT_TERMINAL_WIDTH).
+const TERMINAL_WIDTH: usize = 80;
+
+/// VT100 colour Zephyr uses for the prompt (SHELL_INFO: bright green).
+const COLOR_GREEN: &[u8] = b"\x1b[1;32m";
+/// VT100 colour for SHELL_ERROR output (bright red).
+const COLOR_RED: &[u8] = b"\x1b[1;31m";
+/// Attribute reset after a coloured print.
+const COLOR_RESET: &[u8] = b"\x1b[m";
+
+/// Settings derived from the firmware's profile and Kconfig.
+#[derive(Debug, Clone)]
+pub struct ShellConfig {
+    pub profile: Profile,
+    /// `CONFIG_SHELL_PROMPT_UART` (NCS) or `> ` (upstream).
+    pub prompt: String,
+    /// `CONFIG_SHELL_VT100_COLORS`.
+    pub colors: bool,
+    /// `CONFIG_SHELL_VT100_COMMANDS`: erase/redraw around asynchronous output.
+    pub vt100: bool,
+    /// `CONFIG_SHELL_ECHO_STATUS`.
+    pub echo: bool,
+    /// `CONFIG_SHELL_CMD_BUFF_SIZE` (the buffer keeps one byte for the terminating NUL).
+    pub cmd_buff_size: usize,
+}
+
+impl ShellConfig {
+    /// OpenThread CLI on a UART: `> ` prompt, echo, no colours, line buffer of
+    /// OPENTHREAD_CONFIG_CLI_MAX_LINE_LENGTH (384).
+    pub fn upstream() -> Self {
+        ShellConfig {
+            profile: Profile::Upstream,
+            prompt: "> ".into(),
+            colors: false,
+            vt100: false,
+            echo: true,
+            cmd_buff_size: 384,
+        }
+    }
+}
+
+/// Line editor state of one console.
+#[derive(Debug)]
+pub struct Shell {
+    cfg: ShellConfig,
+    buf: Vec<u8>,
+    /// The newline byte that ended the previous line, to swallow the other half of a CRLF pair.
+    last_nl: Option<u8>,
+}
+
+/// Build the bytes of one output line (text + `\r\n`).
+pub fn line(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+impl Shell {
+    pub fn new(cfg: ShellConfig) -> Self {
+        Shell {
+            cfg,
+            buf: Vec::new(),
+            last_nl: None,
+        }
+    }
+
+    pub fn config(&self) -> &ShellConfig {
+        &self.cfg
+    }
+
+    /// The text typed so far on the current line.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Print the prompt (after boot and after each command).
+    pub fn prompt(&self, out: &mut Vec<u8>) {
+        if self.cfg.colors {
+            out.extend_from_slice(COLOR_GREEN);
+            out.extend_from_slice(self.cfg.prompt.as_bytes());
+            out.extend_from_slice(COLOR_RESET);
+        } else {
+            out.extend_from_slice(self.cfg.prompt.as_bytes());
+        }
+    }
+
+    /// Print an error line as the shell does (red when colours are on).
+    pub fn error_line(&self, out: &mut Vec<u8>, text: &str) {
+        if self.cfg.colors {
+            out.extend_from_slice(COLOR_RED);
+            line(out, text);
+            out.extend_from_slice(COLOR_RESET);
+        } else {
+            line(out, text);
+        }
+    }
+
+    /// Feed one received byte. Echo goes to `out`; returns the command line when one ends.
+    pub fn feed_byte(&mut self, byte: u8, out: &mut Vec<u8>) -> Option<String> {
+        match self.cfg.profile {
+            Profile::Ncs => self.feed_zephyr(byte, out),
+            Profile::Upstream => self.feed_ot_uart(byte, out),
+        }
+    }
+
+    fn feed_zephyr(&mut self, byte: u8, out: &mut Vec<u8>) -> Option<String> {
+        if byte > 0x7f {
+            // ascii_filter(): not even the newline tracking sees it.
+            return None;
+        }
+        if byte == b'\r' || byte == b'\n' {
+            match self.last_nl {
+                Some(prev) if prev != byte => {
+                    // Second half of CRLF/LFCR: swallowed, and the next newline counts again.
+                    self.last_nl = None;
+                    return None;
+                }
+                _ => self.last_nl = Some(byte),
+            }
+            out.extend_from_slice(b"\r\n");
+            return Some(self.take_line());
+        }
+        self.last_nl = None;
+        match byte {
+            0x08 | 0x7f => self.zephyr_backspace(out),
+            0x20..=0x7e => self.insert(byte, out),
+            // ESC sequences (arrows), TAB completion and Ctrl keys: not modelled, ignored.
+            _ => {}
+        }
+        None
+    }
+
+    fn zephyr_backspace(&mut self, out: &mut Vec<u8>) {
+        if self.buf.pop().is_none() || !self.cfg.echo {
+            return;
+        }
+        if self.cfg.vt100 {
+            out.extend_from_slice(b"\x1b[1D\x1b[J");
+        } else {
+            out.extend_from_slice(b"\x08 \x08");
+        }
+    }
+
+    /// `data_insert()`: the buffer keeps room for the terminating NUL; characters that do not
+    /// fit are dropped without echo.
+    fn insert(&mut self, byte: u8, out: &mut Vec<u8>) {
+        if self.buf.len() + 1 >= self.cfg.cmd_buff_size {
+            return;
+        }
+        self.buf.push(byte);
+        if self.cfg.echo {
+            out.push(byte);
+        }
+    }
+
+    /// OpenThread `cli_uart.cpp` receive path: echo, `\r`/`\n` end a line (an empty line gives
+    /// only a new prompt), backspace/DEL erase with `\b \b`, overlong input is dropped.
+    fn feed_ot_uart(&mut self, byte: u8, out: &mut Vec<u8>) -> Option<String> {
+        match byte {
+            b'\r' | b'\n' => {
+                if byte == b'\n' && self.last_nl == Some(b'\r') {
+                    self.last_nl = None;
+                    return None;
+                }
+                self.last_nl = Some(byte);
+                out.extend_from_slice(b"\r\n");
+                Some(self.take_line())
+            }
+            0x08 | 0x7f => {
+                self.last_nl = None;
+                if self.buf.pop().is_some() {
+                    out.extend_from_slice(b"\x08 \x08");
+                }
+                None
+            }
+            0x20..=0x7e => {
+                self.last_nl = None;
+                if self.buf.len() + 1 < self.cfg.cmd_buff_size {
+                    self.buf.push(byte);
+                    out.push(byte);
+                }
+                None
+            }
+            _ => {
+                self.last_nl = None;
+                None
+            }
+        }
+    }
+
+    fn take_line(&mut self) -> String {
+        let bytes = std::mem::take(&mut self.buf);
+        // Only 0x20..=0x7e are ever stored, so this is plain ASCII.
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Print lines that do not belong to a running command (ping replies, coap notifications),
+    /// as Zephyr's `shell_fprintf` does from another thread: erase the prompt and typed text,
+    /// print, then draw prompt and typed text again. Upstream OpenThread just prints.
+    pub fn print_async(&self, lines: &[String], out: &mut Vec<u8>) {
+        if lines.is_empty() {
+            return;
+        }
+        let redraw = self.cfg.profile == Profile::Ncs && self.cfg.vt100;
+        if redraw {
+            self.erase_line(out);
+        }
+        for l in lines {
+            line(out, l);
+        }
+        if redraw {
+            self.prompt(out);
+            out.extend_from_slice(&self.buf);
+        }
+    }
+
+    /// `z_shell_cmd_line_erase`: cursor to column 1 of the prompt's first row, clear to end of screen.
+    fn erase_line(&self, out: &mut Vec<u8>) {
+        let pos = self.cfg.prompt.len() + self.buf.len();
+        let col = pos % TERMINAL_WIDTH;
+        let row = pos / TERMINAL_WIDTH;
+        if col > 0 {
+            out.extend_from_slice(format!("\x1b[{col}D").as_bytes());
+        }
+        if row > 0 {
+            out.extend_from_slice(format!("\x1b[{row}A").as_bytes());
+        }
+        out.extend_from_slice(b"\x1b[J");
+    }
+}
+
+/// Split a command line into arguments as the Zephyr shell does (`z_shell_make_argv`): spaces
+/// separate, double or single quotes group, backslash escapes the next character.
+/// Returns `None` when there are more than `argc_max` arguments.
+pub fn split_args(line: &str, argc_max: usize) -> Option<Vec<String>> {
+    let mut args = Vec::new();
+    let mut cur = String::new();
+    let mut in_arg = false;
+    let mut quote: Option<char> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match (c, quote) {
+            ('\\', _) => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+                in_arg = true;
+            }
+            ('"' | '\'', None) => {
+                quote = Some(c);
+                in_arg = true;
+            }
+            (q, Some(open)) if q == open => quote = None,
+            (' ' | '\t', None) => {
+                if in_arg {
+                    args.push(std::mem::take(&mut cur));
+                    in_arg = false;
+                }
+            }
+            (c, _) => {
+                cur.push(c);
+                in_arg = true;
+            }
+        }
+    }
+    if in_arg {
+        args.push(cur);
+    }
+    if args.len() > argc_max {
+        return None;
+    }
+    Some(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ncs() -> Shell {
+        Shell::new(ShellConfig {
+            profile: Profile::Ncs,
+            prompt: "uart:~$ ".into(),
+            colors: true,
+            vt100: true,
+            echo: true,
+            cmd_buff_size: 16,
+        })
+    }
+
+    fn feed(sh: &mut Shell, bytes: &[u8]) -> (Vec<u8>, Vec<String>) {
+        let mut out = Vec::new();
+        let mut cmds = Vec::new();
+        for &b in bytes {
+            if let Some(c) = sh.feed_byte(b, &mut out) {
+                cmds.push(c);
+            }
+        }
+        (out, cmds)
+    }
+
+    #[test]
+    fn echo_and_line_endings() {
+        let mut sh = ncs();
+        let (out, cmds) = feed(&mut sh, b"ot state\r");
+        assert_eq!(out, b"ot state\r\n");
+        assert_eq!(cmds, vec!["ot state"]);
+        // CRLF is one line; LF alone and CR alone each end one.
+        let (_, cmds) = feed(&mut sh, b"a\r\nb\nc\r");
+        assert_eq!(cmds, vec!["a", "b", "c"]);
+        // CR CR is two lines, the second empty.
+        let (_, cmds) = feed(&mut sh, b"x\r\r");
+        assert_eq!(cmds, vec!["x", ""]);
+        // LF CR is one.
+        let (_, cmds) = feed(&mut sh, b"y\n\rz\n");
+        assert_eq!(cmds, vec!["y", "z"]);
+    }
+
+    #[test]
+    fn split_across_reads() {
+        let mut sh = ncs();
+        let (_, c1) = feed(&mut sh, b"ot st");
+        assert!(c1.is_empty());
+        assert_eq!(sh.pending(), b"ot st");
+        let (_, c2) = feed(&mut sh, b"ate\r");
+        let (_, c3) = feed(&mut sh, b"\n");
+        assert_eq!(c2, vec!["ot state"]);
+        assert!(
+            c3.is_empty(),
+            "LF after CR in the next read is still swallowed"
+        );
+    }
+
+    #[test]
+    fn backspace_and_delete() {
+        let mut sh = ncs();
+        let (out, cmds) = feed(&mut sh, b"otx\x08 s\x7fstate\r");
+        assert_eq!(cmds, vec!["ot state"]);
+        assert_eq!(out, b"otx\x1b[1D\x1b[J s\x1b[1D\x1b[Jstate\r\n");
+        // Backspace on an empty line prints nothing.
+        let (out, _) = feed(&mut sh, b"\x08");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn binary_garbage_is_dropped() {
+        let mut sh = ncs();
+        let (out, cmds) = feed(
+            &mut sh,
+            &[0xff, 0x00, 0x80, b'o', 0xc3, 0xa9, b't', 0x1b, 0x07, b'\r'],
+        );
+        assert_eq!(cmds, vec!["ot"]);
+        assert_eq!(out, b"ot\r\n");
+    }
+
+    #[test]
+    fn overlong_line_is_truncated_like_zephyr() {
+        let mut sh = ncs(); // 16-byte buffer: 15 characters fit
+        let (out, cmds) = feed(&mut sh, b"0123456789abcdefghij\r");
+        assert_eq!(cmds, vec!["0123456789abcde"]);
+        assert_eq!(out, b"0123456789abcde\r\n");
+    }
+
+    #[test]
+    fn prompt_coloured_or_plain() {
+        let sh = ncs();
+        let mut out = Vec::new();
+        sh.prompt(&mut out);
+        assert_eq!(out, b"\x1b[1;32muart:~$ \x1b[m");
+        let plain = Shell::new(ShellConfig {
+            colors: false,
+            ..sh.config().clone()
+        });
+        let mut out = Vec::new();
+        plain.prompt(&mut out);
+        assert_eq!(out, b"uart:~$ ");
+    }
+
+    #[test]
+    fn async_output_erases_and_redraws_prompt() {
+        let mut sh = ncs();
+        let _ = feed(&mut sh, b"ot");
+        let mut out = Vec::new();
+        sh.print_async(&["coap response sent".to_string()], &mut out);
+        // prompt (8) + "ot" (2) = 10 columns to go back.
+        assert_eq!(
+            out,
+            b"\x1b[10D\x1b[Jcoap response sent\r\n\x1b[1;32muart:~$ \x1b[mot".to_vec()
+        );
+    }
+
+    #[test]
+    fn upstream_profile() {
+        let mut sh = Shell::new(ShellConfig::upstream());
+        let (out, cmds) = feed(&mut sh, b"state\r\nab\x7fc\n");
+        assert_eq!(cmds, vec!["state", "ac"]);
+        assert_eq!(out, b"state\r\nab\x08 \x08c\r\n");
+        let mut out = Vec::new();
+        sh.print_async(&["x".to_string()], &mut out);
+        assert_eq!(out, b"x\r\n");
+    }
+
+    #[test]
+    fn argument_splitting() {
+        assert_eq!(
+            split_args("ot  coap put  a \"b c\" d\\ e", 20).unwrap(),
+            vec!["ot", "coap", "put", "a", "b c", "d e"]
+        );
+        assert_eq!(split_args("", 20).unwrap(), Vec::<String>::new());
+        assert_eq!(split_args("\"\"", 20).unwrap(), vec![""]);
+        assert!(split_args("a b c", 2).is_none());
+    }
+}
