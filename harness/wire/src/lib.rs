@@ -1,1 +1,16 @@
 //! Wire codecs shared by the harness (to decode captures) and the virtual DK (to speak on the virtual air).
+//!
+//! Every parser in this crate takes untrusted bytes and returns [`WireError`] on anything it cannot
+//! decode; none of them panics on any input.
+
+pub mod coap;
+pub mod ip;
+pub mod lowpan;
+pub mod mac;
+pub mod security;
+pub mod sniffer;
+
+mod error;
+mod reader;
+
+pub use error::WireError;
