@@ -31,6 +31,8 @@ pub enum Outcome {
 pub struct Reply {
     pub lines: Vec<String>,
     pub outcome: Outcome,
+    /// The command changed the active dataset in a way OpenThread writes to settings.
+    pub touched_dataset: bool,
 }
 
 impl Reply {
@@ -38,12 +40,14 @@ impl Reply {
         Reply {
             lines,
             outcome: Outcome::Done,
+            touched_dataset: false,
         }
     }
     fn error(e: OtError) -> Reply {
         Reply {
             lines: Vec::new(),
             outcome: Outcome::Error(e),
+            touched_dataset: false,
         }
     }
     fn from_result(r: Result<Vec<String>, OtError>) -> Reply {
@@ -88,6 +92,7 @@ impl Cli {
             return Reply {
                 lines: Vec::new(),
                 outcome: Outcome::Pending,
+                touched_dataset: false,
             };
         };
         let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
@@ -103,14 +108,20 @@ impl Cli {
             "thread" => Reply::from_result(thread(&rest, ctx)),
             "rloc16" => Reply::from_result(rloc16(&rest, ctx)),
             "ipaddr" => Reply::from_result(ipaddr(&rest, ctx)),
-            "dataset" => Reply::from_result(self.dataset(&rest, ctx)),
+            "dataset" => {
+                let mut reply = Reply::from_result(self.dataset(&rest, ctx));
+                reply.touched_dataset = matches!(rest.first(), Some(&"commit") | Some(&"set"));
+                reply
+            }
             "factoryreset" => Reply {
                 lines: Vec::new(),
                 outcome: Outcome::Reboot { factory: true },
+                touched_dataset: false,
             },
             "reset" => Reply {
                 lines: Vec::new(),
                 outcome: Outcome::Reboot { factory: false },
+                touched_dataset: false,
             },
             _ => Reply::error(OtError::InvalidCommand),
         }

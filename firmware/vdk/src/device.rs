@@ -29,6 +29,25 @@ pub enum Input {
     Shutdown,
 }
 
+/// What Zephyr's `help` prints (shell.c `cmd_help` with TAB, autocompletion, help and metakeys
+/// enabled), followed by the root commands this model has.
+const ZEPHYR_HELP: &[&str] = &[
+    "Please press the <Tab> button to see all available commands.",
+    "You can also use the <Tab> button to prompt or auto-complete all commands or its subcommands.",
+    "You can try to call commands with <-h> or <--help> parameter for more information.",
+    "",
+    "Shell supports following meta-keys:",
+    "  Ctrl + (a key from: abcdefklnpuw)",
+    "  Alt  + (a key from: bf)",
+    "Please refer to shell documentation for more details.",
+    "",
+    "Available commands:",
+    "  clear  :Clear screen.",
+    "  help   :Prints the help message.",
+    "  ot     :OpenThread subcommands",
+    "          Use \"ot help\" to get the list of subcommands",
+];
+
 /// Longest idle sleep when the stack has no timer pending.
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
 
@@ -139,7 +158,7 @@ impl Board {
             shell::line(&mut self.out, l);
         }
         let shell = Shell::new(shell_cfg);
-        shell.prompt(&mut self.out);
+        shell.start(&mut self.out);
         let auto_start = manifest.profile == Profile::Ncs && !k.bool("OPENTHREAD_MANUAL_START");
         let mut running = Running {
             shell,
@@ -174,53 +193,63 @@ impl Board {
             return;
         };
         let profile = running.shell.config().profile;
-        let Some(args) = shell::split_args(line, running.argc_max) else {
-            match profile {
-                Profile::Ncs => running
-                    .shell
-                    .error_line(&mut self.out, "Too many parameters (max 20)"),
-                Profile::Upstream => shell::line(
-                    &mut self.out,
-                    &crate::ot_error::OtError::InvalidArgs.to_string(),
-                ),
-            }
-            running.shell.prompt(&mut self.out);
-            return;
-        };
         let reply = match profile {
-            Profile::Ncs => match args.first().map(String::as_str) {
-                None => None,
-                Some("ot") if args.len() == 1 => {
+            Profile::Ncs => match shell::split_args(line, running.argc_max) {
+                Err(shell::ArgsError::TooMany) => {
+                    // SHELL_MSG_TOO_MANY_ARGS already ends in a newline and is printed with "%s\n".
                     running
                         .shell
-                        .error_line(&mut self.out, "ot: wrong parameter count");
+                        .error_line(&mut self.out, "Too many arguments in the command.\r\n");
                     None
                 }
-                Some("ot") => Some(run_cli(running, &args[1..], now)),
-                Some("clear") => {
-                    self.out.extend_from_slice(b"\x1b[H\x1b[J");
+                Err(shell::ArgsError::Unterminated(q)) => {
+                    running
+                        .shell
+                        .error_line(&mut self.out, &format!("not terminated: {q}"));
                     None
                 }
-                Some("help") => {
-                    for l in [
-                        "Available commands:",
-                        "  clear  :Clear screen.",
-                        "  help   :Prints the help message.",
-                        "  ot     :OpenThread subcommands",
-                        "         Use \"ot help\" to get the list of subcommands",
-                    ] {
-                        shell::line(&mut self.out, l);
+                Ok(args) => match args.first().map(String::as_str) {
+                    None => None,
+                    Some("ot") if args.len() == 1 => {
+                        // Registered with 2 mandatory arguments; help follows the error
+                        // (SHELL_HELP_ON_WRONG_ARGUMENT_COUNT).
+                        running
+                            .shell
+                            .error_line(&mut self.out, "ot: wrong parameter count");
+                        shell::line(&mut self.out, "ot - OpenThread subcommands");
+                        shell::line(
+                            &mut self.out,
+                            "     Use \"ot help\" to get the list of subcommands",
+                        );
+                        None
                     }
-                    None
-                }
-                Some(other) => {
-                    running
-                        .shell
-                        .error_line(&mut self.out, &format!("{other}: command not found"));
-                    None
-                }
+                    Some("ot") => {
+                        // The ot command joins its arguments with single spaces and hands the
+                        // line to otCliInputLine, which splits it again its own way.
+                        let ot_line = args[1..].join(" ");
+                        Some(run_cli(running, &shell::split_ot_args(&ot_line), now))
+                    }
+                    Some("clear") => {
+                        // SHELL_VT100_CURSORHOME + SHELL_VT100_CLEARSCREEN
+                        self.out.extend_from_slice(b"\x1b[H\x1b[2J");
+                        None
+                    }
+                    Some("help") => {
+                        for l in ZEPHYR_HELP {
+                            shell::line(&mut self.out, l);
+                        }
+                        None
+                    }
+                    Some(other) => {
+                        running
+                            .shell
+                            .error_line(&mut self.out, &format!("{other}: command not found"));
+                        None
+                    }
+                },
             },
             Profile::Upstream => {
+                let args = shell::split_ot_args(line);
                 if args.is_empty() {
                     None
                 } else {
@@ -255,11 +284,7 @@ impl Board {
                     }
                 }
                 Outcome::Done => {
-                    if args
-                        .get(usize::from(profile == Profile::Ncs))
-                        .map(String::as_str)
-                        == Some("dataset")
-                    {
+                    if reply.touched_dataset {
                         self.save_settings();
                     }
                 }

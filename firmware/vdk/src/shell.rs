@@ -66,6 +66,20 @@ pub struct Shell {
     buf: Vec<u8>,
     /// The newline byte that ended the previous line, to swallow the other half of a CRLF pair.
     last_nl: Option<u8>,
+    /// Position in a VT100 escape sequence being received (arrow keys etc.).
+    escape: Escape,
+}
+
+/// `shell_receive_state`: escape sequences are consumed, never inserted as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    None,
+    /// After ESC.
+    Esc,
+    /// After `ESC [`.
+    Sequence,
+    /// After `ESC [ 1..4`: one more byte (`~`) to swallow.
+    Tilde,
 }
 
 /// Build the bytes of one output line (text + `\r\n`).
@@ -80,6 +94,7 @@ impl Shell {
             cfg,
             buf: Vec::new(),
             last_nl: None,
+            escape: Escape::None,
         }
     }
 
@@ -90,6 +105,20 @@ impl Shell {
     /// The text typed so far on the current line.
     pub fn pending(&self) -> &[u8] {
         &self.buf
+    }
+
+    /// What the shell prints when it starts after boot (`shell_start`): colours reset, two empty
+    /// lines when there is a prompt, then the prompt. OpenThread's CLI prints only its prompt.
+    pub fn start(&self, out: &mut Vec<u8>) {
+        if self.cfg.profile == Profile::Ncs {
+            if self.cfg.colors {
+                out.extend_from_slice(COLOR_RESET);
+            }
+            if !self.cfg.prompt.is_empty() {
+                out.extend_from_slice(b"\r\n\r\n");
+            }
+        }
+        self.prompt(out);
     }
 
     /// Print the prompt (after boot and after each command).
@@ -127,6 +156,31 @@ impl Shell {
             // ascii_filter(): not even the newline tracking sees it.
             return None;
         }
+        match self.escape {
+            Escape::None => {}
+            Escape::Esc => {
+                self.escape = if byte == b'[' {
+                    Escape::Sequence
+                } else {
+                    Escape::None
+                };
+                return None;
+            }
+            Escape::Sequence => {
+                // Arrow keys, Home/End, Insert/Delete: cursor movement is not modelled (the
+                // cursor always stays at the end of the line); the keys are consumed.
+                self.escape = if (b'1'..=b'4').contains(&byte) {
+                    Escape::Tilde
+                } else {
+                    Escape::None
+                };
+                return None;
+            }
+            Escape::Tilde => {
+                self.escape = Escape::None;
+                return None;
+            }
+        }
         if byte == b'\r' || byte == b'\n' {
             match self.last_nl {
                 Some(prev) if prev != byte => {
@@ -136,27 +190,53 @@ impl Shell {
                 }
                 _ => self.last_nl = Some(byte),
             }
-            out.extend_from_slice(b"\r\n");
+            // execute() moves to a new line unless the echo already wrapped onto one;
+            // an empty line always gets one.
+            if self.buf.is_empty() || !self.cursor_in_empty_line() {
+                out.extend_from_slice(b"\r\n");
+            }
             return Some(self.take_line());
         }
         self.last_nl = None;
         match byte {
+            0x1b => self.escape = Escape::Esc,
             0x08 | 0x7f => self.zephyr_backspace(out),
             0x20..=0x7e => self.insert(byte, out),
-            // ESC sequences (arrows), TAB completion and Ctrl keys: not modelled, ignored.
+            // Ctrl+C: abandon the line, new prompt.
+            0x03 if self.cfg.echo => {
+                if !self.cursor_in_empty_line() {
+                    out.extend_from_slice(b"\r\n");
+                }
+                self.buf.clear();
+                self.prompt(out);
+            }
+            // Ctrl+U: erase the whole line.
+            0x15 if self.cfg.echo => {
+                if !self.buf.is_empty() && self.cfg.vt100 {
+                    out.extend_from_slice(format!("\x1b[{}D\x1b[J", self.buf.len()).as_bytes());
+                }
+                self.buf.clear();
+            }
+            // TAB completion and the other meta keys are not modelled, ignored.
             _ => {}
         }
         None
+    }
+
+    /// `z_shell_cursor_in_empty_line`: the cursor sits in column 0 (prompt + text fill whole rows).
+    fn cursor_in_empty_line(&self) -> bool {
+        let typed = if self.cfg.echo { self.buf.len() } else { 0 };
+        (typed + self.cfg.prompt.len()) % TERMINAL_WIDTH == 0
     }
 
     fn zephyr_backspace(&mut self, out: &mut Vec<u8>) {
         if self.buf.pop().is_none() || !self.cfg.echo {
             return;
         }
+        // Cursor left, clear to end of screen; both are VT100 commands, so without them the
+        // terminal shows nothing.
         if self.cfg.vt100 {
             out.extend_from_slice(b"\x1b[1D\x1b[J");
-        } else {
-            out.extend_from_slice(b"\x08 \x08");
         }
     }
 
@@ -169,6 +249,10 @@ impl Shell {
         self.buf.push(byte);
         if self.cfg.echo {
             out.push(byte);
+            // reprint_from_cursor(): when prompt + text exactly fill the row, move to the next.
+            if (self.buf.len() + self.cfg.prompt.len()) % TERMINAL_WIDTH == 0 {
+                out.extend_from_slice(b"\r\n");
+            }
         }
     }
 
@@ -248,10 +332,18 @@ impl Shell {
     }
 }
 
+/// Why a command line could not be split into arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgsError {
+    /// More than `CONFIG_SHELL_ARGC_MAX` arguments.
+    TooMany,
+    /// A quote was opened and not closed.
+    Unterminated(char),
+}
+
 /// Split a command line into arguments as the Zephyr shell does (`z_shell_make_argv`): spaces
 /// separate, double or single quotes group, backslash escapes the next character.
-/// Returns `None` when there are more than `argc_max` arguments.
-pub fn split_args(line: &str, argc_max: usize) -> Option<Vec<String>> {
+pub fn split_args(line: &str, argc_max: usize) -> Result<Vec<String>, ArgsError> {
     let mut args = Vec::new();
     let mut cur = String::new();
     let mut in_arg = false;
@@ -282,13 +374,49 @@ pub fn split_args(line: &str, argc_max: usize) -> Option<Vec<String>> {
             }
         }
     }
+    if let Some(q) = quote {
+        return Err(ArgsError::Unterminated(q));
+    }
     if in_arg {
         args.push(cur);
     }
     if args.len() > argc_max {
-        return None;
+        return Err(ArgsError::TooMany);
     }
-    Some(args)
+    Ok(args)
+}
+
+/// Split a line as OpenThread's CLI does (`Utils::CmdLineParser`): spaces and tabs separate,
+/// a backslash makes the next character literal; quotes have no meaning.
+pub fn split_ot_args(line: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut cur = String::new();
+    let mut in_arg = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+                in_arg = true;
+            }
+            ' ' | '\t' => {
+                if in_arg {
+                    args.push(std::mem::take(&mut cur));
+                    in_arg = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                in_arg = true;
+            }
+        }
+    }
+    if in_arg {
+        args.push(cur);
+    }
+    args
 }
 
 #[cfg(test)]
@@ -355,6 +483,14 @@ mod tests {
         let (out, cmds) = feed(&mut sh, b"otx\x08 s\x7fstate\r");
         assert_eq!(cmds, vec!["ot state"]);
         assert_eq!(out, b"otx\x1b[1D\x1b[J s\x1b[1D\x1b[Jstate\r\n");
+        // Without VT100 commands the terminal gets nothing for a backspace.
+        let mut plain = Shell::new(ShellConfig {
+            vt100: false,
+            colors: false,
+            ..sh.config().clone()
+        });
+        let (out, _) = feed(&mut plain, b"ab\x7f");
+        assert_eq!(out, b"ab");
         // Backspace on an empty line prints nothing.
         let (out, _) = feed(&mut sh, b"\x08");
         assert!(out.is_empty());
@@ -408,6 +544,49 @@ mod tests {
     }
 
     #[test]
+    fn escape_sequences_are_consumed() {
+        let mut sh = ncs();
+        // Up arrow, left arrow, Delete key (ESC [ 3 ~), Alt+b.
+        let (out, cmds) = feed(&mut sh, b"ot\x1b[A\x1b[D\x1b[3~\x1bb state\r");
+        assert_eq!(cmds, vec!["ot state"]);
+        assert_eq!(out, b"ot state\r\n");
+    }
+
+    #[test]
+    fn ctrl_c_and_ctrl_u() {
+        let mut sh = ncs();
+        let (out, cmds) = feed(&mut sh, b"ot st\x03");
+        assert!(cmds.is_empty());
+        assert_eq!(out, b"ot st\r\n\x1b[1;32muart:~$ \x1b[m");
+        let (out, cmds) = feed(&mut sh, b"abc\x15ot\r");
+        assert_eq!(cmds, vec!["ot"]);
+        assert_eq!(out, b"abc\x1b[3D\x1b[Jot\r\n");
+    }
+
+    #[test]
+    fn echo_wraps_at_terminal_width() {
+        let mut sh = Shell::new(ShellConfig {
+            cmd_buff_size: 416,
+            ..ncs().config().clone()
+        });
+        // 8 prompt columns + 72 characters fill the 80-column row: Zephyr moves to the next row,
+        // and Enter then adds no second newline.
+        let line = vec![b'a'; 72];
+        let (out, _) = feed(&mut sh, &line);
+        assert!(out.ends_with(b"a\r\n"), "{out:?}");
+        let (out, cmds) = feed(&mut sh, b"\r");
+        assert_eq!(cmds.len(), 1);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn start_prints_reset_blank_lines_and_prompt() {
+        let mut out = Vec::new();
+        ncs().start(&mut out);
+        assert_eq!(out, b"\x1b[m\r\n\r\n\x1b[1;32muart:~$ \x1b[m");
+    }
+
+    #[test]
     fn upstream_profile() {
         let mut sh = Shell::new(ShellConfig::upstream());
         let (out, cmds) = feed(&mut sh, b"state\r\nab\x7fc\n");
@@ -426,6 +605,11 @@ mod tests {
         );
         assert_eq!(split_args("", 20).unwrap(), Vec::<String>::new());
         assert_eq!(split_args("\"\"", 20).unwrap(), vec![""]);
-        assert!(split_args("a b c", 2).is_none());
+        assert_eq!(split_args("a b c", 2), Err(ArgsError::TooMany));
+        assert_eq!(split_args("a \"b", 20), Err(ArgsError::Unterminated('"')));
+        assert_eq!(
+            split_ot_args(" networkname  my\\ net \"x\" "),
+            vec!["networkname", "my net", "\"x\""]
+        );
     }
 }
