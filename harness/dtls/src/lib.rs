@@ -2,10 +2,16 @@
 //! PSK, ECDHE-ECDSA and EC J-PAKE, all with AES-128-CCM-8; plus handshake transcripts
 //! built from the engine or from datagrams observed passively.
 
+pub mod cert;
 pub mod codec;
+pub mod crypto;
+pub mod ecjpake;
 pub mod enums;
 pub mod error;
 pub mod messages;
+pub mod reassembly;
+pub mod transcript;
 
 pub use enums::*;
 pub use error::{CertError, CodecError, Error};
+pub use transcript::{Direction, Transcript, TranscriptBuilder};
