@@ -358,17 +358,22 @@ pub fn parse(ipv6: &[u8]) -> Result<Packet, WireError> {
 
 /// Fill in the UDP checksum of a full IPv6+UDP packet (used after 6LoWPAN decompression of a
 /// datagram whose checksum was elided).
-pub(crate) fn fill_udp_checksum(ipv6: &mut [u8]) {
-    if ipv6.len() < IPV6_HEADER_LEN + UDP_HEADER_LEN {
+/// `udp_offset` is where the UDP header starts (40 without extension headers).
+pub(crate) fn fill_udp_checksum(ipv6: &mut [u8], udp_offset: usize) {
+    if udp_offset < IPV6_HEADER_LEN || ipv6.len() < udp_offset + UDP_HEADER_LEN {
         return;
     }
-    let (header, udp) = ipv6.split_at_mut(IPV6_HEADER_LEN);
+    let (header, rest) = ipv6.split_at_mut(udp_offset);
     let mut src = [0u8; 16];
     let mut dst = [0u8; 16];
     src.copy_from_slice(&header[8..24]);
     dst.copy_from_slice(&header[24..40]);
     let (src, dst) = (Ipv6Addr::from(src), Ipv6Addr::from(dst));
-    let mut udp = UdpPacket::new_unchecked(udp);
+    let available = rest.len();
+    let mut udp = UdpPacket::new_unchecked(rest);
+    if usize::from(udp.len()) > available || usize::from(udp.len()) < UDP_HEADER_LEN {
+        return;
+    }
     udp.set_checksum(0);
     udp.fill_checksum(&IpAddress::Ipv6(src), &IpAddress::Ipv6(dst));
 }
@@ -465,7 +470,7 @@ mod tests {
         let mut zeroed = packet.clone();
         zeroed[46] = 0;
         zeroed[47] = 0;
-        fill_udp_checksum(&mut zeroed);
+        fill_udp_checksum(&mut zeroed, IPV6_HEADER_LEN);
         assert_eq!(zeroed, packet);
     }
 

@@ -216,7 +216,7 @@ struct Partial {
     received: Vec<(usize, usize)>,
     /// Whether FRAG1 arrived and its UDP checksum was elided (to be computed at the end).
     first_seen: bool,
-    fill_udp_checksum: bool,
+    udp_checksum_offset: Option<usize>,
 }
 
 /// 6LoWPAN reassembly keyed by (link-layer source, destination, datagram size, tag), with a
@@ -327,12 +327,12 @@ impl Reassembler {
     ) -> Result<Option<Vec<u8>>, WireError> {
         let size = usize::from(header.size());
         // Decode before touching state so that a bad fragment does not disturb its datagram.
-        let (start, bytes, fill_udp_checksum) = match header {
+        let (start, bytes, udp_checksum_offset) = match header {
             FragHeader::First { .. } => {
                 let decoded = iphc::decompress_first_fragment(body, &src, &dst, contexts, size)?;
-                (0, decoded.bytes, decoded.udp_checksum_elided)
+                (0, decoded.bytes, decoded.udp_checksum_offset)
             }
-            FragHeader::Next { offset, .. } => (usize::from(offset), body.to_vec(), false),
+            FragHeader::Next { offset, .. } => (usize::from(offset), body.to_vec(), None),
         };
         let end = start + bytes.len();
         if end > size || bytes.is_empty() {
@@ -352,7 +352,7 @@ impl Reassembler {
             buffer: vec![0; size],
             received: Vec::new(),
             first_seen: false,
-            fill_udp_checksum: false,
+            udp_checksum_offset: None,
         });
         let mut overlaps = false;
         for &(s, e) in &partial.received {
@@ -374,7 +374,7 @@ impl Reassembler {
         }
         if matches!(header, FragHeader::First { .. }) {
             partial.first_seen = true;
-            partial.fill_udp_checksum = fill_udp_checksum;
+            partial.udp_checksum_offset = udp_checksum_offset;
         }
         partial.received.push((start, end));
         partial.received.sort_unstable();
@@ -386,8 +386,8 @@ impl Reassembler {
             return Ok(None);
         };
         let mut datagram = done.buffer;
-        if done.fill_udp_checksum {
-            crate::ip::fill_udp_checksum(&mut datagram);
+        if let Some(offset) = done.udp_checksum_offset {
+            crate::ip::fill_udp_checksum(&mut datagram, offset);
         }
         self.stats.completed += 1;
         self.stats.reassembled += 1;
@@ -441,5 +441,304 @@ pub fn fuzz_decode(data: &[u8]) {
     let now = Instant::now();
     for chunk in data.split(|&b| b == 0xff) {
         let _ = reassembler.push(now, &src, &dst, chunk, &contexts);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ip;
+    use std::net::SocketAddrV6;
+
+    const ML_PREFIX: [u8; 8] = [0xfd, 0xde, 0xad, 0x00, 0xbe, 0xef, 0x00, 0x00];
+    const CONTEXTS: [Context; 1] = [Context {
+        id: 0,
+        prefix: ML_PREFIX,
+    }];
+    const SRC: Address = Address::Short(0x0400);
+    const DST: Address = Address::Short(0x0800);
+
+    #[test]
+    fn dispatch_values() {
+        assert_eq!(Dispatch::of(0xbf), Dispatch::Mesh);
+        assert_eq!(Dispatch::of(0xc4), Dispatch::Frag1);
+        assert_eq!(Dispatch::of(0xe4), Dispatch::FragN);
+        assert_eq!(Dispatch::of(0x7a), Dispatch::Iphc);
+        assert_eq!(Dispatch::of(0x41), Dispatch::Other(0x41));
+    }
+
+    #[test]
+    fn mesh_header_round_trip() {
+        for (mesh, bytes) in [
+            (
+                MeshHeader {
+                    hops_left: 14,
+                    originator: 0x0400,
+                    final_dest: 0x0c01,
+                },
+                vec![0xbe, 0x04, 0x00, 0x0c, 0x01],
+            ),
+            (
+                MeshHeader {
+                    hops_left: 32,
+                    originator: 0x0400,
+                    final_dest: 0xfffe,
+                },
+                vec![0xbf, 0x20, 0x04, 0x00, 0xff, 0xfe],
+            ),
+        ] {
+            let mut out = Vec::new();
+            mesh.emit(&mut out);
+            assert_eq!(out, bytes);
+            assert_eq!(mesh.buffer_len(), bytes.len());
+            assert_eq!(MeshHeader::parse(&bytes).unwrap(), (mesh, bytes.len()));
+        }
+        // V=0 or F=0 (extended addresses) is rejected as OpenThread does; truncation is an error.
+        assert!(
+            MeshHeader::parse(&[0x8e, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err()
+        );
+        assert!(MeshHeader::parse(&[0xbf, 0x20, 0x04]).is_err());
+    }
+
+    #[test]
+    fn frag_header_round_trip() {
+        for (header, bytes) in [
+            (
+                FragHeader::First {
+                    size: 1280,
+                    tag: 0xbeef,
+                },
+                vec![0xc5, 0x00, 0xbe, 0xef],
+            ),
+            (
+                FragHeader::Next {
+                    size: 1280,
+                    tag: 0xbeef,
+                    offset: 96,
+                },
+                vec![0xe5, 0x00, 0xbe, 0xef, 12],
+            ),
+        ] {
+            let mut out = Vec::new();
+            header.emit(&mut out);
+            assert_eq!(out, bytes);
+            assert_eq!(FragHeader::parse(&bytes).unwrap(), (header, bytes.len()));
+        }
+        assert!(FragHeader::parse(&[0xe5, 0x00, 0xbe, 0xef]).is_err());
+        assert!(FragHeader::parse(&[0x7a, 0x00, 0xbe, 0xef]).is_err());
+    }
+
+    fn big_udp(len: usize) -> Vec<u8> {
+        let payload: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+        ip::udp_packet(
+            SocketAddrV6::new(ip::rloc(&ML_PREFIX, 0x0400), 5684, 0, 0),
+            SocketAddrV6::new(ip::rloc(&ML_PREFIX, 0x0800), 49152, 0, 0),
+            64,
+            &payload,
+        )
+    }
+
+    fn fragments_of(datagram: &[u8], max_payload: usize) -> Vec<Vec<u8>> {
+        let compressed = compress(datagram, &SRC, &DST, &CONTEXTS).unwrap();
+        fragment(&compressed, datagram.len() as u16, 0x1234, max_payload)
+    }
+
+    #[test]
+    fn fragments_reassemble_in_any_order() {
+        let datagram = big_udp(300);
+        let frags = fragments_of(&datagram, 80);
+        assert!(frags.len() > 3);
+        assert!(frags.iter().all(|f| f.len() <= 80));
+        // FRAGN offsets are multiples of 8 and continuous in uncompressed bytes.
+        for pair in frags.windows(2) {
+            let (a, _) = FragHeader::parse(&pair[0]).unwrap();
+            let (b, b_len) = FragHeader::parse(&pair[1]).unwrap();
+            assert_eq!(b.offset() % 8, 0);
+            if let FragHeader::Next { .. } = a {
+                assert_eq!(b.offset() - a.offset(), (pair[0].len() - 5) as u16);
+            }
+            assert!(b_len == 5);
+        }
+        let now = Instant::now();
+        let orders: [Vec<usize>; 3] = [
+            (0..frags.len()).collect(),
+            (0..frags.len()).rev().collect(),
+            (1..frags.len()).chain([0]).collect(),
+        ];
+        for order in orders {
+            let mut reassembler = Reassembler::new(Duration::from_secs(2));
+            let mut result = None;
+            for (n, &i) in order.iter().enumerate() {
+                let out = reassembler
+                    .push(now, &SRC, &DST, &frags[i], &CONTEXTS)
+                    .unwrap();
+                if n + 1 < order.len() {
+                    assert_eq!(out, None);
+                } else {
+                    result = out;
+                }
+            }
+            assert_eq!(result.as_deref(), Some(&datagram[..]));
+            assert_eq!(reassembler.pending(), 0);
+            assert_eq!(reassembler.stats().reassembled, 1);
+        }
+    }
+
+    #[test]
+    fn unfragmented_and_mesh_headers() {
+        let datagram = big_udp(20);
+        let compressed = compress(&datagram, &SRC, &DST, &CONTEXTS).unwrap();
+        let mut reassembler = Reassembler::new(Duration::from_secs(2));
+        let now = Instant::now();
+        assert_eq!(
+            reassembler
+                .push(now, &SRC, &DST, &compressed, &CONTEXTS)
+                .unwrap(),
+            Some(datagram.clone())
+        );
+        // Through a mesh header: the IPHC addresses come from originator/final destination,
+        // not from the MAC addresses of the hop.
+        let mut meshed = Vec::new();
+        MeshHeader {
+            hops_left: 3,
+            originator: 0x0400,
+            final_dest: 0x0800,
+        }
+        .emit(&mut meshed);
+        meshed.extend_from_slice(&compressed);
+        let hop_src = Address::Short(0x0c00);
+        let hop_dst = Address::Short(0x1000);
+        assert_eq!(
+            reassembler
+                .push(now, &hop_src, &hop_dst, &meshed, &CONTEXTS)
+                .unwrap(),
+            Some(datagram.clone())
+        );
+        // Mesh + fragments.
+        let big = big_udp(200);
+        let frags = fragments_of(&big, 70);
+        let mut out = None;
+        for frag in &frags {
+            let mut m = Vec::new();
+            MeshHeader {
+                hops_left: 20,
+                originator: 0x0400,
+                final_dest: 0x0800,
+            }
+            .emit(&mut m);
+            m.extend_from_slice(frag);
+            out = reassembler
+                .push(now, &hop_src, &hop_dst, &m, &CONTEXTS)
+                .unwrap();
+        }
+        assert_eq!(out, Some(big));
+        assert_eq!(reassembler.stats().completed, 3);
+    }
+
+    #[test]
+    fn duplicates_overlaps_and_expiry_are_counted() {
+        let datagram = big_udp(250);
+        let frags = fragments_of(&datagram, 60);
+        let now = Instant::now();
+        let mut reassembler = Reassembler::new(Duration::from_secs(2));
+        // A retransmitted fragment is a duplicate, not an error.
+        reassembler
+            .push(now, &SRC, &DST, &frags[0], &CONTEXTS)
+            .unwrap();
+        reassembler
+            .push(now, &SRC, &DST, &frags[0], &CONTEXTS)
+            .unwrap();
+        assert_eq!(reassembler.stats().duplicates, 1);
+        // An inconsistent overlap drops the datagram.
+        let mut bad = frags[1].clone();
+        bad[4] = bad[4].saturating_sub(1);
+        reassembler
+            .push(now, &SRC, &DST, &frags[1], &CONTEXTS)
+            .unwrap();
+        reassembler.push(now, &SRC, &DST, &bad, &CONTEXTS).unwrap();
+        assert_eq!(reassembler.stats().overlaps, 1);
+        assert_eq!(reassembler.pending(), 0);
+
+        // Missing fragments 1 and 3: at the timeout, one expired datagram with two holes.
+        for (i, frag) in frags.iter().enumerate() {
+            if i != 1 && i != 3 {
+                assert_eq!(
+                    reassembler.push(now, &SRC, &DST, frag, &CONTEXTS).unwrap(),
+                    None
+                );
+            }
+        }
+        assert_eq!(reassembler.pending(), 1);
+        assert_eq!(
+            reassembler.next_deadline(),
+            Some(now + Duration::from_secs(2))
+        );
+        reassembler.expire(now + Duration::from_millis(1999));
+        assert_eq!(reassembler.pending(), 1);
+        reassembler.expire(now + Duration::from_secs(2));
+        assert_eq!(reassembler.pending(), 0);
+        let stats = reassembler.stats();
+        assert_eq!((stats.expired, stats.missing_fragments), (1, 2));
+        assert_eq!(stats.completed, 0);
+    }
+
+    #[test]
+    fn elided_checksum_is_computed_after_reassembly() {
+        let datagram = big_udp(150);
+        let mut compressed = compress(&datagram, &SRC, &DST, &CONTEXTS).unwrap();
+        // IPHC is 2 bytes here, then UDP NHC P=00 (f0 + 4 port bytes) + 2 checksum bytes: elide it.
+        assert_eq!(compressed[2], 0xf0);
+        compressed[2] |= 0x04;
+        compressed.drain(7..9);
+        let frags = fragment(&compressed, datagram.len() as u16, 9, 64);
+        assert!(frags.len() > 2);
+        let mut reassembler = Reassembler::new(Duration::from_secs(2));
+        let now = Instant::now();
+        let mut out = None;
+        for frag in frags.iter().rev() {
+            out = reassembler.push(now, &SRC, &DST, frag, &CONTEXTS).unwrap();
+        }
+        assert_eq!(out, Some(datagram));
+    }
+
+    #[test]
+    fn fragment_edge_cases() {
+        let datagram = big_udp(100);
+        let compressed = compress(&datagram, &SRC, &DST, &CONTEXTS).unwrap();
+        let size = datagram.len() as u16;
+        assert_eq!(
+            fragment(&compressed, size, 1, 200),
+            vec![compressed.clone()]
+        );
+        assert!(fragment(&compressed, size, 1, 8).is_empty());
+        assert!(fragment(&compressed, 3000, 1, 50).is_empty());
+        assert!(fragment(&compressed, 10, 1, 50).is_empty());
+    }
+
+    #[test]
+    fn bad_fragments_are_errors() {
+        let mut reassembler = Reassembler::new(Duration::from_secs(2));
+        let now = Instant::now();
+        // FRAGN beyond the datagram size.
+        let mut frag = Vec::new();
+        FragHeader::Next {
+            size: 64,
+            tag: 1,
+            offset: 64,
+        }
+        .emit(&mut frag);
+        frag.extend_from_slice(&[0; 8]);
+        assert!(reassembler.push(now, &SRC, &DST, &frag, &CONTEXTS).is_err());
+        assert!(reassembler.push(now, &SRC, &DST, &[], &CONTEXTS).is_err());
+        assert!(
+            reassembler
+                .push(now, &SRC, &DST, &[0x41, 0x60], &CONTEXTS)
+                .is_err()
+        );
+        assert_eq!(reassembler.stats().errors, 3);
+        for len in 0..80 {
+            let data: Vec<u8> = (0..len).map(|i| (i * 41 + 0xc0) as u8).collect();
+            fuzz_decode(&data);
+        }
     }
 }
