@@ -575,19 +575,19 @@ impl EcjpakeContext {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use p256::elliptic_curve::rand_core::{TryCryptoRng, TryRng};
-    use std::convert::Infallible;
-
-    // Known answers from mbedtls 2.28 `library/ecjpake.c` (`ecjpake_test_*`).
-    const PASSWORD: &[u8] = b"threadjpaketest";
-    const X1: &str = "0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f21";
-    const X2: &str = "6162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f81";
-    const X3: &str = "6162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f81";
-    const X4: &str = "c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedfe1";
-    const CLI_ONE: &str = concat!(
+/// Known answers from mbedtls 2.28 `library/ecjpake.c` (`ecjpake_test_*`): the password, the
+/// fixed private keys x1..x4 and the four messages of its reference handshake, in hex. The proofs
+/// in the messages were made with mbedtls's deterministic test RNG, so they serve to check
+/// parsing and verification; the premaster follows from the keys and the password alone.
+/// Shared with the integration tests and fuzz targets.
+#[doc(hidden)]
+pub mod test_vectors {
+    pub const PASSWORD: &[u8] = b"threadjpaketest";
+    pub const X1: &str = "0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f21";
+    pub const X2: &str = "6162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f81";
+    pub const X3: &str = "6162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f81";
+    pub const X4: &str = "c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedfe1";
+    pub const CLI_ONE: &str = concat!(
         "4104accf0106ef858fa2d919331346805a78b58bbad0b844e5c7892879146187dd2666ada781bb7f11137225",
         "1a8910621f634df128ac48e381fd6ef9060731f694a441041dd0bd5d4566c9bed9ce7de701b5e82e08e84b73",
         "0466018ab903c79eb982172236c0c1728ae4bf73610d34de44246ef3d9c05a2236fb66a6583d7449308babce",
@@ -597,7 +597,7 @@ mod tests {
         "5b22b861964016fabaf72c975695d93d4df0e5197fe9f040634ed59764937787be20bc4deebbf9b8d60a335f",
         "046ca3aa941e45864c7cadef9cf75b3d8b010e443ef0",
     );
-    const SRV_ONE: &str = concat!(
+    pub const SRV_ONE: &str = concat!(
         "41047ea6e3a4487037a9e0dbd79262b2cc273e779930fc18409ac5361c5fe669d702e147790aeb4ce7fd6575",
         "ab0f6c7fd1c335939aa863ba37ec91b7e32bb013bb2b410409f85b3d20ebd7885ce464c08d056d6428fe4dd9",
         "287aa365f131f4360ff386d846898bc4b41583c2a5197f65d78742746c12a5ec0a4ffe2f270a750a1d8fb516",
@@ -607,19 +607,27 @@ mod tests {
         "1bf1fb106051db9694a8d6e862a5ef1324a3d9e27894f1ee4f7c59199965a8dd4a2091847d2d22df3ee55faa",
         "2a3fb33fd2d1e055a07a7c61ecfb8d80ec00c2c9eb12",
     );
-    const SRV_TWO: &str = concat!(
+    pub const SRV_TWO: &str = concat!(
         "03001741040fb22b1d5d1123e0ef9feb9d8a2e590a1f4d7ced2c2b06586e8f2a16d4eb2fda4328a20b07d8fd",
         "667654ca18c54e32a333a0845451e926ee8804fd7af0aaa7a641045516ea3e54a0d5d8b2ce786b38d3833700",
         "29a5dbe4459c9dd601b408a24ae6465c8ac905b9eb03b5d3691c139ef83f1cd4200f6c9cd4ec392218a59ed2",
         "43d3c820ff724a9a70b88cb86f20b434c6865aa1cd7906dd7c9bce3525f508276f26836c",
     );
-    const CLI_TWO: &str = concat!(
+    pub const CLI_TWO: &str = concat!(
         "410469d54ee85e90ce3f1246742de507e939e81d1dc1c5cb988b58c310c9fdd9524d93720b45541c83ee8841",
         "191da7ced86e3312d43623c1d63e74989aba4affd1ee4104077e8c31e20e6bedb760c13593e69f15be85c27d",
         "68cd09ccb8c4183608917c5c3d409fac39fefee82f7292d36f0d23e055913f45a52b85dd8a2052e9e129bb4d",
         "200f011f19483535a6e89a580c9b0003baf21462ece91a82cc38dbdcae60d9c54c",
     );
-    const PMS: &str = "f3d47f599844db92a569bbe7981e39d931fd743bf22e98f9b438f719d3c4f351";
+    pub const PMS: &str = "f3d47f599844db92a569bbe7981e39d931fd743bf22e98f9b438f719d3c4f351";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_vectors::*;
+    use super::*;
+    use p256::elliptic_curve::rand_core::{Rng, TryCryptoRng, TryRng};
+    use std::convert::Infallible;
 
     fn unhex(s: &str) -> Vec<u8> {
         hex::decode(s).expect("test vector is hex")
@@ -932,6 +940,46 @@ mod tests {
         // A failed read leaves the context usable.
         cli.read_round_two(&good).unwrap();
         assert_eq!(cli.derive_premaster().unwrap().to_vec(), unhex(PMS));
+    }
+
+    #[test]
+    fn any_single_byte_corruption_is_rejected() {
+        // Every byte of a message is either framing (parse error), curve parameters, or input
+        // to a proof (verification error), so no corruption may pass. Positions and masks come
+        // from a seeded generator: the same cases every run.
+        let (mut cli, mut srv) = reference_pair();
+        cli.read_round_one(&unhex(SRV_ONE)).unwrap();
+        srv.read_round_one(&unhex(CLI_ONE)).unwrap();
+        let mut rng = TestRng::new(42);
+        type Read = fn(&mut EcjpakeContext, &mut EcjpakeContext, &[u8]) -> Result<(), EcjpakeError>;
+        let cases: [(&str, Read); 3] = [
+            (CLI_ONE, |_, srv, m| srv.read_round_one(m)),
+            (SRV_TWO, |cli, _, m| cli.read_round_two(m)),
+            (CLI_TWO, |_, srv, m| srv.read_round_two(m)),
+        ];
+        for (hex_msg, read) in cases {
+            let good = unhex(hex_msg);
+            for _ in 0..60 {
+                let pos = (rng.next_u32() as usize) % good.len();
+                let mask = (rng.next_u32() % 255 + 1) as u8;
+                let mut bad = good.clone();
+                bad[pos] ^= mask;
+                assert!(
+                    read(&mut cli, &mut srv, &bad).is_err(),
+                    "byte {pos} ^ {mask:#04x} accepted"
+                );
+            }
+            // Random garbage of random length: an error, never a panic.
+            for _ in 0..60 {
+                let mut junk = vec![0u8; (rng.next_u32() % 400) as usize];
+                rng.fill_bytes(&mut junk);
+                assert!(read(&mut cli, &mut srv, &junk).is_err());
+            }
+        }
+        // The contexts are still intact after all the failures.
+        cli.read_round_two(&unhex(SRV_TWO)).unwrap();
+        srv.read_round_two(&unhex(CLI_TWO)).unwrap();
+        assert_eq!(srv.derive_premaster().unwrap().to_vec(), unhex(PMS));
     }
 
     #[test]
