@@ -188,7 +188,6 @@ impl ActiveDataset {
                 _ => {}
             }
         }
-        let need = |o: Option<_>| o.ok_or(OtError::InvalidArgs);
         Ok(ActiveDataset {
             active_timestamp: need(timestamp)?,
             channel: need(channel)?,
@@ -202,6 +201,10 @@ impl ActiveDataset {
             security_policy: security_policy.unwrap_or_default(),
         })
     }
+}
+
+fn need<T>(field: Option<T>) -> Result<T, OtError> {
+    field.ok_or(OtError::InvalidArgs)
 }
 
 fn fixed<const N: usize>(value: &[u8]) -> Result<[u8; N], OtError> {
@@ -243,9 +246,15 @@ mod tests {
         assert_eq!(ds.channel, 15);
         assert_eq!(ds.channel_mask, 0x07ff_f800);
         assert_eq!(ds.pan_id, 0x1234);
-        assert_eq!(ds.ext_pan_id, [0xde, 0xad, 0x00, 0xbe, 0xef, 0x00, 0xca, 0xfe]);
+        assert_eq!(
+            ds.ext_pan_id,
+            [0xde, 0xad, 0x00, 0xbe, 0xef, 0x00, 0xca, 0xfe]
+        );
         assert_eq!(ds.network_name, "OpenThread");
-        assert_eq!(ds.mesh_local_prefix, [0xfd, 0xde, 0xad, 0x00, 0xbe, 0xef, 0, 0]);
+        assert_eq!(
+            ds.mesh_local_prefix,
+            [0xfd, 0xde, 0xad, 0x00, 0xbe, 0xef, 0, 0]
+        );
         assert_eq!(ds.security_policy.rotation_hours, 672);
         assert_eq!(ds.to_tlvs(), bytes);
     }
@@ -264,8 +273,14 @@ mod tests {
     #[test]
     fn rejects_truncated_and_incomplete() {
         let bytes = unhex(OT_DOC_HEX);
-        assert_eq!(ActiveDataset::from_tlvs(&bytes[..bytes.len() - 1]), Err(OtError::Parse));
-        assert_eq!(ActiveDataset::from_tlvs(&bytes[..10]), Err(OtError::InvalidArgs));
+        assert_eq!(
+            ActiveDataset::from_tlvs(&bytes[..bytes.len() - 1]),
+            Err(OtError::Parse)
+        );
+        assert_eq!(
+            ActiveDataset::from_tlvs(&bytes[..10]),
+            Err(OtError::InvalidArgs)
+        );
         assert_eq!(ActiveDataset::from_tlvs(&[0x0e]), Err(OtError::Parse));
     }
 }

@@ -86,9 +86,10 @@ impl Message {
     }
 
     pub fn parse(bytes: &[u8]) -> Result<Self, NetError> {
-        let [suite, command, mut rest @ ..] = bytes else {
+        let [suite, command, tlv_bytes @ ..] = bytes else {
             return Err(NetError::Mle("truncated header"));
         };
+        let mut rest = tlv_bytes;
         if *suite != SUITE_NONE {
             return Err(NetError::Mle("mle-layer security is not modelled"));
         }
@@ -98,7 +99,9 @@ impl Message {
                 return Err(NetError::Mle("truncated tlv"));
             };
             let len = usize::from(*len);
-            let value = tail.get(..len).ok_or(NetError::Mle("truncated tlv value"))?;
+            let value = tail
+                .get(..len)
+                .ok_or(NetError::Mle("truncated tlv value"))?;
             tlvs.push((*t, value.to_vec()));
             rest = tail.get(len..).unwrap_or_default();
         }
@@ -135,7 +138,16 @@ impl LeaderData {
     }
 
     pub fn parse(value: &[u8]) -> Result<Self, NetError> {
-        let [a, b, c, d, weighting, data_version, stable_data_version, leader_router_id] = value
+        let [
+            a,
+            b,
+            c,
+            d,
+            weighting,
+            data_version,
+            stable_data_version,
+            leader_router_id,
+        ] = value
         else {
             return Err(NetError::Mle("leader data is not 8 bytes"));
         };
@@ -176,9 +188,13 @@ pub fn parse_address_registration(
     while let [control, tail @ ..] = rest {
         if control & 0x80 != 0 {
             if control & 0x0f != 0 {
-                return Err(NetError::Mle("address registration uses an unknown context"));
+                return Err(NetError::Mle(
+                    "address registration uses an unknown context",
+                ));
             }
-            let iid = tail.get(..8).ok_or(NetError::Mle("truncated registration"))?;
+            let iid = tail
+                .get(..8)
+                .ok_or(NetError::Mle("truncated registration"))?;
             let mut o = [0u8; 16];
             o[..8].copy_from_slice(mesh_local_prefix);
             o[8..].copy_from_slice(iid);
@@ -229,7 +245,10 @@ mod tests {
         let other: Ipv6Addr = "2001:db8::1".parse().unwrap();
         let v = emit_address_registration(&[ml, other], &prefix);
         assert_eq!(v.len(), 9 + 17);
-        assert_eq!(parse_address_registration(&v, &prefix).unwrap(), vec![ml, other]);
+        assert_eq!(
+            parse_address_registration(&v, &prefix).unwrap(),
+            vec![ml, other]
+        );
         assert!(parse_address_registration(&v[..5], &prefix).is_err());
     }
 }

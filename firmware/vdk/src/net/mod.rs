@@ -1,0 +1,1489 @@
+//! The Thread stack model of the virtual DK.
+//!
+//! Sans-thread and sans-clock: the device's main loop feeds air frames ([`Stack::handle_air_frame`]),
+//! runs timers ([`Stack::poll`] at [`Stack::next_deadline`]) and drains [`NetEvent`]s. Everything
+//! the stack sends goes out as real IEEE 802.15.4 frames on the virtual air: Thread MAC security
+//! (AES-CCM*, MIC-32, key id mode 1, MAC key from the network key), 6LoWPAN IPHC with the
+//! mesh-local prefix as context 0, UDP NHC, FRAG1/FRAGN. Nodes with another network key, PAN id
+//! or channel never get a frame through, which is how separate networks stay apart.
+//!
+//! # What is modelled, and how it differs from Thread
+//! - **Attach** (event driven). `thread start` sends an MLE Parent Request (to `ff02::2`) at once
+//!   and again after [`PARENT_REQUEST_RETRY`]. A leader answers with a Parent Response, the node
+//!   sends a Child ID Request (registering its ML-EID), the leader assigns `its RLOC16 | child id`
+//!   in the Child ID Response: the node is a child within a few milliseconds. With no answer by
+//!   [`DISCOVERY_WINDOW`] the node becomes leader of its own partition (random router id,
+//!   RLOC16 = id << 10, random partition id, leader ALOC `fc00`). Not modelled: MLE-layer
+//!   security (see [`mle`]), router upgrade (children stay children), advertisements and
+//!   partition merging, child timeouts and keep-alives, key rotation.
+//! - **Routing.** A child sends every unicast to its parent (MAC short address); the leader
+//!   delivers to its children and forwards between them (hop limit decremented), and rebroadcasts
+//!   realm-local multicast a child sent (one MPL-like repetition). Link-local unicast goes straight
+//!   to the extended address derived from the IID. Multicast uses MAC broadcast 0xffff.
+//! - **Address resolution** for ML-EIDs, carried on the air as Thread does: Address Query (TMF
+//!   CoAP NON POST `a/aq` to `ff03::2`, Target EID TLV), answered by the owner or, for its
+//!   children, by the parent, with Address Notification (CON POST `a/an`: Target EID, RLOC16,
+//!   ML-EID IID), then cached. Datagrams wait for the answer up to [`ADDRESS_QUERY_TIMEOUT`] and
+//!   are dropped after it.
+//! - **MAC.** Frames from short source addresses are decrypted with the extended address learned
+//!   during attach (the only neighbours a node has: its parent, or the leader's children); others
+//!   are dropped as unknown neighbours. Per-neighbour frame counters reject replays (and
+//!   duplicated frames). Unicast frames are acknowledged with an Imm-Ack; there are no
+//!   retransmissions, CSMA or ACK timeouts.
+
+pub mod dataset;
+pub mod mle;
+pub mod tmf;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::time::{Duration, Instant};
+
+use ot_hil_air::{AirClient, AirFrame};
+use ot_hil_wire::coap::{self, MessageClass, MessageType, RequestType, ResponseType};
+use ot_hil_wire::ip::{self, AddressClass, Body};
+use ot_hil_wire::lowpan::{self, Context, Reassembler};
+use ot_hil_wire::mac::{self, Address, ExtAddress, FrameRepr, FrameType, SecurityHeader};
+use ot_hil_wire::security;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::ot_error::OtError;
+
+pub use dataset::{ActiveDataset, SecurityPolicy};
+
+/// How long a node listens for a parent before it becomes leader of its own partition.
+pub const DISCOVERY_WINDOW: Duration = Duration::from_millis(200);
+/// When the Parent Request is repeated (a lost first request still finds the leader).
+pub const PARENT_REQUEST_RETRY: Duration = Duration::from_millis(100);
+/// How long a node waits for the Child ID Response before it starts over.
+pub const CHILD_ID_TIMEOUT: Duration = Duration::from_millis(500);
+/// OpenThread's address query timeout (`kAddressQueryTimeout`, 3 s).
+pub const ADDRESS_QUERY_TIMEOUT: Duration = Duration::from_secs(3);
+/// OpenThread's default ping timeout: the summary comes this long after the last request.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(3);
+/// 6LoWPAN reassembly timeout (OpenThread `kReassemblyTimeout`, 2 s).
+pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default IPv6 hop limit.
+pub const DEFAULT_HOP_LIMIT: u8 = 64;
+/// RLOC16 of a node without one (`ot rloc16` prints `fffe`).
+pub const INVALID_RLOC16: u16 = 0xfffe;
+/// The leader anycast locator.
+pub const LEADER_ALOC16: u16 = 0xfc00;
+/// Largest IPv6 packet the stack sends (the IPv6 minimum MTU).
+pub const IPV6_MTU: usize = 1280;
+
+const MAC_BROADCAST: u16 = 0xffff;
+const MAX_PSDU: usize = 125;
+const MIC_LEN: usize = 4;
+/// MLE messages use the highest hop limit (they must not leave the link).
+const MLE_HOP_LIMIT: u8 = 255;
+const LEADER_WEIGHTING: u8 = 64;
+
+const ALL_NODES_LINK_LOCAL: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+const ALL_ROUTERS_LINK_LOCAL: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
+const ALL_NODES_REALM_LOCAL: Ipv6Addr = Ipv6Addr::new(0xff03, 0, 0, 0, 0, 0, 0, 1);
+const ALL_ROUTERS_REALM_LOCAL: Ipv6Addr = Ipv6Addr::new(0xff03, 0, 0, 0, 0, 0, 0, 2);
+
+/// Errors of the stack's own message codecs (MLE, TMF); they are counted, never shown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    #[error("bad mle message: {0}")]
+    Mle(&'static str),
+    #[error("bad tmf message: {0}")]
+    Tmf(&'static str),
+}
+
+/// Thread device role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Disabled,
+    Detached,
+    Child,
+    Router,
+    Leader,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Disabled => "disabled",
+            Role::Detached => "detached",
+            Role::Child => "child",
+            Role::Router => "router",
+            Role::Leader => "leader",
+        })
+    }
+}
+
+/// What kind of address an entry of [`Stack::addresses`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AddressKind {
+    LinkLocal,
+    MeshLocalEid,
+    Rloc,
+    Aloc,
+}
+
+/// Something that happened in the stack, for the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetEvent {
+    RoleChanged(Role),
+    /// A datagram for a port opened with [`Stack::udp_open`].
+    Udp {
+        src: SocketAddrV6,
+        dst: SocketAddrV6,
+        payload: Vec<u8>,
+    },
+    PingReply {
+        from: Ipv6Addr,
+        size: u16,
+        seq: u16,
+        hop_limit: u8,
+        rtt: Duration,
+    },
+    /// The ping finished: every reply arrived, or [`PING_TIMEOUT`] passed after the last request.
+    PingDone {
+        sent: u16,
+        received: u16,
+        rtt_min: Duration,
+        rtt_avg: Duration,
+        rtt_max: Duration,
+    },
+}
+
+/// MAC and network counters (what a sniffer-less test can check).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetCounters {
+    pub tx_frames: u64,
+    pub tx_errors: u64,
+    pub rx_frames: u64,
+    /// Frames that failed CCM* authentication (another network key, or corrupted).
+    pub rx_bad_mic: u64,
+    /// Secured frames with a key index other than ours.
+    pub rx_bad_key_index: u64,
+    /// Frames from a short address this node has no extended address for.
+    pub rx_unknown_neighbor: u64,
+    /// Frames for another PAN.
+    pub rx_pan_filtered: u64,
+    /// Frames for another destination address.
+    pub rx_dst_filtered: u64,
+    /// Data frames without MAC security.
+    pub rx_insecure: u64,
+    /// Frames whose frame counter was not above the last one from that neighbour.
+    pub rx_replayed: u64,
+    /// Frames or datagrams that did not decode.
+    pub rx_malformed: u64,
+    /// Datagrams dropped for want of a route or an address query answer.
+    pub ip_no_route: u64,
+    pub ip_forwarded: u64,
+    pub address_queries_sent: u64,
+    pub address_query_timeouts: u64,
+}
+
+/// The other end of a link: parent or child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Neighbor {
+    ext: ExtAddress,
+    rloc16: u16,
+}
+
+#[derive(Debug, Clone)]
+struct Child {
+    ext: ExtAddress,
+    rloc16: u16,
+    registered: Vec<Ipv6Addr>,
+}
+
+#[derive(Debug, Clone)]
+enum Attach {
+    Idle,
+    /// Parent Requests sent, waiting for a Parent Response.
+    Discovering {
+        challenge: [u8; 8],
+        retry_at: Option<Instant>,
+        leader_at: Instant,
+    },
+    /// Child ID Request sent to `parent`.
+    Requesting {
+        parent: Neighbor,
+        give_up_at: Instant,
+    },
+    Attached,
+}
+
+#[derive(Debug)]
+struct Ping {
+    dst: Ipv6Addr,
+    size: u16,
+    count: u16,
+    interval: Duration,
+    hop_limit: u8,
+    identifier: u16,
+    sent: u16,
+    received: u16,
+    next_send: Option<Instant>,
+    done_at: Option<Instant>,
+    outstanding: HashMap<u16, Instant>,
+    rtts: Vec<Duration>,
+}
+
+/// A datagram waiting for its destination's RLOC16.
+#[derive(Debug)]
+struct Queued {
+    target: Ipv6Addr,
+    packet: Vec<u8>,
+}
+
+/// The Thread stack of one virtual DK.
+pub struct Stack {
+    ext: ExtAddress,
+    air: Option<AirClient>,
+    defaults: ActiveDataset,
+    dataset: ActiveDataset,
+    ml_eid_iid: [u8; 8],
+    up: bool,
+    role: Role,
+    rloc16: u16,
+    mac_key: [u8; 16],
+    key_index: u8,
+    frame_counter: u32,
+    mac_sequence: u8,
+    frag_tag: u16,
+    attach: Attach,
+    parent: Option<Neighbor>,
+    children: Vec<Child>,
+    partition_id: u32,
+    leader_router_id: u8,
+    /// Challenges this leader put in Parent Responses, by requester.
+    issued_challenges: HashMap<ExtAddress, [u8; 8]>,
+    rx_frame_counters: HashMap<ExtAddress, u32>,
+    eid_cache: HashMap<Ipv6Addr, u16>,
+    queries: HashMap<Ipv6Addr, Instant>,
+    queued: Vec<Queued>,
+    reassembler: Reassembler,
+    udp_ports: BTreeSet<u16>,
+    ping: Option<Ping>,
+    echo_sequence: u16,
+    ping_identifier: u16,
+    coap_message_id: u16,
+    events: Vec<NetEvent>,
+    counters: NetCounters,
+    rng: StdRng,
+    /// Origin of the millisecond timestamps in echo data.
+    epoch: Instant,
+}
+
+impl Stack {
+    /// A stack with the interface down and Thread disabled. `eui64` is the factory EUI-64; the
+    /// extended address is random, as OpenThread makes it.
+    pub fn new(eui64: [u8; 8], air: Option<AirClient>, defaults: ActiveDataset) -> Self {
+        let mut seed_rng = rand::rng();
+        let mut seed: [u8; 32] = seed_rng.random();
+        // Mix in the EUI-64 so two boards started in the same instant still differ.
+        for (s, e) in seed.iter_mut().zip(eui64.iter()) {
+            *s ^= *e;
+        }
+        let mut rng = StdRng::from_seed(seed);
+        let ext = random_ext_addr(&mut rng);
+        let ml_eid_iid = random_iid(&mut rng);
+        if let Some(air) = &air {
+            // The radio stays off until Thread starts.
+            let _ = air.set_channel(0);
+        }
+        let mut stack = Stack {
+            ext,
+            air,
+            dataset: defaults.clone(),
+            defaults,
+            ml_eid_iid,
+            up: false,
+            role: Role::Disabled,
+            rloc16: INVALID_RLOC16,
+            mac_key: [0; 16],
+            key_index: security::key_index(0),
+            frame_counter: 0,
+            mac_sequence: rng.random(),
+            frag_tag: rng.random(),
+            attach: Attach::Idle,
+            parent: None,
+            children: Vec::new(),
+            partition_id: 0,
+            leader_router_id: 0,
+            issued_challenges: HashMap::new(),
+            rx_frame_counters: HashMap::new(),
+            eid_cache: HashMap::new(),
+            queries: HashMap::new(),
+            queued: Vec::new(),
+            reassembler: Reassembler::new(REASSEMBLY_TIMEOUT),
+            udp_ports: BTreeSet::new(),
+            ping: None,
+            echo_sequence: 1,
+            ping_identifier: rng.random(),
+            coap_message_id: rng.random(),
+            events: Vec::new(),
+            counters: NetCounters::default(),
+            rng,
+            epoch: Instant::now(),
+        };
+        stack.derive_keys();
+        stack
+    }
+
+    /// Back to factory state: dataset = defaults, new extended address and ML-EID, Thread stopped,
+    /// interface down.
+    pub fn factory_reset(&mut self) {
+        self.thread_stop();
+        self.up = false;
+        self.dataset = self.defaults.clone();
+        self.ext = random_ext_addr(&mut self.rng);
+        self.ml_eid_iid = random_iid(&mut self.rng);
+        self.frame_counter = 0;
+        self.udp_ports.clear();
+        self.ping = None;
+        self.events.clear();
+        self.counters = NetCounters::default();
+        self.derive_keys();
+    }
+
+    pub fn dataset(&self) -> &ActiveDataset {
+        &self.dataset
+    }
+
+    /// Replace the active dataset; `InvalidState` while Thread runs. A dataset for another network
+    /// (other mesh-local prefix, extended PAN id or key) gets a new random ML-EID.
+    pub fn set_dataset(&mut self, ds: ActiveDataset) -> Result<(), OtError> {
+        if self.role != Role::Disabled {
+            return Err(OtError::InvalidState);
+        }
+        if ds.mesh_local_prefix != self.dataset.mesh_local_prefix
+            || ds.ext_pan_id != self.dataset.ext_pan_id
+            || ds.network_key != self.dataset.network_key
+        {
+            self.ml_eid_iid = random_iid(&mut self.rng);
+        }
+        self.dataset = ds;
+        self.derive_keys();
+        Ok(())
+    }
+
+    /// The extended address in canonical order (as `extaddr` prints it).
+    pub fn ext_addr(&self) -> [u8; 8] {
+        self.ext.0
+    }
+
+    /// `InvalidState` while Thread runs.
+    pub fn set_ext_addr(&mut self, ext: [u8; 8]) -> Result<(), OtError> {
+        if self.role != Role::Disabled {
+            return Err(OtError::InvalidState);
+        }
+        self.ext = ExtAddress(ext);
+        Ok(())
+    }
+
+    pub fn ifconfig_up(&mut self) -> Result<(), OtError> {
+        self.up = true;
+        Ok(())
+    }
+
+    /// Bringing the interface down stops Thread too (as OpenThread's `ThreadNetif::Down`).
+    pub fn ifconfig_down(&mut self) -> Result<(), OtError> {
+        self.thread_stop();
+        self.up = false;
+        Ok(())
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up
+    }
+
+    /// Start Thread: tune the radio and look for a parent. `InvalidState` if the interface is down.
+    pub fn thread_start(&mut self, now: Instant) -> Result<(), OtError> {
+        if !self.up {
+            return Err(OtError::InvalidState);
+        }
+        if self.role != Role::Disabled {
+            return Ok(());
+        }
+        self.derive_keys();
+        if let Some(air) = &self.air {
+            air.set_channel(self.dataset.channel)
+                .map_err(|_| OtError::Failed)?;
+        }
+        self.set_role(Role::Detached);
+        self.start_discovery(now);
+        Ok(())
+    }
+
+    /// Stop Thread: role disabled, radio off, neighbours and caches forgotten.
+    pub fn thread_stop(&mut self) {
+        if self.role == Role::Disabled {
+            return;
+        }
+        if let Some(air) = &self.air {
+            let _ = air.set_channel(0);
+        }
+        self.detach_state();
+        self.set_role(Role::Disabled);
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn rloc16(&self) -> u16 {
+        self.rloc16
+    }
+
+    /// Unicast addresses in the order OpenThread's `ipaddr` prints them (newest first: leader
+    /// ALOC, RLOC, ML-EID, link-local).
+    pub fn addresses(&self) -> Vec<(Ipv6Addr, AddressKind)> {
+        let mut out = Vec::new();
+        if !self.up {
+            return out;
+        }
+        let prefix = &self.dataset.mesh_local_prefix;
+        if self.role == Role::Leader {
+            out.push((ip::aloc(prefix, LEADER_ALOC16), AddressKind::Aloc));
+        }
+        if matches!(self.role, Role::Child | Role::Router | Role::Leader) {
+            out.push((ip::rloc(prefix, self.rloc16), AddressKind::Rloc));
+        }
+        out.push((self.ml_eid(), AddressKind::MeshLocalEid));
+        out.push((self.link_local(), AddressKind::LinkLocal));
+        out
+    }
+
+    /// Start pinging `dst`: `count` echo requests of `size` data bytes, `interval` apart. Replies
+    /// and the summary arrive as events. `Busy` while a ping runs.
+    pub fn ping(
+        &mut self,
+        now: Instant,
+        dst: Ipv6Addr,
+        size: u16,
+        count: u16,
+        interval: Duration,
+        hop_limit: u8,
+    ) -> Result<(), OtError> {
+        if self.ping.is_some() {
+            return Err(OtError::Busy);
+        }
+        // No IPv6 fragmentation in this model: one echo must fit the IPv6 minimum MTU.
+        if count == 0 || usize::from(size) + 48 > IPV6_MTU || hop_limit == 0 {
+            return Err(OtError::InvalidArgs);
+        }
+        self.ping_identifier = self.ping_identifier.wrapping_add(1);
+        self.ping = Some(Ping {
+            dst,
+            size,
+            count,
+            interval,
+            hop_limit,
+            identifier: self.ping_identifier,
+            sent: 0,
+            received: 0,
+            next_send: Some(now),
+            done_at: None,
+            outstanding: HashMap::new(),
+            rtts: Vec::new(),
+        });
+        self.run_ping(now);
+        Ok(())
+    }
+
+    /// Open a UDP port: datagrams to it become [`NetEvent::Udp`]. `Already` if open.
+    pub fn udp_open(&mut self, port: u16) -> Result<(), OtError> {
+        if port == 0 || port == mle::PORT || port == tmf::PORT {
+            return Err(OtError::InvalidArgs);
+        }
+        if !self.udp_ports.insert(port) {
+            return Err(OtError::Already);
+        }
+        Ok(())
+    }
+
+    pub fn udp_close(&mut self, port: u16) {
+        self.udp_ports.remove(&port);
+    }
+
+    /// Send a UDP datagram from `src_port` (the source address is chosen from `dst`).
+    pub fn udp_send(
+        &mut self,
+        now: Instant,
+        src_port: u16,
+        dst: SocketAddrV6,
+        payload: &[u8],
+    ) -> Result<(), OtError> {
+        if !self.up || self.role == Role::Disabled {
+            return Err(OtError::InvalidState);
+        }
+        if payload.len() + 48 > IPV6_MTU {
+            return Err(OtError::NoBufs);
+        }
+        let src = self.source_for(dst.ip()).ok_or(OtError::NoRoute)?;
+        let packet = ip::udp_packet(
+            SocketAddrV6::new(src, src_port, 0, 0),
+            dst,
+            DEFAULT_HOP_LIMIT,
+            payload,
+        );
+        self.send_ipv6(now, packet);
+        Ok(())
+    }
+
+    /// Take one frame the air reader thread received.
+    pub fn handle_air_frame(&mut self, now: Instant, frame: &AirFrame) {
+        if self.role == Role::Disabled || frame.channel != self.dataset.channel {
+            return;
+        }
+        self.receive_frame(now, &frame.psdu);
+    }
+
+    /// Run what is due at `now`.
+    pub fn poll(&mut self, now: Instant) {
+        self.run_attach_timers(now);
+        self.run_ping(now);
+        self.expire_queries(now);
+        self.reassembler.expire(now);
+    }
+
+    /// When [`Stack::poll`] next has work.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let attach = match &self.attach {
+            Attach::Discovering {
+                retry_at,
+                leader_at,
+                ..
+            } => Some(retry_at.map_or(*leader_at, |r| r.min(*leader_at))),
+            Attach::Requesting { give_up_at, .. } => Some(*give_up_at),
+            Attach::Idle | Attach::Attached => None,
+        };
+        let ping = self
+            .ping
+            .as_ref()
+            .and_then(|p| match (p.next_send, p.done_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            });
+        let queries = self.queries.values().min().copied();
+        [attach, ping, queries, self.reassembler.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub fn take_events(&mut self) -> Vec<NetEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// A second handle on the radio for the device's air reader thread.
+    pub fn air_receiver(&self) -> Option<AirClient> {
+        self.air.as_ref().and_then(|a| a.try_clone().ok())
+    }
+
+    pub fn counters(&self) -> &NetCounters {
+        &self.counters
+    }
+
+    /// The leader's partition id (0 before attach).
+    pub fn partition_id(&self) -> u32 {
+        self.partition_id
+    }
+
+    /// The parent's RLOC16 and extended address, for a child.
+    pub fn parent(&self) -> Option<(u16, [u8; 8])> {
+        self.parent.map(|p| (p.rloc16, p.ext.0))
+    }
+
+    /// Attached children: RLOC16 and extended address.
+    pub fn children(&self) -> Vec<(u16, [u8; 8])> {
+        self.children.iter().map(|c| (c.rloc16, c.ext.0)).collect()
+    }
+
+    /// Reassembly counters of the 6LoWPAN layer.
+    pub fn reassembly_stats(&self) -> lowpan::ReassemblyStats {
+        self.reassembler.stats()
+    }
+
+    // -- Addresses --
+
+    pub fn link_local(&self) -> Ipv6Addr {
+        ip::link_local_from_ext(&self.ext)
+    }
+
+    pub fn ml_eid(&self) -> Ipv6Addr {
+        ip::from_prefix_iid(&self.dataset.mesh_local_prefix, &self.ml_eid_iid)
+    }
+
+    fn is_attached(&self) -> bool {
+        matches!(self.role, Role::Child | Role::Router | Role::Leader)
+    }
+
+    fn is_own_unicast(&self, addr: &Ipv6Addr) -> bool {
+        self.addresses().iter().any(|(a, _)| a == addr)
+    }
+
+    fn is_subscribed(&self, addr: &Ipv6Addr) -> bool {
+        *addr == ALL_NODES_LINK_LOCAL
+            || *addr == ALL_NODES_REALM_LOCAL
+            || *addr == ALL_ROUTERS_LINK_LOCAL
+            || *addr == ALL_ROUTERS_REALM_LOCAL
+    }
+
+    /// Source address for `dst` (OpenThread's rule in this model: link-local for link-local and
+    /// link-local multicast, RLOC for locators and realm-local multicast, ML-EID otherwise).
+    fn source_for(&self, dst: &Ipv6Addr) -> Option<Ipv6Addr> {
+        let prefix = &self.dataset.mesh_local_prefix;
+        match ip::classify(dst, prefix) {
+            AddressClass::LinkLocal | AddressClass::Multicast { scope: 2 } => {
+                Some(self.link_local())
+            }
+            AddressClass::MeshLocalRloc(_)
+            | AddressClass::MeshLocalAloc(_)
+            | AddressClass::Multicast { .. } => {
+                if self.is_attached() {
+                    Some(ip::rloc(prefix, self.rloc16))
+                } else {
+                    Some(self.ml_eid())
+                }
+            }
+            AddressClass::MeshLocalEid | AddressClass::Loopback => Some(self.ml_eid()),
+            AddressClass::Unspecified | AddressClass::Other => None,
+        }
+    }
+
+    fn contexts(&self) -> [Context; 1] {
+        [Context {
+            id: 0,
+            prefix: self.dataset.mesh_local_prefix,
+        }]
+    }
+
+    fn derive_keys(&mut self) {
+        let keys = security::derive_keys(&self.dataset.network_key, 0);
+        self.mac_key = keys.mac_key;
+        self.key_index = security::key_index(0);
+    }
+
+    fn set_role(&mut self, role: Role) {
+        if self.role != role {
+            self.role = role;
+            self.events.push(NetEvent::RoleChanged(role));
+        }
+    }
+
+    fn detach_state(&mut self) {
+        self.attach = Attach::Idle;
+        self.rloc16 = INVALID_RLOC16;
+        self.parent = None;
+        self.children.clear();
+        self.partition_id = 0;
+        self.issued_challenges.clear();
+        self.rx_frame_counters.clear();
+        self.eid_cache.clear();
+        self.queries.clear();
+        self.queued.clear();
+    }
+
+    // -- Attach --
+
+    fn start_discovery(&mut self, now: Instant) {
+        let challenge: [u8; 8] = self.rng.random();
+        self.attach = Attach::Discovering {
+            challenge,
+            retry_at: Some(now + PARENT_REQUEST_RETRY),
+            leader_at: now + DISCOVERY_WINDOW,
+        };
+        self.send_parent_request(now, challenge);
+    }
+
+    fn send_parent_request(&mut self, now: Instant, challenge: [u8; 8]) {
+        let msg = mle::Message::new(mle::command::PARENT_REQUEST)
+            .with(mle::tlv::MODE, &[mle::MODE_RDN])
+            .with(mle::tlv::CHALLENGE, &challenge)
+            .with(mle::tlv::SCAN_MASK, &[mle::SCAN_MASK_ROUTERS])
+            .with(mle::tlv::VERSION, &mle::THREAD_VERSION.to_be_bytes());
+        self.send_mle(now, ALL_ROUTERS_LINK_LOCAL, &msg);
+    }
+
+    fn run_attach_timers(&mut self, now: Instant) {
+        match self.attach.clone() {
+            Attach::Discovering {
+                challenge,
+                retry_at,
+                leader_at,
+            } => {
+                if now >= leader_at {
+                    self.become_leader();
+                } else if retry_at.is_some_and(|r| now >= r) {
+                    self.attach = Attach::Discovering {
+                        challenge,
+                        retry_at: None,
+                        leader_at,
+                    };
+                    self.send_parent_request(now, challenge);
+                }
+            }
+            Attach::Requesting { give_up_at, .. } if now >= give_up_at => {
+                self.start_discovery(now);
+            }
+            _ => {}
+        }
+    }
+
+    fn become_leader(&mut self) {
+        self.leader_router_id = self.rng.random_range(0..=62);
+        self.rloc16 = u16::from(self.leader_router_id) << 10;
+        self.partition_id = self.rng.random();
+        self.attach = Attach::Attached;
+        self.set_role(Role::Leader);
+    }
+
+    fn leader_data(&self) -> mle::LeaderData {
+        mle::LeaderData {
+            partition_id: self.partition_id,
+            weighting: LEADER_WEIGHTING,
+            data_version: 0,
+            stable_data_version: 0,
+            leader_router_id: self.leader_router_id,
+        }
+    }
+
+    fn handle_mle(&mut self, now: Instant, src: Ipv6Addr, mac_src: Address, payload: &[u8]) {
+        let Ok(msg) = mle::Message::parse(payload) else {
+            self.counters.rx_malformed += 1;
+            return;
+        };
+        // MLE in this model always comes from an extended MAC source (see module docs).
+        let Address::Extended(ext) = mac_src else {
+            return;
+        };
+        if ip::classify(&src, &self.dataset.mesh_local_prefix) != AddressClass::LinkLocal {
+            return;
+        }
+        match msg.command {
+            mle::command::PARENT_REQUEST if self.role == Role::Leader => {
+                self.answer_parent_request(now, ext, src, &msg);
+            }
+            mle::command::PARENT_RESPONSE => self.handle_parent_response(now, ext, src, &msg),
+            mle::command::CHILD_ID_REQUEST if self.role == Role::Leader => {
+                self.handle_child_id_request(now, ext, src, &msg);
+            }
+            mle::command::CHILD_ID_RESPONSE => self.handle_child_id_response(ext, &msg),
+            _ => {}
+        }
+    }
+
+    fn answer_parent_request(
+        &mut self,
+        now: Instant,
+        ext: ExtAddress,
+        src: Ipv6Addr,
+        msg: &mle::Message,
+    ) {
+        let Some(their_challenge) = msg.get(mle::tlv::CHALLENGE) else {
+            return;
+        };
+        let their_challenge = their_challenge.to_vec();
+        let ours: [u8; 8] = self.rng.random();
+        self.issued_challenges.insert(ext, ours);
+        let reply = mle::Message::new(mle::command::PARENT_RESPONSE)
+            .with(mle::tlv::SOURCE_ADDRESS, &self.rloc16.to_be_bytes())
+            .with(mle::tlv::LEADER_DATA, &self.leader_data().emit())
+            .with(mle::tlv::RESPONSE, &their_challenge)
+            .with(mle::tlv::CHALLENGE, &ours)
+            .with(mle::tlv::VERSION, &mle::THREAD_VERSION.to_be_bytes());
+        self.send_mle(now, src, &reply);
+    }
+
+    fn handle_parent_response(
+        &mut self,
+        now: Instant,
+        ext: ExtAddress,
+        src: Ipv6Addr,
+        msg: &mle::Message,
+    ) {
+        let Attach::Discovering { challenge, .. } = &self.attach else {
+            return;
+        };
+        if msg.get(mle::tlv::RESPONSE) != Some(challenge.as_slice()) {
+            return;
+        }
+        let (Some(source), Some(leader_data), Some(their_challenge)) = (
+            msg.get(mle::tlv::SOURCE_ADDRESS),
+            msg.get(mle::tlv::LEADER_DATA),
+            msg.get(mle::tlv::CHALLENGE),
+        ) else {
+            self.counters.rx_malformed += 1;
+            return;
+        };
+        let (Ok(source), Ok(leader_data)) = (
+            <[u8; 2]>::try_from(source),
+            mle::LeaderData::parse(leader_data),
+        ) else {
+            self.counters.rx_malformed += 1;
+            return;
+        };
+        let parent = Neighbor {
+            ext,
+            rloc16: u16::from_be_bytes(source),
+        };
+        let their_challenge = their_challenge.to_vec();
+        // The first leader to answer wins: attach is event driven, no collection window.
+        self.partition_id = leader_data.partition_id;
+        self.leader_router_id = leader_data.leader_router_id;
+        self.attach = Attach::Requesting {
+            parent,
+            give_up_at: now + CHILD_ID_TIMEOUT,
+        };
+        let registration =
+            mle::emit_address_registration(&[self.ml_eid()], &self.dataset.mesh_local_prefix);
+        let request = mle::Message::new(mle::command::CHILD_ID_REQUEST)
+            .with(mle::tlv::RESPONSE, &their_challenge)
+            .with(mle::tlv::MODE, &[mle::MODE_RDN])
+            .with(mle::tlv::TIMEOUT, &240u32.to_be_bytes())
+            .with(mle::tlv::VERSION, &mle::THREAD_VERSION.to_be_bytes())
+            .with(mle::tlv::ADDRESS_REGISTRATION, &registration);
+        self.send_mle(now, src, &request);
+    }
+
+    fn handle_child_id_request(
+        &mut self,
+        now: Instant,
+        ext: ExtAddress,
+        src: Ipv6Addr,
+        msg: &mle::Message,
+    ) {
+        let Some(issued) = self.issued_challenges.get(&ext) else {
+            return;
+        };
+        if msg.get(mle::tlv::RESPONSE) != Some(issued.as_slice()) {
+            return;
+        }
+        self.issued_challenges.remove(&ext);
+        let registered = msg
+            .get(mle::tlv::ADDRESS_REGISTRATION)
+            .and_then(|v| mle::parse_address_registration(v, &self.dataset.mesh_local_prefix).ok())
+            .unwrap_or_default();
+        let rloc16 = match self.children.iter_mut().find(|c| c.ext == ext) {
+            Some(child) => {
+                child.registered = registered;
+                child.rloc16
+            }
+            None => {
+                let Some(id) = (1..=0x1ffu16)
+                    .find(|id| !self.children.iter().any(|c| c.rloc16 & 0x1ff == *id))
+                else {
+                    return;
+                };
+                let rloc16 = self.rloc16 | id;
+                self.children.push(Child {
+                    ext,
+                    rloc16,
+                    registered,
+                });
+                rloc16
+            }
+        };
+        // A re-attaching child starts its frame counter from where it is; forget the old one.
+        self.rx_frame_counters.remove(&ext);
+        let response = mle::Message::new(mle::command::CHILD_ID_RESPONSE)
+            .with(mle::tlv::SOURCE_ADDRESS, &self.rloc16.to_be_bytes())
+            .with(mle::tlv::LEADER_DATA, &self.leader_data().emit())
+            .with(mle::tlv::ADDRESS16, &rloc16.to_be_bytes())
+            .with(mle::tlv::VERSION, &mle::THREAD_VERSION.to_be_bytes());
+        self.send_mle(now, src, &response);
+    }
+
+    fn handle_child_id_response(&mut self, ext: ExtAddress, msg: &mle::Message) {
+        let Attach::Requesting { parent, .. } = self.attach.clone() else {
+            return;
+        };
+        if parent.ext != ext {
+            return;
+        }
+        let Some(address16) = msg
+            .get(mle::tlv::ADDRESS16)
+            .and_then(|v| <[u8; 2]>::try_from(v).ok())
+        else {
+            self.counters.rx_malformed += 1;
+            return;
+        };
+        self.rloc16 = u16::from_be_bytes(address16);
+        self.parent = Some(parent);
+        self.attach = Attach::Attached;
+        self.set_role(Role::Child);
+    }
+
+    fn send_mle(&mut self, now: Instant, dst: Ipv6Addr, msg: &mle::Message) {
+        let packet = ip::udp_packet(
+            SocketAddrV6::new(self.link_local(), mle::PORT, 0, 0),
+            SocketAddrV6::new(dst, mle::PORT, 0, 0),
+            MLE_HOP_LIMIT,
+            &msg.emit(),
+        );
+        self.send_ipv6(now, packet);
+    }
+
+    // -- Address resolution (TMF) --
+
+    fn next_message_id(&mut self) -> u16 {
+        self.coap_message_id = self.coap_message_id.wrapping_add(1);
+        self.coap_message_id
+    }
+
+    fn send_tmf(&mut self, now: Instant, dst: Ipv6Addr, packet: &coap::Packet) {
+        let Ok(bytes) = coap::encode(packet) else {
+            return;
+        };
+        let Some(src) = self.source_for(&dst) else {
+            return;
+        };
+        let packet = ip::udp_packet(
+            SocketAddrV6::new(src, tmf::PORT, 0, 0),
+            SocketAddrV6::new(dst, tmf::PORT, 0, 0),
+            DEFAULT_HOP_LIMIT,
+            &bytes,
+        );
+        self.send_ipv6(now, packet);
+    }
+
+    fn send_address_query(&mut self, now: Instant, target: Ipv6Addr) {
+        self.queries.insert(target, now + ADDRESS_QUERY_TIMEOUT);
+        self.counters.address_queries_sent += 1;
+        let mid = self.next_message_id();
+        let token: [u8; 2] = self.rng.random();
+        let query = tmf::address_query(mid, &token, &target);
+        self.send_tmf(now, ALL_ROUTERS_REALM_LOCAL, &query);
+    }
+
+    fn expire_queries(&mut self, now: Instant) {
+        let expired: Vec<Ipv6Addr> = self
+            .queries
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        for target in expired {
+            self.queries.remove(&target);
+            self.counters.address_query_timeouts += 1;
+            let before = self.queued.len();
+            self.queued.retain(|q| q.target != target);
+            self.counters.ip_no_route += (before - self.queued.len()) as u64;
+        }
+    }
+
+    /// Who answers a query for `target` here: the owner, or a parent for its child.
+    fn answer_for(&self, target: &Ipv6Addr) -> Option<tmf::Notification> {
+        if *target == self.ml_eid() && self.is_attached() {
+            return Some(tmf::Notification {
+                target: *target,
+                rloc16: self.rloc16,
+                ml_eid_iid: self.ml_eid_iid,
+            });
+        }
+        self.children
+            .iter()
+            .find(|c| c.registered.contains(target))
+            .map(|c| tmf::Notification {
+                target: *target,
+                rloc16: c.rloc16,
+                ml_eid_iid: ip::iid(target),
+            })
+    }
+
+    fn handle_tmf(&mut self, now: Instant, src: Ipv6Addr, payload: &[u8]) {
+        let Ok(packet) = coap::decode(payload) else {
+            self.counters.rx_malformed += 1;
+            return;
+        };
+        if !matches!(packet.header.code, MessageClass::Request(RequestType::Post)) {
+            return;
+        }
+        match coap::uri_path(&packet).as_str() {
+            tmf::URI_ADDRESS_QUERY => {
+                let Ok(target) = tmf::target_eid(&packet.payload) else {
+                    self.counters.rx_malformed += 1;
+                    return;
+                };
+                // A child's own parent answers for it; children stay quiet.
+                if self.role != Role::Leader {
+                    return;
+                }
+                if let Some(answer) = self.answer_for(&target) {
+                    let mid = self.next_message_id();
+                    let token: [u8; 2] = self.rng.random();
+                    let notification = tmf::address_notification(mid, &token, &answer);
+                    self.send_tmf(now, src, &notification);
+                }
+            }
+            tmf::URI_ADDRESS_NOTIFY => {
+                let Ok(n) = tmf::parse_notification(&packet.payload) else {
+                    self.counters.rx_malformed += 1;
+                    return;
+                };
+                if packet.header.get_type() == MessageType::Confirmable {
+                    let mid = self.next_message_id();
+                    let ack = coap::response_to(&packet, ResponseType::Changed, mid, &[]);
+                    self.send_tmf(now, src, &ack);
+                }
+                if self.queries.remove(&n.target).is_some() {
+                    self.eid_cache.insert(n.target, n.rloc16);
+                    let (ready, waiting): (Vec<Queued>, Vec<Queued>) =
+                        std::mem::take(&mut self.queued)
+                            .into_iter()
+                            .partition(|q| q.target == n.target);
+                    self.queued = waiting;
+                    for q in ready {
+                        self.send_ipv6(now, q.packet);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // -- Ping --
+
+    fn run_ping(&mut self, now: Instant) {
+        let Some(ping) = self.ping.as_mut() else {
+            return;
+        };
+        let mut to_send = None;
+        if let Some(at) = ping.next_send
+            && now >= at
+        {
+            let seq = self.echo_sequence;
+            self.echo_sequence = self.echo_sequence.wrapping_add(1);
+            ping.sent += 1;
+            ping.outstanding.insert(seq, now);
+            if ping.sent < ping.count {
+                // Keep the schedule: late polls do not stretch the interval.
+                ping.next_send = Some((at + ping.interval).max(now));
+            } else {
+                ping.next_send = None;
+                ping.done_at = Some(now + PING_TIMEOUT);
+            }
+            to_send = Some((ping.dst, ping.size, ping.hop_limit, ping.identifier, seq));
+        }
+        if let Some((dst, size, hop_limit, identifier, seq)) = to_send {
+            // OpenThread puts the send time (ms, big-endian) first in the echo data.
+            let stamp =
+                (now.saturating_duration_since(self.epoch).as_millis() as u32).to_be_bytes();
+            let mut data = vec![0u8; usize::from(size)];
+            for (d, s) in data.iter_mut().zip(stamp.iter()) {
+                *d = *s;
+            }
+            if let Some(src) = self.source_for(&dst) {
+                let packet = ip::echo_request(src, dst, hop_limit, identifier, seq, &data);
+                self.send_ipv6(now, packet);
+            }
+        }
+        self.finish_ping_if_done(now);
+    }
+
+    fn finish_ping_if_done(&mut self, now: Instant) {
+        let Some(ping) = &self.ping else {
+            return;
+        };
+        let all_answered = ping.next_send.is_none() && ping.received >= ping.sent;
+        let timed_out = ping.done_at.is_some_and(|d| now >= d);
+        if !(all_answered || timed_out) {
+            return;
+        }
+        let rtt_min = ping.rtts.iter().min().copied().unwrap_or_default();
+        let rtt_max = ping.rtts.iter().max().copied().unwrap_or_default();
+        let rtt_avg = if ping.rtts.is_empty() {
+            Duration::ZERO
+        } else {
+            ping.rtts.iter().sum::<Duration>() / ping.rtts.len() as u32
+        };
+        self.events.push(NetEvent::PingDone {
+            sent: ping.sent,
+            received: ping.received,
+            rtt_min,
+            rtt_avg,
+            rtt_max,
+        });
+        self.ping = None;
+    }
+
+    fn handle_echo_reply(
+        &mut self,
+        now: Instant,
+        src: Ipv6Addr,
+        hop_limit: u8,
+        identifier: u16,
+        sequence: u16,
+        data_len: usize,
+    ) {
+        let Some(ping) = self.ping.as_mut() else {
+            return;
+        };
+        if identifier != ping.identifier {
+            return;
+        }
+        let Some(sent_at) = ping.outstanding.remove(&sequence) else {
+            return;
+        };
+        let rtt = now.saturating_duration_since(sent_at);
+        ping.received += 1;
+        ping.rtts.push(rtt);
+        self.events.push(NetEvent::PingReply {
+            from: src,
+            size: u16::try_from(data_len).unwrap_or(u16::MAX),
+            seq: sequence,
+            hop_limit,
+            rtt,
+        });
+        self.finish_ping_if_done(now);
+    }
+
+    // -- IPv6 in --
+
+    fn handle_ipv6(&mut self, now: Instant, datagram: Vec<u8>, mac_src: Address, from_child: bool) {
+        let Ok(packet) = ip::parse(&datagram) else {
+            self.counters.rx_malformed += 1;
+            return;
+        };
+        let for_us = self.is_own_unicast(&packet.dst) || self.is_subscribed(&packet.dst);
+        let multicast = ip::multicast_scope(&packet.dst).is_some();
+        if self.role == Role::Leader && packet.hop_limit > 1 {
+            if !for_us && !multicast {
+                self.forward(now, datagram);
+                return;
+            }
+            // One MPL-like repetition of realm-local multicast from a child, so the other
+            // children (which cannot decrypt each other's frames) hear it.
+            if from_child && ip::multicast_scope(&packet.dst) == Some(3) {
+                let mut copy = datagram.clone();
+                if let Some(h) = copy.get_mut(7) {
+                    *h -= 1;
+                }
+                self.send_ipv6(now, copy);
+            }
+        }
+        if !for_us {
+            return;
+        }
+        match packet.body {
+            Body::Udp {
+                src_port,
+                dst_port,
+                payload,
+            } => match dst_port {
+                mle::PORT if src_port == mle::PORT => {
+                    self.handle_mle(now, packet.src, mac_src, &payload)
+                }
+                tmf::PORT => self.handle_tmf(now, packet.src, &payload),
+                port if self.udp_ports.contains(&port) => self.events.push(NetEvent::Udp {
+                    src: SocketAddrV6::new(packet.src, src_port, 0, 0),
+                    dst: SocketAddrV6::new(packet.dst, dst_port, 0, 0),
+                    payload,
+                }),
+                _ => {}
+            },
+            Body::EchoRequest {
+                identifier,
+                sequence,
+                data,
+            } => {
+                let src = if multicast {
+                    self.source_for(&packet.src)
+                } else {
+                    Some(packet.dst)
+                };
+                if let Some(src) = src {
+                    let reply = ip::echo_reply(
+                        src,
+                        packet.src,
+                        DEFAULT_HOP_LIMIT,
+                        identifier,
+                        sequence,
+                        &data,
+                    );
+                    self.send_ipv6(now, reply);
+                }
+            }
+            Body::EchoReply {
+                identifier,
+                sequence,
+                data,
+            } => self.handle_echo_reply(
+                now,
+                packet.src,
+                packet.hop_limit,
+                identifier,
+                sequence,
+                data.len(),
+            ),
+            Body::Other { .. } => {}
+        }
+    }
+
+    fn forward(&mut self, now: Instant, mut datagram: Vec<u8>) {
+        if let Some(h) = datagram.get_mut(7) {
+            *h -= 1;
+        }
+        self.counters.ip_forwarded += 1;
+        self.send_ipv6(now, datagram);
+    }
+
+    // -- IPv6 out --
+
+    /// Route one IPv6 packet: local delivery, MAC next hop, or wait for address resolution.
+    fn send_ipv6(&mut self, now: Instant, packet: Vec<u8>) {
+        let Some(dst) = packet
+            .get(24..40)
+            .and_then(|d| <[u8; 16]>::try_from(d).ok())
+            .map(Ipv6Addr::from)
+        else {
+            return;
+        };
+        if self.is_own_unicast(&dst) {
+            self.handle_ipv6(now, packet, Address::Extended(self.ext), false);
+            return;
+        }
+        let prefix = self.dataset.mesh_local_prefix;
+        let next_hop = match ip::classify(&dst, &prefix) {
+            AddressClass::Multicast { .. } => Some(Address::Short(MAC_BROADCAST)),
+            AddressClass::LinkLocal => Some(match ip::short_from_iid(&ip::iid(&dst)) {
+                Some(short) => Address::Short(short),
+                None => Address::Extended(ip::ext_from_iid(&ip::iid(&dst))),
+            }),
+            AddressClass::MeshLocalRloc(rloc16) => self.next_hop_for(rloc16),
+            AddressClass::MeshLocalAloc(LEADER_ALOC16) => {
+                self.next_hop_for(u16::from(self.leader_router_id) << 10)
+            }
+            AddressClass::MeshLocalEid => {
+                let known = self
+                    .children
+                    .iter()
+                    .find(|c| c.registered.contains(&dst))
+                    .map(|c| c.rloc16)
+                    .or_else(|| self.eid_cache.get(&dst).copied());
+                match known {
+                    Some(rloc16) => self.next_hop_for(rloc16),
+                    None if self.is_attached() => {
+                        let asked = self.queries.contains_key(&dst);
+                        self.queued.push(Queued {
+                            target: dst,
+                            packet,
+                        });
+                        if !asked {
+                            self.send_address_query(now, dst);
+                        }
+                        return;
+                    }
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        let Some(mac_dst) = next_hop else {
+            self.counters.ip_no_route += 1;
+            return;
+        };
+        self.transmit(&packet, mac_dst);
+    }
+
+    fn next_hop_for(&self, rloc16: u16) -> Option<Address> {
+        if !self.is_attached() {
+            return None;
+        }
+        match self.role {
+            Role::Child => self.parent.map(|p| Address::Short(p.rloc16)),
+            _ if self.children.iter().any(|c| c.rloc16 == rloc16) => Some(Address::Short(rloc16)),
+            _ => None,
+        }
+    }
+
+    /// Compress, fragment, secure and send one IPv6 packet to `mac_dst`.
+    fn transmit(&mut self, packet: &[u8], mac_dst: Address) {
+        // Extended source for link-local traffic (receivers learn the extended address from it,
+        // and need it for the CCM* nonce); short source for mesh-local traffic once attached.
+        let src_link_local = packet.get(8..10) == Some(&[0xfe, 0x80][..]);
+        let mac_src = match mac_dst {
+            Address::Short(_) if self.is_attached() && !src_link_local => {
+                Address::Short(self.rloc16)
+            }
+            _ => Address::Extended(self.ext),
+        };
+        let contexts = self.contexts();
+        let compressed = match lowpan::compress(packet, &mac_src, &mac_dst, &contexts) {
+            Ok(c) => c,
+            Err(_) => {
+                self.counters.tx_errors += 1;
+                return;
+            }
+        };
+        let header_len = FrameRepr::data(
+            0,
+            self.dataset.pan_id,
+            mac_dst,
+            mac_src,
+            Some(SecurityHeader::thread_mac(0, self.key_index)),
+        )
+        .header_len();
+        let max_payload = MAX_PSDU - header_len - MIC_LEN;
+        let Ok(size) = u16::try_from(packet.len()) else {
+            self.counters.tx_errors += 1;
+            return;
+        };
+        self.frag_tag = self.frag_tag.wrapping_add(1);
+        let payloads = lowpan::fragment(&compressed, size, self.frag_tag, max_payload);
+        if payloads.is_empty() {
+            self.counters.tx_errors += 1;
+            return;
+        }
+        for payload in payloads {
+            let repr = FrameRepr::data(
+                self.mac_sequence,
+                self.dataset.pan_id,
+                mac_dst,
+                mac_src,
+                Some(SecurityHeader::thread_mac(
+                    self.frame_counter,
+                    self.key_index,
+                )),
+            );
+            self.mac_sequence = self.mac_sequence.wrapping_add(1);
+            self.frame_counter = self.frame_counter.wrapping_add(1);
+            match security::secure(&repr, &payload, &self.mac_key, &self.ext) {
+                Ok(psdu) => self.send_psdu(&psdu),
+                Err(_) => self.counters.tx_errors += 1,
+            }
+        }
+    }
+
+    // -- MAC in --
+
+    fn receive_frame(&mut self, now: Instant, psdu: &[u8]) {
+        let Ok(parsed) = mac::parse(psdu) else {
+            self.counters.rx_malformed += 1;
+            return;
+        };
+        let repr = parsed.repr.clone();
+        if repr.frame_type != FrameType::Data {
+            // Acks, beacons and MAC commands play no part in this model.
+            return;
+        }
+        self.counters.rx_frames += 1;
+        if repr.dst_pan_id() != Some(self.dataset.pan_id) {
+            self.counters.rx_pan_filtered += 1;
+            return;
+        }
+        let for_us = match repr.dst {
+            Address::Short(MAC_BROADCAST) => true,
+            Address::Short(s) => self.is_attached() && s == self.rloc16,
+            Address::Extended(e) => e == self.ext,
+            Address::Absent => false,
+        };
+        if !for_us {
+            self.counters.rx_dst_filtered += 1;
+            return;
+        }
+        let Some(sec) = repr.security else {
+            self.counters.rx_insecure += 1;
+            return;
+        };
+        if sec.key_id_mode != 1 || sec.key_index != Some(self.key_index) {
+            self.counters.rx_bad_key_index += 1;
+            return;
+        }
+        let src_ext = match repr.src {
+            Address::Extended(e) => e,
+            Address::Short(s) => match self.neighbor_by_short(s) {
+                Some(n) => n.ext,
+                None => {
+                    self.counters.rx_unknown_neighbor += 1;
+                    return;
+                }
+            },
+            Address::Absent => {
+                self.counters.rx_malformed += 1;
+                return;
+            }
+        };
+        let plaintext = match security::unsecure(psdu, &self.mac_key, &src_ext) {
+            Ok((_, p)) => p,
+            Err(ot_hil_wire::WireError::BadMic) => {
+                self.counters.rx_bad_mic += 1;
+                return;
+            }
+            Err(_) => {
+                self.counters.rx_malformed += 1;
+                return;
+            }
+        };
+        // Only authenticated frames move the replay window.
+        if let Some(last) = self.rx_frame_counters.get(&src_ext)
+            && sec.frame_counter <= *last
+        {
+            self.counters.rx_replayed += 1;
+            return;
+        }
+        self.rx_frame_counters.insert(src_ext, sec.frame_counter);
+        if repr.ack_request && !repr.dst.is_broadcast() {
+            self.send_ack(repr.sequence.unwrap_or(0));
+        }
+        let from_child = self.children.iter().any(|c| c.ext == src_ext);
+        let contexts = self.contexts();
+        match self
+            .reassembler
+            .push(now, &repr.src, &repr.dst, &plaintext, &contexts)
+        {
+            Ok(Some(datagram)) => self.handle_ipv6(now, datagram, repr.src, from_child),
+            Ok(None) => {}
+            Err(_) => self.counters.rx_malformed += 1,
+        }
+    }
+
+    fn neighbor_by_short(&self, short: u16) -> Option<Neighbor> {
+        if let Some(p) = self.parent
+            && p.rloc16 == short
+        {
+            return Some(p);
+        }
+        self.children
+            .iter()
+            .find(|c| c.rloc16 == short)
+            .map(|c| Neighbor {
+                ext: c.ext,
+                rloc16: c.rloc16,
+            })
+    }
+
+    fn send_ack(&mut self, sequence: u8) {
+        let psdu = FrameRepr::ack(sequence, false).emit(&[]);
+        self.send_psdu(&psdu);
+    }
+
+    fn send_psdu(&mut self, psdu: &[u8]) {
+        let Some(air) = &self.air else {
+            return;
+        };
+        match air.send(psdu) {
+            Ok(()) => self.counters.tx_frames += 1,
+            Err(_) => self.counters.tx_errors += 1,
+        }
+    }
+}
+
+fn random_ext_addr(rng: &mut StdRng) -> ExtAddress {
+    let mut ext: [u8; 8] = rng.random();
+    // A locally administered unicast address, as OpenThread generates (`GenerateExtAddress`).
+    ext[0] = (ext[0] & !0x01) | 0x02;
+    ExtAddress(ext)
+}
+
+fn random_iid(rng: &mut StdRng) -> [u8; 8] {
+    loop {
+        let iid: [u8; 8] = rng.random();
+        // Never collide with the locator form 0000:00ff:fe00:xxxx.
+        if ip::short_from_iid(&iid).is_none() {
+            return iid;
+        }
+    }
+}
