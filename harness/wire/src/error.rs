@@ -41,6 +41,9 @@ pub enum WireError {
         len: usize,
         max: usize,
     },
+    /// Writing a capture file failed.
+    #[error("failed to write pcap: {0}")]
+    Pcap(String),
     /// A CoAP message could not be encoded or decoded.
     #[error("coap: {0}")]
     Coap(String),

@@ -7,6 +7,7 @@ pub mod coap;
 pub mod ip;
 pub mod lowpan;
 pub mod mac;
+pub mod pcap;
 pub mod security;
 pub mod sniffer;
 

@@ -224,6 +224,17 @@ impl SecurityHeader {
         }
     }
 
+    /// Thread MLE security: level 5, key id mode 2, key source = BE32(key sequence).
+    pub fn thread_mle(frame_counter: u32, key_sequence: u32) -> Self {
+        SecurityHeader {
+            level: 5,
+            key_id_mode: 2,
+            frame_counter,
+            key_index: Some(((key_sequence & 0x7f) + 1) as u8),
+            key_source: Some(key_sequence.to_be_bytes()),
+        }
+    }
+
     /// Length of the MIC this level appends: 0, 4, 8 or 16 bytes.
     pub fn mic_len(&self) -> usize {
         mic_len(self.level)
@@ -248,7 +259,7 @@ impl SecurityHeader {
         (self.level & 0x07) | ((self.key_id_mode & 0x03) << 3)
     }
 
-    fn emit(&self, out: &mut Vec<u8>) {
+    pub(crate) fn emit(&self, out: &mut Vec<u8>) {
         out.push(self.control_byte());
         out.extend_from_slice(&self.frame_counter.to_le_bytes());
         let index = self.key_index.unwrap_or(0);
@@ -268,7 +279,7 @@ impl SecurityHeader {
         }
     }
 
-    fn parse(reader: &mut Reader<'_>) -> Result<Self, WireError> {
+    pub(crate) fn parse(reader: &mut Reader<'_>) -> Result<Self, WireError> {
         let control = reader.u8()?;
         if control & 0x20 != 0 {
             return Err(WireError::unsupported(

@@ -12,8 +12,12 @@ use ccm::consts::{U4, U8, U13, U16};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use std::net::Ipv6Addr;
+
 use crate::WireError;
-use crate::mac::{self, ExtAddress, FCS_LEN, FrameRepr, MAX_PSDU_LEN};
+use crate::ip;
+use crate::mac::{self, ExtAddress, FCS_LEN, FrameRepr, MAX_PSDU_LEN, SecurityHeader};
+use crate::reader::Reader;
 
 /// The per-key-sequence keys derived from the network key.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -236,6 +240,96 @@ pub fn unsecure(
     Ok((parsed.repr, plaintext))
 }
 
+/// UDP port of MLE.
+pub const MLE_PORT: u16 = 19788;
+/// First byte of an MLE UDP payload: secured with 802.15.4 security (0) or not at all (255,
+/// discovery only).
+pub const MLE_SUITE_SECURED: u8 = 0;
+pub const MLE_SUITE_UNSECURED: u8 = 255;
+
+/// The key sequence an MLE security header names (key id mode 2: key source = BE32(sequence)).
+pub fn mle_key_sequence(security: &SecurityHeader) -> Option<u32> {
+    (security.key_id_mode == 2)
+        .then_some(security.key_source)
+        .flatten()
+        .map(u32::from_be_bytes)
+}
+
+/// The security header of a secured MLE message, `None` for an unsecured one.
+pub fn mle_security_header(udp_payload: &[u8]) -> Result<Option<SecurityHeader>, WireError> {
+    let mut reader = Reader::new(udp_payload, "mle security header");
+    match reader.u8()? {
+        MLE_SUITE_SECURED => Ok(Some(SecurityHeader::parse(&mut reader)?)),
+        MLE_SUITE_UNSECURED => Ok(None),
+        _ => Err(WireError::malformed("mle", "unknown security suite")),
+    }
+}
+
+/// MLE CCM* nonce source: the sender's EUI-64, from the IID of its (link-local) source address.
+fn mle_nonce(src: &Ipv6Addr, security: &SecurityHeader) -> [u8; 13] {
+    nonce(
+        &ip::ext_from_iid(&ip::iid(src)),
+        security.frame_counter,
+        security.level,
+    )
+}
+
+fn mle_aad(src: &Ipv6Addr, dst: &Ipv6Addr, aux: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(32 + aux.len());
+    aad.extend_from_slice(&src.octets());
+    aad.extend_from_slice(&dst.octets());
+    aad.extend_from_slice(aux);
+    aad
+}
+
+/// Secure an MLE message (command type + TLVs) into a UDP payload:
+/// `0 || aux security header || encrypted message || MIC`, AAD = src IPv6 || dst IPv6 || aux header.
+pub fn mle_secure(
+    security: &SecurityHeader,
+    message: &[u8],
+    src: &Ipv6Addr,
+    dst: &Ipv6Addr,
+    mle_key: &[u8; 16],
+) -> Result<Vec<u8>, WireError> {
+    let mut out = vec![MLE_SUITE_SECURED];
+    security.emit(&mut out);
+    let aad = mle_aad(src, dst, &out[1..]);
+    let protected = ccm_star_encrypt(
+        mle_key,
+        &mle_nonce(src, security),
+        security.level,
+        &aad,
+        message,
+    )?;
+    out.extend_from_slice(&protected);
+    Ok(out)
+}
+
+/// Inverse of [`mle_secure`]: returns the security header and the MLE message (command type +
+/// TLVs). `mle_key` must be the MLE key of [`mle_key_sequence`] of the header.
+pub fn mle_unsecure(
+    udp_payload: &[u8],
+    src: &Ipv6Addr,
+    dst: &Ipv6Addr,
+    mle_key: &[u8; 16],
+) -> Result<(SecurityHeader, Vec<u8>), WireError> {
+    let mut reader = Reader::new(udp_payload, "mle security header");
+    if reader.u8()? != MLE_SUITE_SECURED {
+        return Err(WireError::NotSecured);
+    }
+    let security = SecurityHeader::parse(&mut reader)?;
+    let aux_end = reader.pos();
+    let aad = mle_aad(src, dst, udp_payload.get(1..aux_end).unwrap_or(&[]));
+    let message = ccm_star_decrypt(
+        mle_key,
+        &mle_nonce(src, &security),
+        security.level,
+        &aad,
+        reader.rest(),
+    )?;
+    Ok((security, message))
+}
+
 /// Fuzzing entry point: `data` = 16-byte key, 8-byte source address, then a PSDU.
 pub fn fuzz_unsecure(data: &[u8]) {
     let (Some(key), Some(ext), Some(psdu)) = (data.get(..16), data.get(16..24), data.get(24..))
@@ -252,7 +346,7 @@ pub fn fuzz_unsecure(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mac::{Address, SecurityHeader};
+    use crate::mac::Address;
 
     fn unhex(s: &str) -> Vec<u8> {
         hex::decode(s.replace([' ', '|', '\n'], "")).unwrap()
@@ -401,5 +495,41 @@ mod tests {
             secure(&repr, &payload, &key16(ANNEX_C_KEY), &src).unwrap(),
             frame
         );
+    }
+
+    #[test]
+    fn mle_vector_from_openthread() {
+        // OpenThread tests/scripts/thread-cert/test_crypto.py: an MLE Advertisement sent to ff02::2.
+        let src: Ipv6Addr = "fe80::235:cc94:d77a:07e8".parse().unwrap();
+        let dst: Ipv6Addr = "ff02::2".parse().unwrap();
+        let keys = derive_keys(&key16(NETWORK_KEY), 0);
+        let security = SecurityHeader {
+            level: 5,
+            key_id_mode: 2,
+            frame_counter: 262_165,
+            key_index: Some(1),
+            key_source: Some([0, 0, 0, 0]),
+        };
+        assert_eq!(security, SecurityHeader::thread_mle(262_165, 0));
+        let message = unhex("0400020000090b8f80000000000040 0001f10b08655e0f8340c78331");
+        let secured = unhex(
+            "00 15 15000400 00000000 01 \
+             9a5a9a5bba259c5e58a27e7574ef79bc4fa3f9aea834f6f237219360 e1b5a253",
+        );
+        assert_eq!(
+            mle_secure(&security, &message, &src, &dst, &keys.mle_key).unwrap(),
+            secured
+        );
+        let (parsed, plain) = mle_unsecure(&secured, &src, &dst, &keys.mle_key).unwrap();
+        assert_eq!((parsed, plain), (security, message));
+        assert_eq!(mle_key_sequence(&parsed), Some(0));
+        assert_eq!(mle_security_header(&secured).unwrap(), Some(security));
+        let other_dst: Ipv6Addr = "ff02::1".parse().unwrap();
+        assert_eq!(
+            mle_unsecure(&secured, &src, &other_dst, &keys.mle_key),
+            Err(WireError::BadMic)
+        );
+        assert_eq!(mle_security_header(&[255, 1, 2]).unwrap(), None);
+        assert!(mle_unsecure(&[0, 0x15], &src, &dst, &keys.mle_key).is_err());
     }
 }
