@@ -4,6 +4,7 @@
 //! decode; none of them panics on any input.
 
 pub mod coap;
+pub mod decode;
 pub mod ip;
 pub mod lowpan;
 pub mod mac;
