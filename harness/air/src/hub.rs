@@ -1,7 +1,7 @@
 //! The hub: one per run, it plays the air between every registered client.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,12 @@ pub const DEFAULT_RSSI_DBM: i8 = -40;
 /// Link quality every frame is reported with.
 pub const DEFAULT_LQI: u8 = 255;
 
+/// Datagrams held for one receiver whose socket queue is full (Linux queues only
+/// `net.unix.max_dgram_qlen`, 10 by default, per socket). Beyond this the receiver overruns.
+const BACKLOG_LIMIT: usize = 4096;
+/// How soon the hub retries a receiver with a backlog.
+const BACKLOG_RETRY: Duration = Duration::from_micros(500);
+
 /// Longest the hub thread blocks before it rechecks its stop flag (a backstop: dropping the hub
 /// also wakes it with an empty datagram).
 const IDLE_WAKE: Duration = Duration::from_millis(100);
@@ -41,7 +47,7 @@ pub struct HubStats {
     pub malformed: u64,
     /// Clients removed because their socket was gone.
     pub dead_clients: u64,
-    /// Deliveries dropped because the receiver's socket queue was full.
+    /// Deliveries dropped because the receiver fell more than 4096 frames behind.
     pub receiver_overruns: u64,
     /// Deliveries dropped by injected loss.
     pub injected_losses: u64,
@@ -86,6 +92,8 @@ struct HubState {
     rng: StdRng,
     delayed: BinaryHeap<Reverse<Delayed>>,
     next_order: u64,
+    /// Per receiver, datagrams waiting for room in its socket queue, in order.
+    backlog: HashMap<PathBuf, VecDeque<Vec<u8>>>,
 }
 
 struct Shared {
@@ -137,6 +145,7 @@ impl Hub {
                 rng: StdRng::seed_from_u64(seed),
                 delayed: BinaryHeap::new(),
                 next_order: 0,
+                backlog: HashMap::new(),
             }),
         });
         let thread_shared = Arc::clone(&shared);
@@ -205,11 +214,18 @@ fn serve(socket: &UnixDatagram, out: &UnixDatagram, shared: &Shared) {
     while !shared.stop.load(Ordering::SeqCst) {
         let wait = {
             let state = shared.lock();
-            state
+            let delayed = state
                 .delayed
                 .peek()
                 .map(|Reverse(d)| d.due.saturating_duration_since(Instant::now()))
-                .unwrap_or(IDLE_WAKE)
+                .unwrap_or(IDLE_WAKE);
+            let backlog = if state.backlog.is_empty() {
+                IDLE_WAKE
+            } else {
+                BACKLOG_RETRY
+            };
+            delayed
+                .min(backlog)
                 .clamp(Duration::from_micros(100), IDLE_WAKE)
         };
         if socket.set_read_timeout(Some(wait)).is_err() {
@@ -238,6 +254,45 @@ fn serve(socket: &UnixDatagram, out: &UnixDatagram, shared: &Shared) {
         }
         let mut state = shared.lock();
         deliver_due(&mut state, out, started, Instant::now());
+        flush_backlogs(&mut state, out);
+    }
+}
+
+/// Retry every receiver with a backlog, in order, until its queue is full again.
+fn flush_backlogs(state: &mut HubState, out: &UnixDatagram) {
+    let mut dead = Vec::new();
+    for (to, queue) in state.backlog.iter_mut() {
+        while let Some(datagram) = queue.front() {
+            match out.send_to(datagram, to) {
+                Ok(_) => {
+                    queue.pop_front();
+                    state.stats.frames_out += 1;
+                }
+                Err(e) if is_gone(&e) => {
+                    dead.push(to.clone());
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    for to in dead {
+        remove_dead(state, &to);
+    }
+    state.backlog.retain(|_, q| !q.is_empty());
+}
+
+fn is_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
+    )
+}
+
+fn remove_dead(state: &mut HubState, to: &Path) {
+    state.backlog.remove(to);
+    if state.clients.remove(to).is_some() {
+        state.stats.dead_clients += 1;
     }
 }
 
@@ -373,17 +428,26 @@ fn send_now(
         timestamp_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         psdu: psdu.to_vec(),
     };
-    match out.send_to(&frame.emit(), to) {
-        Ok(_) => state.stats.frames_out += 1,
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
-            ) =>
-        {
-            state.clients.remove(to);
-            state.stats.dead_clients += 1;
+    let datagram = frame.emit();
+    // Keep order: behind an existing backlog, a frame waits its turn.
+    if let Some(queue) = state.backlog.get_mut(to) {
+        if queue.len() >= BACKLOG_LIMIT {
+            state.stats.receiver_overruns += 1;
+        } else {
+            queue.push_back(datagram);
         }
-        Err(_) => state.stats.receiver_overruns += 1,
+        return;
+    }
+    match out.send_to(&datagram, to) {
+        Ok(_) => state.stats.frames_out += 1,
+        Err(e) if is_gone(&e) => remove_dead(state, to),
+        Err(_) => {
+            // Queue full (EAGAIN) or a transient error: hold the frame and retry shortly.
+            state
+                .backlog
+                .entry(to.to_path_buf())
+                .or_default()
+                .push_back(datagram);
+        }
     }
 }
