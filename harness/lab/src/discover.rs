@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::hwmap::{Board, HardwareMap, HwMapError, Profile, ProbeSelector, SNIFFER_TAG, same_serial};
+use crate::hwmap::{
+    Board, HardwareMap, HwMapError, ProbeSelector, Profile, SNIFFER_TAG, same_serial,
+};
 use crate::probes::ProbeEntry;
 use crate::sysfs::{SerialPortEntry, SysRoot, SysfsError, list_serial_ports};
 
@@ -94,16 +96,15 @@ pub fn pair(ports: Vec<SerialPortEntry>, probes: &[ProbeEntry]) -> Vec<Discovere
     let mut groups: BTreeMap<(u16, u16, String), Vec<SerialPortEntry>> = BTreeMap::new();
     let mut loners = Vec::new();
     for port in ports {
-        match &port.usb {
-            Some(usb) => match &usb.serial_number {
+        // Ports not on USB (on-board UARTs) have nothing to pair with.
+        if let Some(usb) = &port.usb {
+            match &usb.serial_number {
                 Some(serial) => groups
                     .entry((usb.vendor_id, usb.product_id, serial.clone()))
                     .or_default()
                     .push(port),
                 None => loners.push(port),
-            },
-            // Not a USB port (an on-board UART): nothing to pair.
-            None => {}
+            }
         }
     }
     let mut boards = Vec::new();
@@ -121,7 +122,11 @@ pub fn pair(ports: Vec<SerialPortEntry>, probes: &[ProbeEntry]) -> Vec<Discovere
         let ports = key.and_then(|k| groups.remove(&k)).unwrap_or_default();
         let is_dk = probe.vendor_id == SEGGER_VID && JLINK_OB_PIDS.contains(&probe.product_id);
         let mut board = board_from_ports(
-            if is_dk { BoardKind::NrfDk } else { BoardKind::OtherProbe },
+            if is_dk {
+                BoardKind::NrfDk
+            } else {
+                BoardKind::OtherProbe
+            },
             ports,
             probe.vendor_id,
             probe.product_id,
@@ -130,18 +135,19 @@ pub fn pair(ports: Vec<SerialPortEntry>, probes: &[ProbeEntry]) -> Vec<Discovere
             board.serial = probe.serial_number.clone();
         }
         if is_dk && board.port.is_none() {
-            board
-                .notes
-                .push("no serial port with this J-Link's serial number (is the VCOM disabled?)".to_string());
+            board.notes.push(
+                "no serial port with this J-Link's serial number (is the VCOM disabled?)"
+                    .to_string(),
+            );
         }
         board.probe = Some(probe.clone());
         boards.push(board);
     }
     for ((vid, pid, _), ports) in groups {
         let is_sniffer = (vid == NORDIC_VID && pid == SNIFFER_PID)
-            || ports
-                .iter()
-                .any(|p| p.usb.as_ref().and_then(|u| u.product.as_deref()) == Some(SNIFFER_PRODUCT));
+            || ports.iter().any(|p| {
+                p.usb.as_ref().and_then(|u| u.product.as_deref()) == Some(SNIFFER_PRODUCT)
+            });
         let kind = if is_sniffer {
             BoardKind::Sniffer
         } else if vid == SEGGER_VID && JLINK_OB_PIDS.contains(&pid) {
@@ -152,31 +158,52 @@ pub fn pair(ports: Vec<SerialPortEntry>, probes: &[ProbeEntry]) -> Vec<Discovere
         let mut board = board_from_ports(kind, ports, vid, pid);
         if kind == BoardKind::NrfDk {
             board.notes.push(
-                "J-Link tty found but probe-rs did not list the probe (udev rules or permissions?)".to_string(),
+                "J-Link tty found but probe-rs did not list the probe (udev rules or permissions?)"
+                    .to_string(),
             );
         }
         boards.push(board);
     }
     for port in loners {
-        let (vid, pid) = port.usb.as_ref().map_or((0, 0), |u| (u.vendor_id, u.product_id));
+        let (vid, pid) = port
+            .usb
+            .as_ref()
+            .map_or((0, 0), |u| (u.vendor_id, u.product_id));
         let mut board = board_from_ports(BoardKind::OtherSerial, vec![port], vid, pid);
-        board.notes.push("USB device without a serial number".to_string());
+        board
+            .notes
+            .push("USB device without a serial number".to_string());
         boards.push(board);
     }
     boards.sort_by(|a, b| {
-        (a.kind, a.port.as_ref().map(|p| p.name.clone()), a.serial.clone()).cmp(&(
-            b.kind,
-            b.port.as_ref().map(|p| p.name.clone()),
-            b.serial.clone(),
-        ))
+        (
+            a.kind,
+            a.port.as_ref().map(|p| p.name.clone()),
+            a.serial.clone(),
+        )
+            .cmp(&(
+                b.kind,
+                b.port.as_ref().map(|p| p.name.clone()),
+                b.serial.clone(),
+            ))
     });
     boards
 }
 
-fn board_from_ports(kind: BoardKind, mut ports: Vec<SerialPortEntry>, vid: u16, pid: u16) -> DiscoveredBoard {
+fn board_from_ports(
+    kind: BoardKind,
+    mut ports: Vec<SerialPortEntry>,
+    vid: u16,
+    pid: u16,
+) -> DiscoveredBoard {
     // The lowest interface number is the application UART (interface 00 on a DK with two CDC ports);
     // tty numbers say nothing, they follow plug order.
-    ports.sort_by_key(|p| (p.usb.as_ref().and_then(|u| u.interface).unwrap_or(u8::MAX), p.name.clone()));
+    ports.sort_by_key(|p| {
+        (
+            p.usb.as_ref().and_then(|u| u.interface).unwrap_or(u8::MAX),
+            p.name.clone(),
+        )
+    });
     let serial = ports
         .first()
         .and_then(|p| p.usb.as_ref())
@@ -216,7 +243,9 @@ pub fn render_table(boards: &[DiscoveredBoard]) -> String {
                 b.kind.as_str().to_string(),
                 b.suggested_id(),
                 format!("{:04x}:{:04x}", b.vendor_id, b.product_id),
-                b.probe.as_ref().map_or("-".to_string(), ProbeEntry::selector),
+                b.probe
+                    .as_ref()
+                    .map_or("-".to_string(), ProbeEntry::selector),
                 port,
                 b.notes.join("; "),
             ]
@@ -275,7 +304,9 @@ pub fn hardware_map_from(boards: &[DiscoveredBoard], options: &GenerateOptions) 
         match b.kind {
             BoardKind::NrfDk => {
                 let Some(probe) = &b.probe else { continue };
-                let Some(serial) = probe.serial_number.clone() else { continue };
+                let Some(serial) = probe.serial_number.clone() else {
+                    continue;
+                };
                 out.push(Board {
                     id: b.suggested_id(),
                     platforms: vec![options.dk_platform.clone()],
@@ -314,10 +345,7 @@ pub fn generate_hardware_map(
     options: &GenerateOptions,
     path: &Path,
 ) -> Result<HardwareMap, HwMapError> {
-    let boards = discover(root, probes).map_err(|e| HwMapError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let boards = discover(root, probes)?;
     let map = hardware_map_from(&boards, options);
     std::fs::write(path, map.to_toml()).map_err(|source| HwMapError::Write {
         path: path.to_path_buf(),

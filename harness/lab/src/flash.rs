@@ -46,9 +46,16 @@ pub enum FlashError {
     #[error("failed to reach the probe of board {board}: {message}")]
     Probe { board: String, message: String },
     #[error("image {path} does not fit board {board}: {message}")]
-    ImageRejected { board: String, path: PathBuf, message: String },
+    ImageRejected {
+        board: String,
+        path: PathBuf,
+        message: String,
+    },
     #[error("the chip of board {board} is locked (APPROTECT); recover it with `{recover_command}`")]
-    Locked { board: String, recover_command: String },
+    Locked {
+        board: String,
+        recover_command: String,
+    },
     #[error("failed to flash board {board}: {message}")]
     Failed { board: String, message: String },
 }

@@ -45,7 +45,9 @@ impl std::str::FromStr for Profile {
         match s {
             "ncs" => Ok(Profile::Ncs),
             "upstream" => Ok(Profile::Upstream),
-            other => Err(format!("unknown profile `{other}` (expected ncs or upstream)")),
+            other => Err(format!(
+                "unknown profile `{other}` (expected ncs or upstream)"
+            )),
         }
     }
 }
@@ -72,14 +74,18 @@ impl ProbeSelector {
             }),
             [vid, pid, serial] if !serial.is_empty() => Ok(ProbeSelector {
                 vendor_id: Some(
-                    u16::from_str_radix(vid, 16).map_err(|_| format!("bad vendor id `{vid}` in probe `{text}`"))?,
+                    u16::from_str_radix(vid, 16)
+                        .map_err(|_| format!("bad vendor id `{vid}` in probe `{text}`"))?,
                 ),
                 product_id: Some(
-                    u16::from_str_radix(pid, 16).map_err(|_| format!("bad product id `{pid}` in probe `{text}`"))?,
+                    u16::from_str_radix(pid, 16)
+                        .map_err(|_| format!("bad product id `{pid}` in probe `{text}`"))?,
                 ),
                 serial: (*serial).to_string(),
             }),
-            _ => Err(format!("probe `{text}` is neither SERIAL nor VID:PID:SERIAL with a serial")),
+            _ => Err(format!(
+                "probe `{text}` is neither SERIAL nor VID:PID:SERIAL with a serial"
+            )),
         }
     }
 }
@@ -151,7 +157,12 @@ pub enum HwMapError {
     #[error("failed to parse hardware map {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("hardware map {path} is invalid:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Invalid { path: PathBuf, problems: Vec<String> },
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+    #[error("failed to discover boards: {0}")]
+    Discovery(#[from] crate::sysfs::SysfsError),
     #[error("hardware map {path} has a name that is neither .toml nor .yaml/.yml")]
     UnknownFormat { path: PathBuf },
 }
@@ -341,7 +352,9 @@ fn validate(raw: Vec<RawBoard>, path: &Path) -> Result<HardwareMap, HwMapError> 
         }
         let port = match b.port.as_deref().map(str::trim) {
             None | Some("") => {
-                problems.push(format!("{origin}: empty serial port (a board without a console cannot be tested)"));
+                problems.push(format!(
+                    "{origin}: empty serial port (a board without a console cannot be tested)"
+                ));
                 PathBuf::new()
             }
             Some(port) => {
@@ -363,7 +376,10 @@ fn validate(raw: Vec<RawBoard>, path: &Path) -> Result<HardwareMap, HwMapError> 
             }
             Some(text) => match ProbeSelector::parse(text) {
                 Ok(selector) => {
-                    if let Some((_, first)) = seen_probes.iter().find(|(p, _)| same_serial(&p.serial, &selector.serial)) {
+                    if let Some((_, first)) = seen_probes
+                        .iter()
+                        .find(|(p, _)| same_serial(&p.serial, &selector.serial))
+                    {
                         problems.push(format!(
                             "{origin}: probe {} is also used by {first} (one of them would flash the other board)",
                             selector.serial
@@ -462,7 +478,9 @@ pub struct TwisterImport {
 
 impl Default for TwisterImport {
     fn default() -> Self {
-        TwisterImport { profile: Profile::Ncs }
+        TwisterImport {
+            profile: Profile::Ncs,
+        }
     }
 }
 
@@ -484,10 +502,11 @@ impl TwisterImport {
     /// - `fixtures` become tags; a product naming the nRF 802.15.4 sniffer adds the `sniffer` tag.
     /// - entries with `connected: false` or `available: false` are left out (with a warning).
     pub fn import(&self, text: &str, path: &Path) -> Result<ImportedMap, HwMapError> {
-        let entries: Vec<TwisterEntry> = serde_norway::from_str(text).map_err(|e| HwMapError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let entries: Vec<TwisterEntry> =
+            serde_norway::from_str(text).map_err(|e| HwMapError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
         let mut warnings = Vec::new();
         let mut raw = Vec::new();
         let mut problems = Vec::new();
@@ -496,7 +515,11 @@ impl TwisterImport {
             if !e.connected || e.available == Some(false) {
                 warnings.push(format!(
                     "{origin}: skipped ({})",
-                    if e.connected { "available: false" } else { "connected: false" }
+                    if e.connected {
+                        "available: false"
+                    } else {
+                        "connected: false"
+                    }
                 ));
                 continue;
             }
@@ -532,9 +555,17 @@ impl TwisterImport {
             .filter_map(|(name, set)| set.then_some(name))
             .collect();
             if !ignored.is_empty() {
-                warnings.push(format!("{origin}: ot-hil does not use {}", ignored.join(", ")));
+                warnings.push(format!(
+                    "{origin}: ot-hil does not use {}",
+                    ignored.join(", ")
+                ));
             }
-            if !sniffer && !matches!(e.runner.as_str(), "nrfjprog" | "nrfutil" | "jlink" | "probe-rs" | "pyocd") {
+            if !sniffer
+                && !matches!(
+                    e.runner.as_str(),
+                    "nrfjprog" | "nrfutil" | "jlink" | "probe-rs" | "pyocd"
+                )
+            {
                 warnings.push(format!(
                     "{origin}: runner `{}` is replaced by probe-rs (ot-hil flashes through the probe itself)",
                     e.runner
@@ -593,7 +624,9 @@ fn platform_list(value: &serde_norway::Value) -> Result<Vec<String>, String> {
                 other => Err(format!("platform list holds a non-string: {other:?}")),
             })
             .collect(),
-        other => Err(format!("platform must be a string or a list of strings, not {other:?}")),
+        other => Err(format!(
+            "platform must be a string or a list of strings, not {other:?}"
+        )),
     }
 }
 
@@ -635,7 +668,10 @@ tags = ["coaps", "router"]
         let map = HardwareMap::from_toml(TWO, p()).unwrap();
         assert_eq!(map.boards.len(), 2);
         assert_eq!(map.boards[0].baud, DEFAULT_BAUD);
-        assert_eq!(map.boards[1].probe.as_ref().unwrap().vendor_id, Some(0x1366));
+        assert_eq!(
+            map.boards[1].probe.as_ref().unwrap().vendor_id,
+            Some(0x1366)
+        );
         assert_eq!(map.boards[1].profile, Some(Profile::Upstream));
         let again = HardwareMap::from_toml(&map.to_toml(), p()).unwrap();
         assert_eq!(again, map);
@@ -666,22 +702,41 @@ profile = "ncs"
 "#;
         let problems = problems_of(HardwareMap::from_toml(text, p()).unwrap_err());
         let joined = problems.join("\n");
-        assert!(joined.contains("board #1 (`dk1`): empty probe serial"), "{joined}");
+        assert!(
+            joined.contains("board #1 (`dk1`): empty probe serial"),
+            "{joined}"
+        );
         assert!(joined.contains("duplicate id `dk1`"), "{joined}");
-        assert!(joined.contains("port /dev/ttyACM0 is also used by board #1"), "{joined}");
+        assert!(
+            joined.contains("port /dev/ttyACM0 is also used by board #1"),
+            "{joined}"
+        );
         assert!(joined.contains("board #2 (`dk1`): no profile"), "{joined}");
-        assert!(joined.contains("board #3 (`dk3`): empty serial port"), "{joined}");
+        assert!(
+            joined.contains("board #3 (`dk3`): empty serial port"),
+            "{joined}"
+        );
         // 683759358 and 000683759358 are the same J-Link.
-        assert!(joined.contains("probe 000683759358 is also used by board #2"), "{joined}");
+        assert!(
+            joined.contains("probe 000683759358 is also used by board #2"),
+            "{joined}"
+        );
         assert_eq!(problems.len(), 6, "{joined}");
     }
 
     #[test]
     fn unknown_keys_and_profiles_are_parse_errors() {
-        let text = "[[board]]\nid='a'\nplatform='x'\nport='/dev/x'\nprobe_serial='1'\nprofile='ncs'\n";
-        assert!(matches!(HardwareMap::from_toml(text, p()), Err(HwMapError::Parse { .. })));
+        let text =
+            "[[board]]\nid='a'\nplatform='x'\nport='/dev/x'\nprobe_serial='1'\nprofile='ncs'\n";
+        assert!(matches!(
+            HardwareMap::from_toml(text, p()),
+            Err(HwMapError::Parse { .. })
+        ));
         let text = "[[board]]\nid='a'\nplatform='x'\nport='/dev/x'\nprobe='1'\nprofile='zephyr'\n";
-        assert!(matches!(HardwareMap::from_toml(text, p()), Err(HwMapError::Parse { .. })));
+        assert!(matches!(
+            HardwareMap::from_toml(text, p()),
+            Err(HwMapError::Parse { .. })
+        ));
     }
 
     #[test]
@@ -754,41 +809,69 @@ profile = "ncs"
 
     #[test]
     fn twister_import_keeps_ids_as_written_and_honours_probe_id() {
-        let imported = TwisterImport::default().import(TWISTER, Path::new("map.yaml")).unwrap();
+        let imported = TwisterImport::default()
+            .import(TWISTER, Path::new("map.yaml"))
+            .unwrap();
         let b = &imported.map.boards;
         assert_eq!(b.len(), 2);
         // Leading zeros survive: Twister (PyYAML) reads this as a string too.
         assert_eq!(b[0].id, "000683759358");
         assert_eq!(b[0].probe.as_ref().unwrap().serial, "000683759358");
         assert_eq!(b[1].probe.as_ref().unwrap().serial, "001050999999");
-        assert_eq!(b[1].platforms, ["nrf52840dk/nrf52840", "nrf52840dk_nrf52840"]);
+        assert_eq!(
+            b[1].platforms,
+            ["nrf52840dk/nrf52840", "nrf52840dk_nrf52840"]
+        );
         assert_eq!(b[1].baud, 1_000_000);
         assert!(b[1].tags.contains("coaps"));
         assert_eq!(b[0].profile, Some(Profile::Ncs));
         let w = imported.warnings.join("\n");
         assert!(w.contains("does not use pre_script"), "{w}");
-        assert!(w.contains("000683000000") && w.contains("connected: false"), "{w}");
+        assert!(
+            w.contains("000683000000") && w.contains("connected: false"),
+            "{w}"
+        );
     }
 
     #[test]
     fn twister_empty_serial_and_pty_and_typos_fail_fast() {
         let empty = "- connected: true\n  id: '1'\n  platform: p\n  product: J-Link\n  runner: nrfjprog\n  serial: ''\n";
-        let problems = problems_of(TwisterImport::default().import(empty, Path::new("m.yaml")).unwrap_err());
+        let problems = problems_of(
+            TwisterImport::default()
+                .import(empty, Path::new("m.yaml"))
+                .unwrap_err(),
+        );
         assert!(problems[0].contains("empty serial port"), "{problems:?}");
-        let missing = "- connected: true\n  id: '1'\n  platform: p\n  product: J-Link\n  runner: nrfjprog\n";
-        assert!(TwisterImport::default().import(missing, Path::new("m.yaml")).is_err());
+        let missing =
+            "- connected: true\n  id: '1'\n  platform: p\n  product: J-Link\n  runner: nrfjprog\n";
+        assert!(
+            TwisterImport::default()
+                .import(missing, Path::new("m.yaml"))
+                .is_err()
+        );
         let pty = "- connected: true\n  id: '1'\n  platform: p\n  product: J-Link\n  runner: nrfjprog\n  serial_pty: 'socat ...'\n";
-        let problems = problems_of(TwisterImport::default().import(pty, Path::new("m.yaml")).unwrap_err());
-        assert!(problems[0].contains("serial_pty is not supported"), "{problems:?}");
+        let problems = problems_of(
+            TwisterImport::default()
+                .import(pty, Path::new("m.yaml"))
+                .unwrap_err(),
+        );
+        assert!(
+            problems[0].contains("serial_pty is not supported"),
+            "{problems:?}"
+        );
         let typo = "- connected: true\n  id: '1'\n  platform: p\n  product: J-Link\n  runner: nrfjprog\n  serial: /dev/x\n  probe-id: '2'\n";
-        let err = TwisterImport::default().import(typo, Path::new("m.yaml")).unwrap_err();
+        let err = TwisterImport::default()
+            .import(typo, Path::new("m.yaml"))
+            .unwrap_err();
         assert!(err.to_string().contains("probe-id"), "{err}");
     }
 
     #[test]
     fn twister_sniffer_product_is_tagged() {
         let text = "- connected: true\n  id: F4CE36D0A1B2\n  platform: nrf52840dongle/nrf52840\n  product: nRF 802154 Sniffer\n  runner: nrfutil\n  serial: /dev/ttyACM2\n";
-        let imported = TwisterImport::default().import(text, Path::new("m.yaml")).unwrap();
+        let imported = TwisterImport::default()
+            .import(text, Path::new("m.yaml"))
+            .unwrap();
         let b = &imported.map.boards[0];
         assert!(b.is_sniffer());
         assert_eq!(b.probe, None);

@@ -14,9 +14,11 @@ pub mod partition;
 pub mod probes;
 pub mod sysfs;
 
-pub use discover::{DiscoveredBoard, GenerateOptions, discover, generate_hardware_map, render_table};
+pub use discover::{
+    DiscoveredBoard, GenerateOptions, discover, generate_hardware_map, render_table,
+};
 pub use flash::{FirmwareImage, FlashError, FlashOutcome, Flasher, ProbeRsFlasher};
-pub use hwmap::{Board, HardwareMap, HwMapError, Profile, ProbeSelector};
+pub use hwmap::{Board, HardwareMap, HwMapError, ProbeSelector, Profile};
 pub use lock::{Allocation, Allocator, BoardLock, LockDir, LockError, NodeRequest};
 pub use partition::{Partition, partition};
 pub use sysfs::SysRoot;

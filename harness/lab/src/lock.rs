@@ -72,9 +72,19 @@ impl LockDir {
     pub fn lock_path(&self, board_id: &str) -> PathBuf {
         let safe: String = board_id
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
-        let safe = if safe.starts_with('.') { format!("_{safe}") } else { safe };
+        let safe = if safe.starts_with('.') {
+            format!("_{safe}")
+        } else {
+            safe
+        };
         self.path.join(format!("{safe}.lock"))
     }
 
@@ -103,7 +113,9 @@ impl LockDir {
             Err(e) => return Err(io_err(e.into())),
         }
         // Only the holder writes, so the note is never torn by a concurrent writer.
-        let since = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let note = format!("pid={} case={case} since={since}\n", std::process::id());
         file.set_len(0).map_err(io_err)?;
         file.rewind().map_err(io_err)?;
@@ -127,7 +139,12 @@ impl LockDir {
     }
 
     /// Waits up to `timeout` for one board.
-    pub fn lock_wait(&self, board_id: &str, case: &str, timeout: Duration) -> Result<BoardLock, LockError> {
+    pub fn lock_wait(
+        &self,
+        board_id: &str,
+        case: &str,
+        timeout: Duration,
+    ) -> Result<BoardLock, LockError> {
         let deadline = Instant::now() + timeout;
         let mut pause = Backoff::new();
         loop {
@@ -140,7 +157,8 @@ impl LockDir {
                     waited: timeout,
                     holders: format!(
                         "{board_id} held by {}",
-                        self.holder(board_id).unwrap_or_else(|| "an unknown process".into())
+                        self.holder(board_id)
+                            .unwrap_or_else(|| "an unknown process".into())
                     ),
                 });
             }
@@ -204,7 +222,10 @@ impl NodeRequest {
         board.is_sniffer() == wants_sniffer
             && self.profile.is_none_or(|p| board.profile == Some(p))
             && self.tags.iter().all(|t| board.tags.contains(t))
-            && self.platform.as_ref().is_none_or(|p| board.platforms.contains(p))
+            && self
+                .platform
+                .as_ref()
+                .is_none_or(|p| board.platforms.contains(p))
     }
 
     fn describe(&self) -> String {
@@ -235,7 +256,10 @@ pub struct Allocation {
 
 impl Allocation {
     pub fn board_for(&self, node: &str) -> Option<&Board> {
-        self.nodes.iter().find(|(n, _, _)| n == node).map(|(_, b, _)| b)
+        self.nodes
+            .iter()
+            .find(|(n, _, _)| n == node)
+            .map(|(_, b, _)| b)
     }
 }
 
@@ -254,7 +278,12 @@ impl Allocator {
     /// Finds distinct boards for all `requests` and locks them, waiting up to `timeout` while boards are
     /// busy. All-or-nothing: while waiting it holds no board, so two cases that each need two of the same
     /// three boards cannot deadlock each other.
-    pub fn allocate(&self, case: &str, requests: &[NodeRequest], timeout: Duration) -> Result<Allocation, LockError> {
+    pub fn allocate(
+        &self,
+        case: &str,
+        requests: &[NodeRequest],
+        timeout: Duration,
+    ) -> Result<Allocation, LockError> {
         let candidates: Vec<Vec<usize>> = requests
             .iter()
             .map(|r| {
@@ -281,7 +310,8 @@ impl Allocator {
         let deadline = Instant::now() + timeout;
         let mut pause = Backoff::new();
         loop {
-            let mut held: Vec<Option<BoardLock>> = (0..self.map.boards.len()).map(|_| None).collect();
+            let mut held: Vec<Option<BoardLock>> =
+                (0..self.map.boards.len()).map(|_| None).collect();
             let mut failed = std::collections::BTreeSet::new();
             // Try boards lazily inside the search, so free boards are only locked when they help.
             let found = {
@@ -292,7 +322,12 @@ impl Allocator {
                     if failed.contains(&i) {
                         return false;
                     }
-                    let id = self.map.boards.get(i).map(|b| b.id.clone()).unwrap_or_default();
+                    let id = self
+                        .map
+                        .boards
+                        .get(i)
+                        .map(|b| b.id.clone())
+                        .unwrap_or_default();
                     match self.locks.try_lock(&id, case) {
                         Ok(Some(lock)) => {
                             if let Some(slot) = held.get_mut(i) {
@@ -311,8 +346,10 @@ impl Allocator {
             if let Some(choice) = found {
                 let mut nodes = Vec::new();
                 for (r, &i) in requests.iter().zip(&choice) {
-                    let (Some(board), Some(lock)) = (self.map.boards.get(i), held.get_mut(i).and_then(Option::take))
-                    else {
+                    let (Some(board), Some(lock)) = (
+                        self.map.boards.get(i),
+                        held.get_mut(i).and_then(Option::take),
+                    ) else {
                         continue;
                     };
                     nodes.push((r.node.clone(), board.clone(), lock));
@@ -322,7 +359,8 @@ impl Allocator {
             }
             drop(held);
             if Instant::now() >= deadline {
-                let busy: std::collections::BTreeSet<usize> = candidates.iter().flatten().copied().collect();
+                let busy: std::collections::BTreeSet<usize> =
+                    candidates.iter().flatten().copied().collect();
                 let holders = busy
                     .into_iter()
                     .filter_map(|i| self.map.boards.get(i))
@@ -348,11 +386,18 @@ impl Allocator {
 
 /// Backtracking search for distinct boards, one per node, each accepted by `usable`.
 fn assign(candidates: &[Vec<usize>], usable: &dyn Fn(usize) -> bool) -> Option<Vec<usize>> {
-    assign_mut(candidates, |i| usable(i))
+    assign_mut(candidates, usable)
 }
 
-fn assign_mut(candidates: &[Vec<usize>], mut usable: impl FnMut(usize) -> bool) -> Option<Vec<usize>> {
-    fn go(candidates: &[Vec<usize>], chosen: &mut Vec<usize>, usable: &mut dyn FnMut(usize) -> bool) -> bool {
+fn assign_mut(
+    candidates: &[Vec<usize>],
+    mut usable: impl FnMut(usize) -> bool,
+) -> Option<Vec<usize>> {
+    fn go(
+        candidates: &[Vec<usize>],
+        chosen: &mut Vec<usize>,
+        usable: &mut dyn FnMut(usize) -> bool,
+    ) -> bool {
         let Some(options) = candidates.get(chosen.len()) else {
             return true;
         };

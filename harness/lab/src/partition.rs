@@ -34,8 +34,14 @@ impl Partition {
 impl FromStr for Partition {
     type Err = PartitionError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (k, n) = s.split_once('/').ok_or_else(|| PartitionError::Syntax(s.to_string()))?;
-        let parse = |t: &str| t.trim().parse::<usize>().map_err(|_| PartitionError::Syntax(s.to_string()));
+        let (k, n) = s
+            .split_once('/')
+            .ok_or_else(|| PartitionError::Syntax(s.to_string()))?;
+        let parse = |t: &str| {
+            t.trim()
+                .parse::<usize>()
+                .map_err(|_| PartitionError::Syntax(s.to_string()))
+        };
         Partition::new(parse(k)?, parse(n)?)
     }
 }
@@ -47,7 +53,11 @@ impl fmt::Display for Partition {
 }
 
 /// The cases of partition `k` of `n` (1-based `k`), in name order. Duplicate names count once.
-pub fn partition<T: AsRef<str> + Clone>(cases: &[T], k: usize, n: usize) -> Result<Vec<T>, PartitionError> {
+pub fn partition<T: AsRef<str> + Clone>(
+    cases: &[T],
+    k: usize,
+    n: usize,
+) -> Result<Vec<T>, PartitionError> {
     let part = Partition::new(k, n)?;
     Ok(select(cases, part))
 }
@@ -72,13 +82,31 @@ mod tests {
 
     #[test]
     fn parses_and_rejects() {
-        assert_eq!("2/3".parse::<Partition>().unwrap(), Partition { index: 2, count: 3 });
+        assert_eq!(
+            "2/3".parse::<Partition>().unwrap(),
+            Partition { index: 2, count: 3 }
+        );
         assert_eq!("2/3".parse::<Partition>().unwrap().to_string(), "2/3");
-        assert!(matches!("0/3".parse::<Partition>(), Err(PartitionError::Range { .. })));
-        assert!(matches!("4/3".parse::<Partition>(), Err(PartitionError::Range { .. })));
-        assert!(matches!("1/0".parse::<Partition>(), Err(PartitionError::Range { .. })));
-        assert!(matches!("1-3".parse::<Partition>(), Err(PartitionError::Syntax(_))));
-        assert!(matches!("a/3".parse::<Partition>(), Err(PartitionError::Syntax(_))));
+        assert!(matches!(
+            "0/3".parse::<Partition>(),
+            Err(PartitionError::Range { .. })
+        ));
+        assert!(matches!(
+            "4/3".parse::<Partition>(),
+            Err(PartitionError::Range { .. })
+        ));
+        assert!(matches!(
+            "1/0".parse::<Partition>(),
+            Err(PartitionError::Range { .. })
+        ));
+        assert!(matches!(
+            "1-3".parse::<Partition>(),
+            Err(PartitionError::Syntax(_))
+        ));
+        assert!(matches!(
+            "a/3".parse::<Partition>(),
+            Err(PartitionError::Syntax(_))
+        ));
     }
 
     #[test]

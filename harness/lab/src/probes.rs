@@ -67,7 +67,9 @@ fn parse_line(line: &str) -> Option<ProbeEntry> {
     // Older shape: `NAME (TYPE) (VID: 1366, PID: 0101, Serial: 000099999999, JLink)`.
     let vid_at = rest.find("(VID:")?;
     let identifier = rest.get(..vid_at)?.trim();
-    let identifier = identifier.rsplit_once(" (").map_or(identifier, |(name, _)| name);
+    let identifier = identifier
+        .rsplit_once(" (")
+        .map_or(identifier, |(name, _)| name);
     let fields = rest.get(vid_at + 1..)?.trim_end_matches(')');
     let mut vid = None;
     let mut pid = None;
@@ -112,7 +114,10 @@ mod tests {
         assert_eq!(probes.len(), 3);
         assert_eq!(probes[0].product_id, 0x000c);
         assert_eq!(probes[0].serial_number.as_deref(), Some("E661416677889900"));
-        assert_eq!(probes[1].serial_number.as_deref(), Some("54:32:04:07:15:10"));
+        assert_eq!(
+            probes[1].serial_number.as_deref(),
+            Some("54:32:04:07:15:10")
+        );
         assert_eq!(probes[2].serial_number, None);
         assert_eq!(probes[2].selector(), "0483:3748");
     }

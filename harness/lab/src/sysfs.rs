@@ -109,7 +109,10 @@ pub fn list_serial_ports(root: &SysRoot) -> Result<Vec<SerialPortEntry>, SysfsEr
         let usb = usb_identity(&device, &root.sys);
         // An 8250 `ttyS*` without hardware still has a device link (the serial8250 platform device);
         // Linux reports those with type 0 (PORT_UNKNOWN). Skip them as the serialport crate does.
-        if usb.is_none() && name.starts_with("ttyS") && read_trimmed(&entry.path().join("type")).as_deref() == Some("0") {
+        if usb.is_none()
+            && name.starts_with("ttyS")
+            && read_trimmed(&entry.path().join("type")).as_deref() == Some("0")
+        {
             continue;
         }
         let by_id = by_id
@@ -123,7 +126,7 @@ pub fn list_serial_ports(root: &SysRoot) -> Result<Vec<SerialPortEntry>, SysfsEr
             usb,
         });
     }
-    ports.sort_by(|a, b| natural_key(&a.name).cmp(&natural_key(&b.name)));
+    ports.sort_by_key(|p| natural_key(&p.name));
     Ok(ports)
 }
 
@@ -206,7 +209,10 @@ mod tests {
     fn natural_order_of_tty_names() {
         let mut names = vec!["ttyACM10", "ttyACM2", "ttyACM0", "ttyUSB0", "ttyS0"];
         names.sort_by_key(|n| natural_key(n));
-        assert_eq!(names, ["ttyACM0", "ttyACM2", "ttyACM10", "ttyS0", "ttyUSB0"]);
+        assert_eq!(
+            names,
+            ["ttyACM0", "ttyACM2", "ttyACM10", "ttyS0", "ttyUSB0"]
+        );
     }
 
     #[test]

@@ -63,7 +63,11 @@ pub enum ImageError {
     #[error("unknown chip {chip}: {message}")]
     Chip { chip: String, message: String },
     #[error("image {path} does not fit {chip}: {message}")]
-    DoesNotFit { path: PathBuf, chip: String, message: String },
+    DoesNotFit {
+        path: PathBuf,
+        chip: String,
+        message: String,
+    },
 }
 
 /// Reads a HEX or ELF file; the format is recognised by content (ELF magic, or a `:` record start).
@@ -79,7 +83,9 @@ pub fn load_image(path: &Path) -> Result<LoadedImage, ImageError> {
         })?;
         return finish(path, ImageFormat::Elf, segments);
     }
-    let text = std::str::from_utf8(&bytes).ok().filter(|t| t.trim_start().starts_with(':'));
+    let text = std::str::from_utf8(&bytes)
+        .ok()
+        .filter(|t| t.trim_start().starts_with(':'));
     let Some(text) = text else {
         return Err(ImageError::UnknownFormat {
             path: path.to_path_buf(),
@@ -92,7 +98,11 @@ pub fn load_image(path: &Path) -> Result<LoadedImage, ImageError> {
     finish(path, ImageFormat::Hex, segments)
 }
 
-fn finish(path: &Path, format: ImageFormat, mut segments: Vec<Segment>) -> Result<LoadedImage, ImageError> {
+fn finish(
+    path: &Path,
+    format: ImageFormat,
+    mut segments: Vec<Segment>,
+) -> Result<LoadedImage, ImageError> {
     segments.retain(|s| !s.data.is_empty());
     if segments.is_empty() {
         return Err(ImageError::Empty {
@@ -131,8 +141,13 @@ pub fn parse_hex(text: &str) -> Result<Vec<Segment>, String> {
             ihex::Record::Data { offset, value } => {
                 let address = base + u64::from(offset);
                 match segments.last_mut() {
-                    Some(last) if last.range().end == address => last.data.extend_from_slice(&value),
-                    _ => segments.push(Segment { address, data: value }),
+                    Some(last) if last.range().end == address => {
+                        last.data.extend_from_slice(&value)
+                    }
+                    _ => segments.push(Segment {
+                        address,
+                        data: value,
+                    }),
                 }
             }
             ihex::Record::ExtendedLinearAddress(upper) => base = u64::from(upper) << 16,
@@ -156,15 +171,20 @@ pub fn parse_elf(bytes: &[u8]) -> Result<Vec<Segment>, String> {
         }
     })?;
     let endian = header.endian().map_err(|e| e.to_string())?;
-    let headers = header.program_headers(endian, bytes).map_err(|e| e.to_string())?;
+    let headers = header
+        .program_headers(endian, bytes)
+        .map_err(|e| e.to_string())?;
     let mut segments = Vec::new();
     for ph in headers {
         if ph.p_type(endian) != object::elf::PT_LOAD || ph.p_filesz(endian) == 0 {
             continue;
         }
-        let data = ph
-            .data(endian, bytes)
-            .map_err(|()| format!("segment at {:#010x} points outside the file", ph.p_paddr(endian)))?;
+        let data = ph.data(endian, bytes).map_err(|()| {
+            format!(
+                "segment at {:#010x} points outside the file",
+                ph.p_paddr(endian)
+            )
+        })?;
         segments.push(Segment {
             address: u64::from(ph.p_paddr(endian)),
             data: data.to_vec(),
@@ -269,9 +289,12 @@ pub fn preflight(image: &LoadedImage, memory: &ChipMemory) -> Result<ImageSummar
     }
     let mut loader = memory.target.flash_loader();
     for seg in &image.segments {
-        loader
-            .add_data(seg.address, &seg.data)
-            .map_err(|e| fail(format!("probe-rs rejects the data at {:#010x}: {e}", seg.address)))?;
+        loader.add_data(seg.address, &seg.data).map_err(|e| {
+            fail(format!(
+                "probe-rs rejects the data at {:#010x}: {e}",
+                seg.address
+            ))
+        })?;
     }
     let (flash_end, flash_size) = match memory.main_flash() {
         Some((_, r)) => (
@@ -315,7 +338,11 @@ pub fn check_regions(image: &LoadedImage, memory: &ChipMemory) -> Vec<CheckRegio
     let Some((_, flash)) = memory.main_flash() else {
         return Vec::new();
     };
-    let in_flash: Vec<&Segment> = image.segments.iter().filter(|s| flash.contains(&s.address)).collect();
+    let in_flash: Vec<&Segment> = image
+        .segments
+        .iter()
+        .filter(|s| flash.contains(&s.address))
+        .collect();
     let (Some(first), Some(last)) = (in_flash.first(), in_flash.last()) else {
         return Vec::new();
     };
@@ -325,7 +352,11 @@ pub fn check_regions(image: &LoadedImage, memory: &ChipMemory) -> Vec<CheckRegio
     let tail_start = last.range().end - tail_len;
     let head_end = first.address + head_len;
     // A small image: the tail would repeat (part of) the head; keep only what is new.
-    let tail_start = if std::ptr::eq(*first, *last) { tail_start.max(head_end) } else { tail_start };
+    let tail_start = if std::ptr::eq(*first, *last) {
+        tail_start.max(head_end)
+    } else {
+        tail_start
+    };
     if tail_start < last.range().end {
         regions.push(region(last, tail_start, last.range().end - tail_start));
     }

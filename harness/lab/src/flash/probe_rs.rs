@@ -75,7 +75,9 @@ impl ProbeRsFlasher {
     fn selector(&self) -> Result<DebugProbeSelector, FlashError> {
         let probes = crate::probes::list_probes();
         let found = probes.iter().find(|p| {
-            p.serial_number.as_deref().is_some_and(|s| same_serial(s, &self.probe.serial))
+            p.serial_number
+                .as_deref()
+                .is_some_and(|s| same_serial(s, &self.probe.serial))
                 && self.probe.vendor_id.is_none_or(|v| v == p.vendor_id)
                 && self.probe.product_id.is_none_or(|v| v == p.product_id)
         });
@@ -84,7 +86,11 @@ impl ProbeRsFlasher {
             return Err(self.probe_error(format!(
                 "probe {} is not attached (attached: {})",
                 self.probe,
-                if attached.is_empty() { "none".to_string() } else { attached.join(", ") }
+                if attached.is_empty() {
+                    "none".to_string()
+                } else {
+                    attached.join(", ")
+                }
             )));
         };
         found
@@ -131,27 +137,39 @@ impl ProbeRsFlasher {
                         recover_command: self.recover_command(),
                     });
                 }
-                Err(e @ probe_rs::Error::ChipNotFound(_)) => return Err(self.probe_error(e.to_string())),
+                Err(e @ probe_rs::Error::ChipNotFound(_)) => {
+                    return Err(self.probe_error(e.to_string()));
+                }
                 Err(e) => {
                     last = format!("failed to attach to {}: {e}", self.chip);
                     tracing::debug!("board {}: attempt {attempt}: {last}", self.board_id);
                 }
             }
         }
-        Err(self.probe_error(format!("{last} (after {} attempts)", self.connect_attempts.max(1))))
+        Err(self.probe_error(format!(
+            "{last} (after {} attempts)",
+            self.connect_attempts.max(1)
+        )))
     }
 
     /// Whether the device content matches what the state file says was flashed.
-    fn device_matches(&self, session: &mut Session, state: &BoardState) -> Result<bool, FlashError> {
+    fn device_matches(
+        &self,
+        session: &mut Session,
+        state: &BoardState,
+    ) -> Result<bool, FlashError> {
         if state.checks.is_empty() {
             return Ok(false);
         }
-        let mut core = session.core(0).map_err(|e| self.probe_error(e.to_string()))?;
+        let mut core = session
+            .core(0)
+            .map_err(|e| self.probe_error(e.to_string()))?;
         for check in &state.checks {
             let len = usize::try_from(check.length).unwrap_or(0);
             let mut buf = vec![0u8; len];
-            core.read(check.address, &mut buf)
-                .map_err(|e| self.probe_error(format!("failed to read back {:#010x}: {e}", check.address)))?;
+            core.read(check.address, &mut buf).map_err(|e| {
+                self.probe_error(format!("failed to read back {:#010x}: {e}", check.address))
+            })?;
             if image::sha256_hex(&buf) != check.sha256 {
                 tracing::info!(
                     "board {}: flash at {:#010x} differs from the recorded image; reflashing",
@@ -181,7 +199,9 @@ impl Flasher for ProbeRsFlasher {
             return Ok(None);
         };
         let mut session = self.session()?;
-        Ok(self.device_matches(&mut session, &state)?.then_some(state.sha256))
+        Ok(self
+            .device_matches(&mut session, &state)?
+            .then_some(state.sha256))
     }
 
     fn flash(&mut self, image: &FirmwareImage) -> Result<FlashOutcome, FlashError> {
@@ -193,7 +213,10 @@ impl Flasher for ProbeRsFlasher {
             message: e.to_string(),
         })?;
         let mut session = self.session()?;
-        if let Some(state) = self.states.load(&self.board_id).filter(|s| s.sha256 == image.sha256)
+        if let Some(state) = self
+            .states
+            .load(&self.board_id)
+            .filter(|s| s.sha256 == image.sha256)
             && self.device_matches(&mut session, &state)?
         {
             self.reset_session(&mut session)?;
@@ -201,7 +224,10 @@ impl Flasher for ProbeRsFlasher {
         }
         // From here the device content is unknown until the verify passes.
         if let Err(e) = self.states.forget(&self.board_id) {
-            tracing::warn!("board {}: failed to clear its state file: {e}", self.board_id);
+            tracing::warn!(
+                "board {}: failed to clear its state file: {e}",
+                self.board_id
+            );
         }
         let failed = |message: String| FlashError::Failed {
             board: self.board_id.clone(),
@@ -223,7 +249,9 @@ impl Flasher for ProbeRsFlasher {
         let state = BoardState {
             sha256: image.sha256.clone(),
             variant: image.variant.clone(),
-            flashed_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            flashed_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             checks: image::check_regions(&loaded, &memory),
         };
         if let Err(e) = self.states.store(&self.board_id, &state) {
@@ -244,7 +272,8 @@ impl Flasher for ProbeRsFlasher {
 pub fn is_locked(error: &probe_rs::Error) -> bool {
     matches!(
         error,
-        probe_rs::Error::MissingPermissions(_) | probe_rs::Error::Arm(ArmError::MissingPermissions(_))
+        probe_rs::Error::MissingPermissions(_)
+            | probe_rs::Error::Arm(ArmError::MissingPermissions(_))
     )
 }
 
@@ -261,8 +290,12 @@ mod tests {
 
     #[test]
     fn locked_chip_errors_are_recognised() {
-        assert!(is_locked(&probe_rs::Error::Arm(ArmError::MissingPermissions("erase_all".into()))));
-        assert!(is_locked(&probe_rs::Error::MissingPermissions("erase_all".into())));
+        assert!(is_locked(&probe_rs::Error::Arm(
+            ArmError::MissingPermissions("erase_all".into())
+        )));
+        assert!(is_locked(&probe_rs::Error::MissingPermissions(
+            "erase_all".into()
+        )));
         assert!(!is_locked(&probe_rs::Error::Timeout));
     }
 

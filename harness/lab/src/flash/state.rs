@@ -34,7 +34,11 @@ impl StateDir {
     /// `$OT_HIL_STATE_DIR`, else `$XDG_STATE_HOME/ot-hil/boards`, else `~/.local/state/ot-hil/boards`,
     /// else `/tmp/ot-hil-state`.
     pub fn from_env() -> StateDir {
-        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let var = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         let path = var(STATE_DIR_ENV)
             .or_else(|| var("XDG_STATE_HOME").map(|p| p.join("ot-hil/boards")))
             .or_else(|| var("HOME").map(|p| p.join(".local/state/ot-hil/boards")))
@@ -53,7 +57,13 @@ impl StateDir {
     fn file(&self, board_id: &str) -> PathBuf {
         let safe: String = board_id
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_') { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_') {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         self.path.join(format!("{safe}.toml"))
     }
