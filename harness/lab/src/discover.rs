@@ -353,3 +353,66 @@ pub fn generate_hardware_map(
     })?;
     Ok(map)
 }
+
+/// Compares a hardware map with what is attached; one line per problem (empty = all present and paired).
+///
+/// Beyond "is it there", this catches the map pairing one DK's probe with another DK's port, which would
+/// flash one board while reading the console of the other.
+pub fn verify_map(map: &HardwareMap, found: &[DiscoveredBoard]) -> Vec<String> {
+    let owner_of_port = |port: &Path| {
+        found.iter().find(|d| {
+            d.port
+                .iter()
+                .chain(d.other_ports.iter())
+                .any(|p| p.dev_path == port || p.by_id.as_deref() == Some(port))
+        })
+    };
+    let mut problems = Vec::new();
+    for board in &map.boards {
+        let by_port = owner_of_port(&board.port);
+        if by_port.is_none() {
+            problems.push(format!(
+                "board `{}`: port {} is not attached",
+                board.id,
+                board.port.display()
+            ));
+        }
+        let Some(probe) = &board.probe else { continue };
+        let by_probe = found.iter().find(|d| {
+            d.probe.as_ref().is_some_and(|p| {
+                p.serial_number
+                    .as_deref()
+                    .is_some_and(|s| same_serial(s, &probe.serial))
+                    && probe.vendor_id.is_none_or(|v| v == p.vendor_id)
+                    && probe.product_id.is_none_or(|v| v == p.product_id)
+            })
+        });
+        match (by_probe, by_port) {
+            (None, _) => problems.push(format!(
+                "board `{}`: probe {probe} is not attached",
+                board.id
+            )),
+            (Some(a), Some(b)) if a != b => problems.push(format!(
+                "board `{}`: port {} belongs to the device with serial {}, not to probe {probe}",
+                board.id,
+                board.port.display(),
+                b.serial.as_deref().unwrap_or("?")
+            )),
+            _ => {}
+        }
+        if let Some(d) = by_probe
+            && let Some(p) = &d.port
+            && by_port == Some(d)
+            && p.dev_path != board.port
+            && p.by_id.as_deref() != Some(board.port.as_path())
+        {
+            problems.push(format!(
+                "board `{}`: port {} is not the application UART of its DK (that is {}, interface 00)",
+                board.id,
+                board.port.display(),
+                p.dev_path.display()
+            ));
+        }
+    }
+    problems
+}

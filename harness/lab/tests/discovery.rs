@@ -243,3 +243,63 @@ fn load_checked_fails_on_absent_ports() {
     let text = err.to_string();
     assert!(text.contains("board `dk-a`: port /dev/serial/by-id/usb-SEGGER_J-Link_000683759358-if00 does not exist"), "{text}");
 }
+
+#[test]
+fn verify_map_catches_swapped_ports_and_absent_boards() {
+    let root = SysRoot::recorded(&fixtures().join("sysfs-two-dk"));
+    let found = discover(&root, &probes("probe-rs-list-two-dk.txt")).unwrap();
+    let good = generate_hardware_map(
+        &root,
+        &probes("probe-rs-list-two-dk.txt"),
+        &GenerateOptions::default(),
+        &tempfile::tempdir().unwrap().path().join("m.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        ot_hil_lab::discover::verify_map(&good, &found),
+        Vec::<String>::new()
+    );
+
+    let swapped = r#"
+[[board]]
+id = "a"
+platform = "nrf52840dk_nrf52840"
+probe = "683759358"
+port = "/dev/ttyACM1"
+profile = "ncs"
+[[board]]
+id = "gone"
+platform = "nrf52840dk_nrf52840"
+probe = "000111111111"
+port = "/dev/ttyACM9"
+profile = "ncs"
+"#;
+    let map = HardwareMap::from_toml(swapped, Path::new("m.toml")).unwrap();
+    let problems = ot_hil_lab::discover::verify_map(&map, &found);
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert!(
+        problems[0].contains("port /dev/ttyACM1 belongs to the device with serial 001050247387"),
+        "{problems:#?}"
+    );
+    assert!(
+        problems[1].contains("board `gone`: port /dev/ttyACM9 is not attached"),
+        "{problems:#?}"
+    );
+    assert!(
+        problems[2].contains("probe 000111111111 is not attached"),
+        "{problems:#?}"
+    );
+
+    // The second CDC port of a two-port DK is not its console.
+    let root = SysRoot::recorded(&fixtures().join("sysfs-dk-two-cdc"));
+    let found = discover(&root, &probes("probe-rs-list-dk-two-cdc.txt")).unwrap();
+    let text =
+        "[[board]]\nid='x'\nplatform='p'\nprobe='1050012345'\nport='/dev/ttyACM1'\nprofile='ncs'\n";
+    let map = HardwareMap::from_toml(text, Path::new("m.toml")).unwrap();
+    let problems = ot_hil_lab::discover::verify_map(&map, &found);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].contains("not the application UART"),
+        "{problems:#?}"
+    );
+}
