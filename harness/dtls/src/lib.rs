@@ -4,14 +4,21 @@
 
 pub mod cert;
 pub mod codec;
+pub mod config;
+pub mod conn;
 pub mod crypto;
 pub mod ecjpake;
 pub mod enums;
 pub mod error;
 pub mod messages;
 pub mod reassembly;
+pub mod rng;
 pub mod transcript;
 
+pub use cert::{CertifiedKey, ParsedCert, TimeCheck};
+pub use config::{Config, Psk, SuitePreference};
+pub use conn::{Connection, Event, Role};
 pub use enums::*;
 pub use error::{CertError, CodecError, Error};
+pub use rng::{BoxedRng, SeededRng};
 pub use transcript::{Direction, Transcript, TranscriptBuilder};

@@ -55,7 +55,7 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind")]
 pub enum Body {
-    Handshake(Vec<HandshakeEntry>),
+    Handshake { messages: Vec<HandshakeEntry> },
     ChangeCipherSpec,
     Alert { level: AlertLevel, description: AlertDescription },
     ApplicationData { length: usize },
@@ -175,7 +175,7 @@ impl Transcript {
     /// All decoded handshake fields, in order.
     pub fn handshake_fields(&self) -> impl Iterator<Item = &Fields> {
         self.entries.iter().flat_map(|e| match &e.body {
-            Body::Handshake(h) => h.iter().filter_map(|x| x.fields.as_ref()).collect::<Vec<_>>(),
+            Body::Handshake { messages: h } => h.iter().filter_map(|x| x.fields.as_ref()).collect::<Vec<_>>(),
             _ => Vec::new(),
         })
     }
@@ -230,7 +230,7 @@ impl fmt::Display for Transcript {
             let enc = if e.encrypted { " [encrypted]" } else { "" };
             write!(f, "{} e{} #{}{} ", e.direction.arrow(), e.epoch, e.sequence, enc)?;
             match &e.body {
-                Body::Handshake(hs) => {
+                Body::Handshake { messages: hs } => {
                     let parts: Vec<String> = hs
                         .iter()
                         .map(|h| {
@@ -326,8 +326,8 @@ pub(crate) fn plaintext_body(
 ) -> Body {
     match content_type {
         ContentType::HANDSHAKE => match split_handshake(fragment) {
-            Ok(frags) => Body::Handshake(
-                frags
+            Ok(frags) => Body::Handshake {
+                messages: frags
                     .iter()
                     .map(|fr| {
                         let fields = match reassembly.push(fr) {
@@ -351,7 +351,7 @@ pub(crate) fn plaintext_body(
                         }
                     })
                     .collect(),
-            ),
+            },
             Err(e) => Body::Malformed { reason: e.to_string() },
         },
         ContentType::CHANGE_CIPHER_SPEC => {

@@ -1,0 +1,1267 @@
+//! The sans-IO DTLS 1.2 connection (RFC 6347 over RFC 5246).
+//!
+//! The caller feeds datagrams and time in, and takes datagrams and events out:
+//! [`Connection::handle_datagram`], [`Connection::handle_timeout`], [`Connection::poll_transmit`],
+//! [`Connection::poll_event`], [`Connection::next_timeout`]. No sockets, no clock.
+//!
+//! Layers, bottom up:
+//! * records: epochs 0 and 1, CCM_8 protection, 48-bit sequence numbers, replay window;
+//! * handshake messages: message_seq ordering, fragmentation on send, reassembly on receive;
+//! * flights: the last flight is buffered and retransmitted on timer expiry with doubling
+//!   back-off (RFC 6347 §4.2.4), or at once when the peer retransmits its previous flight;
+//! * the handshake state machine, one [`State`] per expected message.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use p256::ecdh::EphemeralSecret;
+use p256::ecdsa::VerifyingKey;
+use p256::elliptic_curve::Generate;
+use p256::elliptic_curve::sec1::ToSec1Point;
+
+use crate::cert::{ParsedCert, verify_chain, verify_signature};
+use crate::codec::Codec;
+use crate::config::{ClientOffer, Config, select_suite};
+use crate::crypto::{KeyBlock, RECORD_EXPANSION, RecordCipher, ReplayWindow, hmac_sha256, master_secret, sha256, verify_data};
+use crate::ecjpake::{self, EcjpakeContext};
+use crate::enums::*;
+use crate::error::Error;
+use crate::messages::*;
+use crate::reassembly::{Complete, Reassembler};
+use crate::rng::{BoxedRng, system_rng};
+use crate::transcript::{self, Direction, Entry, Transcript};
+
+/// Something the application should know about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The handshake finished (both Finished messages verified).
+    Connected { suite: CipherSuite },
+    ApplicationData(Vec<u8>),
+    /// The peer sent close_notify, or we closed.
+    Closed,
+    /// The connection failed. `alert` is the alert we sent or received (`None` for a handshake
+    /// timeout, which sends nothing); `reason` says what happened.
+    Failed { alert: Option<AlertDescription>, reason: String },
+}
+
+/// Which end we are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Server,
+}
+
+/// Handshake states: each names the message expected next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    // -- Client --
+    /// Sent ClientHello; expect HelloVerifyRequest (RFC 6347 §4.2.1) or ServerHello.
+    ExpectServerHello,
+    /// ECDHE_ECDSA: the server's Certificate (RFC 5246 §7.4.2).
+    ExpectCertificate,
+    /// ServerKeyExchange (RFC 5246 §7.4.3; optional for PSK, RFC 4279 §2).
+    ExpectServerKeyExchange,
+    /// CertificateRequest (optional) then ServerHelloDone (RFC 5246 §7.4.4, §7.4.5).
+    ExpectServerHelloDone,
+    // -- Server --
+    /// Expect ClientHello; answer without a valid cookie with HelloVerifyRequest.
+    ExpectClientHello,
+    /// We sent CertificateRequest: the client's Certificate (RFC 5246 §7.4.6).
+    ExpectClientCertificate,
+    ExpectClientKeyExchange,
+    /// The client sent a certificate: its CertificateVerify (RFC 5246 §7.4.8).
+    ExpectCertificateVerify,
+    // -- Both --
+    /// Waiting for their ChangeCipherSpec (RFC 5246 §7.1).
+    ExpectCcs,
+    /// Waiting for their Finished (RFC 5246 §7.4.9).
+    ExpectFinished,
+    Connected,
+    Closed,
+    Failed,
+}
+
+/// One buffered message of our current flight, kept for retransmission.
+#[derive(Debug, Clone)]
+struct FlightMsg {
+    epoch: u16,
+    content_type: ContentType,
+    /// Handshake: the full unfragmented message (header + body); otherwise the record body.
+    data: Vec<u8>,
+}
+
+/// Negotiation state shared by the handshake states.
+#[derive(Default)]
+struct Handshake {
+    client_random: [u8; 32],
+    server_random: [u8; 32],
+    suite: Option<CipherSuite>,
+    /// All handshake messages so far in unfragmented form, for Finished and CertificateVerify
+    /// (RFC 6347 §4.2.6: ClientHello without cookie and HelloVerifyRequest excluded).
+    messages: Vec<u8>,
+    client_hello: Option<ClientHello>,
+    ecjpake: Option<EcjpakeContext>,
+    ecdh: Option<EphemeralSecret>,
+    /// ECDHE: the server's public point (client side).
+    peer_point: Option<Vec<u8>>,
+    peer_chain: Vec<ParsedCert>,
+    peer_key: Option<VerifyingKey>,
+    cert_requested: bool,
+    master: Option<[u8; 48]>,
+    keys: Option<KeyBlock>,
+}
+
+/// Record layer state: epochs 0 (plaintext) and 1 (after ChangeCipherSpec).
+#[derive(Default)]
+struct RecordLayer {
+    write_epoch: u16,
+    write_seq: [u64; 2],
+    write_cipher: Option<RecordCipher>,
+    read_epoch: u16,
+    read_cipher: Option<RecordCipher>,
+    /// Installed when their ChangeCipherSpec arrives.
+    pending_read: Option<RecordCipher>,
+    replay: [ReplayWindow; 2],
+}
+
+/// Accounted handshake memory (see [`Connection::peak_handshake_bytes`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Memory {
+    current: usize,
+    peak: usize,
+}
+
+/// Sizes of key material in the memory model, close to mbedtls' structures on a 32-bit MCU.
+mod cost {
+    /// ECDH context: our key pair and the peer's point (mbedtls_ecdh_context).
+    pub const ECDH: usize = 400;
+    /// EC J-PAKE context: 4 of our points/scalars, 2 peer points, Xp (mbedtls_ecjpake_context).
+    pub const ECJPAKE: usize = 1200;
+    /// Two AES-CCM contexts with expanded key schedules, plus IVs (mbedtls_ssl_transform).
+    pub const TRANSFORM: usize = 2 * 300;
+    /// Randoms, master secret, premaster and key block.
+    pub const SECRETS: usize = 32 + 32 + 48 + 48 + 40;
+    /// Handshake hash contexts (mbedtls keeps running SHA-256 state).
+    pub const HASH: usize = 2 * 112;
+}
+
+/// A DTLS 1.2 connection, client or server, over one peer.
+pub struct Connection {
+    role: Role,
+    config: Arc<Config>,
+    rng: BoxedRng,
+    peer_id: Vec<u8>,
+    state: State,
+    hs: Handshake,
+    rec: RecordLayer,
+    out_msg_seq: u16,
+    in_msg_seq: u16,
+    reassembly: Reassembler,
+    ready: BTreeMap<u16, Complete>,
+    flight: Vec<FlightMsg>,
+    /// Whether our current flight expects an answer (the final flight does not).
+    flight_expects_reply: bool,
+    retransmit_at: Option<Instant>,
+    timeout: Duration,
+    retransmitted_this_datagram: bool,
+    out: VecDeque<Vec<u8>>,
+    events: VecDeque<Event>,
+    transcript: Transcript,
+    transcript_reassembly: [Reassembler; 2],
+    transcript_suite: Option<CipherSuite>,
+    memory: Memory,
+    bad_macs: u32,
+}
+
+/// Protocol version we speak.
+const VERSION: ProtocolVersion = ProtocolVersion::DTLS1_2;
+
+impl Connection {
+    /// A client; its ClientHello is ready in [`Connection::poll_transmit`] at once.
+    pub fn client(config: Arc<Config>, now: Instant) -> Result<Self, Error> {
+        Self::client_with_rng(config, now, system_rng())
+    }
+
+    pub fn client_with_rng(config: Arc<Config>, now: Instant, rng: BoxedRng) -> Result<Self, Error> {
+        let mut c = Self::new(Role::Client, config, rng, Vec::new(), State::ExpectServerHello);
+        c.start_client(now)?;
+        Ok(c)
+    }
+
+    /// A server for the peer `peer_id` (its transport address in some form: it goes into the cookie).
+    pub fn server(config: Arc<Config>, now: Instant, peer_id: &[u8]) -> Result<Self, Error> {
+        Self::server_with_rng(config, now, peer_id, system_rng())
+    }
+
+    pub fn server_with_rng(config: Arc<Config>, _now: Instant, peer_id: &[u8], rng: BoxedRng) -> Result<Self, Error> {
+        if config.suites.is_empty() {
+            return Err(Error::Config("no cipher suites enabled".into()));
+        }
+        let mut c = Self::new(Role::Server, config, rng, peer_id.to_vec(), State::ExpectClientHello);
+        c.account();
+        Ok(c)
+    }
+
+    fn new(role: Role, config: Arc<Config>, rng: BoxedRng, peer_id: Vec<u8>, state: State) -> Self {
+        let timeout = config.retransmit_min;
+        Connection {
+            role,
+            config,
+            rng,
+            peer_id,
+            state,
+            hs: Handshake::default(),
+            rec: RecordLayer::default(),
+            out_msg_seq: 0,
+            in_msg_seq: 0,
+            reassembly: Reassembler::default(),
+            ready: BTreeMap::new(),
+            flight: Vec::new(),
+            flight_expects_reply: false,
+            retransmit_at: None,
+            timeout,
+            retransmitted_this_datagram: false,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            transcript: Transcript::default(),
+            transcript_reassembly: [Reassembler::default(), Reassembler::default()],
+            transcript_suite: None,
+            memory: Memory::default(),
+            bad_macs: 0,
+        }
+    }
+
+    // ---------------------------------------------------------------- public surface
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.state == State::Connected
+    }
+
+    pub fn is_handshaking(&self) -> bool {
+        !matches!(self.state, State::Connected | State::Closed | State::Failed)
+    }
+
+    /// Negotiated suite, once the ServerHello was sent or received.
+    pub fn suite(&self) -> Option<CipherSuite> {
+        self.hs.suite
+    }
+
+    /// The peer's certificate chain (leaf first), if it sent one.
+    pub fn peer_certificates(&self) -> &[ParsedCert] {
+        &self.hs.peer_chain
+    }
+
+    /// The 40-byte key block once keys are derived (Thread derives its KEK as SHA-256 of it).
+    pub fn key_block(&self) -> Option<[u8; 40]> {
+        self.hs.keys.as_ref().map(|k| k.raw)
+    }
+
+    /// Records this connection sent and received.
+    pub fn transcript(&self) -> &Transcript {
+        &self.transcript
+    }
+
+    /// Highest accounted handshake memory so far, in bytes. Counted: buffered flights
+    /// (retransmission copies), reassembly buffers, the handshake message log used for
+    /// Finished/CertificateVerify, parsed peer certificates (DER + decoded fields), key
+    /// exchange contexts (ECDH, EC J-PAKE), record transforms and secrets, hash state, and two
+    /// record I/O buffers of `max_record_content` (mbedtls allocates in/out buffers of
+    /// MBEDTLS_SSL_MAX_CONTENT_LEN plus overhead).
+    pub fn peak_handshake_bytes(&self) -> usize {
+        self.memory.peak
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.retransmit_at
+    }
+
+    /// Send application data (only once connected). Data is split into records of at most
+    /// `max_record_content` bytes, one record per datagram.
+    pub fn send(&mut self, data: &[u8]) -> Result<(), Error> {
+        match self.state {
+            State::Connected => {}
+            State::Closed | State::Failed => return Err(Error::Closed),
+            _ => return Err(Error::NotConnected),
+        }
+        let max = self.config.max_record_content.max(1);
+        for chunk in data.chunks(max) {
+            let rec = self.encode_record(ContentType::APPLICATION_DATA, 1, chunk);
+            self.out.push_back(rec);
+        }
+        if data.is_empty() {
+            let rec = self.encode_record(ContentType::APPLICATION_DATA, 1, &[]);
+            self.out.push_back(rec);
+        }
+        Ok(())
+    }
+
+    /// Send close_notify (RFC 5246 §7.2.1) and close.
+    pub fn close(&mut self) {
+        if matches!(self.state, State::Closed | State::Failed) {
+            return;
+        }
+        let alert = Alert { level: AlertLevel::WARNING, description: AlertDescription::CLOSE_NOTIFY };
+        let epoch = self.rec.write_epoch;
+        let rec = self.encode_record(ContentType::ALERT, epoch, &alert.get_encoding());
+        self.out.push_back(rec);
+        self.state = State::Closed;
+        self.stop_flight();
+        self.events.push_back(Event::Closed);
+    }
+
+    /// Retransmit on timer expiry (RFC 6347 §4.2.4.1), or fail once the back-off passed its maximum.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(at) = self.retransmit_at else { return };
+        if now < at {
+            return;
+        }
+        if self.timeout >= self.config.retransmit_max {
+            self.fail(None, "handshake timed out");
+            return;
+        }
+        self.timeout = (self.timeout * 2).min(self.config.retransmit_max);
+        self.transmit_flight();
+        self.retransmit_at = Some(now + self.timeout);
+    }
+
+    /// Process one received datagram (one or more records).
+    pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
+        if matches!(self.state, State::Closed | State::Failed) {
+            return;
+        }
+        self.retransmitted_this_datagram = false;
+        // RFC 6347 §4.1.2.7: a malformed tail is dropped, the good records before it still count.
+        let (records, _tail_error) = split_records(datagram);
+        for r in records {
+            if let Err(e) = self.handle_record(now, &r) {
+                let reason = e.to_string();
+                self.fail(Some(e.alert()), &reason);
+            }
+            if matches!(self.state, State::Closed | State::Failed) {
+                break;
+            }
+        }
+        self.account();
+    }
+
+    // ---------------------------------------------------------------- records
+
+    fn encode_record(&mut self, content_type: ContentType, epoch: u16, plaintext: &[u8]) -> Vec<u8> {
+        let idx = usize::from(epoch.min(1));
+        let seq = self.rec.write_seq[idx];
+        self.rec.write_seq[idx] += 1;
+        let body = match (&self.rec.write_cipher, epoch) {
+            (Some(c), 1) => c.seal(epoch, seq, content_type, VERSION, plaintext),
+            _ => plaintext.to_vec(),
+        };
+        let header = RecordHeader { content_type, version: VERSION, epoch, sequence: seq, length: body.len() as u16 };
+        let dir = self.own_direction();
+        let body_entry = transcript::plaintext_body(
+            content_type,
+            plaintext,
+            &mut self.transcript_reassembly[dir_index(dir)],
+            &mut self.transcript_suite,
+        );
+        self.transcript.entries.push(Entry {
+            direction: dir,
+            epoch,
+            sequence: seq,
+            content_type,
+            encrypted: epoch > 0,
+            body: body_entry,
+        });
+        let mut out = header.get_encoding();
+        out.extend_from_slice(&body);
+        out
+    }
+
+    fn own_direction(&self) -> Direction {
+        match self.role {
+            Role::Client => Direction::ClientToServer,
+            Role::Server => Direction::ServerToClient,
+        }
+    }
+
+    fn handle_record(&mut self, now: Instant, r: &RawRecord<'_>) -> Result<(), Error> {
+        let h = r.header;
+        // DTLS 1.0 version numbers are allowed on the first ClientHello (RFC 6347 §4.1).
+        if h.version != VERSION && !(h.version == ProtocolVersion::DTLS1_0 && h.epoch == 0) {
+            return Ok(());
+        }
+        let plaintext = match h.epoch {
+            0 => {
+                // After the switch only retransmitted handshake messages are meaningful in epoch 0.
+                if self.rec.read_epoch > 0 && h.content_type != ContentType::HANDSHAKE {
+                    return Ok(());
+                }
+                if !self.rec.replay[0].check(h.sequence) {
+                    return Ok(());
+                }
+                self.rec.replay[0].mark(h.sequence);
+                r.fragment.to_vec()
+            }
+            1 if self.rec.read_epoch == 1 => {
+                if !self.rec.replay[1].check(h.sequence) {
+                    // RFC 6347 §4.1.2.6: duplicates are discarded silently.
+                    return Ok(());
+                }
+                let Some(cipher) = &self.rec.read_cipher else { return Ok(()) };
+                match cipher.open(h.epoch, h.sequence, h.content_type, h.version, r.fragment) {
+                    Ok(p) => {
+                        self.rec.replay[1].mark(h.sequence);
+                        p
+                    }
+                    Err(_) => {
+                        // RFC 6347 §4.1.2.7: invalid records are silently discarded.
+                        self.bad_macs += 1;
+                        if self.config.bad_mac_limit.is_some_and(|l| self.bad_macs >= l) {
+                            return Err(Error::hs(AlertDescription::BAD_RECORD_MAC, "too many records with bad mac"));
+                        }
+                        return Ok(());
+                    }
+                }
+            }
+            // A record from an epoch we have no keys for yet (reordered past the CCS): dropped,
+            // the peer retransmits.
+            _ => return Ok(()),
+        };
+        let dir = peer_direction(self.role);
+        let body_entry = transcript::plaintext_body(
+            h.content_type,
+            &plaintext,
+            &mut self.transcript_reassembly[dir_index(dir)],
+            &mut self.transcript_suite,
+        );
+        self.transcript.entries.push(Entry {
+            direction: dir,
+            epoch: h.epoch,
+            sequence: h.sequence,
+            content_type: h.content_type,
+            encrypted: h.epoch > 0,
+            body: body_entry,
+        });
+        match h.content_type {
+            ContentType::HANDSHAKE => {
+                let frags = split_handshake(&plaintext)?;
+                for f in frags {
+                    self.handle_fragment(now, h.epoch, &f)?;
+                    if matches!(self.state, State::Closed | State::Failed) {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+            ContentType::CHANGE_CIPHER_SPEC => {
+                if plaintext != [1] {
+                    return Err(Error::hs(AlertDescription::DECODE_ERROR, "bad change_cipher_spec"));
+                }
+                if self.state == State::ExpectCcs {
+                    // RFC 5246 §7.1: switch the read side to the pending keys.
+                    self.rec.read_cipher = self.rec.pending_read.take();
+                    self.rec.read_epoch = 1;
+                    self.state = State::ExpectFinished;
+                    self.process_ready(now)?;
+                }
+                // Otherwise early or duplicated: ignore, a retransmission brings it again.
+                Ok(())
+            }
+            ContentType::ALERT => {
+                let a = Alert::read_bytes(&plaintext)?;
+                if a.description == AlertDescription::CLOSE_NOTIFY {
+                    if self.state == State::Connected {
+                        self.close();
+                    } else {
+                        self.state = State::Closed;
+                        self.stop_flight();
+                        self.events.push_back(Event::Closed);
+                    }
+                } else if a.level == AlertLevel::FATAL || self.state != State::Connected {
+                    // A warning alert during the handshake is fatal for us too, except
+                    // close_notify (mbedtls treats unexpected warnings the same way).
+                    self.state = State::Failed;
+                    self.stop_flight();
+                    self.events.push_back(Event::Failed {
+                        alert: Some(a.description),
+                        reason: format!("received {} alert {}", a.level, a.description),
+                    });
+                }
+                Ok(())
+            }
+            ContentType::APPLICATION_DATA => {
+                if self.state == State::Connected && h.epoch == 1 {
+                    self.events.push_back(Event::ApplicationData(plaintext));
+                }
+                Ok(())
+            }
+            _ => Err(Error::hs(AlertDescription::UNEXPECTED_MESSAGE, format!("unknown content type {}", h.content_type))),
+        }
+    }
+
+    // ---------------------------------------------------------------- handshake messages
+
+    fn handle_fragment(&mut self, now: Instant, epoch: u16, f: &HandshakeFragment<'_>) -> Result<(), Error> {
+        let seq = f.header.message_seq;
+        // The server answers every ClientHello before the cookie exchange completes statelessly,
+        // whatever its message_seq (RFC 6347 §4.2.1).
+        let stateless_hello = self.state == State::ExpectClientHello && f.header.msg_type == HandshakeType::CLIENT_HELLO;
+        if seq < self.in_msg_seq && !stateless_hello {
+            // The peer retransmitted a message we processed: it lost our flight (RFC 6347 §4.2.4).
+            if !self.flight.is_empty() && !self.retransmitted_this_datagram {
+                self.retransmitted_this_datagram = true;
+                self.transmit_flight();
+            }
+            return Ok(());
+        }
+        if seq > self.in_msg_seq.saturating_add(16) && !stateless_hello {
+            return Ok(());
+        }
+        // Finished must come under the new epoch.
+        if f.header.msg_type == HandshakeType::FINISHED && epoch == 0 {
+            return Err(Error::hs(AlertDescription::UNEXPECTED_MESSAGE, "finished in epoch 0"));
+        }
+        let done = self.reassembly.push(f).map_err(|e| Error::hs(AlertDescription::DECODE_ERROR, e.to_string()))?;
+        if let Some(c) = done {
+            if stateless_hello {
+                return self.server_client_hello(now, c);
+            }
+            self.ready.insert(c.message_seq, c);
+        }
+        self.process_ready(now)
+    }
+
+    fn process_ready(&mut self, now: Instant) -> Result<(), Error> {
+        while let Some(c) = self.ready.remove(&self.in_msg_seq) {
+            // Finished waits for their ChangeCipherSpec (it cannot be read before anyway).
+            if c.msg_type == HandshakeType::FINISHED && self.state != State::ExpectFinished {
+                self.ready.insert(c.message_seq, c);
+                break;
+            }
+            self.in_msg_seq = self.in_msg_seq.wrapping_add(1);
+            self.reassembly.discard_below(self.in_msg_seq);
+            self.handle_message(now, c)?;
+            if matches!(self.state, State::Closed | State::Failed) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_message(&mut self, now: Instant, m: Complete) -> Result<(), Error> {
+        let payload = HandshakePayload::read(m.msg_type, &m.body, self.hs.suite)?;
+        let full = encode_handshake(m.msg_type, m.message_seq, &m.body);
+        match (self.state, payload) {
+            // -- Waiting for ServerHello (or HelloVerifyRequest) --
+            (State::ExpectServerHello, HandshakePayload::HelloVerifyRequest(hvr)) => self.client_hello_verify(now, hvr),
+            (State::ExpectServerHello, HandshakePayload::ServerHello(sh)) => self.client_server_hello(sh, full),
+            // -- Waiting for the server Certificate --
+            (State::ExpectCertificate, HandshakePayload::Certificate(c)) => {
+                self.client_certificate(c)?;
+                self.hs.messages.extend_from_slice(&full);
+                self.state = State::ExpectServerKeyExchange;
+                Ok(())
+            }
+            // -- Waiting for ServerKeyExchange --
+            (State::ExpectServerKeyExchange, HandshakePayload::ServerKeyExchange(ske)) => {
+                self.client_server_key_exchange(ske)?;
+                self.hs.messages.extend_from_slice(&full);
+                self.state = State::ExpectServerHelloDone;
+                Ok(())
+            }
+            (State::ExpectServerKeyExchange, HandshakePayload::ServerHelloDone)
+                if self.hs.suite.and_then(|s| s.key_exchange()) == Some(KeyExchange::Psk) =>
+            {
+                // RFC 4279 §2: the ServerKeyExchange is omitted when there is no hint.
+                self.hs.messages.extend_from_slice(&full);
+                self.client_flight(now)
+            }
+            // -- Waiting for CertificateRequest / ServerHelloDone --
+            (State::ExpectServerHelloDone, HandshakePayload::CertificateRequest(cr))
+                if self.hs.suite.and_then(|s| s.key_exchange()) == Some(KeyExchange::EcdheEcdsa) =>
+            {
+                if !cr.certificate_types.contains(&CERT_TYPE_ECDSA_SIGN) {
+                    return Err(Error::hs(AlertDescription::HANDSHAKE_FAILURE, "certificate request without ecdsa_sign"));
+                }
+                self.hs.cert_requested = true;
+                self.hs.messages.extend_from_slice(&full);
+                Ok(())
+            }
+            (State::ExpectServerHelloDone, HandshakePayload::ServerHelloDone) => {
+                self.hs.messages.extend_from_slice(&full);
+                self.client_flight(now)
+            }
+            // -- Server: client's second flight --
+            (State::ExpectClientCertificate, HandshakePayload::Certificate(c)) => {
+                self.server_client_certificate(c)?;
+                self.hs.messages.extend_from_slice(&full);
+                self.state = State::ExpectClientKeyExchange;
+                Ok(())
+            }
+            (State::ExpectClientKeyExchange, HandshakePayload::ClientKeyExchange(cke)) => {
+                self.server_client_key_exchange(cke)?;
+                self.hs.messages.extend_from_slice(&full);
+                self.state = if self.hs.peer_key.is_some() { State::ExpectCertificateVerify } else { State::ExpectCcs };
+                Ok(())
+            }
+            (State::ExpectCertificateVerify, HandshakePayload::CertificateVerify(cv)) => {
+                // RFC 5246 §7.4.8: the signature covers all handshake messages before this one.
+                let key = self.hs.peer_key.ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no client key"))?;
+                if cv.scheme != SignatureScheme::ECDSA_SHA256 {
+                    return Err(Error::hs(AlertDescription::ILLEGAL_PARAMETER, "certificate verify scheme not ecdsa_sha256"));
+                }
+                if !verify_signature(&key, &self.hs.messages, &cv.signature) {
+                    return Err(Error::hs(AlertDescription::DECRYPT_ERROR, "certificate verify signature does not verify"));
+                }
+                self.hs.messages.extend_from_slice(&full);
+                self.state = State::ExpectCcs;
+                Ok(())
+            }
+            // -- Both: their Finished --
+            (State::ExpectFinished, HandshakePayload::Finished(vd)) => self.peer_finished(now, vd, full),
+            (_, p) => Err(Error::hs(
+                AlertDescription::UNEXPECTED_MESSAGE,
+                format!("unexpected {} in state {:?}", p.msg_type(), self.state),
+            )),
+        }
+    }
+
+    /// Queue a handshake message in the current flight (and the Finished hash log).
+    fn queue_handshake(&mut self, payload: &HandshakePayload) {
+        let body = payload.encode_body();
+        let full = encode_handshake(payload.msg_type(), self.out_msg_seq, &body);
+        self.out_msg_seq = self.out_msg_seq.wrapping_add(1);
+        self.hs.messages.extend_from_slice(&full);
+        self.flight.push(FlightMsg { epoch: self.rec.write_epoch, content_type: ContentType::HANDSHAKE, data: full });
+    }
+
+    /// Queue ChangeCipherSpec and switch our write side to epoch 1.
+    fn queue_ccs(&mut self) {
+        self.flight.push(FlightMsg { epoch: self.rec.write_epoch, content_type: ContentType::CHANGE_CIPHER_SPEC, data: vec![1] });
+        self.rec.write_epoch = 1;
+    }
+
+    fn start_flight(&mut self) {
+        self.flight.clear();
+        self.retransmit_at = None;
+    }
+
+    /// Send the buffered flight now and arm the timer if it expects a reply.
+    fn send_flight(&mut self, now: Instant, expects_reply: bool) {
+        self.flight_expects_reply = expects_reply;
+        self.timeout = self.config.retransmit_min;
+        self.transmit_flight();
+        self.retransmit_at = expects_reply.then(|| now + self.timeout);
+        self.account();
+    }
+
+    fn stop_flight(&mut self) {
+        self.retransmit_at = None;
+        self.flight.clear();
+    }
+
+    /// Encode the flight into datagrams: handshake messages fragmented to fit
+    /// `max_record_content` and `max_datagram`, records packed into datagrams.
+    fn transmit_flight(&mut self) {
+        let flight = self.flight.clone();
+        let max_dgram = self.config.max_datagram.max(64);
+        let mut datagram: Vec<u8> = Vec::new();
+        for m in &flight {
+            let mut records = Vec::new();
+            if m.content_type == ContentType::HANDSHAKE {
+                let overhead = RECORD_HEADER_LEN + if m.epoch > 0 { RECORD_EXPANSION } else { 0 };
+                let room = self.config.max_record_content.min(max_dgram.saturating_sub(overhead));
+                let max_frag = room.saturating_sub(HANDSHAKE_HEADER_LEN).max(1);
+                let Ok(h) = HandshakeHeader::read(&mut crate::codec::Reader::new(&m.data)) else { continue };
+                let body = m.data.get(HANDSHAKE_HEADER_LEN..).unwrap_or(&[]);
+                let mut off = 0usize;
+                loop {
+                    let n = (body.len() - off).min(max_frag);
+                    let mut frag = Vec::with_capacity(HANDSHAKE_HEADER_LEN + n);
+                    HandshakeHeader { fragment_offset: off as u32, fragment_length: n as u32, ..h }.encode(&mut frag);
+                    frag.extend_from_slice(&body[off..off + n]);
+                    records.push(self.encode_record(m.content_type, m.epoch, &frag));
+                    off += n;
+                    if off >= body.len() {
+                        break;
+                    }
+                }
+            } else {
+                records.push(self.encode_record(m.content_type, m.epoch, &m.data));
+            }
+            for rec in records {
+                if !datagram.is_empty() && datagram.len() + rec.len() > max_dgram {
+                    self.out.push_back(std::mem::take(&mut datagram));
+                }
+                datagram.extend_from_slice(&rec);
+            }
+        }
+        if !datagram.is_empty() {
+            self.out.push_back(datagram);
+        }
+    }
+
+    fn random32(&mut self) -> [u8; 32] {
+        let mut r = [0u8; 32];
+        self.rng.fill_bytes(&mut r);
+        r
+    }
+
+    // ---------------------------------------------------------------- client
+
+    fn start_client(&mut self, now: Instant) -> Result<(), Error> {
+        let cfg = self.config.clone();
+        if cfg.suites.is_empty() {
+            return Err(Error::Config("no cipher suites offered".into()));
+        }
+        self.hs.client_random = self.random32();
+        let mut suites = Vec::new();
+        let mut extensions = Vec::new();
+        let mut ec = false;
+        for s in &cfg.suites {
+            match s.key_exchange() {
+                Some(KeyExchange::Psk) if cfg.psk.is_some() => suites.push(*s),
+                Some(KeyExchange::EcdheEcdsa) => {
+                    suites.push(*s);
+                    ec = true;
+                }
+                // Like mbedtls, offer ECJPAKE only with a password (ssl_validate_ciphersuite).
+                Some(KeyExchange::Ecjpake) => {
+                    if let Some(pw) = &cfg.ecjpake_password {
+                        let mut ctx = EcjpakeContext::new(ecjpake::Role::Client, pw)
+                            .map_err(|e| Error::Config(format!("ecjpake password: {e}")))?;
+                        let round_one = ctx.write_round_one(&mut *self.rng);
+                        extensions.push(Extension { typ: ExtensionType::ECJPAKE_KKPP, data: round_one });
+                        self.hs.ecjpake = Some(ctx);
+                        suites.push(*s);
+                        ec = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if suites.is_empty() {
+            return Err(Error::Config("no offered suite has its credentials configured".into()));
+        }
+        if ec {
+            extensions.insert(0, Extension::supported_groups(&[NamedGroup::SECP256R1]));
+            extensions.insert(1, Extension::ec_point_formats());
+            if suites.contains(&CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8) {
+                extensions.insert(2, Extension::signature_algorithms(&[SignatureScheme::ECDSA_SHA256]));
+            }
+        }
+        let ch = ClientHello {
+            client_version: VERSION,
+            random: self.hs.client_random,
+            session_id: Vec::new(),
+            cookie: Vec::new(),
+            cipher_suites: suites,
+            compression_methods: vec![0],
+            extensions,
+        };
+        self.start_flight();
+        self.queue_handshake(&HandshakePayload::ClientHello(ch.clone()));
+        self.hs.client_hello = Some(ch);
+        self.send_flight(now, true);
+        Ok(())
+    }
+
+    /// RFC 6347 §4.2.1: resend the ClientHello with the cookie; the first ClientHello and the
+    /// HelloVerifyRequest are left out of the Finished hash (§4.2.6).
+    fn client_hello_verify(&mut self, now: Instant, hvr: HelloVerifyRequest) -> Result<(), Error> {
+        let Some(mut ch) = self.hs.client_hello.take() else {
+            return Err(Error::hs(AlertDescription::INTERNAL_ERROR, "no client hello to resend"));
+        };
+        ch.cookie = hvr.cookie;
+        self.hs.messages.clear();
+        self.start_flight();
+        self.queue_handshake(&HandshakePayload::ClientHello(ch.clone()));
+        self.hs.client_hello = Some(ch);
+        self.send_flight(now, true);
+        Ok(())
+    }
+
+    fn client_server_hello(&mut self, sh: ServerHello, full: Vec<u8>) -> Result<(), Error> {
+        if sh.server_version != VERSION {
+            return Err(Error::hs(AlertDescription::PROTOCOL_VERSION, format!("server chose version {}", sh.server_version)));
+        }
+        let offered = self.hs.client_hello.as_ref().map(|c| c.cipher_suites.clone()).unwrap_or_default();
+        // mbedtls: a suite we did not offer is "bad server hello message" + illegal_parameter.
+        if !offered.contains(&sh.cipher_suite) || sh.cipher_suite.key_exchange().is_none() {
+            return Err(Error::hs(AlertDescription::ILLEGAL_PARAMETER, format!("server chose {} which was not offered", sh.cipher_suite)));
+        }
+        if sh.compression_method != 0 {
+            return Err(Error::hs(AlertDescription::ILLEGAL_PARAMETER, "server chose compression"));
+        }
+        self.hs.server_random = sh.random;
+        self.hs.suite = Some(sh.cipher_suite);
+        // Our ClientHello stays buffered (and its timer running) until the whole server flight
+        // arrived: RFC 6347 §4.2.4 retransmits per flight, not per message.
+        self.hs.messages.extend_from_slice(&full);
+        self.state = match sh.cipher_suite.key_exchange() {
+            Some(KeyExchange::Psk) => State::ExpectServerKeyExchange,
+            Some(KeyExchange::EcdheEcdsa) => State::ExpectCertificate,
+            Some(KeyExchange::Ecjpake) => {
+                let ext = find_extension(&sh.extensions, ExtensionType::ECJPAKE_KKPP)
+                    .ok_or_else(|| Error::hs(AlertDescription::HANDSHAKE_FAILURE, "server hello without ecjpake round one"))?;
+                let ctx = self
+                    .hs
+                    .ecjpake
+                    .as_mut()
+                    .ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no ecjpake context"))?;
+                ctx.read_round_one(&ext.data)
+                    .map_err(|e| Error::hs(AlertDescription::ILLEGAL_PARAMETER, format!("ecjpake round one: {e}")))?;
+                State::ExpectServerKeyExchange
+            }
+            None => return Err(Error::hs(AlertDescription::ILLEGAL_PARAMETER, "unsupported suite")),
+        };
+        Ok(())
+    }
+
+    fn client_certificate(&mut self, c: CertificateMsg) -> Result<(), Error> {
+        let cfg = self.config.clone();
+        let chain = if cfg.verify_peer {
+            verify_chain(&c.chain, &cfg.trusted_roots, cfg.time_check, cfg.server_name.as_deref())?
+        } else {
+            let leaf = c.chain.first().ok_or(crate::error::CertError::Empty)?;
+            vec![ParsedCert::parse(leaf)?]
+        };
+        self.hs.peer_key = chain.first().map(|l| l.public_key);
+        self.hs.peer_chain = chain;
+        Ok(())
+    }
+
+    fn client_server_key_exchange(&mut self, ske: ServerKeyExchange) -> Result<(), Error> {
+        match ske {
+            ServerKeyExchange::Psk { .. } => Ok(()),
+            ServerKeyExchange::Ecdhe(e) => {
+                if e.group != NamedGroup::SECP256R1 {
+                    return Err(Error::hs(AlertDescription::ILLEGAL_PARAMETER, format!("server chose group {}", e.group)));
+                }
+                if e.scheme != SignatureScheme::ECDSA_SHA256 {
+                    return Err(Error::hs(AlertDescription::ILLEGAL_PARAMETER, format!("server signed with {}", e.scheme)));
+                }
+                let key = self.hs.peer_key.ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no server key"))?;
+                // RFC 8422 §5.4: signed = client_random || server_random || ServerECDHParams.
+                let mut signed = Vec::with_capacity(64 + 70);
+                signed.extend_from_slice(&self.hs.client_random);
+                signed.extend_from_slice(&self.hs.server_random);
+                signed.extend_from_slice(&e.params());
+                if !verify_signature(&key, &signed, &e.signature) {
+                    return Err(Error::hs(AlertDescription::DECRYPT_ERROR, "server key exchange signature does not verify"));
+                }
+                self.hs.peer_point = Some(e.public);
+                Ok(())
+            }
+            ServerKeyExchange::Ecjpake(body) => {
+                let ctx = self
+                    .hs
+                    .ecjpake
+                    .as_mut()
+                    .ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no ecjpake context"))?;
+                ctx.read_round_two(&body)
+                    .map_err(|e| Error::hs(AlertDescription::ILLEGAL_PARAMETER, format!("ecjpake round two: {e}")))
+            }
+        }
+    }
+
+    /// Client's second flight: [Certificate] ClientKeyExchange [CertificateVerify] CCS Finished.
+    fn client_flight(&mut self, now: Instant) -> Result<(), Error> {
+        let cfg = self.config.clone();
+        let kx = self.hs.suite.and_then(|s| s.key_exchange());
+        self.start_flight();
+        if self.hs.cert_requested {
+            let chain = cfg.certificate.as_ref().map(|c| c.chain.clone()).unwrap_or_default();
+            self.queue_handshake(&HandshakePayload::Certificate(CertificateMsg { chain }));
+        }
+        let (cke, pms) = match kx {
+            Some(KeyExchange::Psk) => {
+                let psk = cfg.psk.as_ref().ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no psk"))?;
+                (ClientKeyExchange::Psk { identity: psk.identity.clone() }, psk_premaster(&psk.key))
+            }
+            Some(KeyExchange::EcdheEcdsa) => {
+                let point = self.hs.peer_point.clone().unwrap_or_default();
+                let (public, pms) = self.ecdh(&point)?;
+                (ClientKeyExchange::Ecdhe { public }, pms)
+            }
+            Some(KeyExchange::Ecjpake) => {
+                let mut ctx = self.hs.ecjpake.take().ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no ecjpake context"))?;
+                let body = ctx
+                    .write_round_two(&mut *self.rng)
+                    .map_err(|e| Error::hs(AlertDescription::INTERNAL_ERROR, format!("ecjpake: {e}")))?;
+                let pms = ctx
+                    .derive_premaster()
+                    .map_err(|e| Error::hs(AlertDescription::ILLEGAL_PARAMETER, format!("ecjpake: {e}")))?;
+                self.hs.ecjpake = Some(ctx);
+                (ClientKeyExchange::Ecjpake(body), pms.to_vec())
+            }
+            None => return Err(Error::hs(AlertDescription::INTERNAL_ERROR, "no suite")),
+        };
+        self.queue_handshake(&HandshakePayload::ClientKeyExchange(cke));
+        self.derive_keys(&pms);
+        if self.hs.cert_requested {
+            if let Some(ck) = &cfg.certificate {
+                let signature = ck.sign(&self.hs.messages);
+                self.queue_handshake(&HandshakePayload::CertificateVerify(CertificateVerify {
+                    scheme: SignatureScheme::ECDSA_SHA256,
+                    signature,
+                }));
+            }
+        }
+        self.queue_ccs_and_finished(b"client finished");
+        self.state = State::ExpectCcs;
+        self.send_flight(now, true);
+        Ok(())
+    }
+
+    /// Ephemeral ECDH on P-256: returns our uncompressed public point and the x-coordinate
+    /// premaster (RFC 8422 §5.10).
+    fn ecdh(&mut self, peer_point: &[u8]) -> Result<(Vec<u8>, Vec<u8>), Error> {
+        let peer = p256::PublicKey::from_sec1_bytes(peer_point)
+            .map_err(|_| Error::hs(AlertDescription::ILLEGAL_PARAMETER, "invalid ec point"))?;
+        let secret = match self.hs.ecdh.take() {
+            Some(s) => s,
+            None => EphemeralSecret::generate_from_rng(&mut *self.rng),
+        };
+        let public = p256::PublicKey::from(&secret).to_sec1_point(false).as_bytes().to_vec();
+        let shared = secret.diffie_hellman(&peer);
+        Ok((public, shared.raw_secret_bytes().to_vec()))
+    }
+
+    fn derive_keys(&mut self, pms: &[u8]) {
+        let master = master_secret(pms, &self.hs.client_random, &self.hs.server_random);
+        let kb = KeyBlock::derive(&master, &self.hs.client_random, &self.hs.server_random);
+        let client = RecordCipher::new(&kb.client_key, &kb.client_iv);
+        let server = RecordCipher::new(&kb.server_key, &kb.server_iv);
+        let (w, r) = match self.role {
+            Role::Client => (client, server),
+            Role::Server => (server, client),
+        };
+        self.rec.write_cipher = Some(w);
+        self.rec.pending_read = Some(r);
+        self.hs.master = Some(master);
+        self.hs.keys = Some(kb);
+    }
+
+    fn queue_ccs_and_finished(&mut self, label: &[u8]) {
+        self.queue_ccs();
+        let master = self.hs.master.unwrap_or([0; 48]);
+        let vd = verify_data(&master, label, &sha256(&self.hs.messages));
+        self.queue_handshake(&HandshakePayload::Finished(vd));
+    }
+
+    fn peer_finished(&mut self, now: Instant, vd: [u8; 12], full: Vec<u8>) -> Result<(), Error> {
+        let label: &[u8] = match self.role {
+            Role::Client => b"server finished",
+            Role::Server => b"client finished",
+        };
+        let master = self.hs.master.ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no master secret"))?;
+        let expected = verify_data(&master, label, &sha256(&self.hs.messages));
+        if expected != vd {
+            return Err(Error::hs(AlertDescription::DECRYPT_ERROR, "finished verify_data mismatch"));
+        }
+        self.hs.messages.extend_from_slice(&full);
+        match self.role {
+            Role::Client => {
+                // The server's Finished ends the handshake; nothing of ours needs retransmitting.
+                self.stop_flight();
+            }
+            Role::Server => {
+                self.start_flight();
+                self.queue_ccs_and_finished(b"server finished");
+                // The last flight is kept for retransmission if the client repeats its own
+                // flight (RFC 6347 §4.2.4), but no timer runs for it.
+                self.send_flight(now, false);
+            }
+        }
+        self.state = State::Connected;
+        let suite = self.hs.suite.unwrap_or(CipherSuite(0));
+        self.account();
+        self.events.push_back(Event::Connected { suite });
+        // Handshake-only state is released.
+        self.hs.ecdh = None;
+        self.hs.ecjpake = None;
+        self.reassembly.clear();
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- server
+
+    /// The cookie: HMAC-SHA256(secret, peer || version || random || session_id || suites || compression).
+    fn cookie_for(&self, ch: &ClientHello) -> Vec<u8> {
+        let mut suites = Vec::new();
+        for s in &ch.cipher_suites {
+            s.encode(&mut suites);
+        }
+        hmac_sha256(
+            &self.config.cookie_secret,
+            &[&self.peer_id, &ch.client_version.0.to_be_bytes(), &ch.random, &ch.session_id, &suites, &ch.compression_methods],
+        )
+        .to_vec()
+    }
+
+    fn server_client_hello(&mut self, now: Instant, m: Complete) -> Result<(), Error> {
+        let ch = match HandshakePayload::read(m.msg_type, &m.body, None)? {
+            HandshakePayload::ClientHello(ch) => ch,
+            _ => return Err(Error::hs(AlertDescription::UNEXPECTED_MESSAGE, "expected client hello")),
+        };
+        // DTLS versions count down: 1.2 = 0xfefd is "higher" than 1.0 = 0xfeff.
+        if ch.client_version.0 > VERSION.0 {
+            return Err(Error::hs(AlertDescription::PROTOCOL_VERSION, format!("client offers only {}", ch.client_version)));
+        }
+        let cookie = self.cookie_for(&ch);
+        if self.config.require_cookie && ch.cookie != cookie {
+            // RFC 6347 §4.2.1: stateless, not part of the Finished hash, not retransmitted.
+            let hvr = HelloVerifyRequest { server_version: ProtocolVersion::DTLS1_0, cookie };
+            let full = encode_handshake(HandshakeType::HELLO_VERIFY_REQUEST, m.message_seq, &hvr.get_encoding());
+            let rec = self.encode_record(ContentType::HANDSHAKE, 0, &full);
+            self.out.push_back(rec);
+            return Ok(());
+        }
+        // mbedtls: the server's message_seq continues from the client's (ssl_srv.c).
+        self.out_msg_seq = m.message_seq;
+        self.in_msg_seq = m.message_seq.wrapping_add(1);
+        self.reassembly.discard_below(self.in_msg_seq);
+        self.hs.messages.clear();
+        self.hs.messages.extend_from_slice(&encode_handshake(m.msg_type, m.message_seq, &m.body));
+        self.hs.client_random = ch.random;
+
+        let cfg = self.config.clone();
+        let groups = find_extension(&ch.extensions, ExtensionType::SUPPORTED_GROUPS)
+            .map(|e| Extension::read_supported_groups(&e.data))
+            .transpose()?;
+        // mbedtls ssl_parse_ecjpake_kkpp: KKPP_OK only with a password and a verified round one.
+        let mut kkpp_ok = false;
+        if let (Some(ext), Some(pw)) = (find_extension(&ch.extensions, ExtensionType::ECJPAKE_KKPP), &cfg.ecjpake_password) {
+            let mut ctx = EcjpakeContext::new(ecjpake::Role::Server, pw)
+                .map_err(|e| Error::hs(AlertDescription::INTERNAL_ERROR, format!("ecjpake password: {e}")))?;
+            if ctx.read_round_one(&ext.data).is_ok() {
+                kkpp_ok = true;
+                self.hs.ecjpake = Some(ctx);
+            }
+        }
+        let offer = ClientOffer { suites: ch.cipher_suites.clone(), groups, ecjpake_kkpp_ok: kkpp_ok };
+        let suite = select_suite(&cfg, &offer).map_err(|e| Error::hs(AlertDescription::HANDSHAKE_FAILURE, e.to_string()))?;
+        let kx = suite.key_exchange().ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "unsupported suite"))?;
+        self.hs.suite = Some(suite);
+        self.hs.server_random = self.random32();
+
+        let mut extensions = Vec::new();
+        if matches!(kx, KeyExchange::EcdheEcdsa | KeyExchange::Ecjpake)
+            && find_extension(&ch.extensions, ExtensionType::EC_POINT_FORMATS).is_some()
+        {
+            extensions.push(Extension::ec_point_formats());
+        }
+        if kx == KeyExchange::Ecjpake {
+            // A relaxed server may pick ECJPAKE without a verified round one: it still needs a
+            // context (and the client's round one) to go on.
+            if self.hs.ecjpake.is_none() {
+                let pw = cfg.ecjpake_password.clone().unwrap_or_default();
+                let mut ctx = EcjpakeContext::new(ecjpake::Role::Server, &pw)
+                    .map_err(|e| Error::hs(AlertDescription::HANDSHAKE_FAILURE, format!("ecjpake: {e}")))?;
+                let ext = find_extension(&ch.extensions, ExtensionType::ECJPAKE_KKPP)
+                    .ok_or_else(|| Error::hs(AlertDescription::HANDSHAKE_FAILURE, "ecjpake chosen but client sent no round one"))?;
+                ctx.read_round_one(&ext.data)
+                    .map_err(|e| Error::hs(AlertDescription::ILLEGAL_PARAMETER, format!("ecjpake round one: {e}")))?;
+                self.hs.ecjpake = Some(ctx);
+            }
+            if let Some(ctx) = self.hs.ecjpake.as_mut() {
+                let round_one = ctx.write_round_one(&mut *self.rng);
+                extensions.push(Extension { typ: ExtensionType::ECJPAKE_KKPP, data: round_one });
+            }
+        }
+        let sh = ServerHello {
+            server_version: VERSION,
+            random: self.hs.server_random,
+            session_id: Vec::new(),
+            cipher_suite: suite,
+            compression_method: 0,
+            extensions,
+        };
+        self.start_flight();
+        self.queue_handshake(&HandshakePayload::ServerHello(sh));
+        match kx {
+            KeyExchange::Psk => {
+                if let Some(hint) = &cfg.psk_hint {
+                    self.queue_handshake(&HandshakePayload::ServerKeyExchange(ServerKeyExchange::Psk { hint: hint.clone() }));
+                }
+            }
+            KeyExchange::EcdheEcdsa => {
+                let ck = cfg.certificate.clone().ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no certificate"))?;
+                self.queue_handshake(&HandshakePayload::Certificate(CertificateMsg { chain: ck.chain.clone() }));
+                let secret = EphemeralSecret::generate_from_rng(&mut *self.rng);
+                let public = p256::PublicKey::from(&secret).to_sec1_point(false).as_bytes().to_vec();
+                self.hs.ecdh = Some(secret);
+                let mut ske = EcdheServerKeyExchange {
+                    group: NamedGroup::SECP256R1,
+                    public,
+                    scheme: SignatureScheme::ECDSA_SHA256,
+                    signature: Vec::new(),
+                };
+                let mut signed = Vec::new();
+                signed.extend_from_slice(&self.hs.client_random);
+                signed.extend_from_slice(&self.hs.server_random);
+                signed.extend_from_slice(&ske.params());
+                ske.signature = ck.sign(&signed);
+                self.queue_handshake(&HandshakePayload::ServerKeyExchange(ServerKeyExchange::Ecdhe(ske)));
+                if cfg.verify_peer {
+                    self.hs.cert_requested = true;
+                    self.queue_handshake(&HandshakePayload::CertificateRequest(CertificateRequest {
+                        certificate_types: vec![CERT_TYPE_ECDSA_SIGN],
+                        schemes: vec![SignatureScheme::ECDSA_SHA256],
+                        authorities: Vec::new(),
+                    }));
+                }
+            }
+            KeyExchange::Ecjpake => {
+                let ctx = self.hs.ecjpake.as_mut().ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no ecjpake context"))?;
+                let body = ctx
+                    .write_round_two(&mut *self.rng)
+                    .map_err(|e| Error::hs(AlertDescription::INTERNAL_ERROR, format!("ecjpake: {e}")))?;
+                self.queue_handshake(&HandshakePayload::ServerKeyExchange(ServerKeyExchange::Ecjpake(body)));
+            }
+        }
+        self.queue_handshake(&HandshakePayload::ServerHelloDone);
+        self.state = if self.hs.cert_requested { State::ExpectClientCertificate } else { State::ExpectClientKeyExchange };
+        self.send_flight(now, true);
+        Ok(())
+    }
+
+    fn server_client_certificate(&mut self, c: CertificateMsg) -> Result<(), Error> {
+        let cfg = self.config.clone();
+        if c.chain.is_empty() {
+            // OpenThread verifies the peer only when configured to; then a certificate is required.
+            return Err(Error::hs(AlertDescription::HANDSHAKE_FAILURE, "client sent no certificate"));
+        }
+        let chain = verify_chain(&c.chain, &cfg.trusted_roots, cfg.time_check, None)?;
+        self.hs.peer_key = chain.first().map(|l| l.public_key);
+        self.hs.peer_chain = chain;
+        Ok(())
+    }
+
+    fn server_client_key_exchange(&mut self, cke: ClientKeyExchange) -> Result<(), Error> {
+        let cfg = self.config.clone();
+        // Our flight stays buffered until the client's Finished: if the rest of the client's
+        // flight is lost, our timer makes the client retransmit it (RFC 6347 §4.2.4).
+        let pms = match cke {
+            ClientKeyExchange::Psk { identity } => {
+                let psk = cfg.psk.as_ref().ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no psk"))?;
+                if identity != psk.identity {
+                    return Err(Error::hs(AlertDescription::UNKNOWN_PSK_IDENTITY, "unknown psk identity"));
+                }
+                psk_premaster(&psk.key)
+            }
+            ClientKeyExchange::Ecdhe { public } => {
+                let secret = self.hs.ecdh.take().ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no ecdh key"))?;
+                let peer = p256::PublicKey::from_sec1_bytes(&public)
+                    .map_err(|_| Error::hs(AlertDescription::ILLEGAL_PARAMETER, "invalid ec point"))?;
+                secret.diffie_hellman(&peer).raw_secret_bytes().to_vec()
+            }
+            ClientKeyExchange::Ecjpake(body) => {
+                let ctx = self.hs.ecjpake.as_mut().ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no ecjpake context"))?;
+                ctx.read_round_two(&body)
+                    .map_err(|e| Error::hs(AlertDescription::ILLEGAL_PARAMETER, format!("ecjpake round two: {e}")))?;
+                ctx.derive_premaster()
+                    .map_err(|e| Error::hs(AlertDescription::ILLEGAL_PARAMETER, format!("ecjpake: {e}")))?
+                    .to_vec()
+            }
+        };
+        self.derive_keys(&pms);
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- failure and memory
+
+    fn fail(&mut self, alert: Option<AlertDescription>, reason: &str) {
+        if matches!(self.state, State::Closed | State::Failed) {
+            return;
+        }
+        if let Some(description) = alert {
+            let a = Alert { level: AlertLevel::FATAL, description };
+            let epoch = self.rec.write_epoch;
+            let rec = self.encode_record(ContentType::ALERT, epoch, &a.get_encoding());
+            self.out.push_back(rec);
+        }
+        self.state = State::Failed;
+        self.stop_flight();
+        self.events.push_back(Event::Failed { alert, reason: reason.to_string() });
+    }
+
+    /// Recompute the memory model; fail with internal_error when over the heap limit.
+    fn account(&mut self) {
+        if !self.is_handshaking() {
+            return;
+        }
+        let flight: usize = self.flight.iter().map(|m| m.data.len() + 16).sum();
+        let ready: usize = self.ready.values().map(|c| c.body.len() + 16).sum();
+        let certs: usize = self.hs.peer_chain.iter().map(ParsedCert::footprint).sum();
+        let kx = match self.hs.suite.and_then(|s| s.key_exchange()) {
+            _ if self.hs.ecjpake.is_some() => cost::ECJPAKE,
+            Some(KeyExchange::EcdheEcdsa) => cost::ECDH,
+            _ => 0,
+        };
+        let transform = if self.hs.keys.is_some() { cost::TRANSFORM } else { 0 };
+        let io = 2 * (self.config.max_record_content + RECORD_HEADER_LEN + RECORD_EXPANSION);
+        let current = flight
+            + self.reassembly.held_bytes()
+            + ready
+            + self.hs.messages.len()
+            + certs
+            + kx
+            + transform
+            + cost::SECRETS
+            + cost::HASH
+            + io;
+        self.memory.current = current;
+        self.memory.peak = self.memory.peak.max(current);
+        if self.config.heap_limit.is_some_and(|l| current > l) {
+            self.fail(Some(AlertDescription::INTERNAL_ERROR), "out of heap");
+        }
+    }
+}
+
+/// RFC 4279 §2: `uint16 len || len zero bytes || uint16 len || psk`.
+fn psk_premaster(psk: &[u8]) -> Vec<u8> {
+    let n = psk.len().min(u16::MAX as usize);
+    let mut out = Vec::with_capacity(4 + 2 * n);
+    out.extend_from_slice(&(n as u16).to_be_bytes());
+    out.extend(std::iter::repeat_n(0u8, n));
+    out.extend_from_slice(&(n as u16).to_be_bytes());
+    out.extend_from_slice(&psk[..n]);
+    out
+}
+
+fn peer_direction(role: Role) -> Direction {
+    match role {
+        Role::Client => Direction::ServerToClient,
+        Role::Server => Direction::ClientToServer,
+    }
+}
+
+fn dir_index(d: Direction) -> usize {
+    match d {
+        Direction::ClientToServer => 0,
+        Direction::ServerToClient => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psk_premaster_layout() {
+        assert_eq!(psk_premaster(b"123"), [0, 3, 0, 0, 0, 0, 3, b'1', b'2', b'3']);
+    }
+}

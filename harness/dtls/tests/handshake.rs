@@ -1,0 +1,416 @@
+//! In-memory handshakes between two engines: every suite, cookie exchange, fragmentation,
+//! loss and retransmission, alerts, memory accounting.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use ot_hil_dtls::transcript::{Body, Fields};
+use ot_hil_dtls::{AlertDescription, CipherSuite, Config, Connection, Event, SeededRng, TimeCheck, TranscriptBuilder};
+
+fn assert_connected(p: &Pair, suite: CipherSuite) {
+    assert!(p.client_events.contains(&Event::Connected { suite }), "client events {:?}", p.client_events);
+    assert!(p.server_events.contains(&Event::Connected { suite }), "server events {:?}", p.server_events);
+    assert_eq!(p.client.key_block(), p.server.key_block());
+}
+
+fn exchange_data(p: &mut Pair) {
+    p.client.send(b"GET /hello").unwrap();
+    p.server.send(b"world").unwrap();
+    p.pump();
+    assert!(p.server_events.contains(&Event::ApplicationData(b"GET /hello".to_vec())));
+    assert!(p.client_events.contains(&Event::ApplicationData(b"world".to_vec())));
+}
+
+#[test]
+fn psk_handshake_and_data() {
+    let mut p = Pair::new(psk_config(), psk_config());
+    p.pump();
+    assert_connected(&p, CipherSuite::PSK_WITH_AES_128_CCM_8);
+    exchange_data(&mut p);
+    assert!(p.client.next_timeout().is_none());
+    p.client.close();
+    p.pump();
+    assert!(p.server_events.contains(&Event::Closed));
+}
+
+#[test]
+fn psk_with_hint_sends_server_key_exchange() {
+    let server = Config { psk_hint: Some(b"hint".to_vec()), ..psk_config() };
+    let mut p = Pair::new(psk_config(), server);
+    p.pump();
+    assert_connected(&p, CipherSuite::PSK_WITH_AES_128_CCM_8);
+    let ske = p.client.transcript().handshake_fields().any(|f| matches!(f, Fields::ServerKeyExchange { .. }));
+    assert!(ske);
+}
+
+#[test]
+fn ecdhe_ecdsa_handshake_v1_certificate() {
+    let (c, s) = x509_configs(false);
+    let mut p = Pair::new(c, s);
+    p.pump();
+    assert_connected(&p, CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8);
+    assert_eq!(p.client.peer_certificates()[0].common_name.as_deref(), Some("PXC3.E75-100A"));
+    assert_eq!(p.client.peer_certificates()[0].version, 1);
+    exchange_data(&mut p);
+}
+
+#[test]
+fn ecdhe_ecdsa_mutual_auth() {
+    let (c, s) = x509_configs(true);
+    let mut p = Pair::new(c, s);
+    p.pump();
+    assert_connected(&p, CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8);
+    assert_eq!(p.server.peer_certificates().len(), 1);
+    let t = p.server.transcript().to_string();
+    assert!(t.contains("CERTIFICATE_VERIFY seq="), "{t}");
+}
+
+#[test]
+fn mutual_auth_without_client_certificate_fails() {
+    let (mut c, s) = x509_configs(true);
+    c.certificate = None;
+    let mut p = Pair::new(c, s);
+    p.pump();
+    assert!(matches!(p.server_events.last(), Some(Event::Failed { alert: Some(AlertDescription::HANDSHAKE_FAILURE), .. })));
+    assert!(matches!(p.client_events.last(), Some(Event::Failed { alert: Some(AlertDescription::HANDSHAKE_FAILURE), .. })));
+}
+
+#[test]
+fn ecjpake_handshake() {
+    let mut p = Pair::new(ecjpake_config(b"J01NME"), ecjpake_config(b"J01NME"));
+    p.pump();
+    assert_connected(&p, CipherSuite::ECJPAKE_WITH_AES_128_CCM_8);
+    exchange_data(&mut p);
+}
+
+#[test]
+fn ecjpake_wrong_password_fails_at_finished() {
+    let mut p = Pair::new(ecjpake_config(b"J01NME"), ecjpake_config(b"WRONG"));
+    p.pump();
+    // Different keys: the client's Finished fails authentication and is dropped (RFC 6347
+    // §4.1.2.7); the handshake then times out on both sides.
+    assert!(!p.server_events.iter().any(|e| matches!(e, Event::Connected { .. })));
+    while p.tick() {
+        p.pump();
+    }
+    assert!(matches!(p.client_events.last(), Some(Event::Failed { alert: None, .. })), "{:?}", p.client_events);
+    assert!(matches!(p.server_events.last(), Some(Event::Failed { alert: None, .. })), "{:?}", p.server_events);
+}
+
+#[test]
+fn wrong_psk_with_bad_mac_limit_sends_bad_record_mac() {
+    let mut server = psk_config();
+    server.psk.as_mut().unwrap().key = b"456".to_vec();
+    server.bad_mac_limit = Some(1);
+    let mut p = Pair::new(psk_config(), server);
+    p.pump();
+    assert!(matches!(p.server_events.last(), Some(Event::Failed { alert: Some(AlertDescription::BAD_RECORD_MAC), .. })));
+    // The alert goes out in the server's write epoch (0: it never sent its CCS), so the client reads it.
+    assert!(matches!(p.client_events.last(), Some(Event::Failed { alert: Some(AlertDescription::BAD_RECORD_MAC), .. })));
+}
+
+#[test]
+fn unknown_psk_identity() {
+    let mut server = psk_config();
+    server.psk.as_mut().unwrap().identity = b"other".to_vec();
+    let mut p = Pair::new(psk_config(), server);
+    p.pump();
+    assert!(matches!(p.client_events.last(), Some(Event::Failed { alert: Some(AlertDescription::UNKNOWN_PSK_IDENTITY), .. })));
+}
+
+#[test]
+fn no_common_suite_is_handshake_failure() {
+    let mut p = Pair::new(psk_config(), ecjpake_config(b"x"));
+    p.pump();
+    assert!(matches!(p.client_events.last(), Some(Event::Failed { alert: Some(AlertDescription::HANDSHAKE_FAILURE), .. })));
+    match p.server_events.last() {
+        Some(Event::Failed { reason, .. }) => assert!(reason.contains("no cipher suite in common"), "{reason}"),
+        e => panic!("{e:?}"),
+    }
+}
+
+/// The coaps-cli-report case: a client offering ECDHE_ECDSA and ECJPAKE without a password
+/// sends no ext 0x0100; a conforming server must not choose ECJPAKE.
+#[test]
+fn server_does_not_pick_ecjpake_without_extension() {
+    let (mut c, mut s) = x509_configs(false);
+    c.suites = vec![CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8, CipherSuite::ECJPAKE_WITH_AES_128_CCM_8];
+    s.suites = vec![CipherSuite::ECJPAKE_WITH_AES_128_CCM_8, CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8];
+    s.ecjpake_password = Some(b"J01NME".to_vec());
+    let mut p = Pair::new(c, s);
+    p.pump();
+    assert_connected(&p, CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8);
+}
+
+#[test]
+fn wrong_server_name_is_bad_certificate() {
+    let (mut c, s) = x509_configs(false);
+    c.server_name = Some("other.example".into());
+    let mut p = Pair::new(c, s);
+    p.pump();
+    assert!(matches!(p.client_events.last(), Some(Event::Failed { alert: Some(AlertDescription::BAD_CERTIFICATE), .. })));
+    assert!(matches!(p.server_events.last(), Some(Event::Failed { alert: Some(AlertDescription::BAD_CERTIFICATE), .. })));
+}
+
+#[test]
+fn untrusted_certificate_is_unknown_ca() {
+    let (mut c, s) = x509_configs(false);
+    c.trusted_roots = ot_hil_dtls::cert::load_pem_roots(&read("otherca.pem")).unwrap();
+    let mut p = Pair::new(c, s);
+    p.pump();
+    assert!(matches!(p.client_events.last(), Some(Event::Failed { alert: Some(AlertDescription::UNKNOWN_CA), .. })));
+}
+
+#[test]
+fn expired_certificate() {
+    let (mut c, s) = x509_configs(false);
+    c.time_check = TimeCheck::at_unix(4_000_000_000 * 2); // year 2223: after notAfter
+    let mut p = Pair::new(c.clone(), s.clone());
+    p.pump();
+    assert!(matches!(p.client_events.last(), Some(Event::Failed { alert: Some(AlertDescription::CERTIFICATE_EXPIRED), .. })));
+    c.time_check = TimeCheck::Skip;
+    let mut p = Pair::new(c, s);
+    p.pump();
+    assert_connected(&p, CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8);
+}
+
+#[test]
+fn fragmentation_small_records_and_datagrams() {
+    let (mut c, mut s) = x509_configs(true);
+    for cfg in [&mut c, &mut s] {
+        cfg.max_record_content = 100;
+        cfg.max_datagram = 150;
+    }
+    let mut p = Pair::new(c, s);
+    p.pump_with(|_, d| {
+        assert!(d.len() <= 150, "datagram of {} bytes", d.len());
+        Some(d)
+    });
+    assert_connected(&p, CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8);
+    let t = p.client.transcript().to_string();
+    assert!(t.contains("CERTIFICATE seq=2 frag 0+88/"), "{t}");
+}
+
+#[test]
+fn reassembly_out_of_order_datagrams() {
+    let (mut c, mut s) = x509_configs(false);
+    s.max_record_content = 120;
+    c.max_record_content = 120;
+    let mut p = Pair::new(c, s);
+    // Reverse each burst of server datagrams.
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..10 {
+        while let Some(d) = p.client.poll_transmit() {
+            p.server.handle_datagram(p.now, &d);
+        }
+        while let Some(d) = p.server.poll_transmit() {
+            held.push(d);
+        }
+        for d in held.drain(..).rev() {
+            p.client.handle_datagram(p.now, &d);
+        }
+    }
+    while let Some(e) = p.client.poll_event() {
+        p.client_events.push(e);
+    }
+    while let Some(e) = p.server.poll_event() {
+        p.server_events.push(e);
+    }
+    assert_connected(&p, CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8);
+}
+
+#[test]
+fn lost_flights_are_retransmitted_with_backoff() {
+    let mut p = Pair::new(psk_config(), psk_config());
+    let t0 = p.now;
+    // Lose the first two datagrams the server sends (HVR, then the ServerHello flight)...
+    let mut dropped = 0;
+    p.pump_with(|c2s, d| {
+        if !c2s && dropped < 2 {
+            dropped += 1;
+            None
+        } else {
+            Some(d)
+        }
+    });
+    assert_eq!(dropped, 1, "only the HVR was sent so far");
+    assert!(p.client_events.is_empty());
+    // 1 s later the client resends its ClientHello.
+    assert_eq!(p.client.next_timeout(), Some(t0 + Duration::from_secs(1)));
+    p.tick();
+    p.pump_with(|c2s, d| {
+        if !c2s && dropped < 2 {
+            dropped += 1;
+            None
+        } else {
+            Some(d)
+        }
+    });
+    // ServerHello flight lost: both timers run; next client timeout doubled to 2 s.
+    let next = p.client.next_timeout().unwrap();
+    assert_eq!(next - p.now, Duration::from_secs(2) - Duration::from_millis(0));
+    while p.client_events.is_empty() && p.tick() {
+        p.pump();
+    }
+    assert_connected(&p, CipherSuite::PSK_WITH_AES_128_CCM_8);
+}
+
+#[test]
+fn lost_final_server_flight_is_resent_when_client_retransmits() {
+    let mut p = Pair::new(psk_config(), psk_config());
+    let mut server_dgrams = 0;
+    // Server datagrams: HVR, ServerHello flight, CCS+Finished (dropped).
+    p.pump_with(|c2s, d| {
+        if !c2s {
+            server_dgrams += 1;
+            if server_dgrams == 3 {
+                return None;
+            }
+        }
+        Some(d)
+    });
+    assert!(p.server.is_connected());
+    assert!(!p.client.is_connected());
+    p.tick();
+    p.pump();
+    assert_connected(&p, CipherSuite::PSK_WITH_AES_128_CCM_8);
+}
+
+#[test]
+fn handshake_times_out_after_max() {
+    let mut c = psk_config();
+    c.retransmit_min = Duration::from_secs(1);
+    c.retransmit_max = Duration::from_secs(8);
+    let now = std::time::Instant::now();
+    let mut conn = Connection::client_with_rng(Arc::new(c), now, SeededRng::boxed(3)).unwrap();
+    let mut sent = 0;
+    let mut t = now;
+    while let Some(next) = conn.next_timeout() {
+        while conn.poll_transmit().is_some() {
+            sent += 1;
+        }
+        t = next;
+        conn.handle_timeout(t);
+    }
+    // 1 + retransmissions at 1, 2, 4, 8 s, then failure at the 8 s expiry.
+    assert_eq!(sent, 4);
+    assert_eq!(t - now, Duration::from_secs(1 + 2 + 4 + 8));
+    assert!(matches!(conn.poll_event(), Some(Event::Failed { alert: None, .. })));
+}
+
+#[test]
+fn replayed_and_tampered_records_are_dropped() {
+    let mut p = Pair::new(psk_config(), psk_config());
+    p.pump();
+    p.client.send(b"one").unwrap();
+    let d = p.client.poll_transmit().unwrap();
+    p.server.handle_datagram(p.now, &d);
+    p.server.handle_datagram(p.now, &d); // replay
+    let mut bad = d.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x55; // flip a tag byte
+    p.client.send(b"two").unwrap();
+    let d2 = p.client.poll_transmit().unwrap();
+    let mut bad2 = d2.clone();
+    let l2 = bad2.len() - 3;
+    bad2[l2] ^= 1;
+    p.server.handle_datagram(p.now, &bad2);
+    p.server.handle_datagram(p.now, &d2);
+    let mut got = Vec::new();
+    while let Some(e) = p.server.poll_event() {
+        got.push(e);
+    }
+    assert_eq!(
+        got.into_iter().filter(|e| matches!(e, Event::ApplicationData(_))).collect::<Vec<_>>(),
+        vec![Event::ApplicationData(b"one".to_vec()), Event::ApplicationData(b"two".to_vec())]
+    );
+    assert!(p.server.is_connected());
+}
+
+#[test]
+fn truncated_and_garbage_input_does_not_panic() {
+    let mut p = Pair::new(psk_config(), psk_config());
+    let ch = p.client.poll_transmit().unwrap();
+    for n in 0..ch.len() {
+        p.server.handle_datagram(p.now, &ch[..n]);
+    }
+    // A ClientHello whose handshake length lies (claims more than the record holds).
+    let mut lie = ch.clone();
+    lie[13 + 1] = 0xff;
+    p.server.handle_datagram(p.now, &lie);
+    // A record carrying a handshake header with a body shorter than its fragment_length.
+    let mut short = ch.clone();
+    short[13 + 11] = short[13 + 11].wrapping_add(5);
+    p.server.handle_datagram(p.now, &short);
+    let mut events = Vec::new();
+    while let Some(e) = p.server.poll_event() {
+        events.push(e);
+    }
+    assert!(events.iter().any(|e| matches!(e, Event::Failed { alert: Some(AlertDescription::DECODE_ERROR), .. })), "{events:?}");
+}
+
+#[test]
+fn oversized_handshake_message_is_rejected() {
+    let mut p = Pair::new(psk_config(), psk_config());
+    let _ = p.client.poll_transmit();
+    // Handshake header announcing a 1 MiB ClientHello, first fragment only.
+    let mut rec = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 1, 0, 16];
+    rec.extend([1, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 1, 2, 3, 4]);
+    p.server.handle_datagram(p.now, &rec);
+    assert!(matches!(p.server.poll_event(), Some(Event::Failed { alert: Some(AlertDescription::DECODE_ERROR), .. })));
+}
+
+#[test]
+fn memory_model_grows_with_certificates_and_enforces_limit() {
+    let mut p = Pair::new(psk_config(), psk_config());
+    p.pump();
+    let psk_peak = p.client.peak_handshake_bytes();
+    let (c, s) = x509_configs(true);
+    let mut p = Pair::new(c.clone(), s.clone());
+    p.pump();
+    let x509_peak = p.client.peak_handshake_bytes();
+    assert!(x509_peak > psk_peak + 1000, "psk {psk_peak} x509 {x509_peak}");
+    let mut limited = c;
+    limited.heap_limit = Some((psk_peak + x509_peak) / 2);
+    let mut p = Pair::new(limited, s);
+    p.pump();
+    match p.client_events.last() {
+        Some(Event::Failed { alert: Some(AlertDescription::INTERNAL_ERROR), reason }) => assert_eq!(reason, "out of heap"),
+        e => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn engine_and_passive_transcripts_agree_on_plaintext() {
+    let (c, s) = x509_configs(false);
+    let mut p = Pair::new(c, s);
+    let mut observer = TranscriptBuilder::new();
+    p.pump_with(|c2s, d| {
+        observer.observe(
+            if c2s { ot_hil_dtls::Direction::ClientToServer } else { ot_hil_dtls::Direction::ServerToClient },
+            &d,
+        );
+        Some(d)
+    });
+    assert_connected(&p, CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8);
+    let passive = observer.finish();
+    assert_eq!(passive.chosen_suite(), Some(CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8));
+    // The client saw everything the observer saw (same records, same order).
+    assert_eq!(passive.entries.len(), p.client.transcript().entries.len());
+    for (a, b) in passive.entries.iter().zip(&p.client.transcript().entries) {
+        assert_eq!((a.direction, a.epoch, a.sequence, a.content_type), (b.direction, b.epoch, b.sequence, b.content_type));
+        if !a.encrypted {
+            assert_eq!(a.body, b.body);
+        } else {
+            assert!(matches!(a.body, Body::Encrypted { .. }));
+        }
+    }
+    let text = passive.to_string();
+    assert!(text.contains("CN=PXC3.E75-100A"), "{text}");
+    assert!(text.contains("[encrypted]"));
+    let json = serde_json::to_string(&passive).unwrap();
+    assert!(json.contains("\"chosen_suite\":\"ECDHE_ECDSA_WITH_AES_128_CCM_8\""), "{json}");
+}
