@@ -1,10 +1,9 @@
-//! Mesh Link Establishment messages as this model sends them (UDP port 19788, link-local).
+//! Mesh Link Establishment messages (UDP port 19788, link-local): command type and TLVs.
 //!
-//! Real MLE secures each message at the MLE layer (security suite 0, AES-CCM with the MLE key and
-//! key id mode 2) and sends it with MAC security off. This model does not implement MLE-layer
-//! security: messages carry security suite 255 ("no security") and the frames that carry them
-//! are MAC-secured like any other data frame, so a node with another network key still cannot
-//! read them. Command and TLV numbers are Thread's (Thread 1.3 §4.3, §4.4).
+//! As in Thread, the stack secures them at the MLE layer (security suite 0, AES-CCM* with the MLE
+//! key, key id mode 2, via `ot_hil_wire::security::mle_secure`) and sends them in MAC frames
+//! without MAC security. Command and TLV numbers are Thread's (Thread 1.3 §4.3, §4.4); this module
+//! only encodes the command + TLVs part.
 
 use std::net::Ipv6Addr;
 
@@ -12,9 +11,6 @@ use super::NetError;
 
 /// The MLE UDP port.
 pub const PORT: u16 = 19788;
-
-/// "No security" suite byte (MLE messages in this model).
-const SUITE_NONE: u8 = 255;
 
 /// MLE command types.
 pub mod command {
@@ -74,9 +70,9 @@ impl Message {
             .map(|(_, v)| v.as_slice())
     }
 
-    /// The UDP payload.
+    /// Command type and TLVs (what MLE security protects).
     pub fn emit(&self) -> Vec<u8> {
-        let mut out = vec![SUITE_NONE, self.command];
+        let mut out = vec![self.command];
         for (t, v) in &self.tlvs {
             out.push(*t);
             out.push(u8::try_from(v.len()).unwrap_or(u8::MAX));
@@ -86,13 +82,10 @@ impl Message {
     }
 
     pub fn parse(bytes: &[u8]) -> Result<Self, NetError> {
-        let [suite, command, tlv_bytes @ ..] = bytes else {
-            return Err(NetError::Mle("truncated header"));
+        let [command, tlv_bytes @ ..] = bytes else {
+            return Err(NetError::Mle("empty message"));
         };
         let mut rest = tlv_bytes;
-        if *suite != SUITE_NONE {
-            return Err(NetError::Mle("mle-layer security is not modelled"));
-        }
         let mut tlvs = Vec::new();
         while !rest.is_empty() {
             let [t, len, tail @ ..] = rest else {
@@ -222,12 +215,12 @@ mod tests {
             .with(tlv::MODE, &[MODE_RDN])
             .with(tlv::CHALLENGE, &[1, 2, 3, 4, 5, 6, 7, 8]);
         let bytes = m.emit();
-        assert_eq!(&bytes[..5], &[255, 9, 1, 1, 0x0b]);
+        assert_eq!(&bytes[..4], &[9, 1, 1, 0x0b]);
         assert_eq!(Message::parse(&bytes).unwrap(), m);
         assert_eq!(m.get(tlv::CHALLENGE), Some(&[1, 2, 3, 4, 5, 6, 7, 8][..]));
         assert!(Message::parse(&bytes[..bytes.len() - 1]).is_err());
-        assert!(Message::parse(&[0, 9]).is_err());
-        assert!(Message::parse(&[255]).is_err());
+        assert!(Message::parse(&[9, 3]).is_err());
+        assert!(Message::parse(&[]).is_err());
     }
 
     #[test]

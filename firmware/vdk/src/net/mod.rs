@@ -13,9 +13,12 @@
 //!   sends a Child ID Request (registering its ML-EID), the leader assigns `its RLOC16 | child id`
 //!   in the Child ID Response: the node is a child within a few milliseconds. With no answer by
 //!   [`DISCOVERY_WINDOW`] the node becomes leader of its own partition (random router id,
-//!   RLOC16 = id << 10, random partition id, leader ALOC `fc00`). Not modelled: MLE-layer
-//!   security (see [`mle`]), router upgrade (children stay children), advertisements and
-//!   partition merging, child timeouts and keep-alives, key rotation.
+//!   RLOC16 = id << 10, random partition id, leader ALOC `fc00`). MLE messages are secured at the
+//!   MLE layer (key id mode 2, MLE key) in MAC frames without MAC security, from extended MAC
+//!   addresses, as Thread sends them; their Source Address / Address16 TLVs let receivers (and a
+//!   sniffer) map short addresses to extended ones. Not modelled: router upgrade (children stay
+//!   children), advertisements and partition merging, child timeouts and keep-alives, key
+//!   rotation, MLE frame-counter checks.
 //! - **Routing.** A child sends every unicast to its parent (MAC short address); the leader
 //!   delivers to its children and forwards between them (hop limit decremented), and rebroadcasts
 //!   realm-local multicast a child sent (one MPL-like repetition). Link-local unicast goes straight
@@ -80,6 +83,8 @@ const MIC_LEN: usize = 4;
 /// MLE messages use the highest hop limit (they must not leave the link).
 const MLE_HOP_LIMIT: u8 = 255;
 const LEADER_WEIGHTING: u8 = 64;
+/// Key rotation is not modelled: every node stays on key sequence 0.
+const KEY_SEQUENCE: u32 = 0;
 
 const ALL_NODES_LINK_LOCAL: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 const ALL_ROUTERS_LINK_LOCAL: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
@@ -159,7 +164,7 @@ pub struct NetCounters {
     pub tx_frames: u64,
     pub tx_errors: u64,
     pub rx_frames: u64,
-    /// Frames that failed CCM* authentication (another network key, or corrupted).
+    /// Frames or MLE messages that failed CCM* authentication (another network key, or corrupted).
     pub rx_bad_mic: u64,
     /// Secured frames with a key index other than ours.
     pub rx_bad_key_index: u64,
@@ -169,7 +174,7 @@ pub struct NetCounters {
     pub rx_pan_filtered: u64,
     /// Frames for another destination address.
     pub rx_dst_filtered: u64,
-    /// Data frames without MAC security.
+    /// Data frames without MAC security that were not MLE.
     pub rx_insecure: u64,
     /// Frames whose frame counter was not above the last one from that neighbour.
     pub rx_replayed: u64,
@@ -247,8 +252,10 @@ pub struct Stack {
     role: Role,
     rloc16: u16,
     mac_key: [u8; 16],
+    mle_key: [u8; 16],
     key_index: u8,
     frame_counter: u32,
+    mle_frame_counter: u32,
     mac_sequence: u8,
     frag_tag: u16,
     attach: Attach,
@@ -302,8 +309,10 @@ impl Stack {
             role: Role::Disabled,
             rloc16: INVALID_RLOC16,
             mac_key: [0; 16],
+            mle_key: [0; 16],
             key_index: security::key_index(0),
             frame_counter: 0,
+            mle_frame_counter: 0,
             mac_sequence: rng.random(),
             frag_tag: rng.random(),
             attach: Attach::Idle,
@@ -340,6 +349,7 @@ impl Stack {
         self.ext = random_ext_addr(&mut self.rng);
         self.ml_eid_iid = random_iid(&mut self.rng);
         self.frame_counter = 0;
+        self.mle_frame_counter = 0;
         self.udp_ports.clear();
         self.ping = None;
         self.events.clear();
@@ -661,9 +671,10 @@ impl Stack {
     }
 
     fn derive_keys(&mut self) {
-        let keys = security::derive_keys(&self.dataset.network_key, 0);
+        let keys = security::derive_keys(&self.dataset.network_key, KEY_SEQUENCE);
         self.mac_key = keys.mac_key;
-        self.key_index = security::key_index(0);
+        self.mle_key = keys.mle_key;
+        self.key_index = security::key_index(KEY_SEQUENCE);
     }
 
     fn set_role(&mut self, role: Role) {
@@ -750,8 +761,38 @@ impl Stack {
         }
     }
 
-    fn handle_mle(&mut self, now: Instant, src: Ipv6Addr, mac_src: Address, payload: &[u8]) {
-        let Ok(msg) = mle::Message::parse(payload) else {
+    fn handle_mle(
+        &mut self,
+        now: Instant,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        mac_src: Address,
+        payload: &[u8],
+    ) {
+        // Only secured MLE is accepted (the unsecured suite is for discovery, not modelled).
+        let header = match security::mle_security_header(payload) {
+            Ok(Some(h)) => h,
+            _ => {
+                self.counters.rx_malformed += 1;
+                return;
+            }
+        };
+        if security::mle_key_sequence(&header) != Some(KEY_SEQUENCE) {
+            self.counters.rx_bad_key_index += 1;
+            return;
+        }
+        let message = match security::mle_unsecure(payload, &src, &dst, &self.mle_key) {
+            Ok((_, m)) => m,
+            Err(ot_hil_wire::WireError::BadMic) => {
+                self.counters.rx_bad_mic += 1;
+                return;
+            }
+            Err(_) => {
+                self.counters.rx_malformed += 1;
+                return;
+            }
+        };
+        let Ok(msg) = mle::Message::parse(&message) else {
             self.counters.rx_malformed += 1;
             return;
         };
@@ -917,11 +958,25 @@ impl Stack {
     }
 
     fn send_mle(&mut self, now: Instant, dst: Ipv6Addr, msg: &mle::Message) {
+        let src = self.link_local();
+        let header = SecurityHeader {
+            level: 5,
+            key_id_mode: 2,
+            frame_counter: self.mle_frame_counter,
+            key_index: Some(self.key_index),
+            key_source: Some(KEY_SEQUENCE.to_be_bytes()),
+        };
+        self.mle_frame_counter = self.mle_frame_counter.wrapping_add(1);
+        let Ok(payload) = security::mle_secure(&header, &msg.emit(), &src, &dst, &self.mle_key)
+        else {
+            self.counters.tx_errors += 1;
+            return;
+        };
         let packet = ip::udp_packet(
-            SocketAddrV6::new(self.link_local(), mle::PORT, 0, 0),
+            SocketAddrV6::new(src, mle::PORT, 0, 0),
             SocketAddrV6::new(dst, mle::PORT, 0, 0),
             MLE_HOP_LIMIT,
-            &msg.emit(),
+            &payload,
         );
         self.send_ipv6(now, packet);
     }
@@ -1142,11 +1197,25 @@ impl Stack {
 
     // -- IPv6 in --
 
-    fn handle_ipv6(&mut self, now: Instant, datagram: Vec<u8>, mac_src: Address, from_child: bool) {
+    fn handle_ipv6(&mut self, now: Instant, datagram: Vec<u8>, link: Link) {
         let Ok(packet) = ip::parse(&datagram) else {
             self.counters.rx_malformed += 1;
             return;
         };
+        let is_mle = matches!(
+            packet.body,
+            Body::Udp {
+                src_port: mle::PORT,
+                dst_port: mle::PORT,
+                ..
+            }
+        );
+        // MAC security is mandatory for everything except MLE (secured at its own layer).
+        if !link.secured && !is_mle {
+            self.counters.rx_insecure += 1;
+            return;
+        }
+        let (mac_src, from_child) = (link.mac_src, link.from_child);
         let for_us = self.is_own_unicast(&packet.dst) || self.is_subscribed(&packet.dst);
         let multicast = ip::multicast_scope(&packet.dst).is_some();
         if self.role == Role::Leader && packet.hop_limit > 1 {
@@ -1174,7 +1243,7 @@ impl Stack {
                 payload,
             } => match dst_port {
                 mle::PORT if src_port == mle::PORT => {
-                    self.handle_mle(now, packet.src, mac_src, &payload)
+                    self.handle_mle(now, packet.src, packet.dst, mac_src, &payload)
                 }
                 tmf::PORT => self.handle_tmf(now, packet.src, &payload),
                 port if self.udp_ports.contains(&port) => self.events.push(NetEvent::Udp {
@@ -1242,7 +1311,12 @@ impl Stack {
             return;
         };
         if self.is_own_unicast(&dst) {
-            self.handle_ipv6(now, packet, Address::Extended(self.ext), false);
+            let link = Link {
+                mac_src: Address::Extended(self.ext),
+                secured: true,
+                from_child: false,
+            };
+            self.handle_ipv6(now, packet, link);
             return;
         }
         let prefix = self.dataset.mesh_local_prefix;
@@ -1310,6 +1384,8 @@ impl Stack {
             }
             _ => Address::Extended(self.ext),
         };
+        // MLE goes without MAC security (it is secured at the MLE layer), everything else with.
+        let link_security = !is_mle_packet(packet);
         let contexts = self.contexts();
         let compressed = match lowpan::compress(packet, &mac_src, &mac_dst, &contexts) {
             Ok(c) => c,
@@ -1318,15 +1394,13 @@ impl Stack {
                 return;
             }
         };
-        let header_len = FrameRepr::data(
-            0,
-            self.dataset.pan_id,
-            mac_dst,
-            mac_src,
-            Some(SecurityHeader::thread_mac(0, self.key_index)),
-        )
-        .header_len();
-        let max_payload = MAX_PSDU - header_len - MIC_LEN;
+        let key_index = self.key_index;
+        let security_for =
+            move |fc| link_security.then(|| SecurityHeader::thread_mac(fc, key_index));
+        let header_len =
+            FrameRepr::data(0, self.dataset.pan_id, mac_dst, mac_src, security_for(0)).header_len();
+        let mic_len = if link_security { MIC_LEN } else { 0 };
+        let max_payload = MAX_PSDU - header_len - mic_len;
         let Ok(size) = u16::try_from(packet.len()) else {
             self.counters.tx_errors += 1;
             return;
@@ -1343,12 +1417,13 @@ impl Stack {
                 self.dataset.pan_id,
                 mac_dst,
                 mac_src,
-                Some(SecurityHeader::thread_mac(
-                    self.frame_counter,
-                    self.key_index,
-                )),
+                security_for(self.frame_counter),
             );
             self.mac_sequence = self.mac_sequence.wrapping_add(1);
+            if !link_security {
+                self.send_psdu(&repr.emit(&payload));
+                continue;
+            }
             self.frame_counter = self.frame_counter.wrapping_add(1);
             match security::secure(&repr, &payload, &self.mac_key, &self.ext) {
                 Ok(psdu) => self.send_psdu(&psdu),
@@ -1385,7 +1460,17 @@ impl Stack {
             return;
         }
         let Some(sec) = repr.security else {
-            self.counters.rx_insecure += 1;
+            // Only MLE may come without MAC security; handle_ipv6 checks that after decoding.
+            if repr.ack_request && !repr.dst.is_broadcast() {
+                self.send_ack(repr.sequence.unwrap_or(0));
+            }
+            let link = Link {
+                mac_src: repr.src,
+                secured: false,
+                from_child: false,
+            };
+            let payload = parsed.payload.to_vec();
+            self.reassemble(now, &repr, &payload, link);
             return;
         };
         if sec.key_id_mode != 1 || sec.key_index != Some(self.key_index) {
@@ -1428,13 +1513,21 @@ impl Stack {
         if repr.ack_request && !repr.dst.is_broadcast() {
             self.send_ack(repr.sequence.unwrap_or(0));
         }
-        let from_child = self.children.iter().any(|c| c.ext == src_ext);
+        let link = Link {
+            mac_src: repr.src,
+            secured: true,
+            from_child: self.children.iter().any(|c| c.ext == src_ext),
+        };
+        self.reassemble(now, &repr, &plaintext, link);
+    }
+
+    fn reassemble(&mut self, now: Instant, repr: &FrameRepr, lowpan_payload: &[u8], link: Link) {
         let contexts = self.contexts();
         match self
             .reassembler
-            .push(now, &repr.src, &repr.dst, &plaintext, &contexts)
+            .push(now, &repr.src, &repr.dst, lowpan_payload, &contexts)
         {
-            Ok(Some(datagram)) => self.handle_ipv6(now, datagram, repr.src, from_child),
+            Ok(Some(datagram)) => self.handle_ipv6(now, datagram, link),
             Ok(None) => {}
             Err(_) => self.counters.rx_malformed += 1,
         }
@@ -1469,6 +1562,24 @@ impl Stack {
             Err(_) => self.counters.tx_errors += 1,
         }
     }
+}
+
+/// How a datagram arrived.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    mac_src: Address,
+    /// Whether MAC security protected it (a fragmented datagram: its last fragment).
+    secured: bool,
+    /// Whether the MAC source is one of this leader's children.
+    from_child: bool,
+}
+
+/// Whether an IPv6 packet is UDP from and to the MLE port (no extension headers).
+fn is_mle_packet(packet: &[u8]) -> bool {
+    let port = mle::PORT.to_be_bytes();
+    packet.get(6) == Some(&17)
+        && packet.get(40..42) == Some(&port[..])
+        && packet.get(42..44) == Some(&port[..])
 }
 
 fn random_ext_addr(rng: &mut StdRng) -> ExtAddress {
