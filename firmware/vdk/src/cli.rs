@@ -1,16 +1,20 @@
-//! The OpenThread CLI interpreter: parses one command's arguments, calls the Thread stack, and
-//! produces OpenThread's output lines and result.
+//! The OpenThread CLI interpreter: parses one command's arguments, calls the Thread stack and the
+//! CoAP app, and produces OpenThread's output lines and result.
 //!
-//! Output formats follow OpenThread's `src/cli/cli.cpp` (and `cli_dataset.cpp`, `cli_coap.cpp`);
+//! Output formats follow OpenThread's `src/cli/cli.cpp`, `cli_dataset.cpp` and `cli_coap.cpp`;
 //! firmware/README.md lists which strings were checked against which source. The interpreter is
 //! the same for both console profiles; only the prompt and the `ot ` prefix differ (shell.rs,
 //! device.rs).
 
 use std::fmt::Write as _;
-use std::net::Ipv6Addr;
-use std::time::Instant;
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::time::{Duration, Instant};
 
-use crate::net::{ActiveDataset, AddressKind, Stack};
+use ot_hil_wire::coap::RequestType;
+
+use crate::coap::{COAP_PORT, CoapActions, CoapApp};
+use crate::net::dataset::SecurityPolicy;
+use crate::net::{ActiveDataset, AddressKind, NetEvent, Role, Stack};
 use crate::ot_error::OtError;
 
 /// How a command finished.
@@ -20,7 +24,8 @@ pub enum Outcome {
     Done,
     /// Print `Error N: Name`.
     Error(OtError),
-    /// Nothing now: the result line comes later as asynchronous output (ping).
+    /// Nothing now: the result line comes later as asynchronous output (ping), or nothing at
+    /// all (an empty line).
     Pending,
     /// The board reboots (no result line: OpenThread resets before it could print one).
     Reboot { factory: bool },
@@ -36,24 +41,18 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn done(lines: Vec<String>) -> Reply {
+    fn new(lines: Vec<String>, outcome: Outcome) -> Reply {
         Reply {
             lines,
-            outcome: Outcome::Done,
+            outcome,
             touched_dataset: false,
         }
     }
-    fn error(e: OtError) -> Reply {
-        Reply {
-            lines: Vec::new(),
-            outcome: Outcome::Error(e),
-            touched_dataset: false,
-        }
-    }
+
     fn from_result(r: Result<Vec<String>, OtError>) -> Reply {
         match r {
-            Ok(lines) => Reply::done(lines),
-            Err(e) => Reply::error(e),
+            Ok(lines) => Reply::new(lines, Outcome::Done),
+            Err(e) => Reply::new(Vec::new(), Outcome::Error(e)),
         }
     }
 
@@ -67,11 +66,26 @@ impl Reply {
     }
 }
 
+/// Asynchronous output produced outside a command (stack events, CoAP timers).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AsyncOutput {
+    pub lines: Vec<String>,
+    /// A pending command (ping) printed its final result line.
+    pub finished_pending: bool,
+    /// The node attached (OpenThread stores its network info then).
+    pub attached: bool,
+}
+
 /// CLI state that lives outside the stack (lost on reboot, like RAM).
 #[derive(Debug, Default)]
 pub struct Cli {
-    /// The dataset buffer `dataset init new` / `dataset channel ...` edit before `dataset commit`.
+    /// The dataset buffer that `dataset init new` / `dataset channel ...` edit before
+    /// `dataset commit active`.
     dataset_buffer: Option<ActiveDataset>,
+    coap: CoapApp,
+    /// Sum of the reply round-trip times of the running ping, in whole milliseconds as
+    /// OpenThread accumulates them (its average is computed from this sum).
+    ping_total_ms: u64,
 }
 
 /// What a command may touch.
@@ -79,6 +93,28 @@ pub struct Context<'a> {
     pub stack: &'a mut Stack,
     pub now: Instant,
 }
+
+/// The OpenThread CLI commands this model implements, in OpenThread's (sorted) table order, for
+/// `help`.
+const COMMANDS: &[&str] = &[
+    "coap",
+    "channel",
+    "dataset",
+    "extaddr",
+    "extpanid",
+    "factoryreset",
+    "help",
+    "ifconfig",
+    "ipaddr",
+    "networkkey",
+    "networkname",
+    "panid",
+    "ping",
+    "reset",
+    "rloc16",
+    "state",
+    "thread",
+];
 
 impl Cli {
     pub fn new() -> Self {
@@ -89,11 +125,7 @@ impl Cli {
     pub fn execute(&mut self, args: &[String], ctx: &mut Context<'_>) -> Reply {
         let Some((cmd, rest)) = args.split_first() else {
             // OpenThread ignores an empty line.
-            return Reply {
-                lines: Vec::new(),
-                outcome: Outcome::Pending,
-                touched_dataset: false,
-            };
+            return Reply::new(Vec::new(), Outcome::Pending);
         };
         let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
         match cmd.as_str() {
@@ -113,28 +145,26 @@ impl Cli {
                 reply.touched_dataset = matches!(rest.first(), Some(&"commit") | Some(&"set"));
                 reply
             }
-            "factoryreset" => Reply {
-                lines: Vec::new(),
-                outcome: Outcome::Reboot { factory: true },
-                touched_dataset: false,
-            },
-            "reset" => Reply {
-                lines: Vec::new(),
-                outcome: Outcome::Reboot { factory: false },
-                touched_dataset: false,
-            },
-            _ => Reply::error(OtError::InvalidCommand),
+            "ping" => self.ping(&rest, ctx),
+            "coap" => Reply::from_result(self.coap(&rest, ctx)),
+            "help" => Reply::from_result(Ok(COMMANDS.iter().map(|c| c.to_string()).collect())),
+            "factoryreset" => Reply::new(Vec::new(), Outcome::Reboot { factory: true }),
+            "reset" => Reply::new(Vec::new(), Outcome::Reboot { factory: false }),
+            _ => Reply::from_result(Err(OtError::InvalidCommand)),
         }
     }
 
+    // -- dataset (cli_dataset.cpp) --
+
     fn dataset(&mut self, args: &[&str], ctx: &mut Context<'_>) -> Result<Vec<String>, OtError> {
         match args {
-            [] => match &self.dataset_buffer {
-                Some(ds) => Ok(dataset_lines(ds)),
-                None => Ok(Vec::new()),
-            },
+            [] => Ok(self
+                .dataset_buffer
+                .as_ref()
+                .map(dataset_lines)
+                .unwrap_or_default()),
             ["init", "new"] => {
-                self.dataset_buffer = Some(new_random_dataset(ctx));
+                self.dataset_buffer = Some(ActiveDataset::random(&mut rand::rng()));
                 Ok(Vec::new())
             }
             ["init", "active"] => {
@@ -147,48 +177,277 @@ impl Cli {
                 Ok(Vec::new())
             }
             ["active"] => Ok(dataset_lines(ctx.stack.dataset())),
+            ["active", "-x"] => Ok(vec![hex(&ctx.stack.dataset().to_tlvs())]),
+            ["set", "active", tlvs] => {
+                let bytes = parse_hex(tlvs)?;
+                let ds = ActiveDataset::from_tlvs(&bytes)?;
+                ctx.stack.set_dataset(ds)?;
+                Ok(Vec::new())
+            }
             ["clear"] => {
                 self.dataset_buffer = None;
                 Ok(Vec::new())
             }
             ["channel", v] => {
                 let ch = parse_u8(v)?;
-                self.buffer_mut()?.channel = ch;
+                self.buffer_mut(ctx)?.channel = ch;
                 Ok(Vec::new())
             }
             ["panid", v] => {
                 let p = parse_u16(v)?;
-                self.buffer_mut()?.pan_id = p;
+                self.buffer_mut(ctx)?.pan_id = p;
                 Ok(Vec::new())
             }
             ["networkkey", v] => {
                 let k = parse_hex_array::<16>(v)?;
-                self.buffer_mut()?.network_key = k;
+                self.buffer_mut(ctx)?.network_key = k;
                 Ok(Vec::new())
             }
             ["extpanid", v] => {
                 let x = parse_hex_array::<8>(v)?;
-                self.buffer_mut()?.ext_pan_id = x;
+                self.buffer_mut(ctx)?.ext_pan_id = x;
                 Ok(Vec::new())
             }
             ["networkname", v] => {
                 let name = checked_network_name(v)?;
-                self.buffer_mut()?.network_name = name;
+                self.buffer_mut(ctx)?.network_name = name;
                 Ok(Vec::new())
             }
             _ => Err(OtError::InvalidCommand),
         }
     }
 
-    /// The dataset buffer, created from the active dataset the first time a field is set.
-    fn buffer_mut(&mut self) -> Result<&mut ActiveDataset, OtError> {
-        self.dataset_buffer.as_mut().ok_or(OtError::InvalidState)
+    /// The dataset buffer; a field set before `dataset init` starts from the active dataset.
+    fn buffer_mut(&mut self, ctx: &Context<'_>) -> Result<&mut ActiveDataset, OtError> {
+        Ok(self
+            .dataset_buffer
+            .get_or_insert_with(|| ctx.stack.dataset().clone()))
+    }
+
+    // -- ping (cli.cpp ProcessPing / HandlePingReply / HandlePingStatistics) --
+
+    /// `ping [-I <src>] <addr> [size] [count] [interval] [hoplimit] [timeout]`.
+    fn ping(&mut self, args: &[&str], ctx: &mut Context<'_>) -> Reply {
+        let result = (|| -> Result<(), OtError> {
+            let mut args = args;
+            if let ["stop", ..] = args {
+                // The stack has no way to cancel a ping; OpenThread answers Done.
+                return Err(OtError::NotImplemented);
+            }
+            if let ["-I", src, rest @ ..] = args {
+                let src = parse_ip6(src)?;
+                if !ctx.stack.addresses().iter().any(|(a, _)| *a == src) {
+                    return Err(OtError::InvalidArgs);
+                }
+                args = rest;
+            }
+            let dst = parse_ip6(args.first().copied().unwrap_or(""))?;
+            let size = args.get(1).map(|v| parse_u16(v)).transpose()?.unwrap_or(8);
+            let count = args.get(2).map(|v| parse_u16(v)).transpose()?.unwrap_or(1);
+            let interval = args
+                .get(3)
+                .map(|v| parse_interval(v))
+                .transpose()?
+                .unwrap_or(Duration::from_secs(1));
+            let hop_limit = args.get(4).map(|v| parse_u8(v)).transpose()?.unwrap_or(64);
+            if let Some(t) = args.get(5) {
+                // Accepted and range-checked; the stack's reply timeout is fixed.
+                let timeout = parse_interval(t)?;
+                if timeout.as_millis() > u128::from(u16::MAX) {
+                    return Err(OtError::InvalidArgs);
+                }
+            }
+            if args.len() > 6 {
+                return Err(OtError::InvalidArgs);
+            }
+            ctx.stack
+                .ping(ctx.now, dst, size, count, interval, hop_limit)
+        })();
+        match result {
+            Ok(()) => {
+                self.ping_total_ms = 0;
+                Reply::new(Vec::new(), Outcome::Pending)
+            }
+            Err(e) => Reply::from_result(Err(e)),
+        }
+    }
+
+    // -- coap (cli_coap.cpp) --
+
+    fn coap(&mut self, args: &[&str], ctx: &mut Context<'_>) -> Result<Vec<String>, OtError> {
+        const SUBCOMMANDS: &[&str] = &[
+            "delete",
+            "get",
+            "parameters",
+            "post",
+            "put",
+            "resource",
+            "set",
+            "start",
+            "stop",
+        ];
+        match args {
+            [] => Err(OtError::InvalidArgs),
+            ["help"] => Ok(SUBCOMMANDS.iter().map(|c| c.to_string()).collect()),
+            ["start", ..] => {
+                if !self.coap.is_started() {
+                    match ctx.stack.udp_open(COAP_PORT) {
+                        Ok(()) | Err(OtError::Already) => {}
+                        Err(e) => return Err(e),
+                    }
+                    self.coap.start();
+                }
+                Ok(Vec::new())
+            }
+            ["stop", ..] => {
+                self.coap.stop();
+                ctx.stack.udp_close(COAP_PORT);
+                Ok(Vec::new())
+            }
+            ["resource"] => self.coap.resource(None),
+            ["resource", uri, ..] => self.coap.resource(Some(uri)),
+            ["set"] => self.coap.set(None),
+            ["set", content, ..] => self.coap.set(Some(content)),
+            [method @ ("get" | "put" | "post" | "delete"), rest @ ..] => {
+                let method = match *method {
+                    "get" => RequestType::Get,
+                    "put" => RequestType::Put,
+                    "post" => RequestType::Post,
+                    _ => RequestType::Delete,
+                };
+                let dst = parse_ip6(rest.first().copied().unwrap_or(""))?;
+                let uri = rest.get(1).copied().ok_or(OtError::InvalidArgs)?;
+                let confirmable = rest.get(2) == Some(&"con");
+                let payload = rest.get(3).map(|p| p.as_bytes()).unwrap_or_default();
+                let peer = SocketAddrV6::new(dst, COAP_PORT, 0, 0);
+                let actions =
+                    self.coap
+                        .request(ctx.now, method, peer, uri, confirmable, payload)?;
+                for (to, bytes) in &actions.sends {
+                    ctx.stack.udp_send(ctx.now, COAP_PORT, *to, bytes)?;
+                }
+                Ok(actions.lines)
+            }
+            _ => Err(OtError::InvalidCommand),
+        }
+    }
+
+    /// Turn stack events into console lines (ping replies and summary, CoAP traffic).
+    pub fn handle_events(
+        &mut self,
+        events: Vec<NetEvent>,
+        stack: &mut Stack,
+        now: Instant,
+    ) -> AsyncOutput {
+        let mut out = AsyncOutput::default();
+        for ev in events {
+            match ev {
+                NetEvent::RoleChanged(role) => {
+                    out.attached |= matches!(role, Role::Child | Role::Router | Role::Leader);
+                }
+                NetEvent::PingReply {
+                    from,
+                    size,
+                    seq,
+                    hop_limit,
+                    rtt,
+                } => {
+                    let ms = rtt.as_millis();
+                    self.ping_total_ms += u64::try_from(ms).unwrap_or(u64::MAX);
+                    // OpenThread counts the 8-byte ICMPv6 header in the size it prints.
+                    out.lines.push(format!(
+                        "{} bytes from {}: icmp_seq={seq} hlim={hop_limit} time={ms}ms",
+                        u32::from(size) + 8,
+                        ot_ip6(&from)
+                    ));
+                }
+                NetEvent::PingDone {
+                    sent,
+                    received,
+                    rtt_min,
+                    rtt_max,
+                    ..
+                } => {
+                    out.lines.push(ping_statistics(
+                        sent,
+                        received,
+                        rtt_min,
+                        self.ping_total_ms,
+                        rtt_max,
+                    ));
+                    out.lines.push("Done".to_string());
+                    out.finished_pending = true;
+                }
+                NetEvent::Udp { src, dst, payload } => {
+                    if dst.port() == COAP_PORT {
+                        let actions = self.coap.handle_datagram(now, src, &payload);
+                        out.lines.extend(send_all(stack, now, actions));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// CoAP retransmissions and timeouts.
+    pub fn poll(&mut self, stack: &mut Stack, now: Instant) -> Vec<String> {
+        let actions = self.coap.poll(now);
+        send_all(stack, now, actions)
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.coap.next_deadline()
     }
 }
 
-fn new_random_dataset(ctx: &mut Context<'_>) -> ActiveDataset {
-    // Until the stack provides ActiveDataset::random, keep the current dataset's values.
-    ctx.stack.dataset().clone()
+/// Send what the CoAP app produced; its lines follow. A response that cannot be sent is
+/// reported as OpenThread does (`coap send response error N: Name`) instead of "coap response sent".
+fn send_all(stack: &mut Stack, now: Instant, actions: CoapActions) -> Vec<String> {
+    let mut failure = None;
+    for (to, bytes) in &actions.sends {
+        if let Err(e) = stack.udp_send(now, COAP_PORT, *to, bytes) {
+            failure = Some(e);
+        }
+    }
+    actions
+        .lines
+        .into_iter()
+        .map(|l| match failure {
+            Some(e) if l == "coap response sent" => {
+                format!("coap send response error {}: {}", e.code(), e.name())
+            }
+            _ => l,
+        })
+        .collect()
+}
+
+/// `%u packets transmitted, %u packets received.` then, as OpenThread computes them, the loss
+/// in per-mille printed as `x.y%` and the round trip with the average printed as
+/// `<avg/1000>.<avg%1000>` of a microsecond-scaled value (so 22.5 ms prints as `22.500`).
+fn ping_statistics(
+    sent: u16,
+    received: u16,
+    min: Duration,
+    total_ms: u64,
+    max: Duration,
+) -> String {
+    let mut s = format!("{sent} packets transmitted, {received} packets received.");
+    if sent != 0 && received <= sent {
+        let loss = 1000 * u32::from(sent - received) / u32::from(sent);
+        let _ = write!(s, " Packet loss = {}.{}%.", loss / 10, loss % 10);
+    }
+    if received != 0 {
+        let avg = 1000 * total_ms / u64::from(received);
+        let _ = write!(
+            s,
+            " Round-trip min/avg/max = {}/{}.{}/{} ms.",
+            min.as_millis(),
+            avg / 1000,
+            avg % 1000,
+            max.as_millis()
+        );
+    }
+    s
 }
 
 fn state(args: &[&str], ctx: &mut Context<'_>) -> Result<Vec<String>, OtError> {
@@ -201,6 +460,10 @@ fn state(args: &[&str], ctx: &mut Context<'_>) -> Result<Vec<String>, OtError> {
 fn extaddr(args: &[&str], ctx: &mut Context<'_>) -> Result<Vec<String>, OtError> {
     match args {
         [] => Ok(vec![hex(&ctx.stack.ext_addr())]),
+        [v] => {
+            let ext = parse_hex_array::<8>(v)?;
+            ctx.stack.set_ext_addr(ext).map(|_| Vec::new())
+        }
         _ => Err(OtError::InvalidArgs),
     }
 }
@@ -330,38 +593,59 @@ fn ipaddr(args: &[&str], ctx: &mut Context<'_>) -> Result<Vec<String>, OtError> 
     }
 }
 
-/// `dataset active` lines (cli_dataset.cpp `OutputDataset` order).
+/// `dataset active` lines (cli_dataset.cpp `OutputDataset` order and formats).
 fn dataset_lines(ds: &ActiveDataset) -> Vec<String> {
     let p = &ds.mesh_local_prefix;
-    let prefix = Ipv6Addr::new(
-        u16::from_be_bytes([p[0], p[1]]),
-        u16::from_be_bytes([p[2], p[3]]),
-        u16::from_be_bytes([p[4], p[5]]),
-        u16::from_be_bytes([p[6], p[7]]),
-        0,
-        0,
-        0,
-        0,
-    );
+    let group = |i: usize| u16::from_be_bytes([p[i], p[i + 1]]);
     vec![
         format!("Active Timestamp: {}", ds.active_timestamp),
         format!("Channel: {}", ds.channel),
         format!("Channel Mask: 0x{:08x}", ds.channel_mask),
         format!("Ext PAN ID: {}", hex(&ds.ext_pan_id)),
-        format!("Mesh Local Prefix: {}/64", prefix),
+        // OutputIp6Prefix of a mesh-local prefix: four groups then `::/64`.
+        format!(
+            "Mesh Local Prefix: {:x}:{:x}:{:x}:{:x}::/64",
+            group(0),
+            group(2),
+            group(4),
+            group(6)
+        ),
         format!("Network Key: {}", hex(&ds.network_key)),
         format!("Network Name: {}", ds.network_name),
         format!("PAN ID: 0x{:04x}", ds.pan_id),
         format!("PSKc: {}", hex(&ds.pskc)),
+        format!("Security Policy: {}", security_policy(&ds.security_policy)),
     ]
+}
+
+/// `OutputSecurityPolicy`: rotation time, then one letter per enabled flag. In the TLV the
+/// Thread 1.2 flags C, e, p (byte 0 bits 2..0) and R (byte 1 bit 7) are set when *disabled*.
+fn security_policy(sp: &SecurityPolicy) -> String {
+    let b0 = sp.flags.first().copied().unwrap_or(0);
+    let b1 = sp.flags.get(1).copied().unwrap_or(0xff);
+    let mut s = format!("{} ", sp.rotation_hours);
+    for (on, letter) in [
+        (b0 & 0x80 != 0, 'o'),
+        (b0 & 0x40 != 0, 'n'),
+        (b0 & 0x20 != 0, 'r'),
+        (b0 & 0x10 != 0, 'c'),
+        (b0 & 0x04 == 0, 'C'),
+        (b0 & 0x02 == 0, 'e'),
+        (b0 & 0x01 == 0, 'p'),
+        (b1 & 0x80 == 0, 'R'),
+    ] {
+        if on {
+            s.push(letter);
+        }
+    }
+    s
 }
 
 /// IPv6 address as OpenThread prints it: eight groups in lowercase hex without `::` compression
 /// (`OutputIp6Address`), e.g. `fdde:ad00:beef:0:0:ff:fe00:800`.
 pub fn ot_ip6(a: &Ipv6Addr) -> String {
-    let s = a.segments();
     let mut out = String::with_capacity(39);
-    for (i, seg) in s.iter().enumerate() {
+    for (i, seg) in a.segments().iter().enumerate() {
         if i > 0 {
             out.push(':');
         }
@@ -370,8 +654,41 @@ pub fn ot_ip6(a: &Ipv6Addr) -> String {
     out
 }
 
+/// Lowercase hex (`OutputBytes`).
 pub fn hex(bytes: &[u8]) -> String {
     crate::firmware::hex(bytes)
+}
+
+/// `ParseAsIp6Address`.
+fn parse_ip6(v: &str) -> Result<Ipv6Addr, OtError> {
+    v.parse().map_err(|_| OtError::InvalidArgs)
+}
+
+/// `ParsePingInterval`: seconds with up to three decimals -> duration.
+fn parse_interval(v: &str) -> Result<Duration, OtError> {
+    let (whole, frac) = v.split_once('.').unwrap_or((v, ""));
+    if frac.len() > 3
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || (whole.is_empty() && frac.is_empty())
+    {
+        return Err(OtError::InvalidArgs);
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| OtError::InvalidArgs)?
+    };
+    let frac_ms: u64 = format!("{frac:0<3}")
+        .parse()
+        .map_err(|_| OtError::InvalidArgs)?;
+    let ms = whole
+        .checked_mul(1000)
+        .and_then(|m| m.checked_add(frac_ms))
+        .ok_or(OtError::InvalidArgs)?;
+    if ms > u64::from(u32::MAX) {
+        return Err(OtError::InvalidArgs);
+    }
+    Ok(Duration::from_millis(ms))
 }
 
 /// `ParseAsUint8` etc.: decimal, or hex with a `0x` prefix.
@@ -387,11 +704,11 @@ fn parse_uint(v: &str, max: u64) -> Result<u64, OtError> {
 }
 
 fn parse_u8(v: &str) -> Result<u8, OtError> {
-    parse_uint(v, u8::MAX as u64).map(|n| n as u8)
+    parse_uint(v, u64::from(u8::MAX)).map(|n| n as u8)
 }
 
 fn parse_u16(v: &str) -> Result<u16, OtError> {
-    parse_uint(v, u16::MAX as u64).map(|n| n as u16)
+    parse_uint(v, u64::from(u16::MAX)).map(|n| n as u16)
 }
 
 /// Exactly N bytes of hex (`ParseAsHexString` with a fixed size).
@@ -400,6 +717,7 @@ fn parse_hex_array<const N: usize>(v: &str) -> Result<[u8; N], OtError> {
     bytes.try_into().map_err(|_| OtError::InvalidArgs)
 }
 
+/// Even-length hex string -> bytes.
 pub fn parse_hex(v: &str) -> Result<Vec<u8>, OtError> {
     if v.len() % 2 != 0 {
         return Err(OtError::InvalidArgs);
@@ -412,4 +730,297 @@ pub fn parse_hex(v: &str) -> Result<Vec<u8>, OtError> {
                 .ok_or(OtError::InvalidArgs)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> ActiveDataset {
+        ActiveDataset {
+            active_timestamp: 0,
+            channel: 11,
+            channel_mask: 0x07ff_f800,
+            pan_id: 0xabcd,
+            ext_pan_id: [0xde, 0xad, 0x00, 0xbe, 0xef, 0x00, 0xca, 0xfe],
+            network_name: "ot_zephyr".into(),
+            network_key: [
+                0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+                0xee, 0xff,
+            ],
+            mesh_local_prefix: [0xfd, 0xde, 0xad, 0x00, 0xbe, 0xef, 0x00, 0x00],
+            pskc: [0; 16],
+            security_policy: SecurityPolicy::default(),
+        }
+    }
+
+    fn run(cli: &mut Cli, stack: &mut Stack, line: &str) -> (Vec<String>, Option<String>) {
+        let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+        let mut ctx = Context {
+            stack,
+            now: Instant::now(),
+        };
+        let reply = cli.execute(&args, &mut ctx);
+        let result = reply.result_line();
+        (reply.lines, result)
+    }
+
+    #[test]
+    fn getters_print_openthread_formats() {
+        let mut stack = Stack::new([1, 2, 3, 4, 5, 6, 7, 8], None, defaults());
+        let mut cli = Cli::new();
+        let done = Some("Done".to_string());
+        assert_eq!(
+            run(&mut cli, &mut stack, "state"),
+            (vec!["disabled".into()], done.clone())
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "channel"),
+            (vec!["11".into()], done.clone())
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "panid"),
+            (vec!["0xabcd".into()], done.clone())
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "extpanid"),
+            (vec!["dead00beef00cafe".into()], done.clone())
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "networkname"),
+            (vec!["ot_zephyr".into()], done.clone())
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "networkkey"),
+            (
+                vec!["00112233445566778899aabbccddeeff".into()],
+                done.clone()
+            )
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "ifconfig"),
+            (vec!["down".into()], done.clone())
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "rloc16"),
+            (vec!["fffe".into()], done.clone())
+        );
+        let (ext, _) = run(&mut cli, &mut stack, "extaddr");
+        assert_eq!(ext, vec![hex(&stack.ext_addr())]);
+        assert_eq!(ext[0].len(), 16);
+        let (ds, _) = run(&mut cli, &mut stack, "dataset active");
+        assert_eq!(
+            ds,
+            vec![
+                "Active Timestamp: 0",
+                "Channel: 11",
+                "Channel Mask: 0x07fff800",
+                "Ext PAN ID: dead00beef00cafe",
+                "Mesh Local Prefix: fdde:ad00:beef:0::/64",
+                "Network Key: 00112233445566778899aabbccddeeff",
+                "Network Name: ot_zephyr",
+                "PAN ID: 0xabcd",
+                "PSKc: 00000000000000000000000000000000",
+                "Security Policy: 672 onrc",
+            ]
+        );
+    }
+
+    #[test]
+    fn setters_and_errors() {
+        let mut stack = Stack::new([1; 8], None, defaults());
+        let mut cli = Cli::new();
+        let done = Some("Done".to_string());
+        assert_eq!(run(&mut cli, &mut stack, "channel 15").1, done);
+        assert_eq!(run(&mut cli, &mut stack, "channel").0, vec!["15"]);
+        assert_eq!(run(&mut cli, &mut stack, "panid 0x1234").1, done);
+        assert_eq!(run(&mut cli, &mut stack, "panid").0, vec!["0x1234"]);
+        assert_eq!(
+            run(
+                &mut cli,
+                &mut stack,
+                "networkkey 000102030405060708090a0b0c0d0e0f"
+            )
+            .1,
+            done
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "networkkey").0,
+            vec!["000102030405060708090a0b0c0d0e0f"]
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "networkkey 0011").1.as_deref(),
+            Some("Error 7: InvalidArgs")
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "channel 27").1.as_deref(),
+            Some("Error 7: InvalidArgs")
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "networkname abcdefghijklmnopq")
+                .1
+                .as_deref(),
+            Some("Error 7: InvalidArgs")
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "bogus").1.as_deref(),
+            Some("Error 35: InvalidCommand")
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "thread start").1.as_deref(),
+            Some("Error 13: InvalidState")
+        );
+        assert_eq!(run(&mut cli, &mut stack, "ifconfig up").1, done);
+        assert_eq!(run(&mut cli, &mut stack, "ifconfig").0, vec!["up"]);
+        assert_eq!(run(&mut cli, &mut stack, "thread start").1, done);
+        assert_eq!(run(&mut cli, &mut stack, "state").0, vec!["detached"]);
+        // Changing the dataset while Thread runs is refused.
+        assert_eq!(
+            run(&mut cli, &mut stack, "channel 20").1.as_deref(),
+            Some("Error 13: InvalidState")
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "ping fdde::1").1,
+            None,
+            "ping is pending"
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "ping nonsense").1.as_deref(),
+            Some("Error 7: InvalidArgs")
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "coap").1.as_deref(),
+            Some("Error 7: InvalidArgs")
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "coap frob").1.as_deref(),
+            Some("Error 35: InvalidCommand")
+        );
+        assert_eq!(run(&mut cli, &mut stack, "coap set").0, vec!["0"]);
+    }
+
+    #[test]
+    fn dataset_buffer_commit_and_tlvs() {
+        let mut stack = Stack::new([2; 8], None, defaults());
+        let mut cli = Cli::new();
+        assert_eq!(
+            run(&mut cli, &mut stack, "dataset init new").1.as_deref(),
+            Some("Done")
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "dataset channel 19").1.as_deref(),
+            Some("Done")
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "dataset commit active")
+                .1
+                .as_deref(),
+            Some("Done")
+        );
+        assert_eq!(run(&mut cli, &mut stack, "channel").0, vec!["19"]);
+        let (tlvs, _) = run(&mut cli, &mut stack, "dataset active -x");
+        assert_eq!(tlvs, vec![hex(&stack.dataset().to_tlvs())]);
+        let committed = stack.dataset().clone();
+        let mut other = Stack::new([3; 8], None, defaults());
+        assert_eq!(
+            run(
+                &mut cli,
+                &mut other,
+                &format!("dataset set active {}", tlvs[0])
+            )
+            .1
+            .as_deref(),
+            Some("Done")
+        );
+        assert_eq!(other.dataset(), &committed);
+        assert_eq!(
+            run(&mut cli, &mut other, "dataset set active zz")
+                .1
+                .as_deref(),
+            Some("Error 7: InvalidArgs")
+        );
+    }
+
+    #[test]
+    fn ping_statistics_format() {
+        let ms = Duration::from_millis;
+        assert_eq!(
+            ping_statistics(1, 1, ms(22), 22, ms(22)),
+            "1 packets transmitted, 1 packets received. Packet loss = 0.0%. Round-trip min/avg/max = 22/22.0/22 ms."
+        );
+        assert_eq!(
+            ping_statistics(2, 2, ms(20), 45, ms(25)),
+            "2 packets transmitted, 2 packets received. Packet loss = 0.0%. Round-trip min/avg/max = 20/22.500/25 ms."
+        );
+        assert_eq!(
+            ping_statistics(3, 0, ms(0), 0, ms(0)),
+            "3 packets transmitted, 0 packets received. Packet loss = 100.0%."
+        );
+        assert_eq!(
+            ping_statistics(3, 2, ms(1), 3, ms(2)),
+            "3 packets transmitted, 2 packets received. Packet loss = 33.3%. Round-trip min/avg/max = 1/1.500/2 ms."
+        );
+    }
+
+    #[test]
+    fn ping_reply_line_counts_icmp_header() {
+        let mut stack = Stack::new([4; 8], None, defaults());
+        let mut cli = Cli::new();
+        let from: Ipv6Addr = "fdde:ad00:beef::ff:fe00:800".parse().unwrap();
+        let out = cli.handle_events(
+            vec![
+                NetEvent::PingReply {
+                    from,
+                    size: 8,
+                    seq: 1,
+                    hop_limit: 64,
+                    rtt: Duration::from_millis(3),
+                },
+                NetEvent::PingDone {
+                    sent: 1,
+                    received: 1,
+                    rtt_min: Duration::from_millis(3),
+                    rtt_avg: Duration::from_millis(3),
+                    rtt_max: Duration::from_millis(3),
+                },
+            ],
+            &mut stack,
+            Instant::now(),
+        );
+        assert_eq!(
+            out.lines,
+            vec![
+                "16 bytes from fdde:ad00:beef:0:0:ff:fe00:800: icmp_seq=1 hlim=64 time=3ms",
+                "1 packets transmitted, 1 packets received. Packet loss = 0.0%. Round-trip min/avg/max = 3/3.0/3 ms.",
+                "Done",
+            ]
+        );
+        assert!(out.finished_pending);
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(parse_interval("1").unwrap(), Duration::from_secs(1));
+        assert_eq!(parse_interval("0.25").unwrap(), Duration::from_millis(250));
+        assert!(parse_interval("1.2345").is_err());
+        assert!(parse_interval("x").is_err());
+        assert!(parse_interval("").is_err());
+        assert_eq!(parse_u16("0x10").unwrap(), 16);
+        assert!(parse_u8("256").is_err());
+        assert_eq!(
+            security_policy(&SecurityPolicy {
+                rotation_hours: 672,
+                flags: vec![0xf0]
+            }),
+            "672 onrcCep"
+        );
+        assert_eq!(
+            security_policy(&SecurityPolicy {
+                rotation_hours: 1,
+                flags: vec![0xff]
+            }),
+            "1 onrc"
+        );
+        assert_eq!(ot_ip6(&"fe80::1".parse().unwrap()), "fe80:0:0:0:0:0:0:1");
+    }
 }

@@ -1,19 +1,22 @@
 //! The board: firmware image, "NVM" settings, the running application (shell + OpenThread CLI +
 //! Thread stack), and the single-threaded main loop that feeds it.
 //!
-//! [`Board`] has no I/O of its own: it consumes console bytes, control requests and timer ticks
-//! and produces console bytes, so tests drive it directly. [`run_loop`] connects it to the
-//! reader threads through one mpsc channel and sleeps until the next input or stack deadline.
+//! [`Board`] has no I/O of its own: it consumes console bytes, radio frames, control requests
+//! and timer ticks and produces console bytes, so tests drive it directly. [`run_loop`] connects
+//! it to the reader threads through one mpsc channel and sleeps until the next input or deadline.
 
 use std::net::Ipv6Addr;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use ot_hil_air::{AirClient, AirFrame};
+
 use crate::cli::{self, Cli, Context, Outcome};
 use crate::console::Console;
 use crate::control::ControlRequest;
 use crate::firmware::{Application, Manifest, Profile};
-use crate::net::{ActiveDataset, NetEvent, Role, Stack};
+use crate::net::dataset::{DEFAULT_CHANNEL_MASK, SecurityPolicy};
+use crate::net::{ActiveDataset, Stack};
 use crate::shell::{self, Shell, ShellConfig};
 
 /// Everything the main loop waits for.
@@ -23,6 +26,8 @@ pub enum Input {
     Console(Vec<u8>),
     /// The console input ended (stdin EOF, or a PTY read error).
     ConsoleClosed,
+    /// A frame the radio received.
+    Air(AirFrame),
     /// A request from the control socket.
     Control(ControlRequest),
     /// SIGINT/SIGTERM/SIGHUP: leave the loop so the PTY link and sockets get removed.
@@ -48,7 +53,7 @@ const ZEPHYR_HELP: &[&str] = &[
     "          Use \"ot help\" to get the list of subcommands",
 ];
 
-/// Longest idle sleep when the stack has no timer pending.
+/// Longest idle sleep when nothing is scheduled.
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
 
 /// The running image's RAM state: lost on every reboot.
@@ -61,22 +66,31 @@ struct Running {
     pending: bool,
 }
 
+/// What OpenThread keeps in flash across a reset (its "network info" and active dataset).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Settings {
+    dataset: ActiveDataset,
+    ext_addr: [u8; 8],
+}
+
 /// A virtual nRF52840 DK.
 pub struct Board {
     eui64: [u8; 8],
+    /// The radio: each boot's stack gets a handle on it.
+    air: Option<AirClient>,
     /// The flashed image (None = blank chip: the console stays silent).
     image: Option<Manifest>,
-    /// OpenThread settings in flash: the dataset the node committed or attached with. Survives
-    /// `reset`, erased by `factoryreset` and by flashing.
-    settings: Option<ActiveDataset>,
+    /// Settings in flash. Survive `reset`, erased by `factoryreset` and by flashing.
+    settings: Option<Settings>,
     running: Option<Running>,
     out: Vec<u8>,
 }
 
 impl Board {
-    pub fn new(eui64: [u8; 8]) -> Self {
+    pub fn new(eui64: [u8; 8], air: Option<AirClient>) -> Self {
         Board {
             eui64,
+            air,
             image: None,
             settings: None,
             running: None,
@@ -104,12 +118,13 @@ impl Board {
         self.boot(now);
     }
 
-    /// Press RESET: reboot the same image, settings kept.
+    /// Press RESET: reboot the same image, settings kept (what was not saved is lost).
     pub fn reset(&mut self, now: Instant) {
         self.boot(now);
     }
 
     fn boot(&mut self, now: Instant) {
+        // Dropping the old stack releases its radio handle; the shared radio stays registered.
         self.running = None;
         let Some(manifest) = self.image.clone() else {
             return;
@@ -147,10 +162,19 @@ impl Board {
             // OPENTHREAD_CONFIG_CLI_MAX_ARGS
             Profile::Upstream => 32,
         };
-        let defaults = default_dataset(&manifest);
-        let mut stack = Stack::new(self.eui64, None, defaults);
+        let air = self.air.as_ref().and_then(|a| match a.try_clone() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("vdk: radio handle: {e}");
+                None
+            }
+        });
+        let mut stack = Stack::new(self.eui64, air, default_dataset(&manifest));
         if let Some(saved) = &self.settings {
-            if let Err(e) = stack.set_dataset(saved.clone()) {
+            if let Err(e) = stack
+                .set_dataset(saved.dataset.clone())
+                .and_then(|_| stack.set_ext_addr(saved.ext_addr))
+            {
                 eprintln!("vdk: restoring settings failed: {e}");
             }
         }
@@ -185,7 +209,15 @@ impl Board {
                 self.run_line(&line, now);
             }
         }
-        self.collect_events();
+        self.collect_events(now);
+    }
+
+    /// A frame from the radio.
+    pub fn handle_air(&mut self, frame: &AirFrame, now: Instant) {
+        if let Some(r) = self.running.as_mut() {
+            r.stack.handle_air_frame(now, frame);
+        }
+        self.collect_events(now);
     }
 
     fn run_line(&mut self, line: &str, now: Instant) {
@@ -268,8 +300,6 @@ impl Board {
                 Outcome::Reboot { factory } => {
                     if factory {
                         self.settings = None;
-                    } else {
-                        self.save_settings();
                     }
                     self.boot(now);
                     return;
@@ -277,8 +307,8 @@ impl Board {
                 Outcome::Pending => {
                     if let Some(r) = self.running.as_mut() {
                         r.pending = true;
-                        // OpenThread's own CLI prints the prompt only with the final result.
                         if profile == Profile::Upstream {
+                            // OpenThread's own CLI prints the prompt only with the final result.
                             return;
                         }
                     }
@@ -297,30 +327,36 @@ impl Board {
     }
 
     /// OpenThread writes its network info to settings when a dataset is committed or the node
-    /// attaches; the model keeps the stack's current dataset at those moments.
+    /// attaches; the model keeps the stack's current dataset and extended address then.
     fn save_settings(&mut self) {
         if let Some(r) = &self.running {
-            if r.stack.role() != Role::Disabled || Some(r.stack.dataset()) != self.settings.as_ref()
-            {
-                self.settings = Some(r.stack.dataset().clone());
-            }
+            self.settings = Some(Settings {
+                dataset: r.stack.dataset().clone(),
+                ext_addr: r.stack.ext_addr(),
+            });
         }
     }
 
-    /// Run due stack timers and print what they produced.
+    /// Run due timers and print what they produced.
     pub fn poll(&mut self, now: Instant) {
         if let Some(r) = self.running.as_mut() {
             r.stack.poll(now);
+            let lines = r.cli.poll(&mut r.stack, now);
+            r.shell.print_async(&lines, &mut self.out);
         }
-        self.collect_events();
+        self.collect_events(now);
     }
 
     /// When [`Board::poll`] must run next.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.running.as_ref().and_then(|r| r.stack.next_deadline())
+        let r = self.running.as_ref()?;
+        match (r.stack.next_deadline(), r.cli.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    fn collect_events(&mut self) {
+    fn collect_events(&mut self, now: Instant) {
         let Some(running) = self.running.as_mut() else {
             return;
         };
@@ -328,49 +364,15 @@ impl Board {
         if events.is_empty() {
             return;
         }
-        let mut lines = Vec::new();
-        let mut attached = false;
-        let mut finished = false;
-        for ev in events {
-            match ev {
-                NetEvent::RoleChanged(role) => {
-                    attached |= matches!(role, Role::Child | Role::Router | Role::Leader);
-                }
-                NetEvent::PingReply {
-                    from,
-                    size,
-                    seq,
-                    hop_limit,
-                    rtt,
-                } => {
-                    lines.push(format!(
-                        "{size} bytes from {}: icmp_seq={seq} hlim={hop_limit} time={}ms",
-                        cli::ot_ip6(&from),
-                        rtt.as_millis()
-                    ));
-                }
-                NetEvent::PingDone {
-                    sent,
-                    received,
-                    rtt_min,
-                    rtt_avg,
-                    rtt_max,
-                } => {
-                    lines.push(ping_statistics(sent, received, rtt_min, rtt_avg, rtt_max));
-                    lines.push("Done".to_string());
-                    finished = true;
-                }
-                NetEvent::Udp { .. } => {}
-            }
-        }
-        if finished {
+        let out = running.cli.handle_events(events, &mut running.stack, now);
+        if out.finished_pending {
             running.pending = false;
         }
-        running.shell.print_async(&lines, &mut self.out);
-        if finished && running.shell.config().profile == Profile::Upstream {
+        running.shell.print_async(&out.lines, &mut self.out);
+        if out.finished_pending && running.shell.config().profile == Profile::Upstream {
             running.shell.prompt(&mut self.out);
         }
-        if attached {
+        if out.attached {
             self.save_settings();
         }
     }
@@ -396,7 +398,6 @@ impl Board {
                 None => "ok none".to_string(),
             },
             ("reset", "") => {
-                self.save_settings();
                 self.reset(now);
                 "ok".to_string()
             }
@@ -430,63 +431,34 @@ fn run_cli(running: &mut Running, args: &[String], now: Instant) -> cli::Reply {
     running.cli.execute(args, &mut ctx)
 }
 
-/// `%u packets transmitted, %u packets received.` and, when something came back, loss and
-/// round-trip figures (OpenThread `Interpreter::HandlePingStatistics`).
-fn ping_statistics(
-    sent: u16,
-    received: u16,
-    min: Duration,
-    avg: Duration,
-    max: Duration,
-) -> String {
-    let mut s = format!("{sent} packets transmitted, {received} packets received.");
-    if sent > 0 {
-        // Loss in thousandths, printed as percent with one decimal.
-        let lost_per_mille = (u32::from(sent.saturating_sub(received)) * 1000) / u32::from(sent);
-        s.push_str(&format!(
-            " Packet loss = {}.{}%.",
-            lost_per_mille / 10,
-            lost_per_mille % 10
-        ));
-    }
-    if received > 0 {
-        let avg_us = avg.as_micros();
-        s.push_str(&format!(
-            " Round-trip min/avg/max = {}/{}.{}/{} ms.",
-            min.as_millis(),
-            avg_us / 1000,
-            (avg_us % 1000) / 100,
-            max.as_millis()
-        ));
-    }
-    s
-}
-
 /// The dataset a factory-new board uses: NCS = the Kconfig defaults (Zephyr applies
 /// CONFIG_OPENTHREAD_* at init); upstream = OpenThread's compiled-in defaults.
 pub fn default_dataset(manifest: &Manifest) -> ActiveDataset {
     let k = &manifest.kconfig;
     let (channel, pan_id, name, xpanid, key, mlp) = match manifest.profile {
-        Profile::Ncs => (
-            k.int("OPENTHREAD_CHANNEL")
-                .and_then(|c| u8::try_from(c).ok())
-                .unwrap_or(11),
-            k.int("OPENTHREAD_PANID")
-                .and_then(|p| u16::try_from(p).ok())
-                .unwrap_or(0xabcd),
-            k.string("OPENTHREAD_NETWORK_NAME")
-                .unwrap_or_else(|| "ot_zephyr".into()),
-            k.string("OPENTHREAD_XPANID").unwrap_or_default(),
-            k.get("OPENTHREAD_NETWORKKEY")
-                .and(k.string("OPENTHREAD_NETWORKKEY"))
-                .or_else(|| {
-                    k.get("OPENTHREAD_MASTERKEY")
-                        .and(k.string("OPENTHREAD_MASTERKEY"))
-                })
-                .or_else(|| k.string("OPENTHREAD_NETWORKKEY"))
-                .unwrap_or_default(),
-            k.string("OPENTHREAD_MESH_LOCAL_PREFIX").unwrap_or_default(),
-        ),
+        Profile::Ncs => {
+            // OPENTHREAD_MASTERKEY is the older name; an explicit NETWORKKEY wins.
+            let key = if k.get("OPENTHREAD_NETWORKKEY").is_none()
+                && k.get("OPENTHREAD_MASTERKEY").is_some()
+            {
+                k.string("OPENTHREAD_MASTERKEY")
+            } else {
+                k.string("OPENTHREAD_NETWORKKEY")
+            };
+            (
+                k.int("OPENTHREAD_CHANNEL")
+                    .and_then(|c| u8::try_from(c).ok())
+                    .unwrap_or(11),
+                k.int("OPENTHREAD_PANID")
+                    .and_then(|p| u16::try_from(p).ok())
+                    .unwrap_or(0xabcd),
+                k.string("OPENTHREAD_NETWORK_NAME")
+                    .unwrap_or_else(|| "ot_zephyr".into()),
+                k.string("OPENTHREAD_XPANID").unwrap_or_default(),
+                key.unwrap_or_default(),
+                k.string("OPENTHREAD_MESH_LOCAL_PREFIX").unwrap_or_default(),
+            )
+        }
         Profile::Upstream => (
             11,
             0xffff,
@@ -499,7 +471,7 @@ pub fn default_dataset(manifest: &Manifest) -> ActiveDataset {
     ActiveDataset {
         active_timestamp: 0,
         channel,
-        channel_mask: 0x07ff_f800,
+        channel_mask: DEFAULT_CHANNEL_MASK,
         pan_id,
         ext_pan_id: parse_colon_hex::<8>(&xpanid)
             .unwrap_or([0xde, 0xad, 0x00, 0xbe, 0xef, 0x00, 0xca, 0xfe]),
@@ -511,6 +483,7 @@ pub fn default_dataset(manifest: &Manifest) -> ActiveDataset {
         mesh_local_prefix: parse_prefix(&mlp)
             .unwrap_or([0xfd, 0xde, 0xad, 0x00, 0xbe, 0xef, 0x00, 0x00]),
         pskc: [0; 16],
+        security_policy: SecurityPolicy::default(),
     }
 }
 
@@ -541,6 +514,7 @@ pub fn run_loop(
             .map_or(IDLE_WAIT, |d| d.saturating_duration_since(now));
         match inputs.recv_timeout(wait) {
             Ok(Input::Console(bytes)) => board.handle_console(&bytes, Instant::now()),
+            Ok(Input::Air(frame)) => board.handle_air(&frame, Instant::now()),
             Ok(Input::ConsoleClosed) => {
                 if exit_on_console_close {
                     break;
@@ -557,4 +531,170 @@ pub fn run_loop(
         board.poll(Instant::now());
     }
     console.write(board.take_output());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn variant(name: &str) -> Manifest {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../variants");
+        Manifest::load(&dir.join(name)).expect("variant")
+    }
+
+    /// Type a line, return what the console printed (ANSI sequences kept).
+    fn type_line(board: &mut Board, line: &str) -> String {
+        board.handle_console(format!("{line}\r").as_bytes(), Instant::now());
+        String::from_utf8_lossy(&board.take_output()).into_owned()
+    }
+
+    const PROMPT: &str = "\x1b[1;32muart:~$ \x1b[m";
+
+    #[test]
+    fn blank_board_is_silent_until_flashed() {
+        let mut board = Board::new([1; 8], None);
+        assert_eq!(type_line(&mut board, "ot state"), "");
+        assert_eq!(
+            board.handle_control("image-hash", Instant::now()),
+            "ok none"
+        );
+    }
+
+    #[test]
+    fn ncs_boot_banner_prompt_and_commands() {
+        let mut board = Board::new([1; 8], None);
+        board.flash(variant("ncs-v2.2.0.toml"), Instant::now());
+        let boot = String::from_utf8_lossy(&board.take_output()).into_owned();
+        assert_eq!(
+            boot,
+            format!("*** Booting Zephyr OS build v3.2.99-ncs1 ***\r\n\x1b[m\r\n\r\n{PROMPT}")
+        );
+        assert_eq!(
+            type_line(&mut board, "ot state"),
+            format!("ot state\r\ndisabled\r\nDone\r\n{PROMPT}")
+        );
+        assert_eq!(
+            type_line(&mut board, "ot bogus"),
+            format!("ot bogus\r\nError 35: InvalidCommand\r\n{PROMPT}")
+        );
+        assert_eq!(
+            type_line(&mut board, "foo"),
+            format!("foo\r\n\x1b[1;31mfoo: command not found\r\n\x1b[m{PROMPT}")
+        );
+        assert_eq!(type_line(&mut board, ""), format!("\r\n{PROMPT}"));
+        let ot_alone = type_line(&mut board, "ot");
+        assert!(
+            ot_alone.starts_with("ot\r\n\x1b[1;31mot: wrong parameter count\r\n\x1b[m"),
+            "{ot_alone:?}"
+        );
+        // Quotes are removed by the shell, then OpenThread splits on spaces again.
+        assert_eq!(
+            type_line(&mut board, "ot networkname \"a b\""),
+            format!("ot networkname \"a b\"\r\nError 7: InvalidArgs\r\n{PROMPT}")
+        );
+        assert_eq!(
+            type_line(&mut board, "ot \"state"),
+            format!("ot \"state\r\n\x1b[1;31mnot terminated: \"\r\n\x1b[m{PROMPT}")
+        );
+    }
+
+    #[test]
+    fn garbage_and_overlong_input_never_kill_the_board() {
+        let mut board = Board::new([1; 8], None);
+        board.flash(variant("ncs-v2.2.0.toml"), Instant::now());
+        board.take_output();
+        let garbage: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+        board.handle_console(&garbage, Instant::now());
+        // End the garbage's last partial line so the next command starts clean.
+        board.handle_console(b"\r", Instant::now());
+        board.take_output();
+        let long = format!("ot {}", "x".repeat(1000));
+        let out = type_line(&mut board, &long);
+        assert!(
+            out.ends_with(&format!("Error 35: InvalidCommand\r\n{PROMPT}")),
+            "{out:?}"
+        );
+        // CONFIG_SHELL_CMD_BUFF_SIZE=416: 415 characters were kept (echoed, wrapping every 80 columns).
+        let echoed = out.bytes().filter(|b| *b == b'x').count();
+        assert_eq!(echoed, 412);
+        assert_eq!(
+            type_line(&mut board, "ot state"),
+            format!("ot state\r\ndisabled\r\nDone\r\n{PROMPT}")
+        );
+    }
+
+    #[test]
+    fn factoryreset_and_reset_reboot_with_and_without_settings() {
+        let mut board = Board::new([1; 8], None);
+        board.flash(variant("ncs-v2.2.0.toml"), Instant::now());
+        board.take_output();
+        type_line(&mut board, "ot channel 21");
+        type_line(&mut board, "ot reset");
+        assert!(
+            type_line(&mut board, "ot channel").contains("\r\n11\r\nDone"),
+            "not committed: lost"
+        );
+        type_line(&mut board, "ot channel 20");
+        type_line(&mut board, "ot dataset init active");
+        type_line(&mut board, "ot dataset commit active");
+        let out = type_line(&mut board, "ot reset");
+        assert!(out.contains("*** Booting Zephyr OS build"), "{out:?}");
+        assert!(type_line(&mut board, "ot channel").contains("\r\n20\r\nDone"));
+        let out = type_line(&mut board, "ot factoryreset");
+        assert!(out.contains("*** Booting Zephyr OS build"), "{out:?}");
+        assert!(type_line(&mut board, "ot channel").contains("\r\n11\r\nDone"));
+    }
+
+    #[test]
+    fn control_socket_requests() {
+        let mut board = Board::new([1; 8], None);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../variants/upstream.toml");
+        let reply = board.handle_control(&format!("flash {}", path.display()), Instant::now());
+        let hash = variant("upstream.toml").image_hash();
+        assert_eq!(reply, format!("ok {hash}"));
+        assert_eq!(String::from_utf8_lossy(&board.take_output()), "> ");
+        assert_eq!(
+            board.handle_control("image-hash", Instant::now()),
+            format!("ok {hash}")
+        );
+        assert_eq!(board.handle_control("reset", Instant::now()), "ok");
+        assert_eq!(String::from_utf8_lossy(&board.take_output()), "> ");
+        assert!(
+            board
+                .handle_control("flash /nonexistent.toml", Instant::now())
+                .starts_with("error failed to read")
+        );
+        assert!(
+            board
+                .handle_control("frobnicate", Instant::now())
+                .starts_with("error unknown request")
+        );
+        assert_eq!(board.handle_control("warnings", Instant::now()), "ok 0");
+        // Upstream flavour: no prefix, `> ` prompt.
+        assert_eq!(
+            type_line(&mut board, "state"),
+            "state\r\ndisabled\r\nDone\r\n> "
+        );
+        assert_eq!(
+            type_line(&mut board, "ot state"),
+            "ot state\r\nError 35: InvalidCommand\r\n> "
+        );
+    }
+
+    #[test]
+    fn ncs_defaults_come_from_kconfig() {
+        let ds = default_dataset(&variant("ncs-v2.1.0.toml"));
+        assert_eq!(ds.channel, 11);
+        assert_eq!(ds.pan_id, 0xabcd);
+        assert_eq!(ds.network_name, "ot_zephyr");
+        assert_eq!(
+            ds.ext_pan_id,
+            [0xde, 0xad, 0x00, 0xbe, 0xef, 0x00, 0xca, 0xfe]
+        );
+        assert_eq!(
+            ds.mesh_local_prefix,
+            [0xfd, 0xde, 0xad, 0x00, 0xbe, 0xef, 0, 0]
+        );
+    }
 }

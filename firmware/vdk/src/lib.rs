@@ -12,11 +12,11 @@ use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub mod cli;
+pub mod coap;
 pub mod console;
 pub mod control;
 pub mod device;
 pub mod firmware;
-#[path = "net_placeholder.rs"]
 pub mod net;
 pub mod ot_error;
 pub mod shell;
@@ -25,6 +25,7 @@ use console::Console;
 use control::ControlServer;
 use device::{Board, Input};
 use firmware::{FirmwareError, Manifest};
+use ot_hil_air::AirClient;
 
 /// Command-line arguments of a virtual DK (`ot-hil-vdk ...` and `ot-hil vdk ...`).
 #[derive(Debug, Clone, clap::Args)]
@@ -76,6 +77,12 @@ pub enum VdkError {
     },
     #[error("failed to load firmware: {0}")]
     Firmware(#[from] FirmwareError),
+    #[error("failed to attach to the air hub {path}: {source}")]
+    Air {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("failed to set up signal handling: {0}")]
     Signals(#[source] std::io::Error),
     #[error("neither --pty-link nor --stdio given")]
@@ -126,6 +133,31 @@ fn forward_signals(inputs: mpsc::Sender<Input>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The radio's receive side: frames go to the main loop, which hands them to the current stack
+/// (the thread outlives reboots, like the radio hardware).
+fn spawn_air_reader(air: AirClient, inputs: mpsc::Sender<Input>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("vdk-air".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            loop {
+                match air.recv_timeout(std::time::Duration::from_secs(3600)) {
+                    Ok(Some(frame)) => {
+                        if inputs.send(Input::Air(frame)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        eprintln!("vdk: radio receive failed: {e}");
+                        return;
+                    }
+                }
+            }
+        })?;
+    Ok(())
+}
+
 /// Run a virtual DK until a signal, or EOF on stdin in `--stdio` mode.
 pub fn run(args: VdkArgs) -> Result<(), VdkError> {
     let (tx, rx) = mpsc::channel();
@@ -152,12 +184,27 @@ pub fn run(args: VdkArgs) -> Result<(), VdkError> {
             })?),
             None => None,
         };
-    if args.air.is_some() {
-        eprintln!("vdk: radio not modelled yet in this build; --air ignored");
-    }
+    let air = match &args.air {
+        Some(hub) if !args.no_air => {
+            let client = AirClient::connect(hub).map_err(|source| VdkError::Air {
+                path: hub.clone(),
+                source,
+            })?;
+            let receiver = client.try_clone().map_err(|source| VdkError::Air {
+                path: hub.clone(),
+                source,
+            })?;
+            spawn_air_reader(receiver, tx.clone()).map_err(|source| VdkError::Air {
+                path: hub.clone(),
+                source,
+            })?;
+            Some(client)
+        }
+        _ => None,
+    };
     drop(tx);
     let eui64 = args.eui64.unwrap_or_else(default_eui64);
-    let mut board = Board::new(eui64);
+    let mut board = Board::new(eui64, air);
     if let Some(m) = firmware {
         board.flash(m, std::time::Instant::now());
     }
