@@ -62,9 +62,13 @@ impl ParsedCert {
         if curve != OID_P256 {
             return Err(CertError::UnsupportedAlgorithm);
         }
-        let public_key =
-            VerifyingKey::from_sec1_bytes(spki.subject_public_key.raw_bytes()).map_err(|_| CertError::UnsupportedAlgorithm)?;
-        let common_name = tbs.subject().common_name().map_err(perr)?.map(|d| d.value().into_owned());
+        let public_key = VerifyingKey::from_sec1_bytes(spki.subject_public_key.raw_bytes())
+            .map_err(|_| CertError::UnsupportedAlgorithm)?;
+        let common_name = tbs
+            .subject()
+            .common_name()
+            .map_err(perr)?
+            .map(|d| d.value().into_owned());
         let mut dns_names = Vec::new();
         if let Ok(Some((_, san))) = tbs.get_extension::<SubjectAltName>() {
             for n in san.0 {
@@ -103,7 +107,10 @@ impl ParsedCert {
             return Err(CertError::UnsupportedAlgorithm);
         }
         let sig = Signature::from_der(&self.signature).map_err(|_| CertError::BadSignature)?;
-        issuer.public_key.verify(&self.tbs_der, &sig).map_err(|_| CertError::BadSignature)
+        issuer
+            .public_key
+            .verify(&self.tbs_der, &sig)
+            .map_err(|_| CertError::BadSignature)
     }
 
     fn check_time(&self, now: SystemTime) -> Result<(), CertError> {
@@ -182,7 +189,10 @@ pub fn verify_chain(
     time: TimeCheck,
     expected_name: Option<&str>,
 ) -> Result<Vec<ParsedCert>, CertError> {
-    let parsed: Vec<ParsedCert> = chain.iter().map(|d| ParsedCert::parse(d)).collect::<Result<_, _>>()?;
+    let parsed: Vec<ParsedCert> = chain
+        .iter()
+        .map(|d| ParsedCert::parse(d))
+        .collect::<Result<_, _>>()?;
     let leaf = parsed.first().ok_or(CertError::Empty)?;
     let now = time.time();
     let mut current = leaf;
@@ -194,13 +204,18 @@ pub fn verify_chain(
         if roots.iter().any(|r| r.der == current.der) {
             return finish(parsed, expected_name);
         }
-        if let Some(root) = roots.iter().find(|r| r.subject_der == current.issuer_der && current.signed_by(r).is_ok()) {
+        if let Some(root) = roots
+            .iter()
+            .find(|r| r.subject_der == current.issuer_der && current.signed_by(r).is_ok())
+        {
             if let Some(t) = now {
                 root.check_time(t)?;
             }
             return finish(parsed, expected_name);
         }
-        let next = parsed.iter().find(|c| c.der != current.der && c.subject_der == current.issuer_der);
+        let next = parsed
+            .iter()
+            .find(|c| c.der != current.der && c.subject_der == current.issuer_der);
         match next {
             Some(n) => {
                 current.signed_by(n)?;
@@ -212,7 +227,10 @@ pub fn verify_chain(
     Err(CertError::UnknownIssuer)
 }
 
-fn finish(parsed: Vec<ParsedCert>, expected_name: Option<&str>) -> Result<Vec<ParsedCert>, CertError> {
+fn finish(
+    parsed: Vec<ParsedCert>,
+    expected_name: Option<&str>,
+) -> Result<Vec<ParsedCert>, CertError> {
     if let (Some(name), Some(leaf)) = (expected_name, parsed.first()) {
         if !leaf.matches_name(name) {
             return Err(CertError::NameMismatch(name.to_string()));
@@ -231,7 +249,9 @@ pub struct CertifiedKey {
 
 impl std::fmt::Debug for CertifiedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertifiedKey").field("chain_len", &self.chain.len()).finish_non_exhaustive()
+        f.debug_struct("CertifiedKey")
+            .field("chain_len", &self.chain.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -246,7 +266,9 @@ impl CertifiedKey {
         let key = SigningKey::from(&secret);
         let leaf = ParsedCert::parse(&chain[0])?;
         if &leaf.public_key != key.verifying_key() {
-            return Err(CertError::Parse("private key does not match the certificate".into()));
+            return Err(CertError::Parse(
+                "private key does not match the certificate".into(),
+            ));
         }
         Ok(CertifiedKey { chain, key })
     }
@@ -279,7 +301,10 @@ pub fn load_pem_certs(pem: &str) -> Result<Vec<Vec<u8>>, CertError> {
 
 /// Parse trusted roots from a PEM bundle.
 pub fn load_pem_roots(pem: &str) -> Result<Vec<ParsedCert>, CertError> {
-    load_pem_certs(pem)?.iter().map(|d| ParsedCert::parse(d)).collect()
+    load_pem_certs(pem)?
+        .iter()
+        .map(|d| ParsedCert::parse(d))
+        .collect()
 }
 
 #[cfg(test)]
@@ -297,6 +322,9 @@ mod tests {
     fn garbage_is_an_error_not_a_panic() {
         assert!(ParsedCert::parse(&[0x30, 0x03, 0x02, 0x01]).is_err());
         assert!(ParsedCert::parse(&[]).is_err());
-        assert_eq!(verify_chain(&[], &[], TimeCheck::Skip, None).unwrap_err(), CertError::Empty);
+        assert_eq!(
+            verify_chain(&[], &[], TimeCheck::Skip, None).unwrap_err(),
+            CertError::Empty
+        );
     }
 }

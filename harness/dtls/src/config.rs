@@ -25,7 +25,9 @@ pub struct Psk {
 
 impl std::fmt::Debug for Psk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Psk").field("identity", &String::from_utf8_lossy(&self.identity)).finish_non_exhaustive()
+        f.debug_struct("Psk")
+            .field("identity", &String::from_utf8_lossy(&self.identity))
+            .finish_non_exhaustive()
     }
 }
 
@@ -117,21 +119,34 @@ pub enum SelectError {
 }
 
 /// Why a shared suite cannot be used (mbedtls `ssl_ciphersuite_match`), or Ok.
-pub fn suite_usable(config: &Config, offer: &ClientOffer, suite: CipherSuite) -> Result<(), &'static str> {
+pub fn suite_usable(
+    config: &Config,
+    offer: &ClientOffer,
+    suite: CipherSuite,
+) -> Result<(), &'static str> {
     let Some(kx) = suite.key_exchange() else {
         return Err("suite not implemented");
     };
     let uses_ec = matches!(kx, KeyExchange::EcdheEcdsa | KeyExchange::Ecjpake);
-    if uses_ec && !offer.groups.as_ref().is_some_and(|g| g.contains(&NamedGroup::SECP256R1)) {
+    if uses_ec
+        && !offer
+            .groups
+            .as_ref()
+            .is_some_and(|g| g.contains(&NamedGroup::SECP256R1))
+    {
         return Err("no common elliptic curve");
     }
     match kx {
         KeyExchange::Psk if config.psk.is_none() => Err("no pre-shared key configured"),
         KeyExchange::EcdheEcdsa if config.certificate.is_none() => Err("no certificate configured"),
-        KeyExchange::Ecjpake if config.ecjpake_requires_extension_and_password && !offer.ecjpake_kkpp_ok => {
+        KeyExchange::Ecjpake
+            if config.ecjpake_requires_extension_and_password && !offer.ecjpake_kkpp_ok =>
+        {
             Err("ecjpake not configured or extension missing")
         }
-        KeyExchange::Ecjpake if config.ecjpake_password.is_none() => Err("no ecjpake password configured"),
+        KeyExchange::Ecjpake if config.ecjpake_password.is_none() => {
+            Err("no ecjpake password configured")
+        }
         _ => Ok(()),
     }
 }
@@ -139,8 +154,18 @@ pub fn suite_usable(config: &Config, offer: &ClientOffer, suite: CipherSuite) ->
 /// Server suite selection, as mbedtls 2.28 `ssl_parse_client_hello` does it.
 pub fn select_suite(config: &Config, offer: &ClientOffer) -> Result<CipherSuite, SelectError> {
     let pairs: Vec<CipherSuite> = match config.preference {
-        SuitePreference::Server => config.suites.iter().copied().filter(|s| offer.suites.contains(s)).collect(),
-        SuitePreference::Client => offer.suites.iter().copied().filter(|s| config.suites.contains(s)).collect(),
+        SuitePreference::Server => config
+            .suites
+            .iter()
+            .copied()
+            .filter(|s| offer.suites.contains(s))
+            .collect(),
+        SuitePreference::Client => offer
+            .suites
+            .iter()
+            .copied()
+            .filter(|s| config.suites.contains(s))
+            .collect(),
     };
     if pairs.is_empty() {
         return Err(SelectError::NoneShared);
@@ -179,7 +204,10 @@ mod tests {
         .unwrap();
         Config {
             suites: suites.to_vec(),
-            psk: Some(Psk { key: b"123".to_vec(), identity: b"id".to_vec() }),
+            psk: Some(Psk {
+                key: b"123".to_vec(),
+                identity: b"id".to_vec(),
+            }),
             ecjpake_password: Some(b"J01NME".to_vec()),
             certificate: Some(Arc::new(cert)),
             ..Config::default()
@@ -189,40 +217,97 @@ mod tests {
     #[test]
     fn server_preference_walks_server_list() {
         let c = full_server(&[JPAKE, ECDHE, PSK]);
-        assert_eq!(select_suite(&c, &offer(&[PSK, ECDHE, JPAKE], true, true)), Ok(JPAKE));
-        assert_eq!(select_suite(&c, &offer(&[PSK, ECDHE], true, false)), Ok(ECDHE));
+        assert_eq!(
+            select_suite(&c, &offer(&[PSK, ECDHE, JPAKE], true, true)),
+            Ok(JPAKE)
+        );
+        assert_eq!(
+            select_suite(&c, &offer(&[PSK, ECDHE], true, false)),
+            Ok(ECDHE)
+        );
     }
 
     #[test]
     fn client_preference_walks_client_list() {
-        let c = Config { preference: SuitePreference::Client, ..full_server(&[JPAKE, ECDHE, PSK]) };
-        assert_eq!(select_suite(&c, &offer(&[PSK, ECDHE, JPAKE], true, true)), Ok(PSK));
-        assert_eq!(select_suite(&c, &offer(&[ECDHE, JPAKE], true, true)), Ok(ECDHE));
+        let c = Config {
+            preference: SuitePreference::Client,
+            ..full_server(&[JPAKE, ECDHE, PSK])
+        };
+        assert_eq!(
+            select_suite(&c, &offer(&[PSK, ECDHE, JPAKE], true, true)),
+            Ok(PSK)
+        );
+        assert_eq!(
+            select_suite(&c, &offer(&[ECDHE, JPAKE], true, true)),
+            Ok(ECDHE)
+        );
     }
 
     #[test]
     fn ecjpake_needs_extension_and_password_unless_relaxed() {
         let c = full_server(&[JPAKE, ECDHE]);
         // The client offered ECJPAKE but sent no extension: mbedtls skips it.
-        assert_eq!(select_suite(&c, &offer(&[JPAKE, ECDHE], true, false)), Ok(ECDHE));
-        let no_pw = Config { ecjpake_password: None, ..full_server(&[JPAKE]) };
-        assert!(matches!(select_suite(&no_pw, &offer(&[JPAKE], true, true)), Err(SelectError::NoneUsable(_))));
+        assert_eq!(
+            select_suite(&c, &offer(&[JPAKE, ECDHE], true, false)),
+            Ok(ECDHE)
+        );
+        let no_pw = Config {
+            ecjpake_password: None,
+            ..full_server(&[JPAKE])
+        };
+        assert!(matches!(
+            select_suite(&no_pw, &offer(&[JPAKE], true, true)),
+            Err(SelectError::NoneUsable(_))
+        ));
         // A non-conforming server picks ECJPAKE anyway (the coaps-cli-report case).
-        let relaxed = Config { ecjpake_requires_extension_and_password: false, ..full_server(&[JPAKE, ECDHE]) };
-        assert_eq!(select_suite(&relaxed, &offer(&[ECDHE, JPAKE], true, false)), Ok(JPAKE));
-        let relaxed_no_pw = Config { ecjpake_password: None, ..relaxed };
-        assert_eq!(select_suite(&relaxed_no_pw, &offer(&[ECDHE, JPAKE], true, false)), Ok(ECDHE));
+        let relaxed = Config {
+            ecjpake_requires_extension_and_password: false,
+            ..full_server(&[JPAKE, ECDHE])
+        };
+        assert_eq!(
+            select_suite(&relaxed, &offer(&[ECDHE, JPAKE], true, false)),
+            Ok(JPAKE)
+        );
+        let relaxed_no_pw = Config {
+            ecjpake_password: None,
+            ..relaxed
+        };
+        assert_eq!(
+            select_suite(&relaxed_no_pw, &offer(&[ECDHE, JPAKE], true, false)),
+            Ok(ECDHE)
+        );
     }
 
     #[test]
     fn skips_psk_without_key_and_ec_without_curve_or_cert() {
-        let no_psk = Config { psk: None, ..full_server(&[PSK, ECDHE]) };
-        assert_eq!(select_suite(&no_psk, &offer(&[PSK, ECDHE], true, false)), Ok(ECDHE));
+        let no_psk = Config {
+            psk: None,
+            ..full_server(&[PSK, ECDHE])
+        };
+        assert_eq!(
+            select_suite(&no_psk, &offer(&[PSK, ECDHE], true, false)),
+            Ok(ECDHE)
+        );
         let c = full_server(&[ECDHE, PSK]);
-        assert_eq!(select_suite(&c, &offer(&[ECDHE, PSK], false, false)), Ok(PSK), "no supported_groups");
-        let no_cert = Config { certificate: None, ..full_server(&[ECDHE]) };
+        assert_eq!(
+            select_suite(&c, &offer(&[ECDHE, PSK], false, false)),
+            Ok(PSK),
+            "no supported_groups"
+        );
+        let no_cert = Config {
+            certificate: None,
+            ..full_server(&[ECDHE])
+        };
         let e = select_suite(&no_cert, &offer(&[ECDHE], true, false)).unwrap_err();
-        assert_eq!(e, SelectError::NoneUsable("ECDHE_ECDSA_WITH_AES_128_CCM_8: no certificate configured".into()));
-        assert_eq!(select_suite(&c, &offer(&[CipherSuite(0x1301)], true, false)), Err(SelectError::NoneShared));
+        assert_eq!(
+            e,
+            SelectError::NoneUsable(
+                "ECDHE_ECDSA_WITH_AES_128_CCM_8: no certificate configured".into()
+            )
+        );
+        assert_eq!(
+            select_suite(&c, &offer(&[CipherSuite(0x1301)], true, false)),
+            Err(SelectError::NoneShared)
+        );
     }
 }

@@ -23,7 +23,10 @@ use p256::elliptic_curve::sec1::ToSec1Point;
 use crate::cert::{ParsedCert, verify_chain, verify_signature};
 use crate::codec::Codec;
 use crate::config::{ClientOffer, Config, select_suite};
-use crate::crypto::{KeyBlock, RECORD_EXPANSION, RecordCipher, ReplayWindow, hmac_sha256, master_secret, sha256, verify_data};
+use crate::crypto::{
+    KeyBlock, RECORD_EXPANSION, RecordCipher, ReplayWindow, hmac_sha256, master_secret, sha256,
+    verify_data,
+};
 use crate::ecjpake::{self, EcjpakeContext};
 use crate::enums::*;
 use crate::error::Error;
@@ -36,13 +39,18 @@ use crate::transcript::{self, Direction, Entry, Transcript};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// The handshake finished (both Finished messages verified).
-    Connected { suite: CipherSuite },
+    Connected {
+        suite: CipherSuite,
+    },
     ApplicationData(Vec<u8>),
     /// The peer sent close_notify, or we closed.
     Closed,
     /// The connection failed. `alert` is the alert we sent or received (`None` for a handshake
     /// timeout, which sends nothing); `reason` says what happened.
-    Failed { alert: Option<AlertDescription>, reason: String },
+    Failed {
+        alert: Option<AlertDescription>,
+        reason: String,
+    },
 }
 
 /// Which end we are.
@@ -183,8 +191,18 @@ impl Connection {
         Self::client_with_rng(config, now, system_rng())
     }
 
-    pub fn client_with_rng(config: Arc<Config>, now: Instant, rng: BoxedRng) -> Result<Self, Error> {
-        let mut c = Self::new(Role::Client, config, rng, Vec::new(), State::ExpectServerHello);
+    pub fn client_with_rng(
+        config: Arc<Config>,
+        now: Instant,
+        rng: BoxedRng,
+    ) -> Result<Self, Error> {
+        let mut c = Self::new(
+            Role::Client,
+            config,
+            rng,
+            Vec::new(),
+            State::ExpectServerHello,
+        );
         c.start_client(now)?;
         Ok(c)
     }
@@ -194,11 +212,22 @@ impl Connection {
         Self::server_with_rng(config, now, peer_id, system_rng())
     }
 
-    pub fn server_with_rng(config: Arc<Config>, _now: Instant, peer_id: &[u8], rng: BoxedRng) -> Result<Self, Error> {
+    pub fn server_with_rng(
+        config: Arc<Config>,
+        _now: Instant,
+        peer_id: &[u8],
+        rng: BoxedRng,
+    ) -> Result<Self, Error> {
         if config.suites.is_empty() {
             return Err(Error::Config("no cipher suites enabled".into()));
         }
-        let mut c = Self::new(Role::Server, config, rng, peer_id.to_vec(), State::ExpectClientHello);
+        let mut c = Self::new(
+            Role::Server,
+            config,
+            rng,
+            peer_id.to_vec(),
+            State::ExpectClientHello,
+        );
         c.account();
         Ok(c)
     }
@@ -313,7 +342,10 @@ impl Connection {
         if matches!(self.state, State::Closed | State::Failed) {
             return;
         }
-        let alert = Alert { level: AlertLevel::WARNING, description: AlertDescription::CLOSE_NOTIFY };
+        let alert = Alert {
+            level: AlertLevel::WARNING,
+            description: AlertDescription::CLOSE_NOTIFY,
+        };
         let epoch = self.rec.write_epoch;
         let rec = self.encode_record(ContentType::ALERT, epoch, &alert.get_encoding());
         self.out.push_back(rec);
@@ -359,7 +391,12 @@ impl Connection {
 
     // ---------------------------------------------------------------- records
 
-    fn encode_record(&mut self, content_type: ContentType, epoch: u16, plaintext: &[u8]) -> Vec<u8> {
+    fn encode_record(
+        &mut self,
+        content_type: ContentType,
+        epoch: u16,
+        plaintext: &[u8],
+    ) -> Vec<u8> {
         let idx = usize::from(epoch.min(1));
         let seq = self.rec.write_seq[idx];
         self.rec.write_seq[idx] += 1;
@@ -367,7 +404,13 @@ impl Connection {
             (Some(c), 1) => c.seal(epoch, seq, content_type, VERSION, plaintext),
             _ => plaintext.to_vec(),
         };
-        let header = RecordHeader { content_type, version: VERSION, epoch, sequence: seq, length: body.len() as u16 };
+        let header = RecordHeader {
+            content_type,
+            version: VERSION,
+            epoch,
+            sequence: seq,
+            length: body.len() as u16,
+        };
         let dir = self.own_direction();
         let body_entry = transcript::plaintext_body(
             content_type,
@@ -418,7 +461,9 @@ impl Connection {
                     // RFC 6347 §4.1.2.6: duplicates are discarded silently.
                     return Ok(());
                 }
-                let Some(cipher) = &self.rec.read_cipher else { return Ok(()) };
+                let Some(cipher) = &self.rec.read_cipher else {
+                    return Ok(());
+                };
                 match cipher.open(h.epoch, h.sequence, h.content_type, h.version, r.fragment) {
                     Ok(p) => {
                         self.rec.replay[1].mark(h.sequence);
@@ -427,8 +472,15 @@ impl Connection {
                     Err(_) => {
                         // RFC 6347 §4.1.2.7: invalid records are silently discarded.
                         self.bad_macs += 1;
-                        if self.config.bad_mac_limit.is_some_and(|l| self.bad_macs >= l) {
-                            return Err(Error::hs(AlertDescription::BAD_RECORD_MAC, "too many records with bad mac"));
+                        if self
+                            .config
+                            .bad_mac_limit
+                            .is_some_and(|l| self.bad_macs >= l)
+                        {
+                            return Err(Error::hs(
+                                AlertDescription::BAD_RECORD_MAC,
+                                "too many records with bad mac",
+                            ));
                         }
                         return Ok(());
                     }
@@ -466,7 +518,10 @@ impl Connection {
             }
             ContentType::CHANGE_CIPHER_SPEC => {
                 if plaintext != [1] {
-                    return Err(Error::hs(AlertDescription::DECODE_ERROR, "bad change_cipher_spec"));
+                    return Err(Error::hs(
+                        AlertDescription::DECODE_ERROR,
+                        "bad change_cipher_spec",
+                    ));
                 }
                 if self.state == State::ExpectCcs {
                     // RFC 5246 §7.1: switch the read side to the pending keys.
@@ -506,17 +561,26 @@ impl Connection {
                 }
                 Ok(())
             }
-            _ => Err(Error::hs(AlertDescription::UNEXPECTED_MESSAGE, format!("unknown content type {}", h.content_type))),
+            _ => Err(Error::hs(
+                AlertDescription::UNEXPECTED_MESSAGE,
+                format!("unknown content type {}", h.content_type),
+            )),
         }
     }
 
     // ---------------------------------------------------------------- handshake messages
 
-    fn handle_fragment(&mut self, now: Instant, epoch: u16, f: &HandshakeFragment<'_>) -> Result<(), Error> {
+    fn handle_fragment(
+        &mut self,
+        now: Instant,
+        epoch: u16,
+        f: &HandshakeFragment<'_>,
+    ) -> Result<(), Error> {
         let seq = f.header.message_seq;
         // The server answers every ClientHello before the cookie exchange completes statelessly,
         // whatever its message_seq (RFC 6347 §4.2.1).
-        let stateless_hello = self.state == State::ExpectClientHello && f.header.msg_type == HandshakeType::CLIENT_HELLO;
+        let stateless_hello = self.state == State::ExpectClientHello
+            && f.header.msg_type == HandshakeType::CLIENT_HELLO;
         if seq < self.in_msg_seq && !stateless_hello {
             // The peer retransmitted a message we processed: it lost our flight (RFC 6347 §4.2.4).
             if !self.flight.is_empty() && !self.retransmitted_this_datagram {
@@ -530,9 +594,15 @@ impl Connection {
         }
         // Finished must come under the new epoch.
         if f.header.msg_type == HandshakeType::FINISHED && epoch == 0 {
-            return Err(Error::hs(AlertDescription::UNEXPECTED_MESSAGE, "finished in epoch 0"));
+            return Err(Error::hs(
+                AlertDescription::UNEXPECTED_MESSAGE,
+                "finished in epoch 0",
+            ));
         }
-        let done = self.reassembly.push(f).map_err(|e| Error::hs(AlertDescription::DECODE_ERROR, e.to_string()))?;
+        let done = self
+            .reassembly
+            .push(f)
+            .map_err(|e| Error::hs(AlertDescription::DECODE_ERROR, e.to_string()))?;
         if let Some(c) = done {
             if stateless_hello {
                 return self.server_client_hello(now, c);
@@ -564,8 +634,12 @@ impl Connection {
         let full = encode_handshake(m.msg_type, m.message_seq, &m.body);
         match (self.state, payload) {
             // -- Waiting for ServerHello (or HelloVerifyRequest) --
-            (State::ExpectServerHello, HandshakePayload::HelloVerifyRequest(hvr)) => self.client_hello_verify(now, hvr),
-            (State::ExpectServerHello, HandshakePayload::ServerHello(sh)) => self.client_server_hello(sh, full),
+            (State::ExpectServerHello, HandshakePayload::HelloVerifyRequest(hvr)) => {
+                self.client_hello_verify(now, hvr)
+            }
+            (State::ExpectServerHello, HandshakePayload::ServerHello(sh)) => {
+                self.client_server_hello(sh, full)
+            }
             // -- Waiting for the server Certificate --
             (State::ExpectCertificate, HandshakePayload::Certificate(c)) => {
                 self.client_certificate(c)?;
@@ -589,10 +663,14 @@ impl Connection {
             }
             // -- Waiting for CertificateRequest / ServerHelloDone --
             (State::ExpectServerHelloDone, HandshakePayload::CertificateRequest(cr))
-                if self.hs.suite.and_then(|s| s.key_exchange()) == Some(KeyExchange::EcdheEcdsa) =>
+                if self.hs.suite.and_then(|s| s.key_exchange())
+                    == Some(KeyExchange::EcdheEcdsa) =>
             {
                 if !cr.certificate_types.contains(&CERT_TYPE_ECDSA_SIGN) {
-                    return Err(Error::hs(AlertDescription::HANDSHAKE_FAILURE, "certificate request without ecdsa_sign"));
+                    return Err(Error::hs(
+                        AlertDescription::HANDSHAKE_FAILURE,
+                        "certificate request without ecdsa_sign",
+                    ));
                 }
                 self.hs.cert_requested = true;
                 self.hs.messages.extend_from_slice(&full);
@@ -612,24 +690,39 @@ impl Connection {
             (State::ExpectClientKeyExchange, HandshakePayload::ClientKeyExchange(cke)) => {
                 self.server_client_key_exchange(cke)?;
                 self.hs.messages.extend_from_slice(&full);
-                self.state = if self.hs.peer_key.is_some() { State::ExpectCertificateVerify } else { State::ExpectCcs };
+                self.state = if self.hs.peer_key.is_some() {
+                    State::ExpectCertificateVerify
+                } else {
+                    State::ExpectCcs
+                };
                 Ok(())
             }
             (State::ExpectCertificateVerify, HandshakePayload::CertificateVerify(cv)) => {
                 // RFC 5246 §7.4.8: the signature covers all handshake messages before this one.
-                let key = self.hs.peer_key.ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no client key"))?;
+                let key = self
+                    .hs
+                    .peer_key
+                    .ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no client key"))?;
                 if cv.scheme != SignatureScheme::ECDSA_SHA256 {
-                    return Err(Error::hs(AlertDescription::ILLEGAL_PARAMETER, "certificate verify scheme not ecdsa_sha256"));
+                    return Err(Error::hs(
+                        AlertDescription::ILLEGAL_PARAMETER,
+                        "certificate verify scheme not ecdsa_sha256",
+                    ));
                 }
                 if !verify_signature(&key, &self.hs.messages, &cv.signature) {
-                    return Err(Error::hs(AlertDescription::DECRYPT_ERROR, "certificate verify signature does not verify"));
+                    return Err(Error::hs(
+                        AlertDescription::DECRYPT_ERROR,
+                        "certificate verify signature does not verify",
+                    ));
                 }
                 self.hs.messages.extend_from_slice(&full);
                 self.state = State::ExpectCcs;
                 Ok(())
             }
             // -- Both: their Finished --
-            (State::ExpectFinished, HandshakePayload::Finished(vd)) => self.peer_finished(now, vd, full),
+            (State::ExpectFinished, HandshakePayload::Finished(vd)) => {
+                self.peer_finished(now, vd, full)
+            }
             (_, p) => Err(Error::hs(
                 AlertDescription::UNEXPECTED_MESSAGE,
                 format!("unexpected {} in state {:?}", p.msg_type(), self.state),
@@ -643,12 +736,20 @@ impl Connection {
         let full = encode_handshake(payload.msg_type(), self.out_msg_seq, &body);
         self.out_msg_seq = self.out_msg_seq.wrapping_add(1);
         self.hs.messages.extend_from_slice(&full);
-        self.flight.push(FlightMsg { epoch: self.rec.write_epoch, content_type: ContentType::HANDSHAKE, data: full });
+        self.flight.push(FlightMsg {
+            epoch: self.rec.write_epoch,
+            content_type: ContentType::HANDSHAKE,
+            data: full,
+        });
     }
 
     /// Queue ChangeCipherSpec and switch our write side to epoch 1.
     fn queue_ccs(&mut self) {
-        self.flight.push(FlightMsg { epoch: self.rec.write_epoch, content_type: ContentType::CHANGE_CIPHER_SPEC, data: vec![1] });
+        self.flight.push(FlightMsg {
+            epoch: self.rec.write_epoch,
+            content_type: ContentType::CHANGE_CIPHER_SPEC,
+            data: vec![1],
+        });
         self.rec.write_epoch = 1;
     }
 
@@ -681,15 +782,25 @@ impl Connection {
             let mut records = Vec::new();
             if m.content_type == ContentType::HANDSHAKE {
                 let overhead = RECORD_HEADER_LEN + if m.epoch > 0 { RECORD_EXPANSION } else { 0 };
-                let room = self.config.max_record_content.min(max_dgram.saturating_sub(overhead));
+                let room = self
+                    .config
+                    .max_record_content
+                    .min(max_dgram.saturating_sub(overhead));
                 let max_frag = room.saturating_sub(HANDSHAKE_HEADER_LEN).max(1);
-                let Ok(h) = HandshakeHeader::read(&mut crate::codec::Reader::new(&m.data)) else { continue };
+                let Ok(h) = HandshakeHeader::read(&mut crate::codec::Reader::new(&m.data)) else {
+                    continue;
+                };
                 let body = m.data.get(HANDSHAKE_HEADER_LEN..).unwrap_or(&[]);
                 let mut off = 0usize;
                 loop {
                     let n = (body.len() - off).min(max_frag);
                     let mut frag = Vec::with_capacity(HANDSHAKE_HEADER_LEN + n);
-                    HandshakeHeader { fragment_offset: off as u32, fragment_length: n as u32, ..h }.encode(&mut frag);
+                    HandshakeHeader {
+                        fragment_offset: off as u32,
+                        fragment_length: n as u32,
+                        ..h
+                    }
+                    .encode(&mut frag);
                     frag.extend_from_slice(&body[off..off + n]);
                     records.push(self.encode_record(m.content_type, m.epoch, &frag));
                     off += n;
@@ -742,7 +853,10 @@ impl Connection {
                         let mut ctx = EcjpakeContext::new(ecjpake::Role::Client, pw)
                             .map_err(|e| Error::Config(format!("ecjpake password: {e}")))?;
                         let round_one = ctx.write_round_one(&mut *self.rng);
-                        extensions.push(Extension { typ: ExtensionType::ECJPAKE_KKPP, data: round_one });
+                        extensions.push(Extension {
+                            typ: ExtensionType::ECJPAKE_KKPP,
+                            data: round_one,
+                        });
                         self.hs.ecjpake = Some(ctx);
                         suites.push(*s);
                         ec = true;
@@ -752,13 +866,18 @@ impl Connection {
             }
         }
         if suites.is_empty() {
-            return Err(Error::Config("no offered suite has its credentials configured".into()));
+            return Err(Error::Config(
+                "no offered suite has its credentials configured".into(),
+            ));
         }
         if ec {
             extensions.insert(0, Extension::supported_groups(&[NamedGroup::SECP256R1]));
             extensions.insert(1, Extension::ec_point_formats());
             if suites.contains(&CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8) {
-                extensions.insert(2, Extension::signature_algorithms(&[SignatureScheme::ECDSA_SHA256]));
+                extensions.insert(
+                    2,
+                    Extension::signature_algorithms(&[SignatureScheme::ECDSA_SHA256]),
+                );
             }
         }
         let ch = ClientHello {
@@ -781,7 +900,10 @@ impl Connection {
     /// HelloVerifyRequest are left out of the Finished hash (§4.2.6).
     fn client_hello_verify(&mut self, now: Instant, hvr: HelloVerifyRequest) -> Result<(), Error> {
         let Some(mut ch) = self.hs.client_hello.take() else {
-            return Err(Error::hs(AlertDescription::INTERNAL_ERROR, "no client hello to resend"));
+            return Err(Error::hs(
+                AlertDescription::INTERNAL_ERROR,
+                "no client hello to resend",
+            ));
         };
         ch.cookie = hvr.cookie;
         self.hs.messages.clear();
@@ -794,15 +916,29 @@ impl Connection {
 
     fn client_server_hello(&mut self, sh: ServerHello, full: Vec<u8>) -> Result<(), Error> {
         if sh.server_version != VERSION {
-            return Err(Error::hs(AlertDescription::PROTOCOL_VERSION, format!("server chose version {}", sh.server_version)));
+            return Err(Error::hs(
+                AlertDescription::PROTOCOL_VERSION,
+                format!("server chose version {}", sh.server_version),
+            ));
         }
-        let offered = self.hs.client_hello.as_ref().map(|c| c.cipher_suites.clone()).unwrap_or_default();
+        let offered = self
+            .hs
+            .client_hello
+            .as_ref()
+            .map(|c| c.cipher_suites.clone())
+            .unwrap_or_default();
         // mbedtls: a suite we did not offer is "bad server hello message" + illegal_parameter.
         if !offered.contains(&sh.cipher_suite) || sh.cipher_suite.key_exchange().is_none() {
-            return Err(Error::hs(AlertDescription::ILLEGAL_PARAMETER, format!("server chose {} which was not offered", sh.cipher_suite)));
+            return Err(Error::hs(
+                AlertDescription::ILLEGAL_PARAMETER,
+                format!("server chose {} which was not offered", sh.cipher_suite),
+            ));
         }
         if sh.compression_method != 0 {
-            return Err(Error::hs(AlertDescription::ILLEGAL_PARAMETER, "server chose compression"));
+            return Err(Error::hs(
+                AlertDescription::ILLEGAL_PARAMETER,
+                "server chose compression",
+            ));
         }
         self.hs.server_random = sh.random;
         self.hs.suite = Some(sh.cipher_suite);
@@ -813,18 +949,31 @@ impl Connection {
             Some(KeyExchange::Psk) => State::ExpectServerKeyExchange,
             Some(KeyExchange::EcdheEcdsa) => State::ExpectCertificate,
             Some(KeyExchange::Ecjpake) => {
-                let ext = find_extension(&sh.extensions, ExtensionType::ECJPAKE_KKPP)
-                    .ok_or_else(|| Error::hs(AlertDescription::HANDSHAKE_FAILURE, "server hello without ecjpake round one"))?;
-                let ctx = self
-                    .hs
-                    .ecjpake
-                    .as_mut()
-                    .ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no ecjpake context"))?;
-                ctx.read_round_one(&ext.data)
-                    .map_err(|e| Error::hs(AlertDescription::ILLEGAL_PARAMETER, format!("ecjpake round one: {e}")))?;
+                let ext = find_extension(&sh.extensions, ExtensionType::ECJPAKE_KKPP).ok_or_else(
+                    || {
+                        Error::hs(
+                            AlertDescription::HANDSHAKE_FAILURE,
+                            "server hello without ecjpake round one",
+                        )
+                    },
+                )?;
+                let ctx = self.hs.ecjpake.as_mut().ok_or_else(|| {
+                    Error::hs(AlertDescription::INTERNAL_ERROR, "no ecjpake context")
+                })?;
+                ctx.read_round_one(&ext.data).map_err(|e| {
+                    Error::hs(
+                        AlertDescription::ILLEGAL_PARAMETER,
+                        format!("ecjpake round one: {e}"),
+                    )
+                })?;
                 State::ExpectServerKeyExchange
             }
-            None => return Err(Error::hs(AlertDescription::ILLEGAL_PARAMETER, "unsupported suite")),
+            None => {
+                return Err(Error::hs(
+                    AlertDescription::ILLEGAL_PARAMETER,
+                    "unsupported suite",
+                ));
+            }
         };
         Ok(())
     }
@@ -832,7 +981,12 @@ impl Connection {
     fn client_certificate(&mut self, c: CertificateMsg) -> Result<(), Error> {
         let cfg = self.config.clone();
         let chain = if cfg.verify_peer {
-            verify_chain(&c.chain, &cfg.trusted_roots, cfg.time_check, cfg.server_name.as_deref())?
+            verify_chain(
+                &c.chain,
+                &cfg.trusted_roots,
+                cfg.time_check,
+                cfg.server_name.as_deref(),
+            )?
         } else {
             let leaf = c.chain.first().ok_or(crate::error::CertError::Empty)?;
             vec![ParsedCert::parse(leaf)?]
@@ -847,31 +1001,45 @@ impl Connection {
             ServerKeyExchange::Psk { .. } => Ok(()),
             ServerKeyExchange::Ecdhe(e) => {
                 if e.group != NamedGroup::SECP256R1 {
-                    return Err(Error::hs(AlertDescription::ILLEGAL_PARAMETER, format!("server chose group {}", e.group)));
+                    return Err(Error::hs(
+                        AlertDescription::ILLEGAL_PARAMETER,
+                        format!("server chose group {}", e.group),
+                    ));
                 }
                 if e.scheme != SignatureScheme::ECDSA_SHA256 {
-                    return Err(Error::hs(AlertDescription::ILLEGAL_PARAMETER, format!("server signed with {}", e.scheme)));
+                    return Err(Error::hs(
+                        AlertDescription::ILLEGAL_PARAMETER,
+                        format!("server signed with {}", e.scheme),
+                    ));
                 }
-                let key = self.hs.peer_key.ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no server key"))?;
+                let key = self
+                    .hs
+                    .peer_key
+                    .ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no server key"))?;
                 // RFC 8422 §5.4: signed = client_random || server_random || ServerECDHParams.
                 let mut signed = Vec::with_capacity(64 + 70);
                 signed.extend_from_slice(&self.hs.client_random);
                 signed.extend_from_slice(&self.hs.server_random);
                 signed.extend_from_slice(&e.params());
                 if !verify_signature(&key, &signed, &e.signature) {
-                    return Err(Error::hs(AlertDescription::DECRYPT_ERROR, "server key exchange signature does not verify"));
+                    return Err(Error::hs(
+                        AlertDescription::DECRYPT_ERROR,
+                        "server key exchange signature does not verify",
+                    ));
                 }
                 self.hs.peer_point = Some(e.public);
                 Ok(())
             }
             ServerKeyExchange::Ecjpake(body) => {
-                let ctx = self
-                    .hs
-                    .ecjpake
-                    .as_mut()
-                    .ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no ecjpake context"))?;
-                ctx.read_round_two(&body)
-                    .map_err(|e| Error::hs(AlertDescription::ILLEGAL_PARAMETER, format!("ecjpake round two: {e}")))
+                let ctx = self.hs.ecjpake.as_mut().ok_or_else(|| {
+                    Error::hs(AlertDescription::INTERNAL_ERROR, "no ecjpake context")
+                })?;
+                ctx.read_round_two(&body).map_err(|e| {
+                    Error::hs(
+                        AlertDescription::ILLEGAL_PARAMETER,
+                        format!("ecjpake round two: {e}"),
+                    )
+                })
             }
         }
     }
@@ -882,13 +1050,25 @@ impl Connection {
         let kx = self.hs.suite.and_then(|s| s.key_exchange());
         self.start_flight();
         if self.hs.cert_requested {
-            let chain = cfg.certificate.as_ref().map(|c| c.chain.clone()).unwrap_or_default();
+            let chain = cfg
+                .certificate
+                .as_ref()
+                .map(|c| c.chain.clone())
+                .unwrap_or_default();
             self.queue_handshake(&HandshakePayload::Certificate(CertificateMsg { chain }));
         }
         let (cke, pms) = match kx {
             Some(KeyExchange::Psk) => {
-                let psk = cfg.psk.as_ref().ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no psk"))?;
-                (ClientKeyExchange::Psk { identity: psk.identity.clone() }, psk_premaster(&psk.key))
+                let psk = cfg
+                    .psk
+                    .as_ref()
+                    .ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no psk"))?;
+                (
+                    ClientKeyExchange::Psk {
+                        identity: psk.identity.clone(),
+                    },
+                    psk_premaster(&psk.key),
+                )
             }
             Some(KeyExchange::EcdheEcdsa) => {
                 let point = self.hs.peer_point.clone().unwrap_or_default();
@@ -896,13 +1076,15 @@ impl Connection {
                 (ClientKeyExchange::Ecdhe { public }, pms)
             }
             Some(KeyExchange::Ecjpake) => {
-                let mut ctx = self.hs.ecjpake.take().ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no ecjpake context"))?;
-                let body = ctx
-                    .write_round_two(&mut *self.rng)
-                    .map_err(|e| Error::hs(AlertDescription::INTERNAL_ERROR, format!("ecjpake: {e}")))?;
-                let pms = ctx
-                    .derive_premaster()
-                    .map_err(|e| Error::hs(AlertDescription::ILLEGAL_PARAMETER, format!("ecjpake: {e}")))?;
+                let mut ctx = self.hs.ecjpake.take().ok_or_else(|| {
+                    Error::hs(AlertDescription::INTERNAL_ERROR, "no ecjpake context")
+                })?;
+                let body = ctx.write_round_two(&mut *self.rng).map_err(|e| {
+                    Error::hs(AlertDescription::INTERNAL_ERROR, format!("ecjpake: {e}"))
+                })?;
+                let pms = ctx.derive_premaster().map_err(|e| {
+                    Error::hs(AlertDescription::ILLEGAL_PARAMETER, format!("ecjpake: {e}"))
+                })?;
                 self.hs.ecjpake = Some(ctx);
                 (ClientKeyExchange::Ecjpake(body), pms.to_vec())
             }
@@ -934,7 +1116,10 @@ impl Connection {
             Some(s) => s,
             None => EphemeralSecret::generate_from_rng(&mut *self.rng),
         };
-        let public = p256::PublicKey::from(&secret).to_sec1_point(false).as_bytes().to_vec();
+        let public = p256::PublicKey::from(&secret)
+            .to_sec1_point(false)
+            .as_bytes()
+            .to_vec();
         let shared = secret.diffie_hellman(&peer);
         Ok((public, shared.raw_secret_bytes().to_vec()))
     }
@@ -966,10 +1151,16 @@ impl Connection {
             Role::Client => b"server finished",
             Role::Server => b"client finished",
         };
-        let master = self.hs.master.ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no master secret"))?;
+        let master = self
+            .hs
+            .master
+            .ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no master secret"))?;
         let expected = verify_data(&master, label, &sha256(&self.hs.messages));
         if expected != vd {
-            return Err(Error::hs(AlertDescription::DECRYPT_ERROR, "finished verify_data mismatch"));
+            return Err(Error::hs(
+                AlertDescription::DECRYPT_ERROR,
+                "finished verify_data mismatch",
+            ));
         }
         self.hs.messages.extend_from_slice(&full);
         match self.role {
@@ -1006,7 +1197,14 @@ impl Connection {
         }
         hmac_sha256(
             &self.config.cookie_secret,
-            &[&self.peer_id, &ch.client_version.0.to_be_bytes(), &ch.random, &ch.session_id, &suites, &ch.compression_methods],
+            &[
+                &self.peer_id,
+                &ch.client_version.0.to_be_bytes(),
+                &ch.random,
+                &ch.session_id,
+                &suites,
+                &ch.compression_methods,
+            ],
         )
         .to_vec()
     }
@@ -1014,17 +1212,32 @@ impl Connection {
     fn server_client_hello(&mut self, now: Instant, m: Complete) -> Result<(), Error> {
         let ch = match HandshakePayload::read(m.msg_type, &m.body, None)? {
             HandshakePayload::ClientHello(ch) => ch,
-            _ => return Err(Error::hs(AlertDescription::UNEXPECTED_MESSAGE, "expected client hello")),
+            _ => {
+                return Err(Error::hs(
+                    AlertDescription::UNEXPECTED_MESSAGE,
+                    "expected client hello",
+                ));
+            }
         };
         // DTLS versions count down: 1.2 = 0xfefd is "higher" than 1.0 = 0xfeff.
         if ch.client_version.0 > VERSION.0 {
-            return Err(Error::hs(AlertDescription::PROTOCOL_VERSION, format!("client offers only {}", ch.client_version)));
+            return Err(Error::hs(
+                AlertDescription::PROTOCOL_VERSION,
+                format!("client offers only {}", ch.client_version),
+            ));
         }
         let cookie = self.cookie_for(&ch);
         if self.config.require_cookie && ch.cookie != cookie {
             // RFC 6347 §4.2.1: stateless, not part of the Finished hash, not retransmitted.
-            let hvr = HelloVerifyRequest { server_version: ProtocolVersion::DTLS1_0, cookie };
-            let full = encode_handshake(HandshakeType::HELLO_VERIFY_REQUEST, m.message_seq, &hvr.get_encoding());
+            let hvr = HelloVerifyRequest {
+                server_version: ProtocolVersion::DTLS1_0,
+                cookie,
+            };
+            let full = encode_handshake(
+                HandshakeType::HELLO_VERIFY_REQUEST,
+                m.message_seq,
+                &hvr.get_encoding(),
+            );
             let rec = self.encode_record(ContentType::HANDSHAKE, 0, &full);
             self.out.push_back(rec);
             return Ok(());
@@ -1034,7 +1247,9 @@ impl Connection {
         self.in_msg_seq = m.message_seq.wrapping_add(1);
         self.reassembly.discard_below(self.in_msg_seq);
         self.hs.messages.clear();
-        self.hs.messages.extend_from_slice(&encode_handshake(m.msg_type, m.message_seq, &m.body));
+        self.hs
+            .messages
+            .extend_from_slice(&encode_handshake(m.msg_type, m.message_seq, &m.body));
         self.hs.client_random = ch.random;
 
         let cfg = self.config.clone();
@@ -1043,21 +1258,47 @@ impl Connection {
             .transpose()?;
         // mbedtls ssl_parse_ecjpake_kkpp: KKPP_OK only with a password and a verified round one.
         let mut kkpp_ok = false;
-        if let (Some(ext), Some(pw)) = (find_extension(&ch.extensions, ExtensionType::ECJPAKE_KKPP), &cfg.ecjpake_password) {
-            let mut ctx = EcjpakeContext::new(ecjpake::Role::Server, pw)
-                .map_err(|e| Error::hs(AlertDescription::INTERNAL_ERROR, format!("ecjpake password: {e}")))?;
+        if let (Some(ext), Some(pw)) = (
+            find_extension(&ch.extensions, ExtensionType::ECJPAKE_KKPP),
+            &cfg.ecjpake_password,
+        ) {
+            let mut ctx = EcjpakeContext::new(ecjpake::Role::Server, pw).map_err(|e| {
+                Error::hs(
+                    AlertDescription::INTERNAL_ERROR,
+                    format!("ecjpake password: {e}"),
+                )
+            })?;
             if ctx.read_round_one(&ext.data).is_ok() {
                 kkpp_ok = true;
                 self.hs.ecjpake = Some(ctx);
             }
         }
-        let offer = ClientOffer { suites: ch.cipher_suites.clone(), groups, ecjpake_kkpp_ok: kkpp_ok };
-        let suite = select_suite(&cfg, &offer).map_err(|e| Error::hs(AlertDescription::HANDSHAKE_FAILURE, e.to_string()))?;
-        let kx = suite.key_exchange().ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "unsupported suite"))?;
+        let offer = ClientOffer {
+            suites: ch.cipher_suites.clone(),
+            groups,
+            ecjpake_kkpp_ok: kkpp_ok,
+        };
+        let suite = select_suite(&cfg, &offer)
+            .map_err(|e| Error::hs(AlertDescription::HANDSHAKE_FAILURE, e.to_string()))?;
+        let kx = suite
+            .key_exchange()
+            .ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "unsupported suite"))?;
         self.hs.suite = Some(suite);
         self.hs.server_random = self.random32();
 
         let mut extensions = Vec::new();
+        // RFC 5746 §3.6: a client signalling secure renegotiation (SCSV or an empty
+        // renegotiation_info) gets an empty renegotiation_info back; OpenSSL aborts without it.
+        if ch
+            .cipher_suites
+            .contains(&CipherSuite::EMPTY_RENEGOTIATION_INFO_SCSV)
+            || find_extension(&ch.extensions, ExtensionType::RENEGOTIATION_INFO).is_some()
+        {
+            extensions.push(Extension {
+                typ: ExtensionType::RENEGOTIATION_INFO,
+                data: vec![0],
+            });
+        }
         if matches!(kx, KeyExchange::EcdheEcdsa | KeyExchange::Ecjpake)
             && find_extension(&ch.extensions, ExtensionType::EC_POINT_FORMATS).is_some()
         {
@@ -1068,17 +1309,31 @@ impl Connection {
             // context (and the client's round one) to go on.
             if self.hs.ecjpake.is_none() {
                 let pw = cfg.ecjpake_password.clone().unwrap_or_default();
-                let mut ctx = EcjpakeContext::new(ecjpake::Role::Server, &pw)
-                    .map_err(|e| Error::hs(AlertDescription::HANDSHAKE_FAILURE, format!("ecjpake: {e}")))?;
-                let ext = find_extension(&ch.extensions, ExtensionType::ECJPAKE_KKPP)
-                    .ok_or_else(|| Error::hs(AlertDescription::HANDSHAKE_FAILURE, "ecjpake chosen but client sent no round one"))?;
-                ctx.read_round_one(&ext.data)
-                    .map_err(|e| Error::hs(AlertDescription::ILLEGAL_PARAMETER, format!("ecjpake round one: {e}")))?;
+                let mut ctx = EcjpakeContext::new(ecjpake::Role::Server, &pw).map_err(|e| {
+                    Error::hs(AlertDescription::HANDSHAKE_FAILURE, format!("ecjpake: {e}"))
+                })?;
+                let ext = find_extension(&ch.extensions, ExtensionType::ECJPAKE_KKPP).ok_or_else(
+                    || {
+                        Error::hs(
+                            AlertDescription::HANDSHAKE_FAILURE,
+                            "ecjpake chosen but client sent no round one",
+                        )
+                    },
+                )?;
+                ctx.read_round_one(&ext.data).map_err(|e| {
+                    Error::hs(
+                        AlertDescription::ILLEGAL_PARAMETER,
+                        format!("ecjpake round one: {e}"),
+                    )
+                })?;
                 self.hs.ecjpake = Some(ctx);
             }
             if let Some(ctx) = self.hs.ecjpake.as_mut() {
                 let round_one = ctx.write_round_one(&mut *self.rng);
-                extensions.push(Extension { typ: ExtensionType::ECJPAKE_KKPP, data: round_one });
+                extensions.push(Extension {
+                    typ: ExtensionType::ECJPAKE_KKPP,
+                    data: round_one,
+                });
             }
         }
         let sh = ServerHello {
@@ -1094,14 +1349,24 @@ impl Connection {
         match kx {
             KeyExchange::Psk => {
                 if let Some(hint) = &cfg.psk_hint {
-                    self.queue_handshake(&HandshakePayload::ServerKeyExchange(ServerKeyExchange::Psk { hint: hint.clone() }));
+                    self.queue_handshake(&HandshakePayload::ServerKeyExchange(
+                        ServerKeyExchange::Psk { hint: hint.clone() },
+                    ));
                 }
             }
             KeyExchange::EcdheEcdsa => {
-                let ck = cfg.certificate.clone().ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no certificate"))?;
-                self.queue_handshake(&HandshakePayload::Certificate(CertificateMsg { chain: ck.chain.clone() }));
+                let ck = cfg
+                    .certificate
+                    .clone()
+                    .ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no certificate"))?;
+                self.queue_handshake(&HandshakePayload::Certificate(CertificateMsg {
+                    chain: ck.chain.clone(),
+                }));
                 let secret = EphemeralSecret::generate_from_rng(&mut *self.rng);
-                let public = p256::PublicKey::from(&secret).to_sec1_point(false).as_bytes().to_vec();
+                let public = p256::PublicKey::from(&secret)
+                    .to_sec1_point(false)
+                    .as_bytes()
+                    .to_vec();
                 self.hs.ecdh = Some(secret);
                 let mut ske = EcdheServerKeyExchange {
                     group: NamedGroup::SECP256R1,
@@ -1114,26 +1379,38 @@ impl Connection {
                 signed.extend_from_slice(&self.hs.server_random);
                 signed.extend_from_slice(&ske.params());
                 ske.signature = ck.sign(&signed);
-                self.queue_handshake(&HandshakePayload::ServerKeyExchange(ServerKeyExchange::Ecdhe(ske)));
+                self.queue_handshake(&HandshakePayload::ServerKeyExchange(
+                    ServerKeyExchange::Ecdhe(ske),
+                ));
                 if cfg.verify_peer {
                     self.hs.cert_requested = true;
-                    self.queue_handshake(&HandshakePayload::CertificateRequest(CertificateRequest {
-                        certificate_types: vec![CERT_TYPE_ECDSA_SIGN],
-                        schemes: vec![SignatureScheme::ECDSA_SHA256],
-                        authorities: Vec::new(),
-                    }));
+                    self.queue_handshake(&HandshakePayload::CertificateRequest(
+                        CertificateRequest {
+                            certificate_types: vec![CERT_TYPE_ECDSA_SIGN],
+                            schemes: vec![SignatureScheme::ECDSA_SHA256],
+                            authorities: Vec::new(),
+                        },
+                    ));
                 }
             }
             KeyExchange::Ecjpake => {
-                let ctx = self.hs.ecjpake.as_mut().ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no ecjpake context"))?;
-                let body = ctx
-                    .write_round_two(&mut *self.rng)
-                    .map_err(|e| Error::hs(AlertDescription::INTERNAL_ERROR, format!("ecjpake: {e}")))?;
-                self.queue_handshake(&HandshakePayload::ServerKeyExchange(ServerKeyExchange::Ecjpake(body)));
+                let ctx = self.hs.ecjpake.as_mut().ok_or_else(|| {
+                    Error::hs(AlertDescription::INTERNAL_ERROR, "no ecjpake context")
+                })?;
+                let body = ctx.write_round_two(&mut *self.rng).map_err(|e| {
+                    Error::hs(AlertDescription::INTERNAL_ERROR, format!("ecjpake: {e}"))
+                })?;
+                self.queue_handshake(&HandshakePayload::ServerKeyExchange(
+                    ServerKeyExchange::Ecjpake(body),
+                ));
             }
         }
         self.queue_handshake(&HandshakePayload::ServerHelloDone);
-        self.state = if self.hs.cert_requested { State::ExpectClientCertificate } else { State::ExpectClientKeyExchange };
+        self.state = if self.hs.cert_requested {
+            State::ExpectClientCertificate
+        } else {
+            State::ExpectClientKeyExchange
+        };
         self.send_flight(now, true);
         Ok(())
     }
@@ -1142,7 +1419,10 @@ impl Connection {
         let cfg = self.config.clone();
         if c.chain.is_empty() {
             // OpenThread verifies the peer only when configured to; then a certificate is required.
-            return Err(Error::hs(AlertDescription::HANDSHAKE_FAILURE, "client sent no certificate"));
+            return Err(Error::hs(
+                AlertDescription::HANDSHAKE_FAILURE,
+                "client sent no certificate",
+            ));
         }
         let chain = verify_chain(&c.chain, &cfg.trusted_roots, cfg.time_check, None)?;
         self.hs.peer_key = chain.first().map(|l| l.public_key);
@@ -1156,24 +1436,42 @@ impl Connection {
         // flight is lost, our timer makes the client retransmit it (RFC 6347 §4.2.4).
         let pms = match cke {
             ClientKeyExchange::Psk { identity } => {
-                let psk = cfg.psk.as_ref().ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no psk"))?;
+                let psk = cfg
+                    .psk
+                    .as_ref()
+                    .ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no psk"))?;
                 if identity != psk.identity {
-                    return Err(Error::hs(AlertDescription::UNKNOWN_PSK_IDENTITY, "unknown psk identity"));
+                    return Err(Error::hs(
+                        AlertDescription::UNKNOWN_PSK_IDENTITY,
+                        "unknown psk identity",
+                    ));
                 }
                 psk_premaster(&psk.key)
             }
             ClientKeyExchange::Ecdhe { public } => {
-                let secret = self.hs.ecdh.take().ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no ecdh key"))?;
-                let peer = p256::PublicKey::from_sec1_bytes(&public)
-                    .map_err(|_| Error::hs(AlertDescription::ILLEGAL_PARAMETER, "invalid ec point"))?;
+                let secret =
+                    self.hs.ecdh.take().ok_or_else(|| {
+                        Error::hs(AlertDescription::INTERNAL_ERROR, "no ecdh key")
+                    })?;
+                let peer = p256::PublicKey::from_sec1_bytes(&public).map_err(|_| {
+                    Error::hs(AlertDescription::ILLEGAL_PARAMETER, "invalid ec point")
+                })?;
                 secret.diffie_hellman(&peer).raw_secret_bytes().to_vec()
             }
             ClientKeyExchange::Ecjpake(body) => {
-                let ctx = self.hs.ecjpake.as_mut().ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no ecjpake context"))?;
-                ctx.read_round_two(&body)
-                    .map_err(|e| Error::hs(AlertDescription::ILLEGAL_PARAMETER, format!("ecjpake round two: {e}")))?;
+                let ctx = self.hs.ecjpake.as_mut().ok_or_else(|| {
+                    Error::hs(AlertDescription::INTERNAL_ERROR, "no ecjpake context")
+                })?;
+                ctx.read_round_two(&body).map_err(|e| {
+                    Error::hs(
+                        AlertDescription::ILLEGAL_PARAMETER,
+                        format!("ecjpake round two: {e}"),
+                    )
+                })?;
                 ctx.derive_premaster()
-                    .map_err(|e| Error::hs(AlertDescription::ILLEGAL_PARAMETER, format!("ecjpake: {e}")))?
+                    .map_err(|e| {
+                        Error::hs(AlertDescription::ILLEGAL_PARAMETER, format!("ecjpake: {e}"))
+                    })?
                     .to_vec()
             }
         };
@@ -1188,14 +1486,20 @@ impl Connection {
             return;
         }
         if let Some(description) = alert {
-            let a = Alert { level: AlertLevel::FATAL, description };
+            let a = Alert {
+                level: AlertLevel::FATAL,
+                description,
+            };
             let epoch = self.rec.write_epoch;
             let rec = self.encode_record(ContentType::ALERT, epoch, &a.get_encoding());
             self.out.push_back(rec);
         }
         self.state = State::Failed;
         self.stop_flight();
-        self.events.push_back(Event::Failed { alert, reason: reason.to_string() });
+        self.events.push_back(Event::Failed {
+            alert,
+            reason: reason.to_string(),
+        });
     }
 
     /// Recompute the memory model; fail with internal_error when over the heap limit.
@@ -1211,7 +1515,11 @@ impl Connection {
             Some(KeyExchange::EcdheEcdsa) => cost::ECDH,
             _ => 0,
         };
-        let transform = if self.hs.keys.is_some() { cost::TRANSFORM } else { 0 };
+        let transform = if self.hs.keys.is_some() {
+            cost::TRANSFORM
+        } else {
+            0
+        };
         let io = 2 * (self.config.max_record_content + RECORD_HEADER_LEN + RECORD_EXPANSION);
         let current = flight
             + self.reassembly.held_bytes()
@@ -1262,6 +1570,9 @@ mod tests {
 
     #[test]
     fn psk_premaster_layout() {
-        assert_eq!(psk_premaster(b"123"), [0, 3, 0, 0, 0, 0, 3, b'1', b'2', b'3']);
+        assert_eq!(
+            psk_premaster(b"123"),
+            [0, 3, 0, 0, 0, 0, 3, b'1', b'2', b'3']
+        );
     }
 }

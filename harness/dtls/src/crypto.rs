@@ -98,7 +98,13 @@ impl KeyBlock {
         seed[32..].copy_from_slice(client_random);
         let mut raw = [0u8; KEY_BLOCK_LEN];
         prf(master, b"key expansion", &seed, &mut raw);
-        let mut kb = KeyBlock { client_key: [0; 16], server_key: [0; 16], client_iv: [0; 4], server_iv: [0; 4], raw };
+        let mut kb = KeyBlock {
+            client_key: [0; 16],
+            server_key: [0; 16],
+            client_iv: [0; 4],
+            server_iv: [0; 4],
+            raw,
+        };
         kb.client_key.copy_from_slice(&raw[0..16]);
         kb.server_key.copy_from_slice(&raw[16..32]);
         kb.client_iv.copy_from_slice(&raw[32..36]);
@@ -127,7 +133,10 @@ pub struct RecordCipher {
 
 impl RecordCipher {
     pub fn new(key: &[u8; 16], fixed_iv: &[u8; 4]) -> Self {
-        RecordCipher { cipher: Aes128Ccm8::new(key.into()), fixed_iv: *fixed_iv }
+        RecordCipher {
+            cipher: Aes128Ccm8::new(key.into()),
+            fixed_iv: *fixed_iv,
+        }
     }
 
     fn nonce(&self, explicit: &[u8; 8]) -> ccm::Nonce<U12> {
@@ -137,7 +146,13 @@ impl RecordCipher {
         n
     }
 
-    fn aad(epoch: u16, seq: u64, typ: ContentType, version: ProtocolVersion, len: usize) -> Vec<u8> {
+    fn aad(
+        epoch: u16,
+        seq: u64,
+        typ: ContentType,
+        version: ProtocolVersion,
+        len: usize,
+    ) -> Vec<u8> {
         let mut aad = Vec::with_capacity(13);
         put_u16(&mut aad, epoch);
         put_u48(&mut aad, seq);
@@ -157,11 +172,24 @@ impl RecordCipher {
     }
 
     /// Encrypt a record fragment: returns `explicit_nonce(8) || ciphertext || tag(8)`.
-    pub fn seal(&self, epoch: u16, seq: u64, typ: ContentType, version: ProtocolVersion, plaintext: &[u8]) -> Vec<u8> {
+    pub fn seal(
+        &self,
+        epoch: u16,
+        seq: u64,
+        typ: ContentType,
+        version: ProtocolVersion,
+        plaintext: &[u8],
+    ) -> Vec<u8> {
         let explicit = Self::explicit(epoch, seq);
         let aad = Self::aad(epoch, seq, typ, version, plaintext.len());
         let mut out = explicit.to_vec();
-        match self.cipher.encrypt(&self.nonce(&explicit), Payload { msg: plaintext, aad: &aad }) {
+        match self.cipher.encrypt(
+            &self.nonce(&explicit),
+            Payload {
+                msg: plaintext,
+                aad: &aad,
+            },
+        ) {
             Ok(ct) => out.extend_from_slice(&ct),
             // CCM only fails for messages longer than its length field allows (2^16 with L=3 is
             // far above a record), which the record layer never produces.
@@ -171,7 +199,14 @@ impl RecordCipher {
     }
 
     /// Decrypt and authenticate a record fragment.
-    pub fn open(&self, epoch: u16, seq: u64, typ: ContentType, version: ProtocolVersion, fragment: &[u8]) -> Result<Vec<u8>, ProtectError> {
+    pub fn open(
+        &self,
+        epoch: u16,
+        seq: u64,
+        typ: ContentType,
+        version: ProtocolVersion,
+        fragment: &[u8],
+    ) -> Result<Vec<u8>, ProtectError> {
         if fragment.len() < RECORD_EXPANSION {
             return Err(ProtectError::TooShort);
         }
@@ -181,7 +216,9 @@ impl RecordCipher {
         // mbedtls and OpenSSL both put epoch||seq here; we use it as sent (RFC 6655 allows any
         // unique value), the AAD carries the header's epoch and sequence.
         let aad = Self::aad(epoch, seq, typ, version, ct.len() - 8);
-        self.cipher.decrypt(&self.nonce(&ex), Payload { msg: ct, aad: &aad }).map_err(|_| ProtectError::BadMac)
+        self.cipher
+            .decrypt(&self.nonce(&ex), Payload { msg: ct, aad: &aad })
+            .map_err(|_| ProtectError::BadMac)
     }
 }
 
@@ -236,7 +273,10 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     /// The widely used TLS 1.2 PRF-SHA256 test vector (IETF TLS WG list, 2009).
@@ -257,17 +297,58 @@ mod tests {
     #[test]
     fn ccm8_seal_open_and_tamper() {
         let c = RecordCipher::new(&[0x11; 16], &[1, 2, 3, 4]);
-        let ct = c.seal(1, 5, ContentType::APPLICATION_DATA, ProtocolVersion::DTLS1_2, b"hello");
+        let ct = c.seal(
+            1,
+            5,
+            ContentType::APPLICATION_DATA,
+            ProtocolVersion::DTLS1_2,
+            b"hello",
+        );
         assert_eq!(ct.len(), 5 + RECORD_EXPANSION);
         assert_eq!(&ct[..8], &[0, 1, 0, 0, 0, 0, 0, 5]);
-        let pt = c.open(1, 5, ContentType::APPLICATION_DATA, ProtocolVersion::DTLS1_2, &ct).unwrap();
+        let pt = c
+            .open(
+                1,
+                5,
+                ContentType::APPLICATION_DATA,
+                ProtocolVersion::DTLS1_2,
+                &ct,
+            )
+            .unwrap();
         assert_eq!(pt, b"hello");
         // Wrong sequence in the AAD, flipped ciphertext byte, truncation: all rejected.
-        assert_eq!(c.open(1, 6, ContentType::APPLICATION_DATA, ProtocolVersion::DTLS1_2, &ct), Err(ProtectError::BadMac));
+        assert_eq!(
+            c.open(
+                1,
+                6,
+                ContentType::APPLICATION_DATA,
+                ProtocolVersion::DTLS1_2,
+                &ct
+            ),
+            Err(ProtectError::BadMac)
+        );
         let mut bad = ct.clone();
         bad[9] ^= 1;
-        assert_eq!(c.open(1, 5, ContentType::APPLICATION_DATA, ProtocolVersion::DTLS1_2, &bad), Err(ProtectError::BadMac));
-        assert_eq!(c.open(1, 5, ContentType::APPLICATION_DATA, ProtocolVersion::DTLS1_2, &ct[..15]), Err(ProtectError::TooShort));
+        assert_eq!(
+            c.open(
+                1,
+                5,
+                ContentType::APPLICATION_DATA,
+                ProtocolVersion::DTLS1_2,
+                &bad
+            ),
+            Err(ProtectError::BadMac)
+        );
+        assert_eq!(
+            c.open(
+                1,
+                5,
+                ContentType::APPLICATION_DATA,
+                ProtocolVersion::DTLS1_2,
+                &ct[..15]
+            ),
+            Err(ProtectError::TooShort)
+        );
     }
 
     #[test]

@@ -198,7 +198,13 @@ macro_rules! codec_u16 {
     )*};
 }
 codec_u8!(ContentType, HandshakeType, AlertLevel, AlertDescription);
-codec_u16!(CipherSuite, ExtensionType, NamedGroup, SignatureScheme, ProtocolVersion);
+codec_u16!(
+    CipherSuite,
+    ExtensionType,
+    NamedGroup,
+    SignatureScheme,
+    ProtocolVersion
+);
 
 #[cfg(test)]
 mod tests {
@@ -207,11 +213,17 @@ mod tests {
     #[test]
     fn names_and_unknowns() {
         assert_eq!(CipherSuite(0xC0FF), CipherSuite::ECJPAKE_WITH_AES_128_CCM_8);
-        assert_eq!(CipherSuite::PSK_WITH_AES_128_CCM_8.to_string(), "PSK_WITH_AES_128_CCM_8");
+        assert_eq!(
+            CipherSuite::PSK_WITH_AES_128_CCM_8.to_string(),
+            "PSK_WITH_AES_128_CCM_8"
+        );
         assert_eq!(CipherSuite(0x1301).to_string(), "Unknown(0x1301)");
         assert_eq!(ContentType(99).to_string(), "Unknown(0x63)");
         assert_eq!(ExtensionType::ECJPAKE_KKPP.0, 0x0100);
-        assert_eq!(CipherSuite::read_bytes(&[0xc0, 0xae]).unwrap(), CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8);
+        assert_eq!(
+            CipherSuite::read_bytes(&[0xc0, 0xae]).unwrap(),
+            CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8
+        );
         assert!(CipherSuite::read_bytes(&[0xc0]).is_err());
         assert_eq!(AlertDescription::UNKNOWN_CA.get_encoding(), [48]);
     }

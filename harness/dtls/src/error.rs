@@ -57,7 +57,10 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("handshake failed: {reason}")]
-    Handshake { alert: AlertDescription, reason: String },
+    Handshake {
+        alert: AlertDescription,
+        reason: String,
+    },
     #[error("connection is not established")]
     NotConnected,
     #[error("connection is closed")]
@@ -66,7 +69,10 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn hs(alert: AlertDescription, reason: impl Into<String>) -> Self {
-        Error::Handshake { alert, reason: reason.into() }
+        Error::Handshake {
+            alert,
+            reason: reason.into(),
+        }
     }
 
     /// The alert that reports this error to the peer.

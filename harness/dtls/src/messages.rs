@@ -2,7 +2,9 @@
 //!
 //! Key-exchange bodies depend on the negotiated suite, so [`HandshakePayload::read`] takes it.
 
-use crate::codec::{Codec, Reader, put_u16, put_u24, put_u48, put_vec_u8, put_vec_u16, put_vec_u24};
+use crate::codec::{
+    Codec, Reader, put_u16, put_u24, put_u48, put_vec_u8, put_vec_u16, put_vec_u24,
+};
 use crate::enums::*;
 use crate::error::CodecError;
 
@@ -134,7 +136,10 @@ impl Codec for Extension {
         put_vec_u16(out, &self.data);
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, CodecError> {
-        Ok(Extension { typ: ExtensionType::read(r)?, data: r.vec_u16()? })
+        Ok(Extension {
+            typ: ExtensionType::read(r)?,
+            data: r.vec_u16()?,
+        })
     }
 }
 
@@ -147,12 +152,18 @@ impl Extension {
         }
         let mut data = Vec::new();
         put_vec_u16(&mut data, &body);
-        Extension { typ: ExtensionType::SUPPORTED_GROUPS, data }
+        Extension {
+            typ: ExtensionType::SUPPORTED_GROUPS,
+            data,
+        }
     }
 
     /// ec_point_formats with `uncompressed` only (RFC 8422 §5.1.2).
     pub fn ec_point_formats() -> Self {
-        Extension { typ: ExtensionType::EC_POINT_FORMATS, data: vec![1, 0] }
+        Extension {
+            typ: ExtensionType::EC_POINT_FORMATS,
+            data: vec![1, 0],
+        }
     }
 
     /// signature_algorithms (RFC 5246 §7.4.1.4.1).
@@ -163,7 +174,10 @@ impl Extension {
         }
         let mut data = Vec::new();
         put_vec_u16(&mut data, &body);
-        Extension { typ: ExtensionType::SIGNATURE_ALGORITHMS, data }
+        Extension {
+            typ: ExtensionType::SIGNATURE_ALGORITHMS,
+            data,
+        }
     }
 
     pub fn read_supported_groups(data: &[u8]) -> Result<Vec<NamedGroup>, CodecError> {
@@ -253,7 +267,15 @@ impl Codec for ClientHello {
             return Err(CodecError::Invalid("no compression methods"));
         }
         let extensions = read_extensions(r)?;
-        Ok(ClientHello { client_version, random, session_id, cookie, cipher_suites, compression_methods, extensions })
+        Ok(ClientHello {
+            client_version,
+            random,
+            session_id,
+            cookie,
+            cipher_suites,
+            compression_methods,
+            extensions,
+        })
     }
 }
 
@@ -270,7 +292,10 @@ impl Codec for HelloVerifyRequest {
         put_vec_u8(out, &self.cookie);
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, CodecError> {
-        Ok(HelloVerifyRequest { server_version: ProtocolVersion::read(r)?, cookie: r.vec_u8()? })
+        Ok(HelloVerifyRequest {
+            server_version: ProtocolVersion::read(r)?,
+            cookie: r.vec_u8()?,
+        })
     }
 }
 
@@ -386,7 +411,9 @@ impl Codec for EcdheServerKeyExchange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerKeyExchange {
     /// RFC 4279 §2: `psk_identity_hint<0..2^16-1>`.
-    Psk { hint: Vec<u8> },
+    Psk {
+        hint: Vec<u8>,
+    },
     Ecdhe(EcdheServerKeyExchange),
     /// `ECParameters(03 00 17) || ECJPAKEKeyKP`, kept whole for the ecjpake module.
     Ecjpake(Vec<u8>),
@@ -440,7 +467,11 @@ impl Codec for CertificateRequest {
         while !ar.is_empty() {
             authorities.push(ar.vec_u16()?);
         }
-        Ok(CertificateRequest { certificate_types, schemes, authorities })
+        Ok(CertificateRequest {
+            certificate_types,
+            schemes,
+            authorities,
+        })
     }
 }
 
@@ -457,7 +488,10 @@ impl Codec for CertificateVerify {
         put_vec_u16(out, &self.signature);
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, CodecError> {
-        Ok(CertificateVerify { scheme: SignatureScheme::read(r)?, signature: r.vec_u16()? })
+        Ok(CertificateVerify {
+            scheme: SignatureScheme::read(r)?,
+            signature: r.vec_u16()?,
+        })
     }
 }
 
@@ -474,7 +508,10 @@ impl Codec for Alert {
         self.description.encode(out);
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, CodecError> {
-        Ok(Alert { level: AlertLevel::read(r)?, description: AlertDescription::read(r)? })
+        Ok(Alert {
+            level: AlertLevel::read(r)?,
+            description: AlertDescription::read(r)?,
+        })
     }
 }
 
@@ -523,14 +560,24 @@ impl HandshakePayload {
             HandshakePayload::ServerHello(m) => m.encode(&mut out),
             HandshakePayload::HelloVerifyRequest(m) => m.encode(&mut out),
             HandshakePayload::Certificate(m) => m.encode(&mut out),
-            HandshakePayload::ServerKeyExchange(ServerKeyExchange::Psk { hint }) => put_vec_u16(&mut out, hint),
+            HandshakePayload::ServerKeyExchange(ServerKeyExchange::Psk { hint }) => {
+                put_vec_u16(&mut out, hint)
+            }
             HandshakePayload::ServerKeyExchange(ServerKeyExchange::Ecdhe(m)) => m.encode(&mut out),
-            HandshakePayload::ServerKeyExchange(ServerKeyExchange::Ecjpake(b)) => out.extend_from_slice(b),
+            HandshakePayload::ServerKeyExchange(ServerKeyExchange::Ecjpake(b)) => {
+                out.extend_from_slice(b)
+            }
             HandshakePayload::CertificateRequest(m) => m.encode(&mut out),
             HandshakePayload::CertificateVerify(m) => m.encode(&mut out),
-            HandshakePayload::ClientKeyExchange(ClientKeyExchange::Psk { identity }) => put_vec_u16(&mut out, identity),
-            HandshakePayload::ClientKeyExchange(ClientKeyExchange::Ecdhe { public }) => put_vec_u8(&mut out, public),
-            HandshakePayload::ClientKeyExchange(ClientKeyExchange::Ecjpake(b)) => out.extend_from_slice(b),
+            HandshakePayload::ClientKeyExchange(ClientKeyExchange::Psk { identity }) => {
+                put_vec_u16(&mut out, identity)
+            }
+            HandshakePayload::ClientKeyExchange(ClientKeyExchange::Ecdhe { public }) => {
+                put_vec_u8(&mut out, public)
+            }
+            HandshakePayload::ClientKeyExchange(ClientKeyExchange::Ecjpake(b)) => {
+                out.extend_from_slice(b)
+            }
             HandshakePayload::Finished(v) => out.extend_from_slice(v),
             HandshakePayload::Unknown(_, b) => out.extend_from_slice(b),
         }
@@ -539,30 +586,62 @@ impl HandshakePayload {
 
     /// Parse a complete body. Key exchange messages need the negotiated `suite`;
     /// without it (or for an unknown suite) they come back as [`HandshakePayload::Unknown`].
-    pub fn read(msg_type: HandshakeType, body: &[u8], suite: Option<CipherSuite>) -> Result<Self, CodecError> {
+    pub fn read(
+        msg_type: HandshakeType,
+        body: &[u8],
+        suite: Option<CipherSuite>,
+    ) -> Result<Self, CodecError> {
         let mut r = Reader::new(body);
         let kx = suite.and_then(|s| s.key_exchange());
         let p = match msg_type {
             HandshakeType::HELLO_REQUEST => HandshakePayload::HelloRequest,
-            HandshakeType::CLIENT_HELLO => HandshakePayload::ClientHello(ClientHello::read(&mut r)?),
-            HandshakeType::SERVER_HELLO => HandshakePayload::ServerHello(ServerHello::read(&mut r)?),
-            HandshakeType::HELLO_VERIFY_REQUEST => HandshakePayload::HelloVerifyRequest(HelloVerifyRequest::read(&mut r)?),
-            HandshakeType::CERTIFICATE => HandshakePayload::Certificate(CertificateMsg::read(&mut r)?),
+            HandshakeType::CLIENT_HELLO => {
+                HandshakePayload::ClientHello(ClientHello::read(&mut r)?)
+            }
+            HandshakeType::SERVER_HELLO => {
+                HandshakePayload::ServerHello(ServerHello::read(&mut r)?)
+            }
+            HandshakeType::HELLO_VERIFY_REQUEST => {
+                HandshakePayload::HelloVerifyRequest(HelloVerifyRequest::read(&mut r)?)
+            }
+            HandshakeType::CERTIFICATE => {
+                HandshakePayload::Certificate(CertificateMsg::read(&mut r)?)
+            }
             HandshakeType::SERVER_KEY_EXCHANGE => match kx {
-                Some(KeyExchange::Psk) => HandshakePayload::ServerKeyExchange(ServerKeyExchange::Psk { hint: r.vec_u16()? }),
-                Some(KeyExchange::EcdheEcdsa) => {
-                    HandshakePayload::ServerKeyExchange(ServerKeyExchange::Ecdhe(EcdheServerKeyExchange::read(&mut r)?))
+                Some(KeyExchange::Psk) => {
+                    HandshakePayload::ServerKeyExchange(ServerKeyExchange::Psk {
+                        hint: r.vec_u16()?,
+                    })
                 }
-                Some(KeyExchange::Ecjpake) => HandshakePayload::ServerKeyExchange(ServerKeyExchange::Ecjpake(r.take_rest().to_vec())),
+                Some(KeyExchange::EcdheEcdsa) => HandshakePayload::ServerKeyExchange(
+                    ServerKeyExchange::Ecdhe(EcdheServerKeyExchange::read(&mut r)?),
+                ),
+                Some(KeyExchange::Ecjpake) => HandshakePayload::ServerKeyExchange(
+                    ServerKeyExchange::Ecjpake(r.take_rest().to_vec()),
+                ),
                 None => HandshakePayload::Unknown(msg_type, r.take_rest().to_vec()),
             },
-            HandshakeType::CERTIFICATE_REQUEST => HandshakePayload::CertificateRequest(CertificateRequest::read(&mut r)?),
+            HandshakeType::CERTIFICATE_REQUEST => {
+                HandshakePayload::CertificateRequest(CertificateRequest::read(&mut r)?)
+            }
             HandshakeType::SERVER_HELLO_DONE => HandshakePayload::ServerHelloDone,
-            HandshakeType::CERTIFICATE_VERIFY => HandshakePayload::CertificateVerify(CertificateVerify::read(&mut r)?),
+            HandshakeType::CERTIFICATE_VERIFY => {
+                HandshakePayload::CertificateVerify(CertificateVerify::read(&mut r)?)
+            }
             HandshakeType::CLIENT_KEY_EXCHANGE => match kx {
-                Some(KeyExchange::Psk) => HandshakePayload::ClientKeyExchange(ClientKeyExchange::Psk { identity: r.vec_u16()? }),
-                Some(KeyExchange::EcdheEcdsa) => HandshakePayload::ClientKeyExchange(ClientKeyExchange::Ecdhe { public: r.vec_u8()? }),
-                Some(KeyExchange::Ecjpake) => HandshakePayload::ClientKeyExchange(ClientKeyExchange::Ecjpake(r.take_rest().to_vec())),
+                Some(KeyExchange::Psk) => {
+                    HandshakePayload::ClientKeyExchange(ClientKeyExchange::Psk {
+                        identity: r.vec_u16()?,
+                    })
+                }
+                Some(KeyExchange::EcdheEcdsa) => {
+                    HandshakePayload::ClientKeyExchange(ClientKeyExchange::Ecdhe {
+                        public: r.vec_u8()?,
+                    })
+                }
+                Some(KeyExchange::Ecjpake) => HandshakePayload::ClientKeyExchange(
+                    ClientKeyExchange::Ecjpake(r.take_rest().to_vec()),
+                ),
                 None => HandshakePayload::Unknown(msg_type, r.take_rest().to_vec()),
             },
             HandshakeType::FINISHED => HandshakePayload::Finished(r.array()?),
@@ -594,7 +673,10 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]
@@ -622,7 +704,16 @@ mod tests {
     fn handshake_header_fixture_and_bounds() {
         let b = hex("01 000100 0002 000010 000020");
         let h = HandshakeHeader::read_bytes(&b).unwrap();
-        assert_eq!((h.msg_type, h.length, h.message_seq, h.fragment_offset, h.fragment_length), (HandshakeType::CLIENT_HELLO, 256, 2, 16, 32));
+        assert_eq!(
+            (
+                h.msg_type,
+                h.length,
+                h.message_seq,
+                h.fragment_offset,
+                h.fragment_length
+            ),
+            (HandshakeType::CLIENT_HELLO, 256, 2, 16, 32)
+        );
         assert_eq!(h.get_encoding(), b);
         let bad = hex("01 000010 0000 000008 000009");
         assert!(HandshakeHeader::read_bytes(&bad).is_err());
@@ -638,10 +729,24 @@ mod tests {
         );
         let ch = ClientHello::read_bytes(&b).unwrap();
         assert_eq!(ch.cookie, [0xa1, 0xa2, 0xa3, 0xa4]);
-        assert_eq!(ch.cipher_suites, [CipherSuite::ECJPAKE_WITH_AES_128_CCM_8, CipherSuite::PSK_WITH_AES_128_CCM_8]);
+        assert_eq!(
+            ch.cipher_suites,
+            [
+                CipherSuite::ECJPAKE_WITH_AES_128_CCM_8,
+                CipherSuite::PSK_WITH_AES_128_CCM_8
+            ]
+        );
         assert_eq!(ch.extensions.len(), 3);
-        assert_eq!(Extension::read_supported_groups(&ch.extensions[0].data).unwrap(), [NamedGroup::SECP256R1]);
-        assert_eq!(find_extension(&ch.extensions, ExtensionType::ECJPAKE_KKPP).unwrap().data, [0xab, 0xcd]);
+        assert_eq!(
+            Extension::read_supported_groups(&ch.extensions[0].data).unwrap(),
+            [NamedGroup::SECP256R1]
+        );
+        assert_eq!(
+            find_extension(&ch.extensions, ExtensionType::ECJPAKE_KKPP)
+                .unwrap()
+                .data,
+            [0xab, 0xcd]
+        );
         assert_eq!(ch.get_encoding(), b);
         // One byte more or less must be rejected.
         let mut longer = b.clone();
@@ -649,13 +754,16 @@ mod tests {
         assert!(ClientHello::read_bytes(&longer).is_err());
         assert!(ClientHello::read_bytes(&b[..b.len() - 1]).is_err());
         // Odd suite list length.
-        let odd = hex("fefd 0000000000000000000000000000000000000000000000000000000000000000 00 00 0003 c0ffc0 01 00");
+        let odd = hex(
+            "fefd 0000000000000000000000000000000000000000000000000000000000000000 00 00 0003 c0ffc0 01 00",
+        );
         assert!(ClientHello::read_bytes(&odd).is_err());
     }
 
     #[test]
     fn server_hello_and_hvr_fixtures() {
-        let b = hex("fefd 1111111111111111111111111111111111111111111111111111111111111111 00 c0a8 00");
+        let b =
+            hex("fefd 1111111111111111111111111111111111111111111111111111111111111111 00 c0a8 00");
         let sh = ServerHello::read_bytes(&b).unwrap();
         assert_eq!(sh.cipher_suite, CipherSuite::PSK_WITH_AES_128_CCM_8);
         assert!(sh.extensions.is_empty());
@@ -669,28 +777,56 @@ mod tests {
     #[test]
     fn key_exchange_by_suite() {
         let psk_cke = hex("0005 7073 6b69 64");
-        let p = HandshakePayload::read(HandshakeType::CLIENT_KEY_EXCHANGE, &psk_cke, Some(CipherSuite::PSK_WITH_AES_128_CCM_8)).unwrap();
-        assert_eq!(p, HandshakePayload::ClientKeyExchange(ClientKeyExchange::Psk { identity: b"pskid".to_vec() }));
+        let p = HandshakePayload::read(
+            HandshakeType::CLIENT_KEY_EXCHANGE,
+            &psk_cke,
+            Some(CipherSuite::PSK_WITH_AES_128_CCM_8),
+        )
+        .unwrap();
+        assert_eq!(
+            p,
+            HandshakePayload::ClientKeyExchange(ClientKeyExchange::Psk {
+                identity: b"pskid".to_vec()
+            })
+        );
         assert_eq!(p.encode_body(), psk_cke);
-        let unknown = HandshakePayload::read(HandshakeType::CLIENT_KEY_EXCHANGE, &psk_cke, None).unwrap();
+        let unknown =
+            HandshakePayload::read(HandshakeType::CLIENT_KEY_EXCHANGE, &psk_cke, None).unwrap();
         assert!(matches!(unknown, HandshakePayload::Unknown(..)));
 
         let mut ske = hex("03 0017 03 040102 0403 0002 3000");
-        let p = HandshakePayload::read(HandshakeType::SERVER_KEY_EXCHANGE, &ske, Some(CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8)).unwrap();
-        let HandshakePayload::ServerKeyExchange(ServerKeyExchange::Ecdhe(e)) = &p else { panic!("wrong kind") };
+        let p = HandshakePayload::read(
+            HandshakeType::SERVER_KEY_EXCHANGE,
+            &ske,
+            Some(CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8),
+        )
+        .unwrap();
+        let HandshakePayload::ServerKeyExchange(ServerKeyExchange::Ecdhe(e)) = &p else {
+            panic!("wrong kind")
+        };
         assert_eq!(e.group, NamedGroup::SECP256R1);
         assert_eq!(e.public, [4, 1, 2]);
         assert_eq!(e.scheme, SignatureScheme::ECDSA_SHA256);
         assert_eq!(e.params(), hex("03 0017 03 040102"));
         assert_eq!(p.encode_body(), ske);
         ske[0] = 1;
-        assert!(HandshakePayload::read(HandshakeType::SERVER_KEY_EXCHANGE, &ske, Some(CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8)).is_err());
+        assert!(
+            HandshakePayload::read(
+                HandshakeType::SERVER_KEY_EXCHANGE,
+                &ske,
+                Some(CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8)
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn certificate_and_request_fixtures() {
         let b = hex("000008 000002 3000 000000");
-        assert!(CertificateMsg::read_bytes(&b).is_err(), "empty certificate entry");
+        assert!(
+            CertificateMsg::read_bytes(&b).is_err(),
+            "empty certificate entry"
+        );
         let b = hex("000009 000002 3000 000001 aa");
         let c = CertificateMsg::read_bytes(&b).unwrap();
         assert_eq!(c.chain, vec![vec![0x30, 0], vec![0xaa]]);

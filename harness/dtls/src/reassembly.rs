@@ -44,7 +44,10 @@ pub struct Complete {
 
 impl Reassembler {
     /// Add a fragment; returns the message if this fragment completed it.
-    pub fn push(&mut self, frag: &HandshakeFragment<'_>) -> Result<Option<Complete>, ReassemblyError> {
+    pub fn push(
+        &mut self,
+        frag: &HandshakeFragment<'_>,
+    ) -> Result<Option<Complete>, ReassemblyError> {
         let h = frag.header;
         let len = h.length as usize;
         if len > MAX_HANDSHAKE_LEN {
@@ -52,8 +55,15 @@ impl Reassembler {
         }
         let seq = h.message_seq;
         // Fast path: an unfragmented message we have no partial state for.
-        if h.fragment_offset == 0 && h.fragment_length == h.length && !self.partial.contains_key(&seq) {
-            return Ok(Some(Complete { msg_type: h.msg_type, message_seq: seq, body: frag.body.to_vec() }));
+        if h.fragment_offset == 0
+            && h.fragment_length == h.length
+            && !self.partial.contains_key(&seq)
+        {
+            return Ok(Some(Complete {
+                msg_type: h.msg_type,
+                message_seq: seq,
+                body: frag.body.to_vec(),
+            }));
         }
         let p = self.partial.entry(seq).or_insert_with(|| Partial {
             msg_type: h.msg_type,
@@ -78,8 +88,15 @@ impl Reassembler {
             }
         }
         if p.missing == 0 {
-            let p = self.partial.remove(&seq).ok_or(ReassemblyError::Inconsistent)?;
-            return Ok(Some(Complete { msg_type: p.msg_type, message_seq: seq, body: p.body }));
+            let p = self
+                .partial
+                .remove(&seq)
+                .ok_or(ReassemblyError::Inconsistent)?;
+            return Ok(Some(Complete {
+                msg_type: p.msg_type,
+                message_seq: seq,
+                body: p.body,
+            }));
         }
         Ok(None)
     }
@@ -95,7 +112,10 @@ impl Reassembler {
 
     /// Bytes held in partial buffers.
     pub fn held_bytes(&self) -> usize {
-        self.partial.values().map(|p| p.body.len() + p.mask.len() + 32).sum()
+        self.partial
+            .values()
+            .map(|p| p.body.len() + p.mask.len() + 32)
+            .sum()
     }
 }
 
@@ -118,7 +138,11 @@ mod tests {
     }
 
     fn push(r: &mut Reassembler, f: &(HandshakeHeader, Vec<u8>)) -> Option<Complete> {
-        r.push(&HandshakeFragment { header: f.0, body: &f.1 }).unwrap()
+        r.push(&HandshakeFragment {
+            header: f.0,
+            body: &f.1,
+        })
+        .unwrap()
     }
 
     #[test]
@@ -127,7 +151,10 @@ mod tests {
         let msg: Vec<u8> = (0..20).collect();
         assert!(push(&mut r, &frag(2, 20, 12, &msg[12..])).is_none());
         assert!(push(&mut r, &frag(2, 20, 0, &msg[0..8])).is_none());
-        assert!(push(&mut r, &frag(2, 20, 0, &msg[0..8])).is_none(), "duplicate");
+        assert!(
+            push(&mut r, &frag(2, 20, 0, &msg[0..8])).is_none(),
+            "duplicate"
+        );
         assert!(r.held_bytes() > 20);
         let done = push(&mut r, &frag(2, 20, 5, &msg[5..14])).expect("overlap completes");
         assert_eq!(done.body, msg);
@@ -138,9 +165,21 @@ mod tests {
     fn refuses_huge_and_inconsistent() {
         let mut r = Reassembler::default();
         let (h, b) = frag(0, 1 << 20, 0, &[1]);
-        assert_eq!(r.push(&HandshakeFragment { header: h, body: &b }), Err(ReassemblyError::TooLarge(1 << 20)));
+        assert_eq!(
+            r.push(&HandshakeFragment {
+                header: h,
+                body: &b
+            }),
+            Err(ReassemblyError::TooLarge(1 << 20))
+        );
         push(&mut r, &frag(1, 10, 0, &[1, 2]));
         let (h, b) = frag(1, 11, 2, &[3]);
-        assert_eq!(r.push(&HandshakeFragment { header: h, body: &b }), Err(ReassemblyError::Inconsistent));
+        assert_eq!(
+            r.push(&HandshakeFragment {
+                header: h,
+                body: &b
+            }),
+            Err(ReassemblyError::Inconsistent)
+        );
     }
 }

@@ -26,7 +26,12 @@ impl SeededRng {
     pub fn new(seed: u64) -> Self {
         let mut s = [0u8; 32];
         s[..8].copy_from_slice(&seed.to_be_bytes());
-        SeededRng { seed: s, counter: 0, buf: [0; 32], used: 32 }
+        SeededRng {
+            seed: s,
+            counter: 0,
+            buf: [0; 32],
+            used: 32,
+        }
     }
 
     pub fn boxed(seed: u64) -> BoxedRng {

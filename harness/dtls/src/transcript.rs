@@ -10,11 +10,12 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::cert::ParsedCert;
+use crate::codec::Codec;
 use crate::enums::*;
 use crate::messages::{
-    Alert, ClientKeyExchange, HandshakePayload, ServerKeyExchange, find_extension, split_handshake, split_records,
+    Alert, ClientKeyExchange, HandshakePayload, ServerKeyExchange, find_extension, split_handshake,
+    split_records,
 };
-use crate::codec::Codec;
 use crate::reassembly::Reassembler;
 
 /// Who sent a record.
@@ -55,13 +56,24 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind")]
 pub enum Body {
-    Handshake { messages: Vec<HandshakeEntry> },
+    Handshake {
+        messages: Vec<HandshakeEntry>,
+    },
     ChangeCipherSpec,
-    Alert { level: AlertLevel, description: AlertDescription },
-    ApplicationData { length: usize },
+    Alert {
+        level: AlertLevel,
+        description: AlertDescription,
+    },
+    ApplicationData {
+        length: usize,
+    },
     /// Ciphertext this observer cannot read.
-    Encrypted { length: usize },
-    Malformed { reason: String },
+    Encrypted {
+        length: usize,
+    },
+    Malformed {
+        reason: String,
+    },
 }
 
 /// One handshake fragment of a record.
@@ -86,18 +98,38 @@ pub enum Fields {
         extensions: Vec<ExtensionType>,
         supported_groups: Vec<NamedGroup>,
     },
-    HelloVerifyRequest { cookie_len: usize },
-    ServerHello { chosen_suite: CipherSuite, extensions: Vec<ExtensionType> },
-    Certificate { subjects: Vec<String> },
-    ServerKeyExchange { key_exchange: String },
-    CertificateRequest { certificate_types: Vec<u8>, schemes: Vec<SignatureScheme> },
+    HelloVerifyRequest {
+        cookie_len: usize,
+    },
+    ServerHello {
+        chosen_suite: CipherSuite,
+        extensions: Vec<ExtensionType>,
+    },
+    Certificate {
+        subjects: Vec<String>,
+    },
+    ServerKeyExchange {
+        key_exchange: String,
+    },
+    CertificateRequest {
+        certificate_types: Vec<u8>,
+        schemes: Vec<SignatureScheme>,
+    },
     ServerHelloDone,
-    ClientKeyExchange { key_exchange: String },
-    CertificateVerify { scheme: SignatureScheme },
+    ClientKeyExchange {
+        key_exchange: String,
+    },
+    CertificateVerify {
+        scheme: SignatureScheme,
+    },
     Finished,
     HelloRequest,
-    Unknown { length: usize },
-    Malformed { reason: String },
+    Unknown {
+        length: usize,
+    },
+    Malformed {
+        reason: String,
+    },
 }
 
 impl Fields {
@@ -105,7 +137,11 @@ impl Fields {
     pub fn decode(msg_type: HandshakeType, body: &[u8], suite: Option<CipherSuite>) -> Fields {
         let p = match HandshakePayload::read(msg_type, body, suite) {
             Ok(p) => p,
-            Err(e) => return Fields::Malformed { reason: e.to_string() },
+            Err(e) => {
+                return Fields::Malformed {
+                    reason: e.to_string(),
+                };
+            }
         };
         match p {
             HandshakePayload::HelloRequest => Fields::HelloRequest,
@@ -117,7 +153,9 @@ impl Fields {
                     .and_then(|e| crate::messages::Extension::read_supported_groups(&e.data).ok())
                     .unwrap_or_default(),
             },
-            HandshakePayload::HelloVerifyRequest(h) => Fields::HelloVerifyRequest { cookie_len: h.cookie.len() },
+            HandshakePayload::HelloVerifyRequest(h) => Fields::HelloVerifyRequest {
+                cookie_len: h.cookie.len(),
+            },
             HandshakePayload::ServerHello(sh) => Fields::ServerHello {
                 chosen_suite: sh.cipher_suite,
                 extensions: sh.extensions.iter().map(|e| e.typ).collect(),
@@ -136,21 +174,32 @@ impl Fields {
                 key_exchange: match s {
                     ServerKeyExchange::Psk { hint } => format!("psk hint ({} bytes)", hint.len()),
                     ServerKeyExchange::Ecdhe(e) => format!("ecdhe {} signed {}", e.group, e.scheme),
-                    ServerKeyExchange::Ecjpake(b) => format!("ecjpake round two ({} bytes)", b.len()),
+                    ServerKeyExchange::Ecjpake(b) => {
+                        format!("ecjpake round two ({} bytes)", b.len())
+                    }
                 },
             },
-            HandshakePayload::CertificateRequest(c) => {
-                Fields::CertificateRequest { certificate_types: c.certificate_types, schemes: c.schemes }
-            }
+            HandshakePayload::CertificateRequest(c) => Fields::CertificateRequest {
+                certificate_types: c.certificate_types,
+                schemes: c.schemes,
+            },
             HandshakePayload::ServerHelloDone => Fields::ServerHelloDone,
             HandshakePayload::ClientKeyExchange(c) => Fields::ClientKeyExchange {
                 key_exchange: match c {
-                    ClientKeyExchange::Psk { identity } => format!("psk identity ({} bytes)", identity.len()),
-                    ClientKeyExchange::Ecdhe { public } => format!("ecdhe public ({} bytes)", public.len()),
-                    ClientKeyExchange::Ecjpake(b) => format!("ecjpake round two ({} bytes)", b.len()),
+                    ClientKeyExchange::Psk { identity } => {
+                        format!("psk identity ({} bytes)", identity.len())
+                    }
+                    ClientKeyExchange::Ecdhe { public } => {
+                        format!("ecdhe public ({} bytes)", public.len())
+                    }
+                    ClientKeyExchange::Ecjpake(b) => {
+                        format!("ecjpake round two ({} bytes)", b.len())
+                    }
                 },
             },
-            HandshakePayload::CertificateVerify(c) => Fields::CertificateVerify { scheme: c.scheme },
+            HandshakePayload::CertificateVerify(c) => {
+                Fields::CertificateVerify { scheme: c.scheme }
+            }
             HandshakePayload::Finished(_) => Fields::Finished,
             HandshakePayload::Unknown(_, b) => Fields::Unknown { length: b.len() },
         }
@@ -175,7 +224,10 @@ impl Transcript {
     /// All decoded handshake fields, in order.
     pub fn handshake_fields(&self) -> impl Iterator<Item = &Fields> {
         self.entries.iter().flat_map(|e| match &e.body {
-            Body::Handshake { messages: h } => h.iter().filter_map(|x| x.fields.as_ref()).collect::<Vec<_>>(),
+            Body::Handshake { messages: h } => h
+                .iter()
+                .filter_map(|x| x.fields.as_ref())
+                .collect::<Vec<_>>(),
             _ => Vec::new(),
         })
     }
@@ -193,13 +245,21 @@ impl Transcript {
 }
 
 fn list<T: fmt::Display>(v: &[T]) -> String {
-    v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+    v.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl fmt::Display for Fields {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Fields::ClientHello { cookie_len, offered_suites, extensions, supported_groups } => write!(
+            Fields::ClientHello {
+                cookie_len,
+                offered_suites,
+                extensions,
+                supported_groups,
+            } => write!(
                 f,
                 "cookie={cookie_len}B suites=[{}] ext=[{}] groups=[{}]",
                 list(offered_suites),
@@ -207,12 +267,17 @@ impl fmt::Display for Fields {
                 list(supported_groups)
             ),
             Fields::HelloVerifyRequest { cookie_len } => write!(f, "cookie={cookie_len}B"),
-            Fields::ServerHello { chosen_suite, extensions } => write!(f, "suite={chosen_suite} ext=[{}]", list(extensions)),
+            Fields::ServerHello {
+                chosen_suite,
+                extensions,
+            } => write!(f, "suite={chosen_suite} ext=[{}]", list(extensions)),
             Fields::Certificate { subjects } => write!(f, "subjects=[{}]", subjects.join(" | ")),
-            Fields::ServerKeyExchange { key_exchange } | Fields::ClientKeyExchange { key_exchange } => {
-                f.write_str(key_exchange)
-            }
-            Fields::CertificateRequest { certificate_types, schemes } => {
+            Fields::ServerKeyExchange { key_exchange }
+            | Fields::ClientKeyExchange { key_exchange } => f.write_str(key_exchange),
+            Fields::CertificateRequest {
+                certificate_types,
+                schemes,
+            } => {
                 write!(f, "types={certificate_types:?} schemes=[{}]", list(schemes))
             }
             Fields::CertificateVerify { scheme } => write!(f, "scheme={scheme}"),
@@ -228,7 +293,14 @@ impl fmt::Display for Transcript {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for e in &self.entries {
             let enc = if e.encrypted { " [encrypted]" } else { "" };
-            write!(f, "{} e{} #{}{} ", e.direction.arrow(), e.epoch, e.sequence, enc)?;
+            write!(
+                f,
+                "{} e{} #{}{} ",
+                e.direction.arrow(),
+                e.epoch,
+                e.sequence,
+                enc
+            )?;
             match &e.body {
                 Body::Handshake { messages: hs } => {
                     let parts: Vec<String> = hs
@@ -237,12 +309,19 @@ impl fmt::Display for Transcript {
                             let frag = if h.fragment_offset == 0 && h.fragment_length == h.length {
                                 String::new()
                             } else {
-                                format!(" frag {}+{}/{}", h.fragment_offset, h.fragment_length, h.length)
+                                format!(
+                                    " frag {}+{}/{}",
+                                    h.fragment_offset, h.fragment_length, h.length
+                                )
                             };
                             let fields = match &h.fields {
                                 Some(x) => {
                                     let s = x.to_string();
-                                    if s.is_empty() { String::new() } else { format!(" {s}") }
+                                    if s.is_empty() {
+                                        String::new()
+                                    } else {
+                                        format!(" {s}")
+                                    }
                                 }
                                 None => String::new(),
                             };
@@ -283,9 +362,16 @@ impl TranscriptBuilder {
             let h = r.header;
             let encrypted = h.epoch > 0;
             let body = if encrypted {
-                Body::Encrypted { length: r.fragment.len() }
+                Body::Encrypted {
+                    length: r.fragment.len(),
+                }
             } else {
-                plaintext_body(h.content_type, r.fragment, &mut self.reassembly[direction.index()], &mut self.suite)
+                plaintext_body(
+                    h.content_type,
+                    r.fragment,
+                    &mut self.reassembly[direction.index()],
+                    &mut self.suite,
+                )
             };
             self.transcript.entries.push(Entry {
                 direction,
@@ -303,7 +389,9 @@ impl TranscriptBuilder {
                 sequence: 0,
                 content_type: ContentType(0),
                 encrypted: false,
-                body: Body::Malformed { reason: format!("datagram tail: {e}") },
+                body: Body::Malformed {
+                    reason: format!("datagram tail: {e}"),
+                },
             });
         }
     }
@@ -339,7 +427,9 @@ pub(crate) fn plaintext_body(
                                 Some(f)
                             }
                             Ok(None) => None,
-                            Err(e) => Some(Fields::Malformed { reason: e.to_string() }),
+                            Err(e) => Some(Fields::Malformed {
+                                reason: e.to_string(),
+                            }),
                         };
                         HandshakeEntry {
                             msg_type: fr.header.msg_type,
@@ -352,20 +442,33 @@ pub(crate) fn plaintext_body(
                     })
                     .collect(),
             },
-            Err(e) => Body::Malformed { reason: e.to_string() },
+            Err(e) => Body::Malformed {
+                reason: e.to_string(),
+            },
         },
         ContentType::CHANGE_CIPHER_SPEC => {
             if fragment == [1] {
                 Body::ChangeCipherSpec
             } else {
-                Body::Malformed { reason: "change_cipher_spec body is not 01".into() }
+                Body::Malformed {
+                    reason: "change_cipher_spec body is not 01".into(),
+                }
             }
         }
         ContentType::ALERT => match Alert::read_bytes(fragment) {
-            Ok(a) => Body::Alert { level: a.level, description: a.description },
-            Err(e) => Body::Malformed { reason: e.to_string() },
+            Ok(a) => Body::Alert {
+                level: a.level,
+                description: a.description,
+            },
+            Err(e) => Body::Malformed {
+                reason: e.to_string(),
+            },
         },
-        ContentType::APPLICATION_DATA => Body::ApplicationData { length: fragment.len() },
-        _ => Body::Malformed { reason: format!("unknown content type {content_type}") },
+        ContentType::APPLICATION_DATA => Body::ApplicationData {
+            length: fragment.len(),
+        },
+        _ => Body::Malformed {
+            reason: format!("unknown content type {content_type}"),
+        },
     }
 }

@@ -8,11 +8,22 @@ use std::time::Duration;
 
 use common::*;
 use ot_hil_dtls::transcript::{Body, Fields};
-use ot_hil_dtls::{AlertDescription, CipherSuite, Config, Connection, Event, SeededRng, TimeCheck, TranscriptBuilder};
+use ot_hil_dtls::{
+    AlertDescription, CipherSuite, Config, Connection, Event, SeededRng, TimeCheck,
+    TranscriptBuilder,
+};
 
 fn assert_connected(p: &Pair, suite: CipherSuite) {
-    assert!(p.client_events.contains(&Event::Connected { suite }), "client events {:?}", p.client_events);
-    assert!(p.server_events.contains(&Event::Connected { suite }), "server events {:?}", p.server_events);
+    assert!(
+        p.client_events.contains(&Event::Connected { suite }),
+        "client events {:?}",
+        p.client_events
+    );
+    assert!(
+        p.server_events.contains(&Event::Connected { suite }),
+        "server events {:?}",
+        p.server_events
+    );
     assert_eq!(p.client.key_block(), p.server.key_block());
 }
 
@@ -20,8 +31,14 @@ fn exchange_data(p: &mut Pair) {
     p.client.send(b"GET /hello").unwrap();
     p.server.send(b"world").unwrap();
     p.pump();
-    assert!(p.server_events.contains(&Event::ApplicationData(b"GET /hello".to_vec())));
-    assert!(p.client_events.contains(&Event::ApplicationData(b"world".to_vec())));
+    assert!(
+        p.server_events
+            .contains(&Event::ApplicationData(b"GET /hello".to_vec()))
+    );
+    assert!(
+        p.client_events
+            .contains(&Event::ApplicationData(b"world".to_vec()))
+    );
 }
 
 #[test]
@@ -38,11 +55,18 @@ fn psk_handshake_and_data() {
 
 #[test]
 fn psk_with_hint_sends_server_key_exchange() {
-    let server = Config { psk_hint: Some(b"hint".to_vec()), ..psk_config() };
+    let server = Config {
+        psk_hint: Some(b"hint".to_vec()),
+        ..psk_config()
+    };
     let mut p = Pair::new(psk_config(), server);
     p.pump();
     assert_connected(&p, CipherSuite::PSK_WITH_AES_128_CCM_8);
-    let ske = p.client.transcript().handshake_fields().any(|f| matches!(f, Fields::ServerKeyExchange { .. }));
+    let ske = p
+        .client
+        .transcript()
+        .handshake_fields()
+        .any(|f| matches!(f, Fields::ServerKeyExchange { .. }));
     assert!(ske);
 }
 
@@ -52,7 +76,10 @@ fn ecdhe_ecdsa_handshake_v1_certificate() {
     let mut p = Pair::new(c, s);
     p.pump();
     assert_connected(&p, CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8);
-    assert_eq!(p.client.peer_certificates()[0].common_name.as_deref(), Some("PXC3.E75-100A"));
+    assert_eq!(
+        p.client.peer_certificates()[0].common_name.as_deref(),
+        Some("PXC3.E75-100A")
+    );
     assert_eq!(p.client.peer_certificates()[0].version, 1);
     exchange_data(&mut p);
 }
@@ -74,8 +101,20 @@ fn mutual_auth_without_client_certificate_fails() {
     c.certificate = None;
     let mut p = Pair::new(c, s);
     p.pump();
-    assert!(matches!(p.server_events.last(), Some(Event::Failed { alert: Some(AlertDescription::HANDSHAKE_FAILURE), .. })));
-    assert!(matches!(p.client_events.last(), Some(Event::Failed { alert: Some(AlertDescription::HANDSHAKE_FAILURE), .. })));
+    assert!(matches!(
+        p.server_events.last(),
+        Some(Event::Failed {
+            alert: Some(AlertDescription::HANDSHAKE_FAILURE),
+            ..
+        })
+    ));
+    assert!(matches!(
+        p.client_events.last(),
+        Some(Event::Failed {
+            alert: Some(AlertDescription::HANDSHAKE_FAILURE),
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -92,12 +131,30 @@ fn ecjpake_wrong_password_fails_at_finished() {
     p.pump();
     // Different keys: the client's Finished fails authentication and is dropped (RFC 6347
     // §4.1.2.7); the handshake then times out on both sides.
-    assert!(!p.server_events.iter().any(|e| matches!(e, Event::Connected { .. })));
+    assert!(
+        !p.server_events
+            .iter()
+            .any(|e| matches!(e, Event::Connected { .. }))
+    );
     while p.tick() {
         p.pump();
     }
-    assert!(matches!(p.client_events.last(), Some(Event::Failed { alert: None, .. })), "{:?}", p.client_events);
-    assert!(matches!(p.server_events.last(), Some(Event::Failed { alert: None, .. })), "{:?}", p.server_events);
+    assert!(
+        matches!(
+            p.client_events.last(),
+            Some(Event::Failed { alert: None, .. })
+        ),
+        "{:?}",
+        p.client_events
+    );
+    assert!(
+        matches!(
+            p.server_events.last(),
+            Some(Event::Failed { alert: None, .. })
+        ),
+        "{:?}",
+        p.server_events
+    );
 }
 
 #[test]
@@ -107,9 +164,21 @@ fn wrong_psk_with_bad_mac_limit_sends_bad_record_mac() {
     server.bad_mac_limit = Some(1);
     let mut p = Pair::new(psk_config(), server);
     p.pump();
-    assert!(matches!(p.server_events.last(), Some(Event::Failed { alert: Some(AlertDescription::BAD_RECORD_MAC), .. })));
+    assert!(matches!(
+        p.server_events.last(),
+        Some(Event::Failed {
+            alert: Some(AlertDescription::BAD_RECORD_MAC),
+            ..
+        })
+    ));
     // The alert goes out in the server's write epoch (0: it never sent its CCS), so the client reads it.
-    assert!(matches!(p.client_events.last(), Some(Event::Failed { alert: Some(AlertDescription::BAD_RECORD_MAC), .. })));
+    assert!(matches!(
+        p.client_events.last(),
+        Some(Event::Failed {
+            alert: Some(AlertDescription::BAD_RECORD_MAC),
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -118,16 +187,30 @@ fn unknown_psk_identity() {
     server.psk.as_mut().unwrap().identity = b"other".to_vec();
     let mut p = Pair::new(psk_config(), server);
     p.pump();
-    assert!(matches!(p.client_events.last(), Some(Event::Failed { alert: Some(AlertDescription::UNKNOWN_PSK_IDENTITY), .. })));
+    assert!(matches!(
+        p.client_events.last(),
+        Some(Event::Failed {
+            alert: Some(AlertDescription::UNKNOWN_PSK_IDENTITY),
+            ..
+        })
+    ));
 }
 
 #[test]
 fn no_common_suite_is_handshake_failure() {
     let mut p = Pair::new(psk_config(), ecjpake_config(b"x"));
     p.pump();
-    assert!(matches!(p.client_events.last(), Some(Event::Failed { alert: Some(AlertDescription::HANDSHAKE_FAILURE), .. })));
+    assert!(matches!(
+        p.client_events.last(),
+        Some(Event::Failed {
+            alert: Some(AlertDescription::HANDSHAKE_FAILURE),
+            ..
+        })
+    ));
     match p.server_events.last() {
-        Some(Event::Failed { reason, .. }) => assert!(reason.contains("no cipher suite in common"), "{reason}"),
+        Some(Event::Failed { reason, .. }) => {
+            assert!(reason.contains("no cipher suite in common"), "{reason}")
+        }
         e => panic!("{e:?}"),
     }
 }
@@ -137,8 +220,14 @@ fn no_common_suite_is_handshake_failure() {
 #[test]
 fn server_does_not_pick_ecjpake_without_extension() {
     let (mut c, mut s) = x509_configs(false);
-    c.suites = vec![CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8, CipherSuite::ECJPAKE_WITH_AES_128_CCM_8];
-    s.suites = vec![CipherSuite::ECJPAKE_WITH_AES_128_CCM_8, CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8];
+    c.suites = vec![
+        CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8,
+        CipherSuite::ECJPAKE_WITH_AES_128_CCM_8,
+    ];
+    s.suites = vec![
+        CipherSuite::ECJPAKE_WITH_AES_128_CCM_8,
+        CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8,
+    ];
     s.ecjpake_password = Some(b"J01NME".to_vec());
     let mut p = Pair::new(c, s);
     p.pump();
@@ -151,8 +240,20 @@ fn wrong_server_name_is_bad_certificate() {
     c.server_name = Some("other.example".into());
     let mut p = Pair::new(c, s);
     p.pump();
-    assert!(matches!(p.client_events.last(), Some(Event::Failed { alert: Some(AlertDescription::BAD_CERTIFICATE), .. })));
-    assert!(matches!(p.server_events.last(), Some(Event::Failed { alert: Some(AlertDescription::BAD_CERTIFICATE), .. })));
+    assert!(matches!(
+        p.client_events.last(),
+        Some(Event::Failed {
+            alert: Some(AlertDescription::BAD_CERTIFICATE),
+            ..
+        })
+    ));
+    assert!(matches!(
+        p.server_events.last(),
+        Some(Event::Failed {
+            alert: Some(AlertDescription::BAD_CERTIFICATE),
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -161,7 +262,13 @@ fn untrusted_certificate_is_unknown_ca() {
     c.trusted_roots = ot_hil_dtls::cert::load_pem_roots(&read("otherca.pem")).unwrap();
     let mut p = Pair::new(c, s);
     p.pump();
-    assert!(matches!(p.client_events.last(), Some(Event::Failed { alert: Some(AlertDescription::UNKNOWN_CA), .. })));
+    assert!(matches!(
+        p.client_events.last(),
+        Some(Event::Failed {
+            alert: Some(AlertDescription::UNKNOWN_CA),
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -170,7 +277,13 @@ fn expired_certificate() {
     c.time_check = TimeCheck::at_unix(4_000_000_000 * 2); // year 2223: after notAfter
     let mut p = Pair::new(c.clone(), s.clone());
     p.pump();
-    assert!(matches!(p.client_events.last(), Some(Event::Failed { alert: Some(AlertDescription::CERTIFICATE_EXPIRED), .. })));
+    assert!(matches!(
+        p.client_events.last(),
+        Some(Event::Failed {
+            alert: Some(AlertDescription::CERTIFICATE_EXPIRED),
+            ..
+        })
+    ));
     c.time_check = TimeCheck::Skip;
     let mut p = Pair::new(c, s);
     p.pump();
@@ -251,7 +364,10 @@ fn lost_flights_are_retransmitted_with_backoff() {
     });
     // ServerHello flight lost: both timers run; next client timeout doubled to 2 s.
     let next = p.client.next_timeout().unwrap();
-    assert_eq!(next - p.now, Duration::from_secs(2) - Duration::from_millis(0));
+    assert_eq!(
+        next - p.now,
+        Duration::from_secs(2) - Duration::from_millis(0)
+    );
     while p.client_events.is_empty() && p.tick() {
         p.pump();
     }
@@ -298,7 +414,10 @@ fn handshake_times_out_after_max() {
     // 1 + retransmissions at 1, 2, 4, 8 s, then failure at the 8 s expiry.
     assert_eq!(sent, 4);
     assert_eq!(t - now, Duration::from_secs(1 + 2 + 4 + 8));
-    assert!(matches!(conn.poll_event(), Some(Event::Failed { alert: None, .. })));
+    assert!(matches!(
+        conn.poll_event(),
+        Some(Event::Failed { alert: None, .. })
+    ));
 }
 
 #[test]
@@ -324,8 +443,13 @@ fn replayed_and_tampered_records_are_dropped() {
         got.push(e);
     }
     assert_eq!(
-        got.into_iter().filter(|e| matches!(e, Event::ApplicationData(_))).collect::<Vec<_>>(),
-        vec![Event::ApplicationData(b"one".to_vec()), Event::ApplicationData(b"two".to_vec())]
+        got.into_iter()
+            .filter(|e| matches!(e, Event::ApplicationData(_)))
+            .collect::<Vec<_>>(),
+        vec![
+            Event::ApplicationData(b"one".to_vec()),
+            Event::ApplicationData(b"two".to_vec())
+        ]
     );
     assert!(p.server.is_connected());
 }
@@ -349,7 +473,16 @@ fn truncated_and_garbage_input_does_not_panic() {
     while let Some(e) = p.server.poll_event() {
         events.push(e);
     }
-    assert!(events.iter().any(|e| matches!(e, Event::Failed { alert: Some(AlertDescription::DECODE_ERROR), .. })), "{events:?}");
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::Failed {
+                alert: Some(AlertDescription::DECODE_ERROR),
+                ..
+            }
+        )),
+        "{events:?}"
+    );
 }
 
 #[test]
@@ -360,7 +493,13 @@ fn oversized_handshake_message_is_rejected() {
     let mut rec = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 1, 0, 16];
     rec.extend([1, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 1, 2, 3, 4]);
     p.server.handle_datagram(p.now, &rec);
-    assert!(matches!(p.server.poll_event(), Some(Event::Failed { alert: Some(AlertDescription::DECODE_ERROR), .. })));
+    assert!(matches!(
+        p.server.poll_event(),
+        Some(Event::Failed {
+            alert: Some(AlertDescription::DECODE_ERROR),
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -372,13 +511,19 @@ fn memory_model_grows_with_certificates_and_enforces_limit() {
     let mut p = Pair::new(c.clone(), s.clone());
     p.pump();
     let x509_peak = p.client.peak_handshake_bytes();
-    assert!(x509_peak > psk_peak + 1000, "psk {psk_peak} x509 {x509_peak}");
+    assert!(
+        x509_peak > psk_peak + 1000,
+        "psk {psk_peak} x509 {x509_peak}"
+    );
     let mut limited = c;
     limited.heap_limit = Some((psk_peak + x509_peak) / 2);
     let mut p = Pair::new(limited, s);
     p.pump();
     match p.client_events.last() {
-        Some(Event::Failed { alert: Some(AlertDescription::INTERNAL_ERROR), reason }) => assert_eq!(reason, "out of heap"),
+        Some(Event::Failed {
+            alert: Some(AlertDescription::INTERNAL_ERROR),
+            reason,
+        }) => assert_eq!(reason, "out of heap"),
         e => panic!("{e:?}"),
     }
 }
@@ -390,18 +535,28 @@ fn engine_and_passive_transcripts_agree_on_plaintext() {
     let mut observer = TranscriptBuilder::new();
     p.pump_with(|c2s, d| {
         observer.observe(
-            if c2s { ot_hil_dtls::Direction::ClientToServer } else { ot_hil_dtls::Direction::ServerToClient },
+            if c2s {
+                ot_hil_dtls::Direction::ClientToServer
+            } else {
+                ot_hil_dtls::Direction::ServerToClient
+            },
             &d,
         );
         Some(d)
     });
     assert_connected(&p, CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8);
     let passive = observer.finish();
-    assert_eq!(passive.chosen_suite(), Some(CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8));
+    assert_eq!(
+        passive.chosen_suite(),
+        Some(CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8)
+    );
     // The client saw everything the observer saw (same records, same order).
     assert_eq!(passive.entries.len(), p.client.transcript().entries.len());
     for (a, b) in passive.entries.iter().zip(&p.client.transcript().entries) {
-        assert_eq!((a.direction, a.epoch, a.sequence, a.content_type), (b.direction, b.epoch, b.sequence, b.content_type));
+        assert_eq!(
+            (a.direction, a.epoch, a.sequence, a.content_type),
+            (b.direction, b.epoch, b.sequence, b.content_type)
+        );
         if !a.encrypted {
             assert_eq!(a.body, b.body);
         } else {
@@ -412,5 +567,8 @@ fn engine_and_passive_transcripts_agree_on_plaintext() {
     assert!(text.contains("CN=PXC3.E75-100A"), "{text}");
     assert!(text.contains("[encrypted]"));
     let json = serde_json::to_string(&passive).unwrap();
-    assert!(json.contains("\"chosen_suite\":\"ECDHE_ECDSA_WITH_AES_128_CCM_8\""), "{json}");
+    assert!(
+        json.contains("\"chosen_suite\":\"ECDHE_ECDSA_WITH_AES_128_CCM_8\""),
+        "{json}"
+    );
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ot_hil_dtls::cert::load_pem_roots;
-use ot_hil_dtls::{CertifiedKey, CipherSuite, Config, Connection, Event, Psk, SeededRng, TimeCheck};
+use ot_hil_dtls::{
+    CertifiedKey, CipherSuite, Config, Connection, Event, Psk, SeededRng, TimeCheck,
+};
 
 pub const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
 
@@ -20,7 +22,10 @@ pub fn certified(cert: &str, key: &str) -> Arc<CertifiedKey> {
 pub fn psk_config() -> Config {
     Config {
         suites: vec![CipherSuite::PSK_WITH_AES_128_CCM_8],
-        psk: Some(Psk { key: b"123".to_vec(), identity: b"pskid".to_vec() }),
+        psk: Some(Psk {
+            key: b"123".to_vec(),
+            identity: b"pskid".to_vec(),
+        }),
         ..Config::default()
     }
 }
@@ -67,8 +72,15 @@ impl Pair {
     pub fn new(client: Config, server: Config) -> Pair {
         let now = Instant::now();
         Pair {
-            client: Connection::client_with_rng(Arc::new(client), now, SeededRng::boxed(1)).unwrap(),
-            server: Connection::server_with_rng(Arc::new(server), now, b"127.0.0.1:5684", SeededRng::boxed(2)).unwrap(),
+            client: Connection::client_with_rng(Arc::new(client), now, SeededRng::boxed(1))
+                .unwrap(),
+            server: Connection::server_with_rng(
+                Arc::new(server),
+                now,
+                b"127.0.0.1:5684",
+                SeededRng::boxed(2),
+            )
+            .unwrap(),
             now,
             client_events: Vec::new(),
             server_events: Vec::new(),
@@ -114,7 +126,10 @@ impl Pair {
 
     /// Advance time to the earliest timer and fire it on both sides.
     pub fn tick(&mut self) -> bool {
-        let next = [self.client.next_timeout(), self.server.next_timeout()].into_iter().flatten().min();
+        let next = [self.client.next_timeout(), self.server.next_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
         match next {
             Some(t) => {
                 self.now = t.max(self.now) + Duration::from_millis(1);

@@ -1,0 +1,620 @@
+//! Interoperability with OpenSSL's `s_server`/`s_client` over loopback UDP.
+//!
+//! Each test starts its own OpenSSL process on a free port and kills it when done (also on
+//! failure, through [`Child`]'s guard). Tests are skipped, with a message, only when no
+//! `openssl` binary is installed.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use ot_hil_dtls::cert::load_pem_roots;
+use ot_hil_dtls::{AlertDescription, CipherSuite, Config, Connection, Event, TimeCheck};
+
+fn openssl_available() -> bool {
+    let ok = Command::new("openssl")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !ok {
+        eprintln!("SKIPPED: `openssl` is not installed; install it to run the interop tests");
+    }
+    ok
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running OpenSSL process; killed and reaped on drop.
+struct Child {
+    child: std::process::Child,
+    output: Arc<Mutex<String>>,
+}
+
+impl Child {
+    fn spawn(args: &[String]) -> Child {
+        let mut child = Command::new("openssl")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn openssl");
+        let output = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
+        ] {
+            let out = output.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(stream);
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap_or(0) > 0 {
+                    out.lock().unwrap().push_str(&line);
+                    line.clear();
+                }
+            });
+        }
+        Child { child, output }
+    }
+
+    fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Wait until the output contains `needle`.
+    fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self.output().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    fn write_stdin(&mut self, s: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(s.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Drive `conn` over `sock` until `done` holds for the events so far, or `limit` passes.
+fn drive(
+    conn: &mut Connection,
+    sock: &UdpSocket,
+    peer: SocketAddr,
+    events: &mut Vec<Event>,
+    limit: Duration,
+    done: impl Fn(&[Event]) -> bool,
+) {
+    let end = Instant::now() + limit;
+    let mut buf = [0u8; 4096];
+    loop {
+        while let Some(d) = conn.poll_transmit() {
+            sock.send_to(&d, peer).unwrap();
+        }
+        while let Some(e) = conn.poll_event() {
+            events.push(e);
+        }
+        if done(events) || Instant::now() >= end {
+            return;
+        }
+        let now = Instant::now();
+        let wait = conn
+            .next_timeout()
+            .map(|t| t.saturating_duration_since(now))
+            .unwrap_or(Duration::from_millis(50));
+        sock.set_read_timeout(Some(
+            wait.clamp(Duration::from_millis(1), Duration::from_millis(50)),
+        ))
+        .unwrap();
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) if from == peer => conn.handle_datagram(Instant::now(), &buf[..n]),
+            Ok(_) => {}
+            Err(_) => conn.handle_timeout(Instant::now()),
+        }
+    }
+}
+
+fn connected(ev: &[Event]) -> bool {
+    ev.iter().any(|e| {
+        matches!(
+            e,
+            Event::Connected { .. } | Event::Failed { .. } | Event::Closed
+        )
+    })
+}
+
+fn failed(ev: &[Event]) -> bool {
+    ev.iter()
+        .any(|e| matches!(e, Event::Failed { .. } | Event::Closed))
+}
+
+fn got_data(ev: &[Event], needle: &[u8]) -> bool {
+    ev.iter().any(
+        |e| matches!(e, Event::ApplicationData(d) if d.windows(needle.len()).any(|w| w == needle)),
+    )
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+fn psk_server_args(port: u16, psk_hex: &str) -> Vec<String> {
+    let mut a = s(&["s_server", "-dtls1_2", "-accept"]);
+    a.push(format!("127.0.0.1:{port}"));
+    a.extend(s(&[
+        "-nocert",
+        "-psk",
+        psk_hex,
+        "-psk_hint",
+        "pskid",
+        "-psk_identity",
+        "pskid",
+        "-cipher",
+        "PSK-AES128-CCM8",
+        "-naccept",
+        "1",
+    ]));
+    a
+}
+
+fn ecdhe_server_args(port: u16) -> Vec<String> {
+    let mut a = s(&["s_server", "-dtls1_2", "-accept"]);
+    a.push(format!("127.0.0.1:{port}"));
+    a.extend(s(&[
+        "-cert",
+        &format!("{DATA}/localhost.pem"),
+        "-key",
+        &format!("{DATA}/localhost.key"),
+    ]));
+    a.extend(s(&[
+        "-cipher",
+        "ECDHE-ECDSA-AES128-CCM8",
+        "-groups",
+        "P-256",
+        "-naccept",
+        "1",
+    ]));
+    a
+}
+
+fn localhost_client() -> Config {
+    Config {
+        suites: vec![CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8],
+        trusted_roots: load_pem_roots(&read("localhost.pem")).unwrap(),
+        verify_peer: true,
+        server_name: Some("localhost".into()),
+        time_check: TimeCheck::Now,
+        ..Config::default()
+    }
+}
+
+/// Our client against `s_server`: handshake, then data both ways. Returns our events.
+fn client_vs_s_server(
+    cfg: Config,
+    server_args: Vec<String>,
+    expect_connect: bool,
+) -> (Vec<Event>, String) {
+    let mut server = Child::spawn(&server_args);
+    assert!(
+        server.wait_for("ACCEPT", Duration::from_secs(5)),
+        "s_server did not start: {}",
+        server.output()
+    );
+    let port: u16 = server_args[3].rsplit(':').next().unwrap().parse().unwrap();
+    let peer: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut conn = Connection::client(Arc::new(cfg), Instant::now()).unwrap();
+    let mut events = Vec::new();
+    drive(
+        &mut conn,
+        &sock,
+        peer,
+        &mut events,
+        Duration::from_secs(10),
+        connected,
+    );
+    if !expect_connect {
+        drive(
+            &mut conn,
+            &sock,
+            peer,
+            &mut events,
+            Duration::from_secs(10),
+            failed,
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        return (events, server.output());
+    }
+    assert!(
+        conn.is_connected(),
+        "not connected: {events:?}\nopenssl: {}",
+        server.output()
+    );
+    conn.send(b"hello from ot-hil\n").unwrap();
+    drive(
+        &mut conn,
+        &sock,
+        peer,
+        &mut events,
+        Duration::from_millis(100),
+        |_| false,
+    );
+    assert!(
+        server.wait_for("hello from ot-hil", Duration::from_secs(5)),
+        "openssl: {}",
+        server.output()
+    );
+    server.write_stdin("hello from openssl\n");
+    drive(
+        &mut conn,
+        &sock,
+        peer,
+        &mut events,
+        Duration::from_secs(5),
+        |e| got_data(e, b"hello from openssl"),
+    );
+    assert!(got_data(&events, b"hello from openssl"), "{events:?}");
+    conn.close();
+    drive(
+        &mut conn,
+        &sock,
+        peer,
+        &mut events,
+        Duration::from_millis(10),
+        |_| false,
+    );
+    (events, server.output())
+}
+
+/// `s_client` against our server: handshake, then data both ways.
+fn s_client_vs_server(
+    cfg: Config,
+    client_args: &[&str],
+    expect_connect: bool,
+) -> (Vec<Event>, String) {
+    let port = free_port();
+    let sock = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    let mut args = s(&["s_client", "-dtls1_2", "-connect"]);
+    args.push(format!("127.0.0.1:{port}"));
+    args.extend(s(client_args));
+    let mut client = Child::spawn(&args);
+    let mut buf = [0u8; 4096];
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let (n, peer) = sock.recv_from(&mut buf).expect("s_client sent nothing");
+    let mut conn =
+        Connection::server(Arc::new(cfg), Instant::now(), peer.to_string().as_bytes()).unwrap();
+    conn.handle_datagram(Instant::now(), &buf[..n]);
+    let mut events = Vec::new();
+    drive(
+        &mut conn,
+        &sock,
+        peer,
+        &mut events,
+        Duration::from_secs(10),
+        connected,
+    );
+    if !expect_connect {
+        std::thread::sleep(Duration::from_millis(200));
+        return (events, client.output());
+    }
+    assert!(
+        conn.is_connected(),
+        "not connected: {events:?}\nopenssl: {}",
+        client.output()
+    );
+    conn.send(b"hello from ot-hil server\n").unwrap();
+    drive(
+        &mut conn,
+        &sock,
+        peer,
+        &mut events,
+        Duration::from_millis(100),
+        |_| false,
+    );
+    assert!(
+        client.wait_for("hello from ot-hil server", Duration::from_secs(5)),
+        "openssl: {}",
+        client.output()
+    );
+    client.write_stdin("hello from s_client\n");
+    drive(
+        &mut conn,
+        &sock,
+        peer,
+        &mut events,
+        Duration::from_secs(5),
+        |e| got_data(e, b"hello from s_client"),
+    );
+    assert!(
+        got_data(&events, b"hello from s_client"),
+        "{events:?}\nopenssl: {}",
+        client.output()
+    );
+    (events, client.output())
+}
+
+#[test]
+fn psk_client_vs_openssl_server() {
+    if !openssl_available() {
+        return;
+    }
+    let (events, _) =
+        client_vs_s_server(psk_config(), psk_server_args(free_port(), "313233"), true);
+    assert!(events.contains(&Event::Connected {
+        suite: CipherSuite::PSK_WITH_AES_128_CCM_8
+    }));
+}
+
+#[test]
+fn psk_openssl_client_vs_server() {
+    if !openssl_available() {
+        return;
+    }
+    let (events, _) = s_client_vs_server(
+        psk_config(),
+        &[
+            "-psk",
+            "313233",
+            "-psk_identity",
+            "pskid",
+            "-cipher",
+            "PSK-AES128-CCM8",
+        ],
+        true,
+    );
+    assert!(events.contains(&Event::Connected {
+        suite: CipherSuite::PSK_WITH_AES_128_CCM_8
+    }));
+}
+
+#[test]
+fn ecdhe_ecdsa_client_vs_openssl_server() {
+    if !openssl_available() {
+        return;
+    }
+    let (events, _) = client_vs_s_server(localhost_client(), ecdhe_server_args(free_port()), true);
+    assert!(events.contains(&Event::Connected {
+        suite: CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8
+    }));
+}
+
+#[test]
+fn ecdhe_ecdsa_openssl_client_vs_server_v1_certificate() {
+    if !openssl_available() {
+        return;
+    }
+    let (_, server) = x509_configs(false);
+    let ca = format!("{DATA}/ca.pem");
+    let (events, out) = s_client_vs_server(
+        server,
+        &[
+            "-CAfile",
+            &ca,
+            "-verify_return_error",
+            "-cipher",
+            "ECDHE-ECDSA-AES128-CCM8",
+            "-groups",
+            "P-256",
+        ],
+        true,
+    );
+    assert!(events.contains(&Event::Connected {
+        suite: CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8
+    }));
+    assert!(out.contains("PXC3.E75-100A"), "{out}");
+}
+
+#[test]
+fn ecdhe_ecdsa_mutual_auth_with_openssl_client() {
+    if !openssl_available() {
+        return;
+    }
+    let (_, server) = x509_configs(true);
+    let (ca, cert, key) = (
+        format!("{DATA}/ca.pem"),
+        format!("{DATA}/v1leaf.pem"),
+        format!("{DATA}/v1leaf.key"),
+    );
+    let (events, _) = s_client_vs_server(
+        server,
+        &[
+            "-CAfile",
+            &ca,
+            "-cert",
+            &cert,
+            "-key",
+            &key,
+            "-cipher",
+            "ECDHE-ECDSA-AES128-CCM8",
+            "-groups",
+            "P-256",
+        ],
+        true,
+    );
+    assert!(events.contains(&Event::Connected {
+        suite: CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8
+    }));
+}
+
+#[test]
+fn untrusted_server_certificate_is_unknown_ca() {
+    if !openssl_available() {
+        return;
+    }
+    let cfg = Config {
+        trusted_roots: load_pem_roots(&read("otherca.pem")).unwrap(),
+        ..localhost_client()
+    };
+    let (events, out) = client_vs_s_server(cfg, ecdhe_server_args(free_port()), false);
+    assert!(
+        matches!(
+            events.last(),
+            Some(Event::Failed {
+                alert: Some(AlertDescription::UNKNOWN_CA),
+                ..
+            })
+        ),
+        "{events:?}"
+    );
+    assert!(out.contains("unknown ca"), "openssl saw: {out}");
+}
+
+#[test]
+fn wrong_server_name_is_bad_certificate() {
+    if !openssl_available() {
+        return;
+    }
+    let cfg = Config {
+        server_name: Some("wrong.example".into()),
+        ..localhost_client()
+    };
+    let (events, out) = client_vs_s_server(cfg, ecdhe_server_args(free_port()), false);
+    assert!(
+        matches!(
+            events.last(),
+            Some(Event::Failed {
+                alert: Some(AlertDescription::BAD_CERTIFICATE),
+                ..
+            })
+        ),
+        "{events:?}"
+    );
+    assert!(out.contains("bad certificate"), "openssl saw: {out}");
+}
+
+#[test]
+fn openssl_client_rejecting_our_certificate_sends_unknown_ca() {
+    if !openssl_available() {
+        return;
+    }
+    let (_, server) = x509_configs(false);
+    let other = format!("{DATA}/otherca.pem");
+    let (events, _) = s_client_vs_server(
+        server,
+        &[
+            "-CAfile",
+            &other,
+            "-verify_return_error",
+            "-cipher",
+            "ECDHE-ECDSA-AES128-CCM8",
+            "-groups",
+            "P-256",
+        ],
+        false,
+    );
+    assert!(
+        matches!(
+            events.last(),
+            Some(Event::Failed {
+                alert: Some(AlertDescription::UNKNOWN_CA),
+                ..
+            })
+        ),
+        "{events:?}"
+    );
+}
+
+/// With a wrong PSK our Finished fails OpenSSL's record authentication. OpenSSL, like mbedtls
+/// and us, silently drops such records in DTLS (RFC 6347 §4.1.2.7), so the handshake ends by
+/// retransmission timeout, with no alert.
+#[test]
+fn wrong_psk_times_out_without_alert() {
+    if !openssl_available() {
+        return;
+    }
+    let cfg = Config {
+        retransmit_min: Duration::from_millis(100),
+        retransmit_max: Duration::from_millis(400),
+        ..psk_config()
+    };
+    let (events, _) = client_vs_s_server(cfg, psk_server_args(free_port(), "343536"), false);
+    assert!(
+        matches!(events.last(), Some(Event::Failed { alert: None, .. })),
+        "{events:?}"
+    );
+}
+
+/// Tampered and replayed records sent to OpenSSL are dropped; the connection carries on.
+#[test]
+fn bad_mac_and_replay_towards_openssl() {
+    if !openssl_available() {
+        return;
+    }
+    let args = psk_server_args(free_port(), "313233");
+    let mut server = Child::spawn(&args);
+    assert!(server.wait_for("ACCEPT", Duration::from_secs(5)));
+    let peer: SocketAddr = args[3].parse().unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut conn = Connection::client(Arc::new(psk_config()), Instant::now()).unwrap();
+    let mut events = Vec::new();
+    drive(
+        &mut conn,
+        &sock,
+        peer,
+        &mut events,
+        Duration::from_secs(10),
+        connected,
+    );
+    assert!(conn.is_connected());
+    conn.send(b"tampered-1\n").unwrap();
+    let mut bad = conn.poll_transmit().unwrap();
+    let i = bad.len() - 2;
+    bad[i] ^= 0x40;
+    sock.send_to(&bad, peer).unwrap();
+    conn.send(b"replayed-2\n").unwrap();
+    let good = conn.poll_transmit().unwrap();
+    sock.send_to(&good, peer).unwrap();
+    sock.send_to(&good, peer).unwrap();
+    conn.send(b"final-3\n").unwrap();
+    drive(
+        &mut conn,
+        &sock,
+        peer,
+        &mut events,
+        Duration::from_millis(50),
+        |_| false,
+    );
+    assert!(
+        server.wait_for("final-3", Duration::from_secs(5)),
+        "{}",
+        server.output()
+    );
+    let out = server.output();
+    assert!(!out.contains("tampered-1"), "{out}");
+    assert_eq!(out.matches("replayed-2").count(), 1, "{out}");
+    // And OpenSSL's own tampered record towards us is dropped too.
+    server.write_stdin("ok\n");
+    drive(
+        &mut conn,
+        &sock,
+        peer,
+        &mut events,
+        Duration::from_secs(5),
+        |e| got_data(e, b"ok"),
+    );
+    assert!(conn.is_connected());
+}
