@@ -1,0 +1,476 @@
+//! The `ot-hil-vdk` binary driven the way the runner drives a real board: over a PTY opened with
+//! the `serialport` crate, flashed and reset through the control socket, with the radio on an
+//! air hub. Everything runs on Unix sockets and PTYs in a temporary directory.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ot_hil_air::Hub;
+use serialport::TTYPort;
+
+const EXE: &str = env!("CARGO_BIN_EXE_ot-hil-vdk");
+
+fn variant(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../variants")
+        .join(name)
+        .canonicalize()
+        .expect("variant path")
+}
+
+/// Turns console bytes into matchable text: VT100 escape sequences (`ESC [ ... letter`) and
+/// carriage returns removed. Keeps its state across reads, since a sequence may be split.
+#[derive(Default)]
+struct PlainText {
+    escape: u8,
+}
+
+impl PlainText {
+    fn push(&mut self, bytes: &[u8], out: &mut String) {
+        for &b in bytes {
+            match (self.escape, b) {
+                (0, 0x1b) => self.escape = 1,
+                (0, b'\r') => {}
+                (0, b) => out.push(char::from(b)),
+                (1, b'[') => self.escape = 2,
+                (1, _) => self.escape = 0,
+                (_, b) if b.is_ascii_alphabetic() => self.escape = 0,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// One virtual DK process with its console open.
+struct Dk {
+    child: Child,
+    port: TTYPort,
+    control: PathBuf,
+    filter: PlainText,
+    /// Console text read so far that no expectation consumed.
+    text: String,
+}
+
+impl Dk {
+    fn spawn(dir: &Path, name: &str, hub: Option<&Path>, firmware: Option<&Path>) -> Dk {
+        let link = dir.join(format!("{name}.pty"));
+        let control = dir.join(format!("{name}.ctl"));
+        let mut cmd = Command::new(EXE);
+        cmd.arg("--pty-link")
+            .arg(&link)
+            .arg("--control")
+            .arg(&control);
+        match hub {
+            Some(h) => cmd.arg("--air").arg(h),
+            None => cmd.arg("--no-air"),
+        };
+        if let Some(f) = firmware {
+            cmd.arg("--firmware").arg(f);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn vdk");
+        // The process creates the link and the socket right after start; there is nothing to
+        // subscribe to, so poll with a deadline.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !(link.exists() && control.exists()) {
+            assert!(
+                Instant::now() < deadline,
+                "vdk {name} did not create its pty link and control socket"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let port = serialport::new(link.to_string_lossy(), 115_200)
+            .timeout(Duration::from_millis(20))
+            .open_native()
+            .expect("open pty like a serial port");
+        Dk {
+            child,
+            port,
+            control,
+            filter: PlainText::default(),
+            text: String::new(),
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.port.write_all(bytes).expect("write console");
+    }
+
+    /// Read whatever arrives within the port timeout.
+    fn read_some(&mut self) {
+        let mut buf = [0u8; 4096];
+        match self.port.read(&mut buf) {
+            Ok(n) => self.filter.push(&buf[..n], &mut self.text),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("console read failed: {e}"),
+        }
+    }
+
+    /// Read until the text contains `needle`; consume and return the text up to its end.
+    fn expect(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(pos) = self.text.find(needle) {
+                let rest = self.text.split_off(pos + needle.len());
+                return std::mem::replace(&mut self.text, rest);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {needle:?}; console so far: {:?}",
+                self.text
+            );
+            self.read_some();
+        }
+    }
+
+    /// Type a command and wait for its result line (`Done` or `Error ...`); returns the lines
+    /// printed between the echo and the result.
+    fn command(&mut self, line: &str) -> Vec<String> {
+        self.write(format!("{line}\r").as_bytes());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let found = self
+                .text
+                .match_indices('\n')
+                .map(|(i, _)| i)
+                .find_map(|end| {
+                    let start = self.text[..end].rfind('\n').map_or(0, |s| s + 1);
+                    let l = &self.text[start..end];
+                    (l == "Done" || l.starts_with("Error ")).then_some(end)
+                });
+            if let Some(end) = found {
+                let rest = self.text.split_off(end + 1);
+                let taken = std::mem::replace(&mut self.text, rest);
+                let mut lines: Vec<String> = taken.lines().map(str::to_string).collect();
+                let result = lines.pop().unwrap_or_default();
+                assert_eq!(result, "Done", "{line}: {lines:?}");
+                // Drop everything up to and including the echo.
+                let echo = lines
+                    .iter()
+                    .position(|l| l.ends_with(line))
+                    .map_or(0, |i| i + 1);
+                return lines.split_off(echo);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no result for {line:?}; console: {:?}",
+                self.text
+            );
+            self.read_some();
+        }
+    }
+
+    fn control(&self, request: &str) -> String {
+        let mut s = UnixStream::connect(&self.control).expect("connect control socket");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(format!("{request}\n").as_bytes()).unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        line.trim_end().to_string()
+    }
+
+    /// Resident set size in kB.
+    fn rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Poll `ot state` until it is one of `roles`.
+    fn wait_role(&mut self, roles: &[&str], timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let state = self.command("ot state").join("");
+            if roles.contains(&state.as_str()) {
+                return state;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "role stayed {state:?}, wanted one of {roles:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Dk {
+    fn drop(&mut self) {
+        // SIGTERM lets the process remove its link and socket; fall back to SIGKILL.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn short_tempdir() -> tempfile::TempDir {
+    // sun_path is 108 bytes: keep socket paths short.
+    tempfile::Builder::new()
+        .prefix("vdk")
+        .tempdir_in("/tmp")
+        .expect("tempdir")
+}
+
+#[test]
+fn console_over_pty_and_virtual_probe() {
+    let dir = short_tempdir();
+    let mut dk = Dk::spawn(dir.path(), "a", None, None);
+    // Blank chip: nothing on the console, no image.
+    assert_eq!(dk.control("image-hash"), "ok none");
+    let manifest = variant("ncs-v2.2.0.toml");
+    let reply = dk.control(&format!("flash {}", manifest.display()));
+    let hash = ot_hil_vdk::firmware::Manifest::load(&manifest)
+        .unwrap()
+        .image_hash();
+    assert_eq!(reply, format!("ok {hash}"));
+    dk.expect(
+        "*** Booting Zephyr OS build v3.2.99-ncs1 ***\n\n\nuart:~$ ",
+        Duration::from_secs(5),
+    );
+    assert_eq!(dk.command("ot state"), vec!["disabled"]);
+    assert_eq!(dk.command("ot channel"), vec!["11"]);
+    assert_eq!(dk.command("ot panid"), vec!["0xabcd"]);
+    assert_eq!(dk.command("ot networkname"), vec!["ot_zephyr"]);
+    assert_eq!(dk.command("ot extaddr")[0].len(), 16);
+    dk.write(b"ot bogus\r");
+    dk.expect(
+        "ot bogus\nError 35: InvalidCommand\nuart:~$ ",
+        Duration::from_secs(5),
+    );
+    dk.write(b"frob\r");
+    dk.expect("frob: command not found\nuart:~$ ", Duration::from_secs(5));
+    // Binary garbage and an overlong line do not kill the board.
+    let garbage: Vec<u8> = (0u8..=255)
+        .filter(|b| *b != b'\r' && *b != b'\n')
+        .cycle()
+        .take(3000)
+        .collect();
+    dk.write(&garbage);
+    dk.write(b"\x03");
+    dk.write(format!("ot {}\r", "y".repeat(2000)).as_bytes());
+    dk.expect("Error 35: InvalidCommand\nuart:~$ ", Duration::from_secs(5));
+    assert_eq!(dk.command("ot state"), vec!["disabled"]);
+    // Reset through the probe: banner again.
+    assert_eq!(dk.control("reset"), "ok");
+    dk.expect(
+        "*** Booting Zephyr OS build v3.2.99-ncs1 ***",
+        Duration::from_secs(5),
+    );
+    assert_eq!(dk.control("image-hash"), format!("ok {hash}"));
+    // Flash the upstream flavour: `> ` prompt and no prefix.
+    assert!(
+        dk.control(&format!("flash {}", variant("upstream.toml").display()))
+            .starts_with("ok ")
+    );
+    dk.expect("> ", Duration::from_secs(5));
+    assert_eq!(dk.command("state"), vec!["disabled"]);
+    assert!(
+        dk.control("flash /no/such/manifest.toml")
+            .starts_with("error ")
+    );
+}
+
+#[test]
+fn console_round_trip_and_idle_rss() {
+    let dir = short_tempdir();
+    let hub = Hub::start(dir.path()).expect("hub");
+    let mut dk = Dk::spawn(
+        dir.path(),
+        "m",
+        Some(hub.socket_path()),
+        Some(&variant("ncs-v2.2.0.toml")),
+    );
+    dk.expect("uart:~$ ", Duration::from_secs(5));
+    // Warm up, then time `ot state` -> `Done` + prompt, the loop a test case runs.
+    for _ in 0..20 {
+        dk.command("ot state");
+    }
+    let rounds = 200;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        dk.write(b"ot state\r");
+        dk.expect("disabled\nDone\nuart:~$ ", Duration::from_secs(5));
+    }
+    let per = start.elapsed() / rounds;
+    let rss = dk.rss_kb();
+    eprintln!(
+        "vdk: `ot state` round trip over the pty: {:.3} ms; idle VmRSS {} kB",
+        per.as_secs_f64() * 1000.0,
+        rss
+    );
+    assert!(per < Duration::from_millis(20), "round trip {per:?}");
+    assert!(rss > 0 && rss < 20 * 1024, "VmRSS {rss} kB");
+}
+
+#[test]
+fn two_boards_form_a_network_ping_and_coap() {
+    let dir = short_tempdir();
+    let hub = Hub::start(dir.path()).expect("hub");
+    let fw = variant("ncs-v2.2.0.toml");
+    let mut a = Dk::spawn(dir.path(), "a", Some(hub.socket_path()), Some(&fw));
+    let mut b = Dk::spawn(dir.path(), "b", Some(hub.socket_path()), Some(&fw));
+    for dk in [&mut a, &mut b] {
+        dk.expect("uart:~$ ", Duration::from_secs(5));
+        // The report's steps.
+        for cmd in [
+            "ot channel 15",
+            "ot panid 0x1234",
+            "ot networkkey 00112233445566778899aabbccddeeff",
+            "ot ifconfig up",
+        ] {
+            assert!(dk.command(cmd).is_empty(), "{cmd}");
+        }
+    }
+    assert!(a.command("ot thread start").is_empty());
+    a.wait_role(&["leader"], Duration::from_secs(20));
+    assert!(b.command("ot thread start").is_empty());
+    b.wait_role(&["child", "router"], Duration::from_secs(20));
+
+    let a_ml_eid = a.command("ot ipaddr mleid").join("");
+    let b_ml_eid = b.command("ot ipaddr mleid").join("");
+    let a_addrs = a.command("ot ipaddr");
+    assert!(
+        a_addrs.contains(&a_ml_eid) && a_addrs.len() >= 3,
+        "{a_addrs:?}"
+    );
+
+    // Ping: reply line, statistics, Done (asynchronous lines around a redrawn prompt).
+    b.write(format!("ot ping {a_ml_eid}\r").as_bytes());
+    b.expect(
+        &format!("16 bytes from {a_ml_eid}: icmp_seq="),
+        Duration::from_secs(10),
+    );
+    b.expect(" hlim=64 time=", Duration::from_secs(5));
+    b.expect(
+        "1 packets transmitted, 1 packets received. Packet loss = 0.0%. Round-trip min/avg/max = ",
+        Duration::from_secs(10),
+    );
+    b.expect("Done\n", Duration::from_secs(5));
+
+    // CoAP GET, confirmable, against a resource with content.
+    assert!(a.command("ot coap start").is_empty());
+    assert!(a.command("ot coap resource test-resource").is_empty());
+    assert!(a.command("ot coap set hello").is_empty());
+    assert!(b.command("ot coap start").is_empty());
+    assert!(
+        b.command(&format!("ot coap get {a_ml_eid} test-resource con"))
+            .is_empty()
+    );
+    a.expect(
+        &format!("coap request from {b_ml_eid} GET\n"),
+        Duration::from_secs(10),
+    );
+    a.expect("coap response sent\n", Duration::from_secs(5));
+    b.expect(
+        &format!("coap response from {a_ml_eid} with payload: 68656c6c6f\n"),
+        Duration::from_secs(10),
+    );
+    // NON PUT with a payload: the server prints it, the client registered no handler.
+    assert!(
+        b.command(&format!("ot coap put {a_ml_eid} test-resource non abc"))
+            .is_empty()
+    );
+    a.expect(
+        &format!("coap request from {b_ml_eid} PUT with payload: 616263\n"),
+        Duration::from_secs(10),
+    );
+}
+
+/// CPU time (user + system) of a process in clock ticks, from /proc/<pid>/stat.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get(11) + get(12)
+}
+
+#[test]
+fn thirty_two_boards_on_one_air() {
+    let dir = short_tempdir();
+    let hub = Hub::start(dir.path()).expect("hub");
+    let fw = variant("ncs-v2.2.0.toml");
+    let mut boards: Vec<Dk> = (0..32)
+        .map(|i| {
+            Dk::spawn(
+                dir.path(),
+                &format!("d{i}"),
+                Some(hub.socket_path()),
+                Some(&fw),
+            )
+        })
+        .collect();
+    for dk in boards.iter_mut() {
+        dk.expect("uart:~$ ", Duration::from_secs(10));
+        assert_eq!(dk.command("ot state"), vec!["disabled"]);
+    }
+    // All of them on one network: the first forms it, the others attach.
+    for dk in boards.iter_mut() {
+        for cmd in [
+            "ot channel 20",
+            "ot networkkey 00112233445566778899aabbccddeeff",
+            "ot ifconfig up",
+        ] {
+            dk.command(cmd);
+        }
+    }
+    boards[0].command("ot thread start");
+    boards[0].wait_role(&["leader"], Duration::from_secs(20));
+    for dk in boards.iter_mut().skip(1) {
+        dk.command("ot thread start");
+    }
+    for dk in boards.iter_mut().skip(1) {
+        dk.wait_role(&["child", "router"], Duration::from_secs(30));
+    }
+    // Idle cost: CPU ticks over a quiet second, and resident memory.
+    let before: u64 = boards.iter().map(|d| cpu_ticks(d.child.id())).sum();
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    let after: u64 = boards.iter().map(|d| cpu_ticks(d.child.id())).sum();
+    let rss: u64 = boards.iter().map(|d| d.rss_kb()).sum();
+    // USER_HZ: /proc reports CPU time in 1/100 s on Linux.
+    let ticks_per_s = 100.0;
+    let cpu = (after - before) as f64 / ticks_per_s / start.elapsed().as_secs_f64();
+    eprintln!(
+        "vdk: 32 attached boards: total VmRSS {} kB ({} kB each), idle CPU {:.1}% of one core",
+        rss,
+        rss / 32,
+        cpu * 100.0
+    );
+    assert!(
+        cpu < 0.5,
+        "32 idle boards use {:.0}% of a core",
+        cpu * 100.0
+    );
+    // Every board still answers promptly.
+    for dk in boards.iter_mut() {
+        assert!(!dk.command("ot rloc16").is_empty());
+    }
+}
