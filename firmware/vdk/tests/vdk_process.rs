@@ -140,10 +140,10 @@ impl Dk {
                 .text
                 .match_indices('\n')
                 .map(|(i, _)| i)
-                .find_map(|end| {
+                .find(|&end| {
                     let start = self.text[..end].rfind('\n').map_or(0, |s| s + 1);
                     let l = &self.text[start..end];
-                    (l == "Done" || l.starts_with("Error ")).then_some(end)
+                    l == "Done" || l.starts_with("Error ")
                 });
             if let Some(end) = found {
                 let rest = self.text.split_off(end + 1);
