@@ -12,6 +12,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::thread;
+use std::time::Duration;
 
 use nix::sys::termios::{self, SetArg, Termios};
 
@@ -26,7 +27,10 @@ const READ_CHUNK: usize = 512;
 
 /// The board's end of the console.
 pub struct Console {
-    writer: SyncSender<Vec<u8>>,
+    /// `None` once closed.
+    writer: Option<SyncSender<Vec<u8>>>,
+    /// Signalled by the writer thread when it has written everything and stopped.
+    writer_done: Receiver<()>,
     dropped_chunks: u64,
     /// Keeps the PTY slave open for the life of the board: without an open slave fd, reads on
     /// the master fail with EIO until the runner opens it, and bytes written before that would
@@ -58,9 +62,10 @@ impl Console {
         let master = File::from(pty.master);
         let reader = master.try_clone()?;
         spawn_reader("vdk-pty-reader", reader, inputs)?;
-        let writer = spawn_writer("vdk-pty-writer", master)?;
+        let (writer, writer_done) = spawn_writer("vdk-pty-writer", master)?;
         Ok(Console {
-            writer,
+            writer: Some(writer),
+            writer_done,
             dropped_chunks: 0,
             _pty_slave: Some(pty.slave),
             link: Some(link.to_path_buf()),
@@ -85,9 +90,10 @@ impl Console {
             Err(_) => None, // a pipe or file: nothing to configure
         };
         spawn_reader("vdk-stdin-reader", std::io::stdin(), inputs)?;
-        let writer = spawn_writer("vdk-stdout-writer", std::io::stdout())?;
+        let (writer, writer_done) = spawn_writer("vdk-stdout-writer", std::io::stdout())?;
         Ok(Console {
-            writer,
+            writer: Some(writer),
+            writer_done,
             dropped_chunks: 0,
             _pty_slave: None,
             link: None,
@@ -100,7 +106,8 @@ impl Console {
         if bytes.is_empty() {
             return;
         }
-        match self.writer.try_send(bytes) {
+        let Some(writer) = &self.writer else { return };
+        match writer.try_send(bytes) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.dropped_chunks += 1;
@@ -116,8 +123,19 @@ impl Console {
     }
 }
 
+impl Console {
+    /// Stop accepting output and give the writer thread up to `timeout` to write what is queued
+    /// (a PTY nobody reads may never drain; then the rest is lost, as on a real UART).
+    pub fn close(&mut self, timeout: Duration) {
+        if self.writer.take().is_some() {
+            let _ = self.writer_done.recv_timeout(timeout);
+        }
+    }
+}
+
 impl Drop for Console {
     fn drop(&mut self) {
+        self.close(Duration::from_millis(500));
         if let Some(link) = &self.link {
             let _ = std::fs::remove_file(link);
         }
@@ -165,8 +183,9 @@ fn spawn_reader<R: Read + Send + 'static>(
 fn spawn_writer<W: Write + Send + 'static>(
     name: &str,
     mut sink: W,
-) -> std::io::Result<SyncSender<Vec<u8>>> {
+) -> std::io::Result<(SyncSender<Vec<u8>>, Receiver<()>)> {
     let (tx, rx): (SyncSender<Vec<u8>>, Receiver<Vec<u8>>) = mpsc::sync_channel(WRITE_QUEUE_CHUNKS);
+    let (done_tx, done_rx) = mpsc::channel();
     thread::Builder::new()
         .name(name.into())
         .stack_size(64 * 1024)
@@ -174,9 +193,10 @@ fn spawn_writer<W: Write + Send + 'static>(
             while let Ok(chunk) = rx.recv() {
                 if let Err(e) = sink.write_all(&chunk).and_then(|_| sink.flush()) {
                     eprintln!("vdk: console write failed: {e}");
-                    return;
+                    break;
                 }
             }
+            let _ = done_tx.send(());
         })?;
-    Ok(tx)
+    Ok((tx, done_rx))
 }

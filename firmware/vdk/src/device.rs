@@ -531,6 +531,7 @@ pub fn run_loop(
         board.poll(Instant::now());
     }
     console.write(board.take_output());
+    console.close(Duration::from_secs(1));
 }
 
 #[cfg(test)]
