@@ -3,8 +3,8 @@
 //! Sans-thread and sans-clock: the device's main loop feeds air frames ([`Stack::handle_air_frame`]),
 //! runs timers ([`Stack::poll`] at [`Stack::next_deadline`]) and drains [`NetEvent`]s. Everything
 //! the stack sends goes out as real IEEE 802.15.4 frames on the virtual air: Thread MAC security
-//! (AES-CCM*, MIC-32, key id mode 1, MAC key from the network key), 6LoWPAN IPHC with the
-//! mesh-local prefix as context 0, UDP NHC, FRAG1/FRAGN. Nodes with another network key, PAN id
+//! (AES-CCM*, MIC-32, key id mode 1, MAC key from the network key; MLE uses MLE-layer security
+//! instead), 6LoWPAN IPHC with the mesh-local prefix as context 0, UDP NHC, FRAG1/FRAGN. Nodes with another network key, PAN id
 //! or channel never get a frame through, which is how separate networks stay apart.
 //!
 //! # What is modelled, and how it differs from Thread
@@ -1228,7 +1228,7 @@ impl Stack {
             if from_child && ip::multicast_scope(&packet.dst) == Some(3) {
                 let mut copy = datagram.clone();
                 if let Some(h) = copy.get_mut(7) {
-                    *h -= 1;
+                    *h = h.saturating_sub(1);
                 }
                 self.send_ipv6(now, copy);
             }
@@ -1293,7 +1293,7 @@ impl Stack {
 
     fn forward(&mut self, now: Instant, mut datagram: Vec<u8>) {
         if let Some(h) = datagram.get_mut(7) {
-            *h -= 1;
+            *h = h.saturating_sub(1);
         }
         self.counters.ip_forwarded += 1;
         self.send_ipv6(now, datagram);
