@@ -470,7 +470,16 @@ impl Connection {
                         p
                     }
                     Err(_) => {
-                        // RFC 6347 §4.1.2.7: invalid records are silently discarded.
+                        // Waiting for Finished, a bad MAC means the handshake derived different
+                        // keys (wrong PSK or password): mbedtls (ssl_msg.c, "Except when waiting
+                        // for Finished") fails with a bad_record_mac alert, and so do we.
+                        if self.state == State::ExpectFinished {
+                            return Err(Error::hs(
+                                AlertDescription::BAD_RECORD_MAC,
+                                "finished failed record authentication (keys differ: wrong psk or password?)",
+                            ));
+                        }
+                        // RFC 6347 §4.1.2.7: otherwise invalid records are silently discarded.
                         self.bad_macs += 1;
                         if self
                             .config

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -58,12 +58,15 @@ impl Child {
             Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
         ] {
             let out = output.clone();
+            // Raw chunks, not lines: prompts such as "Waiting for a remote connection ..."
+            // end without a newline.
             std::thread::spawn(move || {
-                let mut r = BufReader::new(stream);
-                let mut line = String::new();
-                while r.read_line(&mut line).unwrap_or(0) > 0 {
-                    out.lock().unwrap().push_str(&line);
-                    line.clear();
+                let mut stream = stream;
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut buf) {
+                    out.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
                 }
             });
         }
@@ -538,11 +541,11 @@ fn openssl_client_rejecting_our_certificate_sends_unknown_ca() {
     );
 }
 
-/// With a wrong PSK our Finished fails OpenSSL's record authentication. OpenSSL, like mbedtls
-/// and us, silently drops such records in DTLS (RFC 6347 §4.1.2.7), so the handshake ends by
-/// retransmission timeout, with no alert.
+/// With a wrong PSK our Finished fails OpenSSL's record authentication. OpenSSL silently drops
+/// such records in DTLS (RFC 6347 §4.1.2.7), so our client's handshake ends by retransmission
+/// timeout, with no alert.
 #[test]
-fn wrong_psk_times_out_without_alert() {
+fn wrong_psk_client_times_out_without_alert() {
     if !openssl_available() {
         return;
     }
@@ -556,6 +559,38 @@ fn wrong_psk_times_out_without_alert() {
         matches!(events.last(), Some(Event::Failed { alert: None, .. })),
         "{events:?}"
     );
+}
+
+/// `s_client` with a wrong PSK: its Finished fails our record authentication and we answer
+/// bad_record_mac, as mbedtls does; OpenSSL reports the alert.
+#[test]
+fn wrong_psk_openssl_client_gets_bad_record_mac() {
+    if !openssl_available() {
+        return;
+    }
+    let (events, out) = s_client_vs_server(
+        psk_config(),
+        &[
+            "-psk",
+            "343536",
+            "-psk_identity",
+            "pskid",
+            "-cipher",
+            "PSK-AES128-CCM8",
+        ],
+        false,
+    );
+    assert!(
+        matches!(
+            events.last(),
+            Some(Event::Failed {
+                alert: Some(AlertDescription::BAD_RECORD_MAC),
+                ..
+            })
+        ),
+        "{events:?}"
+    );
+    assert!(out.contains("bad record mac"), "openssl saw: {out}");
 }
 
 /// Tampered and replayed records sent to OpenSSL are dropped; the connection carries on.
