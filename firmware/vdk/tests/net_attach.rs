@@ -192,3 +192,21 @@ fn thread_start_needs_interface_up_and_dataset_is_locked_while_running() {
     assert_eq!(s.role(), Role::Disabled);
     s.set_dataset(dataset()).unwrap();
 }
+
+#[test]
+fn nodes_started_together_merge_into_one_partition() {
+    let mut net = Net::new();
+    let a = net.add(dataset());
+    let b = net.add(dataset());
+    let t = Instant::now();
+    net.start(a);
+    net.start(b);
+    // Both find no parent and lead their own partition; the advertisements merge them.
+    let merged = net.run_until(Duration::from_secs(3), |n| {
+        let roles = [n.role(a), n.role(b)];
+        roles.contains(&Role::Leader) && roles.contains(&Role::Child)
+    });
+    assert!(merged, "roles {:?} {:?}", net.role(a), net.role(b));
+    println!("simultaneous start: one partition after {:?}", t.elapsed());
+    assert_eq!(net.stack(a).partition_id(), net.stack(b).partition_id());
+}

@@ -16,9 +16,12 @@
 //!   RLOC16 = id << 10, random partition id, leader ALOC `fc00`). MLE messages are secured at the
 //!   MLE layer (key id mode 2, MLE key) in MAC frames without MAC security, from extended MAC
 //!   addresses, as Thread sends them; their Source Address / Address16 TLVs let receivers (and a
-//!   sniffer) map short addresses to extended ones. Not modelled: router upgrade (children stay
-//!   children), advertisements and partition merging, child timeouts and keep-alives, key
-//!   rotation, MLE frame-counter checks.
+//!   sniffer) map short addresses to extended ones. Leaders send MLE Advertisements (to `ff02::1`,
+//!   trickle from [`ADVERTISEMENT_IMIN`] doubling to 32 s); a leader that hears a better partition
+//!   (higher partition id at equal weighting) re-attaches to it, so two nodes started at the same
+//!   moment end up in one partition. Not modelled: router upgrade (children stay children), Route64
+//!   and network data, child timeouts and keep-alives (a child only notices a lost parent if that
+//!   parent advertises another partition), key rotation, MLE frame-counter checks.
 //! - **Routing.** A child sends every unicast to its parent (MAC short address); the leader
 //!   delivers to its children and forwards between them (hop limit decremented), and rebroadcasts
 //!   realm-local multicast a child sent (one MPL-like repetition). Link-local unicast goes straight
@@ -60,6 +63,11 @@ pub use dataset::{ActiveDataset, SecurityPolicy};
 pub const DISCOVERY_WINDOW: Duration = Duration::from_millis(200);
 /// When the Parent Request is repeated (a lost first request still finds the leader).
 pub const PARENT_REQUEST_RETRY: Duration = Duration::from_millis(100);
+/// First MLE Advertisement interval of a new leader; it doubles up to [`ADVERTISEMENT_IMAX`]
+/// (a trickle timer with OpenThread's 32 s maximum, but a shorter start so that two partitions
+/// formed at the same moment merge in well under a second).
+pub const ADVERTISEMENT_IMIN: Duration = Duration::from_millis(100);
+pub const ADVERTISEMENT_IMAX: Duration = Duration::from_secs(32);
 /// How long a node waits for the Child ID Response before it starts over.
 pub const CHILD_ID_TIMEOUT: Duration = Duration::from_millis(500);
 /// OpenThread's address query timeout (`kAddressQueryTimeout`, 3 s).
@@ -263,6 +271,8 @@ pub struct Stack {
     children: Vec<Child>,
     partition_id: u32,
     leader_router_id: u8,
+    /// Next MLE Advertisement of a leader and the current interval.
+    advertise: Option<(Instant, Duration)>,
     /// Challenges this leader put in Parent Responses, by requester.
     issued_challenges: HashMap<ExtAddress, [u8; 8]>,
     rx_frame_counters: HashMap<ExtAddress, u32>,
@@ -320,6 +330,7 @@ impl Stack {
             children: Vec::new(),
             partition_id: 0,
             leader_router_id: 0,
+            advertise: None,
             issued_challenges: HashMap::new(),
             rx_frame_counters: HashMap::new(),
             eid_cache: HashMap::new(),
@@ -553,6 +564,7 @@ impl Stack {
     /// Run what is due at `now`.
     pub fn poll(&mut self, now: Instant) {
         self.run_attach_timers(now);
+        self.run_advertisement(now);
         self.run_ping(now);
         self.expire_queries(now);
         self.reassembler.expire(now);
@@ -569,6 +581,7 @@ impl Stack {
             Attach::Requesting { give_up_at, .. } => Some(*give_up_at),
             Attach::Idle | Attach::Attached => None,
         };
+        let advertise = self.advertise.map(|(at, _)| at);
         let ping = self
             .ping
             .as_ref()
@@ -577,10 +590,16 @@ impl Stack {
                 (a, b) => a.or(b),
             });
         let queries = self.queries.values().min().copied();
-        [attach, ping, queries, self.reassembler.next_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            attach,
+            advertise,
+            ping,
+            queries,
+            self.reassembler.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn take_events(&mut self) -> Vec<NetEvent> {
@@ -690,6 +709,7 @@ impl Stack {
         self.parent = None;
         self.children.clear();
         self.partition_id = 0;
+        self.advertise = None;
         self.issued_challenges.clear();
         self.rx_frame_counters.clear();
         self.eid_cache.clear();
@@ -726,7 +746,7 @@ impl Stack {
                 leader_at,
             } => {
                 if now >= leader_at {
-                    self.become_leader();
+                    self.become_leader(now);
                 } else if retry_at.is_some_and(|r| now >= r) {
                     self.attach = Attach::Discovering {
                         challenge,
@@ -743,12 +763,53 @@ impl Stack {
         }
     }
 
-    fn become_leader(&mut self) {
+    fn become_leader(&mut self, now: Instant) {
         self.leader_router_id = self.rng.random_range(0..=62);
         self.rloc16 = u16::from(self.leader_router_id) << 10;
         self.partition_id = self.rng.random();
         self.attach = Attach::Attached;
+        self.advertise = Some((now + ADVERTISEMENT_IMIN, ADVERTISEMENT_IMIN));
         self.set_role(Role::Leader);
+    }
+
+    fn run_advertisement(&mut self, now: Instant) {
+        let Some((at, interval)) = self.advertise else {
+            return;
+        };
+        if now < at || self.role != Role::Leader {
+            return;
+        }
+        let next = (interval * 2).min(ADVERTISEMENT_IMAX);
+        self.advertise = Some((now + next, next));
+        let msg = mle::Message::new(mle::command::ADVERTISEMENT)
+            .with(mle::tlv::SOURCE_ADDRESS, &self.rloc16.to_be_bytes())
+            .with(mle::tlv::LEADER_DATA, &self.leader_data().emit());
+        self.send_mle(now, ALL_NODES_LINK_LOCAL, &msg);
+    }
+
+    /// Partition merge, simplified: a leader that hears a leader of a better partition (higher
+    /// weighting, then higher partition id, as Thread compares them) gives up its partition and
+    /// attaches to the other; a child whose parent now leads another partition re-attaches.
+    fn handle_advertisement(&mut self, now: Instant, ext: ExtAddress, msg: &mle::Message) {
+        let Some(Ok(theirs)) = msg.get(mle::tlv::LEADER_DATA).map(mle::LeaderData::parse) else {
+            self.counters.rx_malformed += 1;
+            return;
+        };
+        if theirs.partition_id == self.partition_id {
+            return;
+        }
+        let restart = match self.role {
+            Role::Leader => {
+                (theirs.weighting, theirs.partition_id) > (LEADER_WEIGHTING, self.partition_id)
+            }
+            Role::Child => self.parent.is_some_and(|p| p.ext == ext),
+            _ => false,
+        };
+        if restart {
+            self.detach_state();
+            self.set_role(Role::Detached);
+            self.start_discovery(now);
+        }
     }
 
     fn leader_data(&self) -> mle::LeaderData {
@@ -812,6 +873,7 @@ impl Stack {
                 self.handle_child_id_request(now, ext, src, &msg);
             }
             mle::command::CHILD_ID_RESPONSE => self.handle_child_id_response(ext, &msg),
+            mle::command::ADVERTISEMENT => self.handle_advertisement(now, ext, &msg),
             _ => {}
         }
     }
