@@ -222,23 +222,31 @@ fn board_from_ports(
     }
 }
 
+/// `/dev/ttyACM0 (if00)`: the interface number tells a DK's two CDC ports apart.
+fn describe_port(p: &SerialPortEntry) -> String {
+    match p.usb.as_ref().and_then(|u| u.interface) {
+        Some(i) => format!("{} (if{i:02})", p.dev_path.display()),
+        None => p.dev_path.display().to_string(),
+    }
+}
+
 /// A plain-text table for `ot-hil boards`.
 pub fn render_table(boards: &[DiscoveredBoard]) -> String {
     let header = ["KIND", "ID", "USB", "PROBE", "PORT", "NOTES"];
     let rows: Vec<[String; 6]> = boards
         .iter()
         .map(|b| {
-            let mut port = b.port.as_ref().map_or("-".to_string(), |p| {
-                let iface = p
-                    .usb
-                    .as_ref()
-                    .and_then(|u| u.interface)
-                    .map_or(String::new(), |i| format!(" (if{i:02})"));
-                format!("{}{iface}", p.dev_path.display())
-            });
-            for other in &b.other_ports {
-                port.push_str(&format!(", {}", other.dev_path.display()));
-            }
+            let ports: Vec<String> = b
+                .port
+                .iter()
+                .chain(b.other_ports.iter())
+                .map(describe_port)
+                .collect();
+            let port = if ports.is_empty() {
+                "-".to_string()
+            } else {
+                ports.join(", ")
+            };
             [
                 b.kind.as_str().to_string(),
                 b.suggested_id(),
