@@ -364,7 +364,10 @@ impl Connection {
             self.fail(None, "handshake timed out");
             return;
         }
-        self.timeout = (self.timeout * 2).min(self.config.retransmit_max);
+        self.timeout = self
+            .timeout
+            .saturating_mul(2)
+            .min(self.config.retransmit_max);
         self.transmit_flight();
         self.retransmit_at = Some(now + self.timeout);
     }
@@ -1296,6 +1299,7 @@ impl Connection {
         self.hs.server_random = self.random32();
 
         let mut extensions = Vec::new();
+        let mut ecjpake_unusable: Option<String> = None;
         // RFC 5746 §3.6: a client signalling secure renegotiation (SCSV or an empty
         // renegotiation_info) gets an empty renegotiation_info back; OpenSSL aborts without it.
         if ch
@@ -1314,27 +1318,27 @@ impl Connection {
             extensions.push(Extension::ec_point_formats());
         }
         if kx == KeyExchange::Ecjpake {
-            // A relaxed server may pick ECJPAKE without a verified round one: it still needs a
-            // context (and the client's round one) to go on.
+            // A relaxed (non-conforming) server may pick ECJPAKE without a verified client
+            // round one. Like such an mbedtls build, it still sends its ServerHello (with its own
+            // round one), then fails when round two needs the client's keys (internal_error).
             if self.hs.ecjpake.is_none() {
-                let pw = cfg.ecjpake_password.clone().unwrap_or_default();
+                // Without a configured password there is nothing secret to protect: a fixed
+                // placeholder lets the round-one message be formed.
+                let pw = cfg.ecjpake_password.clone().unwrap_or_else(|| vec![1]);
                 let mut ctx = EcjpakeContext::new(ecjpake::Role::Server, &pw).map_err(|e| {
-                    Error::hs(AlertDescription::HANDSHAKE_FAILURE, format!("ecjpake: {e}"))
+                    Error::hs(AlertDescription::INTERNAL_ERROR, format!("ecjpake: {e}"))
                 })?;
-                let ext = find_extension(&ch.extensions, ExtensionType::ECJPAKE_KKPP).ok_or_else(
-                    || {
-                        Error::hs(
-                            AlertDescription::HANDSHAKE_FAILURE,
-                            "ecjpake chosen but client sent no round one",
-                        )
-                    },
-                )?;
-                ctx.read_round_one(&ext.data).map_err(|e| {
-                    Error::hs(
-                        AlertDescription::ILLEGAL_PARAMETER,
-                        format!("ecjpake round one: {e}"),
-                    )
-                })?;
+                match find_extension(&ch.extensions, ExtensionType::ECJPAKE_KKPP) {
+                    Some(ext) => {
+                        if let Err(e) = ctx.read_round_one(&ext.data) {
+                            ecjpake_unusable = Some(format!("ecjpake round one: {e}"));
+                        }
+                    }
+                    None => {
+                        ecjpake_unusable =
+                            Some("ecjpake chosen but client sent no round one".into())
+                    }
+                }
                 self.hs.ecjpake = Some(ctx);
             }
             if let Some(ctx) = self.hs.ecjpake.as_mut() {
@@ -1355,6 +1359,10 @@ impl Connection {
         };
         self.start_flight();
         self.queue_handshake(&HandshakePayload::ServerHello(sh));
+        if let Some(reason) = ecjpake_unusable {
+            self.transmit_flight();
+            return Err(Error::hs(AlertDescription::INTERNAL_ERROR, reason));
+        }
         match kx {
             KeyExchange::Psk => {
                 if let Some(hint) = &cfg.psk_hint {

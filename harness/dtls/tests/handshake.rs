@@ -599,3 +599,91 @@ fn engine_and_passive_transcripts_agree_on_plaintext() {
         "{json}"
     );
 }
+
+/// The coaps-cli-report failure: a non-conforming server picks ECJPAKE for a client that
+/// offered it next to ECDHE_ECDSA but sent no round one. The server's ServerHello names
+/// ECJPAKE, then it fails with internal_error; the client sees the alert.
+#[test]
+fn relaxed_server_picks_ecjpake_without_extension() {
+    let (mut c, mut s) = x509_configs(false);
+    c.suites = vec![CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8];
+    s.suites = vec![
+        CipherSuite::ECJPAKE_WITH_AES_128_CCM_8,
+        CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8,
+    ];
+    s.ecjpake_requires_extension_and_password = false;
+    s.ecjpake_password = Some(b"J01NME".to_vec());
+    // A client offering only ECDHE_ECDSA cannot be given ECJPAKE (not in the intersection).
+    let mut p = Pair::new(c.clone(), s.clone());
+    p.pump();
+    assert_connected(&p, CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8);
+
+    // A raw ClientHello offering both suites without extension 0x0100.
+    let mut observer = TranscriptBuilder::new();
+    let now = std::time::Instant::now();
+    let mut server =
+        Connection::server_with_rng(Arc::new(s), now, b"peer", SeededRng::boxed(9)).unwrap();
+    let ch = ot_hil_dtls::messages::ClientHello {
+        client_version: ot_hil_dtls::ProtocolVersion::DTLS1_2,
+        random: [7; 32],
+        session_id: Vec::new(),
+        cookie: Vec::new(),
+        cipher_suites: vec![
+            CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8,
+            CipherSuite::ECJPAKE_WITH_AES_128_CCM_8,
+        ],
+        compression_methods: vec![0],
+        extensions: vec![ot_hil_dtls::messages::Extension::supported_groups(&[
+            ot_hil_dtls::NamedGroup::SECP256R1,
+        ])],
+    };
+    let record = |cookie: Vec<u8>, seq: u16| {
+        use ot_hil_dtls::codec::Codec;
+        let body = ot_hil_dtls::messages::ClientHello {
+            cookie,
+            ..ch.clone()
+        }
+        .get_encoding();
+        let hs = ot_hil_dtls::messages::encode_handshake(
+            ot_hil_dtls::HandshakeType::CLIENT_HELLO,
+            seq,
+            &body,
+        );
+        let mut rec = ot_hil_dtls::messages::RecordHeader {
+            content_type: ot_hil_dtls::ContentType::HANDSHAKE,
+            version: ot_hil_dtls::ProtocolVersion::DTLS1_2,
+            epoch: 0,
+            sequence: u64::from(seq),
+            length: hs.len() as u16,
+        }
+        .get_encoding();
+        rec.extend(hs);
+        rec
+    };
+    let first = record(Vec::new(), 0);
+    observer.observe(ot_hil_dtls::Direction::ClientToServer, &first);
+    server.handle_datagram(now, &first);
+    let hvr = server.poll_transmit().unwrap();
+    observer.observe(ot_hil_dtls::Direction::ServerToClient, &hvr);
+    let cookie = hvr[13 + 12 + 3..].to_vec();
+    let second = record(cookie, 1);
+    observer.observe(ot_hil_dtls::Direction::ClientToServer, &second);
+    server.handle_datagram(now, &second);
+    while let Some(d) = server.poll_transmit() {
+        observer.observe(ot_hil_dtls::Direction::ServerToClient, &d);
+    }
+    let t = observer.finish();
+    assert_eq!(
+        t.chosen_suite(),
+        Some(CipherSuite::ECJPAKE_WITH_AES_128_CCM_8),
+        "{t}"
+    );
+    assert_eq!(
+        t.alerts(),
+        vec![(
+            ot_hil_dtls::Direction::ServerToClient,
+            ot_hil_dtls::AlertLevel::FATAL,
+            AlertDescription::INTERNAL_ERROR
+        )]
+    );
+}
