@@ -9,15 +9,32 @@ use ot_hil_dtls::{Direction, TranscriptBuilder};
 fn passive(mut p: Pair) -> (String, String) {
     let mut observer = TranscriptBuilder::new();
     p.pump_with(|c2s, d| {
-        observer.observe(if c2s { Direction::ClientToServer } else { Direction::ServerToClient }, &d);
+        observer.observe(
+            if c2s {
+                Direction::ClientToServer
+            } else {
+                Direction::ServerToClient
+            },
+            &d,
+        );
         Some(d)
     });
     p.client.send(b"GET /hello").unwrap();
     p.pump_with(|c2s, d| {
-        observer.observe(if c2s { Direction::ClientToServer } else { Direction::ServerToClient }, &d);
+        observer.observe(
+            if c2s {
+                Direction::ClientToServer
+            } else {
+                Direction::ServerToClient
+            },
+            &d,
+        );
         Some(d)
     });
-    (observer.finish().to_string(), p.client.transcript().to_string())
+    (
+        observer.finish().to_string(),
+        p.client.transcript().to_string(),
+    )
 }
 
 #[test]
@@ -36,7 +53,10 @@ fn ecdhe_ecdsa_mutual_transcript() {
 
 #[test]
 fn ecjpake_transcript() {
-    let (air, _) = passive(Pair::new(ecjpake_config(b"J01NME"), ecjpake_config(b"J01NME")));
+    let (air, _) = passive(Pair::new(
+        ecjpake_config(b"J01NME"),
+        ecjpake_config(b"J01NME"),
+    ));
     insta::assert_snapshot!("ecjpake_passive", air);
 }
 
@@ -47,7 +67,13 @@ fn transcript_json_has_no_secrets() {
     let json = serde_json::to_string(p.server.transcript()).unwrap();
     // Entries name sizes and types only: no randoms, cookies, points or keys as byte arrays.
     assert!(!json.contains("random"), "{json}");
-    let byte_array = json.as_bytes().windows(2).any(|w| w[0] == b'[' && w[1].is_ascii_digit());
+    let byte_array = json
+        .as_bytes()
+        .windows(2)
+        .any(|w| w[0] == b'[' && w[1].is_ascii_digit());
     assert!(!byte_array, "{json}");
-    assert!(json.contains("\"chosen_suite\":\"ECJPAKE_WITH_AES_128_CCM_8\""), "{json}");
+    assert!(
+        json.contains("\"chosen_suite\":\"ECJPAKE_WITH_AES_128_CCM_8\""),
+        "{json}"
+    );
 }
