@@ -77,3 +77,37 @@ fn pinging_own_address_loops_back() {
         "only the two Parent Requests went on the air"
     );
 }
+
+#[test]
+fn child_whose_parent_is_gone_reattaches_or_leads() {
+    let mut net = Net::formed(2);
+    let leader_rloc = net.stack(0).addresses()[1].0;
+    // The leader goes silent (its radio is off), as a crashed or reset board would.
+    net.stack(0).thread_stop();
+    net.stack(1)
+        .ping(
+            Instant::now(),
+            leader_rloc,
+            16,
+            5,
+            Duration::from_millis(20),
+            64,
+        )
+        .unwrap();
+    let t = Instant::now();
+    let led = net.run_until(Duration::from_secs(3), |n| {
+        n.role(1) == ot_hil_vdk::net::Role::Leader
+    });
+    assert!(led, "child still {:?}", net.role(1));
+    println!(
+        "parent loss noticed and own partition led after {:?}",
+        t.elapsed()
+    );
+
+    // When the old leader comes back it finds the new one and attaches to it.
+    net.stack(0).thread_start(Instant::now()).unwrap();
+    assert!(
+        net.wait_role(0, ot_hil_vdk::net::Role::Child, Duration::from_secs(2))
+            .is_some()
+    );
+}

@@ -35,7 +35,9 @@
 //!   during attach (the only neighbours a node has: its parent, or the leader's children); others
 //!   are dropped as unknown neighbours. Per-neighbour frame counters reject replays (and
 //!   duplicated frames). Unicast frames are acknowledged with an Imm-Ack; there are no
-//!   retransmissions, CSMA or ACK timeouts.
+//!   retransmissions and no CSMA. A child counts its parent's missing acks: after
+//!   [`PARENT_LOST_AFTER_NO_ACKS`] in a row it looks for a parent again (and leads its own
+//!   partition if none answers).
 
 pub mod dataset;
 pub mod mle;
@@ -68,6 +70,10 @@ pub const PARENT_REQUEST_RETRY: Duration = Duration::from_millis(100);
 /// formed at the same moment merge in well under a second).
 pub const ADVERTISEMENT_IMIN: Duration = Duration::from_millis(100);
 pub const ADVERTISEMENT_IMAX: Duration = Duration::from_secs(32);
+/// How long a sender waits for the Imm-Ack of a frame (generous: the air is other processes).
+pub const ACK_TIMEOUT: Duration = Duration::from_millis(250);
+/// Unacknowledged frames in a row after which a child takes its parent for gone.
+pub const PARENT_LOST_AFTER_NO_ACKS: u32 = 4;
 /// How long a node waits for the Child ID Response before it starts over.
 pub const CHILD_ID_TIMEOUT: Duration = Duration::from_millis(500);
 /// OpenThread's address query timeout (`kAddressQueryTimeout`, 3 s).
@@ -273,6 +279,10 @@ pub struct Stack {
     leader_router_id: u8,
     /// Next MLE Advertisement of a leader and the current interval.
     advertise: Option<(Instant, Duration)>,
+    /// Frames sent to the parent waiting for their Imm-Ack, by MAC sequence number.
+    awaiting_ack: HashMap<u8, Instant>,
+    /// Frames to the parent in a row that were not acknowledged.
+    missed_acks: u32,
     /// Challenges this leader put in Parent Responses, by requester.
     issued_challenges: HashMap<ExtAddress, [u8; 8]>,
     rx_frame_counters: HashMap<ExtAddress, u32>,
@@ -331,6 +341,8 @@ impl Stack {
             partition_id: 0,
             leader_router_id: 0,
             advertise: None,
+            awaiting_ack: HashMap::new(),
+            missed_acks: 0,
             issued_challenges: HashMap::new(),
             rx_frame_counters: HashMap::new(),
             eid_cache: HashMap::new(),
@@ -565,6 +577,7 @@ impl Stack {
     pub fn poll(&mut self, now: Instant) {
         self.run_attach_timers(now);
         self.run_advertisement(now);
+        self.check_parent_acks(now);
         self.run_ping(now);
         self.expire_queries(now);
         self.reassembler.expire(now);
@@ -582,6 +595,11 @@ impl Stack {
             Attach::Idle | Attach::Attached => None,
         };
         let advertise = self.advertise.map(|(at, _)| at);
+        let ack = self
+            .awaiting_ack
+            .values()
+            .min()
+            .map(|sent| *sent + ACK_TIMEOUT);
         let ping = self
             .ping
             .as_ref()
@@ -593,6 +611,7 @@ impl Stack {
         [
             attach,
             advertise,
+            ack,
             ping,
             queries,
             self.reassembler.next_deadline(),
@@ -710,6 +729,8 @@ impl Stack {
         self.children.clear();
         self.partition_id = 0;
         self.advertise = None;
+        self.awaiting_ack.clear();
+        self.missed_acks = 0;
         self.issued_challenges.clear();
         self.rx_frame_counters.clear();
         self.eid_cache.clear();
@@ -1421,7 +1442,7 @@ impl Stack {
             self.counters.ip_no_route += 1;
             return;
         };
-        self.transmit(&packet, mac_dst);
+        self.transmit(now, &packet, mac_dst);
     }
 
     fn next_hop_for(&self, rloc16: u16) -> Option<Address> {
@@ -1436,7 +1457,7 @@ impl Stack {
     }
 
     /// Compress, fragment, secure and send one IPv6 packet to `mac_dst`.
-    fn transmit(&mut self, packet: &[u8], mac_dst: Address) {
+    fn transmit(&mut self, now: Instant, packet: &[u8], mac_dst: Address) {
         // Extended source for link-local traffic (receivers learn the extended address from it,
         // and need it for the CCM* nonce); short source for mesh-local traffic once attached.
         let src_link_local = packet.get(8..10) == Some(&[0xfe, 0x80][..]);
@@ -1481,6 +1502,13 @@ impl Stack {
                 mac_src,
                 security_for(self.frame_counter),
             );
+            if self.role == Role::Child
+                && self
+                    .parent
+                    .is_some_and(|p| mac_dst == Address::Short(p.rloc16))
+            {
+                self.awaiting_ack.insert(self.mac_sequence, now);
+            }
             self.mac_sequence = self.mac_sequence.wrapping_add(1);
             if !link_security {
                 self.send_psdu(&repr.emit(&payload));
@@ -1502,8 +1530,16 @@ impl Stack {
             return;
         };
         let repr = parsed.repr.clone();
+        if repr.frame_type == FrameType::Ack {
+            if let Some(seq) = repr.sequence
+                && self.awaiting_ack.remove(&seq).is_some()
+            {
+                self.missed_acks = 0;
+            }
+            return;
+        }
         if repr.frame_type != FrameType::Data {
-            // Acks, beacons and MAC commands play no part in this model.
+            // Beacons and MAC commands play no part in this model.
             return;
         }
         self.counters.rx_frames += 1;
@@ -1613,6 +1649,20 @@ impl Stack {
     fn send_ack(&mut self, sequence: u8) {
         let psdu = FrameRepr::ack(sequence, false).emit(&[]);
         self.send_psdu(&psdu);
+    }
+
+    /// A child whose parent stopped acknowledging (reset, crashed, switched off) looks for a new
+    /// parent, and leads its own partition if there is none.
+    fn check_parent_acks(&mut self, now: Instant) {
+        let before = self.awaiting_ack.len();
+        self.awaiting_ack
+            .retain(|_, sent| now.saturating_duration_since(*sent) < ACK_TIMEOUT);
+        self.missed_acks += (before - self.awaiting_ack.len()) as u32;
+        if self.role == Role::Child && self.missed_acks >= PARENT_LOST_AFTER_NO_ACKS {
+            self.detach_state();
+            self.set_role(Role::Detached);
+            self.start_discovery(now);
+        }
     }
 
     fn send_psdu(&mut self, psdu: &[u8]) {
