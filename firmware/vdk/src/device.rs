@@ -699,3 +699,42 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod async_tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn ping_summary_arrives_asynchronously_around_the_prompt() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../variants");
+        let start = Instant::now();
+        let mut board = Board::new([9; 8], None);
+        board.flash(Manifest::load(&dir.join("ncs-v2.2.0.toml")).unwrap(), start);
+        board.handle_console(b"ot ifconfig up\rot thread start\r", start);
+        board.take_output();
+        board.handle_console(b"ot ping fdde:ad00:beef:0:0:ff:fe00:1234\r", start);
+        let now = String::from_utf8_lossy(&board.take_output()).into_owned();
+        assert_eq!(
+            now,
+            "ot ping fdde:ad00:beef:0:0:ff:fe00:1234\r\n\x1b[1;32muart:~$ \x1b[m"
+        );
+        // Type something before the summary arrives: it is redrawn after the async lines.
+        board.handle_console(b"ot st", start);
+        board.take_output();
+        let mut later = start;
+        let mut out = String::new();
+        for _ in 0..100 {
+            later += Duration::from_millis(100);
+            board.poll(later);
+            out.push_str(&String::from_utf8_lossy(&board.take_output()));
+            if out.contains("Done") {
+                break;
+            }
+        }
+        assert_eq!(
+            out,
+            "\x1b[13D\x1b[J1 packets transmitted, 0 packets received. Packet loss = 100.0%.\r\nDone\r\n\x1b[1;32muart:~$ \x1b[mot st"
+        );
+    }
+}

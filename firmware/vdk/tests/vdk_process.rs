@@ -11,7 +11,14 @@ use std::time::{Duration, Instant};
 use ot_hil_air::Hub;
 use serialport::TTYPort;
 
-const EXE: &str = env!("CARGO_BIN_EXE_ot-hil-vdk");
+/// The binary under test; `OT_HIL_VDK_EXE` points the tests at another build (e.g. a release
+/// build, to measure its round trip and memory).
+fn exe() -> PathBuf {
+    std::env::var_os("OT_HIL_VDK_EXE").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_ot-hil-vdk")),
+        PathBuf::from,
+    )
+}
 
 fn variant(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -58,7 +65,7 @@ impl Dk {
     fn spawn(dir: &Path, name: &str, hub: Option<&Path>, firmware: Option<&Path>) -> Dk {
         let link = dir.join(format!("{name}.pty"));
         let control = dir.join(format!("{name}.ctl"));
-        let mut cmd = Command::new(EXE);
+        let mut cmd = Command::new(exe());
         cmd.arg("--pty-link")
             .arg(&link)
             .arg("--control")
@@ -136,15 +143,11 @@ impl Dk {
         self.write(format!("{line}\r").as_bytes());
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let found = self
-                .text
-                .match_indices('\n')
-                .map(|(i, _)| i)
-                .find(|&end| {
-                    let start = self.text[..end].rfind('\n').map_or(0, |s| s + 1);
-                    let l = &self.text[start..end];
-                    l == "Done" || l.starts_with("Error ")
-                });
+            let found = self.text.match_indices('\n').map(|(i, _)| i).find(|&end| {
+                let start = self.text[..end].rfind('\n').map_or(0, |s| s + 1);
+                let l = &self.text[start..end];
+                l == "Done" || l.starts_with("Error ")
+            });
             if let Some(end) = found {
                 let rest = self.text.split_off(end + 1);
                 let taken = std::mem::replace(&mut self.text, rest);
