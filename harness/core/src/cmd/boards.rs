@@ -36,10 +36,14 @@ pub struct Cmd {
 
 impl Cmd {
     pub fn run(self) -> anyhow::Result<i32> {
-        let root = self.sysfs_root.as_deref().map_or_else(SysRoot::live, SysRoot::recorded);
+        let root = self
+            .sysfs_root
+            .as_deref()
+            .map_or_else(SysRoot::live, SysRoot::recorded);
         let probes = match &self.probe_list {
             Some(file) => {
-                let text = std::fs::read_to_string(file).with_context(|| format!("failed to read {}", file.display()))?;
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("failed to read {}", file.display()))?;
                 probes::parse_probe_rs_list(&text)
             }
             None => probes::list_probes(),
@@ -50,11 +54,15 @@ impl Cmd {
         if let Some(path) = &self.generate {
             let options = GenerateOptions {
                 dk_platform: self.platform.clone(),
-                dk_profile: self.profile.parse::<Profile>().map_err(anyhow::Error::msg)?,
+                dk_profile: self
+                    .profile
+                    .parse::<Profile>()
+                    .map_err(anyhow::Error::msg)?,
                 ..GenerateOptions::default()
             };
             let map = discover::hardware_map_from(&found, &options);
-            std::fs::write(path, map.to_toml()).with_context(|| format!("failed to write {}", path.display()))?;
+            std::fs::write(path, map.to_toml())
+                .with_context(|| format!("failed to write {}", path.display()))?;
             println!("wrote {} boards to {}", map.boards.len(), path.display());
         }
         if let Some(path) = &self.check {
@@ -67,7 +75,11 @@ impl Cmd {
                 eprintln!("{}: {} problems", path.display(), problems.len());
                 return Ok(exit_code::INFRA_ERROR);
             }
-            println!("{}: all {} boards attached and paired", path.display(), map.boards.len());
+            println!(
+                "{}: all {} boards attached and paired",
+                path.display(),
+                map.boards.len()
+            );
         }
         Ok(exit_code::SUCCESS)
     }
