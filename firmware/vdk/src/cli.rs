@@ -320,11 +320,15 @@ impl Cli {
                 let confirmable = rest.get(2) == Some(&"con");
                 let payload = rest.get(3).map(|p| p.as_bytes()).unwrap_or_default();
                 let peer = SocketAddrV6::new(dst, COAP_PORT, 0, 0);
+                let message_id = self.coap.next_message_id();
                 let actions =
                     self.coap
                         .request(ctx.now, method, peer, uri, confirmable, payload)?;
                 for (to, bytes) in &actions.sends {
-                    ctx.stack.udp_send(ctx.now, COAP_PORT, *to, bytes)?;
+                    if let Err(e) = ctx.stack.udp_send(ctx.now, COAP_PORT, *to, bytes) {
+                        self.coap.abandon(message_id);
+                        return Err(e);
+                    }
                 }
                 Ok(actions.lines)
             }
@@ -897,6 +901,31 @@ mod tests {
             Some("Error 35: InvalidCommand")
         );
         assert_eq!(run(&mut cli, &mut stack, "coap set").0, vec!["0"]);
+        assert_eq!(
+            run(&mut cli, &mut stack, "coap get fdde::1 x").1.as_deref(),
+            Some("Error 13: InvalidState"),
+            "not started"
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "coap start").1.as_deref(),
+            Some("Done")
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "coap get fdde::1").1.as_deref(),
+            Some("Error 7: InvalidArgs"),
+            "no uri"
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "coap get nonsense x")
+                .1
+                .as_deref(),
+            Some("Error 7: InvalidArgs")
+        );
+        let (_, r) = run(&mut cli, &mut stack, "coap get fdde::1 x con");
+        if r.as_deref() != Some("Done") {
+            // Detached: the stack refuses to send, and no response is awaited.
+            assert!(cli.next_deadline().is_none(), "{r:?}");
+        }
     }
 
     #[test]

@@ -214,6 +214,17 @@ impl CoapApp {
         })
     }
 
+    /// Forget the request with `message_id` (it could not be sent: no response will come, and
+    /// OpenThread reports the send error instead of a later timeout).
+    pub fn abandon(&mut self, message_id: u16) {
+        self.pending.retain(|p| p.message_id != message_id);
+    }
+
+    /// The message id the next request or response will use.
+    pub fn next_message_id(&self) -> u16 {
+        self.next_message_id
+    }
+
     /// A datagram that arrived on port 5683.
     pub fn handle_datagram(
         &mut self,
