@@ -408,12 +408,12 @@ pub fn verify_map(map: &HardwareMap, found: &[DiscoveredBoard]) -> Vec<String> {
             )),
             _ => {}
         }
-        if let Some(d) = by_probe
-            && let Some(p) = &d.port
-            && by_port == Some(d)
-            && p.dev_path != board.port
-            && p.by_id.as_deref() != Some(board.port.as_path())
-        {
+        let console = by_probe
+            .filter(|d| by_port == Some(*d))
+            .and_then(|d| d.port.as_ref());
+        if let Some(p) = console.filter(|p| {
+            p.dev_path != board.port && p.by_id.as_deref() != Some(board.port.as_path())
+        }) {
             problems.push(format!(
                 "board `{}`: port {} is not the application UART of its DK (that is {}, interface 00)",
                 board.id,

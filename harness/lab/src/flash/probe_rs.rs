@@ -213,12 +213,15 @@ impl Flasher for ProbeRsFlasher {
             message: e.to_string(),
         })?;
         let mut session = self.session()?;
-        if let Some(state) = self
+        let recorded = self
             .states
             .load(&self.board_id)
-            .filter(|s| s.sha256 == image.sha256)
-            && self.device_matches(&mut session, &state)?
-        {
+            .filter(|s| s.sha256 == image.sha256);
+        let current = match &recorded {
+            Some(state) => self.device_matches(&mut session, state)?,
+            None => false,
+        };
+        if current {
             self.reset_session(&mut session)?;
             return Ok(FlashOutcome::AlreadyCurrent);
         }
