@@ -1,0 +1,122 @@
+//! What the runner tells reporters. Reporters match every [`RunEvent`] kind by name (no `_` arm),
+//! so adding a kind breaks the build of every reporter that does not handle it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::exec::{Failure, InfraFailure};
+
+/// The closed set of outcomes of one case on one variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Outcome {
+    /// Passed, as expected.
+    Pass,
+    /// Failed, not expected to (or failed differently from the expected symptom).
+    Fail,
+    /// Failed as the variant's `xfail` says.
+    Xfail,
+    /// Passed although the variant's `xfail` says it fails: the expectation is stale.
+    Xpass,
+    /// Could not be run to a verdict: board gone, port busy, prompt never appeared, interrupted.
+    Error,
+    /// Not run (variant says `skip`, or the run was interrupted before it started).
+    Skip,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Pass => "PASS",
+            Outcome::Fail => "FAIL",
+            Outcome::Xfail => "XFAIL",
+            Outcome::Xpass => "XPASS",
+            Outcome::Error => "ERROR",
+            Outcome::Skip => "SKIP",
+        }
+    }
+}
+
+/// One step's timing, for the JSON results and the benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    pub index: usize,
+    pub node: String,
+    pub step: String,
+    pub duration_us: u64,
+    /// From the step's start to its command being written (harness share before the board).
+    pub to_written_us: Option<u64>,
+    /// From the board's result line arriving to the step's verdict (harness share after the board).
+    pub after_result_us: Option<u64>,
+}
+
+/// The verdict on one case × variant.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    pub case: String,
+    pub variant: String,
+    pub path: PathBuf,
+    pub outcome: Outcome,
+    #[serde(with = "duration_secs")]
+    pub duration: Duration,
+    /// Why: the xfail/skip reason, the infrastructure problem, or a note on an unexpected failure.
+    pub reason: Option<String>,
+    pub failure: Option<Failure>,
+    pub infra: Option<InfraFailure>,
+    /// Last console lines of every node of the case.
+    pub tails: BTreeMap<String, Vec<String>>,
+    /// Board logs written for this case.
+    pub logs: BTreeMap<String, PathBuf>,
+    pub steps: Vec<StepRecord>,
+}
+
+mod duration_secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+/// Totals of a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub counts: BTreeMap<Outcome, usize>,
+    #[serde(with = "duration_secs")]
+    pub duration: Duration,
+    pub interrupted: bool,
+}
+
+impl Summary {
+    pub fn count(&self, o: Outcome) -> usize {
+        self.counts.get(&o).copied().unwrap_or(0)
+    }
+}
+
+/// Events in the order they happen.
+#[derive(Debug, Clone)]
+pub enum RunEvent {
+    RunStarted {
+        cases: usize,
+        variants: Vec<String>,
+        planned: usize,
+        jobs: usize,
+    },
+    CaseStarted {
+        case: String,
+        variant: String,
+    },
+    CaseFinished(Box<CaseResult>),
+    /// Ctrl-C: running cases are being stopped; the rest will be reported as skipped.
+    Interrupted,
+    RunFinished(Summary),
+}
+
+/// A consumer of run events.
+pub trait Reporter: Send {
+    fn on_event(&mut self, event: &RunEvent) -> std::io::Result<()>;
+}

@@ -1,0 +1,338 @@
+//! Reporters: progress lines + final table, JUnit XML, JSON results. Board logs are written by the
+//! consoles themselves, as the lines arrive.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use junit_report::{Duration as JDuration, ReportBuilder, TestCase, TestResult, TestSuiteBuilder};
+
+use crate::events::{CaseResult, Outcome, Reporter, RunEvent, Summary};
+
+/// Human-readable failure details (shared by the progress output and JUnit).
+pub fn failure_text(r: &CaseResult) -> String {
+    let mut s = String::new();
+    if let Some(reason) = &r.reason {
+        s.push_str(&format!("reason: {reason}\n"));
+    }
+    if let Some(f) = &r.failure {
+        if !f.location.is_empty() {
+            s.push_str(&format!("step: {} ({})\n", f.step, f.location));
+        } else {
+            s.push_str(&format!("step: {}\n", f.step));
+        }
+        if let Some(c) = &f.crash {
+            s.push_str(&format!("crash: {c}\n"));
+        }
+        s.push_str(&format!("expected: {}\n", f.expected));
+        s.push_str("got:\n");
+        for l in &f.got {
+            s.push_str(&format!("  | {l}\n"));
+        }
+    }
+    if let Some(i) = &r.infra {
+        s.push_str(&format!("board: {}\n", i.board));
+        if let Some(step) = &i.step {
+            s.push_str(&format!("step: {step}\n"));
+        }
+        s.push_str(&format!("problem: {}\n", i.reason));
+    }
+    for (node, lines) in &r.tails {
+        s.push_str(&format!("last lines of {node}:\n"));
+        for l in lines {
+            s.push_str(&format!("  {node}| {l}\n"));
+        }
+    }
+    for (node, log) in &r.logs {
+        s.push_str(&format!("log of {node}: {}\n", log.display()));
+    }
+    s
+}
+
+/// One line per finished case, details under failures, a case × variant table at the end.
+pub struct ProgressReporter<W: Write + Send> {
+    out: W,
+    started: Instant,
+    results: Vec<(String, String, Outcome)>,
+    verbose_failures: bool,
+}
+
+impl<W: Write + Send> ProgressReporter<W> {
+    pub fn new(out: W) -> Self {
+        ProgressReporter {
+            out,
+            started: Instant::now(),
+            results: vec![],
+            verbose_failures: true,
+        }
+    }
+}
+
+impl<W: Write + Send> Reporter for ProgressReporter<W> {
+    fn on_event(&mut self, event: &RunEvent) -> std::io::Result<()> {
+        match event {
+            RunEvent::RunStarted {
+                cases,
+                variants,
+                planned,
+                jobs,
+            } => {
+                self.started = Instant::now();
+                writeln!(
+                    self.out,
+                    "running {planned} case runs ({cases} cases x variants {}) with {jobs} jobs",
+                    variants.join(", ")
+                )?;
+            }
+            RunEvent::CaseStarted { .. } => {}
+            RunEvent::CaseFinished(r) => {
+                let t = self.started.elapsed().as_secs_f64();
+                writeln!(
+                    self.out,
+                    "[{t:8.3}s] {:5} {} @ {} ({:.3}s)",
+                    r.outcome.label(),
+                    r.case,
+                    r.variant,
+                    r.duration.as_secs_f64()
+                )?;
+                let show = matches!(r.outcome, Outcome::Fail | Outcome::Error | Outcome::Xpass);
+                if show && self.verbose_failures {
+                    for line in failure_text(r).lines() {
+                        writeln!(self.out, "           {line}")?;
+                    }
+                } else if matches!(r.outcome, Outcome::Xfail | Outcome::Skip) {
+                    if let Some(reason) = &r.reason {
+                        writeln!(self.out, "           {reason}")?;
+                    }
+                }
+                self.results
+                    .push((r.case.clone(), r.variant.clone(), r.outcome));
+            }
+            RunEvent::Interrupted => writeln!(
+                self.out,
+                "interrupted: stopping running cases, writing partial reports"
+            )?,
+            RunEvent::RunFinished(summary) => {
+                write_table(&mut self.out, &self.results)?;
+                write_summary(&mut self.out, summary)?;
+            }
+        }
+        self.out.flush()
+    }
+}
+
+fn write_table(out: &mut impl Write, results: &[(String, String, Outcome)]) -> std::io::Result<()> {
+    let variants: BTreeSet<&str> = results.iter().map(|(_, v, _)| v.as_str()).collect();
+    let mut rows: BTreeMap<&str, BTreeMap<&str, Outcome>> = BTreeMap::new();
+    for (c, v, o) in results {
+        rows.entry(c.as_str()).or_default().insert(v.as_str(), *o);
+    }
+    let w0 = rows.keys().map(|k| k.len()).max().unwrap_or(4).max(4);
+    let widths: Vec<usize> = variants.iter().map(|v| v.len().max(5)).collect();
+    write!(out, "\n{:w0$}", "case")?;
+    for (v, w) in variants.iter().zip(&widths) {
+        write!(out, "  {v:w$}")?;
+    }
+    writeln!(out)?;
+    for (case, cols) in &rows {
+        write!(out, "{case:w0$}")?;
+        for (v, w) in variants.iter().zip(&widths) {
+            let label = cols.get(v).map_or("-", |o| o.label());
+            write!(out, "  {label:w$}")?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+fn write_summary(out: &mut impl Write, s: &Summary) -> std::io::Result<()> {
+    let parts: Vec<String> = s
+        .counts
+        .iter()
+        .map(|(o, n)| format!("{n} {}", o.label()))
+        .collect();
+    writeln!(
+        out,
+        "\n{}{} in {:.2}s",
+        if s.interrupted { "INTERRUPTED: " } else { "" },
+        if parts.is_empty() {
+            "nothing run".to_string()
+        } else {
+            parts.join(", ")
+        },
+        s.duration.as_secs_f64()
+    )
+}
+
+/// JUnit XML: one testsuite per variant, one testcase per case; written at the end of the run
+/// (also after Ctrl-C, with the cases not run as skipped).
+pub struct JunitReporter {
+    path: PathBuf,
+    results: Vec<CaseResult>,
+}
+
+impl JunitReporter {
+    pub fn new(path: PathBuf) -> Self {
+        JunitReporter {
+            path,
+            results: vec![],
+        }
+    }
+
+    fn write(&self) -> std::io::Result<()> {
+        let mut suites: BTreeMap<&str, Vec<&CaseResult>> = BTreeMap::new();
+        for r in &self.results {
+            suites.entry(r.variant.as_str()).or_default().push(r);
+        }
+        let mut report = ReportBuilder::new();
+        for (variant, results) in suites {
+            let mut suite = TestSuiteBuilder::new(&format!("ot-hil.{variant}"));
+            for r in results {
+                let time = JDuration::try_from(r.duration).unwrap_or(JDuration::ZERO);
+                let details = failure_text(r);
+                let mut tc = match r.outcome {
+                    Outcome::Pass => TestCase::success(&r.case, time),
+                    Outcome::Xfail => {
+                        let mut tc = TestCase::success(&r.case, time);
+                        tc.set_system_out(&format!(
+                            "XFAIL: {}\n{details}",
+                            r.reason.clone().unwrap_or_default()
+                        ));
+                        tc
+                    }
+                    Outcome::Skip => TestCase::skipped_with_cause(
+                        &r.case,
+                        "skipped",
+                        r.reason.as_deref().unwrap_or(""),
+                    ),
+                    Outcome::Fail | Outcome::Xpass => {
+                        let message = match (&r.failure, r.outcome) {
+                            (_, Outcome::Xpass) => {
+                                format!("XPASS: {}", r.reason.clone().unwrap_or_default())
+                            }
+                            (Some(f), _) => {
+                                format!("{} ({}): expected {}", f.step, f.location, f.expected)
+                            }
+                            (None, _) => r.reason.clone().unwrap_or_default(),
+                        };
+                        let mut tc = TestCase::failure(&r.case, time, r.outcome.label(), &message);
+                        tc.result = TestResult::Failure {
+                            type_: r.outcome.label().into(),
+                            message,
+                            cause: Some(details),
+                        };
+                        tc
+                    }
+                    Outcome::Error => {
+                        let message = r.reason.clone().unwrap_or_default();
+                        let mut tc = TestCase::error(&r.case, time, "infrastructure", &message);
+                        tc.result = TestResult::Error {
+                            type_: "infrastructure".into(),
+                            message,
+                            cause: Some(details),
+                        };
+                        tc
+                    }
+                };
+                tc.set_classname(&format!("ot-hil.{variant}"));
+                tc.set_filepath(&r.path.display().to_string());
+                suite.add_testcase(tc);
+            }
+            report.add_testsuite(suite.build());
+        }
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        // Write to a temporary file and rename, so a reader never sees a half-written report.
+        let tmp = self.path.with_extension("xml.tmp");
+        let file = std::fs::File::create(&tmp)?;
+        report
+            .build()
+            .write_xml(std::io::BufWriter::new(file))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        std::fs::rename(&tmp, &self.path)
+    }
+}
+
+impl Reporter for JunitReporter {
+    fn on_event(&mut self, event: &RunEvent) -> std::io::Result<()> {
+        match event {
+            RunEvent::RunStarted { .. } | RunEvent::CaseStarted { .. } | RunEvent::Interrupted => {
+                Ok(())
+            }
+            RunEvent::CaseFinished(r) => {
+                self.results.push((**r).clone());
+                Ok(())
+            }
+            RunEvent::RunFinished(_) => self.write(),
+        }
+    }
+}
+
+/// `results.json`: the summary and every case result (with step timings).
+pub struct JsonReporter {
+    path: PathBuf,
+    results: Vec<CaseResult>,
+}
+
+impl JsonReporter {
+    pub fn new(path: PathBuf) -> Self {
+        JsonReporter {
+            path,
+            results: vec![],
+        }
+    }
+}
+
+impl Reporter for JsonReporter {
+    fn on_event(&mut self, event: &RunEvent) -> std::io::Result<()> {
+        match event {
+            RunEvent::RunStarted { .. } | RunEvent::CaseStarted { .. } | RunEvent::Interrupted => {
+                Ok(())
+            }
+            RunEvent::CaseFinished(r) => {
+                self.results.push((**r).clone());
+                Ok(())
+            }
+            RunEvent::RunFinished(summary) => {
+                if let Some(dir) = self.path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let doc = serde_json::json!({ "summary": summary, "results": self.results });
+                let text = serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?;
+                std::fs::write(&self.path, text)
+            }
+        }
+    }
+}
+
+/// Exit codes of `ot-hil` (documented in the README and `ot-hil --help`).
+pub mod exit_code {
+    /// Every case passed or failed as expected (XFAIL), or was skipped.
+    pub const SUCCESS: i32 = 0;
+    /// At least one FAIL or XPASS (an xfail that passes is a stale expectation).
+    pub const TEST_FAILED: i32 = 1;
+    /// Infrastructure error (board gone, port busy, prompt never appeared) or bad command line.
+    pub const INFRA_ERROR: i32 = 2;
+    /// A case file is invalid (`check` failed); nothing was run.
+    pub const INVALID_CASES: i32 = 3;
+    /// Interrupted by Ctrl-C (reports are still written).
+    pub const INTERRUPTED: i32 = 130;
+
+    use crate::events::{Outcome, Summary};
+
+    /// The exit code for a finished run: interruption, then test failures (a definite finding),
+    /// then infrastructure errors (worth a retry).
+    pub fn for_summary(s: &Summary) -> i32 {
+        if s.interrupted {
+            INTERRUPTED
+        } else if s.count(Outcome::Fail) + s.count(Outcome::Xpass) > 0 {
+            TEST_FAILED
+        } else if s.count(Outcome::Error) > 0 {
+            INFRA_ERROR
+        } else {
+            SUCCESS
+        }
+    }
+}

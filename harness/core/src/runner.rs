@@ -1,0 +1,679 @@
+//! The runner: plans case × variant runs, gives each its boards, drives the steps, classifies the
+//! result and emits [`RunEvent`]s to the reporters.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ot_hil_lab::flash::Flasher;
+use tokio::sync::{Notify, Semaphore, mpsc};
+
+use crate::case::{Case, VariantExpectation};
+use crate::console::{BoardFault, Console, ConsoleConfig};
+use crate::events::{CaseResult, Outcome, Reporter, RunEvent, StepRecord, Summary};
+use crate::exec::{Executor, Failure, InfraFailure, StepError};
+use crate::profile::Profile;
+use crate::variants::Variant;
+use crate::virtual_lab::{VdkCommand, VirtualDk};
+
+/// How long a board may take to show its prompt after flashing/reset or start.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often to press Enter while waiting for a prompt.
+const PROMPT_POKE_INTERVAL: Duration = Duration::from_millis(500);
+/// Console lines quoted per node in reports.
+pub const TAIL_LINES: usize = 15;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("failed to create the run directory: {0}")]
+    RunDir(#[source] std::io::Error),
+    #[error("failed to start the air hub in {dir}: {source}")]
+    Hub {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--partition {0}: expected K/N with 1 <= K <= N")]
+    Partition(String),
+}
+
+/// Where boards come from.
+#[derive(Debug, Clone)]
+pub enum BoardSource {
+    /// A fresh virtual DK per node per case, on this run's own air.
+    Virtual { vdk: VdkCommand },
+    /// Host processes on PTYs (`sh -c COMMAND`), one per board; boards are shared between cases
+    /// and handed out as a pool. The process is the firmware: no flashing.
+    Processes {
+        commands: Vec<String>,
+        profile: Profile,
+    },
+}
+
+pub struct RunConfig {
+    pub cases: Vec<Case>,
+    pub variants: Vec<Variant>,
+    pub boards: BoardSource,
+    /// Reports and logs go here (`logs/<case>/<variant>/<node>.log`).
+    pub out_dir: PathBuf,
+    pub jobs: usize,
+    pub ready_timeout: Duration,
+}
+
+/// One planned run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Planned {
+    pub case: usize,
+    pub variant: usize,
+}
+
+/// Every case × variant whose `case name@variant` contains `filter`, then the K-th of N partitions.
+pub fn plan(
+    cases: &[Case],
+    variants: &[Variant],
+    filter: Option<&str>,
+    partition: Option<(usize, usize)>,
+) -> Vec<Planned> {
+    let mut out = Vec::new();
+    for (ci, c) in cases.iter().enumerate() {
+        for (vi, v) in variants.iter().enumerate() {
+            let id = format!("{}@{}", c.name, v.name);
+            if filter.is_none_or(|f| id.contains(f)) {
+                out.push(Planned {
+                    case: ci,
+                    variant: vi,
+                });
+            }
+        }
+    }
+    if let Some((k, n)) = partition {
+        out = out
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % n == k - 1)
+            .map(|(_, p)| p)
+            .collect();
+    }
+    out
+}
+
+/// `K/N` -> (K, N).
+pub fn parse_partition(s: &str) -> Result<(usize, usize), RunError> {
+    let bad = || RunError::Partition(s.to_string());
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n): (usize, usize) = (
+        k.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if k == 0 || n == 0 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
+}
+
+/// A pool of process boards: a case takes as many as it has nodes, all at once.
+struct ProcessPool {
+    free: Mutex<Vec<usize>>,
+    returned: Notify,
+}
+
+impl ProcessPool {
+    async fn take(&self, n: usize) -> Option<Vec<usize>> {
+        loop {
+            let notified = self.returned.notified();
+            {
+                let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+                if free.len() >= n {
+                    let at = free.len() - n;
+                    return Some(free.split_off(at));
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn give_back(&self, boards: Vec<usize>) {
+        self.free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(boards);
+        self.returned.notify_waiters();
+    }
+}
+
+struct RunShared {
+    config: RunConfig,
+    run_dir: tempfile::TempDir,
+    hub: Option<ot_hil_air::Hub>,
+    pool: Option<ProcessPool>,
+}
+
+enum Msg {
+    Started(usize),
+    Finished(usize, Box<CaseResult>),
+}
+
+/// Run `plan`; `interrupt` resolves on Ctrl-C. Reporters always see `RunFinished`.
+pub async fn run(
+    config: RunConfig,
+    plan: Vec<Planned>,
+    reporters: &mut [Box<dyn Reporter>],
+    interrupt: impl Future<Output = ()>,
+) -> Result<Summary, RunError> {
+    let started = Instant::now();
+    // Short path: socket paths must fit in 108 bytes.
+    let run_dir = tempfile::Builder::new()
+        .prefix("oth")
+        .tempdir_in(std::env::temp_dir())
+        .map_err(RunError::RunDir)?;
+    let hub = match &config.boards {
+        BoardSource::Virtual { .. } => Some(ot_hil_air::Hub::start(run_dir.path()).map_err(
+            |source| RunError::Hub {
+                dir: run_dir.path().to_path_buf(),
+                source,
+            },
+        )?),
+        BoardSource::Processes { .. } => None,
+    };
+    let pool = match &config.boards {
+        BoardSource::Processes { commands, .. } => Some(ProcessPool {
+            free: Mutex::new((0..commands.len()).rev().collect()),
+            returned: Notify::new(),
+        }),
+        BoardSource::Virtual { .. } => None,
+    };
+    let jobs = config.jobs.max(1);
+    let emit = |reporters: &mut [Box<dyn Reporter>], e: &RunEvent| {
+        for r in reporters.iter_mut() {
+            if let Err(err) = r.on_event(e) {
+                tracing::warn!("reporter failed: {err}");
+            }
+        }
+    };
+    emit(
+        reporters,
+        &RunEvent::RunStarted {
+            cases: config.cases.len(),
+            variants: config.variants.iter().map(|v| v.name.clone()).collect(),
+            planned: plan.len(),
+            jobs,
+        },
+    );
+    let shared = Arc::new(RunShared {
+        config,
+        run_dir,
+        hub,
+        pool,
+    });
+    let semaphore = Arc::new(Semaphore::new(jobs));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (seq, p) in plan.iter().copied().enumerate() {
+        let shared = shared.clone();
+        let semaphore = semaphore.clone();
+        let tx = tx.clone();
+        tasks.spawn(async move {
+            let Ok(_permit) = semaphore.acquire_owned().await else {
+                return;
+            };
+            let _ = tx.send(Msg::Started(seq));
+            let result = run_one(&shared, p, seq).await;
+            let _ = tx.send(Msg::Finished(seq, Box::new(result)));
+        });
+    }
+    drop(tx);
+
+    let mut summary = Summary::default();
+    let mut state = vec![0u8; plan.len()]; // 0 planned, 1 started, 2 finished
+    tokio::pin!(interrupt);
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(Msg::Started(seq)) => {
+                    if let (Some(s), Some(p)) = (state.get_mut(seq), plan.get(seq)) {
+                        *s = 1;
+                        let (case, variant) = names(&shared.config, *p);
+                        emit(reporters, &RunEvent::CaseStarted { case, variant });
+                    }
+                }
+                Some(Msg::Finished(seq, result)) => {
+                    if let Some(s) = state.get_mut(seq) { *s = 2; }
+                    *summary.counts.entry(result.outcome).or_default() += 1;
+                    emit(reporters, &RunEvent::CaseFinished(result));
+                }
+                None => break,
+            },
+            _ = &mut interrupt, if !interrupted => {
+                interrupted = true;
+                emit(reporters, &RunEvent::Interrupted);
+                tasks.abort_all();
+                // Aborted tasks drop their boards (virtual DKs and processes are killed on drop).
+                while tasks.join_next().await.is_some() {}
+                while let Ok(msg) = rx.try_recv() {
+                    if let Msg::Finished(seq, result) = msg {
+                        if let Some(s) = state.get_mut(seq) { *s = 2; }
+                        *summary.counts.entry(result.outcome).or_default() += 1;
+                        emit(reporters, &RunEvent::CaseFinished(result));
+                    }
+                }
+                for (seq, s) in state.iter().enumerate() {
+                    let Some(p) = plan.get(seq) else { continue };
+                    let (outcome, reason) = match s {
+                        0 => (Outcome::Skip, "run interrupted before this case started"),
+                        1 => (Outcome::Error, "run interrupted while this case was running"),
+                        _ => continue,
+                    };
+                    let (case, variant) = names(&shared.config, *p);
+                    let path = shared.config.cases.get(p.case).map(|c| c.path.clone()).unwrap_or_default();
+                    let result = CaseResult {
+                        case, variant, path, outcome, duration: Duration::ZERO, reason: Some(reason.into()),
+                        failure: None, infra: None, tails: BTreeMap::new(), logs: BTreeMap::new(), steps: vec![],
+                    };
+                    *summary.counts.entry(outcome).or_default() += 1;
+                    emit(reporters, &RunEvent::CaseFinished(Box::new(result)));
+                }
+                break;
+            }
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    summary.duration = started.elapsed();
+    summary.interrupted = interrupted;
+    emit(reporters, &RunEvent::RunFinished(summary.clone()));
+    Ok(summary)
+}
+
+fn names(config: &RunConfig, p: Planned) -> (String, String) {
+    (
+        config
+            .cases
+            .get(p.case)
+            .map(|c| c.name.clone())
+            .unwrap_or_default(),
+        config
+            .variants
+            .get(p.variant)
+            .map(|v| v.name.clone())
+            .unwrap_or_default(),
+    )
+}
+
+/// How a case run ended before expectations are applied.
+enum RawOutcome {
+    Passed,
+    Failed(Box<Failure>),
+    Infra(InfraFailure),
+}
+
+/// The boards of one case run, whatever their kind.
+struct CaseBoards {
+    consoles: BTreeMap<String, Arc<Console>>,
+    vdks: Vec<VirtualDk>,
+    pooled: Vec<usize>,
+}
+
+async fn run_one(shared: &RunShared, p: Planned, seq: usize) -> CaseResult {
+    let config = &shared.config;
+    let (Some(case), Some(variant)) = (config.cases.get(p.case), config.variants.get(p.variant))
+    else {
+        let (case, variant) = names(config, p);
+        return CaseResult {
+            case,
+            variant,
+            path: PathBuf::new(),
+            outcome: Outcome::Error,
+            duration: Duration::ZERO,
+            reason: Some(format!("planned run {p:?} is outside the configuration")),
+            failure: None,
+            infra: None,
+            tails: BTreeMap::new(),
+            logs: BTreeMap::new(),
+            steps: vec![],
+        };
+    };
+    let started = Instant::now();
+    let mut result = CaseResult {
+        case: case.name.clone(),
+        variant: variant.name.clone(),
+        path: case.path.clone(),
+        outcome: Outcome::Pass,
+        duration: Duration::ZERO,
+        reason: None,
+        failure: None,
+        infra: None,
+        tails: BTreeMap::new(),
+        logs: BTreeMap::new(),
+        steps: vec![],
+    };
+    if let Some(VariantExpectation::Skip { reason }) = case.expectation(&variant.name) {
+        result.outcome = Outcome::Skip;
+        result.reason = Some(reason.clone());
+        return result;
+    }
+    let log_dir = config
+        .out_dir
+        .join("logs")
+        .join(&case.name)
+        .join(&variant.name);
+    let mut boards = CaseBoards {
+        consoles: BTreeMap::new(),
+        vdks: vec![],
+        pooled: vec![],
+    };
+    let raw = match setup(
+        shared,
+        case,
+        variant,
+        seq,
+        &log_dir,
+        &mut boards,
+        &mut result,
+    )
+    .await
+    {
+        Err(e) => e,
+        Ok(()) => {
+            let mut exec = Executor::new(boards.consoles.clone());
+            let mut raw = RawOutcome::Passed;
+            for (i, step) in case.steps.iter().enumerate() {
+                match exec.run_step(i, step).await {
+                    Ok(t) => result.steps.push(StepRecord {
+                        index: i,
+                        node: step.node.clone(),
+                        step: step.summary(),
+                        duration_us: micros(t.finished.saturating_duration_since(t.started)),
+                        to_written_us: t
+                            .written
+                            .map(|w| micros(w.saturating_duration_since(t.started))),
+                        after_result_us: t
+                            .result_line
+                            .map(|r| micros(t.finished.saturating_duration_since(r))),
+                    }),
+                    Err(StepError::Failed(f)) => {
+                        raw = RawOutcome::Failed(f);
+                        break;
+                    }
+                    Err(StepError::Infra(i)) => {
+                        raw = RawOutcome::Infra(i);
+                        break;
+                    }
+                }
+            }
+            raw
+        }
+    };
+    result.tails = boards
+        .consoles
+        .iter()
+        .map(|(n, c)| (n.clone(), c.shared().lock().lines.tail(TAIL_LINES)))
+        .collect();
+    teardown(shared, boards).await;
+    classify(case, variant, raw, &mut result);
+    result.duration = started.elapsed();
+    result
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+async fn setup(
+    shared: &RunShared,
+    case: &Case,
+    variant: &Variant,
+    seq: usize,
+    log_dir: &Path,
+    boards: &mut CaseBoards,
+    result: &mut CaseResult,
+) -> Result<(), RawOutcome> {
+    let config = &shared.config;
+    let infra = |board: &str, reason: String| {
+        RawOutcome::Infra(InfraFailure {
+            board: board.to_string(),
+            step: None,
+            reason,
+        })
+    };
+    match &config.boards {
+        BoardSource::Virtual { vdk } => {
+            let Some(hub) = &shared.hub else {
+                return Err(infra("-", "no air hub".into()));
+            };
+            let dir = shared.run_dir.path().join(format!("c{seq}"));
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| infra("-", format!("failed to create {}: {e}", dir.display())))?;
+            // Console first, then flash: the boot banner lands in this case's log.
+            for node in &case.nodes {
+                let vdk_log = log_dir.join(format!("{node}.vdk.log"));
+                let dk = VirtualDk::spawn(vdk, hub.socket_path(), &dir, node, Some(&vdk_log))
+                    .await
+                    .map_err(|e| infra(node, e.to_string()))?;
+                let log = log_dir.join(format!("{node}.log"));
+                let console = Console::open_serial(
+                    &dk.tty,
+                    115_200,
+                    ConsoleConfig {
+                        board: node.clone(),
+                        profile: variant.profile.clone(),
+                        banner: variant.manifest.banner.clone(),
+                        log: Some(log.clone()),
+                    },
+                )
+                .map_err(|e| infra(node, e.to_string()))?;
+                result.logs.insert(node.clone(), log);
+                boards.consoles.insert(node.clone(), Arc::new(console));
+                boards.vdks.push(dk);
+            }
+            let mut flashes = Vec::new();
+            for dk in &boards.vdks {
+                let mut probe = dk.probe();
+                let image = variant.image.clone();
+                let node = dk.board.clone();
+                let before = boards
+                    .consoles
+                    .get(&node)
+                    .map(|c| c.shared().lock().prompts)
+                    .unwrap_or(0);
+                if let Some(c) = boards.consoles.get(&node) {
+                    c.note(&format!("flash {} ({})", image.variant, image.sha256));
+                }
+                flashes.push((
+                    node,
+                    before,
+                    tokio::task::spawn_blocking(move || probe.flash(&image)),
+                ));
+            }
+            for (node, before, handle) in flashes {
+                match handle.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(infra(&node, e.to_string())),
+                    Err(e) => return Err(infra(&node, format!("flash task failed: {e}"))),
+                }
+                if let Some(c) = boards.consoles.get(&node) {
+                    wait_ready(c, before, config.ready_timeout).await?;
+                }
+            }
+        }
+        BoardSource::Processes { commands, profile } => {
+            let Some(pool) = &shared.pool else {
+                return Err(infra("-", "no board pool".into()));
+            };
+            if case.nodes.len() > commands.len() {
+                return Err(infra(
+                    "-",
+                    format!(
+                        "case needs {} boards, only {} board commands given",
+                        case.nodes.len(),
+                        commands.len()
+                    ),
+                ));
+            }
+            let Some(taken) = pool.take(case.nodes.len()).await else {
+                return Err(infra("-", "board pool closed".into()));
+            };
+            boards.pooled = taken.clone();
+            for (node, idx) in case.nodes.iter().zip(taken) {
+                let Some(command) = commands.get(idx) else {
+                    continue;
+                };
+                let log = log_dir.join(format!("{node}.log"));
+                let console = Console::spawn_process(
+                    "/bin/sh",
+                    &["-c".to_string(), format!("exec {command}")],
+                    ConsoleConfig {
+                        board: node.clone(),
+                        profile: profile.clone(),
+                        banner: vec![],
+                        log: Some(log.clone()),
+                    },
+                )
+                .map_err(|e| infra(node, e.to_string()))?;
+                result.logs.insert(node.clone(), log);
+                let console = Arc::new(console);
+                boards.consoles.insert(node.clone(), console.clone());
+                wait_ready(&console, 0, config.ready_timeout).await?;
+            }
+        }
+    }
+    for c in boards.consoles.values() {
+        c.arm_crash_detection(true);
+    }
+    Ok(())
+}
+
+/// Wait until the board shows a prompt (counted after `before`), pressing Enter now and then.
+async fn wait_ready(console: &Console, before: u64, timeout: Duration) -> Result<(), RawOutcome> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut changed = console.shared().subscribe();
+    let mut next_poke = tokio::time::Instant::now() + PROMPT_POKE_INTERVAL;
+    loop {
+        {
+            let st = console.shared().lock();
+            if st.prompts > before {
+                return Ok(());
+            }
+            if let Some(fault) = st.fault.clone() {
+                let tail = st.lines.tail(TAIL_LINES);
+                drop(st);
+                return Err(match fault {
+                    BoardFault::Gone { reason } => RawOutcome::Infra(InfraFailure {
+                        board: console.name().into(),
+                        step: None,
+                        reason,
+                    }),
+                    BoardFault::Crashed { reason, .. } => RawOutcome::Failed(Box::new(Failure {
+                        step_index: None,
+                        location: String::new(),
+                        node: console.name().into(),
+                        step: "boot".into(),
+                        expected: "a prompt after boot".into(),
+                        got: tail.clone(),
+                        crash: Some(format!(
+                            "board {} crashed while booting: {reason}",
+                            console.name()
+                        )),
+                        window: tail,
+                    })),
+                });
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            let tail = console.shared().lock().lines.tail(5);
+            return Err(RawOutcome::Infra(InfraFailure {
+                board: console.name().into(),
+                step: None,
+                reason: format!(
+                    "prompt {:?} never appeared within {} (last lines: {:?})",
+                    console.profile().prompts,
+                    humantime::format_duration(timeout),
+                    tail
+                ),
+            }));
+        }
+        if now >= next_poke {
+            let ending = console.profile().line_ending.clone();
+            if let Err(e) = console.write_all(ending.as_bytes()).await {
+                return Err(RawOutcome::Infra(InfraFailure {
+                    board: console.name().into(),
+                    step: None,
+                    reason: e.to_string(),
+                }));
+            }
+            next_poke = now + PROMPT_POKE_INTERVAL;
+        }
+        let _ = tokio::time::timeout_at(deadline.min(next_poke), changed.changed()).await;
+    }
+}
+
+async fn teardown(shared: &RunShared, boards: CaseBoards) {
+    for (_, c) in boards.consoles {
+        if let Ok(c) = Arc::try_unwrap(c) {
+            c.close().await;
+        }
+    }
+    for dk in boards.vdks {
+        dk.stop().await;
+    }
+    if let Some(pool) = &shared.pool {
+        if !boards.pooled.is_empty() {
+            pool.give_back(boards.pooled);
+        }
+    }
+}
+
+/// Apply the variant's expectation to what happened.
+fn classify(case: &Case, variant: &Variant, raw: RawOutcome, result: &mut CaseResult) {
+    let expectation = case.expectation(&variant.name);
+    match (raw, expectation) {
+        (RawOutcome::Infra(i), _) => {
+            result.outcome = Outcome::Error;
+            result.reason = Some(format!("board {}: {}", i.board, i.reason));
+            result.infra = Some(i);
+        }
+        (RawOutcome::Passed, Some(VariantExpectation::Xfail { reason, .. })) => {
+            result.outcome = Outcome::Xpass;
+            result.reason = Some(format!("expected to fail on {}: {reason}", variant.name));
+        }
+        (RawOutcome::Passed, _) => result.outcome = Outcome::Pass,
+        (RawOutcome::Failed(f), Some(VariantExpectation::Xfail { reason, symptom })) => {
+            match symptom {
+                None => {
+                    result.outcome = Outcome::Xfail;
+                    result.reason = Some(reason.clone());
+                }
+                Some(s) => {
+                    let at_step = f.step_index == Some(s.step_index);
+                    let seen = s
+                        .line
+                        .resolve(|_| None)
+                        .is_ok_and(|re| f.window.iter().any(|l| re.is_match(l)));
+                    if at_step && seen {
+                        result.outcome = Outcome::Xfail;
+                        result.reason = Some(reason.clone());
+                    } else {
+                        result.outcome = Outcome::Fail;
+                        result.reason = Some(format!(
+                            "expected to fail at step `{}` with a line matching /{}/ ({reason}), but it failed {}",
+                            s.step_id,
+                            s.line,
+                            if at_step {
+                                "there without that line".to_string()
+                            } else {
+                                format!("elsewhere: {}", f.location)
+                            }
+                        ));
+                    }
+                }
+            }
+            result.failure = Some(*f);
+        }
+        (RawOutcome::Failed(f), _) => {
+            result.outcome = Outcome::Fail;
+            result.failure = Some(*f);
+        }
+    }
+}

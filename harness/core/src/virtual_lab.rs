@@ -1,0 +1,257 @@
+//! Virtual boards: a virtual DK process per node, attached to the run's air hub, reached through a
+//! PTY link (opened with the same serial code as a real DK) and flashed through its control socket
+//! by [`VirtualProbe`].
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use ot_hil_lab::flash::{FirmwareImage, FlashError, FlashOutcome, Flasher};
+
+/// How long a virtual DK may take to create its PTY link and control socket.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one control request may take (a flash reboots the model).
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum VirtualBoardError {
+    #[error("failed to start virtual DK for board {board} (`{command}`): {source}")]
+    Spawn {
+        board: String,
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("virtual DK of board {board} exited before it was ready ({status}); see {log}")]
+    Exited {
+        board: String,
+        status: String,
+        log: String,
+    },
+    #[error("virtual DK of board {board} did not create {path} within {timeout:?}")]
+    NotReady {
+        board: String,
+        path: PathBuf,
+        timeout: Duration,
+    },
+}
+
+/// The command that starts a virtual DK: `<program> <args..> vdk ...` (normally `<ot-hil exe> vdk`).
+#[derive(Debug, Clone)]
+pub struct VdkCommand {
+    pub program: PathBuf,
+    /// Arguments before the vdk options (e.g. `["vdk"]`).
+    pub args: Vec<OsString>,
+}
+
+impl VdkCommand {
+    /// `<this executable> vdk`.
+    pub fn current_exe() -> std::io::Result<VdkCommand> {
+        Ok(VdkCommand {
+            program: std::env::current_exe()?,
+            args: vec!["vdk".into()],
+        })
+    }
+}
+
+/// A running virtual DK process. Killed on drop.
+pub struct VirtualDk {
+    pub board: String,
+    pub tty: PathBuf,
+    pub control: PathBuf,
+    child: tokio::process::Child,
+}
+
+impl VirtualDk {
+    /// Start a virtual DK named `board` with files in `dir`; its stderr goes to `log`.
+    pub async fn spawn(
+        cmd: &VdkCommand,
+        hub_socket: &Path,
+        dir: &Path,
+        board: &str,
+        log: Option<&Path>,
+    ) -> Result<VirtualDk, VirtualBoardError> {
+        let tty = dir.join(format!("{board}.tty"));
+        let control = dir.join(format!("{board}.ctl"));
+        let mut command = tokio::process::Command::new(&cmd.program);
+        command
+            .args(&cmd.args)
+            .arg("--air")
+            .arg(hub_socket)
+            .arg("--pty-link")
+            .arg(&tty)
+            .arg("--control")
+            .arg(&control)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let log_text = log
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "(no log)".into());
+        let spawn_err = |source: std::io::Error| VirtualBoardError::Spawn {
+            board: board.to_string(),
+            command: format!("{} {:?}", cmd.program.display(), cmd.args),
+            source,
+        };
+        match log {
+            Some(path) => {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(spawn_err)?;
+                }
+                let f = std::fs::File::create(path).map_err(spawn_err)?;
+                let f2 = f.try_clone().map_err(spawn_err)?;
+                command.stdout(f).stderr(f2);
+            }
+            None => {
+                command.stdout(Stdio::null()).stderr(Stdio::null());
+            }
+        }
+        let mut child = command.spawn().map_err(spawn_err)?;
+        // The process creates both files during start-up; nothing signals it, so look for them.
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(VirtualBoardError::Exited {
+                    board: board.to_string(),
+                    status: status.to_string(),
+                    log: log_text,
+                });
+            }
+            if tty.exists() && control.exists() {
+                break;
+            }
+            if started.elapsed() > STARTUP_TIMEOUT {
+                let missing = if tty.exists() {
+                    control.clone()
+                } else {
+                    tty.clone()
+                };
+                return Err(VirtualBoardError::NotReady {
+                    board: board.to_string(),
+                    path: missing,
+                    timeout: STARTUP_TIMEOUT,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(VirtualDk {
+            board: board.to_string(),
+            tty,
+            control,
+            child,
+        })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// A flasher for this board.
+    pub fn probe(&self) -> VirtualProbe {
+        VirtualProbe {
+            board: self.board.clone(),
+            control: self.control.clone(),
+        }
+    }
+
+    /// Stop the process (SIGTERM so it removes its link and socket, then SIGKILL).
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            if tokio::time::timeout(Duration::from_secs(2), self.child.wait())
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+        let _ = self.child.kill().await;
+    }
+}
+
+/// The virtual probe: flashes a virtual DK through its control socket (`flash`, `image-hash`, `reset`).
+#[derive(Debug, Clone)]
+pub struct VirtualProbe {
+    pub board: String,
+    pub control: PathBuf,
+}
+
+impl VirtualProbe {
+    fn request(&self, line: &str) -> Result<String, FlashError> {
+        let probe_err = |message: String| FlashError::Probe {
+            board: self.board.clone(),
+            message,
+        };
+        let mut stream = UnixStream::connect(&self.control)
+            .map_err(|e| probe_err(format!("{}: {e}", self.control.display())))?;
+        stream
+            .set_read_timeout(Some(CONTROL_TIMEOUT))
+            .map_err(|e| probe_err(e.to_string()))?;
+        stream
+            .set_write_timeout(Some(CONTROL_TIMEOUT))
+            .map_err(|e| probe_err(e.to_string()))?;
+        stream
+            .write_all(format!("{line}\n").as_bytes())
+            .map_err(|e| probe_err(e.to_string()))?;
+        let mut reply = String::new();
+        BufReader::new(&stream)
+            .read_line(&mut reply)
+            .map_err(|e| probe_err(format!("no reply to `{line}`: {e}")))?;
+        let reply = reply.trim_end().to_string();
+        if let Some(rest) = reply.strip_prefix("ok") {
+            return Ok(rest.trim().to_string());
+        }
+        let message = reply
+            .strip_prefix("error")
+            .map(str::trim)
+            .unwrap_or(&reply)
+            .to_string();
+        Err(FlashError::Failed {
+            board: self.board.clone(),
+            message: if message.is_empty() {
+                format!("empty reply to `{line}`")
+            } else {
+                message
+            },
+        })
+    }
+}
+
+impl Flasher for VirtualProbe {
+    fn current_image(&mut self) -> Result<Option<String>, FlashError> {
+        let hash = self.request("image-hash")?;
+        Ok(if hash == "none" || hash.is_empty() {
+            None
+        } else {
+            Some(hash)
+        })
+    }
+
+    fn flash(&mut self, image: &FirmwareImage) -> Result<FlashOutcome, FlashError> {
+        if self.current_image()?.as_deref() == Some(image.sha256.as_str()) {
+            self.reset()?;
+            return Ok(FlashOutcome::AlreadyCurrent);
+        }
+        let path = std::path::absolute(&image.path).unwrap_or_else(|_| image.path.clone());
+        let hash = self.request(&format!("flash {}", path.display()))?;
+        if hash != image.sha256 {
+            return Err(FlashError::Failed {
+                board: self.board.clone(),
+                message: format!(
+                    "board reports image {hash} after flashing, expected {}",
+                    image.sha256
+                ),
+            });
+        }
+        Ok(FlashOutcome::Flashed)
+    }
+
+    fn reset(&mut self) -> Result<(), FlashError> {
+        self.request("reset").map(|_| ())
+    }
+}
