@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use ot_hil_dtls::codec::Codec;
 use ot_hil_dtls::ecjpake::{EcjpakeContext, KeyKp, Role, RoundOne, RoundTwo, test_vectors as tv};
 use ot_hil_dtls::messages::{HandshakePayload, split_handshake, split_records};
-use ot_hil_dtls::{CipherSuite, ContentType, HandshakeType};
+use ot_hil_dtls::{CipherSuite, ContentType, Direction, HandshakeType, TranscriptBuilder};
 
 /// Key exchange contexts the messages are tried against: `None`, then each suite.
 pub const SUITES: [Option<CipherSuite>; 4] = [
@@ -76,6 +76,29 @@ pub fn check_handshake_body(msg_type: HandshakeType, body: &[u8], suite: Option<
     let reparsed = HandshakePayload::read(msg_type, &encoded, suite)
         .unwrap_or_else(|e| panic!("own encoding of {msg_type} does not parse: {e}"));
     assert_eq!(reparsed, payload);
+}
+
+/// A capture: datagrams framed as `flags/len-high, len-low, bytes` (flag bit 7 = direction
+/// server-to-client, 15-bit length, clipped to what is left), fed to a passive observer; the
+/// transcript must then render.
+pub fn check_transcript(capture: &[u8]) {
+    let mut builder = TranscriptBuilder::new();
+    let mut rest = capture;
+    while let [head, low, tail @ ..] = rest {
+        let direction = if head & 0x80 == 0 {
+            Direction::ClientToServer
+        } else {
+            Direction::ServerToClient
+        };
+        let len = (usize::from(head & 0x7f) << 8 | usize::from(*low)).min(tail.len());
+        let (datagram, next) = tail.split_at(len);
+        builder.observe(direction, datagram);
+        rest = next;
+    }
+    let transcript = builder.finish();
+    let _ = transcript.to_string();
+    let _ = transcript.chosen_suite();
+    let _ = transcript.alerts();
 }
 
 struct Contexts {
