@@ -43,10 +43,10 @@ fn main() {
     for (name, config) in configs {
         let config = Arc::new(config);
         let now = Instant::now();
-        let mut client = Connection::client_with_rng(config.clone(), now, SeededRng::boxed(1))
-            .expect("client");
-        let mut server = Connection::server_with_rng(config, now, b"peer", SeededRng::boxed(2))
-            .expect("server");
+        let mut client =
+            Connection::client_with_rng(config.clone(), now, SeededRng::boxed(1)).expect("client");
+        let mut server =
+            Connection::server_with_rng(config, now, b"peer", SeededRng::boxed(2)).expect("server");
         // (server-to-client, datagram)
         let mut capture: Vec<(bool, Vec<u8>)> = Vec::new();
         loop {

@@ -3,7 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ot_hil_dtls_fuzz::{Target, check_ecjpake_edits, check_ecjpake_round_one, check_ecjpake_round_two};
+use ot_hil_dtls_fuzz::{
+    Target, check_ecjpake_edits, check_ecjpake_round_one, check_ecjpake_round_two,
+};
 
 fuzz_target!(|data: &[u8]| {
     let Some((mode, rest)) = data.split_first() else {

@@ -124,8 +124,12 @@ fn contexts() -> &'static Contexts {
             .expect("x3, x4");
         let mut client_ready = client.clone();
         let mut server_ready = server.clone();
-        client_ready.read_round_one(&unhex(tv::SRV_ONE)).expect("srv_one verifies");
-        server_ready.read_round_one(&unhex(tv::CLI_ONE)).expect("cli_one verifies");
+        client_ready
+            .read_round_one(&unhex(tv::SRV_ONE))
+            .expect("srv_one verifies");
+        server_ready
+            .read_round_one(&unhex(tv::CLI_ONE))
+            .expect("cli_one verifies");
         Contexts {
             client,
             server,
@@ -184,7 +188,11 @@ pub fn check_ecjpake_edits(target: Target, edits: &[u8]) {
     let original = hex::decode(hex_msg).expect("vector is hex");
     let mut msg = original.clone();
     for op in edits.chunks_exact(4) {
-        let (kind, pos, value) = (op[0], usize::from(u16::from_be_bytes([op[1], op[2]])), op[3]);
+        let (kind, pos, value) = (
+            op[0],
+            usize::from(u16::from_be_bytes([op[1], op[2]])),
+            op[3],
+        );
         match kind % 3 {
             0 if !msg.is_empty() => {
                 let i = pos % msg.len();
@@ -210,15 +218,25 @@ pub fn check_ecjpake_edits(target: Target, edits: &[u8]) {
     }
     let keys = |bytes: &[u8]| -> Vec<KeyKp> {
         match target {
-            Target::ClientRoundOne | Target::ServerRoundOne => {
-                RoundOne::parse(bytes).expect("accepted message parses").keys.to_vec()
+            Target::ClientRoundOne | Target::ServerRoundOne => RoundOne::parse(bytes)
+                .expect("accepted message parses")
+                .keys
+                .to_vec(),
+            Target::ServerRoundTwo => {
+                vec![RoundTwo::parse(bytes, Role::Server).expect("parses").key]
             }
-            Target::ServerRoundTwo => vec![RoundTwo::parse(bytes, Role::Server).expect("parses").key],
-            Target::ClientRoundTwo => vec![RoundTwo::parse(bytes, Role::Client).expect("parses").key],
+            Target::ClientRoundTwo => {
+                vec![RoundTwo::parse(bytes, Role::Client).expect("parses").key]
+            }
         }
     };
     let strip = |mut k: KeyKp| {
-        let first = k.zkp.r.iter().position(|&b| b != 0).unwrap_or(k.zkp.r.len());
+        let first = k
+            .zkp
+            .r
+            .iter()
+            .position(|&b| b != 0)
+            .unwrap_or(k.zkp.r.len());
         k.zkp.r.drain(..first);
         k
     };
