@@ -9,6 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -100,19 +101,36 @@ impl LockDir {
             path: self.path.clone(),
             source,
         })?;
-        let mut file = OpenOptions::new()
+        // Lock files are shared by every user of the host's boards (CI runners, people): create them
+        // world-writable (umask permitting), and fall back to a read-only descriptor for a file another
+        // user created, since flock works on any open descriptor; only the holder note is lost then.
+        let opened = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(&path)
-            .map_err(io_err)?;
+            .mode(0o666)
+            .open(&path);
+        let (mut file, writable) = match opened {
+            Ok(file) => (file, true),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                (File::open(&path).map_err(io_err)?, false)
+            }
+            Err(e) => return Err(io_err(e)),
+        };
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
             Err(e) => return Err(io_err(e.into())),
         }
         // Only the holder writes, so the note is never torn by a concurrent writer.
+        if !writable {
+            return Ok(Some(BoardLock {
+                board_id: board_id.to_string(),
+                path,
+                _file: file,
+            }));
+        }
         let since = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

@@ -153,3 +153,24 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a probe-rs version prints, parsing never panics, and every probe found re-parses
+        /// from its own selector.
+        #[test]
+        fn any_text_parses_without_panic(text in "(\\[[0-9]{1,2}\\]: [ -~]{0,40}\n|[ -~]{0,40}\n){0,6}") {
+            for probe in parse_probe_rs_list(&text) {
+                let line = format!("[0]: {} -- {} (x)", probe.identifier.replace(" -- ", " "), probe.selector());
+                let again = parse_probe_rs_list(&line);
+                prop_assert_eq!(again.len(), 1);
+                prop_assert_eq!(again[0].vendor_id, probe.vendor_id);
+                prop_assert_eq!(again[0].product_id, probe.product_id);
+            }
+        }
+    }
+}

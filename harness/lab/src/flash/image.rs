@@ -378,3 +378,26 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Untrusted image files: errors, never panics.
+        #[test]
+        fn arbitrary_elf_bytes_do_not_panic(mut bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            // Give most inputs a valid ELF32 little-endian start so the parser goes past the magic.
+            if bytes.len() >= 7 {
+                bytes[..7].copy_from_slice(b"\x7fELF\x01\x01\x01");
+            }
+            let _ = parse_elf(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_hex_text_does_not_panic(text in "(:[0-9A-F]{0,80}\n){0,8}") {
+            let _ = parse_hex(&text);
+        }
+    }
+}
