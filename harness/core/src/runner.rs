@@ -29,12 +29,6 @@ pub const TAIL_LINES: usize = 15;
 pub enum RunError {
     #[error("failed to create the run directory: {0}")]
     RunDir(#[source] std::io::Error),
-    #[error("failed to start the air hub in {dir}: {source}")]
-    Hub {
-        dir: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("--partition {0}: expected K/N with 1 <= K <= N")]
     Partition(String),
 }
@@ -146,7 +140,6 @@ impl ProcessPool {
 struct RunShared {
     config: RunConfig,
     run_dir: tempfile::TempDir,
-    hub: Option<ot_hil_air::Hub>,
     pool: Option<ProcessPool>,
 }
 
@@ -168,15 +161,6 @@ pub async fn run(
         .prefix("oth")
         .tempdir_in(std::env::temp_dir())
         .map_err(RunError::RunDir)?;
-    let hub = match &config.boards {
-        BoardSource::Virtual { .. } => Some(ot_hil_air::Hub::start(run_dir.path()).map_err(
-            |source| RunError::Hub {
-                dir: run_dir.path().to_path_buf(),
-                source,
-            },
-        )?),
-        BoardSource::Processes { .. } => None,
-    };
     let pool = match &config.boards {
         BoardSource::Processes { commands, .. } => Some(ProcessPool {
             free: Mutex::new((0..commands.len()).rev().collect()),
@@ -204,7 +188,6 @@ pub async fn run(
     let shared = Arc::new(RunShared {
         config,
         run_dir,
-        hub,
         pool,
     });
     let semaphore = Arc::new(Semaphore::new(jobs));
@@ -313,6 +296,7 @@ struct CaseBoards {
     consoles: BTreeMap<String, Arc<Console>>,
     vdks: Vec<VirtualDk>,
     pooled: Vec<usize>,
+    hub: Option<ot_hil_air::Hub>,
 }
 
 async fn run_one(shared: &RunShared, p: Planned, seq: usize) -> CaseResult {
@@ -362,6 +346,7 @@ async fn run_one(shared: &RunShared, p: Planned, seq: usize) -> CaseResult {
         consoles: BTreeMap::new(),
         vdks: vec![],
         pooled: vec![],
+        hub: None,
     };
     let raw = match setup(
         shared,
@@ -439,12 +424,14 @@ async fn setup(
     };
     match &config.boards {
         BoardSource::Virtual { vdk } => {
-            let Some(hub) = &shared.hub else {
-                return Err(infra("-", "no air hub".into()));
-            };
             let dir = shared.run_dir.path().join(format!("c{seq}"));
             std::fs::create_dir_all(&dir)
                 .map_err(|e| infra("-", format!("failed to create {}: {e}", dir.display())))?;
+            // Each case run has its own air: cases running at once (same channel, same PAN)
+            // must not hear each other, any more than two runs may.
+            let hub = ot_hil_air::Hub::start(&dir).map_err(|e| {
+                infra("-", format!("failed to start the air hub in {}: {e}", dir.display()))
+            })?;
             // Console first, then flash: the boot banner lands in this case's log.
             for node in &case.nodes {
                 let vdk_log = log_dir.join(format!("{node}.vdk.log"));
@@ -467,6 +454,7 @@ async fn setup(
                 boards.consoles.insert(node.clone(), Arc::new(console));
                 boards.vdks.push(dk);
             }
+            boards.hub = Some(hub);
             let mut flashes = Vec::new();
             for dk in &boards.vdks {
                 let mut probe = dk.probe();
@@ -618,6 +606,7 @@ async fn teardown(shared: &RunShared, boards: CaseBoards) {
     for dk in boards.vdks {
         dk.stop().await;
     }
+    drop(boards.hub);
     if let Some(pool) = &shared.pool {
         if !boards.pooled.is_empty() {
             pool.give_back(boards.pooled);

@@ -201,7 +201,7 @@ impl fmt::Display for Template {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for piece in &self.pieces {
             match piece {
-                Piece::Literal(l) => f.write_str(&l.replace('$', "$$"))?,
+                Piece::Literal(l) => f.write_str(l)?,
                 Piece::Var(v) => write!(f, "{v}")?,
             }
         }
