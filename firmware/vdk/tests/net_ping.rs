@@ -260,3 +260,74 @@ fn udp_round_trip() {
             .any(|e| matches!(e, NetEvent::Udp { .. }))
     );
 }
+
+#[test]
+fn ping_request_with_source_timeout_and_stop() {
+    use ot_hil_vdk::net::PingRequest;
+    let mut net = Net::formed(2);
+    let leader = address(&mut net, 0, AddressKind::MeshLocalEid);
+    let child_rloc = address(&mut net, 1, AddressKind::Rloc);
+    // Reply goes back to the chosen source (the child's RLOC), not the default ML-EID.
+    let request = PingRequest {
+        src: Some(child_rloc),
+        count: 1,
+        ..PingRequest::new(leader)
+    };
+    net.stack(1).ping_request(Instant::now(), &request).unwrap();
+    let events = net.wait_ping_done(1, WAIT);
+    assert!(matches!(
+        events.last(),
+        Some(NetEvent::PingDone { received: 1, .. })
+    ));
+
+    let not_mine: Ipv6Addr = "fdde:ad00:beef:0:1:1:1:1".parse().unwrap();
+    let bad = PingRequest {
+        src: Some(not_mine),
+        ..PingRequest::new(leader)
+    };
+    assert_eq!(
+        net.stack(1).ping_request(Instant::now(), &bad),
+        Err(OtError::InvalidArgs)
+    );
+
+    // A short timeout ends an unanswered ping early.
+    let nobody: Ipv6Addr = "fdde:ad00:beef:0:1234:5678:9abc:def0".parse().unwrap();
+    let quick = PingRequest {
+        timeout: Duration::from_millis(100),
+        ..PingRequest::new(nobody)
+    };
+    let t = Instant::now();
+    net.stack(1).ping_request(Instant::now(), &quick).unwrap();
+    let events = net.wait_ping_done(1, WAIT);
+    assert!(matches!(
+        events.last(),
+        Some(NetEvent::PingDone {
+            sent: 1,
+            received: 0,
+            ..
+        })
+    ));
+    assert!(t.elapsed() < Duration::from_secs(1));
+
+    // Stopped: no summary, and a new ping may start at once.
+    net.stack(1)
+        .ping(
+            Instant::now(),
+            leader,
+            8,
+            100,
+            Duration::from_millis(50),
+            64,
+        )
+        .unwrap();
+    net.stack(1).ping_stop();
+    net.stack(1)
+        .ping(Instant::now(), leader, 8, 1, Duration::from_millis(50), 64)
+        .unwrap();
+    let events = net.wait_ping_done(1, WAIT);
+    let summaries = events
+        .iter()
+        .filter(|e| matches!(e, NetEvent::PingDone { .. }))
+        .count();
+    assert_eq!(summaries, 1);
+}

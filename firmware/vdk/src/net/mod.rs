@@ -234,11 +234,7 @@ enum Attach {
 
 #[derive(Debug)]
 struct Ping {
-    dst: Ipv6Addr,
-    size: u16,
-    count: u16,
-    interval: Duration,
-    hop_limit: u8,
+    request: PingRequest,
     identifier: u16,
     sent: u16,
     received: u16,
@@ -246,6 +242,36 @@ struct Ping {
     done_at: Option<Instant>,
     outstanding: HashMap<u16, Instant>,
     rtts: Vec<Duration>,
+}
+
+/// Everything `ping` can be asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingRequest {
+    pub dst: Ipv6Addr,
+    /// Source address; `None` = chosen from the destination.
+    pub src: Option<Ipv6Addr>,
+    /// Echo data bytes.
+    pub size: u16,
+    pub count: u16,
+    pub interval: Duration,
+    pub hop_limit: u8,
+    /// How long after the last request the summary waits for replies.
+    pub timeout: Duration,
+}
+
+impl PingRequest {
+    /// OpenThread's defaults: 8 bytes, 1 request, 1 s interval, hop limit 64, 3 s timeout.
+    pub fn new(dst: Ipv6Addr) -> Self {
+        PingRequest {
+            dst,
+            src: None,
+            size: 8,
+            count: 1,
+            interval: Duration::from_secs(1),
+            hop_limit: DEFAULT_HOP_LIMIT,
+            timeout: PING_TIMEOUT,
+        }
+    }
 }
 
 /// A datagram waiting for its destination's RLOC16.
@@ -488,8 +514,9 @@ impl Stack {
         out
     }
 
-    /// Start pinging `dst`: `count` echo requests of `size` data bytes, `interval` apart. Replies
-    /// and the summary arrive as events. `Busy` while a ping runs.
+    /// Start pinging `dst`: `count` echo requests of `size` data bytes, `interval` apart, with
+    /// OpenThread's default timeout. Replies and the summary arrive as events. `Busy` while a ping
+    /// runs.
     pub fn ping(
         &mut self,
         now: Instant,
@@ -499,20 +526,35 @@ impl Stack {
         interval: Duration,
         hop_limit: u8,
     ) -> Result<(), OtError> {
-        if self.ping.is_some() {
-            return Err(OtError::Busy);
-        }
-        // No IPv6 fragmentation in this model: one echo must fit the IPv6 minimum MTU.
-        if count == 0 || usize::from(size) + 48 > IPV6_MTU || hop_limit == 0 {
-            return Err(OtError::InvalidArgs);
-        }
-        self.ping_identifier = self.ping_identifier.wrapping_add(1);
-        self.ping = Some(Ping {
-            dst,
+        let request = PingRequest {
             size,
             count,
             interval,
             hop_limit,
+            ..PingRequest::new(dst)
+        };
+        self.ping_request(now, &request)
+    }
+
+    /// [`Stack::ping`] with every option of the CLI's `ping` (source address, timeout).
+    /// `InvalidArgs` for a source that is not one of this node's addresses.
+    pub fn ping_request(&mut self, now: Instant, request: &PingRequest) -> Result<(), OtError> {
+        if self.ping.is_some() {
+            return Err(OtError::Busy);
+        }
+        // No IPv6 fragmentation in this model: one echo must fit the IPv6 minimum MTU.
+        if request.count == 0 || usize::from(request.size) + 48 > IPV6_MTU || request.hop_limit == 0
+        {
+            return Err(OtError::InvalidArgs);
+        }
+        if let Some(src) = request.src
+            && !self.is_own_unicast(&src)
+        {
+            return Err(OtError::InvalidArgs);
+        }
+        self.ping_identifier = self.ping_identifier.wrapping_add(1);
+        self.ping = Some(Ping {
+            request: *request,
             identifier: self.ping_identifier,
             sent: 0,
             received: 0,
@@ -523,6 +565,11 @@ impl Stack {
         });
         self.run_ping(now);
         Ok(())
+    }
+
+    /// Stop the running ping without a summary (`ping stop`).
+    pub fn ping_stop(&mut self) {
+        self.ping = None;
     }
 
     /// Open a UDP port: datagrams to it become [`NetEvent::Udp`]. `Already` if open.
@@ -1196,16 +1243,18 @@ impl Stack {
             self.echo_sequence = self.echo_sequence.wrapping_add(1);
             ping.sent += 1;
             ping.outstanding.insert(seq, now);
-            if ping.sent < ping.count {
+            let r = ping.request;
+            if ping.sent < r.count {
                 // Keep the schedule: late polls do not stretch the interval.
-                ping.next_send = Some((at + ping.interval).max(now));
+                ping.next_send = Some((at + r.interval).max(now));
             } else {
                 ping.next_send = None;
-                ping.done_at = Some(now + PING_TIMEOUT);
+                ping.done_at = Some(now + r.timeout);
             }
-            to_send = Some((ping.dst, ping.size, ping.hop_limit, ping.identifier, seq));
+            to_send = Some((r, ping.identifier, seq));
         }
-        if let Some((dst, size, hop_limit, identifier, seq)) = to_send {
+        if let Some((r, identifier, seq)) = to_send {
+            let (dst, size, hop_limit) = (r.dst, r.size, r.hop_limit);
             // OpenThread puts the send time (ms, big-endian) first in the echo data.
             let stamp =
                 (now.saturating_duration_since(self.epoch).as_millis() as u32).to_be_bytes();
@@ -1213,7 +1262,7 @@ impl Stack {
             for (d, s) in data.iter_mut().zip(stamp.iter()) {
                 *d = *s;
             }
-            if let Some(src) = self.source_for(&dst) {
+            if let Some(src) = r.src.or_else(|| self.source_for(&dst)) {
                 let packet = ip::echo_request(src, dst, hop_limit, identifier, seq, &data);
                 self.send_ipv6(now, packet);
             }
