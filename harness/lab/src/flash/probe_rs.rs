@@ -270,8 +270,10 @@ impl Flasher for ProbeRsFlasher {
     }
 }
 
-/// probe-rs refuses to attach to an nRF52 with APPROTECT set unless erase-all is permitted; it reports
-/// that as missing permissions (at the session or the ARM layer).
+/// probe-rs refuses to attach to an nRF52 with APPROTECT set unless erase-all is permitted: its nRF52
+/// `debug_device_unlock` sequence finds the core locked (CTRL-AP APPROTECTSTATUS) and, without the
+/// permission, returns `ArmError::MissingPermissions`, which `Session::new` hands up as `Error::Arm(..)`
+/// (probe-rs 0.32). The session-level variant is matched too in case a later release lifts it.
 pub fn is_locked(error: &probe_rs::Error) -> bool {
     matches!(
         error,
@@ -280,9 +282,10 @@ pub fn is_locked(error: &probe_rs::Error) -> bool {
     )
 }
 
-/// `probe-rs erase --chip <chip> --probe <VID:PID:SERIAL> --allow-erase-all`: the probe-rs CLI's
-/// `--allow-erase-all` lets its nRF sequence run CTRL-AP ERASEALL, which clears APPROTECT.
-/// (`nrfjprog --recover --snr <serial>` does the same with Nordic's tools.)
+/// `probe-rs erase --chip <chip> --probe <VID:PID:SERIAL> --allow-erase-all`: `--chip`, `--probe` and
+/// `--allow-erase-all` are the probe-rs CLI's common probe options; with the permission its nRF sequence
+/// runs CTRL-AP ERASEALL, which clears APPROTECT. (`erase` erases everything by default; newer releases
+/// also take `--all`, older ones reject it, so it is left out. Nordic's tools: `nrfjprog --recover`.)
 pub fn recover_command(chip: &str, probe: &ProbeSelector) -> String {
     format!("probe-rs erase --chip {chip} --probe {probe} --allow-erase-all")
 }
