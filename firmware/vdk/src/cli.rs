@@ -92,6 +92,9 @@ pub struct Cli {
 pub struct Context<'a> {
     pub stack: &'a mut Stack,
     pub now: Instant,
+    /// Whether an Active Operational Dataset exists (committed, restored from settings, or
+    /// created by attaching). Before that OpenThread answers `dataset active` with NotFound.
+    pub active_dataset: bool,
 }
 
 /// The OpenThread CLI commands this model implements, in OpenThread's (sorted) table order, for
@@ -168,6 +171,9 @@ impl Cli {
                 Ok(Vec::new())
             }
             ["init", "active"] => {
+                if !ctx.active_dataset {
+                    return Err(OtError::NotFound);
+                }
                 self.dataset_buffer = Some(ctx.stack.dataset().clone());
                 Ok(Vec::new())
             }
@@ -176,6 +182,7 @@ impl Cli {
                 ctx.stack.set_dataset(ds)?;
                 Ok(Vec::new())
             }
+            ["active", ..] if !ctx.active_dataset => Err(OtError::NotFound),
             ["active"] => Ok(dataset_lines(ctx.stack.dataset())),
             ["active", "-x"] => Ok(vec![hex(&ctx.stack.dataset().to_tlvs())]),
             ["set", "active", tlvs] => {
@@ -763,6 +770,7 @@ mod tests {
         let mut ctx = Context {
             stack,
             now: Instant::now(),
+            active_dataset: true,
         };
         let reply = cli.execute(&args, &mut ctx);
         let result = reply.result_line();
@@ -968,6 +976,25 @@ mod tests {
                 .as_deref(),
             Some("Error 7: InvalidArgs")
         );
+    }
+
+    #[test]
+    fn no_active_dataset_before_commit_or_attach() {
+        let mut stack = Stack::new([5; 8], None, defaults());
+        let mut cli = Cli::new();
+        for line in ["dataset active", "dataset active -x", "dataset init active"] {
+            let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+            let mut ctx = Context {
+                stack: &mut stack,
+                now: Instant::now(),
+                active_dataset: false,
+            };
+            assert_eq!(
+                cli.execute(&args, &mut ctx).result_line().as_deref(),
+                Some("Error 23: NotFound"),
+                "{line}"
+            );
+        }
     }
 
     #[test]

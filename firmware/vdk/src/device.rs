@@ -16,7 +16,7 @@ use crate::console::Console;
 use crate::control::ControlRequest;
 use crate::firmware::{Application, Manifest, Profile};
 use crate::net::dataset::{DEFAULT_CHANNEL_MASK, SecurityPolicy};
-use crate::net::{ActiveDataset, Stack};
+use crate::net::{ActiveDataset, Role, Stack};
 use crate::shell::{self, Shell, ShellConfig};
 
 /// Everything the main loop waits for.
@@ -221,6 +221,7 @@ impl Board {
     }
 
     fn run_line(&mut self, line: &str, now: Instant) {
+        let saved = self.settings.is_some();
         let Some(running) = self.running.as_mut() else {
             return;
         };
@@ -259,7 +260,12 @@ impl Board {
                         // The ot command joins its arguments with single spaces and hands the
                         // line to otCliInputLine, which splits it again its own way.
                         let ot_line = args[1..].join(" ");
-                        Some(run_cli(running, &shell::split_ot_args(&ot_line), now))
+                        Some(run_cli(
+                            running,
+                            &shell::split_ot_args(&ot_line),
+                            now,
+                            saved,
+                        ))
                     }
                     Some("clear") => {
                         // SHELL_VT100_CURSORHOME + SHELL_VT100_CLEARSCREEN
@@ -285,7 +291,7 @@ impl Board {
                 if args.is_empty() {
                     None
                 } else {
-                    Some(run_cli(running, &args, now))
+                    Some(run_cli(running, &args, now, saved))
                 }
             }
         };
@@ -423,10 +429,17 @@ impl Board {
     }
 }
 
-fn run_cli(running: &mut Running, args: &[String], now: Instant) -> cli::Reply {
+fn run_cli(running: &mut Running, args: &[String], now: Instant, saved: bool) -> cli::Reply {
+    // An active dataset exists once one was committed (or restored from settings) or the node
+    // attached: OpenThread's leader creates it when it forms the network.
+    let attached = matches!(
+        running.stack.role(),
+        Role::Child | Role::Router | Role::Leader
+    );
     let mut ctx = Context {
         stack: &mut running.stack,
         now,
+        active_dataset: saved || attached,
     };
     running.cli.execute(args, &mut ctx)
 }
@@ -636,15 +649,18 @@ mod tests {
             type_line(&mut board, "ot channel").contains("\r\n11\r\nDone"),
             "not committed: lost"
         );
-        type_line(&mut board, "ot channel 20");
-        type_line(&mut board, "ot dataset init active");
+        assert!(type_line(&mut board, "ot dataset active").contains("Error 23: NotFound"));
+        type_line(&mut board, "ot dataset init new");
+        type_line(&mut board, "ot dataset channel 20");
         type_line(&mut board, "ot dataset commit active");
+        assert!(type_line(&mut board, "ot dataset active").contains("\r\nChannel: 20\r\n"));
         let out = type_line(&mut board, "ot reset");
         assert!(out.contains("*** Booting Zephyr OS build"), "{out:?}");
         assert!(type_line(&mut board, "ot channel").contains("\r\n20\r\nDone"));
         let out = type_line(&mut board, "ot factoryreset");
         assert!(out.contains("*** Booting Zephyr OS build"), "{out:?}");
         assert!(type_line(&mut board, "ot channel").contains("\r\n11\r\nDone"));
+        assert!(type_line(&mut board, "ot dataset active").contains("Error 23: NotFound"));
     }
 
     #[test]
