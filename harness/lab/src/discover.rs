@@ -90,6 +90,11 @@ pub fn discover(root: &SysRoot, probes: &[ProbeEntry]) -> Result<Vec<DiscoveredB
     Ok(pair(list_serial_ports(root)?, probes))
 }
 
+/// [`discover`] on this machine: live `/sys` and `/dev`, probes listed over USB by probe-rs.
+pub fn discover_attached() -> Result<Vec<DiscoveredBoard>, SysfsError> {
+    discover(&SysRoot::live(), &crate::probes::list_probes())
+}
+
 /// The pairing itself, on already listed ports and probes.
 pub fn pair(ports: Vec<SerialPortEntry>, probes: &[ProbeEntry]) -> Vec<DiscoveredBoard> {
     // Group USB ports by device: (vid, pid, serial). Ports without a serial cannot be paired; each stands alone.

@@ -12,8 +12,9 @@ use ot_hil_lab::lock::{Allocator, LockDir, LockError, NodeRequest};
 
 const HELPER_ENV: &str = "OT_HIL_LOCK_HELPER";
 
-/// Runs only as the helper process; a no-op in a normal test run.
+/// The helper process itself, started by the tests below (with `--ignored`); not a test on its own.
 #[test]
+#[ignore = "helper process of the cross-process lock tests, started by them"]
 fn helper_process() {
     let Ok(spec) = std::env::var(HELPER_ENV) else {
         return;
@@ -49,6 +50,7 @@ impl Helper {
             .args([
                 "--exact",
                 "helper_process",
+                "--ignored",
                 "--nocapture",
                 "--test-threads=1",
             ])
