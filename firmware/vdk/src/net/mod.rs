@@ -1219,3 +1219,85 @@ fn random_iid(rng: &mut StdRng) -> [u8; 8] {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dataset() -> ActiveDataset {
+        ActiveDataset::random(&mut StdRng::seed_from_u64(3))
+    }
+
+    #[test]
+    fn ml_eid_is_stable_per_network_and_new_for_another() {
+        let mut s = Stack::new([1; 8], None, dataset());
+        let first = s.ml_eid();
+        let mut same = dataset();
+        same.network_name = "renamed".into();
+        s.set_dataset(same).unwrap();
+        assert_eq!(s.ml_eid(), first, "same network, same ML-EID");
+        let mut other = dataset();
+        other.network_key[0] ^= 1;
+        s.set_dataset(other).unwrap();
+        assert_ne!(s.ml_eid(), first);
+        assert!(ip::short_from_iid(&ip::iid(&s.ml_eid())).is_none());
+    }
+
+    #[test]
+    fn without_radio_a_node_still_leads_alone() {
+        let mut s = Stack::new([2; 8], None, dataset());
+        let t0 = Instant::now();
+        s.ifconfig_up().unwrap();
+        s.thread_start(t0).unwrap();
+        assert_eq!(s.role(), Role::Detached);
+        assert_eq!(s.rloc16(), INVALID_RLOC16);
+        let mut now = t0;
+        while s.role() != Role::Leader {
+            now = s.next_deadline().expect("a timer runs while detached");
+            s.poll(now);
+        }
+        assert_eq!(now - t0, DISCOVERY_WINDOW);
+        assert_eq!(
+            s.take_events(),
+            vec![
+                NetEvent::RoleChanged(Role::Detached),
+                NetEvent::RoleChanged(Role::Leader)
+            ]
+        );
+        s.factory_reset();
+        assert_eq!((s.role(), s.is_up()), (Role::Disabled, false));
+        assert!(s.addresses().is_empty());
+    }
+
+    #[test]
+    fn extended_address_is_locally_administered_and_settable_only_when_stopped() {
+        let mut s = Stack::new([3; 8], None, dataset());
+        assert_eq!(s.ext_addr()[0] & 0x03, 0x02);
+        s.set_ext_addr([0x12; 8]).unwrap();
+        assert_eq!(s.ext_addr(), [0x12; 8]);
+        s.ifconfig_up().unwrap();
+        s.thread_start(Instant::now()).unwrap();
+        assert_eq!(s.set_ext_addr([0x34; 8]), Err(OtError::InvalidState));
+    }
+
+    #[test]
+    fn mle_packets_are_recognised_by_their_ports() {
+        let a: Ipv6Addr = "fe80::1".parse().unwrap();
+        let b: Ipv6Addr = "ff02::2".parse().unwrap();
+        let mle = ip::udp_packet(
+            SocketAddrV6::new(a, mle::PORT, 0, 0),
+            SocketAddrV6::new(b, mle::PORT, 0, 0),
+            255,
+            &[0],
+        );
+        assert!(is_mle_packet(&mle));
+        let other = ip::udp_packet(
+            SocketAddrV6::new(a, mle::PORT, 0, 0),
+            SocketAddrV6::new(b, 1234, 0, 0),
+            255,
+            &[0],
+        );
+        assert!(!is_mle_packet(&other));
+        assert!(!is_mle_packet(&mle[..30]));
+    }
+}
