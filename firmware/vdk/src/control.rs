@@ -5,7 +5,7 @@
 //! Requests are executed by the main loop (so a flash never races console input); each
 //! connection thread forwards its lines over the input channel and waits for the reply.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Sender};
@@ -41,7 +41,15 @@ impl ControlServer {
                 std::fs::remove_file(path)?;
             }
         }
-        let listener = UnixListener::bind(path)?;
+        // Bind (and listen) under a temporary name, then rename: whoever sees the socket file can
+        // connect at once. A socket file appears at bind() but connections are refused until
+        // listen(), and a runner polling for the file would race with that.
+        let mut staging = path.as_os_str().to_owned();
+        staging.push(format!(".{}.tmp", std::process::id()));
+        let staging = PathBuf::from(staging);
+        let _ = std::fs::remove_file(&staging);
+        let listener = UnixListener::bind(&staging)?;
+        std::fs::rename(&staging, path)?;
         thread::Builder::new()
             .name("vdk-control".into())
             .stack_size(64 * 1024)
@@ -109,5 +117,3 @@ fn serve(stream: UnixStream, inputs: Sender<Input>) {
         }
     }
 }
-
-use std::io::Read as _;

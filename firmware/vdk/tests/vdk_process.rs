@@ -171,7 +171,21 @@ impl Dk {
     }
 
     fn control(&self, request: &str) -> String {
-        let mut s = UnixStream::connect(&self.control).expect("connect control socket");
+        // Under heavy load a connect has been seen to fail once; retry briefly and report why.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut s = loop {
+            match UnixStream::connect(&self.control) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!(
+                        "control connect to {}: {e}; retrying",
+                        self.control.display()
+                    );
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("connect control socket {}: {e}", self.control.display()),
+            }
+        };
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         s.write_all(format!("{request}\n").as_bytes()).unwrap();
         let mut line = String::new();
