@@ -878,3 +878,23 @@ profile = "ncs"
         assert_eq!(b.profile, None);
     }
 }
+
+#[cfg(test)]
+mod yaml_scalars {
+    use super::*;
+
+    /// PyYAML (Twister) reads `683759358` as an int and `0x12` as an int too; hand-written maps carry
+    /// such ids unquoted. They must arrive as the text written.
+    #[test]
+    fn numeric_looking_ids_stay_text() {
+        let text = "- connected: true\n  id: 683759358\n  probe_id: 000683759358\n  platform: p\n  product: J-Link\n  runner: nrfjprog\n  serial: /dev/ttyACM0\n";
+        let imported = TwisterImport::default()
+            .import(text, Path::new("m.yaml"))
+            .unwrap();
+        assert_eq!(imported.map.boards[0].id, "683759358");
+        assert_eq!(
+            imported.map.boards[0].probe.as_ref().unwrap().serial,
+            "000683759358"
+        );
+    }
+}
