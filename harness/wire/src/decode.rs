@@ -47,6 +47,9 @@ pub struct DecodeStats {
     pub unsecured: u64,
     /// Secured data frames decrypted.
     pub decrypted: u64,
+    /// MAC retransmissions (secured: frame counter not above the last one seen from that source
+    /// under that key; unsecured: same bytes as the previous frame from that source), skipped.
+    pub duplicates: u64,
     /// Secured frames whose MIC did not verify with any candidate key.
     pub bad_mic: u64,
     /// Secured frames from a short address whose extended address is not known yet.
@@ -55,7 +58,7 @@ pub struct DecodeStats {
     pub undecodable: u64,
     /// IPv6 datagrams delivered by 6LoWPAN.
     pub datagrams: u64,
-    /// UDP datagrams yielded.
+    /// Of those, UDP datagrams.
     pub udp: u64,
     /// MLE messages decrypted.
     pub mle_decrypted: u64,
@@ -74,6 +77,10 @@ pub struct Decoder {
     mesh_local_prefix: [u8; 8],
     contexts: Vec<Context>,
     neighbors: HashMap<u16, ExtAddress>,
+    /// Highest frame counter seen per (source, key sequence).
+    frame_counters: HashMap<(ExtAddress, u32), u32>,
+    /// Last unsecured frame per source address.
+    last_unsecured: HashMap<Address, Vec<u8>>,
     reassembler: Reassembler,
     /// Sniffer timestamps are mapped onto this instant for the reassembly timeout.
     epoch: Instant,
@@ -94,6 +101,8 @@ impl Decoder {
                 prefix: mesh_local_prefix,
             }],
             neighbors: HashMap::new(),
+            frame_counters: HashMap::new(),
+            last_unsecured: HashMap::new(),
             reassembler: Reassembler::new(REASSEMBLY_TIMEOUT),
             epoch: Instant::now(),
             stats: DecodeStats::default(),
@@ -146,8 +155,29 @@ impl Decoder {
         self.push_psdu(frame.timestamp_us, &frame.psdu)
     }
 
-    /// Decode one PSDU (without FCS) captured at `timestamp_us`.
+    /// Decode one PSDU (without FCS) captured at `timestamp_us`; yields UDP datagrams only.
     pub fn push_psdu(&mut self, timestamp_us: u64, psdu: &[u8]) -> Option<UdpDatagram> {
+        let packet = self.push_packet(timestamp_us, psdu)?;
+        let Body::Udp {
+            src_port,
+            dst_port,
+            payload,
+        } = packet.body
+        else {
+            return None;
+        };
+        Some(UdpDatagram {
+            timestamp_us,
+            src: SocketAddrV6::new(packet.src, src_port, 0, 0),
+            dst: SocketAddrV6::new(packet.dst, dst_port, 0, 0),
+            hop_limit: packet.hop_limit,
+            payload,
+        })
+    }
+
+    /// Decode one PSDU (without FCS) captured at `timestamp_us`; yields every IPv6 packet (UDP,
+    /// ICMPv6 echo, others) once complete.
+    pub fn push_packet(&mut self, timestamp_us: u64, psdu: &[u8]) -> Option<ip::Packet> {
         self.stats.frames += 1;
         let now = self
             .epoch
@@ -169,6 +199,15 @@ impl Decoder {
         let repr = parsed.repr.clone();
         let payload = match repr.security {
             None => {
+                if self
+                    .last_unsecured
+                    .get(&repr.src)
+                    .is_some_and(|last| last == psdu)
+                {
+                    self.stats.duplicates += 1;
+                    return None;
+                }
+                self.last_unsecured.insert(repr.src, psdu.to_vec());
                 self.stats.unsecured += 1;
                 parsed.payload.to_vec()
             }
@@ -199,25 +238,18 @@ impl Decoder {
         {
             self.learn(rloc16, ext);
         }
-        let Body::Udp {
+        if let Body::Udp {
             src_port,
             dst_port,
             payload,
-        } = packet.body
-        else {
-            return None;
-        };
-        if src_port == security::MLE_PORT && dst_port == security::MLE_PORT {
-            self.learn_from_mle(&packet.src, &packet.dst, &payload);
+        } = &packet.body
+        {
+            if *src_port == security::MLE_PORT && *dst_port == security::MLE_PORT {
+                self.learn_from_mle(&packet.src, &packet.dst, payload);
+            }
+            self.stats.udp += 1;
         }
-        self.stats.udp += 1;
-        Some(UdpDatagram {
-            timestamp_us,
-            src: SocketAddrV6::new(packet.src, src_port, 0, 0),
-            dst: SocketAddrV6::new(packet.dst, dst_port, 0, 0),
-            hop_limit: packet.hop_limit,
-            payload,
-        })
+        Some(packet)
     }
 
     fn decrypt(&mut self, psdu: &[u8], src: &Address) -> Option<Vec<u8>> {
@@ -251,6 +283,17 @@ impl Decoder {
         let keys = self.keys(sequence);
         match security::unsecure(psdu, &keys.mac_key, &ext) {
             Ok((_, plaintext)) => {
+                // Checked after authentication, so a forged counter cannot mask real frames.
+                let key = (ext, sequence);
+                if self
+                    .frame_counters
+                    .get(&key)
+                    .is_some_and(|&last| security.frame_counter <= last)
+                {
+                    self.stats.duplicates += 1;
+                    return None;
+                }
+                self.frame_counters.insert(key, security.frame_counter);
                 self.stats.decrypted += 1;
                 if sequence == self.key_sequence.wrapping_add(1) {
                     // The network switched keys (OpenThread switches on the first frame secured
@@ -497,6 +540,43 @@ mod tests {
         assert_eq!(stats.reassembly.expired, 1);
         assert_eq!(stats.reassembly.missing_fragments, 1);
         assert_eq!(stats.non_data, 1);
+    }
+
+    #[test]
+    fn yields_echo_requests_as_packets() {
+        let mut decoder = Decoder::new(NETWORK_KEY, 0, ML_PREFIX);
+        let ext: ExtAddress = "1122334455667788".parse().unwrap();
+        let (src, dst) = (
+            ip::link_local_from_ext(&ext),
+            ip::link_local_from_short(0x0400),
+        );
+        let ipv6 = ip::echo_request(src, dst, 64, 0x77, 3, b"ping");
+        let mac_src = Address::Extended(ext);
+        let mac_dst = Address::Short(0x0400);
+        let compressed = lowpan::compress(&ipv6, &mac_src, &mac_dst, &[]).unwrap();
+        let keys = security::derive_keys(&NETWORK_KEY, 0);
+        let repr = FrameRepr::data(
+            9,
+            0xface,
+            mac_dst,
+            mac_src,
+            Some(SecurityHeader::thread_mac(1, security::key_index(0))),
+        );
+        let frame = security::secure(&repr, &compressed, &keys.mac_key, &ext).unwrap();
+        let packet = decoder.push_packet(5, &frame).unwrap();
+        assert_eq!((packet.src, packet.dst), (src, dst));
+        assert_eq!(
+            packet.body,
+            Body::EchoRequest {
+                identifier: 0x77,
+                sequence: 3,
+                data: b"ping".to_vec()
+            }
+        );
+        // A retransmission of the same frame is skipped.
+        assert_eq!(decoder.push_packet(6, &frame), None);
+        let stats = decoder.stats();
+        assert_eq!((stats.datagrams, stats.udp, stats.duplicates), (1, 0, 1));
     }
 
     #[test]
