@@ -430,7 +430,10 @@ async fn setup(
             // Each case run has its own air: cases running at once (same channel, same PAN)
             // must not hear each other, any more than two runs may.
             let hub = ot_hil_air::Hub::start(&dir).map_err(|e| {
-                infra("-", format!("failed to start the air hub in {}: {e}", dir.display()))
+                infra(
+                    "-",
+                    format!("failed to start the air hub in {}: {e}", dir.display()),
+                )
             })?;
             // Console first, then flash: the boot banner lands in this case's log.
             for node in &case.nodes {

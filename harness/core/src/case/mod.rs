@@ -264,7 +264,7 @@ impl Pattern {
         }
         let text = self
             .template
-            .render(lookup, |v| regex::escape(v))
+            .render(lookup, regex::escape)
             .map_err(PatternError::Undefined)?;
         Regex::new(&text).map_err(|e| PatternError::Regex(e.to_string()))
     }

@@ -66,11 +66,11 @@ impl LineBuffer {
     }
 
     /// The first line (claimed or not) at or after `from` for which `pred` holds.
-    pub fn find(&self, from: usize, mut pred: impl FnMut(&Line) -> bool) -> Option<usize> {
+    pub fn find(&self, from: usize, pred: impl FnMut(&Line) -> bool) -> Option<usize> {
         self.lines
             .get(from..)?
             .iter()
-            .position(|l| pred(l))
+            .position(pred)
             .map(|i| i + from)
     }
 

@@ -31,7 +31,7 @@ enum Escape {
     /// Inside `ESC ]`: until BEL or `ESC \`.
     Osc,
     /// ESC seen inside an OSC.
-    OscEscape,
+    OscEsc,
     /// `ESC` + intermediate bytes (0x20..=0x2f), until a final byte (e.g. `ESC ( B`).
     Intermediate,
 }
@@ -104,12 +104,12 @@ impl LineDecoder {
             Escape::Osc => {
                 match b {
                     0x07 => self.escape = Escape::None,
-                    ESC => self.escape = Escape::OscEscape,
+                    ESC => self.escape = Escape::OscEsc,
                     _ => {}
                 }
                 return;
             }
-            Escape::OscEscape => {
+            Escape::OscEsc => {
                 self.escape = if b == b'\\' {
                     Escape::None
                 } else {
