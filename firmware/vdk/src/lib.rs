@@ -164,16 +164,6 @@ pub fn run(args: VdkArgs) -> Result<(), VdkError> {
     // Before any other thread starts, so they all inherit the blocked mask.
     forward_signals(tx.clone()).map_err(VdkError::Signals)?;
     let firmware = args.firmware.as_deref().map(Manifest::load).transpose()?;
-    let mut console = if args.stdio {
-        Console::open_stdio(tx.clone()).map_err(VdkError::Stdio)?
-    } else if let Some(link) = &args.pty_link {
-        Console::open_pty(link, tx.clone()).map_err(|source| VdkError::Pty {
-            path: link.clone(),
-            source,
-        })?
-    } else {
-        return Err(VdkError::NoConsole);
-    };
     let _control =
         match &args.control {
             Some(path) => Some(ControlServer::start(path, tx.clone()).map_err(|source| {
@@ -201,6 +191,18 @@ pub fn run(args: VdkArgs) -> Result<(), VdkError> {
             Some(client)
         }
         _ => None,
+    };
+    // The PTY link last: once it exists, the control socket and the radio are ready too, so a
+    // runner that waits for the link can use everything at once.
+    let mut console = if args.stdio {
+        Console::open_stdio(tx.clone()).map_err(VdkError::Stdio)?
+    } else if let Some(link) = &args.pty_link {
+        Console::open_pty(link, tx.clone()).map_err(|source| VdkError::Pty {
+            path: link.clone(),
+            source,
+        })?
+    } else {
+        return Err(VdkError::NoConsole);
     };
     drop(tx);
     let eui64 = args.eui64.unwrap_or_else(default_eui64);
