@@ -753,4 +753,33 @@ mod async_tests {
             "\x1b[13D\x1b[J1 packets transmitted, 0 packets received. Packet loss = 100.0%.\r\nDone\r\n\x1b[1;32muart:~$ \x1b[mot st"
         );
     }
+
+    #[test]
+    fn upstream_prompt_waits_for_the_ping_result() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../variants");
+        let start = Instant::now();
+        let mut board = Board::new([8; 8], None);
+        board.flash(Manifest::load(&dir.join("upstream.toml")).unwrap(), start);
+        board.handle_console(b"ifconfig up\rthread start\r", start);
+        board.take_output();
+        board.handle_console(b"ping fdde:ad00:beef:0:0:ff:fe00:1234\r", start);
+        assert_eq!(
+            String::from_utf8_lossy(&board.take_output()),
+            "ping fdde:ad00:beef:0:0:ff:fe00:1234\r\n"
+        );
+        let mut later = start;
+        let mut out = String::new();
+        for _ in 0..100 {
+            later += Duration::from_millis(100);
+            board.poll(later);
+            out.push_str(&String::from_utf8_lossy(&board.take_output()));
+            if out.ends_with("> ") {
+                break;
+            }
+        }
+        assert_eq!(
+            out,
+            "1 packets transmitted, 0 packets received. Packet loss = 100.0%.\r\nDone\r\n> "
+        );
+    }
 }
