@@ -7,8 +7,10 @@
 //! started), as a sniffer would see it. Each run owns its directory, so parallel runs (and
 //! parallel tests) never hear each other.
 //!
-//! [`FaultConfig`] lets a run lose, delay, duplicate or corrupt frames, globally or per link,
-//! from a seeded RNG.
+//! A receiver that falls behind (Linux queues only `net.unix.max_dgram_qlen` = 10 datagrams per
+//! socket) does not lose frames: the hub keeps a per-receiver backlog and retries it, so bursts of
+//! 6LoWPAN fragments arrive complete and in order. [`FaultConfig`] lets a run lose, delay,
+//! duplicate or corrupt frames, globally or per link, from a seeded RNG.
 
 mod client;
 mod fault;
