@@ -16,6 +16,24 @@ pub enum SuitePreference {
     Client,
 }
 
+/// Which EC J-PAKE implementation sits under the engine, as far as the hello extension 0x0100
+/// (`ecjpake_kkpp`) is concerned. mbedtls decides whether to write and to parse that extension
+/// with `mbedtls_ecjpake_check()` on the handshake's J-PAKE context, not with the suite list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EcjpakeBackend {
+    /// mbedtls' own `ecjpake.c`: the check fails until a password was set
+    /// (`mbedtls_ecjpake_setup`), so without one the client writes no extension and the server
+    /// skips it.
+    #[default]
+    Mbedtls,
+    /// An `MBEDTLS_ECJPAKE_ALT` implementation whose check passes for any context (Nordic's
+    /// Oberon library in nRF Connect SDK 2.1/2.2). Without a password the never-set-up context
+    /// keeps role 0 (client): a client writes a round one proven as "client" in every ClientHello
+    /// that offers an EC suite, and a server parses a client's extension expecting the peer
+    /// identity "server", so the proof fails and the server aborts with illegal_parameter.
+    UncheckedAlt,
+}
+
 /// A pre-shared key and the identity that names it (RFC 4279).
 #[derive(Clone)]
 pub struct Psk {
@@ -41,6 +59,8 @@ pub struct Config {
     /// Server only: choose ECJPAKE only if the client sent extension 0x0100 and we have a
     /// password (mbedtls' `ssl_ciphersuite_match`). `false` models a non-conforming server.
     pub ecjpake_requires_extension_and_password: bool,
+    /// How the EC J-PAKE context behaves when no password is configured.
+    pub ecjpake_backend: EcjpakeBackend,
     pub psk: Option<Psk>,
     /// Server only: PSK identity hint sent in a ServerKeyExchange (none = no ServerKeyExchange).
     pub psk_hint: Option<Vec<u8>>,
@@ -79,6 +99,7 @@ impl Default for Config {
             suites: vec![CipherSuite::PSK_WITH_AES_128_CCM_8],
             preference: SuitePreference::Server,
             ecjpake_requires_extension_and_password: true,
+            ecjpake_backend: EcjpakeBackend::Mbedtls,
             psk: None,
             psk_hint: None,
             ecjpake_password: None,

@@ -22,7 +22,7 @@ use p256::elliptic_curve::sec1::ToSec1Point;
 
 use crate::cert::{ParsedCert, verify_chain, verify_signature};
 use crate::codec::Codec;
-use crate::config::{ClientOffer, Config, select_suite};
+use crate::config::{ClientOffer, Config, EcjpakeBackend, select_suite};
 use crate::crypto::{
     KeyBlock, RECORD_EXPANSION, RecordCipher, ReplayWindow, hmac_sha256, master_secret, sha256,
     verify_data,
@@ -181,6 +181,11 @@ pub struct Connection {
     memory: Memory,
     bad_macs: u32,
 }
+
+/// Stand-in password for a J-PAKE context that was never given one: round one does not use the
+/// password, and an unchecked implementation (see [`EcjpakeBackend::UncheckedAlt`]) writes and
+/// reads round one without it.
+const UNSET_ECJPAKE_PASSWORD: &[u8] = &[1];
 
 /// Protocol version we speak.
 const VERSION: ProtocolVersion = ProtocolVersion::DTLS1_2;
@@ -882,6 +887,21 @@ impl Connection {
                 "no offered suite has its credentials configured".into(),
             ));
         }
+        if ec
+            && cfg.ecjpake_backend == EcjpakeBackend::UncheckedAlt
+            && find_extension(&extensions, ExtensionType::ECJPAKE_KKPP).is_none()
+        {
+            // mbedtls writes the extension whenever the J-PAKE context passes its check; an
+            // unchecked implementation passes without a password, and the never-set-up context
+            // proves round one under its default role, client. The context is not kept: no
+            // J-PAKE suite is offered, so nothing later uses it.
+            let mut ctx = EcjpakeContext::new(ecjpake::Role::Client, UNSET_ECJPAKE_PASSWORD)
+                .map_err(|e| Error::Config(format!("ecjpake: {e}")))?;
+            extensions.push(Extension {
+                typ: ExtensionType::ECJPAKE_KKPP,
+                data: ctx.write_round_one(&mut *self.rng),
+            });
+        }
         if ec {
             extensions.insert(0, Extension::supported_groups(&[NamedGroup::SECP256R1]));
             extensions.insert(1, Extension::ec_point_formats());
@@ -1238,6 +1258,7 @@ impl Connection {
                 format!("client offers only {}", ch.client_version),
             ));
         }
+        self.check_unset_ecjpake_extension(&ch)?;
         let cookie = self.cookie_for(&ch);
         if self.config.require_cookie && ch.cookie != cookie {
             // RFC 6347 §4.2.1: stateless, not part of the Finished hash, not retransmitted.
@@ -1430,6 +1451,31 @@ impl Connection {
         };
         self.send_flight(now, true);
         Ok(())
+    }
+
+    /// A server without a J-PAKE password on an unchecked J-PAKE implementation parses the
+    /// client's extension 0x0100 anyway (mbedtls `ssl_parse_ecjpake_kkpp` runs when the
+    /// context's check passes), with the context's default role, client, so it expects the
+    /// peer identity "server". mbedtls 3.1 parses extensions before it acts on a missing cookie,
+    /// so this runs for the first, cookie-less ClientHello too; a failed proof is a fatal
+    /// illegal_parameter alert.
+    fn check_unset_ecjpake_extension(&mut self, ch: &ClientHello) -> Result<(), Error> {
+        if self.config.ecjpake_backend != EcjpakeBackend::UncheckedAlt
+            || self.config.ecjpake_password.is_some()
+        {
+            return Ok(());
+        }
+        let Some(ext) = find_extension(&ch.extensions, ExtensionType::ECJPAKE_KKPP) else {
+            return Ok(());
+        };
+        let mut ctx = EcjpakeContext::new(ecjpake::Role::Client, UNSET_ECJPAKE_PASSWORD)
+            .map_err(|e| Error::hs(AlertDescription::INTERNAL_ERROR, format!("ecjpake: {e}")))?;
+        ctx.read_round_one(&ext.data).map_err(|e| {
+            Error::hs(
+                AlertDescription::ILLEGAL_PARAMETER,
+                format!("ecjpake kkpp extension parsed by a context without password: {e}"),
+            )
+        })
     }
 
     fn server_client_certificate(&mut self, c: CertificateMsg) -> Result<(), Error> {

@@ -16,7 +16,7 @@ pub mod rng;
 pub mod transcript;
 
 pub use cert::{CertifiedKey, ParsedCert, TimeCheck};
-pub use config::{Config, Psk, SuitePreference};
+pub use config::{Config, EcjpakeBackend, Psk, SuitePreference};
 pub use conn::{Connection, Event, Role};
 pub use enums::*;
 pub use error::{CertError, CodecError, Error};

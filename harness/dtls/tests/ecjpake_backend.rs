@@ -1,0 +1,108 @@
+//! The unchecked EC J-PAKE implementation (`EcjpakeBackend::UncheckedAlt`): an X.509 client and
+//! server without a J-PAKE password still exchange the hello extension 0x0100, and the server's
+//! never-set-up context rejects the client's round one with illegal_parameter, on the very first
+//! (cookie-less) ClientHello. With mbedtls' own implementation the same pair connects.
+
+mod common;
+
+use common::*;
+use ot_hil_dtls::transcript::{Body, Fields};
+use ot_hil_dtls::{AlertDescription, CipherSuite, Direction, EcjpakeBackend, Event, ExtensionType};
+
+fn client_hello_extensions(p: &Pair) -> Vec<Vec<ExtensionType>> {
+    p.client
+        .transcript()
+        .entries
+        .iter()
+        .filter(|e| e.direction == Direction::ClientToServer)
+        .filter_map(|e| match &e.body {
+            Body::Handshake { messages } => messages.iter().find_map(|m| match &m.fields {
+                Some(Fields::ClientHello { extensions, .. }) => Some(extensions.clone()),
+                _ => None,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn stock_backend_sends_no_extension_and_connects() {
+    let (c, s) = x509_configs(true);
+    let mut p = Pair::new(c, s);
+    p.pump();
+    assert!(p.client.is_connected(), "{:?}", p.client_events);
+    for exts in client_hello_extensions(&p) {
+        assert!(!exts.contains(&ExtensionType::ECJPAKE_KKPP), "{exts:?}");
+    }
+}
+
+#[test]
+fn unchecked_backend_fails_with_illegal_parameter_on_first_hello() {
+    let (mut c, mut s) = x509_configs(true);
+    c.ecjpake_backend = EcjpakeBackend::UncheckedAlt;
+    s.ecjpake_backend = EcjpakeBackend::UncheckedAlt;
+    let mut p = Pair::new(c, s);
+    p.pump();
+    let hellos = client_hello_extensions(&p);
+    assert_eq!(hellos.len(), 1, "no HelloVerifyRequest, no second hello");
+    assert!(hellos[0].contains(&ExtensionType::ECJPAKE_KKPP));
+    assert!(
+        matches!(
+            p.server_events.as_slice(),
+            [Event::Failed {
+                alert: Some(AlertDescription::ILLEGAL_PARAMETER),
+                ..
+            }]
+        ),
+        "{:?}",
+        p.server_events
+    );
+    assert!(
+        matches!(
+            p.client_events.as_slice(),
+            [Event::Failed {
+                alert: Some(AlertDescription::ILLEGAL_PARAMETER),
+                ..
+            }]
+        ),
+        "{:?}",
+        p.client_events
+    );
+    assert!(!p.client.is_connected());
+}
+
+#[test]
+fn unchecked_client_against_stock_server_connects() {
+    // A stock server skips the extension (its check fails without a password).
+    let (mut c, s) = x509_configs(false);
+    c.ecjpake_backend = EcjpakeBackend::UncheckedAlt;
+    let mut p = Pair::new(c, s);
+    p.pump();
+    assert!(p.client.is_connected(), "{:?}", p.client_events);
+    assert!(client_hello_extensions(&p)[0].contains(&ExtensionType::ECJPAKE_KKPP));
+}
+
+#[test]
+fn unchecked_backend_does_not_touch_psk_or_password_configs() {
+    // PSK offers no EC suite: no extension; a configured password sets the context up properly.
+    let mut c = psk_config();
+    let mut s = psk_config();
+    c.ecjpake_backend = EcjpakeBackend::UncheckedAlt;
+    s.ecjpake_backend = EcjpakeBackend::UncheckedAlt;
+    let mut p = Pair::new(c, s);
+    p.pump();
+    assert!(p.client.is_connected());
+    assert!(!client_hello_extensions(&p)[0].contains(&ExtensionType::ECJPAKE_KKPP));
+
+    let mut c = ecjpake_config(b"J01NME");
+    let mut s = ecjpake_config(b"J01NME");
+    c.ecjpake_backend = EcjpakeBackend::UncheckedAlt;
+    s.ecjpake_backend = EcjpakeBackend::UncheckedAlt;
+    let mut p = Pair::new(c, s);
+    p.pump();
+    assert!(
+        matches!(p.client_events.first(), Some(Event::Connected { suite }) if *suite == CipherSuite::ECJPAKE_WITH_AES_128_CCM_8),
+        "{:?}",
+        p.client_events
+    );
+}
