@@ -1,0 +1,200 @@
+//! Handshake cost per suite: two engines in memory, and our client against `openssl s_server`
+//! on loopback (skipped when openssl is not installed).
+
+use std::hint::black_box;
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use ot_hil_dtls::cert::load_pem_roots;
+use ot_hil_dtls::{
+    CertifiedKey, CipherSuite, Config, Connection, Event, Psk, SeededRng, TimeCheck,
+};
+
+const CA: &str = include_str!("../tests/data/ca.pem");
+const LEAF: &str = include_str!("../tests/data/v1leaf.pem");
+const LEAF_KEY: &str = include_str!("../tests/data/v1leaf.key");
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+
+fn psk() -> Config {
+    Config {
+        suites: vec![CipherSuite::PSK_WITH_AES_128_CCM_8],
+        psk: Some(Psk {
+            key: b"123".to_vec(),
+            identity: b"pskid".to_vec(),
+        }),
+        ..Config::default()
+    }
+}
+
+fn x509() -> (Config, Config) {
+    let roots = load_pem_roots(CA).unwrap();
+    let server = Config {
+        suites: vec![CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8],
+        certificate: Some(Arc::new(CertifiedKey::from_pem(LEAF, LEAF_KEY).unwrap())),
+        verify_peer: false,
+        ..Config::default()
+    };
+    let client = Config {
+        suites: vec![CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8],
+        trusted_roots: roots,
+        server_name: Some("PXC3.E75-100A".into()),
+        time_check: TimeCheck::Skip,
+        ..Config::default()
+    };
+    (client, server)
+}
+
+fn ecjpake() -> Config {
+    Config {
+        suites: vec![CipherSuite::ECJPAKE_WITH_AES_128_CCM_8],
+        ecjpake_password: Some(b"J01NME".to_vec()),
+        ..Config::default()
+    }
+}
+
+/// One complete in-memory handshake (cookie exchange included).
+fn handshake(client: &Arc<Config>, server: &Arc<Config>, seed: u64) {
+    let now = Instant::now();
+    let mut c = Connection::client_with_rng(client.clone(), now, SeededRng::boxed(seed)).unwrap();
+    let mut s =
+        Connection::server_with_rng(server.clone(), now, b"peer", SeededRng::boxed(seed + 1))
+            .unwrap();
+    for _ in 0..20 {
+        let mut moved = false;
+        while let Some(d) = c.poll_transmit() {
+            s.handle_datagram(now, &d);
+            moved = true;
+        }
+        while let Some(d) = s.poll_transmit() {
+            c.handle_datagram(now, &d);
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    }
+    assert!(c.is_connected() && s.is_connected());
+    black_box(c.key_block());
+}
+
+fn in_memory(cr: &mut Criterion) {
+    let mut g = cr.benchmark_group("in_memory_handshake");
+    g.sample_size(20);
+    let p = Arc::new(psk());
+    g.bench_function("psk", |b| b.iter(|| handshake(&p, &p, 1)));
+    let (c, s) = x509();
+    let (c, s) = (Arc::new(c), Arc::new(s));
+    g.bench_function("ecdhe_ecdsa", |b| b.iter(|| handshake(&c, &s, 1)));
+    let j = Arc::new(ecjpake());
+    g.bench_function("ecjpake", |b| b.iter(|| handshake(&j, &j, 1)));
+    g.finish();
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn openssl_loopback(cr: &mut Criterion) {
+    if Command::new("openssl")
+        .arg("version")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
+        eprintln!("SKIPPED: openssl not installed");
+        return;
+    }
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let server = Server(
+        Command::new("openssl")
+            .args(["s_server", "-dtls1_2", "-accept", &addr, "-quiet"])
+            .args([
+                "-cert",
+                &format!("{DATA}/localhost.pem"),
+                "-key",
+                &format!("{DATA}/localhost.key"),
+            ])
+            .args([
+                "-cipher",
+                "ECDHE-ECDSA-AES128-CCM8:PSK-AES128-CCM8",
+                "-groups",
+                "P-256",
+            ])
+            .args(["-psk", "313233", "-psk_identity", "pskid"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // s_server binds before it reads stdin; give it a moment by probing with a real handshake.
+    let roots =
+        load_pem_roots(&std::fs::read_to_string(format!("{DATA}/localhost.pem")).unwrap()).unwrap();
+    let ecdhe = Arc::new(Config {
+        suites: vec![CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8],
+        trusted_roots: roots,
+        server_name: Some("localhost".into()),
+        ..Config::default()
+    });
+    let psk_cfg = Arc::new(psk());
+    let connect = |cfg: &Arc<Config>| -> bool {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.connect(&addr).unwrap();
+        let mut conn = Connection::client(cfg.clone(), Instant::now()).unwrap();
+        let mut buf = [0u8; 4096];
+        let end = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < end {
+            while let Some(d) = conn.poll_transmit() {
+                let _ = sock.send(&d);
+            }
+            match conn.poll_event() {
+                Some(Event::Connected { .. }) => {
+                    conn.close();
+                    while let Some(d) = conn.poll_transmit() {
+                        let _ = sock.send(&d);
+                    }
+                    return true;
+                }
+                Some(Event::Failed { .. }) => return false,
+                _ => {}
+            }
+            sock.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            match sock.recv(&mut buf) {
+                Ok(n) => conn.handle_datagram(Instant::now(), &buf[..n]),
+                Err(_) => conn.handle_timeout(Instant::now()),
+            }
+        }
+        false
+    };
+    let ready = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        connect(&psk_cfg)
+    });
+    if !ready {
+        eprintln!("SKIPPED: s_server did not answer");
+        return;
+    }
+    let mut g = cr.benchmark_group("openssl_loopback_handshake");
+    g.sample_size(10);
+    g.bench_function("psk", |b| b.iter(|| assert!(connect(&psk_cfg))));
+    g.bench_function("ecdhe_ecdsa", |b| b.iter(|| assert!(connect(&ecdhe))));
+    g.finish();
+    drop(server);
+}
+
+criterion_group!(benches, in_memory, openssl_loopback);
+criterion_main!(benches);
