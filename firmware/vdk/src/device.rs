@@ -64,6 +64,10 @@ struct Running {
     argc_max: usize,
     /// A pending command (ping) is running: the upstream prompt waits for its result.
     pending: bool,
+    /// `CONFIG_SHELL`: without it there is no shell on the UART at all.
+    shell_enabled: bool,
+    /// `CONFIG_OPENTHREAD_SHELL`: the `ot` command exists.
+    ot_command: bool,
 }
 
 /// What OpenThread keeps in flash across a reset (its "network info" and active dataset).
@@ -182,7 +186,10 @@ impl Board {
             shell::line(&mut self.out, l);
         }
         let shell = Shell::new(shell_cfg);
-        shell.start(&mut self.out);
+        let shell_enabled = manifest.profile == Profile::Upstream || k.bool("SHELL");
+        if shell_enabled {
+            shell.start(&mut self.out);
+        }
         let auto_start = manifest.profile == Profile::Ncs && !k.bool("OPENTHREAD_MANUAL_START");
         let mut running = Running {
             shell,
@@ -190,6 +197,8 @@ impl Board {
             stack,
             argc_max,
             pending: false,
+            shell_enabled,
+            ot_command: manifest.profile == Profile::Upstream || k.bool("OPENTHREAD_SHELL"),
         };
         if auto_start {
             // Zephyr's openthread.c without OPENTHREAD_MANUAL_START: interface up, Thread on.
@@ -205,6 +214,9 @@ impl Board {
             let Some(running) = self.running.as_mut() else {
                 return;
             };
+            if !running.shell_enabled {
+                return;
+            }
             if let Some(line) = running.shell.feed_byte(b, &mut self.out) {
                 self.run_line(&line, now);
             }
@@ -243,6 +255,12 @@ impl Board {
                 }
                 Ok(args) => match args.first().map(String::as_str) {
                     None => None,
+                    Some("ot") if !running.ot_command => {
+                        running
+                            .shell
+                            .error_line(&mut self.out, "ot: command not found");
+                        None
+                    }
                     Some("ot") if args.len() == 1 => {
                         // Registered with 2 mandatory arguments; help follows the error
                         // (SHELL_HELP_ON_WRONG_ARGUMENT_COUNT).
@@ -697,6 +715,32 @@ mod tests {
             type_line(&mut board, "ot state"),
             "ot state\r\nError 35: InvalidCommand\r\n> "
         );
+    }
+
+    #[test]
+    fn shell_and_ot_command_follow_kconfig() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join("v.toml");
+        std::fs::write(&manifest, "name = \"v\"\napplication = \"thread-cli\"\nprofile = \"ncs\"\nbanner = [\"B\"]\nkconfig = [\"v.conf\"]\n").unwrap();
+        std::fs::write(
+            dir.path().join("v.conf"),
+            "CONFIG_SHELL=y\nCONFIG_SHELL_VT100_COLORS=n\n",
+        )
+        .unwrap();
+        let mut board = Board::new([1; 8], None);
+        board.flash(Manifest::load(&manifest).unwrap(), Instant::now());
+        assert_eq!(
+            String::from_utf8_lossy(&board.take_output()),
+            "B\r\n\r\n\r\nuart:~$ "
+        );
+        assert_eq!(
+            type_line(&mut board, "ot state"),
+            "ot state\r\not: command not found\r\nuart:~$ "
+        );
+        std::fs::write(dir.path().join("v.conf"), "# CONFIG_SHELL is not set\n").unwrap();
+        board.flash(Manifest::load(&manifest).unwrap(), Instant::now());
+        assert_eq!(String::from_utf8_lossy(&board.take_output()), "B\r\n");
+        assert_eq!(type_line(&mut board, "ot state"), "");
     }
 
     #[test]
