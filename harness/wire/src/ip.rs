@@ -358,16 +358,17 @@ pub fn parse(ipv6: &[u8]) -> Result<Packet, WireError> {
 
 /// Fill in the UDP checksum of a full IPv6+UDP packet (used after 6LoWPAN decompression of a
 /// datagram whose checksum was elided).
-/// `udp_offset` is where the UDP header starts (40 without extension headers).
-pub(crate) fn fill_udp_checksum(ipv6: &mut [u8], udp_offset: usize) {
-    if udp_offset < IPV6_HEADER_LEN || ipv6.len() < udp_offset + UDP_HEADER_LEN {
+/// `ip_offset` is where the IPv6 header whose addresses go into the pseudo-header starts (0, or
+/// the inner header of a tunnel), `udp_offset` where the UDP header starts.
+pub(crate) fn fill_udp_checksum(ipv6: &mut [u8], ip_offset: usize, udp_offset: usize) {
+    if udp_offset < ip_offset + IPV6_HEADER_LEN || ipv6.len() < udp_offset + UDP_HEADER_LEN {
         return;
     }
     let (header, rest) = ipv6.split_at_mut(udp_offset);
     let mut src = [0u8; 16];
     let mut dst = [0u8; 16];
-    src.copy_from_slice(&header[8..24]);
-    dst.copy_from_slice(&header[24..40]);
+    src.copy_from_slice(&header[ip_offset + 8..ip_offset + 24]);
+    dst.copy_from_slice(&header[ip_offset + 24..ip_offset + 40]);
     let (src, dst) = (Ipv6Addr::from(src), Ipv6Addr::from(dst));
     let available = rest.len();
     let mut udp = UdpPacket::new_unchecked(rest);
@@ -470,7 +471,7 @@ mod tests {
         let mut zeroed = packet.clone();
         zeroed[46] = 0;
         zeroed[47] = 0;
-        fill_udp_checksum(&mut zeroed, IPV6_HEADER_LEN);
+        fill_udp_checksum(&mut zeroed, 0, IPV6_HEADER_LEN);
         assert_eq!(zeroed, packet);
     }
 

@@ -216,7 +216,7 @@ struct Partial {
     received: Vec<(usize, usize)>,
     /// Whether FRAG1 arrived and its UDP checksum was elided (to be computed at the end).
     first_seen: bool,
-    udp_checksum_offset: Option<usize>,
+    udp_checksum_offset: Option<(usize, usize)>,
 }
 
 /// 6LoWPAN reassembly keyed by (link-layer source, destination, datagram size, tag), with a
@@ -386,8 +386,8 @@ impl Reassembler {
             return Ok(None);
         };
         let mut datagram = done.buffer;
-        if let Some(offset) = done.udp_checksum_offset {
-            crate::ip::fill_udp_checksum(&mut datagram, offset);
+        if let Some((ip_offset, udp_offset)) = done.udp_checksum_offset {
+            crate::ip::fill_udp_checksum(&mut datagram, ip_offset, udp_offset);
         }
         self.stats.completed += 1;
         self.stats.reassembled += 1;

@@ -429,6 +429,13 @@ impl FrameRepr {
             + self.security.as_ref().map_or(0, SecurityHeader::buffer_len)
     }
 
+    /// The largest MAC payload a frame with this header can carry: 127 bytes minus FCS, header
+    /// and MIC.
+    pub fn max_payload_len(&self) -> usize {
+        let mic = self.security.as_ref().map_or(0, SecurityHeader::mic_len);
+        (MAX_PSDU_LEN - FCS_LEN).saturating_sub(self.header_len() + mic)
+    }
+
     /// The MHR including the aux security header (no IEs): exactly the CCM* AAD of a data frame.
     pub fn emit_header(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.header_len());
@@ -756,6 +763,8 @@ mod tests {
         assert_eq!(repr.src, Address::Short(0x2001));
         assert_eq!(repr.security, Some(SecurityHeader::thread_mac(0, 1)));
         assert_eq!(parsed.header, &psdu[..15]);
+        // 125 - 15 header - 4 MIC.
+        assert_eq!(repr.max_payload_len(), 106);
         assert_eq!(parsed.payload.len(), 36 + 4);
         assert_eq!(parsed.mic(), &unhex("74e02af6")[..]);
         assert_eq!(repr.emit_header(), parsed.header);

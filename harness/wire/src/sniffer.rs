@@ -12,6 +12,20 @@ use regex::Regex;
 use crate::WireError;
 use crate::mac;
 
+/// What the extcap script sends to start capturing on `channel` (each line ends with `\r\n`):
+/// stop the radio, turn the shell echo off, select the channel, start receiving.
+pub fn start_commands(channel: u8) -> [String; 4] {
+    [
+        "sleep\r\n".to_owned(),
+        "shell echo off\r\n".to_owned(),
+        format!("channel {channel}\r\n"),
+        "receive\r\n".to_owned(),
+    ]
+}
+
+/// What the extcap script sends to stop capturing.
+pub const STOP_COMMANDS: [&str; 2] = ["\r\n", "sleep\r\n"];
+
 /// One captured frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnifferFrame {

@@ -230,3 +230,61 @@ fn wireshark_decodes_our_frames() {
         );
     }
 }
+
+/// IPv6-in-IPv6 with an MPL hop-by-hop option (how OpenThread sends realm-local multicast from an
+/// ML-EID), decoded by Wireshark and by `lowpan::decompress`.
+#[test]
+#[ignore = "needs tshark"]
+fn wireshark_agrees_on_tunnelled_multicast() {
+    let inner_src = ip::from_prefix_iid(
+        &ML_PREFIX,
+        &[0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0],
+    );
+    let inner_dst: Ipv6Addr = "ff03::1".parse().unwrap();
+    let inner = ip::echo_request(inner_src, inner_dst, 64, 0x1111, 2, b"hello");
+    let mut compressed =
+        hex::decode("7f7a030000fce1066d0440000400ee7a5a3a123456789abcdef003000001").unwrap();
+    compressed.extend_from_slice(&inner[40..]);
+    let (mac_src, mac_dst) = (Address::Short(0x0400), Address::Short(0xffff));
+    let ours = lowpan::decompress(&compressed, &mac_src, &mac_dst, &contexts()).unwrap();
+    assert_eq!(&ours[48..], &inner[..]);
+
+    let psdu = FrameRepr::data(5, PAN, mac_dst, mac_src, None).emit(&compressed);
+    let path = std::env::temp_dir().join(format!("ot-hil-wire-{}-tunnel.pcap", std::process::id()));
+    let mut writer =
+        PcapWriter::new(std::fs::File::create(&path).unwrap(), LinkType::NoFcs).unwrap();
+    writer
+        .write_frame(
+            &SnifferFrame {
+                psdu,
+                rssi_dbm: -50,
+                lqi: 255,
+                timestamp_us: 0,
+            },
+            11,
+        )
+        .unwrap();
+    drop(writer);
+    let lines = tshark(
+        &path,
+        &[
+            "ipv6.src",
+            "ipv6.dst",
+            "ipv6.plen",
+            "ipv6.hopopts.len_oct",
+            "icmpv6.checksum.status",
+            "icmpv6.echo.sequence_number",
+            "_ws.expert.message",
+        ],
+    );
+    std::fs::remove_file(&path).ok();
+    println!("{lines:?}");
+    assert_eq!(
+        lines,
+        [format!(
+            "fd00:db8::ff:fe00:400,fd00:db8::1234:5678:9abc:def0|ff03::fc,ff03::1|{},{}|8|1|2|",
+            ours.len() - 40,
+            inner.len() - 40
+        )]
+    );
+}

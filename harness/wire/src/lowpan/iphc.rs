@@ -31,8 +31,11 @@ struct UdpNhc {
 struct Headers {
     /// The 40-byte IPv6 header with a zero payload length.
     fixed: [u8; IPV6_HEADER_LEN],
-    /// Uncompressed extension headers (from extension header NHC).
+    /// Uncompressed extension headers (from extension header NHC), including the inner IPv6 header
+    /// (and its extension headers) of an IPv6-in-IPv6 tunnel.
     ext: Vec<u8>,
+    /// Offset in `ext` of the tunnelled inner IPv6 header, if any.
+    inner_offset: Option<usize>,
     udp: Option<UdpNhc>,
     /// Compressed bytes consumed.
     consumed: usize,
@@ -72,7 +75,18 @@ impl Headers {
         let mut out = Vec::with_capacity(self.uncompressed_len() + payload.len());
         out.extend_from_slice(&self.fixed);
         out[4..6].copy_from_slice(&ipv6_payload_len.to_be_bytes());
+        let ext_start = out.len();
         out.extend_from_slice(&self.ext);
+        if let Some(inner) = self.inner_offset {
+            // The inner payload length follows from the total like the outer one.
+            let inner_start = ext_start + inner;
+            let inner_payload = total_len.checked_sub(inner_start + IPV6_HEADER_LEN).ok_or(
+                WireError::malformed("iphc", "datagram shorter than its headers"),
+            )?;
+            if let Some(field) = out.get_mut(inner_start + 4..inner_start + 6) {
+                field.copy_from_slice(&(inner_payload as u16).to_be_bytes());
+            }
+        }
         if let Some(udp) = self.udp {
             let udp_len = total_len - IPV6_HEADER_LEN - self.ext.len();
             out.extend_from_slice(&udp.src_port.to_be_bytes());
@@ -84,9 +98,13 @@ impl Headers {
         Ok(out)
     }
 
-    fn udp_checksum_offset(&self) -> Option<usize> {
+    /// (IPv6 header offset, UDP header offset) when the UDP checksum must be computed.
+    fn udp_checksum_offset(&self) -> Option<(usize, usize)> {
         match self.udp {
-            Some(UdpNhc { checksum: None, .. }) => Some(IPV6_HEADER_LEN + self.ext.len()),
+            Some(UdpNhc { checksum: None, .. }) => Some((
+                self.inner_offset.map_or(0, |inner| IPV6_HEADER_LEN + inner),
+                IPV6_HEADER_LEN + self.ext.len(),
+            )),
             _ => None,
         }
     }
@@ -104,8 +122,8 @@ pub fn decompress(
     let payload = lowpan.get(headers.consumed..).unwrap_or(&[]);
     let total = headers.uncompressed_len() + payload.len();
     let mut datagram = headers.build(total, payload)?;
-    if let Some(offset) = headers.udp_checksum_offset() {
-        ip::fill_udp_checksum(&mut datagram, offset);
+    if let Some((ip_offset, udp_offset)) = headers.udp_checksum_offset() {
+        ip::fill_udp_checksum(&mut datagram, ip_offset, udp_offset);
     }
     Ok(datagram)
 }
@@ -113,9 +131,9 @@ pub fn decompress(
 /// The uncompressed start of a fragmented datagram (from the body of a FRAG1).
 pub(crate) struct FirstFragment {
     pub(crate) bytes: Vec<u8>,
-    /// Where the UDP header starts when its checksum was elided and must be computed once the
-    /// whole datagram is there.
-    pub(crate) udp_checksum_offset: Option<usize>,
+    /// Where the IPv6 header (for the pseudo-header) and the UDP header start when the UDP checksum
+    /// was elided and must be computed once the whole datagram is there.
+    pub(crate) udp_checksum_offset: Option<(usize, usize)>,
 }
 
 pub(crate) fn decompress_first_fragment(
@@ -194,6 +212,17 @@ fn parse_headers(
     mac_src: &Address,
     mac_dst: &Address,
     contexts: &[Context],
+) -> Result<Headers, WireError> {
+    parse_headers_at(lowpan, mac_src, mac_dst, contexts, false)
+}
+
+/// `inner`: decoding the IPHC of a tunnelled packet (which may not tunnel again).
+fn parse_headers_at(
+    lowpan: &[u8],
+    mac_src: &Address,
+    mac_dst: &Address,
+    contexts: &[Context],
+    inner: bool,
 ) -> Result<Headers, WireError> {
     let mut reader = Reader::new(lowpan, "iphc header");
     let b0 = reader.u8()?;
@@ -316,11 +345,18 @@ fn parse_headers(
     };
 
     // Next headers: either inline, or a chain of NHC headers ending in UDP or an inline header.
-    let mut ext = Vec::new();
-    let mut udp = None;
+    let mut chain = NhcChain::default();
     let next_header = match inline_next_header {
         Some(nh) => nh,
-        None => parse_nhc_chain(&mut reader, &mut ext, &mut udp)?,
+        None => {
+            let tunnel = Tunnel {
+                mac_src,
+                mac_dst,
+                contexts,
+                allowed: !inner,
+            };
+            parse_nhc_chain(&mut reader, &mut chain, &tunnel)?
+        }
     };
 
     let mut fixed = [0u8; IPV6_HEADER_LEN];
@@ -332,25 +368,42 @@ fn parse_headers(
     fixed[24..40].copy_from_slice(&dst);
     Ok(Headers {
         fixed,
-        ext,
-        udp,
+        ext: chain.ext,
+        inner_offset: chain.inner_offset,
+        udp: chain.udp,
         consumed: reader.pos(),
     })
+}
+
+#[derive(Default)]
+struct NhcChain {
+    ext: Vec<u8>,
+    inner_offset: Option<usize>,
+    udp: Option<UdpNhc>,
+}
+
+/// What decoding a tunnelled (EID 7) inner header needs.
+struct Tunnel<'a> {
+    mac_src: &'a Address,
+    mac_dst: &'a Address,
+    contexts: &'a [Context],
+    allowed: bool,
 }
 
 /// Decode NHC headers; returns the IPv6 next header value of the first one.
 fn parse_nhc_chain(
     reader: &mut Reader<'_>,
-    ext: &mut Vec<u8>,
-    udp: &mut Option<UdpNhc>,
+    chain: &mut NhcChain,
+    tunnel: &Tunnel<'_>,
 ) -> Result<u8, WireError> {
+    let ext = &mut chain.ext;
     // Position in `ext` of the next-header byte of the previous extension header.
     let mut pending_nh_slot: Option<usize> = None;
     let mut first = None;
     loop {
         let id = reader.u8()?;
         if id & 0xf8 == 0xf0 {
-            *udp = Some(parse_udp_nhc(id, reader)?);
+            chain.udp = Some(parse_udp_nhc(id, reader)?);
             set_next_header(ext, pending_nh_slot, &mut first, NEXT_HEADER_UDP);
             break;
         }
@@ -364,14 +417,32 @@ fn parse_nhc_chain(
             0 => 0u8, // hop-by-hop options
             1 => 43,  // routing
             3 => 60,  // destination options
+            7 => {
+                // IPv6-in-IPv6 (RFC 6282 §4.2 EID 7): an IPHC-compressed inner packet follows,
+                // with no length byte; its elided addresses come from the same link-layer ones.
+                if !tunnel.allowed {
+                    return Err(WireError::unsupported("nhc", "nested IPv6-in-IPv6"));
+                }
+                set_next_header(ext, pending_nh_slot, &mut first, 41);
+                let inner = parse_headers_at(
+                    reader.rest(),
+                    tunnel.mac_src,
+                    tunnel.mac_dst,
+                    tunnel.contexts,
+                    true,
+                )?;
+                reader.bytes(inner.consumed)?;
+                chain.inner_offset = Some(ext.len());
+                ext.extend_from_slice(&inner.fixed);
+                ext.extend_from_slice(&inner.ext);
+                chain.udp = inner.udp;
+                break;
+            }
             2 => {
                 return Err(WireError::unsupported("nhc", "fragment extension header"));
             }
             _ => {
-                return Err(WireError::unsupported(
-                    "nhc",
-                    "mobility or encapsulated IPv6 header",
-                ));
+                return Err(WireError::unsupported("nhc", "mobility header"));
             }
         };
         set_next_header(ext, pending_nh_slot, &mut first, value);
@@ -383,9 +454,6 @@ fn parse_nhc_chain(
         ext.push(inline_nh.unwrap_or(0));
         // Header length in 8-octet units, not counting the first 8; options headers are padded.
         let total = (2 + len).div_ceil(8) * 8;
-        if total > 2048 {
-            return Err(WireError::malformed("nhc", "extension header too long"));
-        }
         ext.push((total / 8 - 1) as u8);
         ext.extend_from_slice(data);
         let pad = total - 2 - len;
@@ -928,6 +996,77 @@ mod tests {
         .unwrap();
         assert_eq!(&datagram[40..48], &unhex("1100 6d02 4000 0100")[..]);
         assert_eq!(datagram.len(), 40 + 8 + 8 + 5);
+    }
+
+    /// IPv6-in-IPv6 as OpenThread sends a realm-local multicast from an ML-EID: outer RLOC ->
+    /// ff03::fc with an MPL hop-by-hop option, inner ML-EID -> ff03::1 ICMPv6 echo request.
+    pub(crate) fn tunnelled_echo() -> (Vec<u8>, Vec<u8>) {
+        let ml: [u8; 8] = ML_PREFIX;
+        let inner_src = ip::from_prefix_iid(&ml, &[0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0]);
+        let inner_dst: Ipv6Addr = "ff03::1".parse().unwrap();
+        let inner = ip::echo_request(inner_src, inner_dst, 64, 0x1111, 2, b"hello");
+        let mut compressed = unhex(
+            "7f 7a 030000fc \
+             e1 06 6d04 4000 0400 \
+             ee \
+             7a 5a 3a 123456789abcdef0 03000001",
+        );
+        compressed.extend_from_slice(&inner[40..]);
+        let outer_src = ip::rloc(&ml, 0x0400);
+        let outer_dst: Ipv6Addr = "ff03::fc".parse().unwrap();
+        let mut expected = Vec::new();
+        expected.extend_from_slice(&[0x60, 0, 0, 0]);
+        expected.extend_from_slice(&((8 + inner.len()) as u16).to_be_bytes());
+        expected.extend_from_slice(&[0, 255]);
+        expected.extend_from_slice(&outer_src.octets());
+        expected.extend_from_slice(&outer_dst.octets());
+        expected.extend_from_slice(&unhex("29 00 6d04 4000 0400"));
+        expected.extend_from_slice(&inner);
+        (compressed, expected)
+    }
+
+    #[test]
+    fn decompresses_ipv6_in_ipv6_with_mpl_option() {
+        let (compressed, expected) = tunnelled_echo();
+        let datagram = decompress(
+            &compressed,
+            &Address::Short(0x0400),
+            &Address::Short(0xffff),
+            &contexts(),
+        )
+        .unwrap();
+        assert_eq!(hex::encode(&datagram), hex::encode(&expected));
+        // The inner packet parses on its own (its ICMPv6 checksum uses the inner addresses).
+        let inner = ip::parse(&datagram[48..]).unwrap();
+        assert!(matches!(
+            inner.body,
+            ip::Body::EchoRequest { sequence: 2, .. }
+        ));
+
+        // A tunnelled UDP datagram with an elided checksum: computed over the inner addresses.
+        let mut udp_tunnel = unhex("7f 7a 030000fc ee 7e 5a 123456789abcdef0 03000001 f7 2f");
+        udp_tunnel.extend_from_slice(b"abc");
+        let datagram = decompress(
+            &udp_tunnel,
+            &Address::Short(0x0400),
+            &Address::Short(0xffff),
+            &contexts(),
+        )
+        .unwrap();
+        assert_eq!(datagram[6], 41);
+        let inner = ip::parse(&datagram[40..]).unwrap();
+        assert_eq!(
+            inner.body,
+            ip::Body::Udp {
+                src_port: 0xf0b2,
+                dst_port: 0xf0bf,
+                payload: b"abc".to_vec()
+            }
+        );
+        // Tunnels do not nest.
+        let nested =
+            unhex("7f 7a 030000fc ee 7f 7a 030000fc ee 7e 5a 123456789abcdef0 03000001 f7 2f");
+        assert!(decompress(&nested, &Address::Short(1), &Address::Short(2), &contexts()).is_err());
     }
 
     #[test]
