@@ -560,9 +560,9 @@ impl Connection {
                         self.stop_flight();
                         self.events.push_back(Event::Closed);
                     }
-                } else if a.level == AlertLevel::FATAL || self.state != State::Connected {
-                    // A warning alert during the handshake is fatal for us too, except
-                    // close_notify (mbedtls treats unexpected warnings the same way).
+                } else if a.level != AlertLevel::WARNING {
+                    // Fatal (or an unknown level, which we treat as fatal). Other warnings are
+                    // ignored, as mbedtls does (ssl_handle_message_type: "silently ignore").
                     self.state = State::Failed;
                     self.stop_flight();
                     self.events.push_back(Event::Failed {

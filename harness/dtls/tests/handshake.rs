@@ -687,3 +687,64 @@ fn relaxed_server_picks_ecjpake_without_extension() {
         )]
     );
 }
+
+#[test]
+fn warning_alerts_are_ignored_fatal_alerts_end_the_handshake() {
+    let mut p = Pair::new(psk_config(), psk_config());
+    let warning = [21, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 9, 0, 2, 1, 100];
+    p.client.handle_datagram(p.now, &warning);
+    assert!(p.client.is_handshaking());
+    p.pump();
+    assert_connected(&p, CipherSuite::PSK_WITH_AES_128_CCM_8);
+    let mut q = Pair::new(psk_config(), psk_config());
+    let fatal = [21, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 9, 0, 2, 2, 40];
+    q.client.handle_datagram(q.now, &fatal);
+    assert!(q.client.poll_event().is_some_and(|e| e
+        == Event::Failed {
+            alert: Some(AlertDescription::HANDSHAKE_FAILURE),
+            reason: "received FATAL alert HANDSHAKE_FAILURE".into()
+        }));
+    assert!(q.client.next_timeout().is_none());
+}
+
+#[test]
+fn send_before_connected_and_after_close() {
+    let mut p = Pair::new(psk_config(), psk_config());
+    assert_eq!(p.client.send(b"x"), Err(ot_hil_dtls::Error::NotConnected));
+    p.pump();
+    p.client.close();
+    assert_eq!(p.client.send(b"x"), Err(ot_hil_dtls::Error::Closed));
+}
+
+/// Figures for the memory model, printed for the record (`--nocapture`).
+#[test]
+fn memory_peaks_per_suite() {
+    let mut rows = Vec::new();
+    let mut run = |name: &str, c: Config, s: Config| {
+        let mut p = Pair::new(c, s);
+        p.pump();
+        assert!(p.client.is_connected(), "{name}");
+        rows.push((
+            name.to_string(),
+            p.client.peak_handshake_bytes(),
+            p.server.peak_handshake_bytes(),
+        ));
+    };
+    run("psk", psk_config(), psk_config());
+    run(
+        "ecjpake",
+        ecjpake_config(b"J01NME"),
+        ecjpake_config(b"J01NME"),
+    );
+    let (c, s) = x509_configs(false);
+    run("ecdhe_ecdsa", c, s);
+    let (c, s) = x509_configs(true);
+    run("ecdhe_ecdsa_mutual", c, s);
+    for (n, c, s) in &rows {
+        eprintln!("peak handshake bytes {n}: client {c}, server {s}");
+    }
+    assert!(
+        rows[0].1 < rows[1].1 && rows[1].1 < rows[2].1 && rows[2].2 < rows[3].2,
+        "{rows:?}"
+    );
+}
