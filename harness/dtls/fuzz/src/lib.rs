@@ -213,6 +213,9 @@ pub fn check_ecjpake_edits(target: Target, edits: &[u8]) {
         Target::ClientRoundOne | Target::ServerRoundOne => reader.read_round_one(&msg),
         Target::ServerRoundTwo | Target::ClientRoundTwo => reader.read_round_two(&msg),
     };
+    if msg == original {
+        assert_eq!(accepted, Ok(()), "reference message rejected");
+    }
     if accepted.is_err() {
         return;
     }
