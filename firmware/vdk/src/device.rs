@@ -314,11 +314,13 @@ impl Board {
             }
         };
         if let Some(reply) = reply {
-            for l in &reply.lines {
-                shell::line(&mut self.out, l);
-            }
-            if let Some(r) = reply.result_line() {
-                shell::line(&mut self.out, &r);
+            if let Some(r) = self.running.as_ref() {
+                for l in &reply.lines {
+                    r.shell.ot_line(&mut self.out, l);
+                }
+                if let Some(result) = reply.result_line() {
+                    r.shell.ot_line(&mut self.out, &result);
+                }
             }
             match reply.outcome {
                 Outcome::Reboot { factory } => {
@@ -604,11 +606,11 @@ mod tests {
         );
         assert_eq!(
             type_line(&mut board, "ot state"),
-            format!("ot state\r\ndisabled\r\nDone\r\n{PROMPT}")
+            format!("ot state\r\ndisabled\r\r\nDone\r\r\n{PROMPT}")
         );
         assert_eq!(
             type_line(&mut board, "ot bogus"),
-            format!("ot bogus\r\nError 35: InvalidCommand\r\n{PROMPT}")
+            format!("ot bogus\r\nError 35: InvalidCommand\r\r\n{PROMPT}")
         );
         assert_eq!(
             type_line(&mut board, "foo"),
@@ -623,7 +625,7 @@ mod tests {
         // Quotes are removed by the shell, then OpenThread splits on spaces again.
         assert_eq!(
             type_line(&mut board, "ot networkname \"a b\""),
-            format!("ot networkname \"a b\"\r\nError 7: InvalidArgs\r\n{PROMPT}")
+            format!("ot networkname \"a b\"\r\nError 7: InvalidArgs\r\r\n{PROMPT}")
         );
         assert_eq!(
             type_line(&mut board, "ot \"state"),
@@ -644,7 +646,7 @@ mod tests {
         let long = format!("ot {}", "x".repeat(1000));
         let out = type_line(&mut board, &long);
         assert!(
-            out.ends_with(&format!("Error 35: InvalidCommand\r\n{PROMPT}")),
+            out.ends_with(&format!("Error 35: InvalidCommand\r\r\n{PROMPT}")),
             "{out:?}"
         );
         // CONFIG_SHELL_CMD_BUFF_SIZE=416: 415 characters were kept (echoed, wrapping every 80 columns).
@@ -652,7 +654,7 @@ mod tests {
         assert_eq!(echoed, 412);
         assert_eq!(
             type_line(&mut board, "ot state"),
-            format!("ot state\r\ndisabled\r\nDone\r\n{PROMPT}")
+            format!("ot state\r\ndisabled\r\r\nDone\r\r\n{PROMPT}")
         );
     }
 
@@ -664,20 +666,20 @@ mod tests {
         type_line(&mut board, "ot channel 21");
         type_line(&mut board, "ot reset");
         assert!(
-            type_line(&mut board, "ot channel").contains("\r\n11\r\nDone"),
+            type_line(&mut board, "ot channel").contains("\r\n11\r\r\nDone"),
             "not committed: lost"
         );
         assert!(type_line(&mut board, "ot dataset active").contains("Error 23: NotFound"));
         type_line(&mut board, "ot dataset init new");
         type_line(&mut board, "ot dataset channel 20");
         type_line(&mut board, "ot dataset commit active");
-        assert!(type_line(&mut board, "ot dataset active").contains("\r\nChannel: 20\r\n"));
+        assert!(type_line(&mut board, "ot dataset active").contains("\r\nChannel: 20\r\r\n"));
         let out = type_line(&mut board, "ot reset");
         assert!(out.contains("*** Booting Zephyr OS build"), "{out:?}");
-        assert!(type_line(&mut board, "ot channel").contains("\r\n20\r\nDone"));
+        assert!(type_line(&mut board, "ot channel").contains("\r\n20\r\r\nDone"));
         let out = type_line(&mut board, "ot factoryreset");
         assert!(out.contains("*** Booting Zephyr OS build"), "{out:?}");
-        assert!(type_line(&mut board, "ot channel").contains("\r\n11\r\nDone"));
+        assert!(type_line(&mut board, "ot channel").contains("\r\n11\r\r\nDone"));
         assert!(type_line(&mut board, "ot dataset active").contains("Error 23: NotFound"));
     }
 
@@ -794,7 +796,7 @@ mod async_tests {
         }
         assert_eq!(
             out,
-            "\x1b[13D\x1b[J1 packets transmitted, 0 packets received. Packet loss = 100.0%.\r\nDone\r\n\x1b[1;32muart:~$ \x1b[mot st"
+            "\x1b[13D\x1b[J1 packets transmitted, 0 packets received. Packet loss = 100.0%.\r\r\nDone\r\r\n\x1b[1;32muart:~$ \x1b[mot st"
         );
     }
 

@@ -89,6 +89,20 @@ pub fn line(out: &mut Vec<u8>, text: &str) {
 }
 
 impl Shell {
+    /// One line of OpenThread CLI output. OpenThread ends its lines with `\r\n`
+    /// (`OutputNewLine`); in the NCS sample they pass through Zephyr's UART shell backend, whose
+    /// `SHELL_FLAG_OLF_CRLF` turns every `\n` into `\r\n`, so they reach the wire as `\r\r\n`.
+    /// The shell's own lines (echo, errors) have a bare `\n` and end in `\r\n`.
+    pub fn ot_line(&self, out: &mut Vec<u8>, text: &str) {
+        out.extend_from_slice(text.as_bytes());
+        match self.cfg.profile {
+            Profile::Ncs => out.extend_from_slice(b"\r\r\n"),
+            Profile::Upstream => out.extend_from_slice(b"\r\n"),
+        }
+    }
+}
+
+impl Shell {
     pub fn new(cfg: ShellConfig) -> Self {
         Shell {
             cfg,
@@ -309,7 +323,7 @@ impl Shell {
             self.erase_line(out);
         }
         for l in lines {
-            line(out, l);
+            self.ot_line(out, l);
         }
         if redraw {
             self.prompt(out);
@@ -539,7 +553,7 @@ mod tests {
         // prompt (8) + "ot" (2) = 10 columns to go back.
         assert_eq!(
             out,
-            b"\x1b[10D\x1b[Jcoap response sent\r\n\x1b[1;32muart:~$ \x1b[mot".to_vec()
+            b"\x1b[10D\x1b[Jcoap response sent\r\r\n\x1b[1;32muart:~$ \x1b[mot".to_vec()
         );
     }
 
