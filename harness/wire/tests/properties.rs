@@ -135,6 +135,35 @@ proptest! {
     }
 
     #[test]
+    fn any_ipv6_packet_round_trips(
+        header in any::<[u8; 40]>(),
+        next_header in prop_oneof![Just(0u8), Just(43), Just(60), Just(41), Just(17), Just(58), any::<u8>()],
+        payload in proptest::collection::vec(any::<u8>(), 0..120),
+        nested in any::<bool>(),
+        mac_src in mac_address(),
+        mac_dst in mac_address(),
+    ) {
+        let mut payload = payload;
+        // Make chains of extension headers / tunnels likely: a plausible length byte and
+        // inner headers whose lengths fit.
+        if nested && payload.len() >= 48 {
+            payload[1] = (payload.len() / 8 - 1).min(2) as u8;
+            payload[40] = 0x60;
+            let inner_len = (payload.len() - 40) as u16;
+            payload[4..6].copy_from_slice(&inner_len.to_be_bytes());
+            payload[0] = 0x60 | (payload[0] & 0x0f);
+        }
+        let mut packet = header.to_vec();
+        packet[0] = 0x60 | (packet[0] & 0x0f);
+        packet[4..6].copy_from_slice(&(payload.len() as u16).to_be_bytes());
+        packet[6] = next_header;
+        packet.extend_from_slice(&payload);
+        let compressed = lowpan::compress(&packet, &mac_src, &mac_dst, &CONTEXTS).unwrap();
+        let back = lowpan::decompress(&compressed, &mac_src, &mac_dst, &CONTEXTS).unwrap();
+        prop_assert_eq!(back, packet);
+    }
+
+    #[test]
     fn fragmentation_round_trips(
         len in 0usize..1200,
         max_payload in 40usize..120,

@@ -582,13 +582,94 @@ fn compress_multicast(addr: &[u8; 16]) -> (u8, Vec<u8>) {
     }
 }
 
-/// Compress a full IPv6 packet (header + payload) into IPHC (+UDP NHC when the next header is UDP).
-/// The UDP checksum stays inline (OpenThread never elides it).
+/// NHC encoding of the headers from `next_header` on, followed by the rest of the payload; `None`
+/// when the first header is not NHC-compressible (it then goes inline).
+fn compress_next(
+    next_header: u8,
+    payload: &[u8],
+    mac_src: &Address,
+    mac_dst: &Address,
+    contexts: &[Context],
+    tunnel_allowed: bool,
+) -> Option<Vec<u8>> {
+    match next_header {
+        NEXT_HEADER_UDP => {
+            let header = payload.get(..UDP_HEADER_LEN)?;
+            let field = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
+            // A UDP length that disagrees with the datagram cannot be elided.
+            if usize::from(field(4)) != payload.len() {
+                return None;
+            }
+            let mut out = Vec::with_capacity(payload.len());
+            emit_udp_nhc(field(0), field(2), field(6), &mut out);
+            out.extend_from_slice(&payload[UDP_HEADER_LEN..]);
+            Some(out)
+        }
+        0 | 43 | 60 => {
+            let eid = match next_header {
+                0 => 0u8,
+                43 => 1,
+                _ => 3,
+            };
+            let (&inner_nh, rest) = payload.split_first()?;
+            let header_len = (usize::from(*rest.first()?) + 1) * 8;
+            let data = payload.get(2..header_len)?;
+            let after = payload.get(header_len..)?;
+            // The length byte counts the option bytes; longer headers stay inline.
+            let data_len = u8::try_from(data.len()).ok()?;
+            let mut out = Vec::with_capacity(payload.len() + 2);
+            match compress_next(inner_nh, after, mac_src, mac_dst, contexts, tunnel_allowed) {
+                Some(next) => {
+                    out.push(0xe0 | (eid << 1) | 1);
+                    out.push(data_len);
+                    out.extend_from_slice(data);
+                    out.extend_from_slice(&next);
+                }
+                None => {
+                    out.push(0xe0 | (eid << 1));
+                    out.push(inner_nh);
+                    out.push(data_len);
+                    out.extend_from_slice(data);
+                    out.extend_from_slice(after);
+                }
+            }
+            Some(out)
+        }
+        41 if tunnel_allowed => {
+            // IPv6-in-IPv6: EID 7, then the inner packet in IPHC (its length follows from the
+            // outer one, so it must fill the payload exactly).
+            let inner_len = u16::from_be_bytes([*payload.get(4)?, *payload.get(5)?]);
+            if usize::from(inner_len) + IPV6_HEADER_LEN != payload.len() {
+                return None;
+            }
+            let inner = compress_with(payload, mac_src, mac_dst, contexts, false).ok()?;
+            let mut out = Vec::with_capacity(inner.len() + 1);
+            out.push(0xee);
+            out.extend_from_slice(&inner);
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+/// Compress a full IPv6 packet (header + payload) into IPHC, with NHC for UDP, hop-by-hop,
+/// routing and destination options headers and IPv6-in-IPv6. The UDP checksum stays inline
+/// (OpenThread never elides it).
 pub fn compress(
     ipv6: &[u8],
     mac_src: &Address,
     mac_dst: &Address,
     contexts: &[Context],
+) -> Result<Vec<u8>, WireError> {
+    compress_with(ipv6, mac_src, mac_dst, contexts, true)
+}
+
+fn compress_with(
+    ipv6: &[u8],
+    mac_src: &Address,
+    mac_dst: &Address,
+    contexts: &[Context],
+    tunnel_allowed: bool,
 ) -> Result<Vec<u8>, WireError> {
     let mut reader = Reader::new(ipv6, "ipv6 header");
     let first_word = u32::from_be_bytes(reader.array()?);
@@ -606,12 +687,14 @@ pub fn compress(
     let (dscp, ecn) = (traffic_class >> 2, traffic_class & 0x03);
     let flow_label = first_word & 0x000f_ffff;
 
-    let udp = (next_header == NEXT_HEADER_UDP && payload.len() >= UDP_HEADER_LEN).then(|| {
-        let p = |i: usize| u16::from_be_bytes([payload[i], payload[i + 1]]);
-        (p(0), p(2), p(4), p(6))
-    });
-    // A UDP length that disagrees with the IPv6 payload length cannot be elided: carry it inline.
-    let udp = udp.filter(|&(_, _, len, _)| usize::from(len) == payload.len());
+    let compressed_next = compress_next(
+        next_header,
+        payload,
+        mac_src,
+        mac_dst,
+        contexts,
+        tunnel_allowed,
+    );
 
     let mut inline = Vec::with_capacity(payload.len() + 40);
     let tf = match (ecn, dscp, flow_label) {
@@ -632,7 +715,7 @@ pub fn compress(
             0b00
         }
     };
-    let nh = if udp.is_some() {
+    let nh = if compressed_next.is_some() {
         1
     } else {
         inline.push(next_header);
@@ -679,11 +762,8 @@ pub fn compress(
     out.extend_from_slice(&inline);
     out.extend_from_slice(&src_inline);
     out.extend_from_slice(&dst_inline);
-    match udp {
-        Some((src_port, dst_port, _, checksum)) => {
-            emit_udp_nhc(src_port, dst_port, checksum, &mut out);
-            out.extend_from_slice(payload.get(UDP_HEADER_LEN..).unwrap_or(&[]));
-        }
+    match compressed_next {
+        Some(next) => out.extend_from_slice(&next),
         None => out.extend_from_slice(payload),
     }
     Ok(out)
@@ -955,6 +1035,35 @@ mod tests {
     }
 
     #[test]
+    fn extension_headers_round_trip() {
+        let src = ip::rloc(&ML_PREFIX, 0x0400);
+        let dst: Ipv6Addr = "ff03::1".parse().unwrap();
+        let (ms, md) = (Address::Short(0x0400), Address::Short(0xffff));
+        let udp = udp(src, 49152, dst, 61631, 64);
+        // HBH (options padded to 16 bytes) -> destination options -> UDP.
+        let mut hbh = unhex("3c01 6d04 4000 0400 0106 000000000000");
+        let dest_opts = unhex("1100 0104 00000000");
+        let mut packet = udp[..40].to_vec();
+        packet[6] = 0;
+        hbh.extend_from_slice(&dest_opts);
+        hbh.extend_from_slice(&udp[40..]);
+        packet[4..6].copy_from_slice(&(hbh.len() as u16).to_be_bytes());
+        packet.extend_from_slice(&hbh);
+        let compressed = round_trip(&packet, &ms, &md);
+        assert_eq!(compressed[6], 0xe1, "HBH with NH=1");
+        // HBH followed by ICMPv6 (not compressible): next header inline in the NHC.
+        let echo = ip::echo_request(src, dst, 64, 1, 1, b"x");
+        let mut packet = echo[..40].to_vec();
+        packet[6] = 0;
+        let mut body = unhex("3a00 6d04 4000 0400");
+        body.extend_from_slice(&echo[40..]);
+        packet[4..6].copy_from_slice(&(body.len() as u16).to_be_bytes());
+        packet.extend_from_slice(&body);
+        let compressed = round_trip(&packet, &ms, &md);
+        assert_eq!(&compressed[6..9], &[0xe0, 0x3a, 0x06]);
+    }
+
+    #[test]
     fn non_udp_next_header_inline() {
         let src = ip::rloc(&ML_PREFIX, 0x0400);
         let dst = ip::rloc(&ML_PREFIX, 0x0800);
@@ -1036,6 +1145,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(hex::encode(&datagram), hex::encode(&expected));
+        // Our compressor produces exactly what OpenThread sends.
+        assert_eq!(
+            compress(
+                &expected,
+                &Address::Short(0x0400),
+                &Address::Short(0xffff),
+                &contexts()
+            )
+            .unwrap(),
+            compressed
+        );
         // The inner packet parses on its own (its ICMPv6 checksum uses the inner addresses).
         let inner = ip::parse(&datagram[48..]).unwrap();
         assert!(matches!(
