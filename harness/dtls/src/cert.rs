@@ -106,11 +106,11 @@ impl ParsedCert {
         if self.signature_oid != OID_ECDSA_SHA256 {
             return Err(CertError::UnsupportedAlgorithm);
         }
-        let sig = Signature::from_der(&self.signature).map_err(|_| CertError::BadSignature)?;
-        issuer
-            .public_key
-            .verify(&self.tbs_der, &sig)
-            .map_err(|_| CertError::BadSignature)
+        if verify_signature(&issuer.public_key, &self.tbs_der, &self.signature) {
+            Ok(())
+        } else {
+            Err(CertError::BadSignature)
+        }
     }
 
     fn check_time(&self, now: SystemTime) -> Result<(), CertError> {
@@ -143,10 +143,10 @@ fn name_matches(pattern: &str, name: &str) -> bool {
     if pattern.eq_ignore_ascii_case(name) {
         return true;
     }
-    if let Some(rest) = pattern.strip_prefix("*.") {
-        if let Some((_, tail)) = name.split_once('.') {
-            return tail.eq_ignore_ascii_case(rest);
-        }
+    if let Some(rest) = pattern.strip_prefix("*.")
+        && let Some((_, tail)) = name.split_once('.')
+    {
+        return tail.eq_ignore_ascii_case(rest);
     }
     false
 }
@@ -231,10 +231,10 @@ fn finish(
     parsed: Vec<ParsedCert>,
     expected_name: Option<&str>,
 ) -> Result<Vec<ParsedCert>, CertError> {
-    if let (Some(name), Some(leaf)) = (expected_name, parsed.first()) {
-        if !leaf.matches_name(name) {
-            return Err(CertError::NameMismatch(name.to_string()));
-        }
+    if let (Some(name), Some(leaf)) = (expected_name, parsed.first())
+        && !leaf.matches_name(name)
+    {
+        return Err(CertError::NameMismatch(name.to_string()));
     }
     Ok(parsed)
 }

@@ -1124,14 +1124,14 @@ impl Connection {
         };
         self.queue_handshake(&HandshakePayload::ClientKeyExchange(cke));
         self.derive_keys(&pms);
-        if self.hs.cert_requested {
-            if let Some(ck) = &cfg.certificate {
-                let signature = ck.sign(&self.hs.messages);
-                self.queue_handshake(&HandshakePayload::CertificateVerify(CertificateVerify {
-                    scheme: SignatureScheme::ECDSA_SHA256,
-                    signature,
-                }));
-            }
+        if self.hs.cert_requested
+            && let Some(ck) = &cfg.certificate
+        {
+            let signature = ck.sign(&self.hs.messages);
+            self.queue_handshake(&HandshakePayload::CertificateVerify(CertificateVerify {
+                scheme: SignatureScheme::ECDSA_SHA256,
+                signature,
+            }));
         }
         self.queue_ccs_and_finished(b"client finished");
         self.state = State::ExpectCcs;
