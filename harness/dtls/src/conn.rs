@@ -9,7 +9,7 @@
 //! * handshake messages: message_seq ordering, fragmentation on send, reassembly on receive;
 //! * flights: the last flight is buffered and retransmitted on timer expiry with doubling
 //!   back-off (RFC 6347 §4.2.4), or at once when the peer retransmits its previous flight;
-//! * the handshake state machine, one [`State`] per expected message.
+//! * the handshake state machine, one `State` per expected message.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;

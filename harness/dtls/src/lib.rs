@@ -1,6 +1,56 @@
 //! Sans-IO DTLS 1.2 engine (RFC 6347) for the cipher suites OpenThread's CoAPS uses:
-//! PSK, ECDHE-ECDSA and EC J-PAKE, all with AES-128-CCM-8; plus handshake transcripts
-//! built from the engine or from datagrams observed passively.
+//! `PSK_WITH_AES_128_CCM_8` (0xC0A8), `ECDHE_ECDSA_WITH_AES_128_CCM_8` (0xC0AE) and
+//! `ECJPAKE_WITH_AES_128_CCM_8` (0xC0FF), plus handshake transcripts built by the engine or
+//! from datagrams observed passively.
+//!
+//! # Layers
+//! * [`codec`], [`enums`], [`messages`]: parse/emit pairs for the record header, the
+//!   handshake header and every handshake message; a [`codec::Reader`] that never panics and
+//!   rejects leftover bytes; protocol enums as open newtypes (unknown values survive).
+//! * [`crypto`]: TLS 1.2 PRF (P_SHA256), master secret, 40-byte key block, AES-128-CCM-8
+//!   records (12-byte nonce `fixed_iv(4) || epoch(2) || seq(6)`, explicit part sent in front,
+//!   13-byte AAD), 64-record replay window.
+//! * [`cert`]: X.509 v1/v3 with P-256 keys, chain verification to configured roots, dates,
+//!   host name against SAN DNS names or CN.
+//! * [`config`]: [`Config`] and [`config::select_suite`], mbedtls' server-side selection.
+//! * [`conn`]: the [`Connection`] state machine (client and server), cookie exchange,
+//!   fragmentation and reassembly, flight retransmission with back-off, alerts, memory model.
+//! * [`transcript`]: [`Transcript`] entries and [`TranscriptBuilder`] for passive capture.
+//! * [`ecjpake`]: EC J-PAKE on P-256 as mbedtls 2.28 implements it.
+//!
+//! # Driving a connection
+//! ```no_run
+//! use std::{sync::Arc, time::Instant};
+//! use ot_hil_dtls::{CipherSuite, Config, Connection, Event, Psk};
+//!
+//! let config = Arc::new(Config {
+//!     suites: vec![CipherSuite::PSK_WITH_AES_128_CCM_8],
+//!     psk: Some(Psk { key: b"123".to_vec(), identity: b"pskid".to_vec() }),
+//!     ..Config::default()
+//! });
+//! let mut conn = Connection::client(config, Instant::now()).unwrap();
+//! // loop: send every conn.poll_transmit() datagram; feed received datagrams to
+//! // conn.handle_datagram(now, ..); call conn.handle_timeout(now) at conn.next_timeout();
+//! // react to conn.poll_event(): Connected, ApplicationData, Closed, Failed.
+//! while let Some(datagram) = conn.poll_transmit() { let _ = datagram; }
+//! while let Some(event) = conn.poll_event() { if let Event::Connected { suite } = event { let _ = suite; } }
+//! ```
+//!
+//! # Alerts we send
+//! | condition | alert |
+//! |---|---|
+//! | malformed message, bad lengths, leftover bytes | decode_error |
+//! | no usable suite | handshake_failure |
+//! | server chose a suite we did not offer, bad curve or scheme, bad EC J-PAKE proof | illegal_parameter |
+//! | chain not issued by a trusted root | unknown_ca |
+//! | host name mismatch (as mbedtls' CN mismatch), bad chain signature | bad_certificate |
+//! | outside validity dates | certificate_expired |
+//! | ServerKeyExchange / CertificateVerify signature or Finished verify_data wrong | decrypt_error |
+//! | unknown PSK identity | unknown_psk_identity |
+//! | Finished record fails authentication (wrong PSK or password), as mbedtls does | bad_record_mac |
+//! | other records failing authentication | none: dropped (RFC 6347 §4.1.2.7), unless `bad_mac_limit` |
+//! | memory model above `heap_limit` | internal_error, reason "out of heap" |
+//! | retransmission back-off exhausted | none; `Event::Failed { alert: None, .. }` |
 
 pub mod cert;
 pub mod codec;
