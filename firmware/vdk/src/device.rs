@@ -18,6 +18,7 @@ use crate::firmware::{Application, Manifest, Profile};
 use crate::net::dataset::{DEFAULT_CHANNEL_MASK, SecurityPolicy};
 use crate::net::{ActiveDataset, Role, Stack};
 use crate::shell::{self, Shell, ShellConfig};
+use crate::sniffer_app::SnifferApp;
 
 /// Everything the main loop waits for.
 #[derive(Debug)]
@@ -87,6 +88,8 @@ pub struct Board {
     /// Settings in flash. Survive `reset`, erased by `factoryreset` and by flashing.
     settings: Option<Settings>,
     running: Option<Running>,
+    /// The running image when it is the 802.15.4 sniffer firmware.
+    sniffer: Option<SnifferApp>,
     out: Vec<u8>,
 }
 
@@ -98,6 +101,7 @@ impl Board {
             image: None,
             settings: None,
             running: None,
+            sniffer: None,
             out: Vec::new(),
         }
     }
@@ -130,9 +134,15 @@ impl Board {
     fn boot(&mut self, now: Instant) {
         // Dropping the old stack releases its radio handle; the shared radio stays registered.
         self.running = None;
+        self.sniffer = None;
         let Some(manifest) = self.image.clone() else {
             return;
         };
+        if manifest.application == Application::Sniffer802154 {
+            let radio = self.air.as_ref().and_then(|a| a.try_clone().ok());
+            self.sniffer = Some(SnifferApp::boot(radio));
+            return;
+        }
         if manifest.application != Application::ThreadCli {
             eprintln!(
                 "vdk: application {:?} is not emulated; the board stays silent",
@@ -210,6 +220,10 @@ impl Board {
 
     /// Bytes from the console.
     pub fn handle_console(&mut self, bytes: &[u8], now: Instant) {
+        if let Some(sniffer) = self.sniffer.as_mut() {
+            sniffer.handle_console(bytes, &mut self.out);
+            return;
+        }
         for &b in bytes {
             let Some(running) = self.running.as_mut() else {
                 return;
@@ -226,6 +240,10 @@ impl Board {
 
     /// A frame from the radio.
     pub fn handle_air(&mut self, frame: &AirFrame, now: Instant) {
+        if let Some(sniffer) = self.sniffer.as_mut() {
+            sniffer.handle_air(frame, &mut self.out);
+            return;
+        }
         if let Some(r) = self.running.as_mut() {
             r.stack.handle_air_frame(now, frame);
         }

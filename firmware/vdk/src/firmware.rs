@@ -39,7 +39,7 @@ pub enum FirmwareError {
 pub enum Application {
     /// nRF Connect SDK `samples/openthread/cli` (or an upstream OpenThread CLI build).
     ThreadCli,
-    /// nRF 802.15.4 sniffer firmware (not emulated by this crate yet).
+    /// nRF 802.15.4 sniffer firmware (`sniffer_app`).
     #[serde(rename = "sniffer-802154")]
     Sniffer802154,
 }

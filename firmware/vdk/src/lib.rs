@@ -20,6 +20,7 @@ pub mod firmware;
 pub mod net;
 pub mod ot_error;
 pub mod shell;
+pub mod sniffer_app;
 
 use console::Console;
 use control::ControlServer;
