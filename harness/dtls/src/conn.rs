@@ -1602,6 +1602,24 @@ impl Connection {
     }
 }
 
+/// Whether `datagram` starts with an epoch-0 record carrying a ClientHello (first fragment).
+/// A server application uses it to notice a client that restarted its handshake on an
+/// established association (RFC 6347 §4.2.8) and hand it to a fresh server [`Connection`],
+/// as mbedtls does with `MBEDTLS_ERR_SSL_CLIENT_RECONNECT`.
+pub fn is_initial_client_hello(datagram: &[u8]) -> bool {
+    let (records, _) = split_records(datagram);
+    records.first().is_some_and(|r| {
+        r.header.content_type == ContentType::HANDSHAKE
+            && r.header.epoch == 0
+            && split_handshake(r.fragment).is_ok_and(|f| {
+                f.first().is_some_and(|h| {
+                    h.header.msg_type == HandshakeType::CLIENT_HELLO
+                        && h.header.fragment_offset == 0
+                })
+            })
+    })
+}
+
 /// RFC 4279 §2: `uint16 len || len zero bytes || uint16 len || psk`.
 fn psk_premaster(psk: &[u8]) -> Vec<u8> {
     let n = psk.len().min(u16::MAX as usize);
@@ -1630,6 +1648,25 @@ fn dir_index(d: Direction) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn initial_client_hello_detection() {
+        let now = Instant::now();
+        let cfg = Arc::new(Config {
+            psk: Some(crate::config::Psk {
+                key: b"k".to_vec(),
+                identity: b"i".to_vec(),
+            }),
+            ..Config::default()
+        });
+        let mut c = Connection::client(cfg, now).unwrap();
+        let ch = c.poll_transmit().unwrap();
+        assert!(is_initial_client_hello(&ch));
+        assert!(!is_initial_client_hello(&ch[..10]));
+        let mut other = ch.clone();
+        other[13] = 2;
+        assert!(!is_initial_client_hello(&other));
+    }
 
     #[test]
     fn psk_premaster_layout() {
