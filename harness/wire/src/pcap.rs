@@ -2,11 +2,11 @@
 //! (`IEEE802_15_4_NOFCS`, the bare PSDU) or 283 (`IEEE802_15_4_TAP`, PSDU behind a TLV header with
 //! RSSI, channel and LQI).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use pcap_file::DataLink;
-use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter as RawWriter};
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter as RawWriter};
 
 use crate::WireError;
 use crate::sniffer::SnifferFrame;
@@ -114,6 +114,103 @@ impl<W: Write> PcapWriter<W> {
     }
 }
 
+/// A frame read back from a capture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapturedFrame {
+    /// Capture time since the Unix epoch (or since the sniffer's boot, as written).
+    pub timestamp: Duration,
+    /// PSDU without FCS.
+    pub psdu: Vec<u8>,
+    /// From the TAP header, when there is one.
+    pub rssi_dbm: Option<f32>,
+    pub channel: Option<u16>,
+    pub lqi: Option<u8>,
+}
+
+/// Read every frame of a pcap capture with linktype 230 (no FCS), 195 (with FCS, stripped without
+/// checking) or 283 (TAP; FCS stripped when its FCS type TLV says there is one).
+pub fn read_frames(reader: impl Read) -> Result<Vec<CapturedFrame>, WireError> {
+    let mut pcap = PcapReader::new(reader).map_err(|e| WireError::Pcap(e.to_string()))?;
+    let datalink = pcap.header().datalink;
+    let mut frames = Vec::new();
+    while let Some(packet) = pcap.next_packet() {
+        let packet = packet.map_err(|e| WireError::Pcap(e.to_string()))?;
+        let data = packet.data.as_ref();
+        let frame = match datalink {
+            DataLink::IEEE802_15_4_NOFCS => CapturedFrame {
+                timestamp: packet.timestamp,
+                psdu: data.to_vec(),
+                rssi_dbm: None,
+                channel: None,
+                lqi: None,
+            },
+            DataLink::IEEE802_15_4 => CapturedFrame {
+                timestamp: packet.timestamp,
+                psdu: data
+                    .get(..data.len().saturating_sub(2))
+                    .unwrap_or(&[])
+                    .to_vec(),
+                rssi_dbm: None,
+                channel: None,
+                lqi: None,
+            },
+            DataLink::IEEE802_15_4_TAP => parse_tap(packet.timestamp, data)?,
+            other => {
+                return Err(WireError::Pcap(format!("unsupported linktype {other:?}")));
+            }
+        };
+        frames.push(frame);
+    }
+    Ok(frames)
+}
+
+fn parse_tap(timestamp: Duration, data: &[u8]) -> Result<CapturedFrame, WireError> {
+    let header_len = match data {
+        [0, _, lo, hi, ..] => usize::from(u16::from_le_bytes([*lo, *hi])),
+        _ => {
+            return Err(WireError::malformed(
+                "tap header",
+                "bad version or too short",
+            ));
+        }
+    };
+    let Some(mut tlvs) = data.get(4..header_len) else {
+        return Err(WireError::truncated("tap header", header_len, data.len()));
+    };
+    let mut frame = CapturedFrame {
+        timestamp,
+        psdu: Vec::new(),
+        rssi_dbm: None,
+        channel: None,
+        lqi: None,
+    };
+    let mut fcs_len = 0;
+    while let [t0, t1, l0, l1, rest @ ..] = tlvs {
+        let tlv_type = u16::from_le_bytes([*t0, *t1]);
+        let len = usize::from(u16::from_le_bytes([*l0, *l1]));
+        let padded = len.div_ceil(4) * 4;
+        let Some(value) = rest.get(..len) else {
+            return Err(WireError::truncated("tap tlv", len, rest.len()));
+        };
+        match (tlv_type, value) {
+            (TAP_FCS_TYPE, [fcs_type]) => fcs_len = usize::from(*fcs_type) * 2,
+            (TAP_RSS, [a, b, c, d]) => frame.rssi_dbm = Some(f32::from_le_bytes([*a, *b, *c, *d])),
+            (TAP_CHANNEL_ASSIGNMENT, [lo, hi, _page]) => {
+                frame.channel = Some(u16::from_le_bytes([*lo, *hi]));
+            }
+            (TAP_LQI, [lqi]) => frame.lqi = Some(*lqi),
+            _ => {}
+        }
+        tlvs = rest.get(padded..).unwrap_or(&[]);
+    }
+    let psdu = data.get(header_len..).unwrap_or(&[]);
+    frame.psdu = psdu
+        .get(..psdu.len().saturating_sub(fcs_len))
+        .unwrap_or(&[])
+        .to_vec();
+    Ok(frame)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +236,27 @@ mod tests {
         assert_eq!(packet.data.as_ref(), &frame().psdu[..]);
         assert_eq!(packet.timestamp, Duration::from_micros(15_822_687));
         assert!(reader.next_packet().is_none());
+    }
+
+    #[test]
+    fn reads_back_what_it_writes() {
+        for link in [LinkType::NoFcs, LinkType::Tap] {
+            let mut writer = PcapWriter::new(Vec::new(), link).unwrap();
+            writer.write_frame(&frame(), 20).unwrap();
+            writer.write_frame(&frame(), 21).unwrap();
+            let frames = read_frames(&writer.into_inner()[..]).unwrap();
+            assert_eq!(frames.len(), 2);
+            assert_eq!(frames[1].psdu, frame().psdu);
+            assert_eq!(frames[0].timestamp, Duration::from_micros(15_822_687));
+            if link == LinkType::Tap {
+                assert_eq!(frames[1].channel, Some(21));
+                assert_eq!(frames[1].rssi_dbm, Some(-39.0));
+                assert_eq!(frames[1].lqi, Some(220));
+            }
+        }
+        assert!(read_frames(&b"not a pcap"[..]).is_err());
+        assert!(parse_tap(Duration::ZERO, &[0, 0, 40, 0, 1]).is_err());
+        assert!(parse_tap(Duration::ZERO, &[0, 0, 8, 0, 1, 0, 9, 0]).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 use ot_hil_wire::lowpan::{self, Context, Reassembler};
 use ot_hil_wire::mac::{self, Address, ExtAddress, FrameRepr, SecurityHeader};
-use ot_hil_wire::{coap, decode, ip, security, sniffer};
+use ot_hil_wire::{coap, decode, ip, pcap, security, sniffer};
 
 const ML_PREFIX: [u8; 8] = [0xfd, 0xde, 0xad, 0x00, 0xbe, 0xef, 0x00, 0x00];
 const CONTEXTS: [Context; 2] = [
@@ -100,6 +100,10 @@ proptest! {
         let _ = lowpan::MeshHeader::parse(&data);
         let _ = lowpan::FragHeader::parse(&data);
         let _ = security::mle_security_header(&data);
+        // A pcap header followed by arbitrary packet records.
+        let mut capture = hex::decode("d4c3b2a1020004000000000000000000ffff00001b010000").unwrap();
+        capture.extend_from_slice(&data);
+        let _ = pcap::read_frames(&capture[..]);
     }
 
     #[test]
