@@ -155,6 +155,12 @@ impl Decoder {
         self.push_psdu(frame.timestamp_us, &frame.psdu)
     }
 
+    /// Decode one frame read back from a pcap capture (see [`crate::pcap::read_frames`]).
+    pub fn push_captured(&mut self, frame: &crate::pcap::CapturedFrame) -> Option<UdpDatagram> {
+        let timestamp_us = u64::try_from(frame.timestamp.as_micros()).unwrap_or(u64::MAX);
+        self.push_psdu(timestamp_us, &frame.psdu)
+    }
+
     /// Decode one PSDU (without FCS) captured at `timestamp_us`; yields UDP datagrams only.
     pub fn push_psdu(&mut self, timestamp_us: u64, psdu: &[u8]) -> Option<UdpDatagram> {
         let packet = self.push_packet(timestamp_us, psdu)?;
@@ -395,7 +401,19 @@ mod tests {
         assert_eq!(decoder.stats().unknown_source, 1);
 
         decoder.learn(0x2001, "166e0a0000000007".parse().unwrap());
-        let datagram = decoder.push_psdu(2, &frame).unwrap();
+        // Through a capture file and back.
+        let mut writer =
+            crate::pcap::PcapWriter::new(Vec::new(), crate::pcap::LinkType::Tap).unwrap();
+        let sniffed = SnifferFrame {
+            psdu: frame.clone(),
+            rssi_dbm: -60,
+            lqi: 100,
+            timestamp_us: 2,
+        };
+        writer.write_frame(&sniffed, 11).unwrap();
+        let captured = crate::pcap::read_frames(&writer.into_inner()[..]).unwrap();
+        let datagram = decoder.push_captured(&captured[0]).unwrap();
+        assert_eq!(datagram.timestamp_us, 2);
         assert_eq!(
             datagram.src,
             SocketAddrV6::new(ip::rloc(&ML_PREFIX, 0x2001), 19789, 0, 0)
