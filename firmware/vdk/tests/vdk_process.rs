@@ -51,10 +51,20 @@ impl PlainText {
     }
 }
 
+/// Open a board's console the way the runner opens a real one.
+fn open_port(link: &Path) -> TTYPort {
+    serialport::new(link.to_string_lossy(), 115_200)
+        .timeout(Duration::from_millis(20))
+        .open_native()
+        .expect("open pty like a serial port")
+}
+
 /// One virtual DK process with its console open.
 struct Dk {
     child: Child,
-    port: TTYPort,
+    link: PathBuf,
+    /// `None` while the test has the console closed.
+    port: Option<TTYPort>,
     control: PathBuf,
     filter: PlainText,
     /// Console text read so far that no expectation consumed.
@@ -93,12 +103,10 @@ impl Dk {
             );
             std::thread::sleep(Duration::from_millis(2));
         }
-        let port = serialport::new(link.to_string_lossy(), 115_200)
-            .timeout(Duration::from_millis(20))
-            .open_native()
-            .expect("open pty like a serial port");
+        let port = Some(open_port(&link));
         Dk {
             child,
+            link,
             port,
             control,
             filter: PlainText::default(),
@@ -107,13 +115,17 @@ impl Dk {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        self.port.write_all(bytes).expect("write console");
+        self.port
+            .as_mut()
+            .expect("console open")
+            .write_all(bytes)
+            .expect("write console");
     }
 
     /// Read whatever arrives within the port timeout.
     fn read_some(&mut self) {
         let mut buf = [0u8; 4096];
-        match self.port.read(&mut buf) {
+        match self.port.as_mut().expect("console open").read(&mut buf) {
             Ok(n) => self.filter.push(&buf[..n], &mut self.text),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
             Err(e) => panic!("console read failed: {e}"),
@@ -306,6 +318,27 @@ fn console_over_pty_and_virtual_probe() {
         dk.control("flash /no/such/manifest.toml")
             .starts_with("error ")
     );
+}
+
+#[test]
+fn console_can_be_closed_and_reopened() {
+    let dir = short_tempdir();
+    let mut dk = Dk::spawn(dir.path(), "r", None, Some(&variant("ncs-v2.1.0.toml")));
+    dk.expect(
+        "*** Booting Zephyr OS build v3.1.99-ncs1 ***",
+        Duration::from_secs(5),
+    );
+    assert_eq!(dk.command("ot state"), vec!["disabled"]);
+    // Close the console; what the board prints meanwhile waits in the PTY. Opening again works
+    // (exclusive mode is released on close), as between two test cases.
+    dk.port = None;
+    assert_eq!(dk.control("reset"), "ok");
+    dk.port = Some(open_port(&dk.link));
+    dk.expect(
+        "*** Booting Zephyr OS build v3.1.99-ncs1 ***",
+        Duration::from_secs(5),
+    );
+    assert_eq!(dk.command("ot channel"), vec!["11"]);
 }
 
 #[test]
