@@ -6,12 +6,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::peer::*;
 use common::*;
 use ot_hil_dtls::cert::load_pem_roots;
 use ot_hil_dtls::{AlertDescription, CipherSuite, Config, Connection, Event, TimeCheck};
@@ -27,138 +27,6 @@ fn openssl_available() -> bool {
         eprintln!("SKIPPED: `openssl` is not installed; install it to run the interop tests");
     }
     ok
-}
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running OpenSSL process; killed and reaped on drop.
-struct Child {
-    child: std::process::Child,
-    output: Arc<Mutex<String>>,
-}
-
-impl Child {
-    fn spawn(args: &[String]) -> Child {
-        let mut child = Command::new("openssl")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn openssl");
-        let output = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
-        ] {
-            let out = output.clone();
-            // Raw chunks, not lines: prompts such as "Waiting for a remote connection ..."
-            // end without a newline.
-            std::thread::spawn(move || {
-                let mut stream = stream;
-                let mut buf = [0u8; 4096];
-                while let Ok(n @ 1..) = stream.read(&mut buf) {
-                    out.lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            });
-        }
-        Child { child, output }
-    }
-
-    fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-
-    /// Wait until the output contains `needle`.
-    fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
-        let end = Instant::now() + timeout;
-        while Instant::now() < end {
-            if self.output().contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        false
-    }
-
-    fn write_stdin(&mut self, s: &str) {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        stdin.write_all(s.as_bytes()).unwrap();
-        stdin.flush().unwrap();
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Drive `conn` over `sock` until `done` holds for the events so far, or `limit` passes.
-fn drive(
-    conn: &mut Connection,
-    sock: &UdpSocket,
-    peer: SocketAddr,
-    events: &mut Vec<Event>,
-    limit: Duration,
-    done: impl Fn(&[Event]) -> bool,
-) {
-    let end = Instant::now() + limit;
-    let mut buf = [0u8; 4096];
-    loop {
-        while let Some(d) = conn.poll_transmit() {
-            sock.send_to(&d, peer).unwrap();
-        }
-        while let Some(e) = conn.poll_event() {
-            events.push(e);
-        }
-        if done(events) || Instant::now() >= end {
-            return;
-        }
-        let now = Instant::now();
-        let wait = conn
-            .next_timeout()
-            .map(|t| t.saturating_duration_since(now))
-            .unwrap_or(Duration::from_millis(50));
-        sock.set_read_timeout(Some(
-            wait.clamp(Duration::from_millis(1), Duration::from_millis(50)),
-        ))
-        .unwrap();
-        match sock.recv_from(&mut buf) {
-            Ok((n, from)) if from == peer => conn.handle_datagram(Instant::now(), &buf[..n]),
-            Ok(_) => {}
-            Err(_) => conn.handle_timeout(Instant::now()),
-        }
-    }
-}
-
-fn connected(ev: &[Event]) -> bool {
-    ev.iter().any(|e| {
-        matches!(
-            e,
-            Event::Connected { .. } | Event::Failed { .. } | Event::Closed
-        )
-    })
-}
-
-fn failed(ev: &[Event]) -> bool {
-    ev.iter()
-        .any(|e| matches!(e, Event::Failed { .. } | Event::Closed))
-}
-
-fn got_data(ev: &[Event], needle: &[u8]) -> bool {
-    ev.iter().any(
-        |e| matches!(e, Event::ApplicationData(d) if d.windows(needle.len()).any(|w| w == needle)),
-    )
 }
 
 fn s(v: &[&str]) -> Vec<String> {
@@ -221,7 +89,7 @@ fn client_vs_s_server(
     server_args: Vec<String>,
     expect_connect: bool,
 ) -> (Vec<Event>, String) {
-    let mut server = Child::spawn(&server_args);
+    let mut server = Child::spawn("openssl", &server_args);
     assert!(
         server.wait_for("ACCEPT", Duration::from_secs(5)),
         "s_server did not start: {}",
@@ -304,7 +172,7 @@ fn s_client_vs_server(
     let mut args = s(&["s_client", "-dtls1_2", "-connect"]);
     args.push(format!("127.0.0.1:{port}"));
     args.extend(s(client_args));
-    let mut client = Child::spawn(&args);
+    let mut client = Child::spawn("openssl", &args);
     let mut buf = [0u8; 4096];
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let (n, peer) = sock.recv_from(&mut buf).expect("s_client sent nothing");
@@ -600,7 +468,7 @@ fn bad_mac_and_replay_towards_openssl() {
         return;
     }
     let args = psk_server_args(free_port(), "313233");
-    let mut server = Child::spawn(&args);
+    let mut server = Child::spawn("openssl", &args);
     assert!(server.wait_for("ACCEPT", Duration::from_secs(5)));
     let peer: SocketAddr = args[3].parse().unwrap();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();

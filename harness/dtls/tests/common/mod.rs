@@ -1,6 +1,8 @@
 //! Shared helpers: credentials from tests/data and an in-memory link between two connections.
 #![allow(dead_code)]
 
+pub mod peer;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
