@@ -730,7 +730,7 @@ fn parse_hex_array<const N: usize>(v: &str) -> Result<[u8; N], OtError> {
 
 /// Even-length hex string -> bytes.
 pub fn parse_hex(v: &str) -> Result<Vec<u8>, OtError> {
-    if v.len() % 2 != 0 {
+    if !v.len().is_multiple_of(2) {
         return Err(OtError::InvalidArgs);
     }
     (0..v.len())

@@ -270,15 +270,14 @@ impl CoapApp {
         actions: &mut CoapActions,
     ) {
         let confirmable = request.header.get_type() == MessageType::Confirmable;
-        if confirmable {
-            if let Some(cached) = self
+        if confirmable
+            && let Some(cached) = self
                 .cache
                 .iter()
                 .find(|c| c.peer == src && c.message_id == request.header.message_id)
-            {
-                actions.sends.push((src, cached.bytes.clone()));
-                return;
-            }
+        {
+            actions.sends.push((src, cached.bytes.clone()));
+            return;
         }
         let matches = self
             .resource

@@ -53,10 +53,10 @@ impl Console {
             .map_err(std::io::Error::from)?;
         let slave_path = nix::unistd::ttyname(pty.slave.as_fd()).map_err(std::io::Error::from)?;
         // Replace a stale link left by a killed board, but never a regular file or directory.
-        if let Ok(meta) = std::fs::symlink_metadata(link) {
-            if meta.file_type().is_symlink() {
-                std::fs::remove_file(link)?;
-            }
+        if let Ok(meta) = std::fs::symlink_metadata(link)
+            && meta.file_type().is_symlink()
+        {
+            std::fs::remove_file(link)?;
         }
         std::os::unix::fs::symlink(&slave_path, link)?;
         let master = File::from(pty.master);

@@ -184,13 +184,12 @@ impl Board {
             }
         });
         let mut stack = Stack::new(self.eui64, air, default_dataset(&manifest));
-        if let Some(saved) = &self.settings {
-            if let Err(e) = stack
+        if let Some(saved) = &self.settings
+            && let Err(e) = stack
                 .set_dataset(saved.dataset.clone())
                 .and_then(|_| stack.set_ext_addr(saved.ext_addr))
-            {
-                eprintln!("vdk: restoring settings failed: {e}");
-            }
+        {
+            eprintln!("vdk: restoring settings failed: {e}");
         }
         for l in &manifest.banner {
             shell::line(&mut self.out, l);

@@ -715,12 +715,12 @@ fn parse_line(line: &str) -> Result<Option<(String, KconfigValue)>, String> {
     if let Some(comment) = line.strip_prefix('#') {
         // `# CONFIG_FOO is not set` is how Kconfig writes `n`; any other comment is ignored.
         let comment = comment.trim();
-        if let Some(rest) = comment.strip_prefix("CONFIG_") {
-            if let Some(name) = rest.strip_suffix(" is not set") {
-                if is_symbol_name(name) {
-                    return Ok(Some((name.to_string(), KconfigValue::Bool(false))));
-                }
-            }
+        if let Some(name) = comment
+            .strip_prefix("CONFIG_")
+            .and_then(|r| r.strip_suffix(" is not set"))
+            && is_symbol_name(name)
+        {
+            return Ok(Some((name.to_string(), KconfigValue::Bool(false))));
         }
         return Ok(None);
     }

@@ -240,7 +240,7 @@ impl Shell {
     /// `z_shell_cursor_in_empty_line`: the cursor sits in column 0 (prompt + text fill whole rows).
     fn cursor_in_empty_line(&self) -> bool {
         let typed = if self.cfg.echo { self.buf.len() } else { 0 };
-        (typed + self.cfg.prompt.len()) % TERMINAL_WIDTH == 0
+        (typed + self.cfg.prompt.len()).is_multiple_of(TERMINAL_WIDTH)
     }
 
     fn zephyr_backspace(&mut self, out: &mut Vec<u8>) {
@@ -264,7 +264,7 @@ impl Shell {
         if self.cfg.echo {
             out.push(byte);
             // reprint_from_cursor(): when prompt + text exactly fill the row, move to the next.
-            if (self.buf.len() + self.cfg.prompt.len()) % TERMINAL_WIDTH == 0 {
+            if (self.buf.len() + self.cfg.prompt.len()).is_multiple_of(TERMINAL_WIDTH) {
                 out.extend_from_slice(b"\r\n");
             }
         }
