@@ -9,7 +9,8 @@
 //! * handshake messages: message_seq ordering, fragmentation on send, reassembly on receive;
 //! * flights: the last flight is buffered and retransmitted on timer expiry with doubling
 //!   back-off (RFC 6347 §4.2.4), or at once when the peer retransmits its previous flight;
-//! * the handshake state machine, one `State` per expected message.
+//! * the handshake state machine: one struct per state (`ExpectServerHello`, ...), each naming
+//!   the message expected next.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -60,35 +61,96 @@ pub enum Role {
     Server,
 }
 
-/// Handshake states: each names the message expected next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Handshake states, one struct each (rustls style): the name says which message is expected
+/// next, the fields hold what only that step needs. Handlers consume a state and install the
+/// next one; data for the rest of the handshake lives in [`Handshake`].
+#[derive(Debug)]
 enum State {
     // -- Client --
-    /// Sent ClientHello; expect HelloVerifyRequest (RFC 6347 §4.2.1) or ServerHello.
-    ExpectServerHello,
-    /// ECDHE_ECDSA: the server's Certificate (RFC 5246 §7.4.2).
-    ExpectCertificate,
-    /// ServerKeyExchange (RFC 5246 §7.4.3; optional for PSK, RFC 4279 §2).
-    ExpectServerKeyExchange,
-    /// CertificateRequest (optional) then ServerHelloDone (RFC 5246 §7.4.4, §7.4.5).
-    ExpectServerHelloDone,
+    ExpectServerHello(ExpectServerHello),
+    ExpectCertificate(ExpectCertificate),
+    ExpectServerKeyExchange(ExpectServerKeyExchange),
+    ExpectServerHelloDone(ExpectServerHelloDone),
     // -- Server --
-    /// Expect ClientHello; answer without a valid cookie with HelloVerifyRequest.
-    ExpectClientHello,
-    /// We sent CertificateRequest: the client's Certificate (RFC 5246 §7.4.6).
-    ExpectClientCertificate,
-    ExpectClientKeyExchange,
-    /// The client sent a certificate: its CertificateVerify (RFC 5246 §7.4.8).
-    ExpectCertificateVerify,
+    ExpectClientHello(ExpectClientHello),
+    ExpectClientCertificate(ExpectClientCertificate),
+    ExpectClientKeyExchange(ExpectClientKeyExchange),
+    ExpectCertificateVerify(ExpectCertificateVerify),
     // -- Both --
-    /// Waiting for their ChangeCipherSpec (RFC 5246 §7.1).
-    ExpectCcs,
-    /// Waiting for their Finished (RFC 5246 §7.4.9).
-    ExpectFinished,
+    ExpectCcs(ExpectCcs),
+    ExpectFinished(ExpectFinished),
     Connected,
     Closed,
     Failed,
+    /// Placeholder while a handler owns the previous state; never observed between calls.
+    Busy,
 }
+
+// -- Client: waiting for the server's hello --
+
+/// Sent ClientHello; expect HelloVerifyRequest (RFC 6347 §4.2.1) or ServerHello
+/// (RFC 5246 §7.4.1.3). The hello is kept to resend it with the cookie.
+#[derive(Debug)]
+struct ExpectServerHello {
+    client_hello: ClientHello,
+}
+
+// -- Client: the server's first flight --
+
+/// ECDHE_ECDSA: the server's Certificate (RFC 5246 §7.4.2).
+#[derive(Debug)]
+struct ExpectCertificate;
+
+/// ServerKeyExchange (RFC 5246 §7.4.3, RFC 8422 §5.4; optional for PSK, RFC 4279 §2).
+#[derive(Debug)]
+struct ExpectServerKeyExchange {
+    /// ECDHE_ECDSA: the key from the server's certificate, which signed the parameters.
+    server_key: Option<VerifyingKey>,
+}
+
+/// CertificateRequest (optional, RFC 5246 §7.4.4), then ServerHelloDone (§7.4.5).
+#[derive(Debug)]
+struct ExpectServerHelloDone {
+    /// ECDHE: the server's ephemeral public point.
+    server_point: Option<Vec<u8>>,
+    cert_requested: bool,
+}
+
+// -- Server: waiting for the client's hello --
+
+/// Expect ClientHello; without a valid cookie answer with HelloVerifyRequest, statelessly
+/// (RFC 6347 §4.2.1).
+#[derive(Debug)]
+struct ExpectClientHello;
+
+// -- Server: the client's second flight --
+
+/// We sent CertificateRequest: the client's Certificate (RFC 5246 §7.4.6).
+#[derive(Debug)]
+struct ExpectClientCertificate;
+
+/// ClientKeyExchange (RFC 5246 §7.4.7, RFC 4279 §2, RFC 8422 §5.7).
+#[derive(Debug)]
+struct ExpectClientKeyExchange {
+    /// The key of the client's certificate, if it sent one: a CertificateVerify follows.
+    client_key: Option<VerifyingKey>,
+}
+
+/// The client sent a certificate: its CertificateVerify (RFC 5246 §7.4.8).
+#[derive(Debug)]
+struct ExpectCertificateVerify {
+    client_key: VerifyingKey,
+}
+
+// -- Both: the end of the handshake --
+
+/// Their ChangeCipherSpec (RFC 5246 §7.1); it switches their side to epoch 1.
+#[derive(Debug)]
+struct ExpectCcs;
+
+/// Their Finished (RFC 5246 §7.4.9), the first record of epoch 1.
+#[derive(Debug)]
+struct ExpectFinished;
 
 /// One buffered message of our current flight, kept for retransmission.
 #[derive(Debug, Clone)]
@@ -108,14 +170,9 @@ struct Handshake {
     /// All handshake messages so far in unfragmented form, for Finished and CertificateVerify
     /// (RFC 6347 §4.2.6: ClientHello without cookie and HelloVerifyRequest excluded).
     messages: Vec<u8>,
-    client_hello: Option<ClientHello>,
     ecjpake: Option<EcjpakeContext>,
     ecdh: Option<EphemeralSecret>,
-    /// ECDHE: the server's public point (client side).
-    peer_point: Option<Vec<u8>>,
     peer_chain: Vec<ParsedCert>,
-    peer_key: Option<VerifyingKey>,
-    cert_requested: bool,
     master: Option<[u8; 48]>,
     keys: Option<KeyBlock>,
 }
@@ -201,13 +258,7 @@ impl Connection {
         now: Instant,
         rng: BoxedRng,
     ) -> Result<Self, Error> {
-        let mut c = Self::new(
-            Role::Client,
-            config,
-            rng,
-            Vec::new(),
-            State::ExpectServerHello,
-        );
+        let mut c = Self::new(Role::Client, config, rng, Vec::new(), State::Busy);
         c.start_client(now)?;
         Ok(c)
     }
@@ -231,7 +282,7 @@ impl Connection {
             config,
             rng,
             peer_id.to_vec(),
-            State::ExpectClientHello,
+            State::ExpectClientHello(ExpectClientHello),
         );
         c.account();
         Ok(c)
@@ -273,7 +324,7 @@ impl Connection {
     }
 
     pub fn is_connected(&self) -> bool {
-        self.state == State::Connected
+        matches!(self.state, State::Connected)
     }
 
     pub fn is_handshaking(&self) -> bool {
@@ -481,7 +532,7 @@ impl Connection {
                         // Waiting for Finished, a bad MAC means the handshake derived different
                         // keys (wrong PSK or password): mbedtls (ssl_msg.c, "Except when waiting
                         // for Finished") fails with a bad_record_mac alert, and so do we.
-                        if self.state == State::ExpectFinished {
+                        if matches!(self.state, State::ExpectFinished(_)) {
                             return Err(Error::hs(
                                 AlertDescription::BAD_RECORD_MAC,
                                 "finished failed record authentication (keys differ: wrong psk or password?)",
@@ -540,11 +591,11 @@ impl Connection {
                         "bad change_cipher_spec",
                     ));
                 }
-                if self.state == State::ExpectCcs {
+                if matches!(self.state, State::ExpectCcs(_)) {
                     // RFC 5246 §7.1: switch the read side to the pending keys.
                     self.rec.read_cipher = self.rec.pending_read.take();
                     self.rec.read_epoch = 1;
-                    self.state = State::ExpectFinished;
+                    self.state = State::ExpectFinished(ExpectFinished);
                     self.process_ready(now)?;
                 }
                 // Otherwise early or duplicated: ignore, a retransmission brings it again.
@@ -553,7 +604,7 @@ impl Connection {
             ContentType::ALERT => {
                 let a = Alert::read_bytes(&plaintext)?;
                 if a.description == AlertDescription::CLOSE_NOTIFY {
-                    if self.state == State::Connected {
+                    if matches!(self.state, State::Connected) {
                         self.close();
                     } else {
                         self.state = State::Closed;
@@ -573,7 +624,7 @@ impl Connection {
                 Ok(())
             }
             ContentType::APPLICATION_DATA => {
-                if self.state == State::Connected && h.epoch == 1 {
+                if matches!(self.state, State::Connected) && h.epoch == 1 {
                     self.events.push_back(Event::ApplicationData(plaintext));
                 }
                 Ok(())
@@ -596,7 +647,7 @@ impl Connection {
         let seq = f.header.message_seq;
         // The server answers every ClientHello before the cookie exchange completes statelessly,
         // whatever its message_seq (RFC 6347 §4.2.1).
-        let stateless_hello = self.state == State::ExpectClientHello
+        let stateless_hello = matches!(self.state, State::ExpectClientHello(_))
             && f.header.msg_type == HandshakeType::CLIENT_HELLO;
         if seq < self.in_msg_seq && !stateless_hello {
             // The peer retransmitted a message we processed: it lost our flight (RFC 6347 §4.2.4).
@@ -632,7 +683,9 @@ impl Connection {
     fn process_ready(&mut self, now: Instant) -> Result<(), Error> {
         while let Some(c) = self.ready.remove(&self.in_msg_seq) {
             // Finished waits for their ChangeCipherSpec (it cannot be read before anyway).
-            if c.msg_type == HandshakeType::FINISHED && self.state != State::ExpectFinished {
+            if c.msg_type == HandshakeType::FINISHED
+                && !matches!(self.state, State::ExpectFinished(_))
+            {
                 self.ready.insert(c.message_seq, c);
                 break;
             }
@@ -649,39 +702,49 @@ impl Connection {
     fn handle_message(&mut self, now: Instant, m: Complete) -> Result<(), Error> {
         let payload = HandshakePayload::read(m.msg_type, &m.body, self.hs.suite)?;
         let full = encode_handshake(m.msg_type, m.message_seq, &m.body);
-        match (self.state, payload) {
+        let kx = self.hs.suite.and_then(|s| s.key_exchange());
+        // The handler owns the state; on error it stays Busy and `fail` ends the connection.
+        match (std::mem::replace(&mut self.state, State::Busy), payload) {
             // -- Waiting for ServerHello (or HelloVerifyRequest) --
-            (State::ExpectServerHello, HandshakePayload::HelloVerifyRequest(hvr)) => {
-                self.client_hello_verify(now, hvr)
+            (State::ExpectServerHello(st), HandshakePayload::HelloVerifyRequest(hvr)) => {
+                self.client_hello_verify(now, st, hvr)
             }
-            (State::ExpectServerHello, HandshakePayload::ServerHello(sh)) => {
-                self.client_server_hello(sh, full)
+            (State::ExpectServerHello(st), HandshakePayload::ServerHello(sh)) => {
+                self.client_server_hello(st, sh, full)
             }
             // -- Waiting for the server Certificate --
-            (State::ExpectCertificate, HandshakePayload::Certificate(c)) => {
-                self.client_certificate(c)?;
+            (State::ExpectCertificate(_), HandshakePayload::Certificate(c)) => {
+                let server_key = self.client_certificate(c)?;
                 self.hs.messages.extend_from_slice(&full);
-                self.state = State::ExpectServerKeyExchange;
+                self.state = State::ExpectServerKeyExchange(ExpectServerKeyExchange {
+                    server_key: Some(server_key),
+                });
                 Ok(())
             }
             // -- Waiting for ServerKeyExchange --
-            (State::ExpectServerKeyExchange, HandshakePayload::ServerKeyExchange(ske)) => {
-                self.client_server_key_exchange(ske)?;
+            (State::ExpectServerKeyExchange(st), HandshakePayload::ServerKeyExchange(ske)) => {
+                let server_point = self.client_server_key_exchange(&st, ske)?;
                 self.hs.messages.extend_from_slice(&full);
-                self.state = State::ExpectServerHelloDone;
+                self.state = State::ExpectServerHelloDone(ExpectServerHelloDone {
+                    server_point,
+                    cert_requested: false,
+                });
                 Ok(())
             }
-            (State::ExpectServerKeyExchange, HandshakePayload::ServerHelloDone)
-                if self.hs.suite.and_then(|s| s.key_exchange()) == Some(KeyExchange::Psk) =>
+            (State::ExpectServerKeyExchange(_), HandshakePayload::ServerHelloDone)
+                if kx == Some(KeyExchange::Psk) =>
             {
                 // RFC 4279 §2: the ServerKeyExchange is omitted when there is no hint.
                 self.hs.messages.extend_from_slice(&full);
-                self.client_flight(now)
+                let st = ExpectServerHelloDone {
+                    server_point: None,
+                    cert_requested: false,
+                };
+                self.client_flight(now, st)
             }
             // -- Waiting for CertificateRequest / ServerHelloDone --
-            (State::ExpectServerHelloDone, HandshakePayload::CertificateRequest(cr))
-                if self.hs.suite.and_then(|s| s.key_exchange())
-                    == Some(KeyExchange::EcdheEcdsa) =>
+            (State::ExpectServerHelloDone(mut st), HandshakePayload::CertificateRequest(cr))
+                if kx == Some(KeyExchange::EcdheEcdsa) && !st.cert_requested =>
             {
                 if !cr.certificate_types.contains(&CERT_TYPE_ECDSA_SIGN) {
                     return Err(Error::hs(
@@ -689,61 +752,62 @@ impl Connection {
                         "certificate request without ecdsa_sign",
                     ));
                 }
-                self.hs.cert_requested = true;
+                st.cert_requested = true;
                 self.hs.messages.extend_from_slice(&full);
+                self.state = State::ExpectServerHelloDone(st);
                 Ok(())
             }
-            (State::ExpectServerHelloDone, HandshakePayload::ServerHelloDone) => {
+            (State::ExpectServerHelloDone(st), HandshakePayload::ServerHelloDone) => {
                 self.hs.messages.extend_from_slice(&full);
-                self.client_flight(now)
+                self.client_flight(now, st)
             }
             // -- Server: client's second flight --
-            (State::ExpectClientCertificate, HandshakePayload::Certificate(c)) => {
-                self.server_client_certificate(c)?;
+            (State::ExpectClientCertificate(_), HandshakePayload::Certificate(c)) => {
+                let client_key = self.server_client_certificate(c)?;
                 self.hs.messages.extend_from_slice(&full);
-                self.state = State::ExpectClientKeyExchange;
+                self.state = State::ExpectClientKeyExchange(ExpectClientKeyExchange {
+                    client_key: Some(client_key),
+                });
                 Ok(())
             }
-            (State::ExpectClientKeyExchange, HandshakePayload::ClientKeyExchange(cke)) => {
+            (State::ExpectClientKeyExchange(st), HandshakePayload::ClientKeyExchange(cke)) => {
                 self.server_client_key_exchange(cke)?;
                 self.hs.messages.extend_from_slice(&full);
-                self.state = if self.hs.peer_key.is_some() {
-                    State::ExpectCertificateVerify
-                } else {
-                    State::ExpectCcs
+                self.state = match st.client_key {
+                    Some(client_key) => {
+                        State::ExpectCertificateVerify(ExpectCertificateVerify { client_key })
+                    }
+                    None => State::ExpectCcs(ExpectCcs),
                 };
                 Ok(())
             }
-            (State::ExpectCertificateVerify, HandshakePayload::CertificateVerify(cv)) => {
+            (State::ExpectCertificateVerify(st), HandshakePayload::CertificateVerify(cv)) => {
                 // RFC 5246 §7.4.8: the signature covers all handshake messages before this one.
-                let key = self
-                    .hs
-                    .peer_key
-                    .ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no client key"))?;
                 if cv.scheme != SignatureScheme::ECDSA_SHA256 {
                     return Err(Error::hs(
                         AlertDescription::ILLEGAL_PARAMETER,
                         "certificate verify scheme not ecdsa_sha256",
                     ));
                 }
-                if !verify_signature(&key, &self.hs.messages, &cv.signature) {
+                if !verify_signature(&st.client_key, &self.hs.messages, &cv.signature) {
                     return Err(Error::hs(
                         AlertDescription::DECRYPT_ERROR,
                         "certificate verify signature does not verify",
                     ));
                 }
                 self.hs.messages.extend_from_slice(&full);
-                self.state = State::ExpectCcs;
+                self.state = State::ExpectCcs(ExpectCcs);
                 Ok(())
             }
             // -- Both: their Finished --
-            (State::ExpectFinished, HandshakePayload::Finished(vd)) => {
+            (State::ExpectFinished(_), HandshakePayload::Finished(vd)) => {
                 self.peer_finished(now, vd, full)
             }
-            (_, p) => Err(Error::hs(
-                AlertDescription::UNEXPECTED_MESSAGE,
-                format!("unexpected {} in state {:?}", p.msg_type(), self.state),
-            )),
+            (state, p) => {
+                let reason = format!("unexpected {} in state {state:?}", p.msg_type());
+                self.state = state;
+                Err(Error::hs(AlertDescription::UNEXPECTED_MESSAGE, reason))
+            }
         }
     }
 
@@ -923,42 +987,42 @@ impl Connection {
         };
         self.start_flight();
         self.queue_handshake(&HandshakePayload::ClientHello(ch.clone()));
-        self.hs.client_hello = Some(ch);
+        self.state = State::ExpectServerHello(ExpectServerHello { client_hello: ch });
         self.send_flight(now, true);
         Ok(())
     }
 
     /// RFC 6347 §4.2.1: resend the ClientHello with the cookie; the first ClientHello and the
     /// HelloVerifyRequest are left out of the Finished hash (§4.2.6).
-    fn client_hello_verify(&mut self, now: Instant, hvr: HelloVerifyRequest) -> Result<(), Error> {
-        let Some(mut ch) = self.hs.client_hello.take() else {
-            return Err(Error::hs(
-                AlertDescription::INTERNAL_ERROR,
-                "no client hello to resend",
-            ));
-        };
+    fn client_hello_verify(
+        &mut self,
+        now: Instant,
+        st: ExpectServerHello,
+        hvr: HelloVerifyRequest,
+    ) -> Result<(), Error> {
+        let mut ch = st.client_hello;
         ch.cookie = hvr.cookie;
         self.hs.messages.clear();
         self.start_flight();
         self.queue_handshake(&HandshakePayload::ClientHello(ch.clone()));
-        self.hs.client_hello = Some(ch);
+        self.state = State::ExpectServerHello(ExpectServerHello { client_hello: ch });
         self.send_flight(now, true);
         Ok(())
     }
 
-    fn client_server_hello(&mut self, sh: ServerHello, full: Vec<u8>) -> Result<(), Error> {
+    fn client_server_hello(
+        &mut self,
+        st: ExpectServerHello,
+        sh: ServerHello,
+        full: Vec<u8>,
+    ) -> Result<(), Error> {
         if sh.server_version != VERSION {
             return Err(Error::hs(
                 AlertDescription::PROTOCOL_VERSION,
                 format!("server chose version {}", sh.server_version),
             ));
         }
-        let offered = self
-            .hs
-            .client_hello
-            .as_ref()
-            .map(|c| c.cipher_suites.clone())
-            .unwrap_or_default();
+        let offered = &st.client_hello.cipher_suites;
         // mbedtls: a suite we did not offer is "bad server hello message" + illegal_parameter.
         if !offered.contains(&sh.cipher_suite) || sh.cipher_suite.key_exchange().is_none() {
             return Err(Error::hs(
@@ -978,8 +1042,10 @@ impl Connection {
         // arrived: RFC 6347 §4.2.4 retransmits per flight, not per message.
         self.hs.messages.extend_from_slice(&full);
         self.state = match sh.cipher_suite.key_exchange() {
-            Some(KeyExchange::Psk) => State::ExpectServerKeyExchange,
-            Some(KeyExchange::EcdheEcdsa) => State::ExpectCertificate,
+            Some(KeyExchange::Psk) => {
+                State::ExpectServerKeyExchange(ExpectServerKeyExchange { server_key: None })
+            }
+            Some(KeyExchange::EcdheEcdsa) => State::ExpectCertificate(ExpectCertificate),
             Some(KeyExchange::Ecjpake) => {
                 let ext = find_extension(&sh.extensions, ExtensionType::ECJPAKE_KKPP).ok_or_else(
                     || {
@@ -998,7 +1064,7 @@ impl Connection {
                         format!("ecjpake round one: {e}"),
                     )
                 })?;
-                State::ExpectServerKeyExchange
+                State::ExpectServerKeyExchange(ExpectServerKeyExchange { server_key: None })
             }
             None => {
                 return Err(Error::hs(
@@ -1010,7 +1076,8 @@ impl Connection {
         Ok(())
     }
 
-    fn client_certificate(&mut self, c: CertificateMsg) -> Result<(), Error> {
+    /// Verify the server's chain (if configured) and return the leaf's key.
+    fn client_certificate(&mut self, c: CertificateMsg) -> Result<VerifyingKey, Error> {
         let cfg = self.config.clone();
         let chain = if cfg.verify_peer {
             verify_chain(
@@ -1023,14 +1090,22 @@ impl Connection {
             let leaf = c.chain.first().ok_or(crate::error::CertError::Empty)?;
             vec![ParsedCert::parse(leaf)?]
         };
-        self.hs.peer_key = chain.first().map(|l| l.public_key);
+        let key = chain
+            .first()
+            .map(|l| l.public_key)
+            .ok_or(crate::error::CertError::Empty)?;
         self.hs.peer_chain = chain;
-        Ok(())
+        Ok(key)
     }
 
-    fn client_server_key_exchange(&mut self, ske: ServerKeyExchange) -> Result<(), Error> {
+    /// Check the ServerKeyExchange; returns the server's ECDHE point, if any.
+    fn client_server_key_exchange(
+        &mut self,
+        st: &ExpectServerKeyExchange,
+        ske: ServerKeyExchange,
+    ) -> Result<Option<Vec<u8>>, Error> {
         match ske {
-            ServerKeyExchange::Psk { .. } => Ok(()),
+            ServerKeyExchange::Psk { .. } => Ok(None),
             ServerKeyExchange::Ecdhe(e) => {
                 if e.group != NamedGroup::SECP256R1 {
                     return Err(Error::hs(
@@ -1044,9 +1119,8 @@ impl Connection {
                         format!("server signed with {}", e.scheme),
                     ));
                 }
-                let key = self
-                    .hs
-                    .peer_key
+                let key = st
+                    .server_key
                     .ok_or_else(|| Error::hs(AlertDescription::INTERNAL_ERROR, "no server key"))?;
                 // RFC 8422 §5.4: signed = client_random || server_random || ServerECDHParams.
                 let mut signed = Vec::with_capacity(64 + 70);
@@ -1059,8 +1133,7 @@ impl Connection {
                         "server key exchange signature does not verify",
                     ));
                 }
-                self.hs.peer_point = Some(e.public);
-                Ok(())
+                Ok(Some(e.public))
             }
             ServerKeyExchange::Ecjpake(body) => {
                 let ctx = self.hs.ecjpake.as_mut().ok_or_else(|| {
@@ -1071,17 +1144,18 @@ impl Connection {
                         AlertDescription::ILLEGAL_PARAMETER,
                         format!("ecjpake round two: {e}"),
                     )
-                })
+                })?;
+                Ok(None)
             }
         }
     }
 
     /// Client's second flight: [Certificate] ClientKeyExchange [CertificateVerify] CCS Finished.
-    fn client_flight(&mut self, now: Instant) -> Result<(), Error> {
+    fn client_flight(&mut self, now: Instant, st: ExpectServerHelloDone) -> Result<(), Error> {
         let cfg = self.config.clone();
         let kx = self.hs.suite.and_then(|s| s.key_exchange());
         self.start_flight();
-        if self.hs.cert_requested {
+        if st.cert_requested {
             let chain = cfg
                 .certificate
                 .as_ref()
@@ -1103,7 +1177,7 @@ impl Connection {
                 )
             }
             Some(KeyExchange::EcdheEcdsa) => {
-                let point = self.hs.peer_point.clone().unwrap_or_default();
+                let point = st.server_point.clone().unwrap_or_default();
                 let (public, pms) = self.ecdh(&point)?;
                 (ClientKeyExchange::Ecdhe { public }, pms)
             }
@@ -1124,7 +1198,7 @@ impl Connection {
         };
         self.queue_handshake(&HandshakePayload::ClientKeyExchange(cke));
         self.derive_keys(&pms);
-        if self.hs.cert_requested
+        if st.cert_requested
             && let Some(ck) = &cfg.certificate
         {
             let signature = ck.sign(&self.hs.messages);
@@ -1134,7 +1208,7 @@ impl Connection {
             }));
         }
         self.queue_ccs_and_finished(b"client finished");
-        self.state = State::ExpectCcs;
+        self.state = State::ExpectCcs(ExpectCcs);
         self.send_flight(now, true);
         Ok(())
     }
@@ -1320,6 +1394,7 @@ impl Connection {
         self.hs.server_random = self.random32();
 
         let mut extensions = Vec::new();
+        let mut cert_requested = false;
         let mut ecjpake_unusable: Option<String> = None;
         // RFC 5746 §3.6: a client signalling secure renegotiation (SCSV or an empty
         // renegotiation_info) gets an empty renegotiation_info back; OpenSSL aborts without it.
@@ -1421,7 +1496,7 @@ impl Connection {
                     ServerKeyExchange::Ecdhe(ske),
                 ));
                 if cfg.verify_peer {
-                    self.hs.cert_requested = true;
+                    cert_requested = true;
                     self.queue_handshake(&HandshakePayload::CertificateRequest(
                         CertificateRequest {
                             certificate_types: vec![CERT_TYPE_ECDSA_SIGN],
@@ -1444,10 +1519,10 @@ impl Connection {
             }
         }
         self.queue_handshake(&HandshakePayload::ServerHelloDone);
-        self.state = if self.hs.cert_requested {
-            State::ExpectClientCertificate
+        self.state = if cert_requested {
+            State::ExpectClientCertificate(ExpectClientCertificate)
         } else {
-            State::ExpectClientKeyExchange
+            State::ExpectClientKeyExchange(ExpectClientKeyExchange { client_key: None })
         };
         self.send_flight(now, true);
         Ok(())
@@ -1478,7 +1553,8 @@ impl Connection {
         })
     }
 
-    fn server_client_certificate(&mut self, c: CertificateMsg) -> Result<(), Error> {
+    /// Verify the client's chain; returns the leaf's key for its CertificateVerify.
+    fn server_client_certificate(&mut self, c: CertificateMsg) -> Result<VerifyingKey, Error> {
         let cfg = self.config.clone();
         if c.chain.is_empty() {
             // OpenThread verifies the peer only when configured to; then a certificate is required.
@@ -1488,9 +1564,12 @@ impl Connection {
             ));
         }
         let chain = verify_chain(&c.chain, &cfg.trusted_roots, cfg.time_check, None)?;
-        self.hs.peer_key = chain.first().map(|l| l.public_key);
+        let key = chain
+            .first()
+            .map(|l| l.public_key)
+            .ok_or(crate::error::CertError::Empty)?;
         self.hs.peer_chain = chain;
-        Ok(())
+        Ok(key)
     }
 
     fn server_client_key_exchange(&mut self, cke: ClientKeyExchange) -> Result<(), Error> {
