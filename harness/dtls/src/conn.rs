@@ -1280,11 +1280,19 @@ impl Connection {
                 // The last flight is kept for retransmission if the client repeats its own
                 // flight (RFC 6347 §4.2.4), but no timer runs for it.
                 self.send_flight(now, false);
+                if matches!(self.state, State::Failed) {
+                    // The final flight pushed the memory model over the heap limit.
+                    return Ok(());
+                }
             }
+        }
+        // Peak accounting ends here: handshake state is released below.
+        self.account();
+        if matches!(self.state, State::Failed) {
+            return Ok(());
         }
         self.state = State::Connected;
         let suite = self.hs.suite.unwrap_or(CipherSuite(0));
-        self.account();
         self.events.push_back(Event::Connected { suite });
         // Handshake-only state is released.
         self.hs.ecdh = None;

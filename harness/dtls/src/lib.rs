@@ -67,7 +67,7 @@ pub mod transcript;
 
 pub use cert::{CertifiedKey, ParsedCert, TimeCheck};
 pub use config::{Config, EcjpakeBackend, Psk, SuitePreference};
-pub use conn::{Connection, Event, Role};
+pub use conn::{Connection, Event, Role, is_initial_client_hello};
 pub use enums::*;
 pub use error::{CertError, CodecError, Error};
 pub use rng::{BoxedRng, SeededRng};
