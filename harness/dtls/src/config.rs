@@ -1,6 +1,8 @@
 //! Connection configuration and cipher suite selection.
 
 use std::sync::Arc;
+
+use rand_core::Rng;
 use std::time::Duration;
 
 use crate::cert::{CertifiedKey, ParsedCert, TimeCheck};
@@ -115,7 +117,12 @@ impl Default for Config {
             heap_limit: None,
             bad_mac_limit: None,
             require_cookie: true,
-            cookie_secret: [0x5a; 32],
+            cookie_secret: {
+                // A fresh secret per configuration: cookies must not be predictable.
+                let mut k = [0u8; 32];
+                crate::rng::system_rng().fill_bytes(&mut k);
+                k
+            },
         }
     }
 }
