@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use ot_hil_wire::coap::RequestType;
 
 use crate::coap::{COAP_PORT, CoapActions, CoapApp};
+use crate::coaps::{COAPS_PORT, CoapsApp, CoapsBuild, CoapsResult};
 use crate::net::dataset::SecurityPolicy;
 use crate::net::{ActiveDataset, AddressKind, NetEvent, Role, Stack};
 use crate::ot_error::OtError;
@@ -83,6 +84,8 @@ pub struct Cli {
     /// `dataset commit active`.
     dataset_buffer: Option<ActiveDataset>,
     coap: CoapApp,
+    /// CoAP Secure (`coaps`), present when the image has it.
+    coaps: Option<CoapsApp>,
     /// Sum of the reply round-trip times of the running ping, in whole milliseconds as
     /// OpenThread accumulates them (its average is computed from this sum).
     ping_total_ms: u64,
@@ -101,6 +104,7 @@ pub struct Context<'a> {
 /// `help`.
 const COMMANDS: &[&str] = &[
     "coap",
+    "coaps",
     "channel",
     "dataset",
     "extaddr",
@@ -150,6 +154,7 @@ impl Cli {
             }
             "ping" => self.ping(&rest, ctx),
             "coap" => Reply::from_result(self.coap(&rest, ctx)),
+            "coaps" => self.coaps(&rest, ctx),
             "help" => Reply::from_result(Ok(COMMANDS.iter().map(|c| c.to_string()).collect())),
             "factoryreset" => Reply::new(Vec::new(), Outcome::Reboot { factory: true }),
             "reset" => Reply::new(Vec::new(), Outcome::Reboot { factory: false }),
@@ -343,6 +348,32 @@ impl Cli {
         }
     }
 
+    /// Give the CLI the image's CoAP Secure build (its Kconfig decides what `coaps` can do).
+    pub fn enable_coaps(&mut self, build: CoapsBuild) {
+        self.coaps = Some(CoapsApp::new(build));
+    }
+
+    /// Engine transcripts of this boot's CoAPS sessions.
+    pub fn coaps_transcripts(&self) -> Vec<ot_hil_dtls::Transcript> {
+        self.coaps
+            .as_ref()
+            .map(CoapsApp::transcripts)
+            .unwrap_or_default()
+    }
+
+    fn coaps(&mut self, args: &[&str], ctx: &mut Context<'_>) -> Reply {
+        let Some(app) = self.coaps.as_mut() else {
+            return Reply::from_result(Err(OtError::InvalidCommand));
+        };
+        match app.execute(args, ctx.stack, ctx.now) {
+            CoapsResult::Done(lines) => Reply::new(lines, Outcome::Done),
+            CoapsResult::Error(lines, e) => Reply::new(lines, Outcome::Error(e)),
+            CoapsResult::AssertReset(lines) => {
+                Reply::new(lines, Outcome::Reboot { factory: false })
+            }
+        }
+    }
+
     /// Turn stack events into console lines (ping replies and summary, CoAP traffic).
     pub fn handle_events(
         &mut self,
@@ -393,6 +424,11 @@ impl Cli {
                     if dst.port() == COAP_PORT {
                         let actions = self.coap.handle_datagram(now, src, &payload);
                         out.lines.extend(send_all(stack, now, actions));
+                    } else if dst.port() == COAPS_PORT
+                        && let Some(app) = self.coaps.as_mut()
+                    {
+                        out.lines
+                            .extend(app.handle_datagram(src, &payload, stack, now));
                     }
                 }
             }
@@ -403,11 +439,19 @@ impl Cli {
     /// CoAP retransmissions and timeouts.
     pub fn poll(&mut self, stack: &mut Stack, now: Instant) -> Vec<String> {
         let actions = self.coap.poll(now);
-        send_all(stack, now, actions)
+        let mut lines = send_all(stack, now, actions);
+        if let Some(app) = self.coaps.as_mut() {
+            lines.extend(app.poll(stack, now));
+        }
+        lines
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.coap.next_deadline()
+        let coaps = self.coaps.as_ref().and_then(CoapsApp::next_deadline);
+        match (self.coap.next_deadline(), coaps) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 

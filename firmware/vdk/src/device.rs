@@ -202,7 +202,11 @@ impl Board {
         let auto_start = manifest.profile == Profile::Ncs && !k.bool("OPENTHREAD_MANUAL_START");
         let mut running = Running {
             shell,
-            cli: Cli::new(),
+            cli: {
+                let mut cli = Cli::new();
+                cli.enable_coaps(crate::coaps::CoapsBuild::from_kconfig(manifest.profile, k));
+                cli
+            },
             stack,
             argc_max,
             pending: false,
@@ -440,6 +444,18 @@ impl Board {
                 Some(h) => format!("ok {h}"),
                 None => "ok none".to_string(),
             },
+            ("transcripts", "") => {
+                // The engine's own transcripts of this boot, for comparison with the air's.
+                let t = self
+                    .running
+                    .as_ref()
+                    .map(|r| r.cli.coaps_transcripts())
+                    .unwrap_or_default();
+                match serde_json::to_string(&t) {
+                    Ok(json) => format!("ok {json}"),
+                    Err(e) => format!("error {e}"),
+                }
+            }
             ("reset", "") => {
                 self.reset(now);
                 "ok".to_string()

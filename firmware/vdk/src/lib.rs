@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub mod cli;
 pub mod coap;
+pub mod coaps;
 pub mod console;
 pub mod control;
 pub mod device;

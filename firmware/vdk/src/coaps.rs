@@ -1,0 +1,1542 @@
+//! CoAP Secure (`ot coaps ...`): OpenThread's CLI CoAPS example on top of its `CoapSecure` /
+//! `Dtls` core, with the DTLS handshake done by the ot-hil-dtls engine over UDP port 5684.
+//!
+//! Two layers, both sans-IO like the plain CoAP app (the caller sends the datagrams and prints
+//! the lines):
+//! * [`CoapsBuild`]: what the firmware image compiled in and configured, read from its Kconfig
+//!   (which key exchanges mbedtls has, which EC J-PAKE implementation, the mbedtls heap size,
+//!   the cipher-suite list and the server's selection rule, the OpenThread revision's
+//!   behaviour). Every difference between variants comes from here; firmware/README.md says
+//!   which source supports each mechanism.
+//! * [`CoapsApp`]: the CLI commands (`cli_coap_secure.cpp`), the DTLS session state machine
+//!   (`meshcop/dtls.cpp`: closed, open, connecting, connected, close-notify guard time) and a
+//!   small CoAP layer for requests and the one resource.
+
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ot_hil_dtls::cert::load_pem_roots;
+use ot_hil_dtls::{
+    CertifiedKey, CipherSuite, Config, Connection, EcjpakeBackend, Event, ParsedCert, Psk,
+    SuitePreference, TimeCheck, Transcript,
+};
+use ot_hil_wire::coap::{self, MessageClass, MessageType, Packet, RequestType, ResponseType};
+use rand::Rng;
+
+use crate::cli::{hex, ot_ip6};
+use crate::firmware::{Kconfig, KconfigValue, Profile};
+use crate::ot_error::OtError;
+
+/// OT_DEFAULT_COAP_SECURE_PORT.
+pub const COAPS_PORT: u16 = 5684;
+
+/// The CLI's default credentials (`x509_cert_key.hpp` in OpenThread): an X.509 v1 P-256
+/// certificate for CN `PXC3.E75-100A` issued by CN `VendorCA`, its key, and the VendorCA root.
+/// ot-hil ships its own equivalent (fixtures/certs), generated with openssl.
+const DEFAULT_CERT_PEM: &str = include_str!("../../../fixtures/certs/device.pem");
+const DEFAULT_KEY_PEM: &str = include_str!("../../../fixtures/certs/device.key");
+const DEFAULT_CA_PEM: &str = include_str!("../../../fixtures/certs/vendor-ca.pem");
+
+/// kGuardTimeNewConnectionMilli: after a disconnect the session waits this long in
+/// close-notify before the socket accepts a new peer and the disconnect is reported.
+const GUARD_TIME: Duration = Duration::from_millis(2000);
+/// mbedtls_ssl_conf_handshake_timeout(&mConf, 8000, 60000) in Dtls::Setup.
+const HANDSHAKE_TIMEOUT_MIN: Duration = Duration::from_secs(8);
+const HANDSHAKE_TIMEOUT_MAX: Duration = Duration::from_secs(60);
+/// OPENTHREAD_CONFIG_DTLS_MAX_CONTENT_LEN / MBEDTLS_SSL_{IN,OUT}_CONTENT_LEN in NCS Thread builds.
+const MAX_CONTENT_LEN: usize = 900;
+/// Sizes in `cli_coap_secure.hpp` (kMaxUriLength, kMaxBufferSize, kPskMaxLength, kPskIdMaxLength).
+const MAX_URI_LENGTH: usize = 32;
+const MAX_CONTENT_LENGTH: usize = 16;
+const MAX_PSK_LENGTH: usize = 32;
+const MAX_PSK_ID_LENGTH: usize = 32;
+/// OT_COAP_DEFAULT_TOKEN_LENGTH.
+const TOKEN_LENGTH: usize = 2;
+/// CoAP transmission parameters (RFC 7252 §4.8, OpenThread's defaults).
+const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+const MAX_RETRANSMIT: u8 = 4;
+const MAX_TRANSMIT_WAIT: Duration = Duration::from_secs(93);
+/// Heap an mbedtls private key object takes besides the key bytes (pk context + ecp keypair).
+const PARSED_KEY_BYTES: usize = 300;
+/// Where the assert fires in OpenThread with `SecureTransport` (`Setup()`, first statement,
+/// `OT_ASSERT(mCipherSuite != kUnspecifiedCipherSuite)` at openthread 013bb3ee).
+const UNSPECIFIED_SUITE_ASSERT: &str = "src/core/meshcop/secure_transport.cpp:270";
+
+// -- the build --------------------------------------------------------------------------------
+
+/// Where the session's cipher-suite list comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuiteListSource {
+    /// OpenThread's own one-suite list, set by `coaps psk` / `coaps x509`
+    /// (`mbedtls_ssl_conf_ciphersuites(&mConf, mCipherSuites)`); what the sources show.
+    OpenThread,
+    /// mbedtls' default list (`MBEDTLS_SSL_CIPHERSUITES`, else every compiled-in suite in
+    /// mbedtls' preference order): a model of the vendor's literal reading of the report, in
+    /// which that Kconfig string changes what the server selects.
+    Mbedtls,
+}
+
+/// What `coaps connect` does when neither `coaps psk` nor `coaps x509` ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoCredentials {
+    /// OpenThread 2022 (NCS 2.1/2.2): an empty suite list reaches `SetApplicationCoapSecureKeys`,
+    /// whose `default:` returns MBEDTLS_ERR_SSL_BAD_INPUT_DATA -> `Error 7: InvalidArgs`.
+    InvalidArgs,
+    /// OpenThread with `SecureTransport` (late 2024): `OT_ASSERT(mCipherSuite !=
+    /// kUnspecifiedCipherSuite)` fires and the node resets.
+    Assert,
+}
+
+/// What the image compiled in and configured for CoAP Secure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoapsBuild {
+    /// `MBEDTLS_KEY_EXCHANGE_PSK_ENABLED`: the `coaps psk` command and the PSK suite exist.
+    pub psk: bool,
+    /// `MBEDTLS_KEY_EXCHANGE_ECDHE_ECDSA_ENABLED`: `coaps x509` and the certificate suite exist.
+    pub ecdhe_ecdsa: bool,
+    /// `MBEDTLS_KEY_EXCHANGE_ECJPAKE_ENABLED`: the J-PAKE suite and the hello extension code.
+    pub ecjpake: bool,
+    /// `MBEDTLS_ECJPAKE_ALT`: J-PAKE from Oberon's library, whose check passes without a password.
+    pub ecjpake_alt: bool,
+    /// `MBEDTLS_HEAP_SIZE` in bytes; `None` = no separate mbedtls heap limit modelled.
+    pub heap_size: Option<usize>,
+    /// `MBEDTLS_SSL_CIPHERSUITES`, parsed (recognised names only).
+    pub ssl_ciphersuites: Vec<CipherSuite>,
+    /// Names in `MBEDTLS_SSL_CIPHERSUITES` that are not suites this model knows (on a real
+    /// build an unknown identifier does not compile).
+    pub unknown_ciphersuites: Vec<String>,
+    /// Model symbol `VDK_COAPS_SUITE_LIST` ("openthread" | "mbedtls").
+    pub suite_list: SuiteListSource,
+    /// Model symbol `VDK_DTLS_SUITE_PREFERENCE` ("server" | "client").
+    pub preference: SuitePreference,
+    /// Model symbol `VDK_DTLS_ECJPAKE_NEEDS_KKPP`: the server selects J-PAKE only when the
+    /// client's extension 0x0100 verified and it has a password (mbedtls' rule).
+    pub ecjpake_needs_kkpp: bool,
+    /// Model symbol `VDK_OPENTHREAD_SECURE_TRANSPORT` + `ASSERT`.
+    pub no_credentials: NoCredentials,
+    /// The `isclosed`/`isconnactive`/`isconnected` commands (OpenThread 2024).
+    pub state_commands: bool,
+}
+
+fn kbool(k: &Kconfig, name: &str, default: bool) -> bool {
+    match k.get(name) {
+        Some(KconfigValue::Bool(b)) => *b,
+        _ => default,
+    }
+}
+
+fn kstr(k: &Kconfig, name: &str) -> Option<String> {
+    match k.get(name) {
+        Some(KconfigValue::Str(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The mbedtls macro names of the suites OpenThread's CoAPS uses.
+fn suite_by_macro(name: &str) -> Option<CipherSuite> {
+    match name {
+        "MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8" => {
+            Some(CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8)
+        }
+        "MBEDTLS_TLS_PSK_WITH_AES_128_CCM_8" => Some(CipherSuite::PSK_WITH_AES_128_CCM_8),
+        "MBEDTLS_TLS_ECJPAKE_WITH_AES_128_CCM_8" => Some(CipherSuite::ECJPAKE_WITH_AES_128_CCM_8),
+        _ => None,
+    }
+}
+
+impl CoapsBuild {
+    /// Read the build from Kconfig. Defaults differ by profile: the NCS defaults are those of
+    /// nrf_security/OpenThread in NCS 2.1/2.2; the upstream profile is an OpenThread CLI built
+    /// with OpenThread's own mbedtls configuration.
+    pub fn from_kconfig(profile: Profile, k: &Kconfig) -> CoapsBuild {
+        let ncs = profile == Profile::Ncs;
+        let mut ssl_ciphersuites = Vec::new();
+        let mut unknown_ciphersuites = Vec::new();
+        if let Some(list) = kstr(k, "MBEDTLS_SSL_CIPHERSUITES") {
+            for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                match suite_by_macro(name) {
+                    Some(s) => ssl_ciphersuites.push(s),
+                    None => unknown_ciphersuites.push(name.to_string()),
+                }
+            }
+        }
+        let heap_size = match k.get("MBEDTLS_HEAP_SIZE") {
+            Some(KconfigValue::Int(n)) => usize::try_from(*n).ok(),
+            _ if ncs => Some(10240),
+            _ => None,
+        };
+        let secure_transport = kbool(k, "VDK_OPENTHREAD_SECURE_TRANSPORT", !ncs);
+        // OPENTHREAD_CONFIG_ASSERT_ENABLE follows CONFIG_ASSERT in Zephyr builds; OpenThread's
+        // own CLI builds have it on.
+        let asserts = kbool(k, "ASSERT", !ncs);
+        CoapsBuild {
+            psk: kbool(k, "MBEDTLS_KEY_EXCHANGE_PSK_ENABLED", !ncs),
+            ecdhe_ecdsa: kbool(k, "MBEDTLS_KEY_EXCHANGE_ECDHE_ECDSA_ENABLED", true),
+            ecjpake: kbool(k, "MBEDTLS_KEY_EXCHANGE_ECJPAKE_ENABLED", true),
+            ecjpake_alt: kbool(k, "MBEDTLS_ECJPAKE_ALT", ncs),
+            heap_size,
+            ssl_ciphersuites,
+            unknown_ciphersuites,
+            suite_list: match kstr(k, "VDK_COAPS_SUITE_LIST").as_deref() {
+                Some("mbedtls") => SuiteListSource::Mbedtls,
+                _ => SuiteListSource::OpenThread,
+            },
+            preference: match kstr(k, "VDK_DTLS_SUITE_PREFERENCE").as_deref() {
+                Some("client") => SuitePreference::Client,
+                _ => SuitePreference::Server,
+            },
+            ecjpake_needs_kkpp: kbool(k, "VDK_DTLS_ECJPAKE_NEEDS_KKPP", true),
+            no_credentials: if secure_transport && asserts {
+                NoCredentials::Assert
+            } else {
+                NoCredentials::InvalidArgs
+            },
+            state_commands: secure_transport,
+        }
+    }
+
+    /// The J-PAKE implementation as far as extension 0x0100 is concerned: with the key exchange
+    /// compiled out, the extension code is gone too.
+    pub fn ecjpake_backend(&self) -> EcjpakeBackend {
+        if self.ecjpake && self.ecjpake_alt {
+            EcjpakeBackend::UncheckedAlt
+        } else {
+            EcjpakeBackend::Mbedtls
+        }
+    }
+
+    /// Whether mbedtls has the key exchange of `suite` compiled in.
+    fn has(&self, suite: CipherSuite) -> bool {
+        match suite {
+            CipherSuite::PSK_WITH_AES_128_CCM_8 => self.psk,
+            CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8 => self.ecdhe_ecdsa,
+            CipherSuite::ECJPAKE_WITH_AES_128_CCM_8 => self.ecjpake,
+            _ => false,
+        }
+    }
+
+    /// mbedtls' default suite list: `MBEDTLS_SSL_CIPHERSUITES` if set, else the compiled-in
+    /// CCM-8 suites in the order of mbedtls' `ciphersuite_preference` (ECDHE-ECDSA, PSK,
+    /// EC J-PAKE last).
+    fn mbedtls_default_suites(&self) -> Vec<CipherSuite> {
+        let base = if self.ssl_ciphersuites.is_empty() {
+            vec![
+                CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8,
+                CipherSuite::PSK_WITH_AES_128_CCM_8,
+                CipherSuite::ECJPAKE_WITH_AES_128_CCM_8,
+            ]
+        } else {
+            self.ssl_ciphersuites.clone()
+        };
+        base.into_iter().filter(|s| self.has(*s)).collect()
+    }
+
+    /// `coaps` subcommands in OpenThread's (sorted) table order.
+    pub fn commands(&self) -> Vec<&'static str> {
+        let mut c = vec!["connect", "delete", "disconnect", "get"];
+        if self.state_commands {
+            c.extend(["isclosed", "isconnactive", "isconnected"]);
+        }
+        c.push("post");
+        if self.psk {
+            c.push("psk");
+        }
+        c.extend(["put", "resource", "set", "start", "stop"]);
+        if self.ecdhe_ecdsa {
+            c.push("x509");
+        }
+        c
+    }
+}
+
+// -- credentials and the DTLS configuration -----------------------------------------------------
+
+/// What `coaps psk` / `coaps x509` configured (`Dtls::mCipherSuites[0]` and its inputs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    None,
+    Psk { key: Vec<u8>, identity: Vec<u8> },
+    X509,
+}
+
+/// Why the session could not be set up (`Dtls::Setup` returning an mbedtls error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupError {
+    /// `SetApplicationCoapSecureKeys` default branch: MBEDTLS_ERR_SSL_BAD_INPUT_DATA.
+    NoSuite,
+    /// The default certificate or key did not parse.
+    Credentials(String),
+    /// The engine refused the configuration.
+    Engine(String),
+}
+
+impl SetupError {
+    /// `Crypto::MbedTls::MapError`: BAD_INPUT_DATA -> InvalidArgs; anything else -> Failed.
+    pub fn ot_error(&self) -> OtError {
+        match self {
+            SetupError::NoSuite => OtError::InvalidArgs,
+            SetupError::Credentials(_) | SetupError::Engine(_) => OtError::Failed,
+        }
+    }
+}
+
+/// Build the engine configuration `Dtls::Setup` would give mbedtls for these credentials.
+/// `verify_peer` is `coaps start [true|false]` (VERIFY_REQUIRED only for the certificate suite).
+pub fn dtls_config(
+    build: &CoapsBuild,
+    creds: &Credentials,
+    verify_peer: bool,
+) -> Result<Config, SetupError> {
+    let own_suite = match creds {
+        Credentials::None => None,
+        Credentials::Psk { .. } => Some(CipherSuite::PSK_WITH_AES_128_CCM_8),
+        Credentials::X509 => Some(CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8),
+    };
+    let suites = match build.suite_list {
+        SuiteListSource::OpenThread => own_suite.into_iter().collect::<Vec<_>>(),
+        SuiteListSource::Mbedtls if own_suite.is_some() => build.mbedtls_default_suites(),
+        SuiteListSource::Mbedtls => Vec::new(),
+    };
+    // mCipherSuites[0] == 0: nothing for SetApplicationCoapSecureKeys to configure.
+    if own_suite.is_none() || suites.is_empty() {
+        return Err(SetupError::NoSuite);
+    }
+    let mut config = Config {
+        suites,
+        preference: build.preference,
+        ecjpake_requires_extension_and_password: build.ecjpake_needs_kkpp,
+        ecjpake_backend: build.ecjpake_backend(),
+        verify_peer: false,
+        // No hostname is set (mbedtls 3.1 then checks no CN), and the board has no clock.
+        server_name: None,
+        time_check: TimeCheck::Skip,
+        max_record_content: MAX_CONTENT_LEN,
+        retransmit_min: HANDSHAKE_TIMEOUT_MIN,
+        retransmit_max: HANDSHAKE_TIMEOUT_MAX,
+        ..Config::default()
+    };
+    let mut static_heap = 0usize;
+    match creds {
+        Credentials::None => {}
+        Credentials::Psk { key, identity } => {
+            config.psk = Some(Psk {
+                key: key.clone(),
+                identity: identity.clone(),
+            });
+            static_heap += key.len() + identity.len();
+        }
+        Credentials::X509 => {
+            let ck = CertifiedKey::from_pem(DEFAULT_CERT_PEM, DEFAULT_KEY_PEM)
+                .map_err(|e| SetupError::Credentials(e.to_string()))?;
+            let roots = load_pem_roots(DEFAULT_CA_PEM)
+                .map_err(|e| SetupError::Credentials(e.to_string()))?;
+            // SetApplicationCoapSecureKeys parses the CA chain, the own certificate and the key
+            // into mbedtls heap objects that live for the whole session.
+            for der in &ck.chain {
+                if let Ok(p) = ParsedCert::parse(der) {
+                    static_heap += p.footprint();
+                }
+            }
+            static_heap += roots.iter().map(ParsedCert::footprint).sum::<usize>();
+            static_heap += PARSED_KEY_BYTES;
+            config.certificate = Some(Arc::new(ck));
+            config.trusted_roots = roots;
+            config.verify_peer = verify_peer;
+        }
+    }
+    config.heap_limit = build
+        .heap_size
+        .map(|h| h.saturating_sub(static_heap.min(h)));
+    Ok(config)
+}
+
+// -- the CLI app --------------------------------------------------------------------------------
+
+/// What the app wants done.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CoapsActions {
+    /// UDP datagrams to send from port 5684.
+    pub sends: Vec<(SocketAddrV6, Vec<u8>)>,
+    /// Console lines.
+    pub lines: Vec<String>,
+    /// An OpenThread assert fired: print `lines`, then the node resets.
+    pub assert_reset: bool,
+}
+
+/// `Dtls::mState`, with the session it carries.
+enum Session {
+    Closed,
+    Open,
+    /// Connecting or connected to `peer`.
+    Active {
+        peer: SocketAddrV6,
+        conn: Box<Connection>,
+        connected: bool,
+    },
+    /// Disconnected; the guard time runs until `until`.
+    CloseNotify {
+        until: Instant,
+    },
+}
+
+/// A request waiting for its response.
+struct Pending {
+    token: Vec<u8>,
+    message_id: u16,
+    bytes: Vec<u8>,
+    confirmable: bool,
+    acknowledged: bool,
+    retransmissions_left: u8,
+    timeout: Duration,
+    deadline: Instant,
+}
+
+/// State of the CLI CoAPS example and the CoapSecure instance (RAM: lost on reboot).
+pub struct CoapsApp {
+    build: CoapsBuild,
+    session: Session,
+    creds: Credentials,
+    verify_peer: bool,
+    /// CoapSecure::mConnectedCallback: set by `coaps connect`, cleared by `coaps start`
+    /// (`CoapSecure::Start` clears it after the CLI set it), so only a client prints
+    /// `coaps connected` / `coaps disconnected`.
+    connected_callback: bool,
+    /// `coaps stop` during a session: stop once the disconnect is reported.
+    shutdown: bool,
+    resource: Option<String>,
+    content: String,
+    next_message_id: u16,
+    pending: Vec<Pending>,
+    /// Transcripts of this boot's sessions, oldest first (the current one is added on export).
+    transcripts: Vec<Transcript>,
+}
+
+fn method_name(m: RequestType) -> Option<&'static str> {
+    match m {
+        RequestType::Get => Some("GET"),
+        RequestType::Post => Some("POST"),
+        RequestType::Put => Some("PUT"),
+        RequestType::Delete => Some("DELETE"),
+        _ => None,
+    }
+}
+
+fn with_payload(payload: &[u8]) -> String {
+    if payload.is_empty() {
+        String::new()
+    } else {
+        format!(" with payload: {}", hex(payload))
+    }
+}
+
+fn v6_bytes(a: &SocketAddrV6) -> Vec<u8> {
+    let mut v = a.ip().octets().to_vec();
+    v.extend_from_slice(&a.port().to_be_bytes());
+    v
+}
+
+/// Parse `coaps` command arguments the way `cli_coap_secure.cpp` does. Pure: no state, so the
+/// parser can be tested on its own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// `coaps` (no argument): print the table, InvalidArgs.
+    Table,
+    Help,
+    Start {
+        verify_peer: bool,
+    },
+    Stop,
+    Psk {
+        key: Vec<u8>,
+        identity: Vec<u8>,
+    },
+    X509,
+    Connect {
+        peer: SocketAddrV6,
+    },
+    Disconnect,
+    Resource(Option<String>),
+    Set(Option<String>),
+    Request {
+        method: RequestType,
+        uri: String,
+        confirmable: bool,
+        payload: Vec<u8>,
+    },
+    IsClosed,
+    IsConnActive,
+    IsConnected,
+}
+
+impl CoapsBuild {
+    /// Parse one `coaps` command line (arguments after `coaps`).
+    pub fn parse(&self, args: &[&str]) -> Result<Command, OtError> {
+        let Some((&cmd, rest)) = args.split_first() else {
+            return Ok(Command::Table);
+        };
+        if cmd == "help" {
+            return Ok(Command::Help);
+        }
+        if !self.commands().contains(&cmd) {
+            return Err(OtError::InvalidCommand);
+        }
+        let arg = |i: usize| rest.get(i).copied();
+        match cmd {
+            "start" => match arg(0) {
+                None | Some("true") => Ok(Command::Start { verify_peer: true }),
+                Some("false") => Ok(Command::Start { verify_peer: false }),
+                Some(_) => Err(OtError::InvalidArgs),
+            },
+            "stop" => Ok(Command::Stop),
+            "psk" => {
+                let (Some(key), Some(id)) = (arg(0), arg(1)) else {
+                    return Err(OtError::InvalidArgs);
+                };
+                if key.len() > MAX_PSK_LENGTH || id.len() > MAX_PSK_ID_LENGTH {
+                    return Err(OtError::InvalidArgs);
+                }
+                Ok(Command::Psk {
+                    key: key.as_bytes().to_vec(),
+                    identity: id.as_bytes().to_vec(),
+                })
+            }
+            "x509" => Ok(Command::X509),
+            "connect" => {
+                let ip: Ipv6Addr = arg(0)
+                    .unwrap_or("")
+                    .parse()
+                    .map_err(|_| OtError::InvalidArgs)?;
+                let port = match arg(1) {
+                    None => COAPS_PORT,
+                    Some(p) => parse_u16(p)?,
+                };
+                Ok(Command::Connect {
+                    peer: SocketAddrV6::new(ip, port, 0, 0),
+                })
+            }
+            "disconnect" => Ok(Command::Disconnect),
+            "resource" => match arg(0) {
+                None => Ok(Command::Resource(None)),
+                Some(u) if u.len() >= MAX_URI_LENGTH => Err(OtError::InvalidArgs),
+                Some(u) => Ok(Command::Resource(Some(u.to_string()))),
+            },
+            // Only the first argument counts: `coaps set psk 123 pskid` sets the content "psk".
+            "set" => match arg(0) {
+                None => Ok(Command::Set(None)),
+                Some(c) if c.len() >= MAX_CONTENT_LENGTH => Err(OtError::InvalidArgs),
+                Some(c) => Ok(Command::Set(Some(c.to_string()))),
+            },
+            "get" | "put" | "post" | "delete" => {
+                let method = match cmd {
+                    "get" => RequestType::Get,
+                    "put" => RequestType::Put,
+                    "post" => RequestType::Post,
+                    _ => RequestType::Delete,
+                };
+                let uri = arg(0).ok_or(OtError::InvalidArgs)?;
+                if uri.len() >= MAX_URI_LENGTH {
+                    return Err(OtError::InvalidArgs);
+                }
+                Ok(Command::Request {
+                    method,
+                    uri: uri.to_string(),
+                    confirmable: arg(1) == Some("con"),
+                    payload: arg(2).map(|p| p.as_bytes().to_vec()).unwrap_or_default(),
+                })
+            }
+            "isclosed" => Ok(Command::IsClosed),
+            "isconnactive" => Ok(Command::IsConnActive),
+            "isconnected" => Ok(Command::IsConnected),
+            _ => Err(OtError::InvalidCommand),
+        }
+    }
+}
+
+fn parse_u16(v: &str) -> Result<u16, OtError> {
+    let parsed = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+        Some(h) => u16::from_str_radix(h, 16),
+        None => v.parse::<u16>(),
+    };
+    parsed.map_err(|_| OtError::InvalidArgs)
+}
+
+/// The UDP socket the session runs on (the Thread stack in the device, a queue in tests).
+pub trait Udp {
+    fn open(&mut self, port: u16) -> Result<(), OtError>;
+    fn close(&mut self, port: u16);
+    fn send(
+        &mut self,
+        now: Instant,
+        src_port: u16,
+        dst: SocketAddrV6,
+        payload: &[u8],
+    ) -> Result<(), OtError>;
+}
+
+impl Udp for crate::net::Stack {
+    fn open(&mut self, port: u16) -> Result<(), OtError> {
+        self.udp_open(port)
+    }
+    fn close(&mut self, port: u16) {
+        self.udp_close(port)
+    }
+    fn send(
+        &mut self,
+        now: Instant,
+        src_port: u16,
+        dst: SocketAddrV6,
+        payload: &[u8],
+    ) -> Result<(), OtError> {
+        self.udp_send(now, src_port, dst, payload)
+    }
+}
+
+/// How a `coaps` command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoapsResult {
+    /// Lines, then `Done`.
+    Done(Vec<String>),
+    /// Lines, then `Error N: Name`.
+    Error(Vec<String>, OtError),
+    /// An OpenThread assert fired: the lines are what the platform printed; the node resets.
+    AssertReset(Vec<String>),
+}
+
+impl std::fmt::Debug for CoapsApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.session {
+            Session::Closed => "closed",
+            Session::Open => "open",
+            Session::Active {
+                connected: false, ..
+            } => "connecting",
+            Session::Active { .. } => "connected",
+            Session::CloseNotify { .. } => "close-notify",
+        };
+        f.debug_struct("CoapsApp")
+            .field("state", &state)
+            .field("credentials", &self.creds)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CoapsApp {
+    pub fn new(build: CoapsBuild) -> Self {
+        CoapsApp {
+            build,
+            session: Session::Closed,
+            creds: Credentials::None,
+            verify_peer: true,
+            connected_callback: false,
+            shutdown: false,
+            resource: None,
+            content: "0".to_string(),
+            next_message_id: rand::rng().random(),
+            pending: Vec::new(),
+            transcripts: Vec::new(),
+        }
+    }
+
+    pub fn build(&self) -> &CoapsBuild {
+        &self.build
+    }
+
+    /// The engine transcripts of this boot's sessions, oldest first, the running one last.
+    pub fn transcripts(&self) -> Vec<Transcript> {
+        let mut all = self.transcripts.clone();
+        if let Session::Active { conn, .. } = &self.session {
+            all.push(conn.transcript().clone());
+        }
+        all
+    }
+
+    fn is_connection_active(&self) -> bool {
+        matches!(
+            self.session,
+            Session::Active { .. } | Session::CloseNotify { .. }
+        )
+    }
+
+    fn is_connected(&self) -> bool {
+        matches!(
+            self.session,
+            Session::Active {
+                connected: true,
+                ..
+            }
+        )
+    }
+
+    /// Run `coaps <args>`.
+    pub fn execute(&mut self, args: &[&str], udp: &mut impl Udp, now: Instant) -> CoapsResult {
+        let table = || {
+            self.build
+                .commands()
+                .iter()
+                .map(|c| c.to_string())
+                .collect()
+        };
+        let cmd = match self.build.parse(args) {
+            Ok(c) => c,
+            Err(e) => return CoapsResult::Error(Vec::new(), e),
+        };
+        let done = |lines: Vec<String>| CoapsResult::Done(lines);
+        let fail = |e: OtError| CoapsResult::Error(Vec::new(), e);
+        let yes_no = |b: bool| done(vec![if b { "yes" } else { "no" }.to_string()]);
+        match cmd {
+            Command::Table => CoapsResult::Error(table(), OtError::InvalidArgs),
+            Command::Help => done(table()),
+            Command::Start { verify_peer } => {
+                self.verify_peer = verify_peer;
+                self.connected_callback = false;
+                if !matches!(self.session, Session::Closed) {
+                    return fail(OtError::Already);
+                }
+                match udp.open(COAPS_PORT) {
+                    Ok(()) | Err(OtError::Already) => {}
+                    Err(e) => return fail(e),
+                }
+                self.session = Session::Open;
+                done(Vec::new())
+            }
+            Command::Stop => {
+                self.resource = None;
+                if self.is_connection_active() {
+                    let mut out = CoapsActions::default();
+                    self.disconnect(now, &mut out);
+                    self.flush(udp, now, &mut out);
+                    self.shutdown = true;
+                } else {
+                    self.close(udp);
+                }
+                done(Vec::new())
+            }
+            Command::Psk { key, identity } => {
+                self.creds = Credentials::Psk { key, identity };
+                done(Vec::new())
+            }
+            Command::X509 => {
+                self.creds = Credentials::X509;
+                done(Vec::new())
+            }
+            Command::Connect { peer } => {
+                self.connected_callback = true;
+                if !matches!(self.session, Session::Open) {
+                    return fail(OtError::InvalidState);
+                }
+                if self.creds == Credentials::None
+                    && self.build.no_credentials == NoCredentials::Assert
+                {
+                    return CoapsResult::AssertReset(vec![format!(
+                        "assert failed at {UNSPECIFIED_SUITE_ASSERT}"
+                    )]);
+                }
+                match self.setup(true, peer, now) {
+                    Ok(conn) => {
+                        self.session = Session::Active {
+                            peer,
+                            conn: Box::new(conn),
+                            connected: false,
+                        };
+                        let mut out = CoapsActions::default();
+                        self.drive(now, &mut out);
+                        self.flush(udp, now, &mut out);
+                        CoapsResult::Done(out.lines)
+                    }
+                    Err(e) => fail(e.ot_error()),
+                }
+            }
+            Command::Disconnect => {
+                let mut out = CoapsActions::default();
+                self.disconnect(now, &mut out);
+                self.flush(udp, now, &mut out);
+                done(Vec::new())
+            }
+            Command::Resource(None) => done(vec![self.resource.clone().unwrap_or_default()]),
+            Command::Resource(Some(u)) => {
+                self.resource = Some(u);
+                done(Vec::new())
+            }
+            Command::Set(None) => done(vec![self.content.clone()]),
+            Command::Set(Some(c)) => {
+                self.content = c;
+                done(Vec::new())
+            }
+            Command::Request {
+                method,
+                uri,
+                confirmable,
+                payload,
+            } => match self.request(now, method, &uri, confirmable, &payload) {
+                Ok(mut out) => {
+                    self.flush(udp, now, &mut out);
+                    done(Vec::new())
+                }
+                Err(e) => fail(e),
+            },
+            Command::IsClosed => yes_no(matches!(self.session, Session::Closed)),
+            Command::IsConnActive => yes_no(self.is_connection_active()),
+            Command::IsConnected => yes_no(self.is_connected()),
+        }
+    }
+
+    /// `Dtls::Setup`: the engine connection for this session.
+    fn setup(
+        &self,
+        client: bool,
+        peer: SocketAddrV6,
+        now: Instant,
+    ) -> Result<Connection, SetupError> {
+        let config = Arc::new(dtls_config(&self.build, &self.creds, self.verify_peer)?);
+        let conn = if client {
+            Connection::client(config, now)
+        } else {
+            Connection::server(config, now, &v6_bytes(&peer))
+        };
+        conn.map_err(|e| SetupError::Engine(e.to_string()))
+    }
+
+    /// `Dtls::Disconnect`: close_notify when connected, then the guard time.
+    fn disconnect(&mut self, now: Instant, out: &mut CoapsActions) {
+        if let Session::Active { conn, peer, .. } = &mut self.session {
+            if conn.is_connected() {
+                conn.close();
+            }
+            while let Some(d) = conn.poll_transmit() {
+                out.sends.push((*peer, d));
+            }
+            self.transcripts.push(conn.transcript().clone());
+            self.session = Session::CloseNotify {
+                until: now + GUARD_TIME,
+            };
+            self.pending.clear();
+        }
+    }
+
+    /// `Dtls::Close` + `CoapSecure::Stop`.
+    fn close(&mut self, udp: &mut impl Udp) {
+        if let Session::Active { conn, .. } = &self.session {
+            self.transcripts.push(conn.transcript().clone());
+        }
+        if !matches!(self.session, Session::Closed) {
+            udp.close(COAPS_PORT);
+        }
+        self.session = Session::Closed;
+        self.pending.clear();
+    }
+
+    /// Send what the session produced; the caller prints `out.lines`.
+    fn flush(&mut self, udp: &mut impl Udp, now: Instant, out: &mut CoapsActions) {
+        for (to, bytes) in out.sends.drain(..) {
+            // A datagram the stack cannot send is lost, as on the air; DTLS retransmits.
+            let _ = udp.send(now, COAPS_PORT, to, &bytes);
+        }
+    }
+
+    /// Move the engine's datagrams and events into actions (`Dtls::Process`).
+    fn drive(&mut self, now: Instant, out: &mut CoapsActions) {
+        let mut app_data = Vec::new();
+        let mut ended = false;
+        if let Session::Active {
+            peer,
+            conn,
+            connected,
+        } = &mut self.session
+        {
+            while let Some(d) = conn.poll_transmit() {
+                out.sends.push((*peer, d));
+            }
+            while let Some(ev) = conn.poll_event() {
+                match ev {
+                    Event::Connected { .. } => {
+                        *connected = true;
+                        if self.connected_callback {
+                            out.lines.push("coaps connected".to_string());
+                        }
+                    }
+                    Event::ApplicationData(d) => app_data.push(d),
+                    // Peer close_notify, a fatal alert, our own handshake failure or a
+                    // handshake timeout: OpenThread disconnects in every case.
+                    Event::Closed | Event::Failed { .. } => ended = true,
+                }
+            }
+        }
+        for d in app_data {
+            self.handle_coap(now, &d, out);
+        }
+        if ended {
+            self.disconnect(now, out);
+        }
+    }
+
+    /// A UDP datagram for port 5684 (`Dtls::HandleUdpReceive`). Returns lines to print.
+    pub fn handle_datagram(
+        &mut self,
+        src: SocketAddrV6,
+        payload: &[u8],
+        udp: &mut impl Udp,
+        now: Instant,
+    ) -> Vec<String> {
+        let mut out = CoapsActions::default();
+        match &self.session {
+            Session::Closed | Session::CloseNotify { .. } => return Vec::new(),
+            Session::Open => match self.setup(false, src, now) {
+                Ok(conn) => {
+                    self.session = Session::Active {
+                        peer: src,
+                        conn: Box::new(conn),
+                        connected: false,
+                    };
+                }
+                // A server without credentials drops the datagram (SuccessOrExit(Setup(false))).
+                Err(_) => return Vec::new(),
+            },
+            // Once a session started, only its peer is heard.
+            Session::Active { peer, .. } if *peer != src => return Vec::new(),
+            Session::Active { .. } => {}
+        }
+        if let Session::Active { conn, .. } = &mut self.session {
+            conn.handle_datagram(now, payload);
+        }
+        self.drive(now, &mut out);
+        self.flush(udp, now, &mut out);
+        out.lines
+    }
+
+    /// Timers: DTLS retransmission, the guard time, CoAP retransmission. Returns lines.
+    pub fn poll(&mut self, udp: &mut impl Udp, now: Instant) -> Vec<String> {
+        let mut out = CoapsActions::default();
+        if let Session::Active { conn, .. } = &mut self.session
+            && conn.next_timeout().is_some_and(|t| t <= now)
+        {
+            conn.handle_timeout(now);
+        }
+        self.drive(now, &mut out);
+        if let Session::CloseNotify { until } = self.session
+            && until <= now
+        {
+            self.session = Session::Open;
+            if self.connected_callback {
+                out.lines.push("coaps disconnected".to_string());
+                if self.shutdown {
+                    self.shutdown = false;
+                    self.close(udp);
+                }
+            }
+        }
+        self.poll_requests(now, &mut out);
+        self.flush(udp, now, &mut out);
+        out.lines
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let session = match &self.session {
+            Session::Active { conn, .. } => conn.next_timeout(),
+            Session::CloseNotify { until } => Some(*until),
+            _ => None,
+        };
+        let requests = self.pending.iter().map(|p| p.deadline).min();
+        match (session, requests) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // -- CoAP over the session --
+
+    fn take_message_id(&mut self) -> u16 {
+        let id = self.next_message_id;
+        self.next_message_id = self.next_message_id.wrapping_add(1);
+        id
+    }
+
+    /// Queue application data on the session.
+    fn send_app(&mut self, bytes: &[u8], out: &mut CoapsActions) -> Result<(), OtError> {
+        match &mut self.session {
+            Session::Active {
+                conn,
+                peer,
+                connected: true,
+            } => {
+                conn.send(bytes).map_err(|_| OtError::InvalidState)?;
+                while let Some(d) = conn.poll_transmit() {
+                    out.sends.push((*peer, d));
+                }
+                Ok(())
+            }
+            _ => Err(OtError::InvalidState),
+        }
+    }
+
+    /// `ProcessRequest` + `CoapSecure::SendMessage` (InvalidState unless connected).
+    fn request(
+        &mut self,
+        now: Instant,
+        method: RequestType,
+        uri: &str,
+        confirmable: bool,
+        payload: &[u8],
+    ) -> Result<CoapsActions, OtError> {
+        if !self.is_connected() {
+            return Err(OtError::InvalidState);
+        }
+        let message_id = self.take_message_id();
+        let token: Vec<u8> = (0..TOKEN_LENGTH).map(|_| rand::rng().random()).collect();
+        let packet = coap::request(method, confirmable, message_id, &token, uri, payload);
+        let bytes = coap::encode(&packet).map_err(|_| OtError::NoBufs)?;
+        let mut out = CoapsActions::default();
+        self.send_app(&bytes, &mut out)?;
+        if confirmable || method == RequestType::Get {
+            let timeout = if confirmable {
+                ACK_TIMEOUT + ACK_TIMEOUT.mul_f64(rand::rng().random_range(0.0..0.5))
+            } else {
+                MAX_TRANSMIT_WAIT
+            };
+            self.pending.push(Pending {
+                token,
+                message_id,
+                bytes,
+                confirmable,
+                acknowledged: false,
+                retransmissions_left: if confirmable { MAX_RETRANSMIT } else { 0 },
+                timeout,
+                deadline: now + timeout,
+            });
+        }
+        Ok(out)
+    }
+
+    fn poll_requests(&mut self, now: Instant, out: &mut CoapsActions) {
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.pending[i].deadline > now {
+                i += 1;
+                continue;
+            }
+            let p = &mut self.pending[i];
+            if p.confirmable && !p.acknowledged && p.retransmissions_left > 0 {
+                p.retransmissions_left -= 1;
+                p.timeout *= 2;
+                p.deadline = now + p.timeout;
+                let bytes = p.bytes.clone();
+                let _ = self.send_app(&bytes, out);
+                i += 1;
+            } else {
+                self.pending.swap_remove(i);
+                out.lines.push(format!(
+                    "coaps receive response error {}: {}",
+                    OtError::ResponseTimeout.code(),
+                    OtError::ResponseTimeout.name()
+                ));
+            }
+        }
+    }
+
+    fn peer(&self) -> Option<SocketAddrV6> {
+        match &self.session {
+            Session::Active { peer, .. } => Some(*peer),
+            _ => None,
+        }
+    }
+
+    /// A CoAP message that arrived over the session.
+    fn handle_coap(&mut self, now: Instant, bytes: &[u8], out: &mut CoapsActions) {
+        let (Ok(packet), Some(peer)) = (coap::decode(bytes), self.peer()) else {
+            return;
+        };
+        match packet.header.code {
+            MessageClass::Request(method) => self.handle_request(&packet, method, peer, out),
+            MessageClass::Response(_) => {
+                let token = packet.get_token().to_vec();
+                if let Some(i) = self.pending.iter().position(|p| p.token == token) {
+                    self.pending.swap_remove(i);
+                    if packet.header.get_type() == MessageType::Confirmable {
+                        let mut ack = Packet::new();
+                        ack.header.set_version(1);
+                        ack.header.set_type(MessageType::Acknowledgement);
+                        ack.header.message_id = packet.header.message_id;
+                        if let Ok(b) = coap::encode(&ack) {
+                            let _ = self.send_app(&b, out);
+                        }
+                    }
+                    out.lines.push(format!(
+                        "coaps response from {}{}",
+                        ot_ip6(peer.ip()),
+                        with_payload(&packet.payload)
+                    ));
+                }
+            }
+            MessageClass::Empty => {
+                if packet.header.get_type() == MessageType::Acknowledgement {
+                    for p in &mut self.pending {
+                        if p.message_id == packet.header.message_id {
+                            p.acknowledged = true;
+                            p.deadline = now + MAX_TRANSMIT_WAIT;
+                        }
+                    }
+                }
+            }
+            MessageClass::Reserved(_) => {}
+        }
+    }
+
+    /// `CoapSecure::HandleRequest` for the resource; other URIs get 4.04 when confirmable.
+    fn handle_request(
+        &mut self,
+        request: &Packet,
+        method: RequestType,
+        peer: SocketAddrV6,
+        out: &mut CoapsActions,
+    ) {
+        let confirmable = request.header.get_type() == MessageType::Confirmable;
+        let ours = self
+            .resource
+            .as_deref()
+            .is_some_and(|r| r == coap::uri_path(request));
+        if !ours {
+            if confirmable {
+                let mut r = coap::response_to(request, ResponseType::NotFound, 0, &[]);
+                r.header.set_type(MessageType::Acknowledgement);
+                r.header.message_id = request.header.message_id;
+                if let Ok(b) = coap::encode(&r) {
+                    let _ = self.send_app(&b, out);
+                }
+            }
+            return;
+        }
+        let Some(name) = method_name(method) else {
+            out.lines.push(format!(
+                "coaps request from {} Undefined",
+                ot_ip6(peer.ip())
+            ));
+            return;
+        };
+        out.lines.push(format!(
+            "coaps request from {} {name}{}",
+            ot_ip6(peer.ip()),
+            with_payload(&request.payload)
+        ));
+        if !(confirmable || method == RequestType::Get) {
+            return;
+        }
+        // otCoapMessageInitResponse(..., OT_COAP_TYPE_ACKNOWLEDGMENT, CONTENT or VALID).
+        let (code, payload) = if method == RequestType::Get {
+            (ResponseType::Content, self.content.clone().into_bytes())
+        } else {
+            (ResponseType::Valid, Vec::new())
+        };
+        let mut response = coap::response_to(request, code, 0, &payload);
+        response.header.set_type(MessageType::Acknowledgement);
+        response.header.message_id = request.header.message_id;
+        let sent = coap::encode(&response)
+            .map_err(|_| OtError::NoBufs)
+            .and_then(|b| self.send_app(&b, out));
+        match sent {
+            Ok(()) => out.lines.push("coaps response sent".to_string()),
+            Err(e) => out.lines.push(format!(
+                "coaps send response error {}: {}",
+                e.code(),
+                e.name()
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firmware::Manifest;
+    use std::path::Path;
+
+    fn build(variant: &str) -> CoapsBuild {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../variants")
+            .join(format!("{variant}.toml"));
+        let m = Manifest::load(&path).unwrap();
+        assert!(
+            m.kconfig.warnings().is_empty(),
+            "{:?}",
+            m.kconfig.warnings()
+        );
+        CoapsBuild::from_kconfig(m.profile, &m.kconfig)
+    }
+
+    /// A UDP socket that records what is sent.
+    #[derive(Default)]
+    struct Queue {
+        open: bool,
+        sent: Vec<(SocketAddrV6, Vec<u8>)>,
+    }
+
+    impl Udp for Queue {
+        fn open(&mut self, _port: u16) -> Result<(), OtError> {
+            self.open = true;
+            Ok(())
+        }
+        fn close(&mut self, _port: u16) {
+            self.open = false;
+        }
+        fn send(
+            &mut self,
+            _now: Instant,
+            _src_port: u16,
+            dst: SocketAddrV6,
+            payload: &[u8],
+        ) -> Result<(), OtError> {
+            self.sent.push((dst, payload.to_vec()));
+            Ok(())
+        }
+    }
+
+    fn addr(last: u16) -> SocketAddrV6 {
+        SocketAddrV6::new(
+            Ipv6Addr::new(0xfdde, 0xad00, 0xbeef, 0, 1, 2, 3, last),
+            COAPS_PORT,
+            0,
+            0,
+        )
+    }
+
+    /// Two boards: index 0 = server (addr 1), 1 = client (addr 2).
+    struct Pair {
+        apps: [CoapsApp; 2],
+        udp: [Queue; 2],
+        lines: [Vec<String>; 2],
+        now: Instant,
+    }
+
+    impl Pair {
+        fn new(b: &CoapsBuild) -> Pair {
+            Pair {
+                apps: [CoapsApp::new(b.clone()), CoapsApp::new(b.clone())],
+                udp: [Queue::default(), Queue::default()],
+                lines: [Vec::new(), Vec::new()],
+                now: Instant::now(),
+            }
+        }
+
+        fn run(&mut self, node: usize, line: &str) -> CoapsResult {
+            let args: Vec<&str> = line.split_whitespace().collect();
+            let r = self.apps[node].execute(&args, &mut self.udp[node], self.now);
+            self.pump();
+            r
+        }
+
+        /// Deliver datagrams until quiet; then let timers run up to `secs` seconds.
+        fn pump(&mut self) {
+            for _ in 0..200 {
+                let mut moved = false;
+                for from in 0..2 {
+                    let to = 1 - from;
+                    let src = addr(from as u16 + 1);
+                    for (dst, d) in std::mem::take(&mut self.udp[from].sent) {
+                        moved = true;
+                        if dst.ip() == addr(to as u16 + 1).ip() && self.udp[to].open {
+                            let l =
+                                self.apps[to].handle_datagram(src, &d, &mut self.udp[to], self.now);
+                            self.lines[to].extend(l);
+                        }
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+        }
+
+        fn advance(&mut self, by: Duration) {
+            let end = self.now + by;
+            loop {
+                let next = self.apps.iter().filter_map(CoapsApp::next_deadline).min();
+                match next {
+                    Some(t) if t <= end => {
+                        self.now = t.max(self.now);
+                        for i in 0..2 {
+                            let l = self.apps[i].poll(&mut self.udp[i], self.now);
+                            self.lines[i].extend(l);
+                        }
+                        self.pump();
+                    }
+                    _ => break,
+                }
+            }
+            self.now = end;
+        }
+    }
+
+    fn done() -> CoapsResult {
+        CoapsResult::Done(Vec::new())
+    }
+
+    #[test]
+    fn kconfig_feeds_the_build() {
+        let stock = build("ncs-v2.2.0");
+        assert!(!stock.psk && stock.ecdhe_ecdsa && stock.ecjpake && stock.ecjpake_alt);
+        assert_eq!(stock.heap_size, Some(10240));
+        assert_eq!(stock.ecjpake_backend(), EcjpakeBackend::UncheckedAlt);
+        assert_eq!(stock.no_credentials, NoCredentials::InvalidArgs);
+        assert_eq!(build("ncs-v2.1.0"), stock);
+        let wa = build("ncs-v2.2.0-workaround");
+        assert!(!wa.ecjpake);
+        assert_eq!(wa.heap_size, Some(15200));
+        assert_eq!(
+            wa.ssl_ciphersuites,
+            vec![CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8]
+        );
+        assert!(wa.unknown_ciphersuites.is_empty());
+        assert_eq!(wa.ecjpake_backend(), EcjpakeBackend::Mbedtls);
+        assert!(build("ncs-v2.2.0-psk").psk);
+        let up = build("upstream");
+        assert!(up.psk && !up.ecjpake_alt && up.heap_size.is_none() && up.state_commands);
+        assert_eq!(up.no_credentials, NoCredentials::Assert);
+    }
+
+    #[test]
+    fn cli_parsing_follows_cli_coap_secure() {
+        let stock = build("ncs-v2.2.0");
+        let psk = build("ncs-v2.2.0-psk");
+        assert_eq!(
+            stock.parse(&["psk", "123", "pskid"]),
+            Err(OtError::InvalidCommand)
+        );
+        assert_eq!(
+            psk.parse(&["psk", "123", "pskid"]),
+            Ok(Command::Psk {
+                key: b"123".to_vec(),
+                identity: b"pskid".to_vec()
+            })
+        );
+        assert_eq!(psk.parse(&["psk", "123"]), Err(OtError::InvalidArgs));
+        assert_eq!(
+            psk.parse(&["psk", &"k".repeat(33), "id"]),
+            Err(OtError::InvalidArgs)
+        );
+        // The report's `coaps set psk 123 pskid` only sets the resource content.
+        assert_eq!(
+            stock.parse(&["set", "psk", "123", "pskid"]),
+            Ok(Command::Set(Some("psk".into())))
+        );
+        assert_eq!(
+            stock.parse(&["set", &"c".repeat(16)]),
+            Err(OtError::InvalidArgs)
+        );
+        assert_eq!(stock.parse(&[]), Ok(Command::Table));
+        assert_eq!(stock.parse(&["help"]), Ok(Command::Help));
+        assert_eq!(
+            stock.parse(&["start"]),
+            Ok(Command::Start { verify_peer: true })
+        );
+        assert_eq!(
+            stock.parse(&["start", "false"]),
+            Ok(Command::Start { verify_peer: false })
+        );
+        assert_eq!(
+            stock.parse(&["start", "something_invalid"]),
+            Err(OtError::InvalidArgs)
+        );
+        assert_eq!(
+            stock.parse(&["connect", "nonsense"]),
+            Err(OtError::InvalidArgs)
+        );
+        assert_eq!(
+            stock.parse(&["connect", "fdde:ad00:beef::1", "5685"]),
+            Ok(Command::Connect {
+                peer: SocketAddrV6::new("fdde:ad00:beef::1".parse().unwrap(), 5685, 0, 0)
+            })
+        );
+        assert_eq!(stock.parse(&["get"]), Err(OtError::InvalidArgs));
+        assert_eq!(
+            stock.parse(&["post", "test/resource", "con", "Testing123"]),
+            Ok(Command::Request {
+                method: RequestType::Post,
+                uri: "test/resource".into(),
+                confirmable: true,
+                payload: b"Testing123".to_vec()
+            })
+        );
+        assert_eq!(stock.parse(&["isconnected"]), Err(OtError::InvalidCommand));
+        assert_eq!(stock.parse(&["frob"]), Err(OtError::InvalidCommand));
+        assert_eq!(
+            stock.commands(),
+            vec![
+                "connect",
+                "delete",
+                "disconnect",
+                "get",
+                "post",
+                "put",
+                "resource",
+                "set",
+                "start",
+                "stop",
+                "x509"
+            ]
+        );
+        assert!(psk.commands().contains(&"psk"));
+        assert!(!build("ncs-v2.2.0-workaround").commands().contains(&"psk"));
+    }
+
+    #[test]
+    fn dtls_config_from_build() {
+        let stock = build("ncs-v2.2.0");
+        assert_eq!(
+            dtls_config(&stock, &Credentials::None, true).unwrap_err(),
+            SetupError::NoSuite
+        );
+        let c = dtls_config(&stock, &Credentials::X509, true).unwrap();
+        assert_eq!(c.suites, vec![CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8]);
+        assert_eq!(c.ecjpake_backend, EcjpakeBackend::UncheckedAlt);
+        assert!(c.verify_peer && c.certificate.is_some() && c.trusted_roots.len() == 1);
+        // Parsed credentials take their share of the mbedtls heap.
+        let limit = c.heap_limit.unwrap();
+        assert!(limit < 10240 && limit > 5000, "{limit}");
+        let wa = dtls_config(&build("ncs-v2.2.0-workaround"), &Credentials::X509, false).unwrap();
+        assert_eq!(wa.ecjpake_backend, EcjpakeBackend::Mbedtls);
+        assert!(!wa.verify_peer);
+        assert_eq!(wa.heap_limit.unwrap(), limit + 15200 - 10240);
+        let p = dtls_config(
+            &build("ncs-v2.2.0-psk"),
+            &Credentials::Psk {
+                key: b"123".to_vec(),
+                identity: b"pskid".to_vec(),
+            },
+            true,
+        )
+        .unwrap();
+        assert_eq!(p.suites, vec![CipherSuite::PSK_WITH_AES_128_CCM_8]);
+        assert!(!p.verify_peer);
+        // The vendor's literal reading: mbedtls' list reaches the session.
+        let mut literal = stock.clone();
+        literal.suite_list = SuiteListSource::Mbedtls;
+        literal.ssl_ciphersuites = vec![
+            CipherSuite::ECJPAKE_WITH_AES_128_CCM_8,
+            CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8,
+        ];
+        assert_eq!(
+            dtls_config(&literal, &Credentials::X509, true)
+                .unwrap()
+                .suites,
+            literal.ssl_ciphersuites
+        );
+    }
+
+    fn serve_and_connect(p: &mut Pair, creds: &str) {
+        for n in 0..2 {
+            assert_eq!(p.run(n, creds), done());
+            assert_eq!(p.run(n, "start"), done());
+        }
+        assert_eq!(p.run(0, "resource test-resource"), done());
+        assert_eq!(p.run(0, "set hello"), done());
+        let target = format!("connect {}", addr(1).ip());
+        assert_eq!(p.run(1, &target), done());
+    }
+
+    #[test]
+    fn psk_connect_and_get() {
+        let mut p = Pair::new(&build("ncs-v2.2.0-psk"));
+        serve_and_connect(&mut p, "psk 123 pskid");
+        assert_eq!(p.lines[1], vec!["coaps connected"]);
+        assert!(
+            p.lines[0].is_empty(),
+            "the server prints no connect line: {:?}",
+            p.lines[0]
+        );
+        assert_eq!(p.run(1, "get test-resource"), done());
+        assert_eq!(
+            p.lines[0],
+            vec![
+                "coaps request from fdde:ad00:beef:0:1:2:3:2 GET",
+                "coaps response sent"
+            ]
+        );
+        assert_eq!(
+            p.lines[1][1],
+            "coaps response from fdde:ad00:beef:0:1:2:3:1 with payload: 68656c6c6f"
+        );
+        assert_eq!(p.run(1, "disconnect"), done());
+        p.advance(Duration::from_secs(3));
+        assert_eq!(p.lines[1].last().unwrap(), "coaps disconnected");
+        assert!(p.apps[1].transcripts().len() == 1);
+    }
+
+    #[test]
+    fn x509_on_stock_ncs_disconnects_with_illegal_parameter() {
+        let mut p = Pair::new(&build("ncs-v2.2.0"));
+        serve_and_connect(&mut p, "x509");
+        assert!(p.lines[1].is_empty());
+        p.advance(Duration::from_secs(3));
+        assert_eq!(p.lines[1], vec!["coaps disconnected"]);
+        let t = &p.apps[1].transcripts()[0];
+        let json = serde_json::to_string(t).unwrap();
+        assert!(
+            json.contains("ILLEGAL_PARAMETER") || json.contains("illegal_parameter"),
+            "{json}"
+        );
+    }
+
+    /// CONFIG_MBEDTLS_HEAP_SIZE against the engine's accounted handshake peak plus the parsed
+    /// credentials: without EC J-PAKE the default 10240 bytes are enough for X.509 in this
+    /// model; a heap that cannot hold the handshake ends it (internal_error -> disconnect).
+    #[test]
+    fn heap_size_limits_the_handshake() {
+        let mut b = build("ncs-v2.2.0-workaround");
+        b.heap_size = Some(10240);
+        let mut p = Pair::new(&b);
+        serve_and_connect(&mut p, "x509");
+        assert_eq!(p.lines[1], vec!["coaps connected"]);
+        let limit = dtls_config(&b, &Credentials::X509, true)
+            .unwrap()
+            .heap_limit
+            .unwrap();
+        for a in &p.apps {
+            if let Session::Active { conn, .. } = &a.session {
+                let peak = conn.peak_handshake_bytes();
+                assert!(peak > 4000 && peak < limit, "peak {peak} limit {limit}");
+            }
+        }
+        b.heap_size = Some(6144);
+        let mut p = Pair::new(&b);
+        serve_and_connect(&mut p, "x509");
+        p.advance(Duration::from_secs(3));
+        assert_eq!(p.lines[1], vec!["coaps disconnected"]);
+    }
+
+    #[test]
+    fn x509_with_workaround_connects_and_gets() {
+        let mut p = Pair::new(&build("ncs-v2.2.0-workaround"));
+        serve_and_connect(&mut p, "x509");
+        assert_eq!(p.lines[1], vec!["coaps connected"]);
+        assert_eq!(p.run(1, "get test-resource"), done());
+        assert!(
+            p.lines[1][1].starts_with("coaps response from"),
+            "{:?}",
+            p.lines[1]
+        );
+    }
+
+    #[test]
+    fn connect_without_credentials() {
+        let mut p = Pair::new(&build("ncs-v2.2.0"));
+        assert_eq!(
+            p.run(1, &format!("connect {}", addr(1).ip())),
+            CoapsResult::Error(vec![], OtError::InvalidState)
+        );
+        assert_eq!(p.run(1, "start"), done());
+        assert_eq!(
+            p.run(1, "start false"),
+            CoapsResult::Error(vec![], OtError::Already)
+        );
+        assert_eq!(
+            p.run(1, &format!("connect {}", addr(1).ip())),
+            CoapsResult::Error(vec![], OtError::InvalidArgs)
+        );
+        assert!(p.udp[1].sent.is_empty());
+        let mut up = Pair::new(&build("upstream"));
+        assert_eq!(up.run(1, "start"), done());
+        assert!(matches!(
+            up.run(1, &format!("connect {}", addr(1).ip())),
+            CoapsResult::AssertReset(l) if l[0].starts_with("assert failed at ")
+        ));
+    }
+}
