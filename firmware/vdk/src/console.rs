@@ -10,6 +10,8 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::thread;
 use std::time::Duration;
@@ -38,6 +40,8 @@ pub struct Console {
     _pty_slave: Option<OwnedFd>,
     link: Option<PathBuf>,
     restore_stdin: Option<Termios>,
+    /// Tells the PTY reader thread to let go of the master (see [`Console::close_port`]).
+    reader_stop: Option<Arc<AtomicBool>>,
 }
 
 impl Console {
@@ -61,7 +65,8 @@ impl Console {
         std::os::unix::fs::symlink(&slave_path, link)?;
         let master = File::from(pty.master);
         let reader = master.try_clone()?;
-        spawn_reader("vdk-pty-reader", reader, inputs)?;
+        let reader_stop = Arc::new(AtomicBool::new(false));
+        spawn_reader("vdk-pty-reader", reader, inputs, Some(reader_stop.clone()))?;
         let (writer, writer_done) = spawn_writer("vdk-pty-writer", master)?;
         Ok(Console {
             writer: Some(writer),
@@ -70,6 +75,7 @@ impl Console {
             _pty_slave: Some(pty.slave),
             link: Some(link.to_path_buf()),
             restore_stdin: None,
+            reader_stop: Some(reader_stop),
         })
     }
 
@@ -89,7 +95,7 @@ impl Console {
             }
             Err(_) => None, // a pipe or file: nothing to configure
         };
-        spawn_reader("vdk-stdin-reader", std::io::stdin(), inputs)?;
+        spawn_reader("vdk-stdin-reader", std::io::stdin(), inputs, None)?;
         let (writer, writer_done) = spawn_writer("vdk-stdout-writer", std::io::stdout())?;
         Ok(Console {
             writer: Some(writer),
@@ -98,6 +104,7 @@ impl Console {
             _pty_slave: None,
             link: None,
             restore_stdin,
+            reader_stop: None,
         })
     }
 
@@ -133,6 +140,28 @@ impl Console {
     }
 }
 
+impl Console {
+    /// Make the port vanish, as a DK's USB serial does when it re-enumerates: close every
+    /// descriptor of the PTY master (the runner's reads of the slave then fail) and remove the
+    /// link. The board keeps running; its output goes nowhere.
+    pub fn close_port(&mut self) {
+        // The writer thread drops its master descriptor when its queue closes.
+        self.close(Duration::from_millis(200));
+        if let Some(stop) = self.reader_stop.take() {
+            stop.store(true, Ordering::SeqCst);
+            // The reader is blocked in read() on the master; a byte written into the slave
+            // wakes it, it sees the flag and drops its descriptor.
+            if let Some(slave) = &self._pty_slave {
+                let _ = nix::unistd::write(slave, b"\0");
+            }
+        }
+        self._pty_slave = None;
+        if let Some(link) = self.link.take() {
+            let _ = std::fs::remove_file(link);
+        }
+    }
+}
+
 impl Drop for Console {
     fn drop(&mut self) {
         self.close(Duration::from_millis(500));
@@ -149,6 +178,7 @@ fn spawn_reader<R: Read + Send + 'static>(
     name: &str,
     mut source: R,
     inputs: Sender<Input>,
+    stop: Option<Arc<AtomicBool>>,
 ) -> std::io::Result<()> {
     thread::Builder::new()
         .name(name.into())
@@ -156,7 +186,12 @@ fn spawn_reader<R: Read + Send + 'static>(
         .spawn(move || {
             let mut buf = [0u8; READ_CHUNK];
             loop {
-                match source.read(&mut buf) {
+                let read = source.read(&mut buf);
+                if stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+                    // The port was closed on purpose: no ConsoleClosed (that ends a stdio board).
+                    return;
+                }
+                match read {
                     Ok(0) => {
                         let _ = inputs.send(Input::ConsoleClosed);
                         return;

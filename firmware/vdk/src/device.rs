@@ -14,6 +14,7 @@ use ot_hil_air::{AirClient, AirFrame};
 use crate::cli::{self, Cli, Context, Outcome};
 use crate::console::Console;
 use crate::control::ControlRequest;
+use crate::fault::{AfterFatal, CrashRequest, FaultState};
 use crate::firmware::{Application, Manifest, Profile};
 use crate::net::dataset::{DEFAULT_CHANNEL_MASK, SecurityPolicy};
 use crate::net::{ActiveDataset, Role, Stack};
@@ -88,6 +89,8 @@ pub struct Board {
     /// Settings in flash. Survive `reset`, erased by `factoryreset` and by flashing.
     settings: Option<Settings>,
     running: Option<Running>,
+    /// Injected faults (a hang, the uptime for fatal error lines).
+    fault: FaultState,
     /// The running image when it is the 802.15.4 sniffer firmware.
     sniffer: Option<SnifferApp>,
     out: Vec<u8>,
@@ -101,6 +104,7 @@ impl Board {
             image: None,
             settings: None,
             running: None,
+            fault: FaultState::default(),
             sniffer: None,
             out: Vec::new(),
         }
@@ -134,6 +138,7 @@ impl Board {
     fn boot(&mut self, now: Instant) {
         // Dropping the old stack releases its radio handle; the shared radio stays registered.
         self.running = None;
+        self.fault.booted(now);
         self.sniffer = None;
         let Some(manifest) = self.image.clone() else {
             return;
@@ -223,6 +228,9 @@ impl Board {
 
     /// Bytes from the console.
     pub fn handle_console(&mut self, bytes: &[u8], now: Instant) {
+        if self.fault.is_hung() {
+            return;
+        }
         if let Some(sniffer) = self.sniffer.as_mut() {
             sniffer.handle_console(bytes, &mut self.out);
             return;
@@ -243,6 +251,9 @@ impl Board {
 
     /// A frame from the radio.
     pub fn handle_air(&mut self, frame: &AirFrame, now: Instant) {
+        if self.fault.is_hung() {
+            return;
+        }
         if let Some(sniffer) = self.sniffer.as_mut() {
             sniffer.handle_air(frame, &mut self.out);
             return;
@@ -386,6 +397,9 @@ impl Board {
 
     /// Run due timers and print what they produced.
     pub fn poll(&mut self, now: Instant) {
+        if self.fault.is_hung() {
+            return;
+        }
         if let Some(r) = self.running.as_mut() {
             r.stack.poll(now);
             let lines = r.cli.poll(&mut r.stack, now);
@@ -396,6 +410,9 @@ impl Board {
 
     /// When [`Board::poll`] must run next.
     pub fn next_deadline(&self) -> Option<Instant> {
+        if self.fault.is_hung() {
+            return None;
+        }
         let r = self.running.as_ref()?;
         match (r.stack.next_deadline(), r.cli.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -456,6 +473,23 @@ impl Board {
                     Err(e) => format!("error {e}"),
                 }
             }
+            ("hang", "") => {
+                self.fault.hang();
+                "ok".to_string()
+            }
+            ("crash", arg) => match CrashRequest::parse(arg) {
+                Ok(request) => {
+                    let after =
+                        self.fault
+                            .fatal_error(self.image.as_ref(), request, now, &mut self.out);
+                    match after {
+                        AfterFatal::Reboot => self.boot(now),
+                        AfterFatal::Halt => self.fault.hang(),
+                    }
+                    "ok".to_string()
+                }
+                Err(e) => format!("error {e}"),
+            },
             ("reset", "") => {
                 self.reset(now);
                 "ok".to_string()
@@ -587,7 +621,13 @@ pub fn run_loop(
                 }
             }
             Ok(Input::Control(req)) => {
-                let reply = board.handle_control(&req.line, Instant::now());
+                // The console belongs to the loop, not the board: closing it is handled here.
+                let reply = if req.line == "close-console" {
+                    console.close_port();
+                    "ok".to_string()
+                } else {
+                    board.handle_control(&req.line, Instant::now())
+                };
                 let _ = req.reply.send(reply);
             }
             Ok(Input::Shutdown) => break,

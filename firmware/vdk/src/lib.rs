@@ -17,6 +17,7 @@ pub mod coaps;
 pub mod console;
 pub mod control;
 pub mod device;
+pub mod fault;
 pub mod firmware;
 pub mod net;
 pub mod ot_error;

@@ -1,0 +1,190 @@
+//! Injected board faults, requested over the control socket, so the runner's handling of boards
+//! that hang, crash or drop off the USB bus can be tested without real hardware:
+//!
+//! - `hang`: the firmware stops: no console echo or output, no radio, no timers. The process
+//!   stays and the control socket still answers, as a J-Link still reaches a hung chip; `reset`
+//!   or `flash` bring the board back.
+//! - `crash [code]`: a Zephyr fatal error (`k_fatal_error_reason` code, default 0 = CPU
+//!   exception). With `CONFIG_LOG` the kernel's lines are printed as Zephyr's log backend
+//!   formats them; then, as NCS's `CONFIG_RESET_ON_FATAL_ERROR` (default y) does, the board
+//!   reboots (boot banner again); with it set to n the system halts (a hang).
+//! - `close-console`: the PTY master is closed and the link removed; the runner's port read
+//!   fails as when a DK's USB re-enumerates. The firmware keeps running without a console.
+
+use std::time::{Duration, Instant};
+
+use crate::firmware::{KconfigValue, Manifest, Profile};
+use crate::shell;
+
+/// Zephyr's `k_fatal_error_reason` codes with the text `reason_to_str()` prints for them.
+const FATAL_REASONS: &[&str] = &[
+    "CPU exception",
+    "Unhandled interrupt",
+    "Stack overflow",
+    "Kernel oops",
+    "Kernel panic",
+];
+
+/// What a `crash` request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrashRequest {
+    /// `k_fatal_error_reason` code.
+    pub reason: u32,
+}
+
+impl CrashRequest {
+    /// `crash` arguments: empty or one reason code.
+    pub fn parse(arg: &str) -> Result<CrashRequest, String> {
+        let arg = arg.trim();
+        if arg.is_empty() {
+            return Ok(CrashRequest { reason: 0 });
+        }
+        arg.parse()
+            .map(|reason| CrashRequest { reason })
+            .map_err(|_| format!("crash takes a fatal error reason code, not {arg:?}"))
+    }
+
+    /// The text Zephyr prints for the reason (`Unknown error` beyond the known codes).
+    pub fn reason_text(&self) -> &'static str {
+        usize::try_from(self.reason)
+            .ok()
+            .and_then(|i| FATAL_REASONS.get(i).copied())
+            .unwrap_or("Unknown error")
+    }
+}
+
+/// What the board does after a fatal error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFatal {
+    Reboot,
+    Halt,
+}
+
+/// Fault state of one board: survives nothing but itself (a reboot clears a hang).
+#[derive(Debug, Default)]
+pub struct FaultState {
+    hung: bool,
+    booted_at: Option<Instant>,
+}
+
+impl FaultState {
+    /// The firmware (re)started.
+    pub fn booted(&mut self, now: Instant) {
+        self.hung = false;
+        self.booted_at = Some(now);
+    }
+
+    /// Stop the firmware until the next boot.
+    pub fn hang(&mut self) {
+        self.hung = true;
+    }
+
+    pub fn is_hung(&self) -> bool {
+        self.hung
+    }
+
+    /// Time since boot, as Zephyr's log timestamps count it.
+    fn uptime(&self, now: Instant) -> Duration {
+        self.booted_at
+            .map(|b| now.saturating_duration_since(b))
+            .unwrap_or_default()
+    }
+
+    /// Print what the firmware prints on a fatal error; returns what happens next.
+    pub fn fatal_error(
+        &self,
+        manifest: Option<&Manifest>,
+        request: CrashRequest,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> AfterFatal {
+        let Some(manifest) = manifest else {
+            return AfterFatal::Halt;
+        };
+        let k = &manifest.kconfig;
+        if manifest.profile == Profile::Ncs && k.bool("LOG") {
+            let stamp = log_timestamp(self.uptime(now));
+            let lines = [
+                format!(
+                    "{stamp} <err> os: >>> ZEPHYR FATAL ERROR {}: {} on CPU 0",
+                    request.reason,
+                    request.reason_text()
+                ),
+                // The shell thread runs the command that faulted.
+                format!("{stamp} <err> os: Current thread: 0x20003e48 (shell_uart)"),
+            ];
+            // Zephyr's log backend ends lines in "\r\n"; a fresh line first, as log output
+            // after a shell prompt starts with one.
+            shell::line(out, "");
+            for l in &lines {
+                shell::line(out, l);
+            }
+            if reset_on_fatal_error(manifest) {
+                shell::line(out, &format!("{stamp} <err> fatal_error: Resetting system"));
+            } else {
+                shell::line(out, &format!("{stamp} <err> fatal_error: Halting system"));
+            }
+        }
+        if reset_on_fatal_error(manifest) {
+            AfterFatal::Reboot
+        } else {
+            AfterFatal::Halt
+        }
+    }
+}
+
+/// NCS's `CONFIG_RESET_ON_FATAL_ERROR` is on unless a fragment turns it off.
+fn reset_on_fatal_error(manifest: &Manifest) -> bool {
+    !matches!(
+        manifest.kconfig.value("RESET_ON_FATAL_ERROR"),
+        Some(KconfigValue::Bool(false))
+    )
+}
+
+/// `[hh:mm:ss.mmm,uuu]` as Zephyr's log output formats an uptime.
+fn log_timestamp(uptime: Duration) -> String {
+    let total_us = uptime.as_micros();
+    let us = total_us % 1000;
+    let ms = (total_us / 1000) % 1000;
+    let s = (total_us / 1_000_000) % 60;
+    let m = (total_us / 60_000_000) % 60;
+    let h = total_us / 3_600_000_000;
+    format!("[{h:02}:{m:02}:{s:02}.{ms:03},{us:03}]")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_arguments() {
+        assert_eq!(CrashRequest::parse("").unwrap().reason, 0);
+        assert_eq!(
+            CrashRequest::parse(" 3 ").unwrap().reason_text(),
+            "Kernel oops"
+        );
+        assert_eq!(
+            CrashRequest::parse("9").unwrap().reason_text(),
+            "Unknown error"
+        );
+        assert!(CrashRequest::parse("boom").is_err());
+    }
+
+    #[test]
+    fn timestamps_as_zephyr_prints_them() {
+        assert_eq!(
+            log_timestamp(Duration::from_micros(3_723_004_005)),
+            "[01:02:03.004,005]"
+        );
+        assert_eq!(log_timestamp(Duration::ZERO), "[00:00:00.000,000]");
+    }
+
+    #[test]
+    fn a_hang_lasts_until_the_next_boot() {
+        let mut f = FaultState::default();
+        f.hang();
+        assert!(f.is_hung());
+        f.booted(Instant::now());
+        assert!(!f.is_hung());
+    }
+}
