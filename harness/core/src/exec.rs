@@ -175,6 +175,7 @@ impl Executor {
                             *attempt_timeout,
                         )
                         .await?;
+                    self.check_absent(&ctx, &run.window, &run.window)?;
                     if let Some(line) = run.output.iter().find(|l| until_re.is_match(l)) {
                         let line = line.clone();
                         timing.written = Some(run.written);

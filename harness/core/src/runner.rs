@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ot_hil_lab::flash::Flasher;
+use ot_hil_lab::partition::Partition;
 use tokio::sync::{Notify, Semaphore, mpsc};
 
 use crate::case::{Case, VariantExpectation};
@@ -29,8 +30,6 @@ pub const TAIL_LINES: usize = 15;
 pub enum RunError {
     #[error("failed to create the run directory: {0}")]
     RunDir(#[source] std::io::Error),
-    #[error("--partition {0}: expected K/N with 1 <= K <= N")]
-    Partition(String),
 }
 
 /// Where boards come from.
@@ -44,6 +43,18 @@ pub enum BoardSource {
         commands: Vec<String>,
         profile: Profile,
     },
+    /// Real DKs of a hardware map: allocated and locked per case, flashed with probe-rs (skipped
+    /// when the board already holds the image), console on the map's serial port.
+    Hardware(Box<HardwareBoards>),
+}
+
+/// What real boards need.
+#[derive(Debug, Clone)]
+pub struct HardwareBoards {
+    pub allocator: ot_hil_lab::lock::Allocator,
+    pub states: ot_hil_lab::flash::state::StateDir,
+    /// How long a case waits for busy boards.
+    pub allocate_timeout: Duration,
 }
 
 pub struct RunConfig {
@@ -63,15 +74,25 @@ pub struct Planned {
     pub variant: usize,
 }
 
-/// Every case × variant whose `case name@variant` contains `filter`, then the K-th of N partitions.
+/// Every case × variant whose `case@variant` contains `filter`; with a partition, only the cases
+/// of that slice (by case name, so all variants of a case run on the same host).
 pub fn plan(
     cases: &[Case],
     variants: &[Variant],
     filter: Option<&str>,
-    partition: Option<(usize, usize)>,
+    partition: Option<Partition>,
 ) -> Vec<Planned> {
+    let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+    let selected: Option<Vec<&str>> =
+        partition.map(|part| ot_hil_lab::partition::select(&names, part));
     let mut out = Vec::new();
     for (ci, c) in cases.iter().enumerate() {
+        if selected
+            .as_ref()
+            .is_some_and(|s| !s.contains(&c.name.as_str()))
+        {
+            continue;
+        }
         for (vi, v) in variants.iter().enumerate() {
             let id = format!("{}@{}", c.name, v.name);
             if filter.is_none_or(|f| id.contains(f)) {
@@ -82,29 +103,7 @@ pub fn plan(
             }
         }
     }
-    if let Some((k, n)) = partition {
-        out = out
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| i % n == k - 1)
-            .map(|(_, p)| p)
-            .collect();
-    }
     out
-}
-
-/// `K/N` -> (K, N).
-pub fn parse_partition(s: &str) -> Result<(usize, usize), RunError> {
-    let bad = || RunError::Partition(s.to_string());
-    let (k, n) = s.split_once('/').ok_or_else(bad)?;
-    let (k, n): (usize, usize) = (
-        k.trim().parse().map_err(|_| bad())?,
-        n.trim().parse().map_err(|_| bad())?,
-    );
-    if k == 0 || n == 0 || k > n {
-        return Err(bad());
-    }
-    Ok((k, n))
 }
 
 /// A pool of process boards: a case takes as many as it has nodes, all at once.
@@ -166,7 +165,7 @@ pub async fn run(
             free: Mutex::new((0..commands.len()).rev().collect()),
             returned: Notify::new(),
         }),
-        BoardSource::Virtual { .. } => None,
+        BoardSource::Virtual { .. } | BoardSource::Hardware(_) => None,
     };
     let jobs = config.jobs.max(1);
     let emit = |reporters: &mut [Box<dyn Reporter>], e: &RunEvent| {
@@ -296,6 +295,8 @@ struct CaseBoards {
     consoles: BTreeMap<String, Arc<Console>>,
     vdks: Vec<VirtualDk>,
     pooled: Vec<usize>,
+    /// Locks of real boards, released when dropped.
+    allocation: Option<ot_hil_lab::lock::Allocation>,
     hub: Option<ot_hil_air::Hub>,
 }
 
@@ -347,6 +348,7 @@ async fn run_one(shared: &RunShared, p: Planned, seq: usize) -> CaseResult {
         vdks: vec![],
         pooled: vec![],
         hub: None,
+        allocation: None,
     };
     let raw = match setup(
         shared,
@@ -488,6 +490,18 @@ async fn setup(
                 }
             }
         }
+        BoardSource::Hardware(hw) => {
+            setup_hardware(
+                hw,
+                case,
+                variant,
+                log_dir,
+                boards,
+                result,
+                config.ready_timeout,
+            )
+            .await?
+        }
         BoardSource::Processes { commands, profile } => {
             let Some(pool) = &shared.pool else {
                 return Err(infra("-", "no board pool".into()));
@@ -533,6 +547,137 @@ async fn setup(
         c.arm_crash_detection(true);
     }
     Ok(())
+}
+
+/// Allocate, lock, open and flash real boards for `case`.
+async fn setup_hardware(
+    hw: &HardwareBoards,
+    case: &Case,
+    variant: &Variant,
+    log_dir: &Path,
+    boards: &mut CaseBoards,
+    result: &mut CaseResult,
+    ready_timeout: Duration,
+) -> Result<(), RawOutcome> {
+    use ot_hil_lab::flash::{FirmwareImage, ProbeRsFlasher};
+    use ot_hil_lab::lock::NodeRequest;
+    let infra = |board: &str, reason: String| {
+        RawOutcome::Infra(InfraFailure {
+            board: board.to_string(),
+            step: None,
+            reason,
+        })
+    };
+    let profile = match variant.manifest.profile {
+        ot_hil_vdk::firmware::Profile::Ncs => ot_hil_lab::hwmap::Profile::Ncs,
+        ot_hil_vdk::firmware::Profile::Upstream => ot_hil_lab::hwmap::Profile::Upstream,
+    };
+    let image_path = real_image_path(variant).ok_or_else(|| {
+        infra(
+            "-",
+            format!("variant {} names no image (`[build] hex`)", variant.name),
+        )
+    })?;
+    let image = FirmwareImage::from_file(&variant.name, &image_path).map_err(|e| {
+        infra(
+            "-",
+            format!(
+                "image {} of variant {} not available: {e}",
+                image_path.display(),
+                variant.name
+            ),
+        )
+    })?;
+    let requests: Vec<NodeRequest> = case
+        .nodes
+        .iter()
+        .map(|n| NodeRequest {
+            node: n.clone(),
+            profile: Some(profile),
+            tags: vec![],
+            platform: None,
+        })
+        .collect();
+    let allocator = hw.allocator.clone();
+    let (name, timeout) = (case.name.clone(), hw.allocate_timeout);
+    let allocation =
+        tokio::task::spawn_blocking(move || allocator.allocate(&name, &requests, timeout))
+            .await
+            .map_err(|e| infra("-", format!("allocation task failed: {e}")))?
+            .map_err(|e| infra("-", e.to_string()))?;
+    let nodes: Vec<(String, ot_hil_lab::hwmap::Board)> = allocation
+        .nodes
+        .iter()
+        .map(|(n, b, _)| (n.clone(), b.clone()))
+        .collect();
+    boards.allocation = Some(allocation);
+    // Console first, then flash: the boot banner lands in this case's log.
+    for (node, board) in &nodes {
+        let log = log_dir.join(format!("{node}.log"));
+        let config = ConsoleConfig {
+            board: node.clone(),
+            profile: variant.profile.clone(),
+            banner: variant.manifest.banner.clone(),
+            log: Some(log.clone()),
+        };
+        let console = Console::open_serial(&board.port, board.baud, config)
+            .map_err(|e| infra(node, format!("{e} (board {})", board.id)))?;
+        console.note(&format!("board {} on {}", board.id, board.port.display()));
+        result.logs.insert(node.clone(), log);
+        boards.consoles.insert(node.clone(), Arc::new(console));
+    }
+    for (node, board) in &nodes {
+        let Some(console) = boards.consoles.get(node).cloned() else {
+            continue;
+        };
+        let before = console.shared().lock().prompts;
+        let mut flasher = ProbeRsFlasher::new(board, hw.states.clone())
+            .map_err(|e| infra(node, e.to_string()))?;
+        let image = image.clone();
+        console.note(&format!("flash {} ({})", image.variant, image.sha256));
+        let outcome = tokio::task::spawn_blocking(move || flasher.flash(&image))
+            .await
+            .map_err(|e| infra(node, format!("flash task failed: {e}")))?
+            .map_err(|e| infra(node, e.to_string()))?;
+        console.note(&format!("{outcome:?}"));
+        wait_ready(&console, before, ready_timeout).await?;
+    }
+    Ok(())
+}
+
+/// The real image of a variant: `[build] hex`, relative to the variants directory or to the
+/// repository root above it.
+fn real_image_path(variant: &Variant) -> Option<PathBuf> {
+    let hex = variant.manifest.build.as_ref()?.hex.clone()?;
+    if hex.is_absolute() {
+        return Some(hex);
+    }
+    let dir = variant.manifest.path.parent()?;
+    let candidates: Vec<PathBuf> = [
+        Some(dir.join(&hex)),
+        dir.parent()
+            .and_then(Path::parent)
+            .map(|root| root.join(&hex)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    candidates
+        .iter()
+        .find(|p| p.exists())
+        .cloned()
+        .or_else(|| candidates.last().cloned())
+}
+
+/// Wait until the board shows a prompt (counted after `before`: the prompt count before the
+/// flash or reset), pressing Enter now and then. The error says why, for people.
+pub async fn board_ready(console: &Console, before: u64, timeout: Duration) -> Result<(), String> {
+    match wait_ready(console, before, timeout).await {
+        Ok(()) => Ok(()),
+        Err(RawOutcome::Infra(i)) => Err(i.reason),
+        Err(RawOutcome::Failed(f)) => Err(f.crash.unwrap_or(f.expected)),
+        Err(RawOutcome::Passed) => Ok(()),
+    }
 }
 
 /// Wait until the board shows a prompt (counted after `before`), pressing Enter now and then.
@@ -610,6 +755,7 @@ async fn teardown(shared: &RunShared, boards: CaseBoards) {
         dk.stop().await;
     }
     drop(boards.hub);
+    drop(boards.allocation);
     if let Some(pool) = &shared.pool {
         if !boards.pooled.is_empty() {
             pool.give_back(boards.pooled);

@@ -284,3 +284,51 @@ fn busy_port_is_refused() {
         );
     });
 }
+
+#[test]
+fn hardware_map_boards_without_an_image_are_an_infrastructure_error() {
+    // A "real" board whose console is a PTY: allocation, locking and the console path run; the
+    // variant's image has not been built here, which must be an ERROR naming it, not a FAIL.
+    let (_master, slave) = serialport::TTYPort::pair().unwrap();
+    use serialport::SerialPort;
+    let port = slave.name().unwrap();
+    drop(slave);
+    let dir = tempfile::tempdir().unwrap();
+    let locks = tempfile::tempdir().unwrap();
+    let map = write(
+        dir.path(),
+        "lab.toml",
+        &format!(
+            "[[board]]\nid = \"dk-a\"\nplatform = \"nrf52840dk/nrf52840\"\nprobe = \"1366:1015:000683759358\"\nport = \"{port}\"\nprofile = \"ncs\"\n"
+        ),
+    );
+    let case = write(
+        dir.path(),
+        "one.toml",
+        "nodes = [\"dut\"]\n[[steps]]\nnode = \"dut\"\nsend = \"state\"\n",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new(EXE)
+        .args(["run", "--variant", "ncs-v2.2.0", "--variants-dir"])
+        .arg(variants_dir())
+        .arg("--hardware-map")
+        .arg(&map)
+        .arg("--out")
+        .arg(out.path())
+        .arg(&case)
+        .env("OT_HIL_LOCK_DIR", locks.path())
+        .env("OT_HIL_STATE_DIR", locks.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("ERROR one @ ncs-v2.2.0") && stdout.contains("not available"),
+        "{stdout}"
+    );
+}

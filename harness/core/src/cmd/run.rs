@@ -48,6 +48,9 @@ pub struct Cmd {
     /// Run only the K-th of N slices of the plan (for several hosts).
     #[arg(long, value_name = "K/N")]
     partition: Option<String>,
+    /// How long a case waits for busy real boards (locked by other runs).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    board_wait: Duration,
     /// How long a board may take to show its prompt after flashing.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     ready_timeout: Duration,
@@ -67,13 +70,19 @@ impl Cmd {
         let partition = self
             .partition
             .as_deref()
-            .map(runner::parse_partition)
-            .transpose()?;
+            .map(str::parse::<ot_hil_lab::partition::Partition>)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--partition: {e}"))?;
         let boards = if let Some(map) = &self.hardware_map {
-            anyhow::bail!(
-                "hardware map {}: real boards are not wired into the runner yet; run without --hardware-map for virtual boards",
-                map.display()
-            );
+            let map = ot_hil_lab::hwmap::HardwareMap::load_checked(map)?;
+            BoardSource::Hardware(Box::new(runner::HardwareBoards {
+                allocator: ot_hil_lab::lock::Allocator::new(
+                    map,
+                    ot_hil_lab::lock::LockDir::from_env(),
+                ),
+                states: ot_hil_lab::flash::state::StateDir::from_env(),
+                allocate_timeout: self.board_wait,
+            }))
         } else if !self.board_commands.is_empty() {
             let profile = Profile::by_name(&self.board_profile)
                 .with_context(|| format!("unknown profile {}", self.board_profile))?;
