@@ -71,6 +71,43 @@ pub struct CaseResult {
     /// Board logs written for this case.
     pub logs: BTreeMap<String, PathBuf>,
     pub steps: Vec<StepRecord>,
+    /// Earlier attempts of this case run (infrastructure retries, re-runs of failures), oldest
+    /// first; the fields above are the last attempt's.
+    pub attempts: Vec<AttemptRecord>,
+    /// Failed, then passed on a re-run (`--rerun-failures`).
+    pub flaky: bool,
+    /// Why the case is quarantined: its failure is reported but does not fail the run.
+    pub quarantined: Option<String>,
+}
+
+/// One earlier attempt of a case run.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRecord {
+    /// 1 = the first attempt.
+    pub attempt: u32,
+    pub outcome: Outcome,
+    #[serde(with = "duration_secs")]
+    pub duration: Duration,
+    pub reason: Option<String>,
+    pub failure: Option<Failure>,
+    pub infra: Option<InfraFailure>,
+    pub tails: BTreeMap<String, Vec<String>>,
+    pub logs: BTreeMap<String, PathBuf>,
+}
+
+impl AttemptRecord {
+    pub fn of(attempt: u32, r: &CaseResult) -> AttemptRecord {
+        AttemptRecord {
+            attempt,
+            outcome: r.outcome,
+            duration: r.duration,
+            reason: r.reason.clone(),
+            failure: r.failure.clone(),
+            infra: r.infra.clone(),
+            tails: r.tails.clone(),
+            logs: r.logs.clone(),
+        }
+    }
 }
 
 mod duration_secs {
@@ -89,11 +126,36 @@ pub struct Summary {
     #[serde(with = "duration_secs")]
     pub duration: Duration,
     pub interrupted: bool,
+    /// Cases that failed and then passed on a re-run (counted as PASS too).
+    pub flaky: usize,
+    /// Cases that needed more than one attempt (infrastructure retries or re-runs).
+    pub retried: usize,
+    /// FAIL or XPASS results of quarantined cases (counted in `counts` too).
+    pub quarantined_failures: usize,
+    /// ERROR results of quarantined cases (counted in `counts` too).
+    pub quarantined_errors: usize,
 }
 
 impl Summary {
     pub fn count(&self, o: Outcome) -> usize {
         self.counts.get(&o).copied().unwrap_or(0)
+    }
+
+    /// Count what `counts` does not show: flaky, retried and quarantined results.
+    pub fn note(&mut self, r: &CaseResult) {
+        if r.flaky {
+            self.flaky += 1;
+        }
+        if !r.attempts.is_empty() {
+            self.retried += 1;
+        }
+        if r.quarantined.is_some() {
+            match r.outcome {
+                Outcome::Fail | Outcome::Xpass => self.quarantined_failures += 1,
+                Outcome::Error => self.quarantined_errors += 1,
+                Outcome::Pass | Outcome::Xfail | Outcome::Skip => {}
+            }
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod events;
 pub mod exec;
 pub mod profile;
 pub mod report;
+pub mod resilience;
 pub mod runner;
 pub mod variants;
 pub mod virtual_lab;

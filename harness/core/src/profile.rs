@@ -54,10 +54,10 @@ impl Profile {
         match m.profile {
             FirmwareProfile::Ncs => {
                 let mut p = Profile::ncs();
-                if let Some(prompt) = m.kconfig.string("SHELL_PROMPT_UART") {
-                    if !prompt.is_empty() {
-                        p.prompts = vec![prompt];
-                    }
+                if let Some(prompt) = m.kconfig.string("SHELL_PROMPT_UART")
+                    && !prompt.is_empty()
+                {
+                    p.prompts = vec![prompt];
                 }
                 p.echo = m.kconfig.value("SHELL_ECHO_STATUS").is_none()
                     || m.kconfig.bool("SHELL_ECHO_STATUS");

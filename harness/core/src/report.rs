@@ -101,10 +101,10 @@ impl<W: Write + Send> Reporter for ProgressReporter<W> {
                     for line in failure_text(r).lines() {
                         writeln!(self.out, "           {line}")?;
                     }
-                } else if matches!(r.outcome, Outcome::Xfail | Outcome::Skip) {
-                    if let Some(reason) = &r.reason {
-                        writeln!(self.out, "           {reason}")?;
-                    }
+                } else if matches!(r.outcome, Outcome::Xfail | Outcome::Skip)
+                    && let Some(reason) = &r.reason
+                {
+                    writeln!(self.out, "           {reason}")?;
                 }
                 self.results
                     .push((r.case.clone(), r.variant.clone(), r.outcome));

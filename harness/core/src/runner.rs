@@ -138,6 +138,7 @@ impl ProcessPool {
 
 struct RunShared {
     config: RunConfig,
+    options: crate::resilience::RunOptions,
     run_dir: tempfile::TempDir,
     pool: Option<ProcessPool>,
 }
@@ -150,6 +151,18 @@ enum Msg {
 /// Run `plan`; `interrupt` resolves on Ctrl-C. Reporters always see `RunFinished`.
 pub async fn run(
     config: RunConfig,
+    plan: Vec<Planned>,
+    reporters: &mut [Box<dyn Reporter>],
+    interrupt: impl Future<Output = ()>,
+) -> Result<Summary, RunError> {
+    let options = crate::resilience::RunOptions::default();
+    run_with_options(config, options, plan, reporters, interrupt).await
+}
+
+/// [`run`] with retries, re-runs, quarantine and air faults as `options` say.
+pub async fn run_with_options(
+    config: RunConfig,
+    options: crate::resilience::RunOptions,
     plan: Vec<Planned>,
     reporters: &mut [Box<dyn Reporter>],
     interrupt: impl Future<Output = ()>,
@@ -186,6 +199,7 @@ pub async fn run(
     );
     let shared = Arc::new(RunShared {
         config,
+        options,
         run_dir,
         pool,
     });
@@ -201,7 +215,10 @@ pub async fn run(
                 return;
             };
             let _ = tx.send(Msg::Started(seq));
-            let result = run_one(&shared, p, seq).await;
+            let result = crate::resilience::run_attempts(&shared.options, |attempt| {
+                run_one(&shared, p, seq, attempt)
+            })
+            .await;
             let _ = tx.send(Msg::Finished(seq, Box::new(result)));
         });
     }
@@ -224,6 +241,7 @@ pub async fn run(
                 Some(Msg::Finished(seq, result)) => {
                     if let Some(s) = state.get_mut(seq) { *s = 2; }
                     *summary.counts.entry(result.outcome).or_default() += 1;
+                    summary.note(&result);
                     emit(reporters, &RunEvent::CaseFinished(result));
                 }
                 None => break,
@@ -238,6 +256,7 @@ pub async fn run(
                     if let Msg::Finished(seq, result) = msg {
                         if let Some(s) = state.get_mut(seq) { *s = 2; }
                         *summary.counts.entry(result.outcome).or_default() += 1;
+                        summary.note(&result);
                         emit(reporters, &RunEvent::CaseFinished(result));
                     }
                 }
@@ -253,6 +272,7 @@ pub async fn run(
                     let result = CaseResult {
                         case, variant, path, outcome, duration: Duration::ZERO, reason: Some(reason.into()),
                         failure: None, infra: None, tails: BTreeMap::new(), logs: BTreeMap::new(), steps: vec![],
+                        attempts: vec![], flaky: false, quarantined: None,
                     };
                     *summary.counts.entry(outcome).or_default() += 1;
                     emit(reporters, &RunEvent::CaseFinished(Box::new(result)));
@@ -300,7 +320,7 @@ struct CaseBoards {
     hub: Option<ot_hil_air::Hub>,
 }
 
-async fn run_one(shared: &RunShared, p: Planned, seq: usize) -> CaseResult {
+async fn run_one(shared: &RunShared, p: Planned, seq: usize, attempt: u32) -> CaseResult {
     let config = &shared.config;
     let (Some(case), Some(variant)) = (config.cases.get(p.case), config.variants.get(p.variant))
     else {
@@ -317,6 +337,9 @@ async fn run_one(shared: &RunShared, p: Planned, seq: usize) -> CaseResult {
             tails: BTreeMap::new(),
             logs: BTreeMap::new(),
             steps: vec![],
+            attempts: vec![],
+            flaky: false,
+            quarantined: None,
         };
     };
     let started = Instant::now();
@@ -332,17 +355,23 @@ async fn run_one(shared: &RunShared, p: Planned, seq: usize) -> CaseResult {
         tails: BTreeMap::new(),
         logs: BTreeMap::new(),
         steps: vec![],
+        attempts: vec![],
+        flaky: false,
+        quarantined: None,
     };
     if let Some(VariantExpectation::Skip { reason }) = case.expectation(&variant.name) {
         result.outcome = Outcome::Skip;
         result.reason = Some(reason.clone());
         return result;
     }
-    let log_dir = config
+    let mut log_dir = config
         .out_dir
         .join("logs")
         .join(&case.name)
         .join(&variant.name);
+    if attempt > 1 {
+        log_dir = log_dir.join(format!("attempt-{attempt}"));
+    }
     let mut boards = CaseBoards {
         consoles: BTreeMap::new(),
         vdks: vec![],
@@ -354,7 +383,7 @@ async fn run_one(shared: &RunShared, p: Planned, seq: usize) -> CaseResult {
         shared,
         case,
         variant,
-        seq,
+        (seq, attempt),
         &log_dir,
         &mut boards,
         &mut result,
@@ -366,6 +395,19 @@ async fn run_one(shared: &RunShared, p: Planned, seq: usize) -> CaseResult {
             let mut exec = Executor::new(boards.consoles.clone());
             let mut raw = RawOutcome::Passed;
             for (i, step) in case.steps.iter().enumerate() {
+                if let Err(e) = crate::resilience::inject_board_faults(
+                    case,
+                    i,
+                    attempt,
+                    &boards.vdks,
+                    &boards.consoles,
+                    config.ready_timeout,
+                )
+                .await
+                {
+                    raw = RawOutcome::Infra(e);
+                    break;
+                }
                 match exec.run_step(i, step).await {
                     Ok(t) => result.steps.push(StepRecord {
                         index: i,
@@ -411,7 +453,7 @@ async fn setup(
     shared: &RunShared,
     case: &Case,
     variant: &Variant,
-    seq: usize,
+    (seq, attempt): (usize, u32),
     log_dir: &Path,
     boards: &mut CaseBoards,
     result: &mut CaseResult,
@@ -426,12 +468,17 @@ async fn setup(
     };
     match &config.boards {
         BoardSource::Virtual { vdk } => {
-            let dir = shared.run_dir.path().join(format!("c{seq}"));
+            let dir = shared.run_dir.path().join(if attempt > 1 {
+                format!("c{seq}a{attempt}")
+            } else {
+                format!("c{seq}")
+            });
             std::fs::create_dir_all(&dir)
                 .map_err(|e| infra("-", format!("failed to create {}: {e}", dir.display())))?;
             // Each case run has its own air: cases running at once (same channel, same PAN)
             // must not hear each other, any more than two runs may.
-            let hub = ot_hil_air::Hub::start(&dir).map_err(|e| {
+            let seed = crate::resilience::air_seed(&case.faults, &shared.options, attempt);
+            let hub = ot_hil_air::Hub::start_seeded(&dir, seed).map_err(|e| {
                 infra(
                     "-",
                     format!("failed to start the air hub in {}: {e}", dir.display()),
@@ -459,6 +506,14 @@ async fn setup(
                 boards.consoles.insert(node.clone(), Arc::new(console));
                 boards.vdks.push(dk);
             }
+            crate::resilience::apply_air_faults(
+                &hub,
+                &case.faults,
+                &shared.options,
+                &dir,
+                &boards.vdks,
+            )
+            .map_err(RawOutcome::Infra)?;
             boards.hub = Some(hub);
             let mut flashes = Vec::new();
             for dk in &boards.vdks {
@@ -756,10 +811,10 @@ async fn teardown(shared: &RunShared, boards: CaseBoards) {
     }
     drop(boards.hub);
     drop(boards.allocation);
-    if let Some(pool) = &shared.pool {
-        if !boards.pooled.is_empty() {
-            pool.give_back(boards.pooled);
-        }
+    if let Some(pool) = &shared.pool
+        && !boards.pooled.is_empty()
+    {
+        pool.give_back(boards.pooled);
     }
 }
 

@@ -45,6 +45,8 @@ struct RawCase {
     variants: BTreeMap<Spanned<String>, Spanned<RawVariant>>,
     #[serde(default)]
     steps: Vec<Spanned<RawStep>>,
+    #[serde(default)]
+    faults: super::faults::RawFaults,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -270,20 +272,27 @@ pub fn load_case(path: &Path, options: &LoadOptions) -> Result<Case, CaseError> 
     }
 
     check_ids_and_variables(&steps, &mut problems);
+    let faults = super::faults::validate(
+        raw.faults,
+        &|offset| src.location(offset),
+        &nodes,
+        &steps,
+        &mut problems,
+    );
 
     let mut variants = BTreeMap::new();
     for (name, raw_variant) in raw.variants {
-        if let Some(known) = &options.known_variants {
-            if !known.contains(name.get_ref()) {
-                let list = known.iter().cloned().collect::<Vec<_>>().join(", ");
-                problems.push(src.problem(
-                    &name,
-                    format!(
-                        "unknown firmware variant `{}` (known: {list})",
-                        name.get_ref()
-                    ),
-                ));
-            }
+        if let Some(known) = &options.known_variants
+            && !known.contains(name.get_ref())
+        {
+            let list = known.iter().cloned().collect::<Vec<_>>().join(", ");
+            problems.push(src.problem(
+                &name,
+                format!(
+                    "unknown firmware variant `{}` (known: {list})",
+                    name.get_ref()
+                ),
+            ));
         }
         if let Some(expectation) = validate_variant(&src, &raw_variant, &steps, &mut problems) {
             variants.insert(name.into_inner(), expectation);
@@ -304,6 +313,7 @@ pub fn load_case(path: &Path, options: &LoadOptions) -> Result<Case, CaseError> 
         nodes,
         steps,
         variants,
+        faults,
     })
 }
 
@@ -558,13 +568,13 @@ fn parse_result(
         },
         None => None,
     };
-    if let (Some(c), Some(n)) = (code, by_name) {
-        if c != n {
-            return bad(
-                problems,
-                format!("code {} is {}, not {}", c.code(), c.name(), n.name()),
-            );
-        }
+    if let (Some(c), Some(n)) = (code, by_name)
+        && c != n
+    {
+        return bad(
+            problems,
+            format!("code {} is {}, not {}", c.code(), c.name(), n.name()),
+        );
     }
     Some(ResultExpectation::Error {
         code: code.map(|e| e.code()),
@@ -649,10 +659,10 @@ fn validate_step(
     };
 
     let id = raw.id.as_ref().map(|s| s.get_ref().clone());
-    if let Some(s) = &raw.id {
-        if !is_name(s.get_ref()) {
-            problems.push(src.problem(s, "bad step id (letters, digits, `-`, `_`)"));
-        }
+    if let Some(s) = &raw.id
+        && !is_name(s.get_ref())
+    {
+        problems.push(src.problem(s, "bad step id (letters, digits, `-`, `_`)"));
     }
     let absent: Vec<Pattern> = raw
         .absent
@@ -812,13 +822,13 @@ fn check_ids_and_variables(steps: &[Step], problems: &mut Vec<Problem>) {
     let mut ids = BTreeSet::new();
     let mut defined: BTreeSet<VarRef> = BTreeSet::new();
     for step in steps {
-        if let Some(id) = &step.id {
-            if !ids.insert(id.clone()) {
-                problems.push(Problem {
-                    location: step.location.clone(),
-                    message: format!("step id `{id}` used twice"),
-                });
-            }
+        if let Some(id) = &step.id
+            && !ids.insert(id.clone())
+        {
+            problems.push(Problem {
+                location: step.location.clone(),
+                message: format!("step id `{id}` used twice"),
+            });
         }
         let mut used: Vec<&VarRef> = Vec::new();
         match &step.action {

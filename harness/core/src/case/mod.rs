@@ -4,6 +4,7 @@
 //! validated domain types here, so every later stage works with nodes that exist, regexes that
 //! compile and variables that are captured before they are read.
 
+pub mod faults;
 mod load;
 pub mod template;
 
@@ -87,6 +88,8 @@ pub struct Case {
     pub steps: Vec<Step>,
     /// Per-variant expectations (variants not named here are expected to pass).
     pub variants: BTreeMap<String, VariantExpectation>,
+    /// Injected air and board faults (`[faults]`).
+    pub faults: faults::CaseFaults,
 }
 
 impl Case {

@@ -475,21 +475,21 @@ async fn read_loop(
                             shared.crash_armed.load(Ordering::SeqCst),
                         );
                         let index = st.lines.push(text, truncated, at);
-                        if fault.is_none() {
-                            if let Some(reason) = crash {
-                                fault = Some(BoardFault::Crashed {
-                                    reason,
-                                    line: Some(index),
-                                });
-                            }
+                        if fault.is_none()
+                            && let Some(reason) = crash
+                        {
+                            fault = Some(BoardFault::Crashed {
+                                reason,
+                                line: Some(index),
+                            });
                         }
                     }
                 }
             }
-            if let Some(f) = fault {
-                if st.fault.is_none() {
-                    st.fault = Some(f);
-                }
+            if let Some(f) = fault
+                && st.fault.is_none()
+            {
+                st.fault = Some(f);
             }
         }
         shared.notify();
