@@ -16,10 +16,10 @@ def main():
     link, command, count, delay = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     fd = os.open(link, os.O_RDWR | os.O_NOCTTY)
     child = pexpect.fdpexpect.fdspawn(fd, timeout=10)
-    if delay != "none":
-        child.delaybeforesend = float(delay)
-    else:
-        child.delaybeforesend = None
+    # pexpect's pty `spawn.send` sleeps `delaybeforesend` (default 0.05 s) before each write;
+    # `fdspawn.send` (used here to open the board's PTY link like a serial port) skips it, so the
+    # same rule is applied by hand.
+    child.delaybeforesend = None if delay == "none" else float(delay)
     # Drain whatever the board printed before (banner, prompt).
     child.sendline("")
     time.sleep(0.2)
@@ -30,6 +30,8 @@ def main():
     samples = []
     for _ in range(count):
         start = time.perf_counter()
+        if child.delaybeforesend:
+            time.sleep(child.delaybeforesend)
         child.sendline(command)
         child.expect_exact("Done")
         samples.append((time.perf_counter() - start) * 1e6)
