@@ -253,11 +253,26 @@ impl CoapsBuild {
 // -- credentials and the DTLS configuration -----------------------------------------------------
 
 /// What `coaps psk` / `coaps x509` configured (`Dtls::mCipherSuites[0]` and its inputs).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Credentials {
     None,
     Psk { key: Vec<u8>, identity: Vec<u8> },
     X509,
+}
+
+impl std::fmt::Debug for Credentials {
+    // The key stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::None => f.write_str("None"),
+            Credentials::Psk { identity, .. } => write!(
+                f,
+                "Psk {{ identity: {:?}, .. }}",
+                String::from_utf8_lossy(identity)
+            ),
+            Credentials::X509 => f.write_str("X509"),
+        }
+    }
 }
 
 /// Why the session could not be set up (`Dtls::Setup` returning an mbedtls error).
@@ -1419,6 +1434,42 @@ mod tests {
                 .suites,
             literal.ssl_ciphersuites
         );
+    }
+
+    #[test]
+    fn model_symbols_feed_the_selection_rule() {
+        let k = Kconfig::parse(
+            Path::new("literal.conf"),
+            "CONFIG_VDK_COAPS_SUITE_LIST=\"mbedtls\"\n\
+             CONFIG_VDK_DTLS_SUITE_PREFERENCE=\"client\"\n\
+             CONFIG_VDK_DTLS_ECJPAKE_NEEDS_KKPP=n\n\
+             CONFIG_MBEDTLS_ECJPAKE_ALT=n\n\
+             CONFIG_MBEDTLS_SSL_CIPHERSUITES=\"MBEDTLS_TLS_ECJPAKE_WITH_AES_128_CCM_8, MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8,TLS-PSK-WITH-AES-128-CCM-8\"\n",
+        )
+        .unwrap();
+        assert!(k.warnings().is_empty(), "{:?}", k.warnings());
+        let b = CoapsBuild::from_kconfig(Profile::Ncs, &k);
+        assert_eq!(b.unknown_ciphersuites, vec!["TLS-PSK-WITH-AES-128-CCM-8"]);
+        let c = dtls_config(&b, &Credentials::X509, true).unwrap();
+        assert_eq!(
+            c.suites,
+            vec![
+                CipherSuite::ECJPAKE_WITH_AES_128_CCM_8,
+                CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8
+            ]
+        );
+        assert_eq!(c.preference, SuitePreference::Client);
+        assert!(!c.ecjpake_requires_extension_and_password);
+        assert_eq!(c.ecjpake_backend, EcjpakeBackend::Mbedtls);
+        // The defaults are the evidence model.
+        let d = dtls_config(&build("ncs-v2.2.0"), &Credentials::X509, true).unwrap();
+        assert_eq!(d.preference, SuitePreference::Server);
+        assert!(d.ecjpake_requires_extension_and_password);
+        let psk = Credentials::Psk {
+            key: b"secret".to_vec(),
+            identity: b"id".to_vec(),
+        };
+        assert!(!format!("{psk:?}").contains("secret"));
     }
 
     fn serve_and_connect(p: &mut Pair, creds: &str) {
