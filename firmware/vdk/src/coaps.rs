@@ -501,6 +501,12 @@ impl CoapsBuild {
             "start" => match arg(0) {
                 None | Some("true") => Ok(Command::Start { verify_peer: true }),
                 Some("false") => Ok(Command::Start { verify_peer: false }),
+                // OpenThread 2024 also takes a maximum number of connection attempts (not
+                // modelled beyond parsing: the session behaves as with no limit).
+                Some(n) if self.state_commands => {
+                    parse_u16(n)?;
+                    Ok(Command::Start { verify_peer: true })
+                }
                 Some(_) => Err(OtError::InvalidArgs),
             },
             "stop" => Ok(Command::Stop),
@@ -1371,6 +1377,17 @@ mod tests {
             })
         );
         assert_eq!(stock.parse(&["isconnected"]), Err(OtError::InvalidCommand));
+        assert_eq!(stock.parse(&["start", "3"]), Err(OtError::InvalidArgs));
+        let up = build("upstream");
+        assert_eq!(
+            up.parse(&["start", "3"]),
+            Ok(Command::Start { verify_peer: true })
+        );
+        assert_eq!(
+            up.parse(&["start", "something_invalid"]),
+            Err(OtError::InvalidArgs)
+        );
+        assert_eq!(up.parse(&["isconnected"]), Ok(Command::IsConnected));
         assert_eq!(stock.parse(&["frob"]), Err(OtError::InvalidCommand));
         assert_eq!(
             stock.commands(),
