@@ -7,6 +7,7 @@
 //! typed [`events`] that the reporters ([`report`]) turn into progress lines, JUnit XML and a JSON
 //! results file.
 
+pub mod air;
 pub mod case;
 pub mod check;
 pub mod console;

@@ -1,0 +1,269 @@
+//! One sniffer capture, sans-IO: sniffer lines in; a pcap file, decoder counters, a CoAP log and
+//! one DTLS transcript per connection out. Memory stays bounded whatever the capture's length:
+//! frames go straight to the pcap writer, the decoder keeps only reassembly state, and
+//! transcripts, connections and log lines are capped (what is cut is counted).
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::net::SocketAddrV6;
+
+use ot_hil_dtls::{Direction, Transcript, TranscriptBuilder};
+use ot_hil_wire::decode::{DecodeStats, Decoder, UdpDatagram};
+use ot_hil_wire::pcap::PcapWriter;
+use ot_hil_wire::sniffer::{self, SnifferFrame};
+
+/// CoAP Secure (RFC 7252 §6.2): the server side of a DTLS connection.
+pub const COAPS_PORT: u16 = 5684;
+pub const COAP_PORT: u16 = 5683;
+/// Records kept per connection (a handshake is about 20).
+pub const MAX_RECORDS: usize = 512;
+/// Connections tracked per capture.
+pub const MAX_CONNECTIONS: usize = 64;
+/// CoAP log lines kept (the most recent).
+pub const MAX_LOG_LINES: usize = 200;
+
+/// Counters for the case report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CaptureStats {
+    /// Lines read from the sniffer.
+    pub lines: u64,
+    /// Blank lines, echo, prompts, anything that is not a frame line.
+    pub ignored_lines: u64,
+    /// Frame lines that did not parse (odd hex, out-of-range fields, too short).
+    pub bad_lines: u64,
+    /// Frames captured.
+    pub frames: u64,
+    /// UDP datagrams to or from the CoAPS port.
+    pub dtls_datagrams: u64,
+    /// CoAP datagrams decoded for the log.
+    pub coap_messages: u64,
+    /// Datagrams on the CoAPS port beyond the connection cap, or records beyond the record cap.
+    pub dropped_records: u64,
+    /// Frames the pcap writer refused (e.g. disk full); the first error is kept in `pcap_error`.
+    pub pcap_errors: u64,
+    /// The decoder's counters (bad MIC, undecodable, unknown source, missing fragments...).
+    pub decode: DecodeStats,
+}
+
+impl CaptureStats {
+    /// `key=value` pairs for reports.
+    pub fn summary(&self) -> String {
+        let d = &self.decode;
+        format!(
+            "lines={} ignored_lines={} bad_lines={} frames={} decrypted={} bad_mic={} unknown_source={} undecodable={} duplicates={} datagrams={} missing_fragments={} expired_reassemblies={} dtls_datagrams={} coap_messages={} dropped_records={} pcap_errors={}",
+            self.lines,
+            self.ignored_lines,
+            self.bad_lines,
+            self.frames,
+            d.decrypted,
+            d.bad_mic,
+            d.unknown_source,
+            d.undecodable,
+            d.duplicates,
+            d.datagrams,
+            d.reassembly.missing_fragments,
+            d.reassembly.expired,
+            self.dtls_datagrams,
+            self.coap_messages,
+            self.dropped_records,
+            self.pcap_errors,
+        )
+    }
+}
+
+/// One DTLS connection seen on the air: client address/port <-> server address/5684.
+#[derive(Debug)]
+pub struct Connection {
+    pub client: SocketAddrV6,
+    pub server: SocketAddrV6,
+    builder: TranscriptBuilder,
+    records: usize,
+}
+
+impl Connection {
+    pub fn transcript(&self) -> &Transcript {
+        self.builder.transcript()
+    }
+}
+
+/// See the module documentation.
+pub struct Capture {
+    decoder: Option<Decoder>,
+    pcap: Option<PcapWriter<Box<dyn Write + Send>>>,
+    channel: u8,
+    connections: Vec<Connection>,
+    log: VecDeque<String>,
+    stats: CaptureStats,
+    last_timestamp_us: u64,
+    /// `finish` pushed its empty frame into the decoder.
+    finished: bool,
+    pub pcap_error: Option<String>,
+}
+
+impl Capture {
+    /// `network_key`: `None` captures without decrypting. `pcap`: where frames are written.
+    pub fn new(
+        channel: u8,
+        network_key: Option<[u8; 16]>,
+        mesh_local_prefix: [u8; 8],
+        pcap: Option<PcapWriter<Box<dyn Write + Send>>>,
+    ) -> Capture {
+        Capture {
+            decoder: network_key.map(|k| Decoder::new(k, 0, mesh_local_prefix)),
+            pcap,
+            channel,
+            connections: Vec::new(),
+            log: VecDeque::new(),
+            stats: CaptureStats::default(),
+            last_timestamp_us: 0,
+            finished: false,
+            pcap_error: None,
+        }
+    }
+
+    /// One line from the sniffer (without its line ending).
+    pub fn push_line(&mut self, line: &str) {
+        self.stats.lines += 1;
+        match sniffer::parse_line(line) {
+            Ok(Some(frame)) => self.push_frame(&frame),
+            Ok(None) => self.stats.ignored_lines += 1,
+            Err(_) => self.stats.bad_lines += 1,
+        }
+    }
+
+    /// One captured frame.
+    pub fn push_frame(&mut self, frame: &SnifferFrame) {
+        self.stats.frames += 1;
+        self.last_timestamp_us = self.last_timestamp_us.max(frame.timestamp_us);
+        if let Some(pcap) = self.pcap.as_mut()
+            && let Err(e) = pcap.write_frame(frame, self.channel)
+        {
+            self.stats.pcap_errors += 1;
+            self.pcap_error.get_or_insert(e.to_string());
+        }
+        let Some(decoder) = self.decoder.as_mut() else {
+            return;
+        };
+        if let Some(datagram) = decoder.push(frame) {
+            self.on_udp(&datagram);
+        }
+    }
+
+    fn on_udp(&mut self, d: &UdpDatagram) {
+        let (direction, client, server) = if d.dst.port() == COAPS_PORT {
+            (Direction::ClientToServer, d.src, d.dst)
+        } else if d.src.port() == COAPS_PORT {
+            (Direction::ServerToClient, d.dst, d.src)
+        } else {
+            if d.src.port() == COAP_PORT || d.dst.port() == COAP_PORT {
+                self.log_coap(d);
+            }
+            return;
+        };
+        self.stats.dtls_datagrams += 1;
+        let idx = match self
+            .connections
+            .iter()
+            .position(|c| c.client == client && c.server == server)
+        {
+            Some(i) => i,
+            None if self.connections.len() < MAX_CONNECTIONS => {
+                self.connections.push(Connection {
+                    client,
+                    server,
+                    builder: TranscriptBuilder::new(),
+                    records: 0,
+                });
+                self.connections.len() - 1
+            }
+            None => {
+                self.stats.dropped_records += 1;
+                return;
+            }
+        };
+        let Some(conn) = self.connections.get_mut(idx) else {
+            return;
+        };
+        if conn.records >= MAX_RECORDS {
+            self.stats.dropped_records += 1;
+            return;
+        }
+        conn.builder.observe(direction, &d.payload);
+        conn.records = conn.builder.transcript().entries.len();
+    }
+
+    fn log_coap(&mut self, d: &UdpDatagram) {
+        let text = match ot_hil_wire::coap::decode(&d.payload) {
+            Ok(p) => format!(
+                "{:?} {:?} mid={} /{} ({} B payload)",
+                p.header.get_type(),
+                p.header.code,
+                p.header.message_id,
+                ot_hil_wire::coap::uri_path(&p),
+                p.payload.len()
+            ),
+            Err(e) => format!("undecodable CoAP: {e}"),
+        };
+        self.stats.coap_messages += 1;
+        if self.log.len() >= MAX_LOG_LINES {
+            self.log.pop_front();
+        }
+        self.log.push_back(format!(
+            "{} [{}]:{} -> [{}]:{} {text}",
+            d.timestamp_us,
+            d.src.ip(),
+            d.src.port(),
+            d.dst.ip(),
+            d.dst.port()
+        ));
+    }
+
+    /// Connections in the order their first datagram was seen.
+    pub fn connections(&self) -> &[Connection] {
+        &self.connections
+    }
+
+    /// The most recent CoAP messages, one line each.
+    pub fn coap_log(&self) -> impl Iterator<Item = &String> {
+        self.log.iter()
+    }
+
+    pub fn stats(&self) -> CaptureStats {
+        let mut decode = self
+            .decoder
+            .as_ref()
+            .map(Decoder::stats)
+            .unwrap_or_default();
+        if self.finished {
+            decode.frames = decode.frames.saturating_sub(1);
+            decode.undecodable = decode.undecodable.saturating_sub(1);
+        }
+        CaptureStats {
+            decode,
+            ..self.stats
+        }
+    }
+
+    /// End of capture: partial datagrams still held count as missing fragments, and the pcap
+    /// is flushed.
+    pub fn finish(&mut self) {
+        if let Some(decoder) = self.decoder.as_mut() {
+            // The decoder expires reassembly on sniffer time; an empty frame past the timeout
+            // moves that time on (and counts as one undecodable frame, taken back below).
+            let later = self
+                .last_timestamp_us
+                .saturating_add(ot_hil_wire::decode::REASSEMBLY_TIMEOUT.as_micros() as u64 + 1);
+            if !self.finished {
+                let _ = decoder.push_psdu(later, &[]);
+                self.finished = true;
+            }
+        }
+        if let Some(pcap) = self.pcap.take() {
+            let mut w = pcap.into_inner();
+            if let Err(e) = w.flush() {
+                self.stats.pcap_errors += 1;
+                self.pcap_error.get_or_insert(e.to_string());
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Reading a sniffer board over its serial port (a real dongle/DK on /dev/ttyACM*, or a virtual
+//! one's PTY link): assert DTR (the firmware's shell stays silent until the host does), send the
+//! extcap script's start sequence, then feed every line to a [`Capture`] on a reader thread.
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ot_hil_wire::sniffer::{STOP_COMMANDS, start_commands};
+
+use super::{AirError, Capture};
+
+/// How long one read may block: the reader checks its stop flag this often.
+const READ_TIMEOUT: Duration = Duration::from_millis(20);
+/// Longest line kept; longer ones (no frame line is longer than ~300 chars) are cut and counted
+/// as bad lines by the parser.
+const MAX_LINE: usize = 4096;
+
+/// An open sniffer serial port.
+pub struct SnifferPort {
+    port: Box<dyn SerialLike>,
+    path: String,
+}
+
+/// What the reader needs from a port (a trait so tests can use any byte stream).
+pub trait SerialLike: Read + Write + Send {}
+impl<T: Read + Write + Send> SerialLike for T {}
+
+impl SnifferPort {
+    /// Open `path` (raw mode) with DTR asserted.
+    pub fn open(path: &str) -> Result<SnifferPort, AirError> {
+        let port_err = |message: String| AirError::Port {
+            path: path.to_string(),
+            message,
+        };
+        // CDC-ACM ignores the baud rate; 115200 is what older scripts used.
+        let mut port = serialport::new(path, 115_200)
+            .timeout(READ_TIMEOUT)
+            .open_native()
+            .map_err(|e| port_err(e.to_string()))?;
+        // A PTY has no modem lines (ENOTTY/EINVAL): nothing to assert there.
+        let _ = serialport::SerialPort::write_data_terminal_ready(&mut port, true);
+        Ok(SnifferPort {
+            port: Box::new(port),
+            path: path.to_string(),
+        })
+    }
+
+    /// Any byte stream (tests).
+    pub fn from_stream(stream: impl SerialLike + 'static, name: &str) -> SnifferPort {
+        SnifferPort {
+            port: Box::new(stream),
+            path: name.to_string(),
+        }
+    }
+}
+
+/// A capture in progress. Dropping it stops the reader thread.
+pub struct SnifferSession {
+    capture: Arc<Mutex<Capture>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Box<dyn SerialLike>>>,
+    path: String,
+}
+
+impl SnifferSession {
+    /// Send the start sequence for `channel` and read lines into `capture` until stopped.
+    pub fn start(
+        mut port: SnifferPort,
+        channel: u8,
+        capture: Capture,
+    ) -> Result<SnifferSession, AirError> {
+        let path = port.path.clone();
+        for cmd in start_commands(channel) {
+            port.port
+                .write_all(cmd.as_bytes())
+                .and_then(|_| port.port.flush())
+                .map_err(|e| AirError::Port {
+                    path: path.clone(),
+                    message: format!("writing {:?}: {e}", cmd.trim_end()),
+                })?;
+        }
+        let capture = Arc::new(Mutex::new(capture));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let capture = capture.clone();
+            let stop = stop.clone();
+            let mut stream = port.port;
+            std::thread::Builder::new()
+                .name("sniffer".into())
+                .spawn(move || {
+                    read_lines(&mut *stream, &stop, |line| {
+                        capture
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push_line(line)
+                    });
+                    stream
+                })
+                .map_err(|e| AirError::Port {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?
+        };
+        Ok(SnifferSession {
+            capture,
+            stop,
+            thread: Some(thread),
+            path,
+        })
+    }
+
+    /// Look at the capture while it runs (e.g. to print new transcripts).
+    pub fn with_capture<R>(&self, f: impl FnOnce(&mut Capture) -> R) -> R {
+        f(&mut self.capture.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Stop reading, put the radio to sleep, and hand back the finished capture.
+    pub fn stop(mut self) -> Capture {
+        self.stop_thread();
+        let capture = std::mem::replace(
+            &mut *self.capture.lock().unwrap_or_else(|e| e.into_inner()),
+            Capture::new(11, None, [0; 8], None),
+        );
+        let mut capture = capture;
+        capture.finish();
+        capture
+    }
+
+    fn stop_thread(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take()
+            && let Ok(mut stream) = t.join()
+        {
+            for cmd in STOP_COMMANDS {
+                // The board may already be gone; the capture is complete either way.
+                let _ = stream.write_all(cmd.as_bytes());
+            }
+            let _ = stream.flush();
+        }
+    }
+}
+
+impl Drop for SnifferSession {
+    fn drop(&mut self) {
+        self.stop_thread();
+    }
+}
+
+/// Read until `stop` is set or the stream ends or fails; call `on_line` per line (without `\r`/`\n`).
+pub fn read_lines(stream: &mut dyn Read, stop: &AtomicBool, mut on_line: impl FnMut(&str)) {
+    let mut buf = [0u8; 4096];
+    let mut line: Vec<u8> = Vec::with_capacity(256);
+    let mut prev = 0u8;
+    while !stop.load(Ordering::SeqCst) {
+        let n = match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            // EIO on a PTY whose board exited, or a USB device unplugged.
+            Err(_) => break,
+        };
+        for &b in buf.get(..n).unwrap_or(&[]) {
+            // `\r\n` ends one line; a lone `\r` or `\n` ends one too.
+            let ends = b == b'\r' || (b == b'\n' && prev != b'\r');
+            if ends {
+                on_line(&String::from_utf8_lossy(&line));
+                line.clear();
+            } else if b != b'\n' && line.len() < MAX_LINE {
+                line.push(b);
+            }
+            prev = b;
+        }
+    }
+    if !line.is_empty() {
+        on_line(&String::from_utf8_lossy(&line));
+    }
+}
