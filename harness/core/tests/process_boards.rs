@@ -45,6 +45,16 @@ struct Ran {
 
 /// Run each `(name, toml)` case on `boards` fake CLI processes.
 fn run(cases: &[(&str, &str)], boards: usize, jobs: usize) -> Ran {
+    run_on(cases, &fake_cli(), boards, jobs, Duration::from_secs(5))
+}
+
+fn run_on(
+    cases: &[(&str, &str)],
+    command: &str,
+    boards: usize,
+    jobs: usize,
+    ready_timeout: Duration,
+) -> Ran {
     let dir = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let v = variant(dir.path());
@@ -65,12 +75,12 @@ fn run(cases: &[(&str, &str)], boards: usize, jobs: usize) -> Ran {
         cases,
         variants,
         boards: BoardSource::Processes {
-            commands: vec![fake_cli(); boards],
+            commands: vec![command.to_string(); boards],
             profile: Profile::upstream(),
         },
         out_dir: out.path().to_path_buf(),
         jobs,
-        ready_timeout: Duration::from_secs(5),
+        ready_timeout,
     };
     let results = Arc::new(Mutex::new(Vec::new()));
     let mut reporters: Vec<Box<dyn Reporter>> = vec![
@@ -333,4 +343,23 @@ fn parallel_cases_share_the_board_pool() {
         ran.elapsed
     );
     let _: &PathBuf = &ran.results[0].path;
+}
+
+#[test]
+fn prompt_that_never_appears_is_an_infrastructure_error() {
+    // `cat` answers every Enter with an empty line but never prints a prompt.
+    let case = format!("{ONE_NODE}[[steps]]\nnode = \"dut\"\nsend = \"state\"\n");
+    let ran = run_on(&[("mute", &case)], "cat", 1, 1, Duration::from_millis(1200));
+    let r = &ran.results[0];
+    assert_eq!(r.outcome, Outcome::Error, "{r:#?}");
+    let infra = r.infra.as_ref().unwrap();
+    assert_eq!(infra.board, "dut");
+    assert!(
+        infra
+            .reason
+            .contains("prompt [\"> \"] never appeared within 1s 200ms"),
+        "{}",
+        infra.reason
+    );
+    assert!(r.duration < Duration::from_secs(3));
 }
