@@ -394,7 +394,38 @@ async fn run_one(shared: &RunShared, p: Planned, seq: usize, attempt: u32) -> Ca
         Ok(()) => {
             let mut exec = Executor::new(boards.consoles.clone());
             let mut raw = RawOutcome::Passed;
-            for (i, step) in case.steps.iter().enumerate() {
+            // The air witness (sniffer, handshake snapshots), when the case declares one.
+            let witness = match (&config.boards, &boards.hub) {
+                (BoardSource::Virtual { vdk }, Some(hub)) => {
+                    let variants_dir = variant.image.path.parent().unwrap_or(Path::new("."));
+                    crate::air::witness::Witness::start_virtual(
+                        case,
+                        vdk,
+                        hub.socket_path(),
+                        variants_dir,
+                        &log_dir,
+                    )
+                    .await
+                }
+                _ => Ok(None),
+            };
+            let witness = match witness {
+                Ok(w) => w,
+                Err(reason) => {
+                    raw = RawOutcome::Infra(InfraFailure {
+                        board: crate::air::witness::SNIFFER_BOARD.into(),
+                        step: None,
+                        reason,
+                    });
+                    None
+                }
+            };
+            let steps = if matches!(raw, RawOutcome::Passed) {
+                case.steps.as_slice()
+            } else {
+                &[]
+            };
+            for (i, step) in steps.iter().enumerate() {
                 if let Err(e) = crate::resilience::inject_board_faults(
                     case,
                     i,
@@ -431,14 +462,35 @@ async fn run_one(shared: &RunShared, p: Planned, seq: usize, attempt: u32) -> Ca
                     }
                 }
             }
+            if let Some(w) = witness {
+                let controls: Vec<(String, PathBuf)> = boards
+                    .vdks
+                    .iter()
+                    .map(|d| (d.board.clone(), d.control.clone()))
+                    .collect();
+                let failed = w
+                    .finish(
+                        case,
+                        &variant.name,
+                        &controls,
+                        &mut result.tails,
+                        &mut result.logs,
+                    )
+                    .await;
+                if let (RawOutcome::Passed, Some(f)) = (&raw, failed) {
+                    raw = RawOutcome::Failed(Box::new(f));
+                }
+            }
             raw
         }
     };
-    result.tails = boards
-        .consoles
-        .iter()
-        .map(|(n, c)| (n.clone(), c.shared().lock().lines.tail(TAIL_LINES)))
-        .collect();
+    // Extended, not replaced: the air witness put its own lines there.
+    result.tails.extend(
+        boards
+            .consoles
+            .iter()
+            .map(|(n, c)| (n.clone(), c.shared().lock().lines.tail(TAIL_LINES))),
+    );
     teardown(shared, boards).await;
     classify(case, variant, raw, &mut result);
     result.duration = started.elapsed();

@@ -150,24 +150,27 @@ impl Capture {
     }
 
     fn on_udp(&mut self, d: &UdpDatagram) {
-        let (direction, client, server) = if d.dst.port() == COAPS_PORT {
-            (Direction::ClientToServer, d.src, d.dst)
-        } else if d.src.port() == COAPS_PORT {
-            (Direction::ServerToClient, d.dst, d.src)
-        } else {
+        if d.src.port() != COAPS_PORT && d.dst.port() != COAPS_PORT {
             if d.src.port() == COAP_PORT || d.dst.port() == COAP_PORT {
                 self.log_coap(d);
             }
             return;
-        };
+        }
         self.stats.dtls_datagrams += 1;
-        let idx = match self
-            .connections
-            .iter()
-            .position(|c| c.client == client && c.server == server)
-        {
+        // A connection is the pair of endpoints, whichever way a datagram goes. OpenThread's
+        // CoAPS client binds 5684 too, so ports alone do not tell the client: it is the side
+        // that sent the first ClientHello (else the side not on 5684).
+        let idx = match self.connections.iter().position(|c| {
+            (c.client == d.src && c.server == d.dst) || (c.client == d.dst && c.server == d.src)
+        }) {
             Some(i) => i,
             None if self.connections.len() < MAX_CONNECTIONS => {
+                let (client, server) = if is_client_hello(&d.payload) || d.dst.port() == COAPS_PORT
+                {
+                    (d.src, d.dst)
+                } else {
+                    (d.dst, d.src)
+                };
                 self.connections.push(Connection {
                     client,
                     server,
@@ -188,6 +191,11 @@ impl Capture {
             self.stats.dropped_records += 1;
             return;
         }
+        let direction = if d.src == conn.client {
+            Direction::ClientToServer
+        } else {
+            Direction::ServerToClient
+        };
         conn.builder.observe(direction, &d.payload);
         conn.records = conn.builder.transcript().entries.len();
     }
@@ -266,4 +274,10 @@ impl Capture {
             }
         }
     }
+}
+
+/// Whether a datagram starts with a plaintext DTLS handshake record carrying a ClientHello
+/// (record type 22, epoch 0, handshake type 1 right after the 13-byte record header).
+fn is_client_hello(datagram: &[u8]) -> bool {
+    matches!(datagram, [22, 0xfe, _, 0, 0, _, _, _, _, _, _, _, _, 1, ..])
 }

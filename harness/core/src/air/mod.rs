@@ -22,6 +22,7 @@ pub mod capture;
 pub mod reader;
 pub mod snapshot;
 pub mod synth;
+pub mod witness;
 
 use std::path::{Path, PathBuf};
 

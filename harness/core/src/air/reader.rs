@@ -17,6 +17,8 @@ const READ_TIMEOUT: Duration = Duration::from_millis(20);
 /// Longest line kept; longer ones (no frame line is longer than ~300 chars) are cut and counted
 /// as bad lines by the parser.
 const MAX_LINE: usize = 4096;
+/// How long [`SnifferSession::stop`] waits for the sniffer to answer its channel query.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// An open sniffer serial port.
 pub struct SnifferPort {
@@ -61,6 +63,10 @@ impl SnifferPort {
 pub struct SnifferSession {
     capture: Arc<Mutex<Capture>>,
     stop: Arc<AtomicBool>,
+    /// Bytes for the reader thread to write (it owns the port).
+    to_port: std::sync::mpsc::Sender<Vec<u8>>,
+    /// Set by the reader thread when it reads the line `sync_marker`.
+    synced: Arc<(Mutex<bool>, std::sync::Condvar)>,
     thread: Option<JoinHandle<Box<dyn SerialLike>>>,
     path: String,
 }
@@ -84,19 +90,33 @@ impl SnifferSession {
         }
         let capture = Arc::new(Mutex::new(capture));
         let stop = Arc::new(AtomicBool::new(false));
+        let synced = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let (to_port, from_session) = std::sync::mpsc::channel::<Vec<u8>>();
         let thread = {
             let capture = capture.clone();
             let stop = stop.clone();
+            let synced = synced.clone();
+            let marker = channel.to_string();
             let mut stream = port.port;
             std::thread::Builder::new()
                 .name("sniffer".into())
                 .spawn(move || {
-                    read_lines(&mut *stream, &stop, |line| {
-                        capture
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push_line(line)
-                    });
+                    read_lines_with(
+                        &mut *stream,
+                        &stop,
+                        |line| {
+                            if line.trim() == marker {
+                                let (flag, cv) = &*synced;
+                                *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                                cv.notify_all();
+                            }
+                            capture
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push_line(line)
+                        },
+                        || from_session.try_recv().ok(),
+                    );
                     stream
                 })
                 .map_err(|e| AirError::Port {
@@ -107,6 +127,8 @@ impl SnifferSession {
         Ok(SnifferSession {
             capture,
             stop,
+            to_port,
+            synced,
             thread: Some(thread),
             path,
         })
@@ -121,8 +143,11 @@ impl SnifferSession {
         &self.path
     }
 
-    /// Stop reading, put the radio to sleep, and hand back the finished capture.
+    /// Stop reading, put the radio to sleep, and hand back the finished capture. Frames the
+    /// sniffer heard before this call are still read: the channel query (`channel`, answered
+    /// with the bare number) is printed after them, so its answer marks the end.
     pub fn stop(mut self) -> Capture {
+        self.sync(SYNC_TIMEOUT);
         self.stop_thread();
         let capture = std::mem::replace(
             &mut *self.capture.lock().unwrap_or_else(|e| e.into_inner()),
@@ -131,6 +156,20 @@ impl SnifferSession {
         let mut capture = capture;
         capture.finish();
         capture
+    }
+
+    /// Wait until everything the sniffer printed before now has been read (or `timeout`).
+    pub fn sync(&self, timeout: Duration) -> bool {
+        let (flag, cv) = &*self.synced;
+        *flag.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        if self.to_port.send(b"channel\r\n".to_vec()).is_err() {
+            return false;
+        }
+        let guard = flag.lock().unwrap_or_else(|e| e.into_inner());
+        let (guard, _) = cv
+            .wait_timeout_while(guard, timeout, |done| !*done)
+            .unwrap_or_else(|e| e.into_inner());
+        *guard
     }
 
     fn stop_thread(&mut self) {
@@ -154,11 +193,38 @@ impl Drop for SnifferSession {
 }
 
 /// Read until `stop` is set or the stream ends or fails; call `on_line` per line (without `\r`/`\n`).
-pub fn read_lines(stream: &mut dyn Read, stop: &AtomicBool, mut on_line: impl FnMut(&str)) {
+pub fn read_lines(stream: &mut dyn Read, stop: &AtomicBool, on_line: impl FnMut(&str)) {
+    struct ReadOnly<'a>(&'a mut dyn Read);
+    impl Read for ReadOnly<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+    impl Write for ReadOnly<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    read_lines_with(&mut ReadOnly(stream), stop, on_line, || None);
+}
+
+/// [`read_lines`] on a port the loop also writes to: `outgoing` is polled between reads.
+fn read_lines_with<S: Read + Write + ?Sized>(
+    stream: &mut S,
+    stop: &AtomicBool,
+    mut on_line: impl FnMut(&str),
+    mut outgoing: impl FnMut() -> Option<Vec<u8>>,
+) {
     let mut buf = [0u8; 4096];
     let mut line: Vec<u8> = Vec::with_capacity(256);
     let mut prev = 0u8;
     while !stop.load(Ordering::SeqCst) {
+        while let Some(bytes) = outgoing() {
+            let _ = stream.write_all(&bytes).and_then(|_| stream.flush());
+        }
         let n = match stream.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,

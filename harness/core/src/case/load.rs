@@ -47,6 +47,11 @@ struct RawCase {
     steps: Vec<Spanned<RawStep>>,
     #[serde(default)]
     faults: super::faults::RawFaults,
+    /// `[sniffer]` and `[[snapshot]]`: read and checked by `crate::air::AirSpec`.
+    #[serde(default, rename = "sniffer")]
+    _sniffer: Option<toml::Value>,
+    #[serde(default, rename = "snapshot")]
+    _snapshot: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

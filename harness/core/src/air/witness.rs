@@ -1,0 +1,372 @@
+//! The air witness inside a case run: started after the boards are up and before the first
+//! step, finished after the last step and before the boards are stopped.
+//!
+//! With a `[sniffer]` table a sniffer board reads the case's channel: on virtual boards, a
+//! virtual DK booted with the `sniffer-802154` variant on the case's own air, read through its
+//! PTY exactly as a real sniffer's serial port is read. Its frames go to `air.pcap` in the
+//! case's log directory. Snapshots take their transcript from the air when a sniffer watched,
+//! else from the client board's own DTLS engine (control request `transcripts`); with both
+//! available the two are compared too, and the result goes into the report.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ot_hil_lab::flash::{FirmwareImage, Flasher};
+use ot_hil_vdk::firmware::{Application, Manifest};
+use ot_hil_wire::pcap::{LinkType, PcapWriter};
+use serde_json::Value;
+
+use super::snapshot::{self, SnapshotOutcome, Snapshots};
+use super::{AirSpec, Capture, SnifferPort, SnifferSession};
+use crate::case::Case;
+use crate::exec::Failure;
+use crate::virtual_lab::{VdkCommand, VirtualDk};
+
+/// Board name of the virtual sniffer (its files sit next to the nodes' in the case directory).
+pub const SNIFFER_BOARD: &str = "sniffer";
+/// Key of the air's entry in a case result's tails and logs.
+pub const AIR: &str = "air";
+/// File name of the capture in the case's log directory.
+pub const PCAP_FILE: &str = "air.pcap";
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Lines of the CoAP log quoted in the report.
+const COAP_LOG_LINES: usize = 10;
+
+/// A running witness.
+pub struct Witness {
+    spec: AirSpec,
+    session: Option<SnifferSession>,
+    sniffer_dk: Option<VirtualDk>,
+    pcap: Option<PathBuf>,
+}
+
+/// The `sniffer-802154` manifest among the variants in `dir`.
+pub fn find_sniffer_variant(dir: &Path) -> Result<Manifest, String> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .filter_map(|p| Manifest::load(p).ok())
+        .find(|m| m.application == Application::Sniffer802154)
+        .ok_or_else(|| {
+            format!(
+                "no firmware variant with application = \"sniffer-802154\" in {}",
+                dir.display()
+            )
+        })
+}
+
+/// Start a virtual sniffer board on the air `hub_socket`, files in `dir`, flashed with `manifest`.
+pub async fn spawn_virtual_sniffer(
+    vdk: &VdkCommand,
+    hub_socket: &Path,
+    dir: &Path,
+    manifest: &Manifest,
+    log: Option<&Path>,
+) -> Result<VirtualDk, String> {
+    let dk = VirtualDk::spawn(vdk, hub_socket, dir, SNIFFER_BOARD, log)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut probe = dk.probe();
+    let image = FirmwareImage {
+        variant: manifest.name.clone(),
+        path: manifest.path.clone(),
+        sha256: manifest.image_hash(),
+    };
+    tokio::task::spawn_blocking(move || probe.flash(&image))
+        .await
+        .map_err(|e| format!("flash task failed: {e}"))?
+        .map_err(|e| e.to_string())?;
+    Ok(dk)
+}
+
+/// Open a pcap file for a capture.
+pub fn create_pcap(path: &Path) -> Result<PcapWriter<Box<dyn Write + Send>>, super::AirError> {
+    let pcap_err = |message: String| super::AirError::Pcap {
+        path: path.to_path_buf(),
+        message,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| pcap_err(e.to_string()))?;
+    }
+    let file = std::fs::File::create(path).map_err(|e| pcap_err(e.to_string()))?;
+    let w: Box<dyn Write + Send> = Box::new(std::io::BufWriter::new(file));
+    PcapWriter::new(w, LinkType::Tap).map_err(|e| pcap_err(e.to_string()))
+}
+
+impl Witness {
+    /// For a case on virtual boards: `None` when the case declares neither a sniffer nor
+    /// snapshots. `variants_dir`: where the sniffer variant is looked up.
+    pub async fn start_virtual(
+        case: &Case,
+        vdk: &VdkCommand,
+        hub_socket: &Path,
+        variants_dir: &Path,
+        log_dir: &Path,
+    ) -> Result<Option<Witness>, String> {
+        let spec = AirSpec::for_case(case).map_err(|e| e.to_string())?;
+        if spec.is_empty() {
+            return Ok(None);
+        }
+        let mut witness = Witness {
+            spec,
+            session: None,
+            sniffer_dk: None,
+            pcap: None,
+        };
+        if witness.spec.sniffer {
+            let manifest = find_sniffer_variant(variants_dir)?;
+            let dir = hub_socket.parent().unwrap_or(Path::new("."));
+            let dk = spawn_virtual_sniffer(
+                vdk,
+                hub_socket,
+                dir,
+                &manifest,
+                Some(&log_dir.join(format!("{SNIFFER_BOARD}.vdk.log"))),
+            )
+            .await?;
+            let tty = dk.tty.display().to_string();
+            witness.sniffer_dk = Some(dk);
+            witness.start_capture(&tty, log_dir)?;
+        }
+        Ok(Some(witness))
+    }
+
+    /// For a case on real boards with a sniffer on `port` (e.g. /dev/ttyACM4).
+    pub fn start_on_port(case: &Case, port: &str, log_dir: &Path) -> Result<Witness, String> {
+        let mut spec = AirSpec::for_case(case).map_err(|e| e.to_string())?;
+        spec.sniffer = true;
+        let mut witness = Witness {
+            spec,
+            session: None,
+            sniffer_dk: None,
+            pcap: None,
+        };
+        witness.start_capture(port, log_dir)?;
+        Ok(witness)
+    }
+
+    fn start_capture(&mut self, port: &str, log_dir: &Path) -> Result<(), String> {
+        let pcap_path = log_dir.join(PCAP_FILE);
+        let pcap = create_pcap(&pcap_path).map_err(|e| e.to_string())?;
+        let capture = Capture::new(
+            self.spec.channel,
+            self.spec.network_key,
+            self.spec.mesh_local_prefix,
+            Some(pcap),
+        );
+        let port = SnifferPort::open(port).map_err(|e| e.to_string())?;
+        self.session = Some(
+            SnifferSession::start(port, self.spec.channel, capture).map_err(|e| e.to_string())?,
+        );
+        self.pcap = Some(pcap_path);
+        Ok(())
+    }
+
+    /// Stop the sniffer, compare the snapshots. `controls`: each node's control socket (virtual
+    /// boards). Adds the air's counters, connections and CoAP log to `tails`, the pcap to `logs`.
+    /// Returns the first snapshot failure.
+    pub async fn finish(
+        mut self,
+        case: &Case,
+        variant: &str,
+        controls: &[(String, PathBuf)],
+        tails: &mut std::collections::BTreeMap<String, Vec<String>>,
+        logs: &mut std::collections::BTreeMap<String, PathBuf>,
+    ) -> Option<Failure> {
+        let mut lines = Vec::new();
+        // Blocking for up to the sync timeout: the sniffer answers within milliseconds.
+        let capture = self.session.take().map(SnifferSession::stop);
+        if let Some(dk) = self.sniffer_dk.take() {
+            dk.stop().await;
+        }
+        if let Some(cap) = &capture {
+            lines.push(format!(
+                "sniffer on channel {}, network key {}",
+                self.spec.channel,
+                if self.spec.network_key.is_some() {
+                    "known"
+                } else {
+                    "unknown (frames captured, not decrypted)"
+                }
+            ));
+            lines.push(cap.stats().summary());
+            if let Some(e) = &cap.pcap_error {
+                lines.push(format!("pcap write failed: {e}"));
+            }
+            for (i, c) in cap.connections().iter().enumerate() {
+                lines.push(format!(
+                    "dtls connection {}: [{}]:{} <-> [{}]:{}, {} records",
+                    i + 1,
+                    c.client.ip(),
+                    c.client.port(),
+                    c.server.ip(),
+                    c.server.port(),
+                    c.transcript().entries.len()
+                ));
+            }
+            let log: Vec<&String> = cap.coap_log().collect();
+            for l in log.iter().skip(log.len().saturating_sub(COAP_LOG_LINES)) {
+                lines.push(format!("coap {l}"));
+            }
+        }
+        if let Some(p) = &self.pcap {
+            lines.push(format!("pcap: {}", p.display()));
+            logs.insert(PCAP_FILE.to_string(), p.clone());
+        }
+        let snaps = Snapshots::for_case_file(&case.path);
+        let mut failure = None;
+        for spec in &self.spec.snapshots {
+            let engine = match controls.iter().find(|(n, _)| n == &spec.client) {
+                Some((_, control)) => engine_transcript(control, spec.connection),
+                None => Err(format!("no control socket for node {}", spec.client)),
+            };
+            let air = capture.as_ref().map(|cap| {
+                cap.connections()
+                    .get(spec.connection - 1)
+                    .and_then(|c| serde_json::to_value(c.transcript()).ok())
+                    .ok_or_else(|| {
+                        format!(
+                            "no DTLS connection #{} on the air ({} seen)",
+                            spec.connection,
+                            cap.connections().len()
+                        )
+                    })
+            });
+            let (source, transcript) = match (&air, &engine) {
+                (Some(a), _) => ("air", a.clone()),
+                (None, e) => ("engine", e.clone()),
+            };
+            if let (Some(Ok(a)), Ok(e)) = (&air, &engine) {
+                let (a, e) = (snapshot::render(a), snapshot::render(e));
+                if a == e {
+                    lines.push(format!(
+                        "snapshot {}: air transcript = {}'s engine transcript",
+                        spec.name, spec.client
+                    ));
+                } else {
+                    lines.push(format!(
+                        "snapshot {}: air transcript differs from {}'s engine transcript:",
+                        spec.name, spec.client
+                    ));
+                    lines.extend(
+                        similar::TextDiff::from_lines(&e, &a)
+                            .unified_diff()
+                            .header("engine", "air")
+                            .to_string()
+                            .lines()
+                            .map(str::to_string),
+                    );
+                }
+            }
+            let name = Snapshots::snapshot_name(&case.name, &spec.name, variant);
+            let fail = |expected: String, got: Vec<String>| Failure {
+                step_index: None,
+                location: case.path.display().to_string(),
+                node: spec.client.clone(),
+                step: format!(
+                    "snapshot {} ({} -> {})",
+                    spec.name, spec.client, spec.server
+                ),
+                expected,
+                got: got.clone(),
+                crash: None,
+                window: got,
+            };
+            let outcome = match transcript {
+                Err(e) => Some(fail(
+                    format!("a DTLS handshake transcript from the {source}"),
+                    vec![e],
+                )),
+                Ok(t) => {
+                    let content = snapshot::render(&t);
+                    let description = format!(
+                        "{} @ {variant}: DTLS handshake {} -> {} (from the {source})",
+                        case.name, spec.client, spec.server
+                    );
+                    match snaps.compare(&name, &description, &content) {
+                        SnapshotOutcome::Matched => {
+                            lines.push(format!(
+                                "snapshot {}: matches {}",
+                                spec.name,
+                                snaps.path(&name).display()
+                            ));
+                            None
+                        }
+                        SnapshotOutcome::New { pending, content } => {
+                            let mut got: Vec<String> =
+                                content.lines().map(str::to_string).collect();
+                            got.push(format!(
+                                "new snapshot written to {}: accept it with `cargo insta review`",
+                                pending.display()
+                            ));
+                            Some(fail(
+                                format!("a stored snapshot {}", snaps.path(&name).display()),
+                                got,
+                            ))
+                        }
+                        SnapshotOutcome::Mismatch { pending, diff } => {
+                            let mut got: Vec<String> = diff.lines().map(str::to_string).collect();
+                            got.push(format!(
+                                "this run's transcript is in {}: accept it with `cargo insta review`",
+                                pending.display()
+                            ));
+                            Some(fail(
+                                format!("the handshake stored in {}", snaps.path(&name).display()),
+                                got,
+                            ))
+                        }
+                    }
+                }
+            };
+            if failure.is_none() {
+                failure = outcome;
+            }
+        }
+        if !lines.is_empty() {
+            tails.insert(AIR.to_string(), lines);
+        }
+        failure
+    }
+}
+
+/// The `connection`-th (from 1) transcript a virtual board's DTLS engine kept.
+pub fn engine_transcript(control: &Path, connection: usize) -> Result<Value, String> {
+    let reply = control_request(control, "transcripts")?;
+    let json = reply
+        .strip_prefix("ok ")
+        .ok_or_else(|| format!("`transcripts` answered {reply:?}"))?;
+    let list: Value = serde_json::from_str(json).map_err(|e| format!("`transcripts`: {e}"))?;
+    let all = list.as_array().cloned().unwrap_or_default();
+    all.get(connection.saturating_sub(1))
+        .cloned()
+        .ok_or_else(|| {
+            format!(
+                "the board kept no DTLS connection #{connection} ({} kept)",
+                all.len()
+            )
+        })
+}
+
+fn control_request(control: &Path, line: &str) -> Result<String, String> {
+    let err = |e: std::io::Error| format!("{}: {e}", control.display());
+    let mut stream = UnixStream::connect(control).map_err(err)?;
+    stream
+        .set_read_timeout(Some(CONTROL_TIMEOUT))
+        .map_err(err)?;
+    stream
+        .set_write_timeout(Some(CONTROL_TIMEOUT))
+        .map_err(err)?;
+    stream
+        .write_all(format!("{line}\n").as_bytes())
+        .map_err(err)?;
+    let mut reply = String::new();
+    BufReader::new(&stream).read_line(&mut reply).map_err(err)?;
+    Ok(reply.trim_end().to_string())
+}

@@ -1,0 +1,142 @@
+//! End to end on virtual boards: a CoAPS case with `[sniffer]` and `[[snapshot]]` runs with a
+//! virtual sniffer on its air. The air's transcript must equal the client board's own engine
+//! transcript; the first run fails with a pending snapshot, the accepted snapshot then passes,
+//! and the pcap holds the capture.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const EXE: &str = env!("CARGO_BIN_EXE_ot-hil");
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn run(case: &Path, out: &Path) -> (Option<i32>, serde_json::Value, String) {
+    let output = Command::new(EXE)
+        .arg("run")
+        .arg(case)
+        .arg("--variants-dir")
+        .arg(repo().join("firmware/variants"))
+        .arg("--variant")
+        .arg("ncs-v2.2.0-psk")
+        .arg("--out")
+        .arg(out)
+        // Pending snapshots are written even where a CI variable is set.
+        .env("INSTA_UPDATE", "new")
+        .output()
+        .expect("run ot-hil");
+    let results = std::fs::read_to_string(out.join("results.json")).unwrap_or_default();
+    let json = serde_json::from_str(&results).unwrap_or(serde_json::Value::Null);
+    let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap_or_default();
+    (
+        output.status.code(),
+        json,
+        format!(
+            "{}\n{}\n{junit}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+fn air_lines(results: &serde_json::Value) -> Vec<String> {
+    let text = results.to_string();
+    let v: serde_json::Value = results.clone();
+    let mut out = Vec::new();
+    let cases = v
+        .get("cases")
+        .or_else(|| v.get("results"))
+        .and_then(|c| c.as_array())
+        .cloned()
+        .unwrap_or_default();
+    for c in cases {
+        if let Some(lines) = c.pointer("/tails/air").and_then(|a| a.as_array()) {
+            out.extend(lines.iter().filter_map(|l| l.as_str().map(str::to_string)));
+        }
+    }
+    assert!(!out.is_empty(), "no air lines in results: {text}");
+    out
+}
+
+#[test]
+fn sniffer_transcript_snapshot_on_virtual_boards() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("cases");
+    std::fs::create_dir_all(cases.join("fragments")).unwrap();
+    std::fs::copy(
+        repo().join("testcases/fragments/form-network.toml"),
+        cases.join("fragments/form-network.toml"),
+    )
+    .unwrap();
+    let case_text = std::fs::read_to_string(repo().join("testcases/coaps-psk.toml")).unwrap();
+    let case = cases.join("coaps-psk-air.toml");
+    std::fs::write(
+        &case,
+        format!(
+            "{case_text}\n[sniffer]\n\n[[snapshot]]\nname = \"psk-handshake\"\nclient = \"client\"\nserver = \"server\"\n"
+        ),
+    )
+    .unwrap();
+
+    // First run: no stored snapshot, so the case fails and leaves a pending one.
+    let out1 = dir.path().join("out1");
+    let (code, results, text) = run(&case, &out1);
+    assert_eq!(code, Some(1), "{text}");
+    let air = air_lines(&results);
+    let joined = air.join("\n");
+    assert!(
+        joined.contains("snapshot psk-handshake: air transcript = client's engine transcript"),
+        "{joined}"
+    );
+    assert!(joined.contains("dtls connection 1:"), "{joined}");
+    assert!(joined.contains("bad_mic=0"), "{joined}");
+    let pending = cases.join("snapshots/coaps-psk-air__psk-handshake__ncs-v2.2.0-psk.snap.new");
+    let pending_text = std::fs::read_to_string(&pending).expect("pending snapshot");
+    assert!(
+        pending_text.contains("S->C SERVER_HELLO chosen_suite=PSK_WITH_AES_128_CCM_8"),
+        "{pending_text}"
+    );
+    assert!(text.contains("cargo insta review"), "{text}");
+    let pcap = out1.join("logs/coaps-psk-air/ncs-v2.2.0-psk/air.pcap");
+    let bytes = std::fs::read(&pcap).expect("pcap");
+    let mut reader = pcap_file::pcap::PcapReader::new(&bytes[..]).unwrap();
+    assert_eq!(u32::from(reader.header().datalink), 283);
+    let mut frames = 0;
+    while let Some(p) = reader.next_packet() {
+        p.unwrap();
+        frames += 1;
+    }
+    assert!(frames > 20, "{frames} frames");
+    assert!(
+        text.contains("air.pcap"),
+        "the report points at the pcap: {text}"
+    );
+
+    // Accept it (what `cargo insta accept` does), run again: the case passes.
+    std::fs::rename(&pending, pending.with_extension("")).unwrap();
+    let out2 = dir.path().join("out2");
+    let (code, results, text) = run(&case, &out2);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        air_lines(&results)
+            .iter()
+            .any(|l| l.starts_with("snapshot psk-handshake: matches"))
+    );
+
+    // A different stored handshake: the case fails with a diff.
+    let snap = pending.with_extension("");
+    let stored = std::fs::read_to_string(&snap).unwrap();
+    std::fs::write(
+        &snap,
+        stored.replace("PSK_WITH_AES_128_CCM_8", "ECJPAKE_WITH_AES_128_CCM_8"),
+    )
+    .unwrap();
+    let out3 = dir.path().join("out3");
+    let (code, _, text) = run(&case, &out3);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("+S->C SERVER_HELLO chosen_suite=PSK_WITH_AES_128_CCM_8"),
+        "{text}"
+    );
+}
