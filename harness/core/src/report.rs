@@ -192,7 +192,14 @@ impl JunitReporter {
                 let time = JDuration::try_from(r.duration).unwrap_or(JDuration::ZERO);
                 let details = failure_text(r);
                 let mut tc = match r.outcome {
-                    Outcome::Pass => TestCase::success(&r.case, time),
+                    Outcome::Pass => {
+                        let mut tc = TestCase::success(&r.case, time);
+                        // A passing case still points at its air capture (Wireshark opens it).
+                        if let Some(pcap) = r.logs.get(crate::air::witness::PCAP_FILE) {
+                            tc.set_system_out(&format!("air capture: {}\n", pcap.display()));
+                        }
+                        tc
+                    }
                     Outcome::Xfail => {
                         let mut tc = TestCase::success(&r.case, time);
                         tc.set_system_out(&format!(
