@@ -97,6 +97,8 @@ pub struct Capture {
     last_timestamp_us: u64,
     /// `finish` pushed its empty frame into the decoder.
     finished: bool,
+    /// One line per frame for live output (`ot-hil sniff`).
+    live: Option<std::sync::mpsc::Sender<String>>,
     pub pcap_error: Option<String>,
 }
 
@@ -117,8 +119,14 @@ impl Capture {
             stats: CaptureStats::default(),
             last_timestamp_us: 0,
             finished: false,
+            live: None,
             pcap_error: None,
         }
+    }
+
+    /// Send a one-line description of every frame to `sink` as it is decoded.
+    pub fn set_live(&mut self, sink: std::sync::mpsc::Sender<String>) {
+        self.live = Some(sink);
     }
 
     /// One line from the sniffer (without its line ending).
@@ -141,11 +149,89 @@ impl Capture {
             self.stats.pcap_errors += 1;
             self.pcap_error.get_or_insert(e.to_string());
         }
+        let head = format!(
+            "{:>12} {:>4} dBm lqi {:>3} {:>3} B",
+            frame.timestamp_us,
+            frame.rssi_dbm,
+            frame.lqi,
+            frame.psdu.len()
+        );
         let Some(decoder) = self.decoder.as_mut() else {
+            self.live_line(format!("{head} (no network key)"));
             return;
         };
-        if let Some(datagram) = decoder.push(frame) {
-            self.on_udp(&datagram);
+        let before = decoder.stats();
+        let datagram = decoder.push(frame);
+        let after = decoder.stats();
+        let Some(datagram) = datagram else {
+            if self.live.is_some() {
+                let what = if after.bad_mic > before.bad_mic {
+                    "bad MIC"
+                } else if after.unknown_source > before.unknown_source {
+                    "secured, sender's extended address not known yet"
+                } else if after.non_data > before.non_data {
+                    "ack/beacon/command"
+                } else if after.undecodable > before.undecodable {
+                    "undecodable"
+                } else if after.duplicates > before.duplicates {
+                    "retransmission"
+                } else if after.datagrams > before.datagrams {
+                    "IPv6 (not UDP)"
+                } else {
+                    "fragment"
+                };
+                self.live_line(format!("{head} {what}"));
+            }
+            return;
+        };
+        let entries_before: usize = self.connections.iter().map(|c| c.records).sum();
+        let log_before = self.stats.coap_messages;
+        self.on_udp(&datagram);
+        if self.live.is_some() {
+            let mut line = format!(
+                "{head} [{}]:{} -> [{}]:{} UDP {} B",
+                datagram.src.ip(),
+                datagram.src.port(),
+                datagram.dst.ip(),
+                datagram.dst.port(),
+                datagram.payload.len()
+            );
+            if self.stats.coap_messages > log_before
+                && let Some(l) = self.log.back()
+            {
+                line.push_str(&format!(
+                    " | CoAP {}",
+                    l.rsplit(" -> ").next().unwrap_or("")
+                ));
+            }
+            let entries_after: usize = self.connections.iter().map(|c| c.records).sum();
+            if entries_after > entries_before
+                && let Some(conn) = self
+                    .connections
+                    .iter()
+                    .find(|c| c.client == datagram.src || c.client == datagram.dst)
+            {
+                let t = conn.transcript();
+                let new = t
+                    .entries
+                    .len()
+                    .saturating_sub(entries_after - entries_before);
+                let shown = ot_hil_dtls::Transcript {
+                    entries: t.entries.get(new..).unwrap_or(&[]).to_vec(),
+                };
+                for l in shown.to_string().lines() {
+                    line.push_str(&format!(" | DTLS {l}"));
+                }
+            }
+            self.live_line(line);
+        }
+    }
+
+    fn live_line(&mut self, line: String) {
+        if let Some(tx) = &self.live
+            && tx.send(line).is_err()
+        {
+            self.live = None;
         }
     }
 

@@ -3,6 +3,7 @@
 mod check;
 mod list;
 mod run;
+mod sniff;
 mod vdk;
 
 use std::path::PathBuf;
@@ -32,6 +33,8 @@ enum Command {
     List(list::Cmd),
     /// Run a virtual nRF52840 DK (what `run` spawns for each virtual board).
     Vdk(vdk::Cmd),
+    /// Read an nRF 802.15.4 sniffer (serial port or virtual air) and print decoded traffic.
+    Sniff(sniff::Cmd),
 }
 
 impl Cli {
@@ -41,6 +44,7 @@ impl Cli {
             Command::Check(c) => c.run(),
             Command::List(c) => c.run(),
             Command::Vdk(c) => c.run(),
+            Command::Sniff(c) => c.run(),
         }
     }
 }
