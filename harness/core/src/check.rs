@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 
 use crate::case::{Case, CaseError, LoadOptions};
 
+/// The quarantine list that may sit next to the cases (it is not a case).
+pub const QUARANTINE_FILE: &str = "quarantine.toml";
+
 /// Case files named by `paths`: files as given, directories expanded to their `*.toml` (not
 /// recursive: `fragments/` holds included pieces, not cases). Sorted, without duplicates.
 pub fn case_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
@@ -13,7 +16,10 @@ pub fn case_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
         if p.is_dir() {
             for entry in std::fs::read_dir(p)? {
                 let path = entry?.path();
-                if path.is_file() && path.extension().is_some_and(|x| x == "toml") {
+                if path.is_file()
+                    && path.extension().is_some_and(|x| x == "toml")
+                    && path.file_name().is_none_or(|n| n != QUARANTINE_FILE)
+                {
                     out.push(path);
                 }
             }

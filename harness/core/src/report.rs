@@ -10,6 +10,8 @@ use junit_report::{Duration as JDuration, ReportBuilder, TestCase, TestResult, T
 
 use crate::events::{CaseResult, Outcome, Reporter, RunEvent, Summary};
 
+mod junit_attempts;
+
 /// Human-readable failure details (shared by the progress output and JUnit).
 pub fn failure_text(r: &CaseResult) -> String {
     let mut s = String::new();
@@ -96,6 +98,9 @@ impl<W: Write + Send> Reporter for ProgressReporter<W> {
                     r.variant,
                     r.duration.as_secs_f64()
                 )?;
+                for line in attempt_notes(r) {
+                    writeln!(self.out, "           {line}")?;
+                }
                 let show = matches!(r.outcome, Outcome::Fail | Outcome::Error | Outcome::Xpass);
                 if show && self.verbose_failures {
                     for line in failure_text(r).lines() {
@@ -146,12 +151,59 @@ fn write_table(out: &mut impl Write, results: &[(String, String, Outcome)]) -> s
     Ok(())
 }
 
+/// Retries, flakiness and quarantine of one result, in words.
+pub fn attempt_notes(r: &CaseResult) -> Vec<String> {
+    let mut notes = Vec::new();
+    if !r.attempts.is_empty() {
+        let earlier: Vec<String> = r
+            .attempts
+            .iter()
+            .map(|a| {
+                format!(
+                    "attempt {} {}{}",
+                    a.attempt,
+                    a.outcome.label(),
+                    a.reason
+                        .as_deref()
+                        .map(|x| format!(" ({x})"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        notes.push(format!(
+            "{}after {}",
+            if r.flaky {
+                "FLAKY: passed on re-run "
+            } else {
+                ""
+            },
+            earlier.join("; ")
+        ));
+    }
+    if let Some(q) = &r.quarantined {
+        notes.push(format!("quarantined ({q}): does not fail the run"));
+    }
+    notes
+}
+
 fn write_summary(out: &mut impl Write, s: &Summary) -> std::io::Result<()> {
-    let parts: Vec<String> = s
+    let mut parts: Vec<String> = s
         .counts
         .iter()
         .map(|(o, n)| format!("{n} {}", o.label()))
         .collect();
+    if s.flaky > 0 {
+        parts.push(format!("{} flaky", s.flaky));
+    }
+    if s.retried > 0 {
+        parts.push(format!("{} retried", s.retried));
+    }
+    if s.quarantined_failures + s.quarantined_errors > 0 {
+        parts.push(format!(
+            "{} quarantined",
+            s.quarantined_failures + s.quarantined_errors
+        ));
+    }
     writeln!(
         out,
         "\n{}{} in {:.2}s",
@@ -253,11 +305,19 @@ impl JunitReporter {
         }
         // Write to a temporary file and rename, so a reader never sees a half-written report.
         let tmp = self.path.with_extension("xml.tmp");
-        let file = std::fs::File::create(&tmp)?;
+        let mut xml = Vec::new();
         report
             .build()
-            .write_xml(std::io::BufWriter::new(file))
+            .write_xml(&mut xml)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
+        // Re-runs and quarantine as Maven Surefire reports them (junit-report has no such
+        // elements).
+        let xml =
+            junit_attempts::add_attempts(&String::from_utf8_lossy(&xml), &self.results, |r| {
+                format!("ot-hil.{}", r.variant)
+            })
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        std::fs::write(&tmp, xml)?;
         std::fs::rename(&tmp, &self.path)
     }
 }
@@ -334,9 +394,9 @@ pub mod exit_code {
     pub fn for_summary(s: &Summary) -> i32 {
         if s.interrupted {
             INTERRUPTED
-        } else if s.count(Outcome::Fail) + s.count(Outcome::Xpass) > 0 {
+        } else if s.count(Outcome::Fail) + s.count(Outcome::Xpass) > s.quarantined_failures {
             TEST_FAILED
-        } else if s.count(Outcome::Error) > 0 {
+        } else if s.count(Outcome::Error) > s.quarantined_errors {
             INFRA_ERROR
         } else {
             SUCCESS

@@ -183,8 +183,8 @@ where
             attempt += 1;
             continue;
         }
-        result.flaky = result.outcome == Outcome::Pass
-            && earlier.iter().any(|a| a.outcome == Outcome::Fail);
+        result.flaky =
+            result.outcome == Outcome::Pass && earlier.iter().any(|a| a.outcome == Outcome::Fail);
         result.attempts = earlier;
         result.quarantined = options
             .quarantine
@@ -301,20 +301,19 @@ pub async fn inject_board_faults(
         }
         let control = dk.control.clone();
         let request = fault.action.control_request();
-        let sent =
-            tokio::task::spawn_blocking(move || control_request(&control, request)).await;
+        let sent = tokio::task::spawn_blocking(move || control_request(&control, request)).await;
         match sent {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(infra(format!("fault request failed: {e}"))),
             Err(e) => return Err(infra(format!("fault request task failed: {e}"))),
         }
-        if fault.action == BoardAction::Reset {
-            if let Some(c) = console {
-                crate::runner::board_ready(c, prompts_before, ready_timeout)
-                    .await
-                    .map_err(|e| infra(format!("after the requested reset: {e}")))?;
-                c.arm_crash_detection(true);
-            }
+        if fault.action == BoardAction::Reset
+            && let Some(c) = console
+        {
+            crate::runner::board_ready(c, prompts_before, ready_timeout)
+                .await
+                .map_err(|e| infra(format!("after the requested reset: {e}")))?;
+            c.arm_crash_detection(true);
         }
     }
     Ok(())
@@ -415,16 +414,31 @@ mod tests {
         assert_eq!(q.reason("a", "anything"), Some("issue 1"));
         assert_eq!(q.reason("b", "v2"), Some("issue 2"));
         assert_eq!(q.reason("b", "v1"), None);
-        assert!(Quarantine::parse(Path::new("q"), "[[case]]\nname = \"a\"\nreason = \"\"\n").is_err());
+        assert!(
+            Quarantine::parse(Path::new("q"), "[[case]]\nname = \"a\"\nreason = \"\"\n").is_err()
+        );
         assert!(Quarantine::parse(Path::new("q"), "[[case]]\nname = \"a\"\n").is_err());
         assert!(Quarantine::parse(Path::new("q"), "bogus = 1\n").is_err());
 
         let options = RunOptions {
-            quarantine: q,
+            quarantine: Quarantine::parse(
+                Path::new("q.toml"),
+                "[[case]]\nname = \"c@v\"\nreason = \"issue 3\"\n",
+            )
+            .expect("parses"),
             ..RunOptions::default()
         };
         let (r, _) = drive(&options, &[Outcome::Fail]);
-        assert_eq!(r.quarantined.as_deref(), Some("issue 1"));
+        assert_eq!(r.quarantined.as_deref(), Some("issue 3"));
+        let mut summary = crate::events::Summary::default();
+        *summary.counts.entry(r.outcome).or_default() += 1;
+        summary.note(&r);
+        assert_eq!(crate::report::exit_code::for_summary(&summary), 0);
+        let (r, _) = drive(&RunOptions::default(), &[Outcome::Fail]);
+        let mut summary = crate::events::Summary::default();
+        *summary.counts.entry(r.outcome).or_default() += 1;
+        summary.note(&r);
+        assert_eq!(crate::report::exit_code::for_summary(&summary), 1);
     }
 
     #[test]

@@ -136,7 +136,15 @@ fn virtual_board_killed_mid_case_is_an_infrastructure_error() {
         &QUIET_CASE.replace("WINDOW", "10ms"),
     );
     let mut child = Command::new(EXE)
-        .args(["run", "--variant", "upstream", "--variants-dir"])
+        // No retry on a fresh board: this is about the error itself.
+        .args([
+            "run",
+            "--infra-retries",
+            "0",
+            "--variant",
+            "upstream",
+            "--variants-dir",
+        ])
         .arg(variants_dir())
         .arg("--out")
         .arg(out.path())

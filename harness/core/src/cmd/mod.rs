@@ -2,6 +2,7 @@
 
 mod check;
 mod list;
+mod resilience;
 mod run;
 mod sniff;
 mod vdk;
@@ -16,6 +17,7 @@ use clap::{Args, Parser, Subcommand};
 /// Exit codes: 0 all passed (or failed as expected, or skipped); 1 a case failed or an expected
 /// failure passed (XPASS); 2 infrastructure error (board gone, port busy, prompt never appeared)
 /// or bad command line; 3 invalid case files (nothing was run); 130 interrupted (reports written).
+/// Results of quarantined cases (`--quarantine`) do not count towards 1 and 2.
 #[derive(Debug, Parser)]
 #[command(name = "ot-hil", version)]
 pub struct Cli {
@@ -26,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run test cases (on virtual boards unless a hardware map or board commands are given).
-    Run(run::Cmd),
+    Run(Box<run::Cmd>),
     /// Validate case files without touching any board.
     Check(check::Cmd),
     /// List the case runs (case @ variant) that `run` would do.

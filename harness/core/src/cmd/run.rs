@@ -54,6 +54,8 @@ pub struct Cmd {
     /// How long a board may take to show its prompt after flashing.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     ready_timeout: Duration,
+    #[command(flatten)]
+    resilience: super::resilience::ResilienceArgs,
 }
 
 impl Cmd {
@@ -105,6 +107,7 @@ impl Cmd {
             Box::new(JunitReporter::new(junit)),
             Box::new(JsonReporter::new(self.out.join("results.json"))),
         ];
+        let options = self.resilience.options(&self.cases)?;
         let config = RunConfig {
             cases: loaded.cases,
             variants,
@@ -124,7 +127,7 @@ impl Cmd {
                     std::future::pending::<()>().await;
                 }
             };
-            runner::run(config, plan, &mut reporters, interrupt).await
+            runner::run_with_options(config, options, plan, &mut reporters, interrupt).await
         })?;
         Ok(exit_code::for_summary(&summary))
     }
