@@ -96,9 +96,8 @@ fn serve(stream: UnixStream, inputs: Sender<Input>) {
             Ok(_) => {}
         }
         let reply = if raw.len() > MAX_REQUEST && !raw.ends_with(b"\n") {
-            // Skip the rest of the overlong line.
-            let mut sink = Vec::new();
-            let _ = reader.read_until(b'\n', &mut sink);
+            // Skip the rest of the overlong line without keeping it.
+            let _ = reader.skip_until(b'\n');
             "error request too long".to_string()
         } else {
             let line = String::from_utf8_lossy(&raw).trim().to_string();

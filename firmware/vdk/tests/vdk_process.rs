@@ -207,11 +207,16 @@ impl Dk {
 
     /// Resident set size in kB.
     fn rss_kb(&self) -> u64 {
+        self.status_kb("VmRSS")
+    }
+
+    /// A kB field of /proc/<pid>/status (0 if absent).
+    fn status_kb(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|n| n.parse().ok())
             .unwrap_or(0)
@@ -318,6 +323,23 @@ fn console_over_pty_and_virtual_probe() {
         dk.control("flash /no/such/manifest.toml")
             .starts_with("error ")
     );
+}
+
+#[test]
+fn overlong_control_request_is_refused_and_the_connection_goes_on() {
+    let dir = short_tempdir();
+    let dk = Dk::spawn(dir.path(), "l", None, None);
+    let mut s = UnixStream::connect(&dk.control).expect("connect control socket");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Far more than one request may be; the board skips it without keeping it.
+    let junk = vec![b'x'; 64 << 20];
+    s.write_all(&junk).unwrap();
+    s.write_all(b"\nimage-hash\n").unwrap();
+    let mut replies = BufReader::new(s).lines();
+    assert_eq!(replies.next().unwrap().unwrap(), "error request too long");
+    assert_eq!(replies.next().unwrap().unwrap(), "ok none");
+    let peak = dk.status_kb("VmHWM");
+    assert!(peak > 0 && peak < 32 * 1024, "peak VmRSS {peak} kB");
 }
 
 #[test]
