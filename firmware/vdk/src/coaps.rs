@@ -59,6 +59,9 @@ const MAX_RETRANSMIT: u8 = 4;
 const MAX_TRANSMIT_WAIT: Duration = Duration::from_secs(93);
 /// Heap an mbedtls private key object takes besides the key bytes (pk context + ecp keypair).
 const PARSED_KEY_BYTES: usize = 300;
+/// Finished sessions' transcripts kept for the control socket. A peer can start a session every
+/// guard time for as long as the board runs; older transcripts are dropped first.
+const MAX_TRANSCRIPTS: usize = 32;
 /// Where the assert fires in OpenThread with `SecureTransport` (`Setup()`, first statement,
 /// `OT_ASSERT(mCipherSuite != kUnspecifiedCipherSuite)` at openthread 013bb3ee).
 const UNSPECIFIED_SUITE_ASSERT: &str = "src/core/meshcop/secure_transport.cpp:270";
@@ -423,7 +426,8 @@ pub struct CoapsApp {
     content: String,
     next_message_id: u16,
     pending: Vec<Pending>,
-    /// Transcripts of this boot's sessions, oldest first (the current one is added on export).
+    /// Transcripts of this boot's last sessions (at most [`MAX_TRANSCRIPTS`]), oldest first (the
+    /// current one is added on export).
     transcripts: Vec<Transcript>,
 }
 
@@ -827,7 +831,8 @@ impl CoapsApp {
             while let Some(d) = conn.poll_transmit() {
                 out.sends.push((*peer, d));
             }
-            self.transcripts.push(conn.transcript().clone());
+            let transcript = conn.transcript().clone();
+            self.keep_transcript(transcript);
             self.session = Session::CloseNotify {
                 until: now + GUARD_TIME,
             };
@@ -835,10 +840,18 @@ impl CoapsApp {
         }
     }
 
+    fn keep_transcript(&mut self, transcript: Transcript) {
+        if self.transcripts.len() >= MAX_TRANSCRIPTS {
+            self.transcripts.remove(0);
+        }
+        self.transcripts.push(transcript);
+    }
+
     /// `Dtls::Close` + `CoapSecure::Stop`.
     fn close(&mut self, udp: &mut impl Udp) {
         if let Session::Active { conn, .. } = &self.session {
-            self.transcripts.push(conn.transcript().clone());
+            let transcript = conn.transcript().clone();
+            self.keep_transcript(transcript);
         }
         if !matches!(self.session, Session::Closed) {
             udp.close(COAPS_PORT);
@@ -1526,6 +1539,22 @@ mod tests {
         p.advance(Duration::from_secs(3));
         assert_eq!(p.lines[1].last().unwrap(), "coaps disconnected");
         assert!(p.apps[1].transcripts().len() == 1);
+    }
+
+    #[test]
+    fn transcripts_keep_the_last_sessions() {
+        let mut p = Pair::new(&build("ncs-v2.2.0-psk"));
+        serve_and_connect(&mut p, "psk 123 pskid");
+        let target = format!("connect {}", addr(1).ip());
+        for _ in 0..MAX_TRANSCRIPTS + 3 {
+            assert_eq!(p.run(1, "disconnect"), done());
+            p.advance(Duration::from_secs(3));
+            assert_eq!(p.run(1, &target), done());
+        }
+        let t = p.apps[1].transcripts();
+        // The kept sessions plus the running one.
+        assert_eq!(t.len(), MAX_TRANSCRIPTS + 1);
+        assert_eq!(p.apps[0].transcripts().len(), MAX_TRANSCRIPTS + 1);
     }
 
     #[test]
