@@ -88,7 +88,7 @@ fn client_vs_ssl_server2(dir: PathBuf, cfg: Config, extra: Vec<String>) -> Vec<E
         peer,
         &mut events,
         Duration::from_secs(10),
-        connected,
+        handshake_ended,
     );
     assert!(
         conn.is_connected(),
@@ -125,12 +125,7 @@ fn ssl_client2_vs_server(
     let port = free_port();
     let sock = UdpSocket::bind(("127.0.0.1", port)).unwrap();
     let client = Child::spawn(dir.join("ssl_client2"), &args(port, &extra));
-    let mut buf = [0u8; 4096];
-    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let (n, peer) = sock.recv_from(&mut buf).expect("ssl_client2 sent nothing");
-    let mut conn =
-        Connection::server(Arc::new(cfg), Instant::now(), peer.to_string().as_bytes()).unwrap();
-    conn.handle_datagram(Instant::now(), &buf[..n]);
+    let (mut conn, peer) = accept_first(&sock, Arc::new(cfg), &client, Duration::from_secs(5));
     let mut events = Vec::new();
     drive(
         &mut conn,

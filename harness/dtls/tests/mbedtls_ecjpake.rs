@@ -7,15 +7,16 @@
 //! prints a skip message and passes; with it set to a directory lacking the programs they fail.
 //!
 //! Each test starts its own mbedtls process on a free port and kills it when done, also on
-//! failure (the [`Peer`] guard).
+//! failure (the [`Child`] guard).
 
-use std::io::{BufRead, BufReader, Read};
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::peer::{Child, accept_first, drive, free_port};
 use ot_hil_dtls::{AlertDescription, CipherSuite, Config, Connection, Event};
 
 const PASSWORD: &str = "J01NME";
@@ -43,13 +44,6 @@ fn programs() -> Option<PathBuf> {
     Some(dir)
 }
 
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 fn ecjpake_config(password: &str) -> Arc<Config> {
     Arc::new(Config {
         suites: vec![CipherSuite::ECJPAKE_WITH_AES_128_CCM_8],
@@ -75,137 +69,6 @@ fn common_args(port: u16, password: &str) -> Vec<String> {
     .into()
 }
 
-#[derive(Default)]
-struct Output {
-    text: String,
-    /// Number of the child's output streams (stdout, stderr) that reached end of file.
-    closed: usize,
-}
-
-/// A running mbedtls program; killed and reaped on drop.
-struct Peer {
-    child: std::process::Child,
-    output: Arc<(Mutex<Output>, Condvar)>,
-}
-
-impl Peer {
-    fn spawn(program: PathBuf, args: &[String]) -> Peer {
-        let mut child = Command::new(&program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("failed to start {}: {e}", program.display()));
-        let output = Arc::new((Mutex::new(Output::default()), Condvar::new()));
-        let streams: [Box<dyn Read + Send>; 2] = [
-            Box::new(child.stdout.take().expect("stdout is piped")),
-            Box::new(child.stderr.take().expect("stderr is piped")),
-        ];
-        for stream in streams {
-            let output = output.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream);
-                let mut chunk = Vec::new();
-                // Split on '.' as well as newlines: mbedtls prints progress ("Waiting for a
-                // remote connection ...") without a line end.
-                while reader.read_until(b'.', &mut chunk).unwrap_or(0) > 0 {
-                    let (lock, cvar) = &*output;
-                    lock.lock().unwrap().text += &String::from_utf8_lossy(&chunk);
-                    cvar.notify_all();
-                    chunk.clear();
-                }
-                let (lock, cvar) = &*output;
-                lock.lock().unwrap().closed += 1;
-                cvar.notify_all();
-            });
-        }
-        Peer { child, output }
-    }
-
-    fn text(&self) -> String {
-        self.output.0.lock().unwrap().text.clone()
-    }
-
-    /// Wait until the output contains `needle` (true) or `timeout` passes (false).
-    fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
-        let (lock, cvar) = &*self.output;
-        let guard = lock.lock().unwrap();
-        let (guard, _) = cvar
-            .wait_timeout_while(guard, timeout, |o| !o.text.contains(needle) && o.closed < 2)
-            .unwrap();
-        guard.text.contains(needle)
-    }
-
-    /// Wait for the program to exit by itself: both output streams closed, then reap it.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let (lock, cvar) = &*self.output;
-        let guard = lock.lock().unwrap();
-        let (guard, _) = cvar
-            .wait_timeout_while(guard, timeout, |o| o.closed < 2)
-            .unwrap();
-        let closed = guard.closed >= 2;
-        drop(guard);
-        if closed { self.child.wait().ok() } else { None }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Drive `conn` over `sock` with `peer` until `done` holds for the events so far (true) or
-/// `limit` passes (false). Timers fire from `next_timeout`, so a lost datagram is retransmitted.
-fn drive(
-    conn: &mut Connection,
-    sock: &UdpSocket,
-    peer: SocketAddr,
-    events: &mut Vec<Event>,
-    limit: Duration,
-    done: impl Fn(&[Event]) -> bool,
-) -> bool {
-    let end = Instant::now() + limit;
-    let mut buf = vec![0u8; 65536];
-    loop {
-        while let Some(datagram) = conn.poll_transmit() {
-            sock.send_to(&datagram, peer).expect("send on loopback");
-        }
-        while let Some(event) = conn.poll_event() {
-            events.push(event);
-        }
-        if done(events) {
-            return true;
-        }
-        let now = Instant::now();
-        if now >= end {
-            return false;
-        }
-        let wake = conn.next_timeout().map_or(end, |t| t.min(end));
-        let wait = wake
-            .saturating_duration_since(now)
-            .max(Duration::from_millis(1));
-        sock.set_read_timeout(Some(wait)).expect("set read timeout");
-        match sock.recv_from(&mut buf) {
-            Ok((n, from)) if from == peer => conn.handle_datagram(Instant::now(), &buf[..n]),
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                conn.handle_timeout(Instant::now())
-            }
-            // ICMP port unreachable from an earlier send (peer not yet bound): retry.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
-            Err(e) => panic!("recv on loopback: {e}"),
-        }
-    }
-}
-
 fn received_text(events: &[Event]) -> String {
     events
         .iter()
@@ -224,22 +87,22 @@ fn failed(events: &[Event]) -> Option<&Event> {
     events.iter().find(|e| matches!(e, Event::Failed { .. }))
 }
 
-fn start_server(dir: &Path, port: u16, password: &str) -> Peer {
+fn start_server(dir: &Path, port: u16, password: &str) -> Child {
     let mut args = common_args(port, password);
     args.push("exchanges=1".into());
-    let server = Peer::spawn(dir.join("ssl_server2"), &args);
+    let server = Child::spawn(dir.join("ssl_server2"), &args);
     assert!(
         server.wait_for("Waiting for a remote connection", LIMIT),
         "ssl_server2 did not start:\n{}",
-        server.text()
+        server.output()
     );
     server
 }
 
-fn start_client(dir: &Path, port: u16, password: &str) -> Peer {
+fn start_client(dir: &Path, port: u16, password: &str) -> Child {
     let mut args = common_args(port, password);
     args.push("ca_file=none".into());
-    Peer::spawn(dir.join("ssl_client2"), &args)
+    Child::spawn(dir.join("ssl_client2"), &args)
 }
 
 #[test]
@@ -258,7 +121,7 @@ fn our_client_with_mbedtls_server() {
     assert!(
         ok && connected(&events),
         "no handshake: {events:?}\nssl_server2:\n{}",
-        server.text()
+        server.output()
     );
     assert_eq!(conn.suite(), Some(CipherSuite::ECJPAKE_WITH_AES_128_CCM_8));
 
@@ -267,7 +130,11 @@ fn our_client_with_mbedtls_server() {
     let ok = drive(&mut conn, &sock, peer, &mut events, LIMIT, |e| {
         received_text(e).contains(&want)
     });
-    assert!(ok, "no answer: {events:?}\nssl_server2:\n{}", server.text());
+    assert!(
+        ok,
+        "no answer: {events:?}\nssl_server2:\n{}",
+        server.output()
+    );
     // The server printed the suite and our request (it logs what it reads).
     for needle in [
         format!("Ciphersuite is {SUITE_NAME}"),
@@ -276,7 +143,7 @@ fn our_client_with_mbedtls_server() {
         assert!(
             server.wait_for(&needle, LIMIT),
             "ssl_server2 did not print {needle:?}:\n{}",
-            server.text()
+            server.output()
         );
     }
 }
@@ -289,15 +156,7 @@ fn mbedtls_client_with_our_server() {
     let mut client = start_client(&dir, port, PASSWORD);
 
     // The first ClientHello tells us who the peer is.
-    let mut buf = vec![0u8; 65536];
-    sock.set_read_timeout(Some(LIMIT)).unwrap();
-    let (n, peer) = sock
-        .recv_from(&mut buf)
-        .unwrap_or_else(|e| panic!("no ClientHello ({e}):\n{}", client.text()));
-    let now = Instant::now();
-    let mut conn =
-        Connection::server(ecjpake_config(PASSWORD), now, peer.to_string().as_bytes()).unwrap();
-    conn.handle_datagram(now, &buf[..n]);
+    let (mut conn, peer) = accept_first(&sock, ecjpake_config(PASSWORD), &client, LIMIT);
     let mut events = Vec::new();
 
     let ok = drive(&mut conn, &sock, peer, &mut events, LIMIT, |e| {
@@ -306,7 +165,7 @@ fn mbedtls_client_with_our_server() {
     assert!(
         ok && connected(&events),
         "no request: {events:?}\nssl_client2:\n{}",
-        client.text()
+        client.output()
     );
     assert!(received_text(&events).starts_with("GET / HTTP/1.0\r\n"));
 
@@ -317,7 +176,7 @@ fn mbedtls_client_with_our_server() {
         e.iter().any(|e| matches!(e, Event::Closed))
     });
     let status = client.wait_exit(LIMIT);
-    let log = client.text();
+    let log = client.output();
     assert!(closed, "no close_notify: {events:?}\nssl_client2:\n{log}");
     assert!(
         status.is_some_and(|s| s.success()),
@@ -348,7 +207,7 @@ fn our_client_with_wrong_password_gets_bad_record_mac() {
     assert!(
         ok,
         "no outcome: {events:?}\nssl_server2:\n{}",
-        server.text()
+        server.output()
     );
     assert!(!connected(&events), "connected with a wrong password");
     match failed(&events) {
@@ -360,7 +219,7 @@ fn our_client_with_wrong_password_gets_bad_record_mac() {
     assert!(
         server.wait_for("-0x7180", LIMIT),
         "ssl_server2 did not report a MAC failure:\n{}",
-        server.text()
+        server.output()
     );
 }
 
@@ -373,22 +232,14 @@ fn mbedtls_client_with_wrong_password_gets_fatal_alert() {
     let port = sock.local_addr().unwrap().port();
     let mut client = start_client(&dir, port, WRONG_PASSWORD);
 
-    let mut buf = vec![0u8; 65536];
-    sock.set_read_timeout(Some(LIMIT)).unwrap();
-    let (n, peer) = sock
-        .recv_from(&mut buf)
-        .unwrap_or_else(|e| panic!("no ClientHello ({e}):\n{}", client.text()));
-    let now = Instant::now();
-    let mut conn =
-        Connection::server(ecjpake_config(PASSWORD), now, peer.to_string().as_bytes()).unwrap();
-    conn.handle_datagram(now, &buf[..n]);
+    let (mut conn, peer) = accept_first(&sock, ecjpake_config(PASSWORD), &client, LIMIT);
     let mut events = Vec::new();
 
     let ok = drive(&mut conn, &sock, peer, &mut events, LIMIT, |e| {
         connected(e) || failed(e).is_some()
     });
     let status = client.wait_exit(LIMIT);
-    let log = client.text();
+    let log = client.output();
     assert!(!connected(&events), "connected with a wrong password");
     assert!(
         ok,

@@ -83,6 +83,36 @@ fn localhost_client() -> Config {
     }
 }
 
+/// After the handshake, data both ways: `ours` goes out and must show in OpenSSL's output, then
+/// `theirs` is typed into OpenSSL and must arrive.
+fn exchange_lines(
+    conn: &mut Connection,
+    sock: &UdpSocket,
+    peer: SocketAddr,
+    events: &mut Vec<Event>,
+    openssl: &mut Child,
+    ours: &str,
+    theirs: &str,
+) {
+    conn.send(format!("{ours}\n").as_bytes()).unwrap();
+    // A zero limit sends what is queued and returns.
+    drive(conn, sock, peer, events, Duration::ZERO, |_| false);
+    assert!(
+        openssl.wait_for(ours, Duration::from_secs(5)),
+        "openssl: {}",
+        openssl.output()
+    );
+    openssl.write_stdin(&format!("{theirs}\n"));
+    drive(conn, sock, peer, events, Duration::from_secs(5), |e| {
+        got_data(e, theirs.as_bytes())
+    });
+    assert!(
+        got_data(events, theirs.as_bytes()),
+        "{events:?}\nopenssl: {}",
+        openssl.output()
+    );
+}
+
 /// Our client against `s_server`: handshake, then data both ways. Returns our events.
 fn client_vs_s_server(
     cfg: Config,
@@ -106,7 +136,7 @@ fn client_vs_s_server(
         peer,
         &mut events,
         Duration::from_secs(10),
-        connected,
+        handshake_ended,
     );
     if !expect_connect {
         drive(
@@ -125,30 +155,15 @@ fn client_vs_s_server(
         "not connected: {events:?}\nopenssl: {}",
         server.output()
     );
-    conn.send(b"hello from ot-hil\n").unwrap();
-    drive(
+    exchange_lines(
         &mut conn,
         &sock,
         peer,
         &mut events,
-        Duration::from_millis(100),
-        |_| false,
+        &mut server,
+        "hello from ot-hil",
+        "hello from openssl",
     );
-    assert!(
-        server.wait_for("hello from ot-hil", Duration::from_secs(5)),
-        "openssl: {}",
-        server.output()
-    );
-    server.write_stdin("hello from openssl\n");
-    drive(
-        &mut conn,
-        &sock,
-        peer,
-        &mut events,
-        Duration::from_secs(5),
-        |e| got_data(e, b"hello from openssl"),
-    );
-    assert!(got_data(&events, b"hello from openssl"), "{events:?}");
     conn.close();
     drive(
         &mut conn,
@@ -173,12 +188,7 @@ fn s_client_vs_server(
     args.push(format!("127.0.0.1:{port}"));
     args.extend(s(client_args));
     let mut client = Child::spawn("openssl", &args);
-    let mut buf = [0u8; 4096];
-    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let (n, peer) = sock.recv_from(&mut buf).expect("s_client sent nothing");
-    let mut conn =
-        Connection::server(Arc::new(cfg), Instant::now(), peer.to_string().as_bytes()).unwrap();
-    conn.handle_datagram(Instant::now(), &buf[..n]);
+    let (mut conn, peer) = accept_first(&sock, Arc::new(cfg), &client, Duration::from_secs(5));
     let mut events = Vec::new();
     drive(
         &mut conn,
@@ -186,7 +196,7 @@ fn s_client_vs_server(
         peer,
         &mut events,
         Duration::from_secs(10),
-        connected,
+        handshake_ended,
     );
     if !expect_connect {
         std::thread::sleep(Duration::from_millis(200));
@@ -197,33 +207,14 @@ fn s_client_vs_server(
         "not connected: {events:?}\nopenssl: {}",
         client.output()
     );
-    conn.send(b"hello from ot-hil server\n").unwrap();
-    drive(
+    exchange_lines(
         &mut conn,
         &sock,
         peer,
         &mut events,
-        Duration::from_millis(100),
-        |_| false,
-    );
-    assert!(
-        client.wait_for("hello from ot-hil server", Duration::from_secs(5)),
-        "openssl: {}",
-        client.output()
-    );
-    client.write_stdin("hello from s_client\n");
-    drive(
-        &mut conn,
-        &sock,
-        peer,
-        &mut events,
-        Duration::from_secs(5),
-        |e| got_data(e, b"hello from s_client"),
-    );
-    assert!(
-        got_data(&events, b"hello from s_client"),
-        "{events:?}\nopenssl: {}",
-        client.output()
+        &mut client,
+        "hello from ot-hil server",
+        "hello from s_client",
     );
     (events, client.output())
 }
@@ -480,7 +471,7 @@ fn bad_mac_and_replay_towards_openssl() {
         peer,
         &mut events,
         Duration::from_secs(10),
-        connected,
+        handshake_ended,
     );
     assert!(conn.is_connected());
     conn.send(b"tampered-1\n").unwrap();

@@ -4,70 +4,91 @@
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use ot_hil_dtls::{Connection, Event};
+use ot_hil_dtls::{Config, Connection, Event};
 
 pub fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
 }
 
-/// A running OpenSSL process; killed and reaped on drop.
+#[derive(Default)]
+struct Output {
+    text: String,
+    /// Number of the child's output streams (stdout, stderr) that reached end of file.
+    closed: usize,
+}
+
+/// A running peer program; killed and reaped on drop.
 pub struct Child {
     child: std::process::Child,
-    output: Arc<Mutex<String>>,
+    output: Arc<(Mutex<Output>, Condvar)>,
 }
 
 impl Child {
     pub fn spawn(program: impl AsRef<OsStr>, args: &[String]) -> Child {
+        let program = program.as_ref();
         let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn openssl");
-        let output = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()) as Box<dyn Read + Send>,
-        ] {
-            let out = output.clone();
+            .unwrap_or_else(|e| panic!("failed to start {}: {e}", program.display()));
+        let output = Arc::new((Mutex::new(Output::default()), Condvar::new()));
+        let streams: [Box<dyn Read + Send>; 2] = [
+            Box::new(child.stdout.take().expect("stdout is piped")),
+            Box::new(child.stderr.take().expect("stderr is piped")),
+        ];
+        for mut stream in streams {
+            let output = output.clone();
             // Raw chunks, not lines: prompts such as "Waiting for a remote connection ..."
             // end without a newline.
             std::thread::spawn(move || {
-                let mut stream = stream;
                 let mut buf = [0u8; 4096];
+                let (lock, cvar) = &*output;
                 while let Ok(n @ 1..) = stream.read(&mut buf) {
-                    out.lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                    lock.lock().unwrap().text += &String::from_utf8_lossy(&buf[..n]);
+                    cvar.notify_all();
                 }
+                lock.lock().unwrap().closed += 1;
+                cvar.notify_all();
             });
         }
         Child { child, output }
     }
 
+    /// Everything the program printed so far (stdout and stderr interleaved).
     pub fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
+        self.output.0.lock().unwrap().text.clone()
     }
 
-    /// Wait until the output contains `needle`.
+    /// Wait until the output contains `needle` (true), or `timeout` passes or the program
+    /// closed its output (false).
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
-        let end = Instant::now() + timeout;
-        while Instant::now() < end {
-            if self.output().contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        false
+        let (lock, cvar) = &*self.output;
+        let guard = lock.lock().unwrap();
+        let (guard, _) = cvar
+            .wait_timeout_while(guard, timeout, |o| !o.text.contains(needle) && o.closed < 2)
+            .unwrap();
+        guard.text.contains(needle)
+    }
+
+    /// Wait for the program to exit by itself: both output streams closed, then reap it.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let (lock, cvar) = &*self.output;
+        let guard = lock.lock().unwrap();
+        let (guard, _) = cvar
+            .wait_timeout_while(guard, timeout, |o| o.closed < 2)
+            .unwrap();
+        let closed = guard.closed >= 2;
+        drop(guard);
+        if closed { self.child.wait().ok() } else { None }
     }
 
     pub fn write_stdin(&mut self, s: &str) {
@@ -84,7 +105,8 @@ impl Drop for Child {
     }
 }
 
-/// Drive `conn` over `sock` until `done` holds for the events so far, or `limit` passes.
+/// Drive `conn` over `sock` with `peer` until `done` holds for the events so far (true) or
+/// `limit` passes (false). Timers fire from `next_timeout`, so a lost datagram is retransmitted.
 pub fn drive(
     conn: &mut Connection,
     sock: &UdpSocket,
@@ -92,37 +114,67 @@ pub fn drive(
     events: &mut Vec<Event>,
     limit: Duration,
     done: impl Fn(&[Event]) -> bool,
-) {
+) -> bool {
     let end = Instant::now() + limit;
-    let mut buf = [0u8; 4096];
+    let mut buf = vec![0u8; 65536];
     loop {
-        while let Some(d) = conn.poll_transmit() {
-            sock.send_to(&d, peer).unwrap();
+        while let Some(datagram) = conn.poll_transmit() {
+            sock.send_to(&datagram, peer).expect("send on loopback");
         }
-        while let Some(e) = conn.poll_event() {
-            events.push(e);
+        while let Some(event) = conn.poll_event() {
+            events.push(event);
         }
-        if done(events) || Instant::now() >= end {
-            return;
+        if done(events) {
+            return true;
         }
         let now = Instant::now();
-        let wait = conn
-            .next_timeout()
-            .map(|t| t.saturating_duration_since(now))
-            .unwrap_or(Duration::from_millis(50));
-        sock.set_read_timeout(Some(
-            wait.clamp(Duration::from_millis(1), Duration::from_millis(50)),
-        ))
-        .unwrap();
+        if now >= end {
+            return false;
+        }
+        let wake = conn.next_timeout().map_or(end, |t| t.min(end));
+        let wait = wake
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(1));
+        sock.set_read_timeout(Some(wait)).expect("set read timeout");
         match sock.recv_from(&mut buf) {
             Ok((n, from)) if from == peer => conn.handle_datagram(Instant::now(), &buf[..n]),
             Ok(_) => {}
-            Err(_) => conn.handle_timeout(Instant::now()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                conn.handle_timeout(Instant::now())
+            }
+            // ICMP port unreachable from an earlier send (peer not yet bound): retry.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Err(e) => panic!("recv on loopback: {e}"),
         }
     }
 }
 
-pub fn connected(ev: &[Event]) -> bool {
+/// Wait on `sock` for the peer's first datagram (its ClientHello) and answer it with a server
+/// connection; the datagram's source is the peer from then on.
+pub fn accept_first(
+    sock: &UdpSocket,
+    config: Arc<Config>,
+    peer_process: &Child,
+    timeout: Duration,
+) -> (Connection, SocketAddr) {
+    let mut buf = vec![0u8; 65536];
+    sock.set_read_timeout(Some(timeout)).unwrap();
+    let (n, peer) = sock
+        .recv_from(&mut buf)
+        .unwrap_or_else(|e| panic!("no ClientHello ({e}):\n{}", peer_process.output()));
+    let now = Instant::now();
+    let mut conn = Connection::server(config, now, peer.to_string().as_bytes()).unwrap();
+    conn.handle_datagram(now, &buf[..n]);
+    (conn, peer)
+}
+
+/// The handshake is over, either way: connected, failed or closed.
+pub fn handshake_ended(ev: &[Event]) -> bool {
     ev.iter().any(|e| {
         matches!(
             e,
