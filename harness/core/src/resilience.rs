@@ -209,31 +209,41 @@ pub fn vdk_air_socket(dir: &Path, dk: &VirtualDk) -> Option<PathBuf> {
     dk.pid().map(|pid| dir.join(format!("c-{pid}-0.sock")))
 }
 
-/// Set up the air of one case run: all-link faults from the command line (else the case), and
-/// the case's per-link faults between its nodes' radios.
+/// Set up the air of one case run (`before_step` = None: at set-up, before flashing): all-link
+/// faults from the command line (at set-up), else the case's, and the case's per-link faults
+/// between its nodes' radios, when the case's `from_step` comes.
 pub fn apply_air_faults(
     hub: &Hub,
     faults: &CaseFaults,
     options: &RunOptions,
-    dir: &Path,
+    before_step: Option<usize>,
     vdks: &[VirtualDk],
 ) -> Result<(), InfraFailure> {
-    let case_air = faults.air.as_ref();
+    if before_step.is_none()
+        && let Some(cli) = &options.air_faults
+    {
+        hub.set_faults(cli.clone());
+    }
+    let due = faults.air.as_ref().filter(|a| match before_step {
+        None => a.from_step == 0,
+        Some(i) => a.from_step == i && i > 0,
+    });
+    let Some(case_air) = due else {
+        return Ok(());
+    };
     let global = match (&options.air_faults, case_air) {
-        (Some(cli), _) => Some(cli.clone()),
-        (None, Some(a)) if a.links.is_empty() => Some(a.config.clone()),
+        (Some(_), _) => None,
+        (None, a) if a.links.is_empty() => Some(a.config.clone()),
         _ => None,
     };
     if let Some(g) = global {
         hub.set_faults(g);
     }
-    let Some(air) = case_air.filter(|a| !a.links.is_empty()) else {
-        return Ok(());
-    };
+    let air = case_air;
     let socket_of = |node: &str| -> Result<PathBuf, InfraFailure> {
         vdks.iter()
             .find(|d| d.board == node)
-            .and_then(|d| vdk_air_socket(dir, d))
+            .and_then(|d| vdk_air_socket(d.control.parent()?, d))
             .ok_or_else(|| InfraFailure {
                 board: node.to_string(),
                 step: None,

@@ -426,6 +426,18 @@ async fn run_one(shared: &RunShared, p: Planned, seq: usize, attempt: u32) -> Ca
                 &[]
             };
             for (i, step) in steps.iter().enumerate() {
+                if let Some(hub) = &boards.hub
+                    && let Err(e) = crate::resilience::apply_air_faults(
+                        hub,
+                        &case.faults,
+                        &shared.options,
+                        Some(i),
+                        &boards.vdks,
+                    )
+                {
+                    raw = RawOutcome::Infra(e);
+                    break;
+                }
                 if let Err(e) = crate::resilience::inject_board_faults(
                     case,
                     i,
@@ -562,7 +574,7 @@ async fn setup(
                 &hub,
                 &case.faults,
                 &shared.options,
-                &dir,
+                None,
                 &boards.vdks,
             )
             .map_err(RawOutcome::Infra)?;

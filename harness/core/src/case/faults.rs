@@ -10,6 +10,7 @@
 //! corrupt = 0.01          # probability that a delivered copy has a bit flipped
 //! seed = 7                # RNG seed of the air (same seed + same traffic = same losses)
 //! links = [["client", "server"]]   # only frames from client to server (default: every link)
+//! from_step = "connect"  # the air turns bad before this step (number or id; default: at once)
 //!
 //! [[faults.board]]
 //! node = "server"
@@ -41,6 +42,7 @@ pub(super) struct RawFaults {
     corrupt: Option<Spanned<f64>>,
     seed: Option<Spanned<i64>>,
     links: Option<Vec<Spanned<Vec<Spanned<String>>>>>,
+    from_step: Option<Spanned<RawStepRef>>,
     #[serde(default)]
     board: Vec<Spanned<RawBoardFault>>,
 }
@@ -77,6 +79,8 @@ pub struct AirFaults {
     pub seed: Option<u64>,
     /// Directed links `(from node, to node)`; empty = every link.
     pub links: Vec<(String, String)>,
+    /// Index of the step before which the faults start (0 = before the boards are flashed).
+    pub from_step: usize,
 }
 
 /// A fault a board gets before a step.
@@ -224,6 +228,16 @@ pub(super) fn validate(
         duplicate,
         corrupt,
     };
+    let from_step = match &raw.from_step {
+        Some(s) => match step_index(s.get_ref(), steps) {
+            Ok(i) => i,
+            Err(message) => {
+                problem(s.span().start, message);
+                0
+            }
+        },
+        None => 0,
+    };
     let air = if config.is_none() && links.is_empty() && seed.is_none() {
         None
     } else {
@@ -231,6 +245,7 @@ pub(super) fn validate(
             config,
             seed,
             links,
+            from_step,
         })
     };
 
@@ -260,25 +275,11 @@ pub(super) fn validate(
                 );
                 continue;
             }
-            (Some(s), None) => match s.get_ref() {
-                RawStepRef::Number(n) => match usize::try_from(*n) {
-                    Ok(n) if (1..=steps.len()).contains(&n) => n - 1,
-                    _ => {
-                        problem(
-                            s.span().start,
-                            format!("step {n} does not exist (1..={})", steps.len()),
-                        );
-                        continue;
-                    }
-                },
-                RawStepRef::Id(id) => {
-                    match steps.iter().position(|st| st.id.as_deref() == Some(id)) {
-                        Some(i) => i,
-                        None => {
-                            problem(s.span().start, format!("no step has id `{id}`"));
-                            continue;
-                        }
-                    }
+            (Some(s), None) => match step_index(s.get_ref(), steps) {
+                Ok(i) => i,
+                Err(message) => {
+                    problem(s.span().start, message);
+                    continue;
                 }
             },
             (None, Some(c)) => {
@@ -307,6 +308,20 @@ pub(super) fn validate(
         });
     }
     CaseFaults { air, board }
+}
+
+/// A 1-based step number or a step id -> index into the steps.
+fn step_index(r: &RawStepRef, steps: &[Step]) -> Result<usize, String> {
+    match r {
+        RawStepRef::Number(n) => match usize::try_from(*n) {
+            Ok(n) if (1..=steps.len()).contains(&n) => Ok(n - 1),
+            _ => Err(format!("step {n} does not exist (1..={})", steps.len())),
+        },
+        RawStepRef::Id(id) => steps
+            .iter()
+            .position(|st| st.id.as_deref() == Some(id))
+            .ok_or_else(|| format!("no step has id `{id}`")),
+    }
 }
 
 #[cfg(test)]
