@@ -13,6 +13,8 @@ pub mod check;
 pub mod console;
 pub mod events;
 pub mod exec;
+#[doc(hidden)]
+pub mod fuzz_checks;
 pub mod profile;
 pub mod report;
 pub mod resilience;
