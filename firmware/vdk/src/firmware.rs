@@ -323,6 +323,20 @@ pub const KNOWN_SYMBOLS: &[KnownSymbol] = &[
         meaning: "`ot` shell command (the OpenThread CLI)",
     },
     KnownSymbol {
+        name: "LOG",
+        kind: SymbolKind::Bool,
+        default: "n",
+        modelled: true,
+        meaning: "Zephyr logging: a fatal error prints its `<err>` lines (fault injection `crash`)",
+    },
+    KnownSymbol {
+        name: "RESET_ON_FATAL_ERROR",
+        kind: SymbolKind::Bool,
+        default: "y",
+        modelled: true,
+        meaning: "after a fatal error the board reboots (y) or halts (n) (NCS lib/fatal_error)",
+    },
+    KnownSymbol {
         name: "OPENTHREAD_COAP",
         kind: SymbolKind::Bool,
         default: "n",
@@ -548,13 +562,6 @@ pub const KNOWN_SYMBOLS: &[KnownSymbol] = &[
         default: "n",
         modelled: false,
         meaning: "`gpio` shell command",
-    },
-    KnownSymbol {
-        name: "LOG",
-        kind: SymbolKind::Bool,
-        default: "n",
-        modelled: false,
-        meaning: "Zephyr logging",
     },
     KnownSymbol {
         name: "LOG_BACKEND_UART",

@@ -82,6 +82,8 @@ fn crash_without_reset_on_fatal_error_halts() {
     let manifest = logging_variant(dir.path(), "CONFIG_RESET_ON_FATAL_ERROR=n");
     let mut b = spawn(dir.path(), &manifest);
     b.wait_for("uart:~$ ", LONG).unwrap();
+    // Both symbols are modelled, so neither is reported as ignored.
+    assert_eq!(b.control("warnings"), "ok 0");
     assert_eq!(b.control("crash"), "ok");
     b.wait_for("ZEPHYR FATAL ERROR 0: CPU exception on CPU 0", LONG)
         .unwrap();
