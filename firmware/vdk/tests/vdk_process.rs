@@ -258,6 +258,7 @@ fn thirty_two_boards_on_one_air() {
             dk.command(cmd);
         }
     }
+    let forming = Instant::now();
     boards[0].command("ot thread start");
     boards[0].wait_role("ot state", &["leader"], Duration::from_secs(20));
     for dk in boards.iter_mut().skip(1) {
@@ -266,6 +267,7 @@ fn thirty_two_boards_on_one_air() {
     for dk in boards.iter_mut().skip(1) {
         dk.wait_role("ot state", &["child", "router"], Duration::from_secs(30));
     }
+    let attached = forming.elapsed();
     // Idle cost: CPU ticks over a quiet second, and resident memory.
     let before: u64 = boards.iter().map(|d| cpu_ticks(d.child.id())).sum();
     let start = Instant::now();
@@ -276,7 +278,8 @@ fn thirty_two_boards_on_one_air() {
     let ticks_per_s = 100.0;
     let cpu = (after - before) as f64 / ticks_per_s / start.elapsed().as_secs_f64();
     eprintln!(
-        "vdk: 32 attached boards: total VmRSS {} kB ({} kB each), idle CPU {:.1}% of one core",
+        "vdk: 32 boards attached {:.1} s after the first thread start: total VmRSS {} kB ({} kB each), idle CPU {:.1}% of one core",
+        attached.as_secs_f64(),
         rss,
         rss / 32,
         cpu * 100.0
