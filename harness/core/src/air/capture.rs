@@ -17,7 +17,7 @@ pub const COAPS_PORT: u16 = 5684;
 pub const COAP_PORT: u16 = 5683;
 /// Records kept per connection (a handshake is about 20).
 pub const MAX_RECORDS: usize = 512;
-/// Connections tracked per capture.
+/// Connections tracked per capture (the oldest is forgotten beyond this).
 pub const MAX_CONNECTIONS: usize = 64;
 /// CoAP log lines kept (the most recent).
 pub const MAX_LOG_LINES: usize = 200;
@@ -37,8 +37,10 @@ pub struct CaptureStats {
     pub dtls_datagrams: u64,
     /// CoAP datagrams decoded for the log.
     pub coap_messages: u64,
-    /// Datagrams on the CoAPS port beyond the connection cap, or records beyond the record cap.
+    /// Records beyond the per-connection cap.
     pub dropped_records: u64,
+    /// Oldest connections forgotten to stay under the connection cap.
+    pub evicted_connections: u64,
     /// Frames the pcap writer refused (e.g. disk full); the first error is kept in `pcap_error`.
     pub pcap_errors: u64,
     /// The decoder's counters (bad MIC, undecodable, unknown source, missing fragments...).
@@ -50,7 +52,7 @@ impl CaptureStats {
     pub fn summary(&self) -> String {
         let d = &self.decode;
         format!(
-            "lines={} ignored_lines={} bad_lines={} frames={} decrypted={} bad_mic={} unknown_source={} undecodable={} duplicates={} datagrams={} missing_fragments={} expired_reassemblies={} dtls_datagrams={} coap_messages={} dropped_records={} pcap_errors={}",
+            "lines={} ignored_lines={} bad_lines={} frames={} decrypted={} bad_mic={} unknown_source={} undecodable={} duplicates={} datagrams={} missing_fragments={} expired_reassemblies={} dtls_datagrams={} coap_messages={} dropped_records={} evicted_connections={} pcap_errors={}",
             self.lines,
             self.ignored_lines,
             self.bad_lines,
@@ -66,6 +68,7 @@ impl CaptureStats {
             self.dtls_datagrams,
             self.coap_messages,
             self.dropped_records,
+            self.evicted_connections,
             self.pcap_errors,
         )
     }
@@ -149,45 +152,47 @@ impl Capture {
             self.stats.pcap_errors += 1;
             self.pcap_error.get_or_insert(e.to_string());
         }
-        let head = format!(
-            "{:>12} {:>4} dBm lqi {:>3} {:>3} B",
-            frame.timestamp_us,
-            frame.rssi_dbm,
-            frame.lqi,
-            frame.psdu.len()
-        );
         let Some(decoder) = self.decoder.as_mut() else {
-            self.live_line(format!("{head} (no network key)"));
+            if self.live.is_some() {
+                let head = live_head(frame);
+                self.live_line(format!("{head} (no network key)"));
+            }
             return;
         };
+        if self.live.is_none() {
+            // The common case (case runs, benchmarks): no per-frame text.
+            if let Some(datagram) = decoder.push(frame) {
+                self.on_udp(&datagram);
+            }
+            return;
+        }
+        let head = live_head(frame);
         let before = decoder.stats();
         let datagram = decoder.push(frame);
         let after = decoder.stats();
         let Some(datagram) = datagram else {
-            if self.live.is_some() {
-                let what = if after.bad_mic > before.bad_mic {
-                    "bad MIC"
-                } else if after.unknown_source > before.unknown_source {
-                    "secured, sender's extended address not known yet"
-                } else if after.non_data > before.non_data {
-                    "ack/beacon/command"
-                } else if after.undecodable > before.undecodable {
-                    "undecodable"
-                } else if after.duplicates > before.duplicates {
-                    "retransmission"
-                } else if after.datagrams > before.datagrams {
-                    "IPv6 (not UDP)"
-                } else {
-                    "fragment"
-                };
-                self.live_line(format!("{head} {what}"));
-            }
+            let what = if after.bad_mic > before.bad_mic {
+                "bad MIC"
+            } else if after.unknown_source > before.unknown_source {
+                "secured, sender's extended address not known yet"
+            } else if after.non_data > before.non_data {
+                "ack/beacon/command"
+            } else if after.undecodable > before.undecodable {
+                "undecodable"
+            } else if after.duplicates > before.duplicates {
+                "retransmission"
+            } else if after.datagrams > before.datagrams {
+                "IPv6 (not UDP)"
+            } else {
+                "fragment"
+            };
+            self.live_line(format!("{head} {what}"));
             return;
         };
         let entries_before: usize = self.connections.iter().map(|c| c.records).sum();
         let log_before = self.stats.coap_messages;
         self.on_udp(&datagram);
-        if self.live.is_some() {
+        {
             let mut line = format!(
                 "{head} [{}]:{} -> [{}]:{} UDP {} B",
                 datagram.src.ip(),
@@ -250,7 +255,12 @@ impl Capture {
             (c.client == d.src && c.server == d.dst) || (c.client == d.dst && c.server == d.src)
         }) {
             Some(i) => i,
-            None if self.connections.len() < MAX_CONNECTIONS => {
+            None => {
+                if self.connections.len() >= MAX_CONNECTIONS {
+                    // Memory stays bounded on long captures: the oldest connection goes.
+                    self.connections.remove(0);
+                    self.stats.evicted_connections += 1;
+                }
                 let (client, server) = if is_client_hello(&d.payload) || d.dst.port() == COAPS_PORT
                 {
                     (d.src, d.dst)
@@ -264,10 +274,6 @@ impl Capture {
                     records: 0,
                 });
                 self.connections.len() - 1
-            }
-            None => {
-                self.stats.dropped_records += 1;
-                return;
             }
         };
         let Some(conn) = self.connections.get_mut(idx) else {
@@ -312,7 +318,8 @@ impl Capture {
         ));
     }
 
-    /// Connections in the order their first datagram was seen.
+    /// Connections in the order their first datagram was seen (the most recent
+    /// [`MAX_CONNECTIONS`] of them).
     pub fn connections(&self) -> &[Connection] {
         &self.connections
     }
@@ -366,4 +373,14 @@ impl Capture {
 /// (record type 22, epoch 0, handshake type 1 right after the 13-byte record header).
 fn is_client_hello(datagram: &[u8]) -> bool {
     matches!(datagram, [22, 0xfe, _, 0, 0, _, _, _, _, _, _, _, _, 1, ..])
+}
+
+fn live_head(frame: &SnifferFrame) -> String {
+    format!(
+        "{:>12} {:>4} dBm lqi {:>3} {:>3} B",
+        frame.timestamp_us,
+        frame.rssi_dbm,
+        frame.lqi,
+        frame.psdu.len()
+    )
 }
