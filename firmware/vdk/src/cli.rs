@@ -781,6 +781,8 @@ pub fn parse_hex(v: &str) -> Result<Vec<u8>, OtError> {
         .step_by(2)
         .map(|i| {
             v.get(i..i + 2)
+                // from_str_radix alone would take a sign ("+f").
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or(OtError::InvalidArgs)
         })
@@ -819,6 +821,15 @@ mod tests {
         let reply = cli.execute(&args, &mut ctx);
         let result = reply.result_line();
         (reply.lines, result)
+    }
+
+    #[test]
+    fn parse_hex_takes_only_hex_digits() {
+        assert_eq!(parse_hex("0aFf"), Ok(vec![0x0a, 0xff]));
+        assert_eq!(parse_hex(""), Ok(vec![]));
+        for bad in ["abc", "+f0a", "-1", "0x", "é1", "zz"] {
+            assert_eq!(parse_hex(bad), Err(OtError::InvalidArgs), "{bad:?}");
+        }
     }
 
     #[test]

@@ -232,10 +232,7 @@ mod tests {
     );
 
     fn unhex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        crate::cli::parse_hex(s).expect("test vector is hex")
     }
 
     #[test]
