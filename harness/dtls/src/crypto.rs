@@ -271,13 +271,7 @@ impl ReplayWindow {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::unhex as hex;
 
     /// The widely used TLS 1.2 PRF-SHA256 test vector (IETF TLS WG list, 2009).
     #[test]

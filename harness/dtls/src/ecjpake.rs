@@ -629,9 +629,7 @@ mod tests {
     use p256::elliptic_curve::rand_core::{Rng, TryCryptoRng, TryRng};
     use std::convert::Infallible;
 
-    fn unhex(s: &str) -> Vec<u8> {
-        hex::decode(s).expect("test vector is hex")
-    }
+    use crate::unhex;
 
     /// Deterministic test generator: SHA-256 in counter mode over a seed. Reproducible runs;
     /// not for anything but tests.

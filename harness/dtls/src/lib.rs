@@ -72,3 +72,13 @@ pub use enums::*;
 pub use error::{CertError, CodecError, Error};
 pub use rng::{BoxedRng, SeededRng};
 pub use transcript::{Direction, Transcript, TranscriptBuilder};
+
+/// A hex test vector; white space and `|` separators are allowed for readability.
+#[cfg(test)]
+pub(crate) fn unhex(s: &str) -> Vec<u8> {
+    let digits: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '|')
+        .collect();
+    hex::decode(digits).expect("test vector is hex")
+}

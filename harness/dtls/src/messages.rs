@@ -671,13 +671,7 @@ pub fn encode_handshake(msg_type: HandshakeType, message_seq: u16, body: &[u8]) 
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::unhex as hex;
 
     #[test]
     fn record_header_fixture() {
