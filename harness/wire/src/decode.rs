@@ -385,9 +385,7 @@ mod tests {
     /// Mesh-local prefix of OpenThread's test network (fd00:db8::/64).
     const ML_PREFIX: [u8; 8] = [0xfd, 0x00, 0x0d, 0xb8, 0, 0, 0, 0];
 
-    fn unhex(s: &str) -> Vec<u8> {
-        hex::decode(s.replace([' ', '|', '\n'], "")).unwrap()
-    }
+    use crate::unhex;
 
     /// protocols.md §2: the secured data frame from 0x2001 (ext 166e0a0000000007).
     const THREAD_FRAME: &str = "699868cefa00200120 0d0000000001 \

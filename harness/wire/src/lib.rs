@@ -16,3 +16,13 @@ mod error;
 mod reader;
 
 pub use error::WireError;
+
+/// A hex test vector; white space and `|` separators are allowed for readability.
+#[cfg(test)]
+pub(crate) fn unhex(s: &str) -> Vec<u8> {
+    let digits: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '|')
+        .collect();
+    hex::decode(digits).expect("test vector is hex")
+}

@@ -728,9 +728,7 @@ pub fn fuzz_parse(data: &[u8]) {
 mod tests {
     use super::*;
 
-    fn unhex(s: &str) -> Vec<u8> {
-        hex::decode(s.replace([' ', '|', '\n'], "")).unwrap()
-    }
+    use crate::unhex;
 
     /// The Thread data frame of protocols.md §2 (OpenThread test_mac802154.py), FCS included.
     const THREAD_DATA_FRAME: &str = "699868cefa00200120 0d0000000001 \

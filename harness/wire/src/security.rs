@@ -348,9 +348,7 @@ mod tests {
     use super::*;
     use crate::mac::Address;
 
-    fn unhex(s: &str) -> Vec<u8> {
-        hex::decode(s.replace([' ', '|', '\n'], "")).unwrap()
-    }
+    use crate::unhex;
 
     fn key16(s: &str) -> [u8; 16] {
         unhex(s).try_into().unwrap()

@@ -791,9 +791,7 @@ mod tests {
         ]
     }
 
-    fn unhex(s: &str) -> Vec<u8> {
-        hex::decode(s.replace([' ', '|', '\n'], "")).unwrap()
-    }
+    use crate::unhex;
 
     /// The mesh-local prefix of OpenThread's test network: with it the inline UDP checksum 0xe004
     /// of the vector verifies (it does not with fdde:ad00:beef::/64).
