@@ -762,7 +762,7 @@ fn parse_u8(v: &str) -> Result<u8, OtError> {
     parse_uint(v, u64::from(u8::MAX)).map(|n| n as u8)
 }
 
-fn parse_u16(v: &str) -> Result<u16, OtError> {
+pub(crate) fn parse_u16(v: &str) -> Result<u16, OtError> {
     parse_uint(v, u64::from(u16::MAX)).map(|n| n as u16)
 }
 

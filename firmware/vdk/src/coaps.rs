@@ -24,7 +24,7 @@ use ot_hil_dtls::{
 use ot_hil_wire::coap::{self, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use rand::Rng;
 
-use crate::cli::{hex, ot_ip6};
+use crate::cli::{hex, ot_ip6, parse_u16};
 use crate::firmware::{Kconfig, KconfigValue, Profile};
 use crate::ot_error::OtError;
 
@@ -576,14 +576,6 @@ impl CoapsBuild {
             _ => Err(OtError::InvalidCommand),
         }
     }
-}
-
-fn parse_u16(v: &str) -> Result<u16, OtError> {
-    let parsed = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
-        Some(h) => u16::from_str_radix(h, 16),
-        None => v.parse::<u16>(),
-    };
-    parsed.map_err(|_| OtError::InvalidArgs)
 }
 
 /// The UDP socket the session runs on (the Thread stack in the device, a queue in tests).
