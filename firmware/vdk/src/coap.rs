@@ -28,7 +28,7 @@ use crate::ot_error::OtError;
 /// OT_DEFAULT_COAP_PORT.
 pub const COAP_PORT: u16 = 5683;
 /// OT_COAP_DEFAULT_TOKEN_LENGTH.
-const TOKEN_LENGTH: usize = 2;
+pub(crate) const TOKEN_LENGTH: usize = 2;
 /// Default transmission parameters (OpenThread `kDefaultTxParameters`, RFC 7252 §4.8).
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_RETRANSMIT: u8 = 4;
@@ -48,12 +48,13 @@ pub struct CoapActions {
     pub lines: Vec<String>,
 }
 
-/// A request waiting for its response.
+/// A request waiting for its response, as OpenThread's CoAP core tracks it (the same for plain
+/// CoAP and for CoAP over the DTLS session).
 #[derive(Debug)]
-struct Pending {
-    peer: SocketAddrV6,
-    token: Vec<u8>,
-    message_id: u16,
+pub(crate) struct PendingRequest {
+    pub peer: SocketAddrV6,
+    pub token: Vec<u8>,
+    pub message_id: u16,
     /// Encoded request, for retransmission (CON only).
     bytes: Vec<u8>,
     confirmable: bool,
@@ -61,7 +62,82 @@ struct Pending {
     acknowledged: bool,
     retransmissions_left: u8,
     timeout: Duration,
-    deadline: Instant,
+    pub deadline: Instant,
+}
+
+/// What a pending request needs now (see [`poll_pending`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PendingDue {
+    /// Send the request again to `peer`.
+    Retransmit { peer: SocketAddrV6, bytes: Vec<u8> },
+    /// No response came: the request is gone, print `... receive response error 28`.
+    TimedOut,
+}
+
+impl PendingRequest {
+    /// The request to wait for, or `None` when no response handler is registered (a NON
+    /// request other than GET).
+    pub(crate) fn track(
+        now: Instant,
+        peer: SocketAddrV6,
+        method: RequestType,
+        confirmable: bool,
+        token: Vec<u8>,
+        message_id: u16,
+        bytes: Vec<u8>,
+    ) -> Option<PendingRequest> {
+        if !(confirmable || method == RequestType::Get) {
+            return None;
+        }
+        let timeout = if confirmable {
+            // Initial timeout: ACK_TIMEOUT * random(1, ACK_RANDOM_FACTOR = 1.5).
+            ACK_TIMEOUT + ACK_TIMEOUT.mul_f64(rand::rng().random_range(0.0..0.5))
+        } else {
+            MAX_TRANSMIT_WAIT
+        };
+        Some(PendingRequest {
+            peer,
+            token,
+            message_id,
+            bytes,
+            confirmable,
+            acknowledged: false,
+            retransmissions_left: if confirmable { MAX_RETRANSMIT } else { 0 },
+            timeout,
+            deadline: now + timeout,
+        })
+    }
+
+    /// An empty ACK for it arrived: the separate response may take up to MAX_TRANSMIT_WAIT.
+    pub(crate) fn acknowledge(&mut self, now: Instant) {
+        self.acknowledged = true;
+        self.deadline = now + MAX_TRANSMIT_WAIT;
+    }
+}
+
+/// Retransmit the CON requests whose timeout passed (doubling it) and drop the requests that ran
+/// out of retransmissions or waiting time.
+pub(crate) fn poll_pending(pending: &mut Vec<PendingRequest>, now: Instant) -> Vec<PendingDue> {
+    let mut due = Vec::new();
+    let mut i = 0;
+    while let Some(p) = pending.get_mut(i) {
+        if p.deadline > now {
+            i += 1;
+        } else if p.confirmable && !p.acknowledged && p.retransmissions_left > 0 {
+            p.retransmissions_left -= 1;
+            p.timeout *= 2;
+            p.deadline = now + p.timeout;
+            due.push(PendingDue::Retransmit {
+                peer: p.peer,
+                bytes: p.bytes.clone(),
+            });
+            i += 1;
+        } else {
+            pending.swap_remove(i);
+            due.push(PendingDue::TimedOut);
+        }
+    }
+    due
 }
 
 /// A CON request already answered, kept to answer its retransmissions the same way.
@@ -80,7 +156,7 @@ pub struct CoapApp {
     resource: Option<String>,
     content: String,
     next_message_id: u16,
-    pending: Vec<Pending>,
+    pending: Vec<PendingRequest>,
     cache: Vec<CachedResponse>,
 }
 
@@ -189,25 +265,15 @@ impl CoapApp {
         let token: Vec<u8> = (0..TOKEN_LENGTH).map(|_| rand::rng().random()).collect();
         let packet = coap::request(method, confirmable, message_id, &token, uri, payload);
         let bytes = coap::encode(&packet).map_err(|_| OtError::NoBufs)?;
-        if confirmable || method == RequestType::Get {
-            let timeout = if confirmable {
-                // Initial timeout: ACK_TIMEOUT * random(1, ACK_RANDOM_FACTOR = 1.5).
-                ACK_TIMEOUT + ACK_TIMEOUT.mul_f64(rand::rng().random_range(0.0..0.5))
-            } else {
-                MAX_TRANSMIT_WAIT
-            };
-            self.pending.push(Pending {
-                peer,
-                token,
-                message_id,
-                bytes: bytes.clone(),
-                confirmable,
-                acknowledged: false,
-                retransmissions_left: if confirmable { MAX_RETRANSMIT } else { 0 },
-                timeout,
-                deadline: now + timeout,
-            });
-        }
+        self.pending.extend(PendingRequest::track(
+            now,
+            peer,
+            method,
+            confirmable,
+            token,
+            message_id,
+            bytes.clone(),
+        ));
         Ok(CoapActions {
             sends: vec![(peer, bytes)],
             lines: Vec::new(),
@@ -250,8 +316,7 @@ impl CoapApp {
                 if packet.header.get_type() == MessageType::Acknowledgement {
                     for p in self.pending.iter_mut() {
                         if p.message_id == packet.header.message_id && p.peer == src {
-                            p.acknowledged = true;
-                            p.deadline = now + MAX_TRANSMIT_WAIT;
+                            p.acknowledge(now);
                         }
                     }
                 }
@@ -327,7 +392,7 @@ impl CoapApp {
             // Not ours (or already answered): a CON one gets a reset in the real core; ignored here.
             return;
         };
-        let pending = self.pending.swap_remove(index);
+        self.pending.swap_remove(index);
         // A separate CON response must be acknowledged.
         if response.header.get_type() == MessageType::Confirmable {
             let mut ack = Packet::new();
@@ -338,7 +403,6 @@ impl CoapApp {
                 actions.sends.push((src, bytes));
             }
         }
-        let _ = pending.confirmable;
         actions.lines.push(format!(
             "coap response from {}{}",
             ot_ip6(src.ip()),
@@ -350,25 +414,13 @@ impl CoapApp {
     pub fn poll(&mut self, now: Instant) -> CoapActions {
         let mut actions = CoapActions::default();
         self.cache.retain(|c| c.expires > now);
-        let mut i = 0;
-        while i < self.pending.len() {
-            let p = &mut self.pending[i];
-            if p.deadline > now {
-                i += 1;
-                continue;
-            }
-            if p.confirmable && !p.acknowledged && p.retransmissions_left > 0 {
-                p.retransmissions_left -= 1;
-                p.timeout *= 2;
-                p.deadline = now + p.timeout;
-                actions.sends.push((p.peer, p.bytes.clone()));
-                i += 1;
-            } else {
-                self.pending.swap_remove(i);
-                actions.lines.push(format!(
+        for due in poll_pending(&mut self.pending, now) {
+            match due {
+                PendingDue::Retransmit { peer, bytes } => actions.sends.push((peer, bytes)),
+                PendingDue::TimedOut => actions.lines.push(format!(
                     "coap receive response error {}",
                     error_text(OtError::ResponseTimeout)
-                ));
+                )),
             }
         }
         actions

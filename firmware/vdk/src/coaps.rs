@@ -25,6 +25,7 @@ use ot_hil_wire::coap::{self, MessageClass, MessageType, Packet, RequestType, Re
 use rand::Rng;
 
 use crate::cli::{hex, ot_ip6, parse_u16};
+use crate::coap::{PendingDue, PendingRequest, TOKEN_LENGTH, poll_pending};
 use crate::firmware::{Kconfig, KconfigValue, Profile};
 use crate::ot_error::OtError;
 
@@ -51,12 +52,6 @@ const MAX_URI_LENGTH: usize = 32;
 const MAX_CONTENT_LENGTH: usize = 16;
 const MAX_PSK_LENGTH: usize = 32;
 const MAX_PSK_ID_LENGTH: usize = 32;
-/// OT_COAP_DEFAULT_TOKEN_LENGTH.
-const TOKEN_LENGTH: usize = 2;
-/// CoAP transmission parameters (RFC 7252 §4.8, OpenThread's defaults).
-const ACK_TIMEOUT: Duration = Duration::from_secs(2);
-const MAX_RETRANSMIT: u8 = 4;
-const MAX_TRANSMIT_WAIT: Duration = Duration::from_secs(93);
 /// Heap an mbedtls private key object takes besides the key bytes (pk context + ecp keypair).
 const PARSED_KEY_BYTES: usize = 300;
 /// Finished sessions' transcripts kept for the control socket. A peer can start a session every
@@ -398,18 +393,6 @@ enum Session {
     },
 }
 
-/// A request waiting for its response.
-struct Pending {
-    token: Vec<u8>,
-    message_id: u16,
-    bytes: Vec<u8>,
-    confirmable: bool,
-    acknowledged: bool,
-    retransmissions_left: u8,
-    timeout: Duration,
-    deadline: Instant,
-}
-
 /// State of the CLI CoAPS example and the CoapSecure instance (RAM: lost on reboot).
 pub struct CoapsApp {
     build: CoapsBuild,
@@ -425,7 +408,7 @@ pub struct CoapsApp {
     resource: Option<String>,
     content: String,
     next_message_id: u16,
-    pending: Vec<Pending>,
+    pending: Vec<PendingRequest>,
     /// Transcripts of this boot's last sessions (at most [`MAX_TRANSCRIPTS`]), oldest first (the
     /// current one is added on export).
     transcripts: Vec<Transcript>,
@@ -1004,57 +987,40 @@ impl CoapsApp {
         confirmable: bool,
         payload: &[u8],
     ) -> Result<CoapsActions, OtError> {
-        if !self.is_connected() {
-            return Err(OtError::InvalidState);
-        }
+        let peer = match self.peer() {
+            Some(peer) if self.is_connected() => peer,
+            _ => return Err(OtError::InvalidState),
+        };
         let message_id = self.take_message_id();
         let token: Vec<u8> = (0..TOKEN_LENGTH).map(|_| rand::rng().random()).collect();
         let packet = coap::request(method, confirmable, message_id, &token, uri, payload);
         let bytes = coap::encode(&packet).map_err(|_| OtError::NoBufs)?;
         let mut out = CoapsActions::default();
         self.send_app(&bytes, &mut out)?;
-        if confirmable || method == RequestType::Get {
-            let timeout = if confirmable {
-                ACK_TIMEOUT + ACK_TIMEOUT.mul_f64(rand::rng().random_range(0.0..0.5))
-            } else {
-                MAX_TRANSMIT_WAIT
-            };
-            self.pending.push(Pending {
-                token,
-                message_id,
-                bytes,
-                confirmable,
-                acknowledged: false,
-                retransmissions_left: if confirmable { MAX_RETRANSMIT } else { 0 },
-                timeout,
-                deadline: now + timeout,
-            });
-        }
+        self.pending.extend(PendingRequest::track(
+            now,
+            peer,
+            method,
+            confirmable,
+            token,
+            message_id,
+            bytes,
+        ));
         Ok(out)
     }
 
     fn poll_requests(&mut self, now: Instant, out: &mut CoapsActions) {
-        let mut i = 0;
-        while i < self.pending.len() {
-            if self.pending[i].deadline > now {
-                i += 1;
-                continue;
-            }
-            let p = &mut self.pending[i];
-            if p.confirmable && !p.acknowledged && p.retransmissions_left > 0 {
-                p.retransmissions_left -= 1;
-                p.timeout *= 2;
-                p.deadline = now + p.timeout;
-                let bytes = p.bytes.clone();
-                let _ = self.send_app(&bytes, out);
-                i += 1;
-            } else {
-                self.pending.swap_remove(i);
-                out.lines.push(format!(
+        for due in poll_pending(&mut self.pending, now) {
+            match due {
+                // Over the session, to its one peer.
+                PendingDue::Retransmit { bytes, .. } => {
+                    let _ = self.send_app(&bytes, out);
+                }
+                PendingDue::TimedOut => out.lines.push(format!(
                     "coaps receive response error {}: {}",
                     OtError::ResponseTimeout.code(),
                     OtError::ResponseTimeout.name()
-                ));
+                )),
             }
         }
     }
@@ -1097,8 +1063,7 @@ impl CoapsApp {
                 if packet.header.get_type() == MessageType::Acknowledgement {
                     for p in &mut self.pending {
                         if p.message_id == packet.header.message_id {
-                            p.acknowledged = true;
-                            p.deadline = now + MAX_TRANSMIT_WAIT;
+                            p.acknowledge(now);
                         }
                     }
                 }
@@ -1531,6 +1496,23 @@ mod tests {
         p.advance(Duration::from_secs(3));
         assert_eq!(p.lines[1].last().unwrap(), "coaps disconnected");
         assert!(p.apps[1].transcripts().len() == 1);
+    }
+
+    #[test]
+    fn con_request_without_answer_times_out() {
+        let mut p = Pair::new(&build("ncs-v2.2.0-psk"));
+        serve_and_connect(&mut p, "psk 123 pskid");
+        // The server hears nothing more: the request and its 4 retransmissions go unanswered.
+        p.udp[0].open = false;
+        let start = p.now;
+        assert_eq!(p.run(1, "post test-resource con x"), done());
+        let timeout = "coaps receive response error 28: ResponseTimeout";
+        p.advance(Duration::from_secs(61));
+        assert!(!p.lines[1].iter().any(|l| l == timeout), "{:?}", p.lines[1]);
+        // 2..3 s initial, doubled 4 times: 62..93 s in total.
+        p.advance(Duration::from_secs(93 - 61));
+        assert_eq!(p.lines[1].last().map(String::as_str), Some(timeout));
+        assert!(p.now - start >= Duration::from_secs(62));
     }
 
     #[test]
