@@ -12,7 +12,8 @@
 //! * the server answers GET with 2.05 Content + the `coap set` content (default "0"), other
 //!   methods with 2.04 Changed and no payload; piggy-backed in an ACK for CON, as NON for NON;
 //! * a request for another URI gets 4.04 Not Found without any console line;
-//! * a retransmitted CON request is answered from the response cache, not printed again;
+//! * a retransmitted CON request is answered from the response cache (the last 10 answers), not
+//!   printed again;
 //! * CON retransmission: ACK_TIMEOUT 2 s, ACK_RANDOM_FACTOR 1.5, MAX_RETRANSMIT 4; a request
 //!   without a response after that prints `coap receive response error 28: ResponseTimeout`.
 
@@ -34,6 +35,9 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_RETRANSMIT: u8 = 4;
 /// MAX_TRANSMIT_WAIT: how long a NON request with a handler waits for its response.
 const MAX_TRANSMIT_WAIT: Duration = Duration::from_secs(93);
+/// OPENTHREAD_CONFIG_COAP_SERVER_MAX_CACHED_RESPONSES: answered CON requests remembered at
+/// once; the oldest is forgotten first (`ResponsesQueue::EnqueueResponse`).
+const MAX_CACHED_RESPONSES: usize = 10;
 /// EXCHANGE_LIFETIME: how long the server remembers a CON request it answered.
 const EXCHANGE_LIFETIME: Duration = Duration::from_secs(247);
 /// The longest URI path the CLI accepts (kMaxUriLength, including the terminator).
@@ -369,6 +373,10 @@ impl CoapApp {
             return;
         };
         if confirmable {
+            if self.cache.len() >= MAX_CACHED_RESPONSES {
+                // Entries are pushed in time order with the same lifetime: the first is oldest.
+                self.cache.remove(0);
+            }
             self.cache.push(CachedResponse {
                 peer: src,
                 message_id: request.header.message_id,
@@ -579,6 +587,47 @@ mod tests {
         assert_eq!(first.lines.len(), 2);
         assert!(again.lines.is_empty());
         assert_eq!(again.sends, first.sends);
+    }
+
+    #[test]
+    fn response_cache_keeps_the_last_ten() {
+        let (mut client, mut server) = pair();
+        let now = Instant::now();
+        let requests: Vec<Vec<u8>> = (0..=MAX_CACHED_RESPONSES)
+            .map(|_| {
+                let req = client
+                    .request(
+                        now,
+                        RequestType::Post,
+                        addr(0x800),
+                        "test-resource",
+                        true,
+                        b"x",
+                    )
+                    .unwrap();
+                let bytes = req.sends[0].1.clone();
+                assert_eq!(
+                    server.handle_datagram(now, addr(0xc00), &bytes).lines.len(),
+                    2
+                );
+                bytes
+            })
+            .collect();
+        // The newest is answered from the cache; the first was forgotten and is handled anew.
+        let newest = requests.last().unwrap();
+        assert!(
+            server
+                .handle_datagram(now, addr(0xc00), newest)
+                .lines
+                .is_empty()
+        );
+        assert_eq!(
+            server
+                .handle_datagram(now, addr(0xc00), &requests[0])
+                .lines
+                .len(),
+            2
+        );
     }
 
     #[test]
