@@ -57,6 +57,16 @@ pub fn response_to(
     packet
 }
 
+/// An empty ACK for the CON message `message_id` (RFC 7252 §4.2), e.g. a separate response.
+pub fn empty_ack(message_id: u16) -> Packet {
+    let mut packet = Packet::new();
+    packet.header.set_version(1);
+    packet.header.set_type(MessageType::Acknowledgement);
+    packet.header.code = MessageClass::Empty;
+    packet.header.message_id = message_id;
+    packet
+}
+
 /// The Uri-Path of a message joined with `/` (no leading slash), as OpenThread prints it.
 pub fn uri_path(packet: &Packet) -> String {
     packet
@@ -124,6 +134,15 @@ mod tests {
         let resp = response_to(&non, ResponseType::Content, 77, b"0");
         assert_eq!(resp.header.get_type(), MessageType::NonConfirmable);
         assert_eq!(resp.header.message_id, 77);
+    }
+
+    #[test]
+    fn empty_ack_layout() {
+        // Ver 1, type ACK (2), TKL 0; code 0.00; message id.
+        assert_eq!(
+            encode(&empty_ack(0x1234)).unwrap(),
+            [0x60, 0x00, 0x12, 0x34]
+        );
     }
 
     #[test]
