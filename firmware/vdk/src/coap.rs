@@ -402,14 +402,10 @@ impl CoapApp {
         };
         self.pending.swap_remove(index);
         // A separate CON response must be acknowledged.
-        if response.header.get_type() == MessageType::Confirmable {
-            let mut ack = Packet::new();
-            ack.header.set_version(1);
-            ack.header.set_type(MessageType::Acknowledgement);
-            ack.header.message_id = response.header.message_id;
-            if let Ok(bytes) = coap::encode(&ack) {
-                actions.sends.push((src, bytes));
-            }
+        if response.header.get_type() == MessageType::Confirmable
+            && let Ok(bytes) = coap::encode(&coap::empty_ack(response.header.message_id))
+        {
+            actions.sends.push((src, bytes));
         }
         actions.lines.push(format!(
             "coap response from {}{}",

@@ -1043,14 +1043,10 @@ impl CoapsApp {
                 let token = packet.get_token().to_vec();
                 if let Some(i) = self.pending.iter().position(|p| p.token == token) {
                     self.pending.swap_remove(i);
-                    if packet.header.get_type() == MessageType::Confirmable {
-                        let mut ack = Packet::new();
-                        ack.header.set_version(1);
-                        ack.header.set_type(MessageType::Acknowledgement);
-                        ack.header.message_id = packet.header.message_id;
-                        if let Ok(b) = coap::encode(&ack) {
-                            let _ = self.send_app(&b, out);
-                        }
+                    if packet.header.get_type() == MessageType::Confirmable
+                        && let Ok(b) = coap::encode(&coap::empty_ack(packet.header.message_id))
+                    {
+                        let _ = self.send_app(&b, out);
                     }
                     out.lines.push(format!(
                         "coaps response from {}{}",
