@@ -70,7 +70,8 @@ impl SnifferApp {
                     if self.echo {
                         out.extend_from_slice(b"\r\n");
                     }
-                    let line = String::from_utf8_lossy(&std::mem::take(&mut self.line)).into_owned();
+                    let line =
+                        String::from_utf8_lossy(&std::mem::take(&mut self.line)).into_owned();
                     self.run(line.trim(), out);
                 }
                 // Backspace / delete.
@@ -119,9 +120,14 @@ impl SnifferApp {
             },
             ["shell", "echo", "off"] => self.echo = false,
             ["shell", "echo", "on"] => self.echo = true,
-            ["shell", "echo"] => {
-                print_line(out, if self.echo { "Echo status: on" } else { "Echo status: off" })
-            }
+            ["shell", "echo"] => print_line(
+                out,
+                if self.echo {
+                    "Echo status: on"
+                } else {
+                    "Echo status: off"
+                },
+            ),
             [cmd, ..] => print_line(out, &format!("{cmd}: command not found")),
         }
     }
@@ -185,7 +191,10 @@ mod tests {
         app.handle_air(&frame(15, &[0x41, 0xd8, 0x01]), &mut out);
         let text = String::from_utf8(out.clone()).unwrap();
         assert!(text.starts_with("received: 41d801"), "{text}");
-        assert!(text.ends_with(" power: -40 lqi: 200 time: 1234\r\n"), "{text}");
+        assert!(
+            text.ends_with(" power: -40 lqi: 200 time: 1234\r\n"),
+            "{text}"
+        );
         let parsed = ot_hil_wire::sniffer::parse_line(text.trim_end())
             .unwrap()
             .unwrap();
