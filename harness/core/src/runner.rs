@@ -407,7 +407,7 @@ async fn run_one(shared: &RunShared, p: Planned, seq: usize, attempt: u32) -> Ca
                     )
                     .await
                 }
-                _ => Ok(None),
+                _ => crate::air::witness::Witness::start_without_sniffer(case),
             };
             let witness = match witness {
                 Ok(w) => w,

@@ -138,6 +138,27 @@ impl Witness {
         Ok(Some(witness))
     }
 
+    /// For a case on boards that get no virtual sniffer (host processes, real boards without a
+    /// sniffer port): snapshots come from the boards' engines where they can; a case that
+    /// wants a sniffer is refused rather than run without its witness.
+    pub fn start_without_sniffer(case: &Case) -> Result<Option<Witness>, String> {
+        let spec = AirSpec::for_case(case).map_err(|e| e.to_string())?;
+        if spec.is_empty() {
+            return Ok(None);
+        }
+        if spec.sniffer {
+            return Err(
+                "the case wants a sniffer ([sniffer]); only virtual boards get one here".into(),
+            );
+        }
+        Ok(Some(Witness {
+            spec,
+            session: None,
+            sniffer_dk: None,
+            pcap: None,
+        }))
+    }
+
     /// For a case on real boards with a sniffer on `port` (e.g. /dev/ttyACM4).
     pub fn start_on_port(case: &Case, port: &str, log_dir: &Path) -> Result<Witness, String> {
         let mut spec = AirSpec::for_case(case).map_err(|e| e.to_string())?;
