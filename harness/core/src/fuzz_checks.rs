@@ -49,14 +49,19 @@ pub fn console_lines(data: &[u8]) {
     );
 }
 
-/// A case file's bytes, loaded from `dir/case.toml` (the directory may hold fragments). Loading
-/// must not panic; a loaded case has nodes and steps, and every step's node is one of them.
+/// A case file's bytes, loaded from `dir/case.toml` (the directory may hold fragments), and its
+/// air tables parsed. Neither may panic; a loaded case has nodes and steps, and every step's node is one of them.
 pub fn case_file(dir: &Path, data: &[u8]) {
     let path = dir.join("case.toml");
     if std::fs::write(&path, data).is_err() {
         return;
     }
+    // The case's air tables ([sniffer], snapshots) have their own parser.
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = crate::air::AirSpec::parse(&path, text, &[]);
+    }
     if let Ok(case) = load_case(&path, &LoadOptions::default()) {
+        let _ = crate::air::AirSpec::for_case(&case);
         assert!(!case.nodes.is_empty(), "case without nodes loaded");
         assert!(!case.steps.is_empty(), "case without steps loaded");
         for s in &case.steps {
