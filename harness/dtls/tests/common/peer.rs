@@ -105,7 +105,7 @@ impl Drop for Child {
     }
 }
 
-/// Drive `conn` over `sock` with `peer` until `done` holds for the events so far (true) or
+/// Drive `conn` over `sock` with `peer` until `done` holds (true; it gets the events so far) or
 /// `limit` passes (false). Timers fire from `next_timeout`, so a lost datagram is retransmitted.
 pub fn drive(
     conn: &mut Connection,
@@ -132,9 +132,11 @@ pub fn drive(
             return false;
         }
         let wake = conn.next_timeout().map_or(end, |t| t.min(end));
+        // `done` may look at more than the events (the peer's output): check it again at least
+        // every 50 ms even when no datagram comes.
         let wait = wake
             .saturating_duration_since(now)
-            .max(Duration::from_millis(1));
+            .clamp(Duration::from_millis(1), Duration::from_millis(50));
         sock.set_read_timeout(Some(wait)).expect("set read timeout");
         match sock.recv_from(&mut buf) {
             Ok((n, from)) if from == peer => conn.handle_datagram(Instant::now(), &buf[..n]),
@@ -147,8 +149,12 @@ pub fn drive(
             {
                 conn.handle_timeout(Instant::now())
             }
-            // ICMP port unreachable from an earlier send (peer not yet bound): retry.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            // ICMP port unreachable from an earlier send (peer not yet bound), or a signal: retry.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::Interrupted
+                ) => {}
             Err(e) => panic!("recv on loopback: {e}"),
         }
     }
