@@ -484,13 +484,25 @@ async fn run_one(shared: &RunShared, p: Planned, seq: usize, attempt: u32) -> Ca
                     .finish(
                         case,
                         &variant.name,
+                        matches!(raw, RawOutcome::Failed(_)),
                         &controls,
                         &mut result.tails,
                         &mut result.logs,
                     )
                     .await;
-                if let (RawOutcome::Passed, Some(f)) = (&raw, failed) {
-                    raw = RawOutcome::Failed(Box::new(f));
+                // A snapshot failure outranks a failed step: an expected failure (xfail) whose
+                // handshake changed is not the expected failure any more, and the transcript
+                // diff says why a case went red.
+                match (raw, failed) {
+                    (RawOutcome::Failed(step), Some(mut f)) => {
+                        f.got.push(format!(
+                            "the case also failed at {} ({}): expected {}",
+                            step.step, step.location, step.expected
+                        ));
+                        raw = RawOutcome::Failed(Box::new(f));
+                    }
+                    (RawOutcome::Passed, Some(f)) => raw = RawOutcome::Failed(Box::new(f)),
+                    (r, _) => raw = r,
                 }
             }
             raw

@@ -162,6 +162,12 @@ pub fn render(transcript: &Value) -> String {
                                     let some = obj.get(k).and_then(Value::as_u64).unwrap_or(0) > 0;
                                     line.push_str(if some { " cookie=yes" } else { " cookie=no" });
                                 }
+                                // The names alone hide the number a capture or an mbedtls
+                                // source shows (ECJPAKE_KKPP is 0x0100).
+                                "extensions" => line.push_str(&format!(
+                                    " extensions={}",
+                                    extension_list(obj.get(k))
+                                )),
                                 _ => line.push_str(&format!(" {k}={}", text(obj.get(k)))),
                             }
                         }
@@ -199,6 +205,32 @@ fn push_unique(out: &mut Vec<String>, line: String) {
     }
 }
 
+/// Extension names with their numbers: `[SUPPORTED_GROUPS(0x000a),ECJPAKE_KKPP(0x0100)]`.
+fn extension_list(v: Option<&Value>) -> String {
+    let Some(Value::Array(list)) = v else {
+        return text(v);
+    };
+    let items: Vec<String> = list
+        .iter()
+        .map(|x| {
+            let name = text(Some(x));
+            match EXTENSION_NUMBERS.get(name.as_str()) {
+                Some(n) => format!("{name}({n:#06x})"),
+                None => name,
+            }
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+/// Extension name -> number, from the DTLS crate's table (names are serialized, not numbers).
+static EXTENSION_NUMBERS: LazyLock<std::collections::HashMap<&'static str, u16>> =
+    LazyLock::new(|| {
+        (0..=u16::MAX)
+            .filter_map(|n| ot_hil_dtls::ExtensionType(n).name().map(|s| (s, n)))
+            .collect()
+    });
+
 /// A JSON value as snapshot text: strings bare, lists as `[a,b]`.
 fn text(v: Option<&Value>) -> String {
     match v {
@@ -212,5 +244,40 @@ fn text(v: Option<&Value>) -> String {
                 .join(",")
         ),
         Some(other) => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_keeps_the_handshake_and_drops_what_changes_run_to_run() {
+        let hello = |cookie_len: u64| {
+            serde_json::json!({
+                "direction": "ClientToServer", "content_type": "HANDSHAKE", "encrypted": false,
+                "body": {"kind": "Handshake", "messages": [{"msg_type": "CLIENT_HELLO", "fields": {
+                    "cookie_len": cookie_len,
+                    "extensions": ["SUPPORTED_GROUPS", "ECJPAKE_KKPP", "Unknown(0x1234)"],
+                    "offered_suites": ["ECDHE_ECDSA_WITH_AES_128_CCM_8"],
+                }}]}
+            })
+        };
+        let transcript = serde_json::json!({"entries": [
+            hello(0),
+            // A retransmission of the same flight appears once.
+            hello(0),
+            {"direction": "ServerToClient", "content_type": "ALERT", "encrypted": false,
+             "body": {"kind": "Alert", "level": "FATAL", "description": "ILLEGAL_PARAMETER"}},
+            {"direction": "ClientToServer", "content_type": "HANDSHAKE", "encrypted": false,
+             "body": {"kind": "Handshake", "messages": [{"msg_type": "CLIENT_KEY_EXCHANGE",
+              "fields": {"key_exchange": "ecdhe public (65 bytes)"}}]}},
+        ]});
+        assert_eq!(
+            render(&transcript),
+            "C->S CLIENT_HELLO cookie=no extensions=[SUPPORTED_GROUPS(0x000a),ECJPAKE_KKPP(0x0100),Unknown(0x1234)] offered_suites=[ECDHE_ECDSA_WITH_AES_128_CCM_8]\n\
+             S->C Alert FATAL ILLEGAL_PARAMETER\n\
+             C->S CLIENT_KEY_EXCHANGE key_exchange=ecdhe public (_ bytes)\n"
+        );
     }
 }

@@ -192,11 +192,14 @@ impl Witness {
 
     /// Stop the sniffer, compare the snapshots. `controls`: each node's control socket (virtual
     /// boards). Adds the air's counters, connections and CoAP log to `tails`, the pcap to `logs`.
-    /// Returns the first snapshot failure.
+    /// Returns the first snapshot failure. `steps_failed`: the case already failed at a step; a
+    /// connection that never started is then no snapshot failure (the case stopped before it),
+    /// while a handshake that differs from its snapshot still is.
     pub async fn finish(
         mut self,
         case: &Case,
         variant: &str,
+        steps_failed: bool,
         controls: &[(String, PathBuf)],
         tails: &mut std::collections::BTreeMap<String, Vec<String>>,
         logs: &mut std::collections::BTreeMap<String, PathBuf>,
@@ -301,6 +304,13 @@ impl Witness {
                 window: got,
             };
             let outcome = match transcript {
+                Err(e) if steps_failed => {
+                    lines.push(format!(
+                        "snapshot {}: not compared, the case failed before a handshake ({e})",
+                        spec.name
+                    ));
+                    None
+                }
                 Err(e) => Some(fail(
                     format!("a DTLS handshake transcript from the {source}"),
                     vec![e],
