@@ -1,9 +1,13 @@
 //! The lines a board printed, in order, timestamped, with "claimed" marks.
 //!
-//! Every line stays in the buffer for the whole case. A step that recognises a line claims it, so
-//! the next expectation cannot match the same line again; an expectation searches all unclaimed
-//! lines, so a line that arrived while another node was being driven is still found (the property
-//! OpenThread's expect tests rely on).
+//! Lines stay in the buffer for the whole case, up to [`MAX_LINES`]. A step that recognises a line
+//! claims it, so the next expectation cannot match the same line again; an expectation searches all
+//! unclaimed lines, so a line that arrived while another node was being driven is still found (the
+//! property OpenThread's expect tests rely on).
+//!
+//! Indices are absolute (line N of the case stays N) even after the oldest lines are dropped: a
+//! board that prints a log line every millisecond for hours must not grow the runner without
+//! bound. Dropped lines are still in the board's log file.
 
 use std::time::Instant;
 
@@ -16,39 +20,59 @@ pub struct Line {
     pub claimed: bool,
 }
 
+/// How many lines of one board the buffer keeps; older ones are dropped in blocks of this size
+/// once twice as many have arrived (amortised O(1) per line).
+pub const MAX_LINES: usize = 50_000;
+
 #[derive(Debug, Default)]
 pub struct LineBuffer {
+    /// Lines `base..base + lines.len()` of the case.
     lines: Vec<Line>,
-    /// Every line before this index is claimed (search starts here).
+    /// Absolute index of `lines[0]`: how many lines were dropped.
+    base: usize,
+    /// Every line before this absolute index is claimed or dropped (search starts here).
     cursor: usize,
 }
 
 impl LineBuffer {
     pub fn push(&mut self, text: String, truncated: bool, at: Instant) -> usize {
+        if self.lines.len() >= 2 * MAX_LINES {
+            self.lines.drain(..MAX_LINES);
+            self.base += MAX_LINES;
+            self.cursor = self.cursor.max(self.base);
+        }
         self.lines.push(Line {
             at,
             text,
             truncated,
             claimed: false,
         });
-        self.lines.len() - 1
+        self.len() - 1
     }
 
+    /// Absolute index one past the last line.
     pub fn len(&self) -> usize {
-        self.lines.len()
+        self.base + self.lines.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.lines.is_empty()
+        self.len() == 0
+    }
+
+    /// How many of the oldest lines were dropped.
+    pub fn dropped(&self) -> usize {
+        self.base
     }
 
     pub fn get(&self, index: usize) -> Option<&Line> {
-        self.lines.get(index)
+        self.lines.get(index.checked_sub(self.base)?)
     }
 
-    /// Lines from `from` to the end.
+    /// Lines from `from` to the end (those still kept).
     pub fn since(&self, from: usize) -> &[Line] {
-        self.lines.get(from..).unwrap_or(&[])
+        self.lines
+            .get(from.saturating_sub(self.base)..)
+            .unwrap_or(&[])
     }
 
     /// The first unclaimed line at or after `from` for which `pred` holds.
@@ -59,7 +83,7 @@ impl LineBuffer {
     ) -> Option<usize> {
         let start = from.max(self.cursor);
         self.lines
-            .get(start..)?
+            .get(start - self.base..)?
             .iter()
             .position(|l| !l.claimed && pred(l))
             .map(|i| i + start)
@@ -67,11 +91,12 @@ impl LineBuffer {
 
     /// The first line (claimed or not) at or after `from` for which `pred` holds.
     pub fn find(&self, from: usize, pred: impl FnMut(&Line) -> bool) -> Option<usize> {
+        let start = from.max(self.base);
         self.lines
-            .get(from..)?
+            .get(start - self.base..)?
             .iter()
             .position(pred)
-            .map(|i| i + from)
+            .map(|i| i + start)
     }
 
     /// Index of the first unclaimed line (or `len()`).
@@ -80,15 +105,12 @@ impl LineBuffer {
     }
 
     pub fn claim(&mut self, index: usize) {
-        if let Some(l) = self.lines.get_mut(index) {
-            l.claimed = true;
-        }
-        self.advance();
+        self.claim_range(index..=index);
     }
 
     pub fn claim_range(&mut self, range: std::ops::RangeInclusive<usize>) {
         for i in range {
-            if let Some(l) = self.lines.get_mut(i) {
+            if let Some(l) = i.checked_sub(self.base).and_then(|i| self.lines.get_mut(i)) {
                 l.claimed = true;
             }
         }
@@ -96,7 +118,7 @@ impl LineBuffer {
     }
 
     fn advance(&mut self) {
-        while self.lines.get(self.cursor).is_some_and(|l| l.claimed) {
+        while self.get(self.cursor).is_some_and(|l| l.claimed) {
             self.cursor += 1;
         }
     }
@@ -133,5 +155,31 @@ mod tests {
         assert_eq!(b.find(0, |l| l.text == "Done"), Some(3));
         assert_eq!(b.tail(2), ["leader", "Done"]);
         assert!(b.since(10).is_empty());
+    }
+
+    #[test]
+    fn a_chatty_board_is_bounded_and_indices_stay_absolute() {
+        let now = Instant::now();
+        let mut b = LineBuffer::default();
+        let total = 3 * MAX_LINES + 7;
+        for i in 0..total {
+            assert_eq!(b.push(format!("log {i}"), false, now), i);
+        }
+        assert_eq!(b.len(), total);
+        assert!(b.lines.len() <= 2 * MAX_LINES);
+        assert_eq!(b.dropped(), total - b.lines.len());
+        // Dropped lines are gone; kept ones are found at their absolute index.
+        assert!(b.get(0).is_none());
+        let last = format!("log {}", total - 1);
+        assert_eq!(b.find_unclaimed(0, |l| l.text == last), Some(total - 1));
+        assert_eq!(b.find(0, |l| l.text == last), Some(total - 1));
+        // The cursor moved past the dropped lines to the first kept (unclaimed) one.
+        assert_eq!(b.cursor(), b.dropped());
+        b.claim(total - 1);
+        assert_eq!(b.cursor(), b.dropped());
+        b.claim_range(b.dropped()..=total - 2);
+        assert_eq!(b.cursor(), total);
+        assert_eq!(b.since(total - 1).len(), 1);
+        assert_eq!(b.since(0).len(), b.lines.len());
     }
 }
