@@ -47,11 +47,11 @@ struct RawCase {
     steps: Vec<Spanned<RawStep>>,
     #[serde(default)]
     faults: super::faults::RawFaults,
-    /// `[sniffer]` and `[[snapshot]]`: read and checked by `crate::air::AirSpec`.
-    #[serde(default, rename = "sniffer")]
-    _sniffer: Option<toml::Value>,
-    #[serde(default, rename = "snapshot")]
-    _snapshot: Option<toml::Value>,
+    /// `[sniffer]` and `[[snapshot]]`: checked here, read at run time by `crate::air::AirSpec`.
+    #[serde(default)]
+    sniffer: Option<super::air::RawSniffer>,
+    #[serde(default)]
+    snapshot: Vec<Spanned<super::air::RawSnapshot>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -285,6 +285,14 @@ pub fn load_case(path: &Path, options: &LoadOptions) -> Result<Case, CaseError> 
         &mut problems,
     );
 
+    super::air::validate(
+        raw.sniffer.as_ref(),
+        &raw.snapshot,
+        &|offset| src.location(offset),
+        &nodes,
+        &mut problems,
+    );
+
     let mut variants = BTreeMap::new();
     for (name, raw_variant) in raw.variants {
         if let Some(known) = &options.known_variants
@@ -328,7 +336,7 @@ struct Defaults {
     deadline: Duration,
 }
 
-fn is_name(s: &str) -> bool {
+pub(super) fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')

@@ -4,6 +4,7 @@
 //! validated domain types here, so every later stage works with nodes that exist, regexes that
 //! compile and variables that are captured before they are read.
 
+mod air;
 pub mod faults;
 mod load;
 pub mod template;
