@@ -3,7 +3,7 @@
 //! file and decoded with the case's network key into per-connection DTLS handshake transcripts,
 //! which are compared with stored insta snapshots.
 //!
-//! A case asks for this with two optional tables (see `README-snapshots.md`):
+//! A case asks for this with two optional tables (see the top-level README.md, "Handshake snapshots"):
 //!
 //! ```toml
 //! [sniffer]                      # a sniffer watches this case
