@@ -318,6 +318,8 @@ struct CaseBoards {
     /// Locks of real boards, released when dropped.
     allocation: Option<ot_hil_lab::lock::Allocation>,
     hub: Option<ot_hil_air::Hub>,
+    /// Serial port of the sniffer board allocated with real boards, for a case with `[sniffer]`.
+    sniffer_port: Option<PathBuf>,
 }
 
 async fn run_one(shared: &RunShared, p: Planned, seq: usize, attempt: u32) -> CaseResult {
@@ -378,6 +380,7 @@ async fn run_one(shared: &RunShared, p: Planned, seq: usize, attempt: u32) -> Ca
         pooled: vec![],
         hub: None,
         allocation: None,
+        sniffer_port: None,
     };
     let raw = match setup(
         shared,
@@ -406,6 +409,15 @@ async fn run_one(shared: &RunShared, p: Planned, seq: usize, attempt: u32) -> Ca
                         &log_dir,
                     )
                     .await
+                }
+                (BoardSource::Hardware(_), _) if boards.sniffer_port.is_some() => {
+                    let port = boards.sniffer_port.clone().unwrap_or_default();
+                    crate::air::witness::Witness::start_on_port(
+                        case,
+                        &port.display().to_string(),
+                        &log_dir,
+                    )
+                    .map(Some)
                 }
                 _ => crate::air::witness::Witness::start_without_sniffer(case),
             };
@@ -680,6 +692,40 @@ async fn setup(
     Ok(())
 }
 
+/// Name of the sniffer's request among a case's node requests (not a valid node name, so it
+/// cannot collide with one).
+pub const SNIFFER_REQUEST: &str = "(sniffer)";
+
+/// What a case asks of a hardware map: a board of the variant's console profile per node, and,
+/// when the case has `[sniffer]`, a board tagged `sniffer` (locked with the others, never
+/// flashed: it runs Nordic's sniffer firmware).
+pub fn hardware_requests(
+    case: &Case,
+    profile: ot_hil_lab::hwmap::Profile,
+    wants_sniffer: bool,
+) -> Vec<ot_hil_lab::lock::NodeRequest> {
+    use ot_hil_lab::lock::NodeRequest;
+    let mut requests: Vec<NodeRequest> = case
+        .nodes
+        .iter()
+        .map(|n| NodeRequest {
+            node: n.clone(),
+            profile: Some(profile),
+            tags: vec![],
+            platform: None,
+        })
+        .collect();
+    if wants_sniffer {
+        requests.push(NodeRequest {
+            node: SNIFFER_REQUEST.into(),
+            profile: None,
+            tags: vec![ot_hil_lab::hwmap::SNIFFER_TAG.into()],
+            platform: None,
+        });
+    }
+    requests
+}
+
 /// Allocate, lock, open and flash real boards for `case`.
 async fn setup_hardware(
     hw: &HardwareBoards,
@@ -691,7 +737,6 @@ async fn setup_hardware(
     ready_timeout: Duration,
 ) -> Result<(), RawOutcome> {
     use ot_hil_lab::flash::{FirmwareImage, ProbeRsFlasher};
-    use ot_hil_lab::lock::NodeRequest;
     let infra = |board: &str, reason: String| {
         RawOutcome::Infra(InfraFailure {
             board: board.to_string(),
@@ -719,16 +764,10 @@ async fn setup_hardware(
             ),
         )
     })?;
-    let requests: Vec<NodeRequest> = case
-        .nodes
-        .iter()
-        .map(|n| NodeRequest {
-            node: n.clone(),
-            profile: Some(profile),
-            tags: vec![],
-            platform: None,
-        })
-        .collect();
+    let wants_sniffer = crate::air::AirSpec::for_case(case)
+        .map_err(|e| infra("-", e.to_string()))?
+        .sniffer;
+    let requests = hardware_requests(case, profile, wants_sniffer);
     let allocator = hw.allocator.clone();
     let (name, timeout) = (case.name.clone(), hw.allocate_timeout);
     let allocation =
@@ -739,8 +778,12 @@ async fn setup_hardware(
     let nodes: Vec<(String, ot_hil_lab::hwmap::Board)> = allocation
         .nodes
         .iter()
+        .filter(|(n, _, _)| n != SNIFFER_REQUEST)
         .map(|(n, b, _)| (n.clone(), b.clone()))
         .collect();
+    boards.sniffer_port = allocation
+        .board_for(SNIFFER_REQUEST)
+        .map(|b| b.port.clone());
     boards.allocation = Some(allocation);
     // Console first, then flash: the boot banner lands in this case's log.
     for (node, board) in &nodes {
