@@ -96,7 +96,7 @@ fn sniffer_transcript_snapshot_on_virtual_boards() {
         pending_text.contains("S->C SERVER_HELLO chosen_suite=PSK_WITH_AES_128_CCM_8"),
         "{pending_text}"
     );
-    assert!(text.contains("cargo insta review"), "{text}");
+    assert!(text.contains("accept it by renaming it to .snap"), "{text}");
     let pcap = out1.join("logs/coaps-psk-air/ncs-v2.2.0-psk/air.pcap");
     let bytes = std::fs::read(&pcap).expect("pcap");
     let mut reader = pcap_file::pcap::PcapReader::new(&bytes[..]).unwrap();
@@ -112,7 +112,7 @@ fn sniffer_transcript_snapshot_on_virtual_boards() {
         "the report points at the pcap: {text}"
     );
 
-    // Accept it (what `cargo insta accept` does), run again: the case passes.
+    // Accept it (rename the pending file), run again: the case passes.
     std::fs::rename(&pending, pending.with_extension("")).unwrap();
     let out2 = dir.path().join("out2");
     let (code, results, text) = run(&case, &out2);

@@ -9,7 +9,9 @@
 //!
 //! The comparison goes through insta's own assertion, so its settings apply (`INSTA_UPDATE`,
 //! `INSTA_FORCE_PASS`, CI detection) and a mismatch leaves a `.snap.new` file next to the
-//! snapshot that `cargo insta review` accepts or rejects, as for any `cargo test` snapshot.
+//! snapshot. cargo-insta only looks for snapshots inside Cargo packages, so it does not see
+//! these: accepting is renaming the `.snap.new` to `.snap` (or a run with `INSTA_UPDATE=always`,
+//! reviewed with `git diff`).
 
 use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex};

@@ -334,7 +334,7 @@ impl Witness {
                             let mut got: Vec<String> =
                                 content.lines().map(str::to_string).collect();
                             got.push(format!(
-                                "new snapshot written to {}: accept it with `cargo insta review`",
+                                "new snapshot written to {}: read it, accept it by renaming it to .snap",
                                 pending.display()
                             ));
                             Some(fail(
@@ -345,7 +345,7 @@ impl Witness {
                         SnapshotOutcome::Mismatch { pending, diff } => {
                             let mut got: Vec<String> = diff.lines().map(str::to_string).collect();
                             got.push(format!(
-                                "this run's transcript is in {}: accept it with `cargo insta review`",
+                                "this run's transcript is in {}: if it is right, accept it by renaming it to .snap",
                                 pending.display()
                             ));
                             Some(fail(
