@@ -8,6 +8,10 @@ use crate::case::{Case, CaseError, LoadOptions};
 /// The quarantine list that may sit next to the cases (it is not a case).
 pub const QUARANTINE_FILE: &str = "quarantine.toml";
 
+/// The manifest that makes `testcases/` a (code-free) Cargo package, so that `cargo insta review`
+/// finds its snapshots. Not a case either.
+pub const PACKAGE_MANIFEST: &str = "Cargo.toml";
+
 /// Case files named by `paths`: files as given, directories expanded to their `*.toml` (not
 /// recursive: `fragments/` holds included pieces, not cases). Sorted, without duplicates.
 pub fn case_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
@@ -18,7 +22,9 @@ pub fn case_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
                 let path = entry?.path();
                 if path.is_file()
                     && path.extension().is_some_and(|x| x == "toml")
-                    && path.file_name().is_none_or(|n| n != QUARANTINE_FILE)
+                    && path
+                        .file_name()
+                        .is_none_or(|n| n != QUARANTINE_FILE && n != PACKAGE_MANIFEST)
                 {
                     out.push(path);
                 }

@@ -9,9 +9,8 @@
 //!
 //! The comparison goes through insta's own assertion, so its settings apply (`INSTA_UPDATE`,
 //! `INSTA_FORCE_PASS`, CI detection) and a mismatch leaves a `.snap.new` file next to the
-//! snapshot. cargo-insta only looks for snapshots inside Cargo packages, so it does not see
-//! these: accepting is renaming the `.snap.new` to `.snap` (or a run with `INSTA_UPDATE=always`,
-//! reviewed with `git diff`).
+//! snapshot. `cargo insta review` accepts or rejects it: cargo-insta looks for pending snapshots
+//! inside Cargo packages, and `testcases/` is one (code-free) for that reason.
 
 use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex};
