@@ -38,8 +38,8 @@ type Flight = Vec<(bool, Vec<u8>)>;
 
 fn record((client_cfg, server_cfg): (Config, Config)) -> Flight {
     let now = Instant::now();
-    let mut client =
-        Connection::client_with_rng(Arc::new(client_cfg), now, SeededRng::boxed(1)).expect("client");
+    let mut client = Connection::client_with_rng(Arc::new(client_cfg), now, SeededRng::boxed(1))
+        .expect("client");
     let mut server =
         Connection::server_with_rng(Arc::new(server_cfg), now, b"peer", SeededRng::boxed(2))
             .expect("server");
@@ -81,7 +81,8 @@ fn configs() -> Vec<(Config, Config)> {
     };
     let read = |n: &str| std::fs::read_to_string(format!("{DATA}/{n}")).expect("test data");
     let roots = load_pem_roots(&read("ca.pem")).expect("roots");
-    let key = Arc::new(CertifiedKey::from_pem(&read("v1leaf.pem"), &read("v1leaf.key")).expect("key"));
+    let key =
+        Arc::new(CertifiedKey::from_pem(&read("v1leaf.pem"), &read("v1leaf.key")).expect("key"));
     let server = Config {
         suites: vec![CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8],
         certificate: Some(key.clone()),
@@ -184,7 +185,10 @@ fn timed(cmd: &mut Command) -> Measured {
         .find(|l| l.starts_with("@@time "))
         .unwrap_or_else(|| panic!("no timing from {:?}: {stderr}", cmd.get_program()));
     let mut parts = line.split_whitespace().skip(1);
-    let wall_s: f64 = parts.next().and_then(|x| x.parse().ok()).unwrap_or(f64::NAN);
+    let wall_s: f64 = parts
+        .next()
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(f64::NAN);
     let max_rss_kb: u64 = parts.next().and_then(|x| x.parse().ok()).unwrap_or(0);
     Measured {
         wall_s,
