@@ -14,35 +14,20 @@ use std::time::{Duration, Instant};
 
 use ot_hil::case::{Action, Case, LoadOptions, Location, ResultExpectation, Step, Template};
 use ot_hil::console::{Console, ConsoleConfig};
-use ot_hil::events::{CaseResult, Outcome, Reporter, RunEvent};
+use ot_hil::events::{CaseResult, Outcome, Reporter};
 use ot_hil::exec::Executor;
 use ot_hil::runner::{self, BoardSource, RunConfig};
 use ot_hil::variants::{Variant, load_variants};
 use ot_hil::virtual_lab::{VdkCommand, VirtualDk};
 use ot_hil_lab::flash::Flasher;
 
+mod support;
+use support::{Collect, repo};
+
 const EXE: &str = env!("CARGO_BIN_EXE_ot-hil");
 const ROUND_TRIPS: usize = 2000;
 const PEXPECT_DELAYED: usize = 40;
 const REPEATS: usize = 5;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-struct Collect(Arc<Mutex<Vec<CaseResult>>>);
-
-impl Reporter for Collect {
-    fn on_event(&mut self, event: &RunEvent) -> std::io::Result<()> {
-        if let RunEvent::CaseFinished(r) = event {
-            self.0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((**r).clone());
-        }
-        Ok(())
-    }
-}
 
 fn vdk() -> VdkCommand {
     VdkCommand {

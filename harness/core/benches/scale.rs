@@ -8,40 +8,24 @@
 //! 16 at once, the worst ratio to solo, whether every expectation was met, the runner's VmHWM.
 //! `OT_HIL_SCALE_ROUNDS` (default 3) rounds; the summary is the median over rounds.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ot_hil::case::{Case, LoadOptions};
-use ot_hil::events::{CaseResult, Outcome, Reporter, RunEvent};
+use ot_hil::events::{Outcome, Reporter};
 use ot_hil::runner::{self, BoardSource, RunConfig};
 use ot_hil::variants::load_variants;
 use ot_hil::virtual_lab::VdkCommand;
+
+mod support;
+use support::{Collect, repo};
 
 const EXE: &str = env!("CARGO_BIN_EXE_ot-hil");
 const CASE: &str = "testcases/thread-network-formation.toml";
 const VARIANT: &str = "ncs-v2.2.0";
 const AT_ONCE: usize = 16;
 const SOLO_RUNS: usize = 3;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-struct Collect(Arc<Mutex<Vec<CaseResult>>>);
-
-impl Reporter for Collect {
-    fn on_event(&mut self, event: &RunEvent) -> std::io::Result<()> {
-        if let RunEvent::CaseFinished(r) = event {
-            self.0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((**r).clone());
-        }
-        Ok(())
-    }
-}
 
 /// `VmHWM` of a process in kB.
 fn vm_hwm_kb(pid: &str) -> Option<u64> {

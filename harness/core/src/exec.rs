@@ -224,6 +224,15 @@ impl Executor {
             .map_err(|e| self.fail(ctx, format!("a usable pattern /{p}/: {e}"), vec![], vec![]))
     }
 
+    /// The step's `absent` patterns, resolved, each with its source text for the failure message.
+    fn resolve_absent(&self, ctx: &StepCtx<'_>) -> Result<Vec<(Regex, String)>, StepError> {
+        ctx.step
+            .absent
+            .iter()
+            .map(|p| self.resolve(ctx, p).map(|r| (r, p.to_string())))
+            .collect()
+    }
+
     fn fail(
         &self,
         ctx: &StepCtx<'_>,
@@ -403,12 +412,7 @@ impl Executor {
         timeout: Duration,
     ) -> Result<String, StepError> {
         let re = self.resolve(ctx, pattern)?;
-        let absent: Vec<(Regex, String)> = ctx
-            .step
-            .absent
-            .iter()
-            .map(|p| self.resolve(ctx, p).map(|r| (r, p.to_string())))
-            .collect::<Result<_, _>>()?;
+        let absent = self.resolve_absent(ctx)?;
         let mut changed = console.shared().subscribe();
         let start_mark = console.shared().lock().lines.len();
         let deadline = tokio::time::Instant::now() + timeout;
@@ -489,12 +493,7 @@ impl Executor {
         console: &Console,
         window: Duration,
     ) -> Result<(), StepError> {
-        let absent: Vec<(Regex, String)> = ctx
-            .step
-            .absent
-            .iter()
-            .map(|p| self.resolve(ctx, p).map(|r| (r, p.to_string())))
-            .collect::<Result<_, _>>()?;
+        let absent = self.resolve_absent(ctx)?;
         let mut changed = console.shared().subscribe();
         let start_mark = console.shared().lock().lines.cursor();
         let deadline = tokio::time::Instant::now() + window;
