@@ -80,6 +80,18 @@ pub fn nonce(src_ext: &ExtAddress, frame_counter: u32, level: u8) -> [u8; 13] {
     nonce
 }
 
+/// The 3-bit security level, or an error for level 4 (encryption without MIC), which CCM* as
+/// implemented here does not support.
+fn supported_level(level: u8) -> Result<u8, WireError> {
+    match level & 0x07 {
+        4 => Err(WireError::unsupported(
+            "security level",
+            "4 (ENC without MIC)",
+        )),
+        level => Ok(level),
+    }
+}
+
 /// CCM* as 802.15.4 uses it. Levels 5..=7 encrypt `plaintext` and append the MIC; levels 1..=3 only
 /// authenticate, so `plaintext` is returned unchanged followed by a MIC over `aad || plaintext`.
 /// Level 0 returns `plaintext`. Level 4 (encryption without MIC) is not supported.
@@ -90,15 +102,9 @@ pub fn ccm_star_encrypt(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, WireError> {
-    let level = level & 0x07;
+    let level = supported_level(level)?;
     if level == 0 {
         return Ok(plaintext.to_vec());
-    }
-    if level == 4 {
-        return Err(WireError::unsupported(
-            "security level",
-            "4 (ENC without MIC)",
-        ));
     }
     let mut buffer = Vec::with_capacity(plaintext.len() + 16);
     if level < 4 {
@@ -124,15 +130,9 @@ pub fn ccm_star_decrypt(
     aad: &[u8],
     ciphertext_and_mic: &[u8],
 ) -> Result<Vec<u8>, WireError> {
-    let level = level & 0x07;
+    let level = supported_level(level)?;
     if level == 0 {
         return Ok(ciphertext_and_mic.to_vec());
-    }
-    if level == 4 {
-        return Err(WireError::unsupported(
-            "security level",
-            "4 (ENC without MIC)",
-        ));
     }
     let mic = mac::mic_len(level);
     let Some(body_len) = ciphertext_and_mic.len().checked_sub(mic) else {
