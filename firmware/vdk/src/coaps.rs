@@ -1419,6 +1419,85 @@ mod tests {
         );
     }
 
+    /// The vendor wrote that the server picks the EC J-PAKE suite. Across every combination of
+    /// the symbols this model reads for suite selection (whose list reaches the session, the
+    /// order of `MBEDTLS_SSL_CIPHERSUITES`, whose preference wins, mbedtls' extension rule for
+    /// J-PAKE or a relaxed one, Oberon's J-PAKE or mbedtls'), an X.509 server never chooses it:
+    /// either J-PAKE is not offered (mbedtls' J-PAKE without a password), or the offered
+    /// extension's round one fails before any suite is chosen (Oberon's).
+    #[test]
+    fn no_modelled_build_lets_an_x509_server_choose_ecjpake() {
+        const JPAKE: CipherSuite = CipherSuite::ECJPAKE_WITH_AES_128_CCM_8;
+        const ECDHE: CipherSuite = CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8;
+        let stock = build("ncs-v2.2.0");
+        let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+        for suite_list in [SuiteListSource::OpenThread, SuiteListSource::Mbedtls] {
+            for order in [vec![], vec![JPAKE, ECDHE], vec![ECDHE, JPAKE]] {
+                for preference in [SuitePreference::Server, SuitePreference::Client] {
+                    for ecjpake_needs_kkpp in [true, false] {
+                        for ecjpake_alt in [true, false] {
+                            let b = CoapsBuild {
+                                suite_list,
+                                ssl_ciphersuites: order.clone(),
+                                preference,
+                                ecjpake_needs_kkpp,
+                                ecjpake_alt,
+                                ..stock.clone()
+                            };
+                            let outcome = x509_server_decision(&b);
+                            assert_ne!(outcome, format!("chose {JPAKE:?}"), "{b:?}");
+                            *outcomes.entry(outcome).or_default() += 1;
+                        }
+                    }
+                }
+            }
+        }
+        // Both ways a server can answer occur, so the loop really ran the handshakes.
+        assert_eq!(
+            outcomes.keys().cloned().collect::<Vec<_>>(),
+            vec![
+                format!("chose {ECDHE:?}"),
+                format!(
+                    "failed: {:?}",
+                    Some(ot_hil_dtls::AlertDescription::ILLEGAL_PARAMETER)
+                ),
+            ],
+            "{outcomes:?}"
+        );
+    }
+
+    /// Run an X.509 hello exchange between two boards of build `b` until the server chose a
+    /// suite or failed.
+    fn x509_server_decision(b: &CoapsBuild) -> String {
+        let now = Instant::now();
+        let config = |verify| Arc::new(dtls_config(b, &Credentials::X509, verify).unwrap());
+        let mut client = Connection::client(config(true), now).unwrap();
+        let mut server = Connection::server(config(true), now, b"client").unwrap();
+        for _ in 0..10 {
+            let mut moved = false;
+            while let Some(d) = client.poll_transmit() {
+                server.handle_datagram(now, &d);
+                moved = true;
+            }
+            if let Some(suite) = server.suite() {
+                return format!("chose {suite:?}");
+            }
+            while let Some(e) = server.poll_event() {
+                if let Event::Failed { alert, .. } = e {
+                    return format!("failed: {alert:?}");
+                }
+            }
+            while let Some(d) = server.poll_transmit() {
+                client.handle_datagram(now, &d);
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+        "no decision".into()
+    }
+
     #[test]
     fn model_symbols_feed_the_selection_rule() {
         let k = Kconfig::parse(

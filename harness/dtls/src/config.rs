@@ -287,7 +287,7 @@ mod tests {
             select_suite(&no_pw, &offer(&[JPAKE], true, true)),
             Err(SelectError::NoneUsable(_))
         ));
-        // A non-conforming server picks ECJPAKE anyway (the coaps-cli-report case).
+        // A non-conforming server picks ECJPAKE without the extension, given a password.
         let relaxed = Config {
             ecjpake_requires_extension_and_password: false,
             ..full_server(&[JPAKE, ECDHE])

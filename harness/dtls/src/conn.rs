@@ -928,9 +928,16 @@ impl Connection {
                     suites.push(*s);
                     ec = true;
                 }
-                // Like mbedtls, offer ECJPAKE only with a password (ssl_validate_ciphersuite).
+                // Like mbedtls, offer ECJPAKE only when the J-PAKE context passes its check
+                // (`ssl_validate_ciphersuite` calls `mbedtls_ecjpake_check`): with mbedtls' own
+                // implementation that takes a password; an unchecked one passes without.
                 Some(KeyExchange::Ecjpake) => {
-                    if let Some(pw) = &cfg.ecjpake_password {
+                    if cfg.ecjpake_password.is_none()
+                        && cfg.ecjpake_backend == EcjpakeBackend::UncheckedAlt
+                    {
+                        suites.push(*s);
+                        ec = true;
+                    } else if let Some(pw) = &cfg.ecjpake_password {
                         let mut ctx = EcjpakeContext::new(ecjpake::Role::Client, pw)
                             .map_err(|e| Error::Config(format!("ecjpake password: {e}")))?;
                         let round_one = ctx.write_round_one(&mut *self.rng);
@@ -957,14 +964,20 @@ impl Connection {
         {
             // mbedtls writes the extension whenever the J-PAKE context passes its check; an
             // unchecked implementation passes without a password, and the never-set-up context
-            // proves round one under its default role, client. The context is not kept: no
-            // J-PAKE suite is offered, so nothing later uses it.
+            // proves round one under its default role, client. The context is kept only when
+            // this client offers the J-PAKE suite, for a server that picks it.
             let mut ctx = EcjpakeContext::new(ecjpake::Role::Client, UNSET_ECJPAKE_PASSWORD)
                 .map_err(|e| Error::Config(format!("ecjpake: {e}")))?;
             extensions.push(Extension {
                 typ: ExtensionType::ECJPAKE_KKPP,
                 data: ctx.write_round_one(&mut *self.rng),
             });
+            if suites
+                .iter()
+                .any(|s| s.key_exchange() == Some(KeyExchange::Ecjpake))
+            {
+                self.hs.ecjpake = Some(ctx);
+            }
         }
         if ec {
             extensions.insert(0, Extension::supported_groups(&[NamedGroup::SECP256R1]));

@@ -106,3 +106,74 @@ fn unchecked_backend_does_not_touch_psk_or_password_configs() {
         p.client_events
     );
 }
+
+fn offered_suites(p: &Pair) -> Vec<Vec<CipherSuite>> {
+    p.client
+        .transcript()
+        .entries
+        .iter()
+        .filter(|e| e.direction == Direction::ClientToServer)
+        .filter_map(|e| match &e.body {
+            Body::Handshake { messages } => messages.iter().find_map(|m| match &m.fields {
+                Some(Fields::ClientHello { offered_suites, .. }) => Some(offered_suites.clone()),
+                _ => None,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Both ends list EC J-PAKE first and have no J-PAKE password, as they would if mbedtls' default
+/// suite list reached an X.509 session.
+fn x509_with_jpake_listed_first(backend: EcjpakeBackend) -> Pair {
+    let (mut c, mut s) = x509_configs(false);
+    for cfg in [&mut c, &mut s] {
+        cfg.suites = vec![
+            CipherSuite::ECJPAKE_WITH_AES_128_CCM_8,
+            CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8,
+        ];
+        cfg.ecjpake_backend = backend;
+        cfg.ecjpake_requires_extension_and_password = false;
+    }
+    let mut p = Pair::new(c, s);
+    p.pump();
+    p
+}
+
+#[test]
+fn unchecked_client_offers_a_listed_jpake_suite_without_password_and_the_server_rejects_the_hello()
+{
+    // mbedtls filters offered suites with mbedtls_ecjpake_check(), which the unchecked
+    // implementation passes: J-PAKE is offered. The server still never chooses it: the
+    // extension's round one fails first, even with the relaxed selection rule.
+    let p = x509_with_jpake_listed_first(EcjpakeBackend::UncheckedAlt);
+    assert_eq!(
+        offered_suites(&p),
+        vec![vec![
+            CipherSuite::ECJPAKE_WITH_AES_128_CCM_8,
+            CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8
+        ]]
+    );
+    assert!(
+        matches!(
+            p.server_events.as_slice(),
+            [Event::Failed {
+                alert: Some(AlertDescription::ILLEGAL_PARAMETER),
+                ..
+            }]
+        ),
+        "{:?}",
+        p.server_events
+    );
+    assert_eq!(p.server.suite(), None, "no suite was chosen");
+}
+
+#[test]
+fn stock_client_does_not_offer_a_listed_jpake_suite_without_password() {
+    let p = x509_with_jpake_listed_first(EcjpakeBackend::Mbedtls);
+    assert_eq!(
+        offered_suites(&p)[0],
+        vec![CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8]
+    );
+    assert!(p.client.is_connected(), "{:?}", p.client_events);
+}
