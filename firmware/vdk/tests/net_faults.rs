@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use net_common::Net;
 use ot_hil_air::FaultConfig;
-use ot_hil_vdk::net::NetEvent;
+use ot_hil_vdk::net::{ACK_TIMEOUT, MAX_FRAME_RETRIES, NetEvent, PARENT_LOST_AFTER_NO_ACKS};
 
 fn summary(events: &[NetEvent]) -> (u16, u16) {
     match events.last() {
@@ -95,10 +95,17 @@ fn child_whose_parent_is_gone_reattaches_or_leads() {
         )
         .unwrap();
     let t = Instant::now();
-    let led = net.run_until(Duration::from_secs(3), |n| {
-        n.role(1) == ot_hil_vdk::net::Role::Leader
-    });
+    // Four frames in a row fail after all their retries, then discovery finds no parent.
+    let per_frame = ACK_TIMEOUT * (1 + u32::from(MAX_FRAME_RETRIES));
+    let led = net.run_until(
+        per_frame * PARENT_LOST_AFTER_NO_ACKS + Duration::from_secs(2),
+        |n| n.role(1) == ot_hil_vdk::net::Role::Leader,
+    );
     assert!(led, "child still {:?}", net.role(1));
+    assert_eq!(
+        net.stack(1).counters().tx_failures,
+        u64::from(PARENT_LOST_AFTER_NO_ACKS)
+    );
     println!(
         "parent loss noticed and own partition led after {:?}",
         t.elapsed()
