@@ -87,12 +87,12 @@ pub const ADVERTISEMENT_IMAX: Duration = Duration::from_secs(32);
 /// How long a sender waits for the Imm-Ack of one attempt before it sends the frame again.
 ///
 /// A radio waits about a millisecond (macAckWaitDuration). Here the ack crosses two processes and
-/// the hub: well under a millisecond on an idle machine, tens of milliseconds when 32 virtual DKs
-/// share two cores. An ack that comes after the retry is not lost: it carries the frame's sequence
-/// number and still completes it, and the receiver acks and drops the extra copy. A frame fails
-/// only when no ack comes for any of its `1 + MAX_FRAME_RETRIES` attempts, about a second; that
-/// is the same wall time the stack gave one ack when it did not retransmit (250 ms x 4 frames
-/// before a parent was given up), now spent on one frame.
+/// the hub: well under a millisecond on an idle machine, longer when 32 virtual DKs share two
+/// cores and a process waits for its turn. An ack that comes after the retry is not lost: it
+/// carries the frame's sequence number and still completes the frame, and the receiver acks and
+/// drops the extra copy, so a short wait costs duplicates, not failures. A frame fails only when
+/// no ack comes for any of its `1 + MAX_FRAME_RETRIES` attempts, about a second of silence, yet a
+/// child still notices a parent that is gone within [`PARENT_LOST_AFTER_NO_ACKS`] such seconds.
 pub const ACK_TIMEOUT: Duration = Duration::from_millis(60);
 /// Retransmissions of an unacknowledged unicast frame: OpenThread's
 /// `OPENTHREAD_CONFIG_MAC_DEFAULT_MAX_FRAME_RETRIES_DIRECT` (src/core/config/mac.h), 15 since
