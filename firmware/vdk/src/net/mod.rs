@@ -20,8 +20,9 @@
 //!   trickle from [`ADVERTISEMENT_IMIN`] doubling to 32 s); a leader that hears a better partition
 //!   (higher partition id at equal weighting) re-attaches to it, so two nodes started at the same
 //!   moment end up in one partition. Not modelled: router upgrade (children stay children), Route64
-//!   and network data, child timeouts and keep-alives (a child only notices a lost parent if that
-//!   parent advertises another partition), key rotation, MLE frame-counter checks.
+//!   and network data, child timeouts and keep-alives (a child notices a lost parent only when its
+//!   frames to it fail, see **MAC**, or the parent advertises another partition), key rotation,
+//!   MLE frame-counter checks.
 //! - **Routing.** A child sends every unicast to its parent (MAC short address); the leader
 //!   delivers to its children and forwards between them (hop limit decremented), and rebroadcasts
 //!   realm-local multicast a child sent (one MPL-like repetition). Link-local unicast goes straight
