@@ -90,6 +90,7 @@ fn frames_are_thread_secured_iphc_with_context_0() {
     net.wait_ping_done(1, Duration::from_secs(5));
     net.stack(0).udp_open(1234).unwrap();
     let ml_eid = net.stack(0).ml_eid();
+    let leader_rloc16 = net.stack(0).rloc16();
     net.stack(1)
         .udp_send(
             Instant::now(),
@@ -228,9 +229,22 @@ fn frames_are_thread_secured_iphc_with_context_0() {
         decoder.stats()
     );
 
-    // Address query for the leader's ML-EID on the air, then the UDP datagram.
-    assert!(packets.iter().any(|(_, p)| matches!(&p.body,
-        Body::Udp { dst_port: 61631, .. } if p.dst == "ff03::2".parse::<Ipv6Addr>().unwrap())));
+    // Address query for the leader's ML-EID on the air, then the UDP datagram. The child sends
+    // the multicast query as a MAC unicast to its parent (acked, retransmitted when lost), and
+    // the parent repeats it as a MAC broadcast.
+    let query_mac_dsts: Vec<Address> = packets
+        .iter()
+        .filter(|(_, p)| {
+            matches!(&p.body,
+            Body::Udp { dst_port: 61631, .. } if p.dst == "ff03::2".parse::<Ipv6Addr>().unwrap())
+        })
+        .map(|(repr, _)| repr.dst)
+        .collect();
+    assert_eq!(
+        query_mac_dsts,
+        [Address::Short(leader_rloc16), Address::Short(0xffff)],
+        "child -> parent unicast, then the parent's rebroadcast"
+    );
     assert!(packets.iter().any(|(_, p)| matches!(&p.body,
         Body::Udp { dst_port: 1234, payload, .. } if payload == b"hi")
         && p.dst == ml_eid));
@@ -245,15 +259,16 @@ fn a_node_with_another_key_cannot_read_the_network() {
     net.start(eve);
     net.wait_role(eve, Role::Leader, Duration::from_secs(2))
         .unwrap();
-    // Traffic in the real network: an address query (broadcast from a short address eve has
-    // never heard of), and a link-local multicast ping (extended source: eve tries and fails).
+    // Traffic in the real network: the child's address query, which its parent rebroadcasts
+    // (from a short address eve has never heard of), and the leader's link-local multicast ping
+    // (extended source: eve tries and fails to decrypt it).
     let target = net.stack(0).ml_eid();
     net.stack(1)
         .ping(Instant::now(), target, 16, 1, Duration::from_millis(10), 64)
         .unwrap();
     assert_eq!(received(net.wait_ping_done(1, Duration::from_secs(5))), 1);
     let all_nodes: Ipv6Addr = "ff02::1".parse().unwrap();
-    net.stack(1)
+    net.stack(0)
         .ping(
             Instant::now(),
             all_nodes,
@@ -263,8 +278,8 @@ fn a_node_with_another_key_cannot_read_the_network() {
             64,
         )
         .unwrap();
-    // Only the leader answers: eve cannot read the request.
-    assert_eq!(received(net.wait_ping_done(1, Duration::from_secs(5))), 1);
+    // Only the child answers: eve cannot read the request.
+    assert_eq!(received(net.wait_ping_done(0, Duration::from_secs(5))), 1);
     // The summary can come before eve has processed the multicast frame: wait for her.
     net.run_until(Duration::from_secs(2), |n| {
         n.nodes[eve].stack.counters().rx_bad_mic >= 1

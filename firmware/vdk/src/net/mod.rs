@@ -26,7 +26,9 @@
 //! - **Routing.** A child sends every unicast to its parent (MAC short address); the leader
 //!   delivers to its children and forwards between them (hop limit decremented), and rebroadcasts
 //!   realm-local multicast a child sent (one MPL-like repetition). Link-local unicast goes straight
-//!   to the extended address derived from the IID. Multicast uses MAC broadcast 0xffff.
+//!   to the extended address derived from the IID. Multicast uses MAC broadcast 0xffff, except
+//!   that a child sends non-MLE multicast (an Address Query) as a MAC unicast to its parent, as
+//!   OpenThread's `mesh_forwarder_ftd.cpp` does for an end device.
 //! - **Address resolution** for ML-EIDs, carried on the air as Thread does: Address Query (TMF
 //!   CoAP NON POST `a/aq` to `ff03::2`, Target EID TLV), answered by the owner or, for its
 //!   children, by the parent, with Address Notification (CON POST `a/an`: Target EID, RLOC16,
@@ -948,7 +950,15 @@ impl Stack {
         }
         let prefix = self.dataset.mesh_local_prefix;
         let next_hop = match ip::classify(&dst, &prefix) {
-            AddressClass::Multicast { .. } => Some(Address::Short(MAC_BROADCAST)),
+            // "With the exception of MLE multicasts, a Thread End Device transmits multicasts,
+            // as IEEE 802.15.4 unicasts to its parent" (OpenThread mesh_forwarder_ftd.cpp), so
+            // they get the parent's acks and the MAC's retransmissions.
+            AddressClass::Multicast { .. } => match self.parent {
+                Some(parent) if self.role == Role::Child && !is_mle_packet(&packet) => {
+                    Some(Address::Short(parent.rloc16))
+                }
+                _ => Some(Address::Short(MAC_BROADCAST)),
+            },
             AddressClass::LinkLocal => Some(match ip::short_from_iid(&ip::iid(&dst)) {
                 Some(short) => Address::Short(short),
                 None => Address::Extended(ip::ext_from_iid(&ip::iid(&dst))),
