@@ -9,7 +9,8 @@ use common::*;
 use ot_hil_dtls::transcript::{Body, Fields};
 use ot_hil_dtls::{AlertDescription, CipherSuite, Direction, EcjpakeBackend, Event, ExtensionType};
 
-fn client_hello_extensions(p: &Pair) -> Vec<Vec<ExtensionType>> {
+/// Offered suites and extension types of each ClientHello the client sent.
+fn client_hellos(p: &Pair) -> Vec<(Vec<CipherSuite>, Vec<ExtensionType>)> {
     p.client
         .transcript()
         .entries
@@ -17,12 +18,24 @@ fn client_hello_extensions(p: &Pair) -> Vec<Vec<ExtensionType>> {
         .filter(|e| e.direction == Direction::ClientToServer)
         .filter_map(|e| match &e.body {
             Body::Handshake { messages } => messages.iter().find_map(|m| match &m.fields {
-                Some(Fields::ClientHello { extensions, .. }) => Some(extensions.clone()),
+                Some(Fields::ClientHello {
+                    offered_suites,
+                    extensions,
+                    ..
+                }) => Some((offered_suites.clone(), extensions.clone())),
                 _ => None,
             }),
             _ => None,
         })
         .collect()
+}
+
+fn client_hello_extensions(p: &Pair) -> Vec<Vec<ExtensionType>> {
+    client_hellos(p).into_iter().map(|(_, e)| e).collect()
+}
+
+fn offered_suites(p: &Pair) -> Vec<Vec<CipherSuite>> {
+    client_hellos(p).into_iter().map(|(s, _)| s).collect()
 }
 
 #[test]
@@ -105,22 +118,6 @@ fn unchecked_backend_does_not_touch_psk_or_password_configs() {
         "{:?}",
         p.client_events
     );
-}
-
-fn offered_suites(p: &Pair) -> Vec<Vec<CipherSuite>> {
-    p.client
-        .transcript()
-        .entries
-        .iter()
-        .filter(|e| e.direction == Direction::ClientToServer)
-        .filter_map(|e| match &e.body {
-            Body::Handshake { messages } => messages.iter().find_map(|m| match &m.fields {
-                Some(Fields::ClientHello { offered_suites, .. }) => Some(offered_suites.clone()),
-                _ => None,
-            }),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Both ends list EC J-PAKE first and have no J-PAKE password, as they would if mbedtls' default
