@@ -38,6 +38,20 @@ fn offered_suites(p: &Pair) -> Vec<Vec<CipherSuite>> {
     client_hellos(p).into_iter().map(|(s, _)| s).collect()
 }
 
+/// The connection's only event: failed with a fatal illegal_parameter (sent or received).
+fn assert_failed_with_illegal_parameter(events: &[Event]) {
+    assert!(
+        matches!(
+            events,
+            [Event::Failed {
+                alert: Some(AlertDescription::ILLEGAL_PARAMETER),
+                ..
+            }]
+        ),
+        "{events:?}"
+    );
+}
+
 #[test]
 fn stock_backend_sends_no_extension_and_connects() {
     let (c, s) = x509_configs(true);
@@ -59,28 +73,8 @@ fn unchecked_backend_fails_with_illegal_parameter_on_first_hello() {
     let hellos = client_hello_extensions(&p);
     assert_eq!(hellos.len(), 1, "no HelloVerifyRequest, no second hello");
     assert!(hellos[0].contains(&ExtensionType::ECJPAKE_KKPP));
-    assert!(
-        matches!(
-            p.server_events.as_slice(),
-            [Event::Failed {
-                alert: Some(AlertDescription::ILLEGAL_PARAMETER),
-                ..
-            }]
-        ),
-        "{:?}",
-        p.server_events
-    );
-    assert!(
-        matches!(
-            p.client_events.as_slice(),
-            [Event::Failed {
-                alert: Some(AlertDescription::ILLEGAL_PARAMETER),
-                ..
-            }]
-        ),
-        "{:?}",
-        p.client_events
-    );
+    assert_failed_with_illegal_parameter(&p.server_events);
+    assert_failed_with_illegal_parameter(&p.client_events);
     assert!(!p.client.is_connected());
 }
 
@@ -151,17 +145,7 @@ fn unchecked_client_offers_a_listed_jpake_suite_without_password_and_the_server_
             CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8
         ]]
     );
-    assert!(
-        matches!(
-            p.server_events.as_slice(),
-            [Event::Failed {
-                alert: Some(AlertDescription::ILLEGAL_PARAMETER),
-                ..
-            }]
-        ),
-        "{:?}",
-        p.server_events
-    );
+    assert_failed_with_illegal_parameter(&p.server_events);
     assert_eq!(p.server.suite(), None, "no suite was chosen");
 }
 
