@@ -113,6 +113,7 @@ const COMMANDS: &[&str] = &[
     "help",
     "ifconfig",
     "ipaddr",
+    "mac",
     "networkkey",
     "networkname",
     "panid",
@@ -147,6 +148,7 @@ impl Cli {
             "thread" => Reply::from_result(thread(&rest, ctx)),
             "rloc16" => Reply::from_result(rloc16(&rest, ctx)),
             "ipaddr" => Reply::from_result(ipaddr(&rest, ctx)),
+            "mac" => Reply::from_result(mac(&rest, ctx)),
             "dataset" => {
                 let mut reply = Reply::from_result(self.dataset(&rest, ctx));
                 reply.touched_dataset = matches!(rest.first(), Some(&"commit") | Some(&"set"));
@@ -623,6 +625,32 @@ fn thread(args: &[&str], ctx: &mut Context<'_>) -> Result<Vec<String>, OtError> 
     }
 }
 
+/// `mac retries direct|indirect [n]` (cli.cpp `Process<Cmd("mac")>` with `ProcessGetSet`: no
+/// value prints it, one value sets it, anything else is InvalidArgs).
+fn mac(args: &[&str], ctx: &mut Context<'_>) -> Result<Vec<String>, OtError> {
+    let direct = match args {
+        ["retries", "direct", ..] => true,
+        ["retries", "indirect", ..] => false,
+        ["retries", ..] => return Err(OtError::InvalidArgs),
+        _ => return Err(OtError::InvalidCommand),
+    };
+    let stack = &mut *ctx.stack;
+    match &args[2..] {
+        [] if direct => Ok(vec![stack.max_frame_retries_direct().to_string()]),
+        [] => Ok(vec![stack.max_frame_retries_indirect().to_string()]),
+        [v] => {
+            let retries = parse_u8(v)?;
+            if direct {
+                stack.set_max_frame_retries_direct(retries);
+            } else {
+                stack.set_max_frame_retries_indirect(retries);
+            }
+            Ok(Vec::new())
+        }
+        _ => Err(OtError::InvalidArgs),
+    }
+}
+
 fn rloc16(args: &[&str], ctx: &mut Context<'_>) -> Result<Vec<String>, OtError> {
     match args {
         [] => Ok(vec![format!("{:04x}", ctx.stack.rloc16())]),
@@ -830,6 +858,50 @@ mod tests {
         for bad in ["abc", "+f0a", "-1", "0x", "é1", "zz"] {
             assert_eq!(parse_hex(bad), Err(OtError::InvalidArgs), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn mac_retries_are_read_and_set_like_openthread() {
+        let mut stack = Stack::new([1, 2, 3, 4, 5, 6, 7, 8], None, defaults());
+        let mut cli = Cli::new();
+        let done = Some("Done".to_string());
+        assert_eq!(
+            run(&mut cli, &mut stack, "mac retries direct"),
+            (vec!["15".into()], done.clone())
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "mac retries direct 0"),
+            (vec![], done.clone())
+        );
+        assert_eq!(stack.max_frame_retries_direct(), 0);
+        assert_eq!(
+            run(&mut cli, &mut stack, "mac retries indirect"),
+            (vec!["0".into()], done.clone())
+        );
+        assert_eq!(run(&mut cli, &mut stack, "mac retries indirect 3").1, done);
+        assert_eq!(stack.max_frame_retries_indirect(), 3);
+        for bad in [
+            "mac retries direct 256",
+            "mac retries direct x",
+            "mac retries direct 1 2",
+            "mac retries",
+            "mac retries both",
+        ] {
+            assert_eq!(
+                run(&mut cli, &mut stack, bad).1.as_deref(),
+                Some("Error 7: InvalidArgs"),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            run(&mut cli, &mut stack, "mac").1.as_deref(),
+            Some("Error 35: InvalidCommand")
+        );
+        assert_eq!(
+            stack.max_frame_retries_direct(),
+            0,
+            "bad input changes nothing"
+        );
     }
 
     #[test]

@@ -71,6 +71,16 @@ impl MacTx {
         }
     }
 
+    pub fn max_retries(&self) -> u8 {
+        self.max_retries
+    }
+
+    /// A new retry budget; a frame already in flight keeps the retries it has used and stops at
+    /// the new budget.
+    pub fn set_max_retries(&mut self, max_retries: u8) {
+        self.max_retries = max_retries;
+    }
+
     /// Queue a frame behind the others (fragments of one datagram stay in order).
     pub fn push(&mut self, frame: TxFrame) {
         self.queue.push_back(frame);
@@ -243,6 +253,23 @@ mod tests {
         assert!(tx.on_ack(3).is_some());
         assert_eq!(tx.poll(t0), send(&broadcast(4).psdu, false));
         assert_eq!((tx.poll(t0), tx.len()), (None, 0));
+    }
+
+    #[test]
+    fn with_no_retries_an_unacked_frame_fails_after_one_attempt() {
+        let mut tx = MacTx::new(TIMEOUT, 15);
+        tx.set_max_retries(0);
+        assert_eq!(tx.max_retries(), 0);
+        let t0 = Instant::now();
+        tx.push(unicast(1));
+        assert_eq!(tx.poll(t0), send(&unicast(1).psdu, false));
+        assert_eq!(
+            tx.poll(t0 + TIMEOUT),
+            Some(TxAction::Done {
+                dst: Address::Short(0x0400),
+                result: TxResult::NoAck
+            })
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@
 //!   realm-local multicast a child sent (one MPL-like repetition). Link-local unicast goes straight
 //!   to the extended address derived from the IID. Multicast uses MAC broadcast 0xffff, except
 //!   that a child sends non-MLE multicast (an Address Query) as a MAC unicast to its parent, as
-//!   OpenThread's `mesh_forwarder_ftd.cpp` does for an end device.
+//!   OpenThread's `MeshForwarder` does for an end device.
 //! - **Address resolution** for ML-EIDs, carried on the air as Thread does: Address Query (TMF
 //!   CoAP NON POST `a/aq` to `ff03::2`, Target EID TLV), answered by the owner or, for its
 //!   children, by the parent, with Address Notification (CON POST `a/an`: Target EID, RLOC16,
@@ -102,6 +102,8 @@ pub const ACK_TIMEOUT: Duration = Duration::from_millis(60);
 /// openthread PR #6263 (2021, after Thread 1.2.1; it was 3 before), so in the OpenThread of every
 /// NCS release the variants model. Up to 16 attempts in all.
 pub const MAX_FRAME_RETRIES: u8 = 15;
+/// `OPENTHREAD_CONFIG_MAC_DEFAULT_MAX_FRAME_RETRIES_INDIRECT` (src/core/config/mac.h): 0.
+pub const MAX_FRAME_RETRIES_INDIRECT: u8 = 0;
 /// Frames to the parent in a row that failed after all their retries, after which a child takes
 /// its parent for gone: OpenThread's `Mle::kFailedRouterTransmissions` (4), which
 /// `MeshForwarder::UpdateNeighborLinkFailures` compares with the neighbour's link failures (one per
@@ -351,6 +353,9 @@ pub struct Stack {
     mac_tx_running: bool,
     /// Frames to the parent in a row that failed after all retries.
     parent_tx_failures: u32,
+    /// `mac retries indirect`: kept for the CLI only, as there are no sleepy children to send
+    /// indirect frames to.
+    max_frame_retries_indirect: u8,
     /// Challenges this leader put in Parent Responses, by requester.
     issued_challenges: HashMap<ExtAddress, [u8; 8]>,
     rx_frame_counters: HashMap<ExtAddress, u32>,
@@ -412,6 +417,7 @@ impl Stack {
             mac_tx: MacTx::new(ACK_TIMEOUT, MAX_FRAME_RETRIES),
             mac_tx_running: false,
             parent_tx_failures: 0,
+            max_frame_retries_indirect: MAX_FRAME_RETRIES_INDIRECT,
             issued_challenges: HashMap::new(),
             rx_frame_counters: HashMap::new(),
             eid_cache: HashMap::new(),
@@ -532,6 +538,26 @@ impl Stack {
 
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// `mac retries direct`: retransmissions of an unacknowledged unicast frame (RAM: a reboot
+    /// restores [`MAX_FRAME_RETRIES`]).
+    pub fn max_frame_retries_direct(&self) -> u8 {
+        self.mac_tx.max_retries()
+    }
+
+    pub fn set_max_frame_retries_direct(&mut self, retries: u8) {
+        self.mac_tx.set_max_retries(retries);
+    }
+
+    /// `mac retries indirect`: stored and shown, without effect in this model (no sleepy
+    /// children, so no indirect transmissions).
+    pub fn max_frame_retries_indirect(&self) -> u8 {
+        self.max_frame_retries_indirect
+    }
+
+    pub fn set_max_frame_retries_indirect(&mut self, retries: u8) {
+        self.max_frame_retries_indirect = retries;
     }
 
     pub fn rloc16(&self) -> u16 {
@@ -950,9 +976,10 @@ impl Stack {
         }
         let prefix = self.dataset.mesh_local_prefix;
         let next_hop = match ip::classify(&dst, &prefix) {
-            // "With the exception of MLE multicasts, a Thread End Device transmits multicasts,
-            // as IEEE 802.15.4 unicasts to its parent" (OpenThread mesh_forwarder_ftd.cpp), so
-            // they get the parent's acks and the MAC's retransmissions.
+            // "With the exception of MLE multicasts and any other message with link security
+            // disabled, an End Device transmits multicasts, as IEEE 802.15.4 unicasts to its
+            // parent" (OpenThread `mesh_forwarder.cpp` in NCS v2.2.0's revision), so they get
+            // the parent's acks and the MAC's retransmissions.
             AddressClass::Multicast { .. } => match self.parent {
                 Some(parent) if self.role == Role::Child && !is_mle_packet(&packet) => {
                     Some(Address::Short(parent.rloc16))
