@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::WireError;
 use crate::ip::{self, AddressClass, Body};
 use crate::lowpan::{Context, Reassembler, ReassemblyStats};
-use crate::mac::{self, Address, ExtAddress, FrameType};
+use crate::mac::{self, Address, ExtAddress, FrameType, SecurityHeader};
 use crate::security::{self, ThreadKeys};
 use crate::sniffer::SnifferFrame;
 
@@ -217,7 +217,7 @@ impl Decoder {
                 self.stats.unsecured += 1;
                 parsed.payload.to_vec()
             }
-            Some(_) => self.decrypt(psdu, &repr.src)?,
+            Some(security) => self.decrypt(psdu, &repr.src, security)?,
         };
         let datagram =
             match self
@@ -258,7 +258,8 @@ impl Decoder {
         Some(packet)
     }
 
-    fn decrypt(&mut self, psdu: &[u8], src: &Address) -> Option<Vec<u8>> {
+    /// `security`: the auxiliary security header of `psdu`, as [`Decoder::push_packet`] parsed it.
+    fn decrypt(&mut self, psdu: &[u8], src: &Address, security: SecurityHeader) -> Option<Vec<u8>> {
         let ext = match src {
             Address::Extended(ext) => *ext,
             Address::Short(short) => match self.neighbors.get(short) {
@@ -273,11 +274,6 @@ impl Decoder {
                 return None;
             }
         };
-        let Ok(parsed) = mac::parse(psdu) else {
-            self.stats.undecodable += 1;
-            return None;
-        };
-        let security = parsed.repr.security?;
         let sequence = match (security.key_id_mode, security.key_index) {
             (1, Some(index)) => security::key_sequence_for_index(self.key_sequence, index),
             _ => None,
@@ -346,10 +342,10 @@ impl Decoder {
                 _ => None,
             };
             match (*tlv_type, rloc16) {
-                (MLE_TLV_SOURCE_ADDRESS, Some(rloc16)) if is_link_local(src) => {
+                (MLE_TLV_SOURCE_ADDRESS, Some(rloc16)) if src.is_unicast_link_local() => {
                     self.learn(rloc16, ip::ext_from_iid(&ip::iid(src)));
                 }
-                (MLE_TLV_ADDRESS16, Some(rloc16)) if is_link_local(dst) => {
+                (MLE_TLV_ADDRESS16, Some(rloc16)) if dst.is_unicast_link_local() => {
                     self.learn(rloc16, ip::ext_from_iid(&ip::iid(dst)));
                 }
                 _ => {}
@@ -357,11 +353,6 @@ impl Decoder {
             tlvs = rest.get(len..).unwrap_or(&[]);
         }
     }
-}
-
-fn is_link_local(addr: &Ipv6Addr) -> bool {
-    let octets = addr.octets();
-    octets[0] == 0xfe && octets[1] & 0xc0 == 0x80
 }
 
 /// Fuzzing entry point: feed `data` split at 0x7e bytes as PSDUs.
