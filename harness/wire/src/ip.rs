@@ -78,7 +78,8 @@ pub fn iid(addr: &Ipv6Addr) -> [u8; 8] {
     iid
 }
 
-const LINK_LOCAL_PREFIX: [u8; 8] = [0xfe, 0x80, 0, 0, 0, 0, 0, 0];
+/// `fe80::/64`, the prefix of every link-local address Thread derives.
+pub(crate) const LINK_LOCAL_PREFIX: [u8; 8] = [0xfe, 0x80, 0, 0, 0, 0, 0, 0];
 
 /// `fe80::` + EUI-64 with the U/L bit flipped.
 pub fn link_local_from_ext(ext: &ExtAddress) -> Ipv6Addr {
@@ -131,8 +132,7 @@ pub fn classify(addr: &Ipv6Addr, mesh_local_prefix: &[u8; 8]) -> AddressClass {
     if let Some(scope) = multicast_scope(addr) {
         return AddressClass::Multicast { scope };
     }
-    let octets = addr.octets();
-    if octets[0] == 0xfe && octets[1] & 0xc0 == 0x80 {
+    if addr.is_unicast_link_local() {
         return AddressClass::LinkLocal;
     }
     if prefix64(addr) == *mesh_local_prefix {

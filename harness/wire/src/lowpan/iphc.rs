@@ -8,14 +8,11 @@
 //! inline (NH=0), which every decompressor accepts.
 
 use crate::WireError;
-use crate::ip::{self, IPV6_HEADER_LEN, NEXT_HEADER_UDP, UDP_HEADER_LEN};
+use crate::ip::{self, IPV6_HEADER_LEN, LINK_LOCAL_PREFIX, NEXT_HEADER_UDP, UDP_HEADER_LEN};
 use crate::mac::Address;
 use crate::reader::Reader;
 
 use super::Context;
-
-const LINK_LOCAL_PREFIX: [u8; 8] = [0xfe, 0x80, 0, 0, 0, 0, 0, 0];
-const SHORT_IID_PREFIX: [u8; 6] = [0, 0, 0, 0xff, 0xfe, 0];
 
 /// UDP header fields carried by UDP NHC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,10 +195,7 @@ fn read_unicast(
     addr[..8].copy_from_slice(&prefix);
     match mode {
         0b01 => addr[8..].copy_from_slice(reader.bytes(8)?),
-        0b10 => {
-            addr[8..14].copy_from_slice(&SHORT_IID_PREFIX);
-            addr[14..].copy_from_slice(reader.bytes(2)?);
-        }
+        0b10 => addr[8..].copy_from_slice(&ip::iid_from_short(reader.u16_be()?)),
         _ => addr[8..].copy_from_slice(&iid_from_mac(mac)?),
     }
     Ok(addr)
@@ -560,8 +554,8 @@ fn compress_unicast(
     };
     let (mode, inline) = if iid_from_mac(mac).is_ok_and(|derived| derived == iid) {
         (0b11, Vec::new())
-    } else if iid[..6] == SHORT_IID_PREFIX {
-        (0b10, iid[6..].to_vec())
+    } else if let Some(short) = ip::short_from_iid(&iid) {
+        (0b10, short.to_be_bytes().to_vec())
     } else {
         (0b01, iid.to_vec())
     };
@@ -845,6 +839,17 @@ mod tests {
         )
     }
 
+    /// Decompress a frame from MAC short 0x0400 to the broadcast address.
+    fn decompress_broadcast(lowpan: &[u8]) -> Vec<u8> {
+        decompress(
+            lowpan,
+            &Address::Short(0x0400),
+            &Address::Short(0xffff),
+            &contexts(),
+        )
+        .unwrap()
+    }
+
     fn round_trip(packet: &[u8], src: &Address, dst: &Address) -> Vec<u8> {
         let compressed = compress(packet, src, dst, &contexts()).unwrap();
         let back = decompress(&compressed, src, dst, &contexts()).unwrap();
@@ -1076,13 +1081,7 @@ mod tests {
         // NHC HBH (EID 0) with NH=1, 6 bytes of options (MPL option 0x6d len 4), then UDP NHC.
         let mut bytes = unhex("7e7a 03 0000fc e1 06 6d04 4000 0001 f7 2f");
         bytes.extend_from_slice(b"hello");
-        let datagram = decompress(
-            &bytes,
-            &Address::Short(0x0400),
-            &Address::Short(0xffff),
-            &contexts(),
-        )
-        .unwrap();
+        let datagram = decompress_broadcast(&bytes);
         // IPv6 next header = HBH(0); HBH: next UDP(17), len 0 (8 bytes), 6 option bytes, no pad.
         assert_eq!(datagram[6], 0);
         assert_eq!(&datagram[40..48], &unhex("1100 6d04 4000 0001")[..]);
@@ -1094,13 +1093,7 @@ mod tests {
         // 4 option bytes: the decompressor pads with PadN to 8 octets.
         let mut bytes = unhex("7e7a 03 0000fc e1 04 6d02 4000 f7 2f");
         bytes.extend_from_slice(b"hello");
-        let datagram = decompress(
-            &bytes,
-            &Address::Short(0x0400),
-            &Address::Short(0xffff),
-            &contexts(),
-        )
-        .unwrap();
+        let datagram = decompress_broadcast(&bytes);
         assert_eq!(&datagram[40..48], &unhex("1100 6d02 4000 0100")[..]);
         assert_eq!(datagram.len(), 40 + 8 + 8 + 5);
     }
@@ -1135,13 +1128,7 @@ mod tests {
     #[test]
     fn decompresses_ipv6_in_ipv6_with_mpl_option() {
         let (compressed, expected) = tunnelled_echo();
-        let datagram = decompress(
-            &compressed,
-            &Address::Short(0x0400),
-            &Address::Short(0xffff),
-            &contexts(),
-        )
-        .unwrap();
+        let datagram = decompress_broadcast(&compressed);
         assert_eq!(hex::encode(&datagram), hex::encode(&expected));
         // Our compressor produces exactly what OpenThread sends.
         assert_eq!(
@@ -1164,13 +1151,7 @@ mod tests {
         // A tunnelled UDP datagram with an elided checksum: computed over the inner addresses.
         let mut udp_tunnel = unhex("7f 7a 030000fc ee 7e 5a 123456789abcdef0 03000001 f7 2f");
         udp_tunnel.extend_from_slice(b"abc");
-        let datagram = decompress(
-            &udp_tunnel,
-            &Address::Short(0x0400),
-            &Address::Short(0xffff),
-            &contexts(),
-        )
-        .unwrap();
+        let datagram = decompress_broadcast(&udp_tunnel);
         assert_eq!(datagram[6], 41);
         let inner = ip::parse(&datagram[40..]).unwrap();
         assert_eq!(
