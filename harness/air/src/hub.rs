@@ -241,15 +241,9 @@ fn serve(socket: &UnixDatagram, out: &UnixDatagram, shared: &Shared) {
                 let mut state = shared.lock();
                 handle_datagram(&mut state, out, started, datagram, from.as_pathname());
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
             Err(_) => {
-                // A receive error on a datagram socket is transient (e.g. ENOBUFS); carry on.
+                // The wait timed out, or a receive error on a datagram socket that is transient
+                // (e.g. ENOBUFS): carry on.
             }
         }
         let mut state = shared.lock();
