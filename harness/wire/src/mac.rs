@@ -230,7 +230,7 @@ impl SecurityHeader {
             level: 5,
             key_id_mode: 2,
             frame_counter,
-            key_index: Some(((key_sequence & 0x7f) + 1) as u8),
+            key_index: Some(crate::security::key_index(key_sequence)),
             key_source: Some(key_sequence.to_be_bytes()),
         }
     }

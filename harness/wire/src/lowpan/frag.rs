@@ -28,8 +28,7 @@ pub fn fragment(
     }
     // Bytes compression saved; compressed index i is uncompressed offset i + saved past the headers.
     let saved = size - compressed.len();
-    let headers_len =
-        iphc::header_lengths(compressed).map_or(0, |(compressed_len, _)| compressed_len);
+    let headers_len = iphc::compressed_header_len(compressed).unwrap_or(0);
 
     let first_room = max_payload.saturating_sub(4);
     let first_len = ((first_room + saved) / 8 * 8).saturating_sub(saved);

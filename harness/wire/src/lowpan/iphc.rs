@@ -155,14 +155,14 @@ pub(crate) fn decompress_first_fragment(
     })
 }
 
-/// Length of the compressed headers (IPHC + NHC) at the start of `lowpan`, and of the same headers
-/// uncompressed. Used by the fragmenter, which must keep all compressed headers in FRAG1.
-pub(crate) fn header_lengths(lowpan: &[u8]) -> Result<(usize, usize), WireError> {
+/// Length of the compressed headers (IPHC + NHC) at the start of `lowpan`. Used by the
+/// fragmenter, which must keep all compressed headers in FRAG1.
+pub(crate) fn compressed_header_len(lowpan: &[u8]) -> Result<usize, WireError> {
     // The lengths do not depend on addresses or context values.
     let contexts: Vec<Context> = (0..16).map(|id| Context { id, prefix: [0; 8] }).collect();
     let any = Address::Short(0);
     let headers = parse_headers(lowpan, &any, &any, &contexts)?;
-    Ok((headers.consumed, headers.uncompressed_len()))
+    Ok(headers.consumed)
 }
 
 fn context_prefix(contexts: &[Context], id: u8) -> Result<[u8; 8], WireError> {
