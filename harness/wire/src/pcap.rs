@@ -9,6 +9,7 @@ use pcap_file::DataLink;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter as RawWriter};
 
 use crate::WireError;
+use crate::mac;
 use crate::sniffer::SnifferFrame;
 
 /// Which link-layer header the capture uses.
@@ -93,16 +94,18 @@ impl<W: Write> PcapWriter<W> {
 
     /// Write one frame received on `channel`.
     pub fn write_frame(&mut self, frame: &SnifferFrame, channel: u8) -> Result<(), WireError> {
-        let data = match self.link {
-            LinkType::NoFcs => frame.psdu.clone(),
+        let tap;
+        let data: &[u8] = match self.link {
+            LinkType::NoFcs => &frame.psdu,
             LinkType::Tap => {
                 let mut data = tap_header(frame.rssi_dbm, channel, frame.lqi);
                 data.extend_from_slice(&frame.psdu);
-                data
+                tap = data;
+                &tap
             }
         };
         let timestamp = self.time_base + Duration::from_micros(frame.timestamp_us);
-        let packet = PcapPacket::new(timestamp, data.len() as u32, &data);
+        let packet = PcapPacket::new(timestamp, data.len() as u32, data);
         self.inner
             .write_packet(&packet)
             .map_err(|e| WireError::Pcap(e.to_string()))?;
@@ -127,6 +130,19 @@ pub struct CapturedFrame {
     pub lqi: Option<u8>,
 }
 
+impl CapturedFrame {
+    /// A frame with no TAP fields.
+    fn bare(timestamp: Duration, psdu: &[u8]) -> Self {
+        CapturedFrame {
+            timestamp,
+            psdu: psdu.to_vec(),
+            rssi_dbm: None,
+            channel: None,
+            lqi: None,
+        }
+    }
+}
+
 /// Read every frame of a pcap capture with linktype 230 (no FCS), 195 (with FCS, stripped without
 /// checking) or 283 (TAP; FCS stripped when its FCS type TLV says there is one).
 pub fn read_frames(reader: impl Read) -> Result<Vec<CapturedFrame>, WireError> {
@@ -137,23 +153,10 @@ pub fn read_frames(reader: impl Read) -> Result<Vec<CapturedFrame>, WireError> {
         let packet = packet.map_err(|e| WireError::Pcap(e.to_string()))?;
         let data = packet.data.as_ref();
         let frame = match datalink {
-            DataLink::IEEE802_15_4_NOFCS => CapturedFrame {
-                timestamp: packet.timestamp,
-                psdu: data.to_vec(),
-                rssi_dbm: None,
-                channel: None,
-                lqi: None,
-            },
-            DataLink::IEEE802_15_4 => CapturedFrame {
-                timestamp: packet.timestamp,
-                psdu: data
-                    .get(..data.len().saturating_sub(2))
-                    .unwrap_or(&[])
-                    .to_vec(),
-                rssi_dbm: None,
-                channel: None,
-                lqi: None,
-            },
+            DataLink::IEEE802_15_4_NOFCS => CapturedFrame::bare(packet.timestamp, data),
+            DataLink::IEEE802_15_4 => {
+                CapturedFrame::bare(packet.timestamp, strip_fcs(data, mac::FCS_LEN))
+            }
             DataLink::IEEE802_15_4_TAP => parse_tap(packet.timestamp, data)?,
             other => {
                 return Err(WireError::Pcap(format!("unsupported linktype {other:?}")));
@@ -177,13 +180,7 @@ fn parse_tap(timestamp: Duration, data: &[u8]) -> Result<CapturedFrame, WireErro
     let Some(mut tlvs) = data.get(4..header_len) else {
         return Err(WireError::truncated("tap header", header_len, data.len()));
     };
-    let mut frame = CapturedFrame {
-        timestamp,
-        psdu: Vec::new(),
-        rssi_dbm: None,
-        channel: None,
-        lqi: None,
-    };
+    let mut frame = CapturedFrame::bare(timestamp, &[]);
     let mut fcs_len = 0;
     while let [t0, t1, l0, l1, rest @ ..] = tlvs {
         let tlv_type = u16::from_le_bytes([*t0, *t1]);
@@ -203,12 +200,14 @@ fn parse_tap(timestamp: Duration, data: &[u8]) -> Result<CapturedFrame, WireErro
         }
         tlvs = rest.get(padded..).unwrap_or(&[]);
     }
-    let psdu = data.get(header_len..).unwrap_or(&[]);
-    frame.psdu = psdu
-        .get(..psdu.len().saturating_sub(fcs_len))
-        .unwrap_or(&[])
-        .to_vec();
+    frame.psdu = strip_fcs(data.get(header_len..).unwrap_or(&[]), fcs_len).to_vec();
     Ok(frame)
+}
+
+/// `psdu` without its last `fcs_len` bytes (empty when it is not longer than that).
+fn strip_fcs(psdu: &[u8], fcs_len: usize) -> &[u8] {
+    psdu.get(..psdu.len().saturating_sub(fcs_len))
+        .unwrap_or(&[])
 }
 
 #[cfg(test)]
