@@ -34,7 +34,7 @@ use crate::error::Error;
 use crate::messages::*;
 use crate::reassembly::{Complete, Reassembler};
 use crate::rng::{BoxedRng, system_rng};
-use crate::transcript::{self, Direction, Entry, Transcript};
+use crate::transcript::{Direction, Transcript, TranscriptBuilder};
 
 /// Something the application should know about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,16 +225,13 @@ pub struct Connection {
     reassembly: Reassembler,
     ready: BTreeMap<u16, Complete>,
     flight: Vec<FlightMsg>,
-    /// Whether our current flight expects an answer (the final flight does not).
-    flight_expects_reply: bool,
     retransmit_at: Option<Instant>,
     timeout: Duration,
     retransmitted_this_datagram: bool,
     out: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
-    transcript: Transcript,
-    transcript_reassembly: [Reassembler; 2],
-    transcript_suite: Option<CipherSuite>,
+    /// Every record we sent or received, in plaintext.
+    transcript: TranscriptBuilder,
     memory: Memory,
     bad_macs: u32,
 }
@@ -303,15 +300,12 @@ impl Connection {
             reassembly: Reassembler::default(),
             ready: BTreeMap::new(),
             flight: Vec::new(),
-            flight_expects_reply: false,
             retransmit_at: None,
             timeout,
             retransmitted_this_datagram: false,
             out: VecDeque::new(),
             events: VecDeque::new(),
-            transcript: Transcript::default(),
-            transcript_reassembly: [Reassembler::default(), Reassembler::default()],
-            transcript_suite: None,
+            transcript: TranscriptBuilder::new(),
             memory: Memory::default(),
             bad_macs: 0,
         }
@@ -348,7 +342,7 @@ impl Connection {
 
     /// Records this connection sent and received.
     pub fn transcript(&self) -> &Transcript {
-        &self.transcript
+        self.transcript.transcript()
     }
 
     /// Highest accounted handshake memory so far, in bytes. Counted: buffered flights
@@ -470,21 +464,8 @@ impl Connection {
             sequence: seq,
             length: body.len() as u16,
         };
-        let dir = self.own_direction();
-        let body_entry = transcript::plaintext_body(
-            content_type,
-            plaintext,
-            &mut self.transcript_reassembly[dir_index(dir)],
-            &mut self.transcript_suite,
-        );
-        self.transcript.entries.push(Entry {
-            direction: dir,
-            epoch,
-            sequence: seq,
-            content_type,
-            encrypted: epoch > 0,
-            body: body_entry,
-        });
+        self.transcript
+            .record(self.own_direction(), epoch, seq, content_type, plaintext);
         let mut out = header.get_encoding();
         out.extend_from_slice(&body);
         out
@@ -558,21 +539,13 @@ impl Connection {
             // the peer retransmits.
             _ => return Ok(()),
         };
-        let dir = peer_direction(self.role);
-        let body_entry = transcript::plaintext_body(
+        self.transcript.record(
+            peer_direction(self.role),
+            h.epoch,
+            h.sequence,
             h.content_type,
             &plaintext,
-            &mut self.transcript_reassembly[dir_index(dir)],
-            &mut self.transcript_suite,
         );
-        self.transcript.entries.push(Entry {
-            direction: dir,
-            epoch: h.epoch,
-            sequence: h.sequence,
-            content_type: h.content_type,
-            encrypted: h.epoch > 0,
-            body: body_entry,
-        });
         match h.content_type {
             ContentType::HANDSHAKE => {
                 let frags = split_handshake(&plaintext)?;
@@ -841,7 +814,6 @@ impl Connection {
 
     /// Send the buffered flight now and arm the timer if it expects a reply.
     fn send_flight(&mut self, now: Instant, expects_reply: bool) {
-        self.flight_expects_reply = expects_reply;
         self.timeout = self.config.retransmit_min;
         self.transmit_flight();
         self.retransmit_at = expects_reply.then(|| now + self.timeout);
@@ -998,11 +970,17 @@ impl Connection {
             compression_methods: vec![0],
             extensions,
         };
+        self.send_client_hello(now, ch);
+        Ok(())
+    }
+
+    /// Send `ch` as a flight of its own and wait for the ServerHello, keeping `ch` to check the
+    /// server's choice against and to resend with a cookie.
+    fn send_client_hello(&mut self, now: Instant, ch: ClientHello) {
         self.start_flight();
         self.queue_handshake(&HandshakePayload::ClientHello(ch.clone()));
         self.state = State::ExpectServerHello(ExpectServerHello { client_hello: ch });
         self.send_flight(now, true);
-        Ok(())
     }
 
     /// RFC 6347 §4.2.1: resend the ClientHello with the cookie; the first ClientHello and the
@@ -1016,10 +994,7 @@ impl Connection {
         let mut ch = st.client_hello;
         ch.cookie = hvr.cookie;
         self.hs.messages.clear();
-        self.start_flight();
-        self.queue_handshake(&HandshakePayload::ClientHello(ch.clone()));
-        self.state = State::ExpectServerHello(ExpectServerHello { client_hello: ch });
-        self.send_flight(now, true);
+        self.send_client_hello(now, ch);
         Ok(())
     }
 
@@ -1735,13 +1710,6 @@ fn peer_direction(role: Role) -> Direction {
     match role {
         Role::Client => Direction::ServerToClient,
         Role::Server => Direction::ClientToServer,
-    }
-}
-
-fn dir_index(d: Direction) -> usize {
-    match d {
-        Direction::ClientToServer => 0,
-        Direction::ServerToClient => 1,
     }
 }
 

@@ -360,27 +360,20 @@ impl TranscriptBuilder {
         let (records, err) = split_records(datagram);
         for r in records {
             let h = r.header;
-            let encrypted = h.epoch > 0;
-            let body = if encrypted {
-                Body::Encrypted {
-                    length: r.fragment.len(),
-                }
+            if h.epoch > 0 {
+                self.transcript.entries.push(Entry {
+                    direction,
+                    epoch: h.epoch,
+                    sequence: h.sequence,
+                    content_type: h.content_type,
+                    encrypted: true,
+                    body: Body::Encrypted {
+                        length: r.fragment.len(),
+                    },
+                });
             } else {
-                plaintext_body(
-                    h.content_type,
-                    r.fragment,
-                    &mut self.reassembly[direction.index()],
-                    &mut self.suite,
-                )
-            };
-            self.transcript.entries.push(Entry {
-                direction,
-                epoch: h.epoch,
-                sequence: h.sequence,
-                content_type: h.content_type,
-                encrypted,
-                body,
-            });
+                self.record(direction, h.epoch, h.sequence, h.content_type, r.fragment);
+            }
         }
         if let Some(e) = err {
             self.transcript.entries.push(Entry {
@@ -396,6 +389,32 @@ impl TranscriptBuilder {
         }
     }
 
+    /// Add one record whose plaintext is known: any epoch-0 record, and the engine's own and
+    /// decrypted records (marked encrypted when their epoch is protected).
+    pub(crate) fn record(
+        &mut self,
+        direction: Direction,
+        epoch: u16,
+        sequence: u64,
+        content_type: ContentType,
+        plaintext: &[u8],
+    ) {
+        let body = plaintext_body(
+            content_type,
+            plaintext,
+            &mut self.reassembly[direction.index()],
+            &mut self.suite,
+        );
+        self.transcript.entries.push(Entry {
+            direction,
+            epoch,
+            sequence,
+            content_type,
+            encrypted: epoch > 0,
+            body,
+        });
+    }
+
     pub fn transcript(&self) -> &Transcript {
         &self.transcript
     }
@@ -405,8 +424,8 @@ impl TranscriptBuilder {
     }
 }
 
-/// Decode a plaintext record body (also used by the engine for decrypted records).
-pub(crate) fn plaintext_body(
+/// Decode a plaintext record body.
+fn plaintext_body(
     content_type: ContentType,
     fragment: &[u8],
     reassembly: &mut Reassembler,
