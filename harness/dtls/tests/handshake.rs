@@ -101,20 +101,8 @@ fn mutual_auth_without_client_certificate_fails() {
     c.certificate = None;
     let mut p = Pair::new(c, s);
     p.pump();
-    assert!(matches!(
-        p.server_events.last(),
-        Some(Event::Failed {
-            alert: Some(AlertDescription::HANDSHAKE_FAILURE),
-            ..
-        })
-    ));
-    assert!(matches!(
-        p.client_events.last(),
-        Some(Event::Failed {
-            alert: Some(AlertDescription::HANDSHAKE_FAILURE),
-            ..
-        })
-    ));
+    assert_last_failed_with(&p.server_events, AlertDescription::HANDSHAKE_FAILURE);
+    assert_last_failed_with(&p.client_events, AlertDescription::HANDSHAKE_FAILURE);
 }
 
 #[test]
@@ -131,28 +119,8 @@ fn ecjpake_wrong_password_fails_at_finished() {
     p.pump();
     // Different keys: the client's Finished fails authentication; like mbedtls, the server
     // answers with a fatal bad_record_mac (in epoch 0, it has not sent its CCS yet).
-    assert!(
-        matches!(
-            p.server_events.last(),
-            Some(Event::Failed {
-                alert: Some(AlertDescription::BAD_RECORD_MAC),
-                ..
-            })
-        ),
-        "{:?}",
-        p.server_events
-    );
-    assert!(
-        matches!(
-            p.client_events.last(),
-            Some(Event::Failed {
-                alert: Some(AlertDescription::BAD_RECORD_MAC),
-                ..
-            })
-        ),
-        "{:?}",
-        p.client_events
-    );
+    assert_last_failed_with(&p.server_events, AlertDescription::BAD_RECORD_MAC);
+    assert_last_failed_with(&p.client_events, AlertDescription::BAD_RECORD_MAC);
 }
 
 #[test]
@@ -161,20 +129,8 @@ fn wrong_psk_is_bad_record_mac() {
     server.psk.as_mut().unwrap().key = b"456".to_vec();
     let mut p = Pair::new(psk_config(), server);
     p.pump();
-    assert!(matches!(
-        p.server_events.last(),
-        Some(Event::Failed {
-            alert: Some(AlertDescription::BAD_RECORD_MAC),
-            ..
-        })
-    ));
-    assert!(matches!(
-        p.client_events.last(),
-        Some(Event::Failed {
-            alert: Some(AlertDescription::BAD_RECORD_MAC),
-            ..
-        })
-    ));
+    assert_last_failed_with(&p.server_events, AlertDescription::BAD_RECORD_MAC);
+    assert_last_failed_with(&p.client_events, AlertDescription::BAD_RECORD_MAC);
 }
 
 #[test]
@@ -192,20 +148,8 @@ fn bad_mac_limit_after_handshake() {
         p.server.handle_datagram(p.now, &d);
     }
     p.pump();
-    assert!(matches!(
-        p.server_events.last(),
-        Some(Event::Failed {
-            alert: Some(AlertDescription::BAD_RECORD_MAC),
-            ..
-        })
-    ));
-    assert!(matches!(
-        p.client_events.last(),
-        Some(Event::Failed {
-            alert: Some(AlertDescription::BAD_RECORD_MAC),
-            ..
-        })
-    ));
+    assert_last_failed_with(&p.server_events, AlertDescription::BAD_RECORD_MAC);
+    assert_last_failed_with(&p.client_events, AlertDescription::BAD_RECORD_MAC);
 }
 
 #[test]
@@ -214,26 +158,14 @@ fn unknown_psk_identity() {
     server.psk.as_mut().unwrap().identity = b"other".to_vec();
     let mut p = Pair::new(psk_config(), server);
     p.pump();
-    assert!(matches!(
-        p.client_events.last(),
-        Some(Event::Failed {
-            alert: Some(AlertDescription::UNKNOWN_PSK_IDENTITY),
-            ..
-        })
-    ));
+    assert_last_failed_with(&p.client_events, AlertDescription::UNKNOWN_PSK_IDENTITY);
 }
 
 #[test]
 fn no_common_suite_is_handshake_failure() {
     let mut p = Pair::new(psk_config(), ecjpake_config(b"x"));
     p.pump();
-    assert!(matches!(
-        p.client_events.last(),
-        Some(Event::Failed {
-            alert: Some(AlertDescription::HANDSHAKE_FAILURE),
-            ..
-        })
-    ));
+    assert_last_failed_with(&p.client_events, AlertDescription::HANDSHAKE_FAILURE);
     match p.server_events.last() {
         Some(Event::Failed { reason, .. }) => {
             assert!(reason.contains("no cipher suite in common"), "{reason}")
@@ -267,20 +199,8 @@ fn wrong_server_name_is_bad_certificate() {
     c.server_name = Some("other.example".into());
     let mut p = Pair::new(c, s);
     p.pump();
-    assert!(matches!(
-        p.client_events.last(),
-        Some(Event::Failed {
-            alert: Some(AlertDescription::BAD_CERTIFICATE),
-            ..
-        })
-    ));
-    assert!(matches!(
-        p.server_events.last(),
-        Some(Event::Failed {
-            alert: Some(AlertDescription::BAD_CERTIFICATE),
-            ..
-        })
-    ));
+    assert_last_failed_with(&p.client_events, AlertDescription::BAD_CERTIFICATE);
+    assert_last_failed_with(&p.server_events, AlertDescription::BAD_CERTIFICATE);
 }
 
 #[test]
@@ -289,13 +209,7 @@ fn untrusted_certificate_is_unknown_ca() {
     c.trusted_roots = ot_hil_dtls::cert::load_pem_roots(&read("otherca.pem")).unwrap();
     let mut p = Pair::new(c, s);
     p.pump();
-    assert!(matches!(
-        p.client_events.last(),
-        Some(Event::Failed {
-            alert: Some(AlertDescription::UNKNOWN_CA),
-            ..
-        })
-    ));
+    assert_last_failed_with(&p.client_events, AlertDescription::UNKNOWN_CA);
 }
 
 #[test]
@@ -304,13 +218,7 @@ fn expired_certificate() {
     c.time_check = TimeCheck::at_unix(4_000_000_000 * 2); // year 2223: after notAfter
     let mut p = Pair::new(c.clone(), s.clone());
     p.pump();
-    assert!(matches!(
-        p.client_events.last(),
-        Some(Event::Failed {
-            alert: Some(AlertDescription::CERTIFICATE_EXPIRED),
-            ..
-        })
-    ));
+    assert_last_failed_with(&p.client_events, AlertDescription::CERTIFICATE_EXPIRED);
     c.time_check = TimeCheck::Skip;
     let mut p = Pair::new(c, s);
     p.pump();

@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::peer::*;
 use common::*;
@@ -78,9 +78,7 @@ fn client_vs_ssl_server2(dir: PathBuf, cfg: Config, extra: Vec<String>) -> Vec<E
         "{}",
         server.output()
     );
-    let peer: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut conn = Connection::client(Arc::new(cfg), Instant::now()).unwrap();
+    let (mut conn, sock, peer) = connect_to(port, Arc::new(cfg));
     let mut events = Vec::new();
     drive(
         &mut conn,

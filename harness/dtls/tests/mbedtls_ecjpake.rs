@@ -11,13 +11,13 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::peer::{Child, accept_first, drive, free_port};
-use ot_hil_dtls::{AlertDescription, CipherSuite, Config, Connection, Event};
+use common::peer::{Child, accept_first, connect_to, drive, free_port};
+use ot_hil_dtls::{AlertDescription, CipherSuite, Config, Event};
 
 const PASSWORD: &str = "J01NME";
 const WRONG_PASSWORD: &str = "J01NMF";
@@ -110,9 +110,7 @@ fn our_client_with_mbedtls_server() {
     let Some(dir) = programs() else { return };
     let port = free_port();
     let server = start_server(&dir, port, PASSWORD);
-    let peer: SocketAddr = ([127, 0, 0, 1], port).into();
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut conn = Connection::client(ecjpake_config(PASSWORD), Instant::now()).unwrap();
+    let (mut conn, sock, peer) = connect_to(port, ecjpake_config(PASSWORD));
     let mut events = Vec::new();
 
     let ok = drive(&mut conn, &sock, peer, &mut events, LIMIT, |e| {
@@ -196,9 +194,7 @@ fn our_client_with_wrong_password_gets_bad_record_mac() {
     let Some(dir) = programs() else { return };
     let port = free_port();
     let server = start_server(&dir, port, PASSWORD);
-    let peer: SocketAddr = ([127, 0, 0, 1], port).into();
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut conn = Connection::client(ecjpake_config(WRONG_PASSWORD), Instant::now()).unwrap();
+    let (mut conn, sock, peer) = connect_to(port, ecjpake_config(WRONG_PASSWORD));
     let mut events = Vec::new();
 
     let ok = drive(&mut conn, &sock, peer, &mut events, LIMIT, |e| {

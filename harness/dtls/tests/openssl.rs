@@ -9,7 +9,7 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::peer::*;
 use common::*;
@@ -125,9 +125,7 @@ fn client_vs_s_server(
         server.output()
     );
     let port: u16 = server_args[3].rsplit(':').next().unwrap().parse().unwrap();
-    let peer: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut conn = Connection::client(Arc::new(cfg), Instant::now()).unwrap();
+    let (mut conn, sock, peer) = connect_to(port, Arc::new(cfg));
     let mut events = Vec::new();
     drive(
         &mut conn,
@@ -331,16 +329,7 @@ fn untrusted_server_certificate_is_unknown_ca() {
         ..localhost_client()
     };
     let (events, out) = client_vs_s_server(cfg, ecdhe_server_args(free_port()), false);
-    assert!(
-        matches!(
-            events.last(),
-            Some(Event::Failed {
-                alert: Some(AlertDescription::UNKNOWN_CA),
-                ..
-            })
-        ),
-        "{events:?}"
-    );
+    assert_last_failed_with(&events, AlertDescription::UNKNOWN_CA);
     assert!(out.contains("unknown ca"), "openssl saw: {out}");
 }
 
@@ -354,16 +343,7 @@ fn wrong_server_name_is_bad_certificate() {
         ..localhost_client()
     };
     let (events, out) = client_vs_s_server(cfg, ecdhe_server_args(free_port()), false);
-    assert!(
-        matches!(
-            events.last(),
-            Some(Event::Failed {
-                alert: Some(AlertDescription::BAD_CERTIFICATE),
-                ..
-            })
-        ),
-        "{events:?}"
-    );
+    assert_last_failed_with(&events, AlertDescription::BAD_CERTIFICATE);
     assert!(out.contains("bad certificate"), "openssl saw: {out}");
 }
 
@@ -387,16 +367,7 @@ fn openssl_client_rejecting_our_certificate_sends_unknown_ca() {
         ],
         false,
     );
-    assert!(
-        matches!(
-            events.last(),
-            Some(Event::Failed {
-                alert: Some(AlertDescription::UNKNOWN_CA),
-                ..
-            })
-        ),
-        "{events:?}"
-    );
+    assert_last_failed_with(&events, AlertDescription::UNKNOWN_CA);
 }
 
 /// With a wrong PSK our Finished fails OpenSSL's record authentication. OpenSSL silently drops
@@ -438,16 +409,7 @@ fn wrong_psk_openssl_client_gets_bad_record_mac() {
         ],
         false,
     );
-    assert!(
-        matches!(
-            events.last(),
-            Some(Event::Failed {
-                alert: Some(AlertDescription::BAD_RECORD_MAC),
-                ..
-            })
-        ),
-        "{events:?}"
-    );
+    assert_last_failed_with(&events, AlertDescription::BAD_RECORD_MAC);
     assert!(out.contains("bad record mac"), "openssl saw: {out}");
 }
 
@@ -457,12 +419,10 @@ fn bad_mac_and_replay_towards_openssl() {
     if !openssl_available() {
         return;
     }
-    let args = psk_server_args(free_port(), "313233");
-    let mut server = Child::spawn("openssl", &args);
+    let port = free_port();
+    let mut server = Child::spawn("openssl", &psk_server_args(port, "313233"));
     assert!(server.wait_for("ACCEPT", Duration::from_secs(5)));
-    let peer: SocketAddr = args[3].parse().unwrap();
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut conn = Connection::client(Arc::new(psk_config()), Instant::now()).unwrap();
+    let (mut conn, sock, peer) = connect_to(port, Arc::new(psk_config()));
     let mut events = Vec::new();
     drive(
         &mut conn,

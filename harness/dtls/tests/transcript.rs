@@ -8,7 +8,7 @@ use ot_hil_dtls::{Direction, TranscriptBuilder};
 
 fn passive(mut p: Pair) -> (String, String) {
     let mut observer = TranscriptBuilder::new();
-    p.pump_with(|c2s, d| {
+    let mut observe = |c2s, d: Vec<u8>| {
         observer.observe(
             if c2s {
                 Direction::ClientToServer
@@ -18,19 +18,10 @@ fn passive(mut p: Pair) -> (String, String) {
             &d,
         );
         Some(d)
-    });
+    };
+    p.pump_with(&mut observe);
     p.client.send(b"GET /hello").unwrap();
-    p.pump_with(|c2s, d| {
-        observer.observe(
-            if c2s {
-                Direction::ClientToServer
-            } else {
-                Direction::ServerToClient
-            },
-            &d,
-        );
-        Some(d)
-    });
+    p.pump_with(&mut observe);
     (
         observer.finish().to_string(),
         p.client.transcript().to_string(),

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use ot_hil_dtls::cert::load_pem_roots;
 use ot_hil_dtls::{
-    CertifiedKey, CipherSuite, Config, Connection, Event, Psk, SeededRng, TimeCheck,
+    AlertDescription, CertifiedKey, CipherSuite, Config, Connection, Event, Psk, SeededRng,
+    TimeCheck,
 };
 
 pub const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
@@ -60,6 +61,14 @@ pub fn x509_configs(mutual: bool) -> (Config, Config) {
         ..Config::default()
     };
     (client, server)
+}
+
+/// The last event is a failure with a fatal `alert` (sent or received).
+pub fn assert_last_failed_with(events: &[Event], alert: AlertDescription) {
+    assert!(
+        matches!(events.last(), Some(Event::Failed { alert: Some(a), .. }) if *a == alert),
+        "expected a failure with {alert}: {events:?}"
+    );
 }
 
 pub struct Pair {

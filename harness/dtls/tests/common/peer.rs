@@ -160,6 +160,14 @@ pub fn drive(
     }
 }
 
+/// A client connection from a fresh loopback socket to the peer listening on `port`.
+pub fn connect_to(port: u16, config: Arc<Config>) -> (Connection, UdpSocket, SocketAddr) {
+    let peer = SocketAddr::from(([127, 0, 0, 1], port));
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind loopback");
+    let conn = Connection::client(config, Instant::now()).unwrap();
+    (conn, sock, peer)
+}
+
 /// Wait on `sock` for the peer's first datagram (its ClientHello) and answer it with a server
 /// connection; the datagram's source is the peer from then on.
 pub fn accept_first(
