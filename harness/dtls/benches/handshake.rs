@@ -1,39 +1,26 @@
 //! Handshake cost per suite: two engines in memory, and our client against `openssl s_server`
 //! on loopback (skipped when openssl is not installed).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::hint::black_box;
 use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::peer::{Child, free_port};
+use common::{DATA, certified, ecjpake_config, psk_config, read};
 use criterion::{Criterion, criterion_group, criterion_main};
 use ot_hil_dtls::cert::load_pem_roots;
-use ot_hil_dtls::{
-    CertifiedKey, CipherSuite, Config, Connection, Event, Psk, SeededRng, TimeCheck,
-};
-
-const CA: &str = include_str!("../tests/data/ca.pem");
-const LEAF: &str = include_str!("../tests/data/v1leaf.pem");
-const LEAF_KEY: &str = include_str!("../tests/data/v1leaf.key");
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
-
-fn psk() -> Config {
-    Config {
-        suites: vec![CipherSuite::PSK_WITH_AES_128_CCM_8],
-        psk: Some(Psk {
-            key: b"123".to_vec(),
-            identity: b"pskid".to_vec(),
-        }),
-        ..Config::default()
-    }
-}
+use ot_hil_dtls::{CipherSuite, Config, Connection, Event, SeededRng, TimeCheck};
 
 fn x509() -> (Config, Config) {
-    let roots = load_pem_roots(CA).unwrap();
+    let roots = load_pem_roots(&read("ca.pem")).unwrap();
     let server = Config {
         suites: vec![CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8],
-        certificate: Some(Arc::new(CertifiedKey::from_pem(LEAF, LEAF_KEY).unwrap())),
+        certificate: Some(certified("v1leaf.pem", "v1leaf.key")),
         verify_peer: false,
         ..Config::default()
     };
@@ -45,14 +32,6 @@ fn x509() -> (Config, Config) {
         ..Config::default()
     };
     (client, server)
-}
-
-fn ecjpake() -> Config {
-    Config {
-        suites: vec![CipherSuite::ECJPAKE_WITH_AES_128_CCM_8],
-        ecjpake_password: Some(b"J01NME".to_vec()),
-        ..Config::default()
-    }
 }
 
 /// One complete in-memory handshake (cookie exchange included).
@@ -83,23 +62,14 @@ fn handshake(client: &Arc<Config>, server: &Arc<Config>, seed: u64) {
 fn in_memory(cr: &mut Criterion) {
     let mut g = cr.benchmark_group("in_memory_handshake");
     g.sample_size(20);
-    let p = Arc::new(psk());
+    let p = Arc::new(psk_config());
     g.bench_function("psk", |b| b.iter(|| handshake(&p, &p, 1)));
     let (c, s) = x509();
     let (c, s) = (Arc::new(c), Arc::new(s));
     g.bench_function("ecdhe_ecdsa", |b| b.iter(|| handshake(&c, &s, 1)));
-    let j = Arc::new(ecjpake());
+    let j = Arc::new(ecjpake_config(b"J01NME"));
     g.bench_function("ecjpake", |b| b.iter(|| handshake(&j, &j, 1)));
     g.finish();
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn openssl_loopback(cr: &mut Criterion) {
@@ -112,44 +82,39 @@ fn openssl_loopback(cr: &mut Criterion) {
         eprintln!("SKIPPED: openssl not installed");
         return;
     }
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let server = Server(
-        Command::new("openssl")
-            .args(["s_server", "-dtls1_2", "-accept", &addr, "-quiet"])
-            .args([
-                "-cert",
-                &format!("{DATA}/localhost.pem"),
-                "-key",
-                &format!("{DATA}/localhost.key"),
-            ])
-            .args([
-                "-cipher",
-                "ECDHE-ECDSA-AES128-CCM8:PSK-AES128-CCM8",
-                "-groups",
-                "P-256",
-            ])
-            .args(["-psk", "313233", "-psk_identity", "pskid"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let addr = format!("127.0.0.1:{}", free_port());
+    let server = Child::spawn(
+        "openssl",
+        &[
+            "s_server",
+            "-dtls1_2",
+            "-accept",
+            &addr,
+            "-quiet",
+            "-cert",
+            &format!("{DATA}/localhost.pem"),
+            "-key",
+            &format!("{DATA}/localhost.key"),
+            "-cipher",
+            "ECDHE-ECDSA-AES128-CCM8:PSK-AES128-CCM8",
+            "-groups",
+            "P-256",
+            "-psk",
+            "313233",
+            "-psk_identity",
+            "pskid",
+        ]
+        .map(String::from),
     );
     // s_server binds before it reads stdin; give it a moment by probing with a real handshake.
-    let roots =
-        load_pem_roots(&std::fs::read_to_string(format!("{DATA}/localhost.pem")).unwrap()).unwrap();
+    let roots = load_pem_roots(&read("localhost.pem")).unwrap();
     let ecdhe = Arc::new(Config {
         suites: vec![CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8],
         trusted_roots: roots,
         server_name: Some("localhost".into()),
         ..Config::default()
     });
-    let psk_cfg = Arc::new(psk());
+    let psk_cfg = Arc::new(psk_config());
     let connect = |cfg: &Arc<Config>| -> bool {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.connect(&addr).unwrap();
