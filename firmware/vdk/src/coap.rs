@@ -29,7 +29,7 @@ use crate::ot_error::OtError;
 /// OT_DEFAULT_COAP_PORT.
 pub const COAP_PORT: u16 = 5683;
 /// OT_COAP_DEFAULT_TOKEN_LENGTH.
-pub(crate) const TOKEN_LENGTH: usize = 2;
+const TOKEN_LENGTH: usize = 2;
 /// Default transmission parameters (OpenThread `kDefaultTxParameters`, RFC 7252 §4.8).
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_RETRANSMIT: u8 = 4;
@@ -117,6 +117,21 @@ impl PendingRequest {
         self.acknowledged = true;
         self.deadline = now + MAX_TRANSMIT_WAIT;
     }
+}
+
+/// A request with a fresh random token (the same for plain CoAP and for CoAP over the DTLS
+/// session): the token and the encoded datagram.
+pub(crate) fn encode_request(
+    method: RequestType,
+    confirmable: bool,
+    message_id: u16,
+    uri: &str,
+    payload: &[u8],
+) -> Result<(Vec<u8>, Vec<u8>), OtError> {
+    let token: Vec<u8> = (0..TOKEN_LENGTH).map(|_| rand::rng().random()).collect();
+    let packet = coap::request(method, confirmable, message_id, &token, uri, payload);
+    let bytes = coap::encode(&packet).map_err(|_| OtError::NoBufs)?;
+    Ok((token, bytes))
 }
 
 /// Retransmit the CON requests whose timeout passed (doubling it) and drop the requests that ran
@@ -266,9 +281,7 @@ impl CoapApp {
             return Err(OtError::InvalidArgs);
         }
         let message_id = self.take_message_id();
-        let token: Vec<u8> = (0..TOKEN_LENGTH).map(|_| rand::rng().random()).collect();
-        let packet = coap::request(method, confirmable, message_id, &token, uri, payload);
-        let bytes = coap::encode(&packet).map_err(|_| OtError::NoBufs)?;
+        let (token, bytes) = encode_request(method, confirmable, message_id, uri, payload)?;
         self.pending.extend(PendingRequest::track(
             now,
             peer,
@@ -457,6 +470,26 @@ mod tests {
         )
     }
 
+    /// A request from `client` for the server's `test-resource`.
+    fn request(
+        client: &mut CoapApp,
+        now: Instant,
+        method: RequestType,
+        confirmable: bool,
+        payload: &[u8],
+    ) -> CoapActions {
+        client
+            .request(
+                now,
+                method,
+                addr(0x800),
+                "test-resource",
+                confirmable,
+                payload,
+            )
+            .unwrap()
+    }
+
     fn pair() -> (CoapApp, CoapApp) {
         let mut client = CoapApp::new(100);
         let mut server = CoapApp::new(900);
@@ -471,16 +504,7 @@ mod tests {
         let (mut client, mut server) = pair();
         let now = Instant::now();
         server.set(Some("hello")).unwrap();
-        let req = client
-            .request(
-                now,
-                RequestType::Get,
-                addr(0x800),
-                "test-resource",
-                true,
-                b"",
-            )
-            .unwrap();
+        let req = request(&mut client, now, RequestType::Get, true, b"");
         assert_eq!(req.sends.len(), 1);
         let resp = server.handle_datagram(now, addr(0xc00), &req.sends[0].1);
         assert_eq!(
@@ -511,16 +535,7 @@ mod tests {
     fn non_put_with_payload_has_no_response_handler() {
         let (mut client, mut server) = pair();
         let now = Instant::now();
-        let req = client
-            .request(
-                now,
-                RequestType::Put,
-                addr(0x800),
-                "test-resource",
-                false,
-                b"abc",
-            )
-            .unwrap();
+        let req = request(&mut client, now, RequestType::Put, false, b"abc");
         assert!(client.next_deadline().is_none());
         let resp = server.handle_datagram(now, addr(0xc00), &req.sends[0].1);
         assert_eq!(
@@ -568,16 +583,7 @@ mod tests {
     fn duplicate_con_answered_from_cache() {
         let (mut client, mut server) = pair();
         let now = Instant::now();
-        let req = client
-            .request(
-                now,
-                RequestType::Post,
-                addr(0x800),
-                "test-resource",
-                true,
-                b"x",
-            )
-            .unwrap();
+        let req = request(&mut client, now, RequestType::Post, true, b"x");
         let first = server.handle_datagram(now, addr(0xc00), &req.sends[0].1);
         let again = server.handle_datagram(now, addr(0xc00), &req.sends[0].1);
         assert_eq!(first.lines.len(), 2);
@@ -591,16 +597,7 @@ mod tests {
         let now = Instant::now();
         let requests: Vec<Vec<u8>> = (0..=MAX_CACHED_RESPONSES)
             .map(|_| {
-                let req = client
-                    .request(
-                        now,
-                        RequestType::Post,
-                        addr(0x800),
-                        "test-resource",
-                        true,
-                        b"x",
-                    )
-                    .unwrap();
+                let req = request(&mut client, now, RequestType::Post, true, b"x");
                 let bytes = req.sends[0].1.clone();
                 assert_eq!(
                     server.handle_datagram(now, addr(0xc00), &bytes).lines.len(),
@@ -630,16 +627,7 @@ mod tests {
     fn con_retransmits_then_times_out() {
         let (mut client, _) = pair();
         let start = Instant::now();
-        let req = client
-            .request(
-                start,
-                RequestType::Get,
-                addr(0x800),
-                "test-resource",
-                true,
-                b"",
-            )
-            .unwrap();
+        let req = request(&mut client, start, RequestType::Get, true, b"");
         let mut now = start;
         let mut retransmissions = 0;
         let mut lines = Vec::new();

@@ -25,7 +25,7 @@ use ot_hil_wire::coap::{self, MessageClass, MessageType, Packet, RequestType, Re
 use rand::Rng;
 
 use crate::cli::{hex, ot_ip6, parse_u16};
-use crate::coap::{PendingDue, PendingRequest, TOKEN_LENGTH, poll_pending};
+use crate::coap::{PendingDue, PendingRequest, encode_request, poll_pending};
 use crate::firmware::{Kconfig, KconfigValue, Profile};
 use crate::ot_error::OtError;
 
@@ -992,9 +992,7 @@ impl CoapsApp {
             _ => return Err(OtError::InvalidState),
         };
         let message_id = self.take_message_id();
-        let token: Vec<u8> = (0..TOKEN_LENGTH).map(|_| rand::rng().random()).collect();
-        let packet = coap::request(method, confirmable, message_id, &token, uri, payload);
-        let bytes = coap::encode(&packet).map_err(|_| OtError::NoBufs)?;
+        let (token, bytes) = encode_request(method, confirmable, message_id, uri, payload)?;
         let mut out = CoapsActions::default();
         self.send_app(&bytes, &mut out)?;
         self.pending.extend(PendingRequest::track(
