@@ -143,12 +143,8 @@ impl Stack {
         }
         let message = match security::mle_unsecure(payload, &src, &dst, &self.mle_key) {
             Ok((_, m)) => m,
-            Err(ot_hil_wire::WireError::BadMic) => {
-                self.counters.rx_bad_mic += 1;
-                return;
-            }
-            Err(_) => {
-                self.counters.rx_malformed += 1;
+            Err(e) => {
+                self.counters.count_unsecure_error(&e);
                 return;
             }
         };

@@ -243,6 +243,17 @@ pub struct NetCounters {
     pub address_query_timeouts: u64,
 }
 
+impl NetCounters {
+    /// A frame or MLE message that CCM* could not unsecure: a wrong MIC, or it did not decode.
+    fn count_unsecure_error(&mut self, e: &ot_hil_wire::WireError) {
+        if matches!(e, ot_hil_wire::WireError::BadMic) {
+            self.rx_bad_mic += 1;
+        } else {
+            self.rx_malformed += 1;
+        }
+    }
+}
+
 /// The other end of a link: parent or child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Neighbor {
@@ -1230,12 +1241,8 @@ impl Stack {
         };
         let plaintext = match security::unsecure(psdu, &self.mac_key, &src_ext) {
             Ok((_, p)) => p,
-            Err(ot_hil_wire::WireError::BadMic) => {
-                self.counters.rx_bad_mic += 1;
-                return;
-            }
-            Err(_) => {
-                self.counters.rx_malformed += 1;
+            Err(e) => {
+                self.counters.count_unsecure_error(&e);
                 return;
             }
         };
