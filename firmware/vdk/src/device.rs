@@ -840,6 +840,21 @@ mod async_tests {
     use super::*;
     use std::path::Path;
 
+    /// Poll the board every 100 ms (for at most 10 s) until what it printed satisfies `done`.
+    fn poll_until(board: &mut Board, start: Instant, done: impl Fn(&str) -> bool) -> String {
+        let mut later = start;
+        let mut out = String::new();
+        for _ in 0..100 {
+            later += Duration::from_millis(100);
+            board.poll(later);
+            out.push_str(&String::from_utf8_lossy(&board.take_output()));
+            if done(&out) {
+                break;
+            }
+        }
+        out
+    }
+
     #[test]
     fn ping_summary_arrives_asynchronously_around_the_prompt() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../variants");
@@ -857,16 +872,7 @@ mod async_tests {
         // Type something before the summary arrives: it is redrawn after the async lines.
         board.handle_console(b"ot st", start);
         board.take_output();
-        let mut later = start;
-        let mut out = String::new();
-        for _ in 0..100 {
-            later += Duration::from_millis(100);
-            board.poll(later);
-            out.push_str(&String::from_utf8_lossy(&board.take_output()));
-            if out.contains("Done") {
-                break;
-            }
-        }
+        let out = poll_until(&mut board, start, |out| out.contains("Done"));
         assert_eq!(
             out,
             "\x1b[13D\x1b[J1 packets transmitted, 0 packets received. Packet loss = 100.0%.\r\r\nDone\r\r\n\x1b[1;32muart:~$ \x1b[mot st"
@@ -886,16 +892,7 @@ mod async_tests {
             String::from_utf8_lossy(&board.take_output()),
             "ping fdde:ad00:beef:0:0:ff:fe00:1234\r\n"
         );
-        let mut later = start;
-        let mut out = String::new();
-        for _ in 0..100 {
-            later += Duration::from_millis(100);
-            board.poll(later);
-            out.push_str(&String::from_utf8_lossy(&board.take_output()));
-            if out.ends_with("> ") {
-                break;
-            }
-        }
+        let out = poll_until(&mut board, start, |out| out.ends_with("> "));
         assert_eq!(
             out,
             "1 packets transmitted, 0 packets received. Packet loss = 100.0%.\r\nDone\r\n> "
