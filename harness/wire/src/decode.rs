@@ -375,12 +375,42 @@ mod tests {
     ];
     /// Mesh-local prefix of OpenThread's test network (fd00:db8::/64).
     const ML_PREFIX: [u8; 8] = [0xfd, 0x00, 0x0d, 0xb8, 0, 0, 0, 0];
+    /// The mesh-local prefix as 6LoWPAN context 0.
+    const ML_CONTEXT: Context = Context {
+        id: 0,
+        prefix: ML_PREFIX,
+    };
 
     use crate::unhex;
 
     /// protocols.md §2: the secured data frame from 0x2001 (ext 166e0a0000000007).
     const THREAD_FRAME: &str = "699868cefa00200120 0d0000000001 \
         b55a0d8e185cb106c46f7d6bb54a8714aedd8eb737622748c9530c4431598ba28359a143 74e02af6";
+
+    /// A data frame (PAN 0xface) secured as Thread does under `key_sequence`, from `mac_src`
+    /// whose extended address (the nonce source) is `ext`.
+    fn secured_frame(
+        sequence: u8,
+        mac_src: Address,
+        mac_dst: Address,
+        ext: &ExtAddress,
+        frame_counter: u32,
+        key_sequence: u32,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let keys = security::derive_keys(&NETWORK_KEY, key_sequence);
+        let repr = FrameRepr::data(
+            sequence,
+            0xface,
+            mac_dst,
+            mac_src,
+            Some(SecurityHeader::thread_mac(
+                frame_counter,
+                security::key_index(key_sequence),
+            )),
+        );
+        security::secure(&repr, payload, &keys.mac_key, ext).unwrap()
+    }
 
     #[test]
     fn needs_the_source_extended_address_then_decodes() {
@@ -441,11 +471,7 @@ mod tests {
         let ext = ip::ext_from_iid(&ip::iid(&src));
         let mac_src = Address::Extended(ext);
         let mac_dst = Address::Short(0xffff);
-        let contexts = [Context {
-            id: 0,
-            prefix: ML_PREFIX,
-        }];
-        let compressed = lowpan::compress(&ipv6, &mac_src, &mac_dst, &contexts).unwrap();
+        let compressed = lowpan::compress(&ipv6, &mac_src, &mac_dst, &[ML_CONTEXT]).unwrap();
         FrameRepr::data(1, 0xface, mac_dst, mac_src, None).emit(&compressed)
     }
 
@@ -460,7 +486,6 @@ mod tests {
         assert_eq!((stats.unsecured, stats.mle_decrypted), (1, 1));
 
         // Now a secured frame from short 0x0000 decrypts with the learned nonce source.
-        let keys = security::derive_keys(&NETWORK_KEY, 0);
         let ipv6 = ip::udp_packet(
             SocketAddrV6::new(ip::rloc(&ML_PREFIX, 0x0000), 5684, 0, 0),
             SocketAddrV6::new(ip::rloc(&ML_PREFIX, 0x0400), 5684, 0, 0),
@@ -468,19 +493,8 @@ mod tests {
             b"dtls record",
         );
         let (mac_src, mac_dst) = (Address::Short(0x0000), Address::Short(0x0400));
-        let contexts = [Context {
-            id: 0,
-            prefix: ML_PREFIX,
-        }];
-        let compressed = lowpan::compress(&ipv6, &mac_src, &mac_dst, &contexts).unwrap();
-        let repr = FrameRepr::data(
-            2,
-            0xface,
-            mac_dst,
-            mac_src,
-            Some(SecurityHeader::thread_mac(7, security::key_index(0))),
-        );
-        let frame = security::secure(&repr, &compressed, &keys.mac_key, &ext).unwrap();
+        let compressed = lowpan::compress(&ipv6, &mac_src, &mac_dst, &[ML_CONTEXT]).unwrap();
+        let frame = secured_frame(2, mac_src, mac_dst, &ext, 7, 0, &compressed);
         let datagram = decoder.push_psdu(20, &frame).unwrap();
         assert_eq!(datagram.payload, b"dtls record");
         assert_eq!(datagram.src.port(), 5684);
@@ -499,28 +513,13 @@ mod tests {
             &payload,
         );
         let (mac_src, mac_dst) = (Address::Short(0x0c00), Address::Short(0x0400));
-        let contexts = [Context {
-            id: 0,
-            prefix: ML_PREFIX,
-        }];
-        let compressed = lowpan::compress(&ipv6, &mac_src, &mac_dst, &contexts).unwrap();
+        let compressed = lowpan::compress(&ipv6, &mac_src, &mac_dst, &[ML_CONTEXT]).unwrap();
         let fragments = lowpan::fragment(&compressed, ipv6.len() as u16, 77, 90);
         assert!(fragments.len() >= 4);
         // Key sequence 5: the next one.
-        let keys = security::derive_keys(&NETWORK_KEY, 5);
         let mut out = None;
         for (i, fragment) in fragments.iter().enumerate() {
-            let repr = FrameRepr::data(
-                i as u8,
-                0xface,
-                mac_dst,
-                mac_src,
-                Some(SecurityHeader::thread_mac(
-                    100 + i as u32,
-                    security::key_index(5),
-                )),
-            );
-            let frame = security::secure(&repr, fragment, &keys.mac_key, &ext).unwrap();
+            let frame = secured_frame(i as u8, mac_src, mac_dst, &ext, 100 + i as u32, 5, fragment);
             out = decoder.push_psdu(1000 * i as u64, &frame);
         }
         assert_eq!(out.unwrap().payload, payload);
@@ -529,17 +528,7 @@ mod tests {
 
         // A lost fragment shows up as a missing fragment once the timeout passes.
         for (i, fragment) in fragments.iter().enumerate().skip(1) {
-            let repr = FrameRepr::data(
-                i as u8,
-                0xface,
-                mac_dst,
-                mac_src,
-                Some(SecurityHeader::thread_mac(
-                    200 + i as u32,
-                    security::key_index(5),
-                )),
-            );
-            let frame = security::secure(&repr, fragment, &keys.mac_key, &ext).unwrap();
+            let frame = secured_frame(i as u8, mac_src, mac_dst, &ext, 200 + i as u32, 5, fragment);
             assert_eq!(decoder.push_psdu(10_000_000 + i as u64, &frame), None);
         }
         decoder.push_psdu(20_000_000, &[0x02, 0x00, 0x01]); // an ack, later
@@ -561,15 +550,7 @@ mod tests {
         let mac_src = Address::Extended(ext);
         let mac_dst = Address::Short(0x0400);
         let compressed = lowpan::compress(&ipv6, &mac_src, &mac_dst, &[]).unwrap();
-        let keys = security::derive_keys(&NETWORK_KEY, 0);
-        let repr = FrameRepr::data(
-            9,
-            0xface,
-            mac_dst,
-            mac_src,
-            Some(SecurityHeader::thread_mac(1, security::key_index(0))),
-        );
-        let frame = security::secure(&repr, &compressed, &keys.mac_key, &ext).unwrap();
+        let frame = secured_frame(9, mac_src, mac_dst, &ext, 1, 0, &compressed);
         let packet = decoder.push_packet(5, &frame).unwrap();
         assert_eq!((packet.src, packet.dst), (src, dst));
         assert_eq!(
