@@ -1078,6 +1078,11 @@ impl Connection {
             let leaf = c.chain.first().ok_or(crate::error::CertError::Empty)?;
             vec![ParsedCert::parse(leaf)?]
         };
+        self.keep_peer_chain(chain)
+    }
+
+    /// Keep the peer's chain; returns the key of its leaf, which signs the peer's handshake.
+    fn keep_peer_chain(&mut self, chain: Vec<ParsedCert>) -> Result<VerifyingKey, Error> {
         let key = chain
             .first()
             .map(|l| l.public_key)
@@ -1560,12 +1565,7 @@ impl Connection {
             ));
         }
         let chain = verify_chain(&c.chain, &cfg.trusted_roots, cfg.time_check, None)?;
-        let key = chain
-            .first()
-            .map(|l| l.public_key)
-            .ok_or(crate::error::CertError::Empty)?;
-        self.hs.peer_chain = chain;
-        Ok(key)
+        self.keep_peer_chain(chain)
     }
 
     fn server_client_key_exchange(&mut self, cke: ClientKeyExchange) -> Result<(), Error> {
