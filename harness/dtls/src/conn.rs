@@ -828,7 +828,8 @@ impl Connection {
     /// Encode the flight into datagrams: handshake messages fragmented to fit
     /// `max_record_content` and `max_datagram`, records packed into datagrams.
     fn transmit_flight(&mut self) {
-        let flight = self.flight.clone();
+        // Taken out while records are encoded (that needs `&mut self`), put back below.
+        let flight = std::mem::take(&mut self.flight);
         let max_dgram = self.config.max_datagram.max(64);
         let mut datagram: Vec<u8> = Vec::new();
         for m in &flight {
@@ -874,6 +875,7 @@ impl Connection {
         if !datagram.is_empty() {
             self.out.push_back(datagram);
         }
+        self.flight = flight;
     }
 
     fn random32(&mut self) -> [u8; 32] {
