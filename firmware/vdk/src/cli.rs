@@ -191,7 +191,7 @@ impl Cli {
             }
             ["active", ..] if !ctx.active_dataset => Err(OtError::NotFound),
             ["active"] => Ok(dataset_lines(ctx.stack.dataset())),
-            ["active", "-x"] => Ok(vec![hex(&ctx.stack.dataset().to_tlvs())]),
+            ["active", "-x"] => Ok(vec![hex::encode(ctx.stack.dataset().to_tlvs())]),
             ["set", "active", tlvs] => {
                 let bytes = parse_hex(tlvs)?;
                 let ds = ActiveDataset::from_tlvs(&bytes)?;
@@ -516,7 +516,7 @@ fn state(args: &[&str], ctx: &mut Context<'_>) -> Result<Vec<String>, OtError> {
 
 fn extaddr(args: &[&str], ctx: &mut Context<'_>) -> Result<Vec<String>, OtError> {
     match args {
-        [] => Ok(vec![hex(&ctx.stack.ext_addr())]),
+        [] => Ok(vec![hex::encode(ctx.stack.ext_addr())]),
         [v] => {
             let ext = parse_hex_array::<8>(v)?;
             ctx.stack.set_ext_addr(ext).map(|_| Vec::new())
@@ -564,7 +564,7 @@ fn panid(args: &[&str], ctx: &mut Context<'_>) -> Result<Vec<String>, OtError> {
 
 fn extpanid(args: &[&str], ctx: &mut Context<'_>) -> Result<Vec<String>, OtError> {
     match args {
-        [] => Ok(vec![hex(&ctx.stack.dataset().ext_pan_id)]),
+        [] => Ok(vec![hex::encode(ctx.stack.dataset().ext_pan_id)]),
         [v] => {
             let x = parse_hex_array::<8>(v)?;
             update_dataset(ctx, |ds| ds.ext_pan_id = x)
@@ -594,7 +594,7 @@ fn networkname(args: &[&str], ctx: &mut Context<'_>) -> Result<Vec<String>, OtEr
 
 fn networkkey(args: &[&str], ctx: &mut Context<'_>) -> Result<Vec<String>, OtError> {
     match args {
-        [] => Ok(vec![hex(&ctx.stack.dataset().network_key)]),
+        [] => Ok(vec![hex::encode(ctx.stack.dataset().network_key)]),
         [v] => {
             let k = parse_hex_array::<16>(v)?;
             update_dataset(ctx, |ds| ds.network_key = k)
@@ -684,7 +684,7 @@ fn dataset_lines(ds: &ActiveDataset) -> Vec<String> {
         format!("Active Timestamp: {}", ds.active_timestamp),
         format!("Channel: {}", ds.channel),
         format!("Channel Mask: 0x{:08x}", ds.channel_mask),
-        format!("Ext PAN ID: {}", hex(&ds.ext_pan_id)),
+        format!("Ext PAN ID: {}", hex::encode(ds.ext_pan_id)),
         // OutputIp6Prefix of a mesh-local prefix: four groups then `::/64`.
         format!(
             "Mesh Local Prefix: {:x}:{:x}:{:x}:{:x}::/64",
@@ -693,10 +693,10 @@ fn dataset_lines(ds: &ActiveDataset) -> Vec<String> {
             group(4),
             group(6)
         ),
-        format!("Network Key: {}", hex(&ds.network_key)),
+        format!("Network Key: {}", hex::encode(ds.network_key)),
         format!("Network Name: {}", ds.network_name),
         format!("PAN ID: 0x{:04x}", ds.pan_id),
-        format!("PSKc: {}", hex(&ds.pskc)),
+        format!("PSKc: {}", hex::encode(ds.pskc)),
         format!("Security Policy: {}", security_policy(&ds.security_policy)),
     ]
 }
@@ -735,11 +735,6 @@ pub fn ot_ip6(a: &Ipv6Addr) -> String {
         let _ = write!(out, "{seg:x}");
     }
     out
-}
-
-/// Lowercase hex (`OutputBytes`).
-pub fn hex(bytes: &[u8]) -> String {
-    crate::firmware::hex(bytes)
 }
 
 /// `ParseAsIp6Address`.
@@ -802,19 +797,7 @@ fn parse_hex_array<const N: usize>(v: &str) -> Result<[u8; N], OtError> {
 
 /// Even-length hex string -> bytes.
 pub fn parse_hex(v: &str) -> Result<Vec<u8>, OtError> {
-    if !v.len().is_multiple_of(2) {
-        return Err(OtError::InvalidArgs);
-    }
-    (0..v.len())
-        .step_by(2)
-        .map(|i| {
-            v.get(i..i + 2)
-                // from_str_radix alone would take a sign ("+f").
-                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or(OtError::InvalidArgs)
-        })
-        .collect()
+    hex::decode(v).map_err(|_| OtError::InvalidArgs)
 }
 
 #[cfg(test)]
@@ -945,7 +928,7 @@ mod tests {
             (vec!["fffe".into()], done.clone())
         );
         let (ext, _) = run(&mut cli, &mut stack, "extaddr");
-        assert_eq!(ext, vec![hex(&stack.ext_addr())]);
+        assert_eq!(ext, vec![hex::encode(stack.ext_addr())]);
         assert_eq!(ext[0].len(), 16);
         let (ds, _) = run(&mut cli, &mut stack, "dataset active");
         assert_eq!(
@@ -1083,7 +1066,7 @@ mod tests {
         );
         assert_eq!(run(&mut cli, &mut stack, "channel").0, vec!["19"]);
         let (tlvs, _) = run(&mut cli, &mut stack, "dataset active -x");
-        assert_eq!(tlvs, vec![hex(&stack.dataset().to_tlvs())]);
+        assert_eq!(tlvs, vec![hex::encode(stack.dataset().to_tlvs())]);
         let committed = stack.dataset().clone();
         let mut other = Stack::new([3; 8], None, defaults());
         assert_eq!(

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use ot_hil_wire::coap::{self, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use rand::Rng;
 
-use crate::cli::{hex, ot_ip6};
+use crate::cli::ot_ip6;
 use crate::ot_error::OtError;
 
 /// OT_DEFAULT_COAP_PORT.
@@ -185,22 +185,24 @@ impl Default for CoapApp {
     }
 }
 
-fn method_name(method: RequestType) -> &'static str {
+/// The method as the CLI prints a request's; `None` for a code that is no method (printed as
+/// `Undefined`).
+pub(crate) fn method_name(method: RequestType) -> Option<&'static str> {
     match method {
-        RequestType::Get => "GET",
-        RequestType::Post => "POST",
-        RequestType::Put => "PUT",
-        RequestType::Delete => "DELETE",
-        _ => "Undefined",
+        RequestType::Get => Some("GET"),
+        RequestType::Post => Some("POST"),
+        RequestType::Put => Some("PUT"),
+        RequestType::Delete => Some("DELETE"),
+        _ => None,
     }
 }
 
 /// `[ with payload: <hex>]`, as `PrintPayload` appends it.
-fn with_payload(payload: &[u8]) -> String {
+pub(crate) fn with_payload(payload: &[u8]) -> String {
     if payload.is_empty() {
         String::new()
     } else {
-        format!(" with payload: {}", hex(payload))
+        format!(" with payload: {}", hex::encode(payload))
     }
 }
 
@@ -371,7 +373,7 @@ impl CoapApp {
             actions.lines.push(format!(
                 "coap request from {} {}{}",
                 ot_ip6(src.ip()),
-                method_name(method),
+                method_name(method).unwrap_or("Undefined"),
                 with_payload(&request.payload)
             ));
             if method == RequestType::Get {

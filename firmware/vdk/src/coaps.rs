@@ -24,8 +24,10 @@ use ot_hil_dtls::{
 use ot_hil_wire::coap::{self, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use rand::Rng;
 
-use crate::cli::{hex, ot_ip6, parse_u16};
-use crate::coap::{PendingDue, PendingRequest, encode_request, poll_pending};
+use crate::cli::{ot_ip6, parse_u16};
+use crate::coap::{
+    PendingDue, PendingRequest, encode_request, method_name, poll_pending, with_payload,
+};
 use crate::firmware::{Kconfig, KconfigValue, Profile};
 use crate::ot_error::OtError;
 
@@ -412,24 +414,6 @@ pub struct CoapsApp {
     /// Transcripts of this boot's last sessions (at most [`MAX_TRANSCRIPTS`]), oldest first (the
     /// current one is added on export).
     transcripts: Vec<Transcript>,
-}
-
-fn method_name(m: RequestType) -> Option<&'static str> {
-    match m {
-        RequestType::Get => Some("GET"),
-        RequestType::Post => Some("POST"),
-        RequestType::Put => Some("PUT"),
-        RequestType::Delete => Some("DELETE"),
-        _ => None,
-    }
-}
-
-fn with_payload(payload: &[u8]) -> String {
-    if payload.is_empty() {
-        String::new()
-    } else {
-        format!(" with payload: {}", hex(payload))
-    }
 }
 
 fn v6_bytes(a: &SocketAddrV6) -> Vec<u8> {

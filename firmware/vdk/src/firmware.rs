@@ -131,7 +131,7 @@ impl Manifest {
             kconfig.merge_fragment(&frag_path, &frag_text)?;
             kconfig_files.push(frag_path);
         }
-        let image_hash = hex(&hasher.finalize());
+        let image_hash = hex::encode(hasher.finalize());
         Ok(Manifest {
             path: path.to_path_buf(),
             name: raw.name,
@@ -157,15 +157,6 @@ fn read(path: &Path) -> Result<Vec<u8>, FirmwareError> {
         path: path.to_path_buf(),
         source,
     })
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 /// A Kconfig symbol value as written in a `.conf` fragment.
@@ -982,7 +973,7 @@ mod tests {
         let mut h = Sha256::new();
         h.update(toml_text.as_bytes());
         h.update(b"CONFIG_OPENTHREAD_CHANNEL=12\n");
-        assert_eq!(m.image_hash(), hex(&h.finalize()));
+        assert_eq!(m.image_hash(), hex::encode(h.finalize()));
         // Changing a fragment changes the hash.
         std::fs::write(&conf, "CONFIG_OPENTHREAD_CHANNEL=13\n").unwrap();
         assert_ne!(Manifest::load(&man).unwrap().image_hash(), m.image_hash());
