@@ -28,7 +28,8 @@ pub const KEY_BLOCK_LEN: usize = 40;
 pub const RECORD_EXPANSION: usize = 16;
 const EXPLICIT_NONCE_LEN: usize = 8;
 
-fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+/// HMAC-SHA256 over the concatenation of `parts` (the PRF, and cookies too).
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     // HMAC accepts keys of any length, so new_from_slice cannot fail.
     let mut mac = match HmacSha256::new_from_slice(key) {
         Ok(m) => m,
@@ -40,21 +41,16 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-/// HMAC-SHA256, used for cookies too.
-pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    hmac(key, parts)
-}
-
 /// `PRF(secret, label, seed) = P_SHA256(secret, label || seed)` truncated to `out.len()` (RFC 5246 §5).
 pub fn prf(secret: &[u8], label: &[u8], seed: &[u8], out: &mut [u8]) {
-    let mut a = hmac(secret, &[label, seed]);
+    let mut a = hmac_sha256(secret, &[label, seed]);
     let mut filled = 0;
     while filled < out.len() {
-        let block = hmac(secret, &[&a, label, seed]);
+        let block = hmac_sha256(secret, &[&a, label, seed]);
         let n = (out.len() - filled).min(block.len());
         out[filled..filled + n].copy_from_slice(&block[..n]);
         filled += n;
-        a = hmac(secret, &[&a]);
+        a = hmac_sha256(secret, &[&a]);
     }
 }
 
@@ -162,13 +158,9 @@ impl RecordCipher {
         aad
     }
 
+    /// `epoch(2) || seq(6)`, the sequence number's low 48 bits.
     fn explicit(epoch: u16, seq: u64) -> [u8; 8] {
-        let mut e = Vec::with_capacity(8);
-        put_u16(&mut e, epoch);
-        put_u48(&mut e, seq);
-        let mut out = [0u8; 8];
-        out.copy_from_slice(&e);
-        out
+        ((u64::from(epoch) << 48) | (seq & 0xffff_ffff_ffff)).to_be_bytes()
     }
 
     /// Encrypt a record fragment: returns `explicit_nonce(8) || ciphertext || tag(8)`.
