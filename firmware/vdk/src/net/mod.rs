@@ -1177,7 +1177,7 @@ impl Stack {
             self.counters.rx_malformed += 1;
             return;
         };
-        let repr = parsed.repr.clone();
+        let repr = parsed.repr;
         if repr.frame_type == FrameType::Ack {
             if let Some(done) = repr.sequence.and_then(|seq| self.mac_tx.on_ack(seq)) {
                 self.mac_tx_action(now, done);
@@ -1217,8 +1217,7 @@ impl Stack {
                 secured: false,
                 from_child: false,
             };
-            let payload = parsed.payload.to_vec();
-            self.reassemble(now, &repr, &payload, link);
+            self.reassemble(now, &repr, parsed.payload, link);
             return;
         };
         if sec.key_id_mode != 1 || sec.key_index != Some(self.key_index) {
