@@ -11,6 +11,8 @@
 use ot_hil_air::{AirClient, AirFrame};
 use ot_hil_wire::sniffer::{SnifferFrame, emit_line};
 
+use crate::shell;
+
 /// The firmware's default channel (main.c: `channel = 11` until set).
 const DEFAULT_CHANNEL: u8 = 11;
 /// Zephyr's CONFIG_SHELL_CMD_BUFF_SIZE default.
@@ -108,7 +110,7 @@ impl SnifferApp {
                 self.receiving = true;
                 self.set_radio_channel(self.channel);
             }
-            ["channel"] => print_line(out, &self.channel.to_string()),
+            ["channel"] => shell::line(out, &self.channel.to_string()),
             ["channel", n] => match n.parse::<u8>() {
                 Ok(ch) if (11..=26).contains(&ch) => {
                     self.channel = ch;
@@ -116,11 +118,11 @@ impl SnifferApp {
                         self.set_radio_channel(ch);
                     }
                 }
-                _ => print_line(out, "Invalid channel number"),
+                _ => shell::line(out, "Invalid channel number"),
             },
             ["shell", "echo", "off"] => self.echo = false,
             ["shell", "echo", "on"] => self.echo = true,
-            ["shell", "echo"] => print_line(
+            ["shell", "echo"] => shell::line(
                 out,
                 if self.echo {
                     "Echo status: on"
@@ -128,7 +130,7 @@ impl SnifferApp {
                     "Echo status: off"
                 },
             ),
-            [cmd, ..] => print_line(out, &format!("{cmd}: command not found")),
+            [cmd, ..] => shell::line(out, &format!("{cmd}: command not found")),
         }
     }
 
@@ -144,7 +146,7 @@ impl SnifferApp {
             lqi: frame.lqi,
             timestamp_us: frame.timestamp_us,
         });
-        print_line(out, &line);
+        shell::line(out, &line);
     }
 }
 
@@ -153,11 +155,6 @@ impl Drop for SnifferApp {
         // A reboot stops the radio.
         self.set_radio_channel(0);
     }
-}
-
-fn print_line(out: &mut Vec<u8>, line: &str) {
-    out.extend_from_slice(line.as_bytes());
-    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
