@@ -358,6 +358,25 @@ pub enum ArgsError {
 /// Split a command line into arguments as the Zephyr shell does (`z_shell_make_argv`): spaces
 /// separate, double or single quotes group, backslash escapes the next character.
 pub fn split_args(line: &str, argc_max: usize) -> Result<Vec<String>, ArgsError> {
+    let (args, open_quote) = split_words(line, true);
+    if let Some(q) = open_quote {
+        return Err(ArgsError::Unterminated(q));
+    }
+    if args.len() > argc_max {
+        return Err(ArgsError::TooMany);
+    }
+    Ok(args)
+}
+
+/// Split a line as OpenThread's CLI does (`Utils::CmdLineParser`): spaces and tabs separate,
+/// a backslash makes the next character literal; quotes have no meaning.
+pub fn split_ot_args(line: &str) -> Vec<String> {
+    split_words(line, false).0
+}
+
+/// Spaces and tabs separate words, a backslash makes the next character literal and, with
+/// `quotes`, double or single quotes group. Returns the words and the quote left open, if any.
+fn split_words(line: &str, quotes: bool) -> (Vec<String>, Option<char>) {
     let mut args = Vec::new();
     let mut cur = String::new();
     let mut in_arg = false;
@@ -371,7 +390,7 @@ pub fn split_args(line: &str, argc_max: usize) -> Result<Vec<String>, ArgsError>
                 }
                 in_arg = true;
             }
-            ('"' | '\'', None) => {
+            ('"' | '\'', None) if quotes => {
                 quote = Some(c);
                 in_arg = true;
             }
@@ -388,49 +407,10 @@ pub fn split_args(line: &str, argc_max: usize) -> Result<Vec<String>, ArgsError>
             }
         }
     }
-    if let Some(q) = quote {
-        return Err(ArgsError::Unterminated(q));
-    }
     if in_arg {
         args.push(cur);
     }
-    if args.len() > argc_max {
-        return Err(ArgsError::TooMany);
-    }
-    Ok(args)
-}
-
-/// Split a line as OpenThread's CLI does (`Utils::CmdLineParser`): spaces and tabs separate,
-/// a backslash makes the next character literal; quotes have no meaning.
-pub fn split_ot_args(line: &str) -> Vec<String> {
-    let mut args = Vec::new();
-    let mut cur = String::new();
-    let mut in_arg = false;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                if let Some(n) = chars.next() {
-                    cur.push(n);
-                }
-                in_arg = true;
-            }
-            ' ' | '\t' => {
-                if in_arg {
-                    args.push(std::mem::take(&mut cur));
-                    in_arg = false;
-                }
-            }
-            c => {
-                cur.push(c);
-                in_arg = true;
-            }
-        }
-    }
-    if in_arg {
-        args.push(cur);
-    }
-    args
+    (args, quote)
 }
 
 #[cfg(test)]
