@@ -450,10 +450,10 @@ impl Cli {
 
     pub fn next_deadline(&self) -> Option<Instant> {
         let coaps = self.coaps.as_ref().and_then(CoapsApp::next_deadline);
-        match (self.coap.next_deadline(), coaps) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.coap.next_deadline(), coaps]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 

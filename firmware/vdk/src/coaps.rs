@@ -930,10 +930,7 @@ impl CoapsApp {
             _ => None,
         };
         let requests = self.pending.iter().map(|p| p.deadline).min();
-        match (session, requests) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [session, requests].into_iter().flatten().min()
     }
 
     // -- CoAP over the session --

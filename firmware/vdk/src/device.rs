@@ -414,10 +414,10 @@ impl Board {
             return None;
         }
         let r = self.running.as_ref()?;
-        match (r.stack.next_deadline(), r.cli.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [r.stack.next_deadline(), r.cli.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn collect_events(&mut self, now: Instant) {

@@ -726,10 +726,7 @@ impl Stack {
         let ping = self
             .ping
             .as_ref()
-            .and_then(|p| match (p.next_send, p.done_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            });
+            .and_then(|p| [p.next_send, p.done_at].into_iter().flatten().min());
         let queries = self.queries.values().min().copied();
         [
             attach,
