@@ -80,6 +80,28 @@ pub struct CaseResult {
     pub quarantined: Option<String>,
 }
 
+impl CaseResult {
+    /// A result with its identity and outcome only: no reason, steps, logs or attempts yet.
+    pub fn new(case: String, variant: String, path: PathBuf, outcome: Outcome) -> CaseResult {
+        CaseResult {
+            case,
+            variant,
+            path,
+            outcome,
+            duration: Duration::ZERO,
+            reason: None,
+            failure: None,
+            infra: None,
+            tails: BTreeMap::new(),
+            logs: BTreeMap::new(),
+            steps: vec![],
+            attempts: vec![],
+            flaky: false,
+            quarantined: None,
+        }
+    }
+}
+
 /// One earlier attempt of a case run.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptRecord {

@@ -332,25 +332,9 @@ pub async fn inject_board_faults(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn result(outcome: Outcome) -> CaseResult {
-        CaseResult {
-            case: "c".into(),
-            variant: "v".into(),
-            path: PathBuf::new(),
-            outcome,
-            duration: Duration::ZERO,
-            reason: None,
-            failure: None,
-            infra: None,
-            tails: BTreeMap::new(),
-            logs: BTreeMap::new(),
-            steps: vec![],
-            attempts: vec![],
-            flaky: false,
-            quarantined: None,
-        }
+        CaseResult::new("c".into(), "v".into(), PathBuf::new(), outcome)
     }
 
     /// Drive `run_attempts` with a scripted sequence of outcomes.

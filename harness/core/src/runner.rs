@@ -270,9 +270,8 @@ pub async fn run_with_options(
                     let (case, variant) = names(&shared.config, *p);
                     let path = shared.config.cases.get(p.case).map(|c| c.path.clone()).unwrap_or_default();
                     let result = CaseResult {
-                        case, variant, path, outcome, duration: Duration::ZERO, reason: Some(reason.into()),
-                        failure: None, infra: None, tails: BTreeMap::new(), logs: BTreeMap::new(), steps: vec![],
-                        attempts: vec![], flaky: false, quarantined: None,
+                        reason: Some(reason.into()),
+                        ..CaseResult::new(case, variant, path, outcome)
                     };
                     *summary.counts.entry(outcome).or_default() += 1;
                     emit(reporters, &RunEvent::CaseFinished(Box::new(result)));
@@ -328,39 +327,17 @@ async fn run_one(shared: &RunShared, p: Planned, seq: usize, attempt: u32) -> Ca
     else {
         let (case, variant) = names(config, p);
         return CaseResult {
-            case,
-            variant,
-            path: PathBuf::new(),
-            outcome: Outcome::Error,
-            duration: Duration::ZERO,
             reason: Some(format!("planned run {p:?} is outside the configuration")),
-            failure: None,
-            infra: None,
-            tails: BTreeMap::new(),
-            logs: BTreeMap::new(),
-            steps: vec![],
-            attempts: vec![],
-            flaky: false,
-            quarantined: None,
+            ..CaseResult::new(case, variant, PathBuf::new(), Outcome::Error)
         };
     };
     let started = Instant::now();
-    let mut result = CaseResult {
-        case: case.name.clone(),
-        variant: variant.name.clone(),
-        path: case.path.clone(),
-        outcome: Outcome::Pass,
-        duration: Duration::ZERO,
-        reason: None,
-        failure: None,
-        infra: None,
-        tails: BTreeMap::new(),
-        logs: BTreeMap::new(),
-        steps: vec![],
-        attempts: vec![],
-        flaky: false,
-        quarantined: None,
-    };
+    let mut result = CaseResult::new(
+        case.name.clone(),
+        variant.name.clone(),
+        case.path.clone(),
+        Outcome::Pass,
+    );
     if let Some(VariantExpectation::Skip { reason }) = case.expectation(&variant.name) {
         result.outcome = Outcome::Skip;
         result.reason = Some(reason.clone());

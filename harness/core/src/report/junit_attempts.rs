@@ -187,20 +187,9 @@ mod tests {
 
     fn result(case: &str, outcome: Outcome, attempts: Vec<AttemptRecord>) -> CaseResult {
         CaseResult {
-            case: case.into(),
-            variant: "v".into(),
-            path: PathBuf::new(),
-            outcome,
-            duration: Duration::ZERO,
-            reason: None,
-            failure: None,
-            infra: None,
-            tails: BTreeMap::new(),
-            logs: BTreeMap::new(),
-            steps: vec![],
             flaky: outcome == Outcome::Pass && !attempts.is_empty(),
             attempts,
-            quarantined: None,
+            ..CaseResult::new(case.into(), "v".into(), PathBuf::new(), outcome)
         }
     }
 
