@@ -423,16 +423,12 @@ impl Executor {
                 let found = st.lines.find_unclaimed(0, |l| re.is_match(&l.text));
                 // Lines that must not come before the awaited one (or before the timeout).
                 let upto = found.unwrap_or(st.lines.len());
-                let scan: Vec<String> = st
+                let scan = st
                     .lines
                     .since(cursor)
                     .get(..upto.saturating_sub(cursor))
-                    .unwrap_or(&[])
-                    .iter()
-                    .filter(|l| !l.claimed)
-                    .map(|l| l.text.clone())
-                    .collect();
-                if let Some((bad, src)) = first_absent(&absent, &scan) {
+                    .unwrap_or(&[]);
+                if let Some((bad, src)) = first_absent(&absent, scan) {
                     let window = texts(st.lines.since(start_mark.min(cursor)));
                     drop(st);
                     return Err(self.fail(
@@ -459,13 +455,7 @@ impl Executor {
                 }
                 if tokio::time::Instant::now() >= deadline {
                     let window = texts(st.lines.since(start_mark.min(cursor)));
-                    let unclaimed: Vec<String> = st
-                        .lines
-                        .since(cursor)
-                        .iter()
-                        .filter(|l| !l.claimed)
-                        .map(|l| l.text.clone())
-                        .collect();
+                    let unclaimed = unclaimed_texts(st.lines.since(cursor));
                     drop(st);
                     let got = if unclaimed.is_empty() {
                         vec!["(no unclaimed lines)".to_string()]
@@ -500,14 +490,9 @@ impl Executor {
         loop {
             {
                 let st = console.shared().lock();
-                let lines: Vec<String> = st
-                    .lines
-                    .since(start_mark)
-                    .iter()
-                    .filter(|l| !l.claimed)
-                    .map(|l| l.text.clone())
-                    .collect();
-                if let Some((bad, src)) = first_absent(&absent, &lines) {
+                let lines = st.lines.since(start_mark);
+                if let Some((bad, src)) = first_absent(&absent, lines) {
+                    let lines = unclaimed_texts(lines);
                     drop(st);
                     return Err(self.fail(
                         ctx,
@@ -638,12 +623,14 @@ impl DefaultLine for Option<(String, Instant)> {
     }
 }
 
-fn first_absent(absent: &[(Regex, String)], lines: &[String]) -> Option<(String, String)> {
-    lines.iter().find_map(|l| {
+/// The first unclaimed line an `absent` pattern matches, and that pattern's source. Reads the
+/// buffer in place: it runs on every console change while a step waits.
+fn first_absent(absent: &[(Regex, String)], lines: &[Line]) -> Option<(String, String)> {
+    lines.iter().filter(|l| !l.claimed).find_map(|l| {
         absent
             .iter()
-            .find(|(re, _)| re.is_match(l))
-            .map(|(_, src)| (l.clone(), src.clone()))
+            .find(|(re, _)| re.is_match(&l.text))
+            .map(|(_, src)| (l.text.clone(), src.clone()))
     })
 }
 
@@ -656,6 +643,14 @@ fn is_echo(text: &str, line: &str) -> bool {
 
 fn texts(lines: &[Line]) -> Vec<String> {
     lines.iter().map(|l| l.text.clone()).collect()
+}
+
+fn unclaimed_texts(lines: &[Line]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| !l.claimed)
+        .map(|l| l.text.clone())
+        .collect()
 }
 
 fn last(mut v: Vec<String>, n: usize) -> Vec<String> {
