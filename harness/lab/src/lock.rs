@@ -319,7 +319,7 @@ impl Allocator {
             })
             .collect::<Result<_, _>>()?;
         // Fail now, not after the timeout, when even an idle lab could not serve the case.
-        if assign(&candidates, &|_| true).is_none() {
+        if assign(&candidates, |_| true).is_none() {
             return Err(LockError::NotEnoughBoards {
                 nodes: requests.iter().map(|r| r.node.clone()).collect(),
                 message: "the nodes' requirements cannot all be met by distinct boards".into(),
@@ -359,7 +359,7 @@ impl Allocator {
                         }
                     }
                 };
-                assign_mut(&candidates, try_board)
+                assign(&candidates, try_board)
             };
             if let Some(choice) = found {
                 let mut nodes = Vec::new();
@@ -403,14 +403,7 @@ impl Allocator {
 }
 
 /// Backtracking search for distinct boards, one per node, each accepted by `usable`.
-fn assign(candidates: &[Vec<usize>], usable: &dyn Fn(usize) -> bool) -> Option<Vec<usize>> {
-    assign_mut(candidates, usable)
-}
-
-fn assign_mut(
-    candidates: &[Vec<usize>],
-    mut usable: impl FnMut(usize) -> bool,
-) -> Option<Vec<usize>> {
+fn assign(candidates: &[Vec<usize>], mut usable: impl FnMut(usize) -> bool) -> Option<Vec<usize>> {
     fn go(
         candidates: &[Vec<usize>],
         chosen: &mut Vec<usize>,
