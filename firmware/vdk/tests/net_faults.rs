@@ -4,16 +4,9 @@ mod net_common;
 
 use std::time::{Duration, Instant};
 
-use net_common::Net;
+use net_common::{Net, ping_summary};
 use ot_hil_air::FaultConfig;
 use ot_hil_vdk::net::{ACK_TIMEOUT, MAX_FRAME_RETRIES, NetEvent, PARENT_LOST_AFTER_NO_ACKS};
-
-fn summary(events: &[NetEvent]) -> (u16, u16) {
-    match events.last() {
-        Some(NetEvent::PingDone { sent, received, .. }) => (*sent, *received),
-        other => panic!("no summary: {other:?}"),
-    }
-}
 
 #[test]
 fn duplicated_frames_are_dropped_as_replays() {
@@ -27,7 +20,7 @@ fn duplicated_frames_are_dropped_as_replays() {
         .ping(Instant::now(), dst, 200, 3, Duration::from_millis(20), 64)
         .unwrap();
     let events = net.wait_ping_done(1, Duration::from_secs(5));
-    assert_eq!(summary(&events), (3, 3));
+    assert_eq!(ping_summary(&events), (3, 3));
     let replies = events
         .iter()
         .filter(|e| matches!(e, NetEvent::PingReply { .. }))
@@ -53,7 +46,7 @@ fn corrupted_frames_fail_authentication() {
         .unwrap();
     // The request never gets through; the summary comes at the ping timeout.
     let events = net.wait_ping_done(1, Duration::from_secs(5));
-    assert_eq!(summary(&events), (1, 0));
+    assert_eq!(ping_summary(&events), (1, 0));
     let c = net.stack(0).counters();
     // A flipped bit lands in the MAC header (filtered or malformed) or in the protected part.
     assert!(
@@ -70,7 +63,7 @@ fn pinging_own_address_loops_back() {
         .ping(Instant::now(), me, 32, 2, Duration::from_millis(5), 64)
         .unwrap();
     let events = net.wait_ping_done(0, Duration::from_secs(2));
-    assert_eq!(summary(&events), (2, 2));
+    assert_eq!(ping_summary(&events), (2, 2));
     assert_eq!(
         net.hub.stats().frames_in,
         2,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
-use net_common::{Net, dataset};
+use net_common::{Net, dataset, ping_summary};
 use ot_hil_air::AirClient;
 use ot_hil_vdk::net::{NetEvent, Role};
 use ot_hil_wire::ip::{self, Body};
@@ -295,8 +295,5 @@ fn a_node_with_another_key_cannot_read_the_network() {
 }
 
 fn received(events: Vec<NetEvent>) -> u16 {
-    match events.last() {
-        Some(NetEvent::PingDone { received, .. }) => *received,
-        other => panic!("no summary: {other:?}"),
-    }
+    ping_summary(&events).1
 }

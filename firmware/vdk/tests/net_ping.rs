@@ -5,7 +5,7 @@ mod net_common;
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::time::{Duration, Instant};
 
-use net_common::Net;
+use net_common::{Net, ping_summary};
 use ot_hil_vdk::net::{AddressKind, NetEvent, PING_TIMEOUT};
 use ot_hil_vdk::ot_error::OtError;
 
@@ -39,9 +39,7 @@ fn ping(
         )
         .unwrap();
     let events = net.wait_ping_done(from, WAIT);
-    let Some(NetEvent::PingDone { sent, received, .. }) = events.last().cloned() else {
-        panic!("last event is not the summary: {events:?}");
-    };
+    let (sent, received) = ping_summary(&events);
     (events, sent, received)
 }
 

@@ -30,6 +30,14 @@ pub fn dataset() -> ActiveDataset {
     }
 }
 
+/// (sent, received) of the ping summary that ends `events`.
+pub fn ping_summary(events: &[NetEvent]) -> (u16, u16) {
+    match events.last() {
+        Some(NetEvent::PingDone { sent, received, .. }) => (*sent, *received),
+        other => panic!("no summary: {other:?}"),
+    }
+}
+
 pub struct Node {
     pub stack: Stack,
     pub events: Vec<NetEvent>,
