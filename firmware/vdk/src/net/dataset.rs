@@ -128,15 +128,9 @@ impl ActiveDataset {
         let mut mesh_local_prefix = None;
         let mut pskc = None;
         let mut security_policy = None;
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let [t, len, tail @ ..] = rest else {
-                return Err(OtError::Parse);
-            };
-            let len = usize::from(*len);
-            let value = tail.get(..len).ok_or(OtError::Parse)?;
-            rest = tail.get(len..).ok_or(OtError::Parse)?;
-            match *t {
+        for tlv in super::tlvs(bytes) {
+            let (t, value) = tlv.map_err(|_| OtError::Parse)?;
+            match t {
                 tlv::ACTIVE_TIMESTAMP => {
                     let raw = u64::from_be_bytes(fixed(value)?);
                     timestamp = Some(raw >> 16);

@@ -85,19 +85,12 @@ impl Message {
         let [command, tlv_bytes @ ..] = bytes else {
             return Err(NetError::Mle("empty message"));
         };
-        let mut rest = tlv_bytes;
-        let mut tlvs = Vec::new();
-        while !rest.is_empty() {
-            let [t, len, tail @ ..] = rest else {
-                return Err(NetError::Mle("truncated tlv"));
-            };
-            let len = usize::from(*len);
-            let value = tail
-                .get(..len)
-                .ok_or(NetError::Mle("truncated tlv value"))?;
-            tlvs.push((*t, value.to_vec()));
-            rest = tail.get(len..).unwrap_or_default();
-        }
+        let tlvs = super::tlvs(tlv_bytes)
+            .map(|tlv| {
+                tlv.map(|(t, value)| (t, value.to_vec()))
+                    .map_err(NetError::Mle)
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Message {
             command: *command,
             tlvs,

@@ -1313,6 +1313,28 @@ struct Link {
     from_child: bool,
 }
 
+/// The TLVs of an MLE, TMF or MeshCoP payload (one-byte type and length), in order. Where one
+/// is cut short the last item is an error naming what is missing.
+fn tlvs(bytes: &[u8]) -> impl Iterator<Item = Result<(u8, &[u8]), &'static str>> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let [t, len, tail @ ..] = rest else {
+            rest = &[];
+            return Some(Err("truncated tlv"));
+        };
+        let len = usize::from(*len);
+        let Some(value) = tail.get(..len) else {
+            rest = &[];
+            return Some(Err("truncated tlv value"));
+        };
+        rest = tail.get(len..).unwrap_or_default();
+        Some(Ok((*t, value)))
+    })
+}
+
 /// Whether an IPv6 packet is UDP from and to the MLE port (no extension headers).
 fn is_mle_packet(packet: &[u8]) -> bool {
     let port = mle::PORT.to_be_bytes();

@@ -58,17 +58,11 @@ pub fn address_notification(message_id: u16, token: &[u8], n: &Notification) -> 
     )
 }
 
+/// The first TLV of type `wanted` before any truncated one.
 fn find(payload: &[u8], wanted: u8) -> Option<&[u8]> {
-    let mut rest = payload;
-    while let [t, len, tail @ ..] = rest {
-        let len = usize::from(*len);
-        let value = tail.get(..len)?;
-        if *t == wanted {
-            return Some(value);
-        }
-        rest = tail.get(len..)?;
-    }
-    None
+    super::tlvs(payload)
+        .map_while(Result::ok)
+        .find_map(|(t, value)| (t == wanted).then_some(value))
 }
 
 /// The Target EID TLV of a query or notification.
