@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use ot_hil_wire::coap::RequestType;
 
-use crate::coap::{COAP_PORT, CoapActions, CoapApp};
+use crate::coap::{COAP_PORT, CoapActions, CoapApp, error_text};
 use crate::coaps::{COAPS_PORT, CoapsApp, CoapsBuild, CoapsResult};
 use crate::net::dataset::SecurityPolicy;
 use crate::net::{ActiveDataset, AddressKind, NetEvent, Role, Stack};
@@ -471,7 +471,7 @@ fn send_all(stack: &mut Stack, now: Instant, actions: CoapActions) -> Vec<String
         .into_iter()
         .map(|l| match failure {
             Some(e) if l == "coap response sent" => {
-                format!("coap send response error {}: {}", e.code(), e.name())
+                format!("coap send response error {}", error_text(e))
             }
             _ => l,
         })

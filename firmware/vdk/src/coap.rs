@@ -453,8 +453,8 @@ impl CoapApp {
     }
 }
 
-/// `%d: %s` as the CoAP handlers print an error.
-fn error_text(e: OtError) -> String {
+/// `%d: %s` as the CoAP and CoAPS handlers print an error.
+pub(crate) fn error_text(e: OtError) -> String {
     format!("{}: {}", e.code(), e.name())
 }
 

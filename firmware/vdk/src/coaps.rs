@@ -26,7 +26,7 @@ use rand::Rng;
 
 use crate::cli::{ot_ip6, parse_u16};
 use crate::coap::{
-    PendingDue, PendingRequest, encode_request, method_name, poll_pending, with_payload,
+    PendingDue, PendingRequest, encode_request, error_text, method_name, poll_pending, with_payload,
 };
 use crate::firmware::{Kconfig, KconfigValue, Profile};
 use crate::ot_error::OtError;
@@ -996,9 +996,8 @@ impl CoapsApp {
                     let _ = self.send_app(&bytes, out);
                 }
                 PendingDue::TimedOut => out.lines.push(format!(
-                    "coaps receive response error {}: {}",
-                    OtError::ResponseTimeout.code(),
-                    OtError::ResponseTimeout.name()
+                    "coaps receive response error {}",
+                    error_text(OtError::ResponseTimeout)
                 )),
             }
         }
@@ -1100,11 +1099,9 @@ impl CoapsApp {
             .and_then(|b| self.send_app(&b, out));
         match sent {
             Ok(()) => out.lines.push("coaps response sent".to_string()),
-            Err(e) => out.lines.push(format!(
-                "coaps send response error {}: {}",
-                e.code(),
-                e.name()
-            )),
+            Err(e) => out
+                .lines
+                .push(format!("coaps send response error {}", error_text(e))),
         }
     }
 }
