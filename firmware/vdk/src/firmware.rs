@@ -101,12 +101,11 @@ impl Manifest {
     /// Read the manifest and every Kconfig fragment it names.
     pub fn load(path: &Path) -> Result<Manifest, FirmwareError> {
         let manifest_bytes = read(path)?;
-        let text =
-            String::from_utf8(manifest_bytes.clone()).map_err(|_| FirmwareError::Manifest {
-                path: path.to_path_buf(),
-                message: "not utf-8".into(),
-            })?;
-        let raw: ManifestFile = toml::from_str(&text).map_err(|e| FirmwareError::Manifest {
+        let text = std::str::from_utf8(&manifest_bytes).map_err(|_| FirmwareError::Manifest {
+            path: path.to_path_buf(),
+            message: "not utf-8".into(),
+        })?;
+        let raw: ManifestFile = toml::from_str(text).map_err(|e| FirmwareError::Manifest {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
