@@ -81,7 +81,7 @@ pub(crate) enum PendingDue {
 impl PendingRequest {
     /// The request to wait for, or `None` when no response handler is registered (a NON
     /// request other than GET).
-    pub(crate) fn track(
+    fn track(
         now: Instant,
         peer: SocketAddrV6,
         method: RequestType,
@@ -120,18 +120,29 @@ impl PendingRequest {
 }
 
 /// A request with a fresh random token (the same for plain CoAP and for CoAP over the DTLS
-/// session): the token and the encoded datagram.
-pub(crate) fn encode_request(
+/// session): the encoded datagram, and the request to wait for (see [`PendingRequest::track`]).
+pub(crate) fn new_request(
+    now: Instant,
+    peer: SocketAddrV6,
     method: RequestType,
     confirmable: bool,
     message_id: u16,
     uri: &str,
     payload: &[u8],
-) -> Result<(Vec<u8>, Vec<u8>), OtError> {
+) -> Result<(Vec<u8>, Option<PendingRequest>), OtError> {
     let token: Vec<u8> = (0..TOKEN_LENGTH).map(|_| rand::rng().random()).collect();
     let packet = coap::request(method, confirmable, message_id, &token, uri, payload);
     let bytes = coap::encode(&packet).map_err(|_| OtError::NoBufs)?;
-    Ok((token, bytes))
+    let pending = PendingRequest::track(
+        now,
+        peer,
+        method,
+        confirmable,
+        token,
+        message_id,
+        bytes.clone(),
+    );
+    Ok((bytes, pending))
 }
 
 /// Retransmit the CON requests whose timeout passed (doubling it) and drop the requests that ran
@@ -283,16 +294,9 @@ impl CoapApp {
             return Err(OtError::InvalidArgs);
         }
         let message_id = self.take_message_id();
-        let (token, bytes) = encode_request(method, confirmable, message_id, uri, payload)?;
-        self.pending.extend(PendingRequest::track(
-            now,
-            peer,
-            method,
-            confirmable,
-            token,
-            message_id,
-            bytes.clone(),
-        ));
+        let (bytes, pending) =
+            new_request(now, peer, method, confirmable, message_id, uri, payload)?;
+        self.pending.extend(pending);
         Ok(CoapActions {
             sends: vec![(peer, bytes)],
             lines: Vec::new(),

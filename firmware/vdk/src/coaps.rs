@@ -26,7 +26,7 @@ use rand::Rng;
 
 use crate::cli::{ot_ip6, parse_u16};
 use crate::coap::{
-    PendingDue, PendingRequest, encode_request, error_text, method_name, poll_pending, with_payload,
+    PendingDue, PendingRequest, error_text, method_name, new_request, poll_pending, with_payload,
 };
 use crate::firmware::{Kconfig, KconfigValue, Profile};
 use crate::ot_error::OtError;
@@ -973,18 +973,11 @@ impl CoapsApp {
             _ => return Err(OtError::InvalidState),
         };
         let message_id = self.take_message_id();
-        let (token, bytes) = encode_request(method, confirmable, message_id, uri, payload)?;
+        let (bytes, pending) =
+            new_request(now, peer, method, confirmable, message_id, uri, payload)?;
         let mut out = CoapsActions::default();
         self.send_app(&bytes, &mut out)?;
-        self.pending.extend(PendingRequest::track(
-            now,
-            peer,
-            method,
-            confirmable,
-            token,
-            message_id,
-            bytes,
-        ));
+        self.pending.extend(pending);
         Ok(out)
     }
 
