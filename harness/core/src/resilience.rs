@@ -14,8 +14,6 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +26,7 @@ use crate::case::faults::{BoardAction, CaseFaults};
 use crate::console::Console;
 use crate::events::{AttemptRecord, CaseResult, Outcome};
 use crate::exec::InfraFailure;
-use crate::virtual_lab::VirtualDk;
+use crate::virtual_lab::{ControlError, VirtualDk};
 
 /// How long a fault request to a virtual DK may take.
 const FAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -258,13 +256,9 @@ pub fn apply_air_faults(
 
 /// Send one control request to a virtual DK; `Ok(reply after "ok")`.
 fn control_request(control: &Path, line: &str) -> std::io::Result<String> {
-    let mut stream = UnixStream::connect(control)?;
-    stream.set_read_timeout(Some(FAULT_REQUEST_TIMEOUT))?;
-    stream.set_write_timeout(Some(FAULT_REQUEST_TIMEOUT))?;
-    stream.write_all(format!("{line}\n").as_bytes())?;
-    let mut reply = String::new();
-    BufReader::new(&stream).read_line(&mut reply)?;
-    let reply = reply.trim_end();
+    let reply = crate::virtual_lab::control_request(control, line, FAULT_REQUEST_TIMEOUT)
+        .map_err(ControlError::into_io)?;
+    let reply = reply.as_str();
     match reply.strip_prefix("ok") {
         Some(rest) => Ok(rest.trim().to_string()),
         None => Err(std::io::Error::other(format!(

@@ -16,6 +16,46 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one control request may take (a flash reboots the model).
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a control request to a virtual DK got no reply, by the stage that failed.
+#[derive(Debug)]
+pub(crate) enum ControlError {
+    Connect(std::io::Error),
+    Send(std::io::Error),
+    Receive(std::io::Error),
+}
+
+impl ControlError {
+    pub(crate) fn into_io(self) -> std::io::Error {
+        match self {
+            ControlError::Connect(e) | ControlError::Send(e) | ControlError::Receive(e) => e,
+        }
+    }
+}
+
+/// Send one request line to a virtual DK's control socket and read its one-line reply (without
+/// the line end). What the reply means (`ok ...`, `error ...`) is the caller's business.
+pub(crate) fn control_request(
+    control: &Path,
+    line: &str,
+    timeout: Duration,
+) -> Result<String, ControlError> {
+    let stream = UnixStream::connect(control).map_err(ControlError::Connect)?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(ControlError::Send)?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(ControlError::Send)?;
+    (&stream)
+        .write_all(format!("{line}\n").as_bytes())
+        .map_err(ControlError::Send)?;
+    let mut reply = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut reply)
+        .map_err(ControlError::Receive)?;
+    Ok(reply.trim_end().to_string())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum VirtualBoardError {
     #[error("failed to start virtual DK for board {board} (`{command}`): {source}")]
@@ -187,22 +227,11 @@ impl VirtualProbe {
             board: self.board.clone(),
             message,
         };
-        let mut stream = UnixStream::connect(&self.control)
-            .map_err(|e| probe_err(format!("{}: {e}", self.control.display())))?;
-        stream
-            .set_read_timeout(Some(CONTROL_TIMEOUT))
-            .map_err(|e| probe_err(e.to_string()))?;
-        stream
-            .set_write_timeout(Some(CONTROL_TIMEOUT))
-            .map_err(|e| probe_err(e.to_string()))?;
-        stream
-            .write_all(format!("{line}\n").as_bytes())
-            .map_err(|e| probe_err(e.to_string()))?;
-        let mut reply = String::new();
-        BufReader::new(&stream)
-            .read_line(&mut reply)
-            .map_err(|e| probe_err(format!("no reply to `{line}`: {e}")))?;
-        let reply = reply.trim_end().to_string();
+        let reply = control_request(&self.control, line, CONTROL_TIMEOUT).map_err(|e| match e {
+            ControlError::Connect(e) => probe_err(format!("{}: {e}", self.control.display())),
+            ControlError::Send(e) => probe_err(e.to_string()),
+            ControlError::Receive(e) => probe_err(format!("no reply to `{line}`: {e}")),
+        })?;
         if let Some(rest) = reply.strip_prefix("ok") {
             return Ok(rest.trim().to_string());
         }

@@ -8,8 +8,7 @@
 //! else from the client board's own DTLS engine (control request `transcripts`); with both
 //! available the two are compared too, and the result goes into the report.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -386,18 +385,6 @@ pub fn engine_transcript(control: &Path, connection: usize) -> Result<Value, Str
 }
 
 fn control_request(control: &Path, line: &str) -> Result<String, String> {
-    let err = |e: std::io::Error| format!("{}: {e}", control.display());
-    let mut stream = UnixStream::connect(control).map_err(err)?;
-    stream
-        .set_read_timeout(Some(CONTROL_TIMEOUT))
-        .map_err(err)?;
-    stream
-        .set_write_timeout(Some(CONTROL_TIMEOUT))
-        .map_err(err)?;
-    stream
-        .write_all(format!("{line}\n").as_bytes())
-        .map_err(err)?;
-    let mut reply = String::new();
-    BufReader::new(&stream).read_line(&mut reply).map_err(err)?;
-    Ok(reply.trim_end().to_string())
+    crate::virtual_lab::control_request(control, line, CONTROL_TIMEOUT)
+        .map_err(|e| format!("{}: {}", control.display(), e.into_io()))
 }
