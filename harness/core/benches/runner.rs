@@ -9,32 +9,24 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use ot_hil::case::{Action, Case, LoadOptions, Location, ResultExpectation, Step, Template};
 use ot_hil::console::{Console, ConsoleConfig};
-use ot_hil::events::{CaseResult, Outcome, Reporter};
+use ot_hil::events::{CaseResult, Outcome};
 use ot_hil::exec::Executor;
 use ot_hil::runner::{self, BoardSource, RunConfig};
 use ot_hil::variants::{Variant, load_variants};
-use ot_hil::virtual_lab::{VdkCommand, VirtualDk};
+use ot_hil::virtual_lab::VirtualDk;
 use ot_hil_lab::flash::Flasher;
 
 mod support;
-use support::{Collect, repo};
+use support::{repo, run_collect, vdk};
 
-const EXE: &str = env!("CARGO_BIN_EXE_ot-hil");
 const ROUND_TRIPS: usize = 2000;
 const PEXPECT_DELAYED: usize = 40;
 const REPEATS: usize = 5;
-
-fn vdk() -> VdkCommand {
-    VdkCommand {
-        program: EXE.into(),
-        args: vec!["vdk".into()],
-    }
-}
 
 /// Run `cases` on `variant` with `jobs` at once; returns wall time and results.
 fn run_cases(
@@ -54,19 +46,7 @@ fn run_cases(
         jobs,
         ready_timeout: Duration::from_secs(10),
     };
-    let results = Arc::new(Mutex::new(Vec::new()));
-    let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(Collect(results.clone()))];
-    let started = Instant::now();
-    rt.block_on(runner::run(
-        config,
-        plan,
-        &mut reporters,
-        std::future::pending(),
-    ))
-    .expect("run");
-    let wall = started.elapsed();
-    let results = results.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    (wall, results)
+    run_collect(rt, config, plan)
 }
 
 fn all_pass(results: &[CaseResult]) -> String {

@@ -10,18 +10,16 @@
 
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ot_hil::case::{Case, LoadOptions};
-use ot_hil::events::{Outcome, Reporter};
+use ot_hil::events::Outcome;
 use ot_hil::runner::{self, BoardSource, RunConfig};
 use ot_hil::variants::load_variants;
-use ot_hil::virtual_lab::VdkCommand;
 
 mod support;
-use support::{Collect, repo};
+use support::{repo, run_collect, vdk};
 
-const EXE: &str = env!("CARGO_BIN_EXE_ot-hil");
 const CASE: &str = "testcases/thread-network-formation.toml";
 const VARIANT: &str = "ncs-v2.2.0";
 const AT_ONCE: usize = 16;
@@ -81,18 +79,11 @@ fn child_run(jobs: usize) {
     let config = RunConfig {
         cases,
         variants,
-        boards: BoardSource::Virtual {
-            vdk: VdkCommand {
-                program: EXE.into(),
-                args: vec!["vdk".into()],
-            },
-        },
+        boards: BoardSource::Virtual { vdk: vdk() },
         out_dir: out.path().to_path_buf(),
         jobs,
         ready_timeout: Duration::from_secs(30),
     };
-    let results = Arc::new(Mutex::new(Vec::new()));
-    let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(Collect(results.clone()))];
     // Sample the boards' peak memory while they run (they exit with their case).
     let vdk_peak = Arc::new(Mutex::new(std::collections::BTreeMap::<String, u64>::new()));
     let sampler = {
@@ -110,17 +101,8 @@ fn child_run(jobs: usize) {
             }
         })
     };
-    let started = Instant::now();
-    rt.block_on(runner::run(
-        config,
-        plan,
-        &mut reporters,
-        std::future::pending(),
-    ))
-    .expect("run");
-    let wall = started.elapsed();
+    let (wall, results) = run_collect(&rt, config, plan);
     sampler.abort();
-    let results = results.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let durations: Vec<f64> = results.iter().map(|r| r.duration.as_secs_f64()).collect();
     let not_met: Vec<String> = results
         .iter()

@@ -1,9 +1,21 @@
-//! What the runner benchmarks share: where the repository is, and a reporter that keeps results.
+//! What the runner benchmarks share: where the repository is, the virtual DK command, and a run
+//! that keeps every result.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ot_hil::events::{CaseResult, Reporter, RunEvent};
+use ot_hil::runner::{self, Planned, RunConfig};
+use ot_hil::virtual_lab::VdkCommand;
+
+/// Virtual DKs are this benchmark's own ot-hil binary, `vdk` subcommand.
+pub fn vdk() -> VdkCommand {
+    VdkCommand {
+        program: env!("CARGO_BIN_EXE_ot-hil").into(),
+        args: vec!["vdk".into()],
+    }
+}
 
 /// The repository root (cases and variants are loaded from it).
 pub fn repo() -> PathBuf {
@@ -23,4 +35,25 @@ impl Reporter for Collect {
         }
         Ok(())
     }
+}
+
+/// Run `plan` to the end; returns the wall time and every case's result.
+pub fn run_collect(
+    rt: &tokio::runtime::Runtime,
+    config: RunConfig,
+    plan: Vec<Planned>,
+) -> (Duration, Vec<CaseResult>) {
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(Collect(results.clone()))];
+    let started = Instant::now();
+    rt.block_on(runner::run(
+        config,
+        plan,
+        &mut reporters,
+        std::future::pending(),
+    ))
+    .expect("run");
+    let wall = started.elapsed();
+    let results = results.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    (wall, results)
 }
