@@ -15,7 +15,7 @@ use ot_hil_wire::coap::RequestType;
 use crate::coap::{COAP_PORT, CoapActions, CoapApp, error_text};
 use crate::coaps::{COAPS_PORT, CoapsApp, CoapsBuild, CoapsResult};
 use crate::net::dataset::SecurityPolicy;
-use crate::net::{ActiveDataset, AddressKind, NetEvent, Role, Stack};
+use crate::net::{ActiveDataset, AddressKind, NetEvent, PingRequest, Role, Stack};
 use crate::ot_error::OtError;
 
 /// How a command finished.
@@ -242,40 +242,45 @@ impl Cli {
 
     /// `ping [-I <src>] <addr> [size] [count] [interval] [hoplimit] [timeout]`.
     fn ping(&mut self, args: &[&str], ctx: &mut Context<'_>) -> Reply {
+        if let ["stop", ..] = args {
+            // cli.cpp `Process<Cmd("ping")>`: `otPingSenderStop`, then Done.
+            ctx.stack.ping_stop();
+            return Reply::from_result(Ok(Vec::new()));
+        }
         let result = (|| -> Result<(), OtError> {
             let mut args = args;
-            if let ["stop", ..] = args {
-                // The stack has no way to cancel a ping; OpenThread answers Done.
-                return Err(OtError::NotImplemented);
-            }
-            if let ["-I", src, rest @ ..] = args {
-                let src = parse_ip6(src)?;
-                if !ctx.stack.addresses().iter().any(|(a, _)| *a == src) {
-                    return Err(OtError::InvalidArgs);
-                }
+            let mut src = None;
+            if let ["-I", s, rest @ ..] = args {
+                src = Some(parse_ip6(s)?);
                 args = rest;
             }
-            let dst = parse_ip6(args.first().copied().unwrap_or(""))?;
-            let size = args.get(1).map(|v| parse_u16(v)).transpose()?.unwrap_or(8);
-            let count = args.get(2).map(|v| parse_u16(v)).transpose()?.unwrap_or(1);
-            let interval = args
-                .get(3)
-                .map(|v| parse_interval(v))
-                .transpose()?
-                .unwrap_or(Duration::from_secs(1));
-            let hop_limit = args.get(4).map(|v| parse_u8(v)).transpose()?.unwrap_or(64);
+            let mut request = PingRequest::new(parse_ip6(args.first().copied().unwrap_or(""))?);
+            request.src = src;
+            if let Some(v) = args.get(1) {
+                request.size = parse_u16(v)?;
+            }
+            if let Some(v) = args.get(2) {
+                request.count = parse_u16(v)?;
+            }
+            if let Some(v) = args.get(3) {
+                request.interval = parse_interval(v)?;
+            }
+            if let Some(v) = args.get(4) {
+                request.hop_limit = parse_u8(v)?;
+            }
             if let Some(t) = args.get(5) {
-                // Accepted and range-checked; the stack's reply timeout is fixed.
+                // Milliseconds, at most u16::MAX (OpenThread's `mTimeout` is a uint16_t).
                 let timeout = parse_interval(t)?;
                 if timeout.as_millis() > u128::from(u16::MAX) {
                     return Err(OtError::InvalidArgs);
                 }
+                request.timeout = timeout;
             }
             if args.len() > 6 {
                 return Err(OtError::InvalidArgs);
             }
-            ctx.stack
-                .ping(ctx.now, dst, size, count, interval, hop_limit)
+            // The stack refuses a source that is not one of this node's addresses.
+            ctx.stack.ping_request(ctx.now, &request)
         })();
         match result {
             Ok(()) => {
@@ -1009,6 +1014,24 @@ mod tests {
         assert_eq!(
             run(&mut cli, &mut stack, "ping nonsense").1.as_deref(),
             Some("Error 7: InvalidArgs")
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "ping fdde::2").1.as_deref(),
+            Some("Error 5: Busy"),
+            "one ping at a time"
+        );
+        assert_eq!(run(&mut cli, &mut stack, "ping stop").1, done);
+        assert_eq!(
+            run(&mut cli, &mut stack, "ping -I fdde::9 fdde::2")
+                .1
+                .as_deref(),
+            Some("Error 7: InvalidArgs"),
+            "a source that is not ours"
+        );
+        assert_eq!(
+            run(&mut cli, &mut stack, "ping fdde::2 8 1 1 64 5").1,
+            None,
+            "stopped: a new ping starts"
         );
         assert_eq!(
             run(&mut cli, &mut stack, "coap").1.as_deref(),
