@@ -57,7 +57,6 @@ pub struct ProgressReporter<W: Write + Send> {
     out: W,
     started: Instant,
     results: Vec<(String, String, Outcome)>,
-    verbose_failures: bool,
 }
 
 impl<W: Write + Send> ProgressReporter<W> {
@@ -66,7 +65,6 @@ impl<W: Write + Send> ProgressReporter<W> {
             out,
             started: Instant::now(),
             results: vec![],
-            verbose_failures: true,
         }
     }
 }
@@ -102,7 +100,7 @@ impl<W: Write + Send> Reporter for ProgressReporter<W> {
                     writeln!(self.out, "           {line}")?;
                 }
                 let show = matches!(r.outcome, Outcome::Fail | Outcome::Error | Outcome::Xpass);
-                if show && self.verbose_failures {
+                if show {
                     for line in failure_text(r).lines() {
                         writeln!(self.out, "           {line}")?;
                     }
