@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ot_hil_lab::flash::Flasher;
 use ot_hil_lab::partition::Partition;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 use crate::case::{Case, VariantExpectation};
 use crate::console::{BoardFault, Console, ConsoleConfig};
@@ -206,14 +206,25 @@ pub async fn run_with_options(
     let semaphore = Arc::new(Semaphore::new(jobs));
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut tasks = tokio::task::JoinSet::new();
+    // Runs take their job slots in plan order: each waits until the run before it holds a slot
+    // (the tasks themselves may be polled in any order). A predecessor that went away (aborted)
+    // drops its sender, which also lets the next one go.
+    let mut turn: Option<oneshot::Receiver<()>> = None;
     for (seq, p) in plan.iter().copied().enumerate() {
         let shared = shared.clone();
         let semaphore = semaphore.clone();
         let tx = tx.clone();
+        let my_turn = turn.take();
+        let (next_turn, next_turn_rx) = oneshot::channel();
+        turn = Some(next_turn_rx);
         tasks.spawn(async move {
+            if let Some(my_turn) = my_turn {
+                let _ = my_turn.await;
+            }
             let Ok(_permit) = semaphore.acquire_owned().await else {
                 return;
             };
+            let _ = next_turn.send(());
             let _ = tx.send(Msg::Started(seq));
             let result = crate::resilience::run_attempts(&shared.options, |attempt| {
                 run_one(&shared, p, seq, attempt)
