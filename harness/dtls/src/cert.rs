@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use p256::ecdsa::signature::{Signer, Verifier};
+use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use p256::ecdsa::{DerSignature, Signature, SigningKey, VerifyingKey};
 use x509_cert::Certificate;
 use x509_cert::der::oid::ObjectIdentifier;
@@ -11,6 +11,7 @@ use x509_cert::der::{Decode, Encode};
 use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::pkix::name::GeneralName;
 
+use crate::enums::SignatureScheme;
 use crate::error::CertError;
 
 /// id-ecPublicKey (RFC 5480 §2.1.1).
@@ -101,12 +102,22 @@ impl ParsedCert {
         })
     }
 
+    /// The subject name, DER encoded (as a CertificateRequest lists certificate authorities).
+    pub fn subject_der(&self) -> &[u8] {
+        &self.subject_der
+    }
+
     /// Whether `issuer`'s key signed this certificate.
     fn signed_by(&self, issuer: &ParsedCert) -> Result<(), CertError> {
         if self.signature_oid != OID_ECDSA_SHA256 {
             return Err(CertError::UnsupportedAlgorithm);
         }
-        if verify_signature(&issuer.public_key, &self.tbs_der, &self.signature) {
+        if verify_signature(
+            &issuer.public_key,
+            SignatureScheme::ECDSA_SHA256,
+            &self.tbs_der,
+            &self.signature,
+        ) {
             Ok(())
         } else {
             Err(CertError::BadSignature)
@@ -273,24 +284,39 @@ impl CertifiedKey {
         Ok(CertifiedKey { chain, key })
     }
 
-    /// ECDSA-SHA256 signature, DER encoded (RFC 8422 §5.4), deterministic per RFC 6979.
-    pub fn sign(&self, msg: &[u8]) -> Vec<u8> {
-        let sig: Signature = self.key.sign(msg);
+    /// ECDSA signature over `msg` hashed as `scheme` says, DER encoded (RFC 8422 §5.4),
+    /// deterministic per RFC 6979; `None` for a scheme that is not ECDSA with SHA-2.
+    pub fn sign(&self, scheme: SignatureScheme, msg: &[u8]) -> Option<Vec<u8>> {
+        let digest = ecdsa_digest(scheme, msg)?;
+        let sig: Signature = self.key.sign_prehash(&digest).ok()?;
         let der: DerSignature = sig.to_der();
-        der.as_bytes().to_vec()
+        Some(der.as_bytes().to_vec())
     }
 }
 
-/// Verify an ECDSA-SHA256 DER signature with a certificate's key.
-pub fn verify_signature(key: &VerifyingKey, msg: &[u8], der_sig: &[u8]) -> bool {
-    match Signature::from_der(der_sig) {
-        // OpenSSL may produce high-S signatures; normalize so the verifier accepts them.
-        Ok(sig) => {
-            let sig = sig.normalize_s();
-            key.verify(msg, &sig).is_ok()
-        }
-        Err(_) => false,
-    }
+/// The message digest an ECDSA scheme signs (RFC 5246 §7.4.1.4.1 names the hash).
+fn ecdsa_digest(scheme: SignatureScheme, msg: &[u8]) -> Option<Vec<u8>> {
+    use sha2::Digest;
+    Some(match scheme {
+        SignatureScheme::ECDSA_SHA256 => sha2::Sha256::digest(msg).to_vec(),
+        SignatureScheme::ECDSA_SHA384 => sha2::Sha384::digest(msg).to_vec(),
+        SignatureScheme::ECDSA_SHA512 => sha2::Sha512::digest(msg).to_vec(),
+        _ => return None,
+    })
+}
+
+/// Verify a DER ECDSA signature made as `scheme` says with a certificate's key.
+pub fn verify_signature(
+    key: &VerifyingKey,
+    scheme: SignatureScheme,
+    msg: &[u8],
+    der_sig: &[u8],
+) -> bool {
+    let (Some(digest), Ok(sig)) = (ecdsa_digest(scheme, msg), Signature::from_der(der_sig)) else {
+        return false;
+    };
+    // OpenSSL may produce high-S signatures; normalize so the verifier accepts them.
+    key.verify_prehash(&digest, &sig.normalize_s()).is_ok()
 }
 
 /// DER certificates from a PEM bundle.

@@ -6,7 +6,7 @@ use rand_core::Rng;
 use std::time::Duration;
 
 use crate::cert::{CertifiedKey, ParsedCert, TimeCheck};
-use crate::enums::{CipherSuite, KeyExchange, NamedGroup};
+use crate::enums::{CipherSuite, KeyExchange, NamedGroup, SignatureScheme};
 
 /// Which side's order wins when both offer several usable suites (RFC 5246 §7.4.1.3 leaves it open).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -93,6 +93,19 @@ pub struct Config {
     pub require_cookie: bool,
     /// Server only: key for cookies (HMAC-SHA256 over the client's hello parameters).
     pub cookie_secret: [u8; 32],
+    /// Client: the signature_algorithms list, written in every ClientHello when not empty
+    /// (mbedtls writes it whenever a certificate-based key exchange is compiled in, whatever
+    /// the offered suites). Server: the pairs it accepts and lists in a CertificateRequest.
+    pub signature_algorithms: Vec<SignatureScheme>,
+    /// Client: the supported_groups list, sent when an EC suite is offered.
+    pub groups: Vec<NamedGroup>,
+    /// RFC 7627 extended master secret (`MBEDTLS_SSL_EXTENDED_MASTER_SECRET`): the client
+    /// offers it, the server takes it when offered; both then derive the master secret from
+    /// the session hash.
+    pub extended_master_secret: bool,
+    /// Client: offer encrypt_then_mac (RFC 7366, `MBEDTLS_SSL_ENCRYPT_THEN_MAC`). It applies to
+    /// CBC suites only, so with the engine's AEAD suites a server never takes it.
+    pub encrypt_then_mac: bool,
 }
 
 impl Default for Config {
@@ -123,6 +136,10 @@ impl Default for Config {
                 crate::rng::system_rng().fill_bytes(&mut k);
                 k
             },
+            signature_algorithms: vec![SignatureScheme::ECDSA_SHA256],
+            groups: vec![NamedGroup::SECP256R1],
+            extended_master_secret: false,
+            encrypt_then_mac: false,
         }
     }
 }
@@ -135,6 +152,9 @@ pub struct ClientOffer {
     pub groups: Option<Vec<NamedGroup>>,
     /// Extension 0x0100 was present and its round one verified (mbedtls `KKPP_OK`).
     pub ecjpake_kkpp_ok: bool,
+    /// The ECDSA pair the server would sign its ServerKeyExchange with: the client's first
+    /// that the server also lists; `None` when there is none.
+    pub ecdsa_scheme: Option<SignatureScheme>,
 }
 
 /// Why no suite was chosen.
@@ -166,6 +186,9 @@ pub fn suite_usable(
     }
     match kx {
         KeyExchange::Psk if config.psk.is_none() => Err("no pre-shared key configured"),
+        KeyExchange::EcdheEcdsa if offer.ecdsa_scheme.is_none() => {
+            Err("no suitable hash algorithm for ecdsa")
+        }
         KeyExchange::EcdheEcdsa if config.certificate.is_none() => Err("no certificate configured"),
         KeyExchange::Ecjpake
             if config.ecjpake_requires_extension_and_password && !offer.ecjpake_kkpp_ok =>
@@ -179,7 +202,7 @@ pub fn suite_usable(
     }
 }
 
-/// Server suite selection, as mbedtls 2.28 `ssl_parse_client_hello` does it.
+/// Server suite selection, as mbedtls 3.1 `ssl_parse_client_hello` does it.
 pub fn select_suite(config: &Config, offer: &ClientOffer) -> Result<CipherSuite, SelectError> {
     let pairs: Vec<CipherSuite> = match config.preference {
         SuitePreference::Server => config
@@ -221,6 +244,7 @@ mod tests {
             suites: suites.to_vec(),
             groups: groups.then(|| vec![NamedGroup::SECP256R1]),
             ecjpake_kkpp_ok: kkpp,
+            ecdsa_scheme: Some(SignatureScheme::ECDSA_SHA256),
         }
     }
 

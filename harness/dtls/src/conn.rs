@@ -25,8 +25,8 @@ use crate::cert::{ParsedCert, verify_chain, verify_signature};
 use crate::codec::Codec;
 use crate::config::{ClientOffer, Config, EcjpakeBackend, select_suite};
 use crate::crypto::{
-    KeyBlock, RECORD_EXPANSION, RecordCipher, ReplayWindow, hmac_sha256, master_secret, sha256,
-    verify_data,
+    KeyBlock, RECORD_EXPANSION, RecordCipher, ReplayWindow, extended_master_secret, hmac_sha256,
+    master_secret, sha256, verify_data,
 };
 use crate::ecjpake::{self, EcjpakeContext};
 use crate::enums::*;
@@ -174,6 +174,8 @@ struct Handshake {
     ecdh: Option<EphemeralSecret>,
     peer_chain: Vec<ParsedCert>,
     master: Option<[u8; 48]>,
+    /// RFC 7627 negotiated: the master secret is bound to the session hash.
+    extended_master_secret: bool,
     keys: Option<KeyBlock>,
 }
 
@@ -328,6 +330,11 @@ impl Connection {
     /// Negotiated suite, once the ServerHello was sent or received.
     pub fn suite(&self) -> Option<CipherSuite> {
         self.hs.suite
+    }
+
+    /// Whether the hellos negotiated RFC 7627's extended master secret.
+    pub fn uses_extended_master_secret(&self) -> bool {
+        self.hs.extended_master_secret
     }
 
     /// The peer's certificate chain (leaf first), if it sent one.
@@ -744,8 +751,9 @@ impl Connection {
                 Ok(())
             }
             (State::ExpectClientKeyExchange(st), HandshakePayload::ClientKeyExchange(cke)) => {
-                self.server_client_key_exchange(cke)?;
+                // The extended master secret's session hash ends with this message.
                 self.hs.messages.extend_from_slice(&full);
+                self.server_client_key_exchange(cke)?;
                 self.state = match st.client_key {
                     Some(client_key) => {
                         State::ExpectCertificateVerify(ExpectCertificateVerify { client_key })
@@ -756,13 +764,18 @@ impl Connection {
             }
             (State::ExpectCertificateVerify(st), HandshakePayload::CertificateVerify(cv)) => {
                 // RFC 5246 §7.4.8: the signature covers all handshake messages before this one.
-                if cv.scheme != SignatureScheme::ECDSA_SHA256 {
+                // mbedtls 3.1 takes any hash it can compute a handshake digest with
+                // (`mbedtls_ssl_set_calc_verify_md`), listed in its CertificateRequest or not.
+                if !matches!(
+                    cv.scheme,
+                    SignatureScheme::ECDSA_SHA256 | SignatureScheme::ECDSA_SHA384
+                ) {
                     return Err(Error::hs(
                         AlertDescription::ILLEGAL_PARAMETER,
-                        "certificate verify scheme not ecdsa_sha256",
+                        format!("certificate verify signed with {}", cv.scheme),
                     ));
                 }
-                if !verify_signature(&st.client_key, &self.hs.messages, &cv.signature) {
+                if !verify_signature(&st.client_key, cv.scheme, &self.hs.messages, &cv.signature) {
                     return Err(Error::hs(
                         AlertDescription::DECRYPT_ERROR,
                         "certificate verify signature does not verify",
@@ -893,7 +906,7 @@ impl Connection {
         }
         self.hs.client_random = self.random32();
         let mut suites = Vec::new();
-        let mut extensions = Vec::new();
+        let mut ecjpake_kkpp = None;
         let mut ec = false;
         for s in &cfg.suites {
             match s.key_exchange() {
@@ -914,11 +927,7 @@ impl Connection {
                     } else if let Some(pw) = &cfg.ecjpake_password {
                         let mut ctx = EcjpakeContext::new(ecjpake::Role::Client, pw)
                             .map_err(|e| Error::Config(format!("ecjpake password: {e}")))?;
-                        let round_one = ctx.write_round_one(&mut *self.rng);
-                        extensions.push(Extension {
-                            typ: ExtensionType::ECJPAKE_KKPP,
-                            data: round_one,
-                        });
+                        ecjpake_kkpp = Some(ctx.write_round_one(&mut *self.rng));
                         self.hs.ecjpake = Some(ctx);
                         suites.push(*s);
                         ec = true;
@@ -932,20 +941,14 @@ impl Connection {
                 "no offered suite has its credentials configured".into(),
             ));
         }
-        if ec
-            && cfg.ecjpake_backend == EcjpakeBackend::UncheckedAlt
-            && find_extension(&extensions, ExtensionType::ECJPAKE_KKPP).is_none()
-        {
+        if ec && cfg.ecjpake_backend == EcjpakeBackend::UncheckedAlt && ecjpake_kkpp.is_none() {
             // mbedtls writes the extension whenever the J-PAKE context passes its check; an
             // unchecked implementation passes without a password, and the never-set-up context
             // proves round one under its default role, client. The context is kept only when
             // this client offers the J-PAKE suite, for a server that picks it.
             let mut ctx = EcjpakeContext::new(ecjpake::Role::Client, UNSET_ECJPAKE_PASSWORD)
                 .map_err(|e| Error::Config(format!("ecjpake: {e}")))?;
-            extensions.push(Extension {
-                typ: ExtensionType::ECJPAKE_KKPP,
-                data: ctx.write_round_one(&mut *self.rng),
-            });
+            ecjpake_kkpp = Some(ctx.write_round_one(&mut *self.rng));
             if suites
                 .iter()
                 .any(|s| s.key_exchange() == Some(KeyExchange::Ecjpake))
@@ -953,15 +956,29 @@ impl Connection {
                 self.hs.ecjpake = Some(ctx);
             }
         }
+        // mbedtls 3.1 always appends the renegotiation SCSV to an initial ClientHello
+        // (RFC 5746 §3.3), even when renegotiation is compiled out.
+        suites.push(CipherSuite::EMPTY_RENEGOTIATION_INFO_SCSV);
+        // Extensions in the order mbedtls 3.1's `ssl_write_client_hello` writes them.
+        let mut extensions = Vec::new();
+        if !cfg.signature_algorithms.is_empty() {
+            extensions.push(Extension::signature_algorithms(&cfg.signature_algorithms));
+        }
         if ec {
-            extensions.insert(0, Extension::supported_groups(&[NamedGroup::SECP256R1]));
-            extensions.insert(1, Extension::ec_point_formats());
-            if suites.contains(&CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8) {
-                extensions.insert(
-                    2,
-                    Extension::signature_algorithms(&[SignatureScheme::ECDSA_SHA256]),
-                );
-            }
+            extensions.push(Extension::supported_groups(&cfg.groups));
+            extensions.push(Extension::ec_point_formats());
+        }
+        if let Some(round_one) = ecjpake_kkpp {
+            extensions.push(Extension {
+                typ: ExtensionType::ECJPAKE_KKPP,
+                data: round_one,
+            });
+        }
+        if cfg.encrypt_then_mac {
+            extensions.push(Extension::empty(ExtensionType::ENCRYPT_THEN_MAC));
+        }
+        if cfg.extended_master_secret {
+            extensions.push(Extension::empty(ExtensionType::EXTENDED_MASTER_SECRET));
         }
         let ch = ClientHello {
             client_version: VERSION,
@@ -1000,6 +1017,34 @@ impl Connection {
         Ok(())
     }
 
+    /// mbedtls `ssl_parse_encrypt_then_mac_ext` / `ssl_parse_extended_ms_ext`: an answer to an
+    /// extension we did not send, or one with a body, is fatal (unsupported_extension).
+    fn client_hello_extensions_answered(&mut self, extensions: &[Extension]) -> Result<(), Error> {
+        for (typ, offered) in [
+            (
+                ExtensionType::ENCRYPT_THEN_MAC,
+                self.config.encrypt_then_mac,
+            ),
+            (
+                ExtensionType::EXTENDED_MASTER_SECRET,
+                self.config.extended_master_secret,
+            ),
+        ] {
+            if let Some(ext) = find_extension(extensions, typ)
+                && (!offered || !ext.data.is_empty())
+            {
+                return Err(Error::hs(
+                    AlertDescription::UNSUPPORTED_EXTENSION,
+                    format!("non-matching {typ} extension in the server hello"),
+                ));
+            }
+        }
+        // encrypt_then_mac changes nothing for the AEAD suites the engine knows.
+        self.hs.extended_master_secret =
+            find_extension(extensions, ExtensionType::EXTENDED_MASTER_SECRET).is_some();
+        Ok(())
+    }
+
     fn client_server_hello(
         &mut self,
         st: ExpectServerHello,
@@ -1026,6 +1071,7 @@ impl Connection {
                 "server chose compression",
             ));
         }
+        self.client_hello_extensions_answered(&sh.extensions)?;
         self.hs.server_random = sh.random;
         self.hs.suite = Some(sh.cipher_suite);
         // Our ClientHello stays buffered (and its timer running) until the whole server flight
@@ -1108,7 +1154,8 @@ impl Connection {
                         format!("server chose group {}", e.group),
                     ));
                 }
-                if e.scheme != SignatureScheme::ECDSA_SHA256 {
+                // mbedtls `ssl_parse_signature_algorithm`: only a pair we offered.
+                if !e.scheme.is_ecdsa() || !self.config.signature_algorithms.contains(&e.scheme) {
                     return Err(Error::hs(
                         AlertDescription::ILLEGAL_PARAMETER,
                         format!("server signed with {}", e.scheme),
@@ -1122,7 +1169,7 @@ impl Connection {
                 signed.extend_from_slice(&self.hs.client_random);
                 signed.extend_from_slice(&self.hs.server_random);
                 signed.extend_from_slice(&e.params());
-                if !verify_signature(&key, &signed, &e.signature) {
+                if !verify_signature(&key, e.scheme, &signed, &e.signature) {
                     return Err(Error::hs(
                         AlertDescription::DECRYPT_ERROR,
                         "server key exchange signature does not verify",
@@ -1196,9 +1243,16 @@ impl Connection {
         if st.cert_requested
             && let Some(ck) = &cfg.certificate
         {
-            let signature = ck.sign(&self.hs.messages);
+            // mbedtls 3.1 signs with the suite's PRF hash: SHA-256 for the CCM-8 suites.
+            let scheme = SignatureScheme::ECDSA_SHA256;
+            let signature = ck.sign(scheme, &self.hs.messages).ok_or_else(|| {
+                Error::hs(
+                    AlertDescription::INTERNAL_ERROR,
+                    format!("cannot sign with {scheme}"),
+                )
+            })?;
             self.queue_handshake(&HandshakePayload::CertificateVerify(CertificateVerify {
-                scheme: SignatureScheme::ECDSA_SHA256,
+                scheme,
                 signature,
             }));
         }
@@ -1225,8 +1279,14 @@ impl Connection {
         Ok((public, shared.raw_secret_bytes().to_vec()))
     }
 
+    /// Called once the ClientKeyExchange is in the handshake log: RFC 7627's session hash
+    /// covers the messages up to and including it.
     fn derive_keys(&mut self, pms: &[u8]) {
-        let master = master_secret(pms, &self.hs.client_random, &self.hs.server_random);
+        let master = if self.hs.extended_master_secret {
+            extended_master_secret(pms, &sha256(&self.hs.messages))
+        } else {
+            master_secret(pms, &self.hs.client_random, &self.hs.server_random)
+        };
         let kb = KeyBlock::derive(&master, &self.hs.client_random, &self.hs.server_random);
         let client = RecordCipher::new(&kb.client_key, &kb.client_iv);
         let server = RecordCipher::new(&kb.server_key, &kb.server_iv);
@@ -1383,10 +1443,23 @@ impl Connection {
                 self.hs.ecjpake = Some(ctx);
             }
         }
+        // mbedtls `ssl_parse_signature_algorithms_ext` keeps, per signature algorithm, the first
+        // of the client's pairs whose hash this server lists: that hash signs the
+        // ServerKeyExchange. Without the extension mbedtls falls back to SHA-1, which its
+        // default hash list leaves out, so ECDHE_ECDSA cannot be chosen.
+        let ecdsa_scheme = find_extension(&ch.extensions, ExtensionType::SIGNATURE_ALGORITHMS)
+            .map(|e| Extension::read_signature_algorithms(&e.data))
+            .transpose()?
+            .and_then(|offered| {
+                offered
+                    .into_iter()
+                    .find(|s| s.is_ecdsa() && cfg.signature_algorithms.contains(s))
+            });
         let offer = ClientOffer {
             suites: ch.cipher_suites.clone(),
             groups,
             ecjpake_kkpp_ok: kkpp_ok,
+            ecdsa_scheme,
         };
         let suite = select_suite(&cfg, &offer)
             .map_err(|e| Error::hs(AlertDescription::HANDSHAKE_FAILURE, e.to_string()))?;
@@ -1410,6 +1483,19 @@ impl Connection {
                 typ: ExtensionType::RENEGOTIATION_INFO,
                 data: vec![0],
             });
+        }
+        // RFC 7627 §5.2 (mbedtls `ssl_parse_extended_ms_ext`): taken when offered and enabled.
+        if let Some(ext) = find_extension(&ch.extensions, ExtensionType::EXTENDED_MASTER_SECRET) {
+            if !ext.data.is_empty() {
+                return Err(Error::hs(
+                    AlertDescription::DECODE_ERROR,
+                    "extended_master_secret extension with a body",
+                ));
+            }
+            if cfg.extended_master_secret {
+                self.hs.extended_master_secret = true;
+                extensions.push(Extension::empty(ExtensionType::EXTENDED_MASTER_SECRET));
+            }
         }
         if matches!(kx, KeyExchange::EcdheEcdsa | KeyExchange::Ecjpake)
             && find_extension(&ch.extensions, ExtensionType::EC_POINT_FORMATS).is_some()
@@ -1484,17 +1570,25 @@ impl Connection {
                     .as_bytes()
                     .to_vec();
                 self.hs.ecdh = Some(secret);
+                let scheme = ecdsa_scheme.ok_or_else(|| {
+                    Error::hs(AlertDescription::INTERNAL_ERROR, "no signature hash")
+                })?;
                 let mut ske = EcdheServerKeyExchange {
                     group: NamedGroup::SECP256R1,
                     public,
-                    scheme: SignatureScheme::ECDSA_SHA256,
+                    scheme,
                     signature: Vec::new(),
                 };
                 let mut signed = Vec::new();
                 signed.extend_from_slice(&self.hs.client_random);
                 signed.extend_from_slice(&self.hs.server_random);
                 signed.extend_from_slice(&ske.params());
-                ske.signature = ck.sign(&signed);
+                ske.signature = ck.sign(scheme, &signed).ok_or_else(|| {
+                    Error::hs(
+                        AlertDescription::INTERNAL_ERROR,
+                        format!("cannot sign with {scheme}"),
+                    )
+                })?;
                 self.queue_handshake(&HandshakePayload::ServerKeyExchange(
                     ServerKeyExchange::Ecdhe(ske),
                 ));
@@ -1503,8 +1597,13 @@ impl Connection {
                     self.queue_handshake(&HandshakePayload::CertificateRequest(
                         CertificateRequest {
                             certificate_types: vec![CERT_TYPE_ECDSA_SIGN],
-                            schemes: vec![SignatureScheme::ECDSA_SHA256],
-                            authorities: Vec::new(),
+                            schemes: certificate_verify_schemes(&cfg),
+                            // mbedtls' default `cert_req_ca_list`: the subjects of our CAs.
+                            authorities: cfg
+                                .trusted_roots
+                                .iter()
+                                .map(|r| r.subject_der().to_vec())
+                                .collect(),
                         },
                     ));
                 }
@@ -1698,6 +1797,23 @@ pub fn is_initial_client_hello(datagram: &[u8]) -> bool {
 }
 
 /// RFC 4279 §2: `uint16 len || len zero bytes || uint16 len || psk`.
+/// The pairs a server lists in its CertificateRequest: mbedtls 3.1 keeps, from its hash list,
+/// those it can compute a handshake digest with (`mbedtls_ssl_set_calc_verify_md`: SHA-384
+/// and SHA-256).
+fn certificate_verify_schemes(config: &Config) -> Vec<SignatureScheme> {
+    config
+        .signature_algorithms
+        .iter()
+        .copied()
+        .filter(|s| {
+            matches!(
+                *s,
+                SignatureScheme::ECDSA_SHA256 | SignatureScheme::ECDSA_SHA384
+            )
+        })
+        .collect()
+}
+
 fn psk_premaster(psk: &[u8]) -> Vec<u8> {
     let n = psk.len().min(u16::MAX as usize);
     let mut out = Vec::with_capacity(4 + 2 * n);

@@ -64,6 +64,14 @@ pub fn master_secret(pms: &[u8], client_random: &[u8; 32], server_random: &[u8; 
     out
 }
 
+/// RFC 7627 §4: `master_secret = PRF(pre_master_secret, "extended master secret",
+/// session_hash)[0..48]`, the session hash covering the handshake up to the ClientKeyExchange.
+pub fn extended_master_secret(pms: &[u8], session_hash: &[u8; 32]) -> [u8; 48] {
+    let mut out = [0u8; 48];
+    prf(pms, b"extended master secret", session_hash, &mut out);
+    out
+}
+
 /// Finished `verify_data = PRF(master, label, SHA-256(handshake_messages))[0..12]` (RFC 5246 §7.4.9).
 pub fn verify_data(master: &[u8; 48], label: &[u8], handshake_hash: &[u8; 32]) -> [u8; 12] {
     let mut out = [0u8; 12];

@@ -169,7 +169,15 @@ open_enum! {
     SignatureScheme(u16) {
         ECDSA_SHA256 = 0x0403,
         ECDSA_SHA384 = 0x0503,
+        ECDSA_SHA512 = 0x0603,
         RSA_SHA256 = 0x0401,
+    }
+}
+
+impl SignatureScheme {
+    /// The signature byte is ecdsa (3).
+    pub fn is_ecdsa(self) -> bool {
+        self.0 & 0xff == 3
     }
 }
 

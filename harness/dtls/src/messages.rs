@@ -144,6 +144,14 @@ impl Codec for Extension {
 }
 
 impl Extension {
+    /// An extension whose presence is the whole message (encrypt_then_mac, extended_master_secret).
+    pub fn empty(typ: ExtensionType) -> Self {
+        Extension {
+            typ,
+            data: Vec::new(),
+        }
+    }
+
     /// supported_groups (RFC 8422 §5.1.1).
     pub fn supported_groups(groups: &[NamedGroup]) -> Self {
         let mut body = Vec::new();
@@ -178,6 +186,18 @@ impl Extension {
             typ: ExtensionType::SIGNATURE_ALGORITHMS,
             data,
         }
+    }
+
+    /// The pairs of a signature_algorithms extension, in the sender's order.
+    pub fn read_signature_algorithms(data: &[u8]) -> Result<Vec<SignatureScheme>, CodecError> {
+        let mut r = Reader::new(data);
+        let mut list = r.sub_u16()?;
+        r.finish()?;
+        let mut out = Vec::new();
+        while !list.is_empty() {
+            out.push(SignatureScheme::read(&mut list)?);
+        }
+        Ok(out)
     }
 
     pub fn read_supported_groups(data: &[u8]) -> Result<Vec<NamedGroup>, CodecError> {

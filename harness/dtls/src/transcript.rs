@@ -97,6 +97,7 @@ pub enum Fields {
         offered_suites: Vec<CipherSuite>,
         extensions: Vec<ExtensionType>,
         supported_groups: Vec<NamedGroup>,
+        signature_algorithms: Vec<SignatureScheme>,
     },
     HelloVerifyRequest {
         cookie_len: usize,
@@ -114,6 +115,8 @@ pub enum Fields {
     CertificateRequest {
         certificate_types: Vec<u8>,
         schemes: Vec<SignatureScheme>,
+        /// Distinguished names of the acceptable CAs, RFC 4514 style.
+        authorities: Vec<String>,
     },
     ServerHelloDone,
     ClientKeyExchange {
@@ -152,6 +155,12 @@ impl Fields {
                 supported_groups: find_extension(&ch.extensions, ExtensionType::SUPPORTED_GROUPS)
                     .and_then(|e| crate::messages::Extension::read_supported_groups(&e.data).ok())
                     .unwrap_or_default(),
+                signature_algorithms: find_extension(
+                    &ch.extensions,
+                    ExtensionType::SIGNATURE_ALGORITHMS,
+                )
+                .and_then(|e| crate::messages::Extension::read_signature_algorithms(&e.data).ok())
+                .unwrap_or_default(),
             },
             HandshakePayload::HelloVerifyRequest(h) => Fields::HelloVerifyRequest {
                 cookie_len: h.cookie.len(),
@@ -182,6 +191,16 @@ impl Fields {
             HandshakePayload::CertificateRequest(c) => Fields::CertificateRequest {
                 certificate_types: c.certificate_types,
                 schemes: c.schemes,
+                authorities: c
+                    .authorities
+                    .iter()
+                    .map(|dn| {
+                        match <x509_cert::name::Name as x509_cert::der::Decode>::from_der(dn) {
+                            Ok(name) => name.to_string(),
+                            Err(e) => format!("<{e}>"),
+                        }
+                    })
+                    .collect(),
             },
             HandshakePayload::ServerHelloDone => Fields::ServerHelloDone,
             HandshakePayload::ClientKeyExchange(c) => Fields::ClientKeyExchange {
@@ -259,12 +278,14 @@ impl fmt::Display for Fields {
                 offered_suites,
                 extensions,
                 supported_groups,
+                signature_algorithms,
             } => write!(
                 f,
-                "cookie={cookie_len}B suites=[{}] ext=[{}] groups=[{}]",
+                "cookie={cookie_len}B suites=[{}] ext=[{}] groups=[{}] sigalgs=[{}]",
                 list(offered_suites),
                 list(extensions),
-                list(supported_groups)
+                list(supported_groups),
+                list(signature_algorithms)
             ),
             Fields::HelloVerifyRequest { cookie_len } => write!(f, "cookie={cookie_len}B"),
             Fields::ServerHello {
@@ -277,8 +298,14 @@ impl fmt::Display for Fields {
             Fields::CertificateRequest {
                 certificate_types,
                 schemes,
+                authorities,
             } => {
-                write!(f, "types={certificate_types:?} schemes=[{}]", list(schemes))
+                write!(
+                    f,
+                    "types={certificate_types:?} schemes=[{}] authorities=[{}]",
+                    list(schemes),
+                    authorities.join(" | ")
+                )
             }
             Fields::CertificateVerify { scheme } => write!(f, "scheme={scheme}"),
             Fields::Unknown { length } => write!(f, "{length}B"),

@@ -142,7 +142,8 @@ fn unchecked_client_offers_a_listed_jpake_suite_without_password_and_the_server_
         offered_suites(&p),
         vec![vec![
             CipherSuite::ECJPAKE_WITH_AES_128_CCM_8,
-            CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8
+            CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8,
+            CipherSuite::EMPTY_RENEGOTIATION_INFO_SCSV
         ]]
     );
     assert_failed_with_illegal_parameter(&p.server_events);
@@ -154,7 +155,10 @@ fn stock_client_does_not_offer_a_listed_jpake_suite_without_password() {
     let p = x509_with_jpake_listed_first(EcjpakeBackend::Mbedtls);
     assert_eq!(
         offered_suites(&p)[0],
-        vec![CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8]
+        vec![
+            CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8,
+            CipherSuite::EMPTY_RENEGOTIATION_INFO_SCSV
+        ]
     );
     assert!(p.client.is_connected(), "{:?}", p.client_events);
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::*;
 use ot_hil_dtls::transcript::{Body, Fields};
 use ot_hil_dtls::{
-    AlertDescription, CipherSuite, Config, Connection, Event, SeededRng, TimeCheck,
-    TranscriptBuilder,
+    AlertDescription, CipherSuite, Config, Connection, Event, SeededRng, SignatureScheme,
+    TimeCheck, TranscriptBuilder,
 };
 
 fn assert_connected(p: &Pair, suite: CipherSuite) {
@@ -594,6 +594,154 @@ fn relaxed_server_picks_ecjpake_without_extension() {
             AlertDescription::INTERNAL_ERROR
         )]
     );
+}
+
+#[test]
+fn extended_master_secret_only_when_both_sides_enable_it() {
+    for (client_ems, server_ems) in [(true, true), (true, false), (false, true), (false, false)] {
+        let (mut c, mut s) = x509_configs(false);
+        c.extended_master_secret = client_ems;
+        s.extended_master_secret = server_ems;
+        let mut p = Pair::new(c, s);
+        p.pump();
+        assert_connected(&p, CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8);
+        let both = client_ems && server_ems;
+        assert_eq!(p.client.uses_extended_master_secret(), both);
+        assert_eq!(p.server.uses_extended_master_secret(), both);
+        let hellos = p.client.transcript().to_string();
+        let answered = hellos
+            .lines()
+            .find(|l| l.contains("SERVER_HELLO "))
+            .unwrap()
+            .contains("EXTENDED_MASTER_SECRET");
+        assert_eq!(answered, both, "{hellos}");
+        exchange_data(&mut p);
+    }
+}
+
+#[test]
+fn extended_master_secret_changes_the_keys() {
+    // Same randoms and ephemeral keys (seeded), so only the master secret derivation differs.
+    let key_block = |ems: bool| {
+        let (mut c, mut s) = x509_configs(false);
+        c.extended_master_secret = ems;
+        s.extended_master_secret = ems;
+        let mut p = Pair::new(c, s);
+        p.pump();
+        assert_connected(&p, CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8);
+        p.client.key_block().unwrap()
+    };
+    assert_ne!(key_block(true), key_block(false));
+}
+
+/// mbedtls signs the ServerKeyExchange with the first of the client's ECDSA pairs whose hash
+/// it lists, so a client listing SHA-512 first gets an ECDSA-SHA512 signature.
+#[test]
+fn server_signs_with_the_clients_first_shared_ecdsa_hash() {
+    const ECDSA_SHA256: SignatureScheme = SignatureScheme::ECDSA_SHA256;
+    const ECDSA_SHA384: SignatureScheme = SignatureScheme::ECDSA_SHA384;
+    const ECDSA_SHA512: SignatureScheme = SignatureScheme::ECDSA_SHA512;
+    for (client, server, signed) in [
+        (
+            vec![ECDSA_SHA512, ECDSA_SHA256],
+            vec![ECDSA_SHA512, ECDSA_SHA256],
+            ECDSA_SHA512,
+        ),
+        (
+            vec![ECDSA_SHA256, ECDSA_SHA512],
+            vec![ECDSA_SHA512, ECDSA_SHA256],
+            ECDSA_SHA256,
+        ),
+        (
+            vec![ECDSA_SHA512, ECDSA_SHA384],
+            vec![ECDSA_SHA384],
+            ECDSA_SHA384,
+        ),
+    ] {
+        let (mut c, mut s) = x509_configs(true);
+        c.signature_algorithms = client.clone();
+        s.signature_algorithms = server.clone();
+        let mut p = Pair::new(c, s);
+        p.pump();
+        assert_connected(&p, CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8);
+        let t = p.client.transcript().to_string();
+        assert!(
+            t.contains(&format!("signed {signed}")),
+            "{client:?} {server:?}\n{t}"
+        );
+    }
+}
+
+#[test]
+fn no_shared_ecdsa_hash_leaves_ecdhe_ecdsa_unusable() {
+    let (mut c, mut s) = x509_configs(false);
+    c.signature_algorithms = vec![SignatureScheme::ECDSA_SHA512];
+    s.signature_algorithms = vec![SignatureScheme::ECDSA_SHA256];
+    let mut p = Pair::new(c, s);
+    p.pump();
+    assert_last_failed_with(&p.server_events, AlertDescription::HANDSHAKE_FAILURE);
+    assert!(
+        format!("{:?}", p.server_events).contains("no suitable hash algorithm for ecdsa"),
+        "{:?}",
+        p.server_events
+    );
+}
+
+#[test]
+fn certificate_request_names_the_servers_cas_and_verify_hashes() {
+    let (c, mut s) = x509_configs(true);
+    // SHA-512 is left out of a CertificateRequest (mbedtls computes no SHA-512 handshake digest).
+    s.signature_algorithms = vec![SignatureScheme::ECDSA_SHA512, SignatureScheme::ECDSA_SHA256];
+    let mut p = Pair::new(c, s);
+    p.pump();
+    assert_connected(&p, CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8);
+    let t = p.client.transcript().to_string();
+    assert!(
+        t.contains("schemes=[ECDSA_SHA256] authorities=[CN=VendorCA,OU=YourOrgUnit,O=YourOrg,ST=YourState,C=ZY]"),
+        "{t}"
+    );
+}
+
+#[test]
+fn answer_to_an_extension_not_offered_is_unsupported_extension() {
+    // mbedtls `ssl_parse_extended_ms_ext`: a ServerHello carrying extended_master_secret to a
+    // client that did not offer it ends the handshake.
+    use ot_hil_dtls::codec::Codec;
+    use ot_hil_dtls::messages::{Extension, RecordHeader, ServerHello, encode_handshake};
+    let (c, _) = x509_configs(false);
+    let now = std::time::Instant::now();
+    let mut client = Connection::client_with_rng(Arc::new(c), now, SeededRng::boxed(3)).unwrap();
+    assert!(client.poll_transmit().is_some(), "ClientHello");
+    let sh = ServerHello {
+        server_version: ot_hil_dtls::ProtocolVersion::DTLS1_2,
+        random: [5; 32],
+        session_id: Vec::new(),
+        cipher_suite: CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8,
+        compression_method: 0,
+        extensions: vec![Extension::empty(
+            ot_hil_dtls::ExtensionType::EXTENDED_MASTER_SECRET,
+        )],
+    };
+    let hs = encode_handshake(
+        ot_hil_dtls::HandshakeType::SERVER_HELLO,
+        0,
+        &sh.get_encoding(),
+    );
+    let mut rec = RecordHeader {
+        content_type: ot_hil_dtls::ContentType::HANDSHAKE,
+        version: ot_hil_dtls::ProtocolVersion::DTLS1_2,
+        epoch: 0,
+        sequence: 0,
+        length: hs.len() as u16,
+    }
+    .get_encoding();
+    rec.extend(hs);
+    client.handle_datagram(now, &rec);
+    let mut events = Vec::new();
+    while let Some(e) = client.poll_event() {
+        events.push(e);
+    }
+    assert_last_failed_with(&events, AlertDescription::UNSUPPORTED_EXTENSION);
 }
 
 #[test]

@@ -44,10 +44,14 @@ fn programs() -> Option<PathBuf> {
     Some(dir)
 }
 
+/// EC J-PAKE with RFC 7627 and the encrypt_then_mac offer on, as in an NCS build; mbedtls'
+/// programs take extended_master_secret by default.
 fn ecjpake_config(password: &str) -> Arc<Config> {
     Arc::new(Config {
         suites: vec![CipherSuite::ECJPAKE_WITH_AES_128_CCM_8],
         ecjpake_password: Some(password.as_bytes().to_vec()),
+        extended_master_secret: true,
+        encrypt_then_mac: true,
         ..Config::default()
     })
 }
@@ -122,6 +126,7 @@ fn our_client_with_mbedtls_server() {
         server.output()
     );
     assert_eq!(conn.suite(), Some(CipherSuite::ECJPAKE_WITH_AES_128_CCM_8));
+    assert!(conn.uses_extended_master_secret());
 
     conn.send(b"GET / HTTP/1.0\r\n\r\n").unwrap();
     let want = format!("Successful connection using: {SUITE_NAME}");
@@ -166,6 +171,7 @@ fn mbedtls_client_with_our_server() {
         client.output()
     );
     assert!(received_text(&events).starts_with("GET / HTTP/1.0\r\n"));
+    assert!(conn.uses_extended_master_secret());
 
     let reply = "HTTP/1.0 200 OK\r\n\r\not-hil EC J-PAKE server\r\n";
     conn.send(reply.as_bytes()).unwrap();

@@ -14,7 +14,9 @@ use std::time::Duration;
 use common::peer::*;
 use common::*;
 use ot_hil_dtls::cert::load_pem_roots;
-use ot_hil_dtls::{AlertDescription, CipherSuite, Config, Connection, Event, TimeCheck};
+use ot_hil_dtls::{
+    AlertDescription, CipherSuite, Config, Connection, Event, SignatureScheme, TimeCheck,
+};
 
 fn openssl_available() -> bool {
     let ok = Command::new("openssl")
@@ -118,6 +120,16 @@ fn client_vs_s_server(
     server_args: Vec<String>,
     expect_connect: bool,
 ) -> (Vec<Event>, String) {
+    client_vs_s_server_then(cfg, server_args, expect_connect, |_| {})
+}
+
+/// [`client_vs_s_server`], with `connected` called on our connection right after the handshake.
+fn client_vs_s_server_then(
+    cfg: Config,
+    server_args: Vec<String>,
+    expect_connect: bool,
+    connected: impl FnOnce(&Connection),
+) -> (Vec<Event>, String) {
     let mut server = Child::spawn("openssl", &server_args);
     assert!(
         server.wait_for("ACCEPT", Duration::from_secs(5)),
@@ -152,6 +164,7 @@ fn client_vs_s_server(
         "not connected: {events:?}\nopenssl: {}",
         server.output()
     );
+    connected(&conn);
     exchange_lines(
         &mut conn,
         &sock,
@@ -259,6 +272,92 @@ fn ecdhe_ecdsa_client_vs_openssl_server() {
     assert!(events.contains(&Event::Connected {
         suite: CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8
     }));
+}
+
+/// OpenSSL offers and takes RFC 7627 by default: a handshake that completes (both Finished
+/// messages verified) shows our session-hash master secret matches OpenSSL's.
+#[test]
+fn extended_master_secret_with_openssl_server() {
+    if !openssl_available() {
+        return;
+    }
+    let cfg = Config {
+        extended_master_secret: true,
+        ..localhost_client()
+    };
+    let mut used = false;
+    client_vs_s_server_then(cfg, ecdhe_server_args(free_port()), true, |c| {
+        used = c.uses_extended_master_secret()
+    });
+    assert!(used, "s_server did not take extended_master_secret");
+}
+
+#[test]
+fn extended_master_secret_with_openssl_client() {
+    if !openssl_available() {
+        return;
+    }
+    let (_, mut server) = x509_configs(false);
+    server.extended_master_secret = true;
+    let ca = format!("{DATA}/ca.pem");
+    let (events, out) = s_client_vs_server(
+        server,
+        &[
+            "-CAfile",
+            &ca,
+            "-verify_return_error",
+            "-cipher",
+            "ECDHE-ECDSA-AES128-CCM8",
+            "-groups",
+            "P-256",
+        ],
+        true,
+    );
+    assert!(events.contains(&Event::Connected {
+        suite: CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8
+    }));
+    assert!(out.contains("Extended master secret: yes"), "{out}");
+}
+
+/// ECDSA with SHA-512, as an NCS build with SHA-512 lists it first: OpenSSL verifies our
+/// signature and we verify OpenSSL's.
+#[test]
+fn ecdsa_sha512_server_key_exchange_both_ways_with_openssl() {
+    if !openssl_available() {
+        return;
+    }
+    let cfg = Config {
+        signature_algorithms: vec![SignatureScheme::ECDSA_SHA512],
+        ..localhost_client()
+    };
+    let (events, _) = client_vs_s_server(cfg, ecdhe_server_args(free_port()), true);
+    assert!(events.contains(&Event::Connected {
+        suite: CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8
+    }));
+
+    let (_, mut server) = x509_configs(false);
+    server.signature_algorithms =
+        vec![SignatureScheme::ECDSA_SHA512, SignatureScheme::ECDSA_SHA256];
+    let ca = format!("{DATA}/ca.pem");
+    let (events, out) = s_client_vs_server(
+        server,
+        &[
+            "-CAfile",
+            &ca,
+            "-verify_return_error",
+            "-cipher",
+            "ECDHE-ECDSA-AES128-CCM8",
+            "-groups",
+            "P-256",
+            "-sigalgs",
+            "ECDSA+SHA512",
+        ],
+        true,
+    );
+    assert!(events.contains(&Event::Connected {
+        suite: CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8
+    }));
+    assert!(out.contains("Peer signing digest: SHA512"), "{out}");
 }
 
 #[test]
