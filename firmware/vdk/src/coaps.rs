@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use ot_hil_dtls::cert::load_pem_roots;
 use ot_hil_dtls::{
-    CertifiedKey, CipherSuite, Config, Connection, EcjpakeBackend, Event, ParsedCert, Psk,
-    SuitePreference, TimeCheck, Transcript,
+    CertifiedKey, CipherSuite, Config, Connection, EcjpakeBackend, Event, NamedGroup, ParsedCert,
+    Psk, SignatureScheme, SuitePreference, TimeCheck, Transcript,
 };
 use ot_hil_wire::coap::{self, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use rand::Rng;
@@ -117,6 +117,17 @@ pub struct CoapsBuild {
     pub no_credentials: NoCredentials,
     /// The `isclosed`/`isconnactive`/`isconnected` commands (OpenThread 2024).
     pub state_commands: bool,
+    /// `MBEDTLS_SSL_EXTENDED_MASTER_SECRET`: RFC 7627 offered and taken (mbedtls enables it in
+    /// every configuration when compiled in).
+    pub extended_master_secret: bool,
+    /// `MBEDTLS_SSL_ENCRYPT_THEN_MAC`: the client offers RFC 7366 (unused with CCM-8 suites).
+    pub encrypt_then_mac: bool,
+    /// `MBEDTLS_SHA512_C` as the generated header ends up with it: mbedtls' default hash list
+    /// (`ssl_preset_default_hashes`: SHA-512, SHA-384, SHA-256 as compiled) is what
+    /// signature_algorithms offers and what the server signs with.
+    pub sha512: bool,
+    /// `MBEDTLS_SHA384_C`.
+    pub sha384: bool,
 }
 
 fn kbool(k: &Kconfig, name: &str, default: bool) -> bool {
@@ -193,6 +204,15 @@ impl CoapsBuild {
                 NoCredentials::InvalidArgs
             },
             state_commands: secure_transport,
+            // nrf_security's Kconfig.tls defaults both to y; OpenThread's own mbedtls-config.h
+            // defines neither.
+            extended_master_secret: kbool(k, "MBEDTLS_SSL_EXTENDED_MASTER_SECRET", ncs),
+            encrypt_then_mac: kbool(k, "MBEDTLS_SSL_ENCRYPT_THEN_MAC", ncs),
+            // NCS turns CONFIG_MBEDTLS_SHA512_C off for OpenThread, but nrf_security's
+            // legacy_crypto_config.cmake defines MBEDTLS_SHA512_C again from
+            // PSA_WANT_ALG_SHA_512, which defaults to y. OpenThread's own config has neither.
+            sha512: kbool(k, "MBEDTLS_SHA512_C", false) || kbool(k, "PSA_WANT_ALG_SHA_512", ncs),
+            sha384: kbool(k, "MBEDTLS_SHA384_C", false),
         }
     }
 
@@ -329,6 +349,10 @@ pub fn dtls_config(
         max_record_content: MAX_CONTENT_LEN,
         retransmit_min: HANDSHAKE_TIMEOUT_MIN,
         retransmit_max: HANDSHAKE_TIMEOUT_MAX,
+        extended_master_secret: build.extended_master_secret,
+        encrypt_then_mac: build.encrypt_then_mac,
+        signature_algorithms: build.signature_algorithms(),
+        groups: vec![NamedGroup::SECP256R1],
         ..Config::default()
     };
     let mut static_heap = 0usize;
@@ -456,6 +480,24 @@ pub enum Command {
 }
 
 impl CoapsBuild {
+    /// signature_algorithms as mbedtls 3.1 writes it: one ECDSA pair per hash of its default
+    /// list, none without a certificate-based key exchange (`MBEDTLS_RSA_C` is off in both
+    /// configurations, so there are no RSA pairs). OpenThread narrows the list only for EC
+    /// J-PAKE sessions, which CoAPS never uses.
+    pub fn signature_algorithms(&self) -> Vec<SignatureScheme> {
+        if !self.ecdhe_ecdsa {
+            return Vec::new();
+        }
+        [
+            (self.sha512, SignatureScheme::ECDSA_SHA512),
+            (self.sha384, SignatureScheme::ECDSA_SHA384),
+            (true, SignatureScheme::ECDSA_SHA256),
+        ]
+        .into_iter()
+        .filter_map(|(compiled, scheme)| compiled.then_some(scheme))
+        .collect()
+    }
+
     /// Parse one `coaps` command line (arguments after `coaps`).
     pub fn parse(&self, args: &[&str]) -> Result<Command, OtError> {
         let Some((&cmd, rest)) = args.split_first() else {
@@ -1465,6 +1507,53 @@ mod tests {
             }
         }
         "no decision".into()
+    }
+
+    /// What the hellos carry follows the build: nrf_security's defaults on NCS, OpenThread's own
+    /// mbedtls config upstream, and a Kconfig line changes it.
+    #[test]
+    fn hello_settings_follow_the_build() {
+        use SignatureScheme as S;
+        let ncs = dtls_config(&build("ncs-v2.2.0"), &Credentials::X509, true).unwrap();
+        assert!(ncs.extended_master_secret && ncs.encrypt_then_mac);
+        assert_eq!(
+            ncs.signature_algorithms,
+            vec![S::ECDSA_SHA512, S::ECDSA_SHA256]
+        );
+        let up = dtls_config(&build("upstream"), &Credentials::X509, true).unwrap();
+        assert!(!up.extended_master_secret && !up.encrypt_then_mac);
+        assert_eq!(up.signature_algorithms, vec![S::ECDSA_SHA256]);
+        let k = Kconfig::parse(
+            Path::new("overlay.conf"),
+            "CONFIG_PSA_WANT_ALG_SHA_512=n\n\
+             CONFIG_MBEDTLS_SHA384_C=y\n\
+             CONFIG_MBEDTLS_SSL_EXTENDED_MASTER_SECRET=n\n",
+        )
+        .unwrap();
+        assert!(k.warnings().is_empty(), "{:?}", k.warnings());
+        let b = CoapsBuild::from_kconfig(Profile::Ncs, &k);
+        let c = dtls_config(&b, &Credentials::X509, true).unwrap();
+        assert!(!c.extended_master_secret && c.encrypt_then_mac);
+        assert_eq!(
+            c.signature_algorithms,
+            vec![S::ECDSA_SHA384, S::ECDSA_SHA256]
+        );
+        // Without a certificate-based key exchange there is no signature_algorithms at all.
+        let no_cert = CoapsBuild {
+            ecdhe_ecdsa: false,
+            psk: true,
+            ..build("ncs-v2.2.0")
+        };
+        let psk = Credentials::Psk {
+            key: b"secret".to_vec(),
+            identity: b"id".to_vec(),
+        };
+        assert!(
+            dtls_config(&no_cert, &psk, true)
+                .unwrap()
+                .signature_algorithms
+                .is_empty()
+        );
     }
 
     #[test]
