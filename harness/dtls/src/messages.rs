@@ -154,15 +154,9 @@ impl Extension {
 
     /// supported_groups (RFC 8422 §5.1.1).
     pub fn supported_groups(groups: &[NamedGroup]) -> Self {
-        let mut body = Vec::new();
-        for g in groups {
-            g.encode(&mut body);
-        }
-        let mut data = Vec::new();
-        put_vec_u16(&mut data, &body);
         Extension {
             typ: ExtensionType::SUPPORTED_GROUPS,
-            data,
+            data: encode_u16_list(groups),
         }
     }
 
@@ -176,40 +170,42 @@ impl Extension {
 
     /// signature_algorithms (RFC 5246 §7.4.1.4.1).
     pub fn signature_algorithms(algs: &[SignatureScheme]) -> Self {
-        let mut body = Vec::new();
-        for a in algs {
-            a.encode(&mut body);
-        }
-        let mut data = Vec::new();
-        put_vec_u16(&mut data, &body);
         Extension {
             typ: ExtensionType::SIGNATURE_ALGORITHMS,
-            data,
+            data: encode_u16_list(algs),
         }
     }
 
     /// The pairs of a signature_algorithms extension, in the sender's order.
     pub fn read_signature_algorithms(data: &[u8]) -> Result<Vec<SignatureScheme>, CodecError> {
-        let mut r = Reader::new(data);
-        let mut list = r.sub_u16()?;
-        r.finish()?;
-        let mut out = Vec::new();
-        while !list.is_empty() {
-            out.push(SignatureScheme::read(&mut list)?);
-        }
-        Ok(out)
+        read_u16_list(data)
     }
 
     pub fn read_supported_groups(data: &[u8]) -> Result<Vec<NamedGroup>, CodecError> {
-        let mut r = Reader::new(data);
-        let mut list = r.sub_u16()?;
-        r.finish()?;
-        let mut out = Vec::new();
-        while !list.is_empty() {
-            out.push(NamedGroup::read(&mut list)?);
-        }
-        Ok(out)
+        read_u16_list(data)
     }
+}
+
+/// An extension body that is one list with a 16-bit length (groups, signature schemes).
+fn encode_u16_list<T: Codec>(items: &[T]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for item in items {
+        item.encode(&mut body);
+    }
+    let mut data = Vec::new();
+    put_vec_u16(&mut data, &body);
+    data
+}
+
+fn read_u16_list<T: Codec>(data: &[u8]) -> Result<Vec<T>, CodecError> {
+    let mut r = Reader::new(data);
+    let mut list = r.sub_u16()?;
+    r.finish()?;
+    let mut out = Vec::new();
+    while !list.is_empty() {
+        out.push(T::read(&mut list)?);
+    }
+    Ok(out)
 }
 
 fn read_extensions(r: &mut Reader<'_>) -> Result<Vec<Extension>, CodecError> {
@@ -772,6 +768,41 @@ mod tests {
             "fefd 0000000000000000000000000000000000000000000000000000000000000000 00 00 0003 c0ffc0 01 00",
         );
         assert!(ClientHello::read_bytes(&odd).is_err());
+    }
+
+    /// The hello extensions an NCS build's mbedtls 3.1 writes for ECDHE-ECDSA, byte for byte:
+    /// signature_algorithms `06 03 04 03`, supported_groups `00 17`, ec_point_formats, and the
+    /// empty encrypt_then_mac and extended_master_secret.
+    #[test]
+    fn list_extensions_and_empty_extensions_fixture() {
+        let exts = [
+            Extension::signature_algorithms(&[
+                SignatureScheme::ECDSA_SHA512,
+                SignatureScheme::ECDSA_SHA256,
+            ]),
+            Extension::supported_groups(&[NamedGroup::SECP256R1]),
+            Extension::ec_point_formats(),
+            Extension::empty(ExtensionType::ENCRYPT_THEN_MAC),
+            Extension::empty(ExtensionType::EXTENDED_MASTER_SECRET),
+        ];
+        let mut wire = Vec::new();
+        for e in &exts {
+            e.encode(&mut wire);
+        }
+        assert_eq!(
+            wire,
+            hex(
+                "000d 0006 0004 0603 0403  000a 0004 0002 0017  000b 0002 0100  0016 0000  0017 0000"
+            )
+        );
+        assert_eq!(
+            Extension::read_signature_algorithms(&exts[0].data).unwrap(),
+            [SignatureScheme::ECDSA_SHA512, SignatureScheme::ECDSA_SHA256]
+        );
+        // A list length that disagrees with the body, or an odd one, is an error.
+        assert!(Extension::read_signature_algorithms(&hex("0004 0603")).is_err());
+        assert!(Extension::read_signature_algorithms(&hex("0003 060304")).is_err());
+        assert!(Extension::read_supported_groups(&hex("0002 0017 00")).is_err());
     }
 
     #[test]

@@ -596,15 +596,21 @@ fn relaxed_server_picks_ecjpake_without_extension() {
     );
 }
 
+/// An X.509 handshake with RFC 7627 switched on or off on each side; it must connect.
+fn x509_pair_with_ems(client_ems: bool, server_ems: bool) -> Pair {
+    let (mut c, mut s) = x509_configs(false);
+    c.extended_master_secret = client_ems;
+    s.extended_master_secret = server_ems;
+    let mut p = Pair::new(c, s);
+    p.pump();
+    assert_connected(&p, CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8);
+    p
+}
+
 #[test]
 fn extended_master_secret_only_when_both_sides_enable_it() {
     for (client_ems, server_ems) in [(true, true), (true, false), (false, true), (false, false)] {
-        let (mut c, mut s) = x509_configs(false);
-        c.extended_master_secret = client_ems;
-        s.extended_master_secret = server_ems;
-        let mut p = Pair::new(c, s);
-        p.pump();
-        assert_connected(&p, CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8);
+        let mut p = x509_pair_with_ems(client_ems, server_ems);
         let both = client_ems && server_ems;
         assert_eq!(p.client.uses_extended_master_secret(), both);
         assert_eq!(p.server.uses_extended_master_secret(), both);
@@ -622,15 +628,7 @@ fn extended_master_secret_only_when_both_sides_enable_it() {
 #[test]
 fn extended_master_secret_changes_the_keys() {
     // Same randoms and ephemeral keys (seeded), so only the master secret derivation differs.
-    let key_block = |ems: bool| {
-        let (mut c, mut s) = x509_configs(false);
-        c.extended_master_secret = ems;
-        s.extended_master_secret = ems;
-        let mut p = Pair::new(c, s);
-        p.pump();
-        assert_connected(&p, CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8);
-        p.client.key_block().unwrap()
-    };
+    let key_block = |ems: bool| x509_pair_with_ems(ems, ems).client.key_block().unwrap();
     assert_ne!(key_block(true), key_block(false));
 }
 

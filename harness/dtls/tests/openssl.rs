@@ -237,6 +237,30 @@ fn s_client_vs_server(
     (events, client.output())
 }
 
+/// `s_client` verifying our X.509 server against the vendor CA, with the report's suite and
+/// curve plus `extra` options; the handshake must connect. Returns OpenSSL's output.
+fn s_client_verifying_our_certificate(server: Config, extra: &[&str]) -> String {
+    let ca = format!("{DATA}/ca.pem");
+    let mut args = vec![
+        "-CAfile",
+        &ca,
+        "-verify_return_error",
+        "-cipher",
+        "ECDHE-ECDSA-AES128-CCM8",
+        "-groups",
+        "P-256",
+    ];
+    args.extend_from_slice(extra);
+    let (events, out) = s_client_vs_server(server, &args, true);
+    assert!(
+        events.contains(&Event::Connected {
+            suite: CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8
+        }),
+        "{events:?}\nopenssl: {out}"
+    );
+    out
+}
+
 #[test]
 fn psk_client_vs_openssl_server() {
     if !openssl_available() {
@@ -307,23 +331,7 @@ fn extended_master_secret_with_openssl_client() {
     }
     let (_, mut server) = x509_configs(false);
     server.extended_master_secret = true;
-    let ca = format!("{DATA}/ca.pem");
-    let (events, out) = s_client_vs_server(
-        server,
-        &[
-            "-CAfile",
-            &ca,
-            "-verify_return_error",
-            "-cipher",
-            "ECDHE-ECDSA-AES128-CCM8",
-            "-groups",
-            "P-256",
-        ],
-        true,
-    );
-    assert!(events.contains(&Event::Connected {
-        suite: CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8
-    }));
+    let out = s_client_verifying_our_certificate(server, &[]);
     assert!(out.contains("Extended master secret: yes"), "{out}");
 }
 
@@ -346,25 +354,7 @@ fn ecdsa_sha512_server_key_exchange_both_ways_with_openssl() {
     let (_, mut server) = x509_configs(false);
     server.signature_algorithms =
         vec![SignatureScheme::ECDSA_SHA512, SignatureScheme::ECDSA_SHA256];
-    let ca = format!("{DATA}/ca.pem");
-    let (events, out) = s_client_vs_server(
-        server,
-        &[
-            "-CAfile",
-            &ca,
-            "-verify_return_error",
-            "-cipher",
-            "ECDHE-ECDSA-AES128-CCM8",
-            "-groups",
-            "P-256",
-            "-sigalgs",
-            "ECDSA+SHA512",
-        ],
-        true,
-    );
-    assert!(events.contains(&Event::Connected {
-        suite: CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8
-    }));
+    let out = s_client_verifying_our_certificate(server, &["-sigalgs", "ECDSA+SHA512"]);
     assert!(out.contains("Peer signing digest: SHA512"), "{out}");
 }
 
@@ -374,23 +364,7 @@ fn ecdhe_ecdsa_openssl_client_vs_server_v1_certificate() {
         return;
     }
     let (_, server) = x509_configs(false);
-    let ca = format!("{DATA}/ca.pem");
-    let (events, out) = s_client_vs_server(
-        server,
-        &[
-            "-CAfile",
-            &ca,
-            "-verify_return_error",
-            "-cipher",
-            "ECDHE-ECDSA-AES128-CCM8",
-            "-groups",
-            "P-256",
-        ],
-        true,
-    );
-    assert!(events.contains(&Event::Connected {
-        suite: CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8
-    }));
+    let out = s_client_verifying_our_certificate(server, &[]);
     assert!(out.contains("PXC3.E75-100A"), "{out}");
 }
 
