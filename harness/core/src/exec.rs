@@ -340,6 +340,9 @@ impl Executor {
                                 .get(..=end.saturating_sub(mark))
                                 .unwrap_or(&[]),
                         );
+                        // A callback line that arrived inside the command's window is neither
+                        // its output nor claimed by it: an `expect` step may be waiting for it.
+                        let profile = console.profile();
                         let output = if end > first_out {
                             texts(
                                 st.lines
@@ -347,11 +350,23 @@ impl Executor {
                                     .get(..end - first_out)
                                     .unwrap_or(&[]),
                             )
+                            .into_iter()
+                            .filter(|l| !profile.is_async_line(l))
+                            .collect()
                         } else {
                             vec![]
                         };
                         let result_line = st.lines.get(end).map(|l| (l.text.clone(), l.at));
-                        st.lines.claim_range(echo_at.max(mark).min(end)..=end);
+                        for i in echo_at.max(mark).min(end)..=end {
+                            let callback = i != end
+                                && st
+                                    .lines
+                                    .get(i)
+                                    .is_some_and(|l| profile.is_async_line(&l.text));
+                            if !callback {
+                                st.lines.claim(i);
+                            }
+                        }
                         drop(st);
                         if *result != ResultExpectation::NoResult {
                             let (text, at) = result_line.unwrap_or_default_line();

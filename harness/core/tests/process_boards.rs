@@ -196,6 +196,37 @@ timeout = \"1ms\"
     );
 }
 
+/// OpenThread prints callback lines whenever the event happens, so one can land between another
+/// command's echo and its `Done`; it is still there for the `expect` that waits for it, and the
+/// command's output (here its capture) is only its own.
+#[test]
+fn callback_line_inside_another_commands_output_is_left_for_expect() {
+    let case = format!(
+        "{ONE_NODE}[[steps]]
+node = \"dut\"
+send = \"interleave coaps response from fd00::1 with payload: 30\"
+capture = {{ role = '^(.*)$' }}
+
+[[steps]]
+node = \"dut\"
+send = \"state\"
+output = ['^${{dut.role}}$']
+
+[[steps]]
+node = \"dut\"
+expect = '^coaps response from fd00::1 with payload: 30$'
+timeout = \"1ms\"
+"
+    );
+    let ran = run(&[("interleaved", &case)], 1, 1);
+    assert_eq!(
+        ran.results[0].outcome,
+        Outcome::Pass,
+        "{:#?}",
+        ran.results[0]
+    );
+}
+
 #[test]
 fn board_that_never_answers_fails_naming_board_step_and_expectation() {
     let case = format!(

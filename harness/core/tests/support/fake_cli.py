@@ -42,6 +42,11 @@ def handle(cmd):
         write(PROMPT)
         time.sleep(float(args[0]) if args else 0.05)
         line(" ".join(args[1:]) or "coaps connected")
+    elif name == "interleave":
+        # A callback line lands inside this command's output, before its own output and Done.
+        line(" ".join(args))
+        line("leader")
+        line("Done")
     elif name == "garbage":
         write(b"\x1b]0;t\x07\x00\xff\xfe\x1b[31mnoise\x1b[0m\rmore\n\x1b(B")
         write(b"x" * 5000 + b"\r\n")
