@@ -6,6 +6,8 @@
 //! `OT_HIL_MBEDTLS_PROGRAMS` at the directory it prints. Without that variable every test here
 //! prints a skip message and passes; with it set to a directory lacking the programs they fail.
 //!
+//! mbedtls' own ClientHello is also the oracle for the order of the engine's hello extensions.
+//!
 //! Each test starts its own mbedtls process on a free port and kills it when done, also on
 //! failure (the [`Child`] guard).
 
@@ -17,7 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::peer::{Child, accept_first, connect_to, drive, free_port};
-use ot_hil_dtls::{AlertDescription, CipherSuite, Config, Event};
+use ot_hil_dtls::transcript::{Body, Fields};
+use ot_hil_dtls::{
+    AlertDescription, CipherSuite, Config, Connection, Direction, Event, ExtensionType,
+    TranscriptBuilder,
+};
 
 const PASSWORD: &str = "J01NME";
 const WRONG_PASSWORD: &str = "J01NMF";
@@ -262,4 +268,77 @@ fn mbedtls_client_with_wrong_password_gets_fatal_alert() {
         "ssl_client2 {status:?}:\n{log}"
     );
     assert!(log.contains("-0x7780"), "ssl_client2:\n{log}");
+}
+
+/// Offered suites and extension types of the ClientHello in `datagram`, as an observer reads them.
+fn client_hello_shape(datagram: &[u8]) -> (Vec<CipherSuite>, Vec<ExtensionType>) {
+    let mut observer = TranscriptBuilder::new();
+    observer.observe(Direction::ClientToServer, datagram);
+    let t = observer.finish();
+    for e in &t.entries {
+        if let Body::Handshake { messages } = &e.body {
+            for m in messages {
+                if let Some(Fields::ClientHello {
+                    offered_suites,
+                    extensions,
+                    ..
+                }) = &m.fields
+                {
+                    return (offered_suites.clone(), extensions.clone());
+                }
+            }
+        }
+    }
+    panic!("no ClientHello in {datagram:02x?}");
+}
+
+/// mbedtls' own client is the oracle for how the engine lays out its ClientHello: the
+/// renegotiation SCSV last among the suites, and the extensions both send in the same order.
+/// (mbedtls 2.28's `ssl_client2` also sends session_ticket and, from its defaults, more
+/// signature pairs and curves; the order of the shared extensions is what mbedtls 3.1 keeps.)
+#[test]
+fn our_client_hello_is_laid_out_as_mbedtls_lays_out_its_own() {
+    let Some(dir) = programs() else { return };
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(LIMIT)).unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let client = start_client(&dir, port, PASSWORD);
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = sock
+        .recv_from(&mut buf)
+        .unwrap_or_else(|e| panic!("no ClientHello ({e}):\n{}", client.output()));
+    let (theirs_suites, theirs_exts) = client_hello_shape(&buf[..n]);
+
+    let mut ours = Connection::client(ecjpake_config(PASSWORD), std::time::Instant::now()).unwrap();
+    let (ours_suites, ours_exts) = client_hello_shape(&ours.poll_transmit().unwrap());
+
+    assert_eq!(
+        theirs_suites.last(),
+        Some(&CipherSuite::EMPTY_RENEGOTIATION_INFO_SCSV)
+    );
+    assert_eq!(
+        ours_suites, theirs_suites,
+        "both offer the one suite, then the SCSV"
+    );
+    let shared: Vec<ExtensionType> = theirs_exts
+        .iter()
+        .copied()
+        .filter(|e| ours_exts.contains(e))
+        .collect();
+    assert_eq!(
+        ours_exts, shared,
+        "ours {ours_exts:?}, mbedtls {theirs_exts:?}"
+    );
+    for needed in [
+        ExtensionType::SIGNATURE_ALGORITHMS,
+        ExtensionType::SUPPORTED_GROUPS,
+        ExtensionType::ECJPAKE_KKPP,
+        ExtensionType::ENCRYPT_THEN_MAC,
+        ExtensionType::EXTENDED_MASTER_SECRET,
+    ] {
+        assert!(
+            shared.contains(&needed),
+            "{needed} missing: {theirs_exts:?}"
+        );
+    }
 }
