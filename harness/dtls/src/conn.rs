@@ -21,7 +21,7 @@ use p256::ecdsa::VerifyingKey;
 use p256::elliptic_curve::Generate;
 use p256::elliptic_curve::sec1::ToSec1Point;
 
-use crate::cert::{ParsedCert, verify_chain, verify_signature};
+use crate::cert::{CertifiedKey, ParsedCert, verify_chain, verify_signature};
 use crate::codec::Codec;
 use crate::config::{ClientOffer, Config, EcjpakeBackend, select_suite};
 use crate::crypto::{
@@ -764,12 +764,9 @@ impl Connection {
             }
             (State::ExpectCertificateVerify(st), HandshakePayload::CertificateVerify(cv)) => {
                 // RFC 5246 §7.4.8: the signature covers all handshake messages before this one.
-                // mbedtls 3.1 takes any hash it can compute a handshake digest with
-                // (`mbedtls_ssl_set_calc_verify_md`), listed in its CertificateRequest or not.
-                if !matches!(
-                    cv.scheme,
-                    SignatureScheme::ECDSA_SHA256 | SignatureScheme::ECDSA_SHA384
-                ) {
+                // mbedtls 3.1 takes any pair it can check, listed in its CertificateRequest
+                // or not.
+                if !verifiable_certificate_verify(cv.scheme) {
                     return Err(Error::hs(
                         AlertDescription::ILLEGAL_PARAMETER,
                         format!("certificate verify signed with {}", cv.scheme),
@@ -1245,12 +1242,7 @@ impl Connection {
         {
             // mbedtls 3.1 signs with the suite's PRF hash: SHA-256 for the CCM-8 suites.
             let scheme = SignatureScheme::ECDSA_SHA256;
-            let signature = ck.sign(scheme, &self.hs.messages).ok_or_else(|| {
-                Error::hs(
-                    AlertDescription::INTERNAL_ERROR,
-                    format!("cannot sign with {scheme}"),
-                )
-            })?;
+            let signature = sign(ck, scheme, &self.hs.messages)?;
             self.queue_handshake(&HandshakePayload::CertificateVerify(CertificateVerify {
                 scheme,
                 signature,
@@ -1583,12 +1575,7 @@ impl Connection {
                 signed.extend_from_slice(&self.hs.client_random);
                 signed.extend_from_slice(&self.hs.server_random);
                 signed.extend_from_slice(&ske.params());
-                ske.signature = ck.sign(scheme, &signed).ok_or_else(|| {
-                    Error::hs(
-                        AlertDescription::INTERNAL_ERROR,
-                        format!("cannot sign with {scheme}"),
-                    )
-                })?;
+                ske.signature = sign(&ck, scheme, &signed)?;
                 self.queue_handshake(&HandshakePayload::ServerKeyExchange(
                     ServerKeyExchange::Ecdhe(ske),
                 ));
@@ -1796,24 +1783,36 @@ pub fn is_initial_client_hello(datagram: &[u8]) -> bool {
     })
 }
 
-/// RFC 4279 §2: `uint16 len || len zero bytes || uint16 len || psk`.
-/// The pairs a server lists in its CertificateRequest: mbedtls 3.1 keeps, from its hash list,
-/// those it can compute a handshake digest with (`mbedtls_ssl_set_calc_verify_md`: SHA-384
-/// and SHA-256).
+/// Whether mbedtls 3.1 can check a CertificateVerify made with `scheme`: it needs a running
+/// handshake digest of that hash (`mbedtls_ssl_set_calc_verify_md`: SHA-256 and SHA-384).
+fn verifiable_certificate_verify(scheme: SignatureScheme) -> bool {
+    matches!(
+        scheme,
+        SignatureScheme::ECDSA_SHA256 | SignatureScheme::ECDSA_SHA384
+    )
+}
+
+/// The pairs a server lists in its CertificateRequest: those of its list it can check.
 fn certificate_verify_schemes(config: &Config) -> Vec<SignatureScheme> {
     config
         .signature_algorithms
         .iter()
         .copied()
-        .filter(|s| {
-            matches!(
-                *s,
-                SignatureScheme::ECDSA_SHA256 | SignatureScheme::ECDSA_SHA384
-            )
-        })
+        .filter(|s| verifiable_certificate_verify(*s))
         .collect()
 }
 
+/// Sign handshake data with our certificate's key as `scheme` says.
+fn sign(key: &CertifiedKey, scheme: SignatureScheme, data: &[u8]) -> Result<Vec<u8>, Error> {
+    key.sign(scheme, data).ok_or_else(|| {
+        Error::hs(
+            AlertDescription::INTERNAL_ERROR,
+            format!("cannot sign with {scheme}"),
+        )
+    })
+}
+
+/// RFC 4279 §2: `uint16 len || len zero bytes || uint16 len || psk`.
 fn psk_premaster(psk: &[u8]) -> Vec<u8> {
     let n = psk.len().min(u16::MAX as usize);
     let mut out = Vec::with_capacity(4 + 2 * n);
