@@ -102,27 +102,48 @@ impl FaultState {
             return AfterFatal::Halt;
         };
         let k = &manifest.kconfig;
-        if manifest.profile == Profile::Ncs && k.bool("LOG") {
+        // The three messages are LOG_ERR calls (Zephyr `z_fatal_error`, NCS lib/fatal_error), so
+        // they print when logging is on with errors compiled in.
+        let errors_logged = match k.value("LOG_MAX_LEVEL") {
+            Some(KconfigValue::Int(level)) => level >= 1,
+            _ => true,
+        };
+        if manifest.profile == Profile::Ncs && k.bool("LOG") && errors_logged {
             let stamp = log_timestamp(self.uptime(now));
+            // Minimal mode prints `E: <message>` with printk; the default (deferred) mode
+            // prefixes a timestamp, the level and the module.
+            let error = |module: &str, message: &str| {
+                if k.bool("LOG_MODE_MINIMAL") {
+                    format!("E: {message}")
+                } else {
+                    format!("{stamp} <err> {module}: {message}")
+                }
+            };
             let lines = [
-                format!(
-                    "{stamp} <err> os: >>> ZEPHYR FATAL ERROR {}: {} on CPU 0",
-                    request.reason,
-                    request.reason_text()
+                error(
+                    "os",
+                    &format!(
+                        ">>> ZEPHYR FATAL ERROR {}: {} on CPU 0",
+                        request.reason,
+                        request.reason_text()
+                    ),
                 ),
                 // The shell thread runs the command that faulted.
-                format!("{stamp} <err> os: Current thread: 0x20003e48 (shell_uart)"),
+                error("os", "Current thread: 0x20003e48 (shell_uart)"),
+                error(
+                    "fatal_error",
+                    if reset_on_fatal_error(manifest) {
+                        "Resetting system"
+                    } else {
+                        "Halting system"
+                    },
+                ),
             ];
-            // Zephyr's log backend ends lines in "\r\n"; a fresh line first, as log output
-            // after a shell prompt starts with one.
+            // Both end lines in "\r\n"; a fresh line first, as log output after a shell
+            // prompt starts with one.
             shell::line(out, "");
             for l in &lines {
                 shell::line(out, l);
-            }
-            if reset_on_fatal_error(manifest) {
-                shell::line(out, &format!("{stamp} <err> fatal_error: Resetting system"));
-            } else {
-                shell::line(out, &format!("{stamp} <err> fatal_error: Halting system"));
             }
         }
         if reset_on_fatal_error(manifest) {

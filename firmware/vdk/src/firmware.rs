@@ -317,7 +317,21 @@ pub const KNOWN_SYMBOLS: &[KnownSymbol] = &[
         kind: SymbolKind::Bool,
         default: "n",
         modelled: true,
-        meaning: "Zephyr logging: a fatal error prints its `<err>` lines (fault injection `crash`)",
+        meaning: "Zephyr logging: a fatal error prints its error lines (fault injection `crash`)",
+    },
+    KnownSymbol {
+        name: "LOG_MODE_MINIMAL",
+        kind: SymbolKind::Bool,
+        default: "n",
+        modelled: true,
+        meaning: "log through printk as `E: message`, without timestamp and module",
+    },
+    KnownSymbol {
+        name: "LOG_MAX_LEVEL",
+        kind: SymbolKind::Int,
+        default: "4",
+        modelled: true,
+        meaning: "most verbose level compiled in (0 none, 1 errors, ... 4 debug)",
     },
     KnownSymbol {
         name: "RESET_ON_FATAL_ERROR",

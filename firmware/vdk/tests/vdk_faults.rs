@@ -15,13 +15,10 @@ fn spawn(dir: &Path, firmware: &Path) -> Dk {
 }
 
 /// A variant with Zephyr logging on (so the fatal error is printed) plus extra Kconfig lines.
+/// The NCS v2.2.0 sample (minimal logging, errors only) with `extra` Kconfig lines after it.
 fn logging_variant(dir: &Path, extra: &str) -> PathBuf {
     let base = std::fs::read_to_string(variant("ncs-v2.2.0.conf")).unwrap();
-    std::fs::write(
-        dir.join("v.conf"),
-        format!("{base}\nCONFIG_LOG=y\n{extra}\n"),
-    )
-    .unwrap();
+    std::fs::write(dir.join("v.conf"), format!("{base}\n{extra}\n")).unwrap();
     let manifest = dir.join("v.toml");
     std::fs::write(
         &manifest,
@@ -57,23 +54,47 @@ fn hang_silences_the_board_until_reset() {
     b.wait_for("Done", LONG).unwrap();
 }
 
+/// The sample logs through printk in minimal mode: `E: ` lines, no timestamp or module.
 #[test]
 fn crash_prints_the_zephyr_fatal_error_and_reboots() {
     let dir = short_tempdir();
-    let manifest = logging_variant(dir.path(), "");
-    let mut b = spawn(dir.path(), &manifest);
+    let mut b = spawn(dir.path(), &variant("ncs-v2.2.0.toml"));
     b.wait_for("uart:~$ ", LONG).unwrap();
     assert_eq!(b.control("crash 3"), "ok");
-    b.wait_for(
-        "<err> os: >>> ZEPHYR FATAL ERROR 3: Kernel oops on CPU 0",
-        LONG,
-    )
-    .unwrap();
-    b.wait_for("<err> fatal_error: Resetting system", LONG)
+    b.wait_for("E: >>> ZEPHYR FATAL ERROR 3: Kernel oops on CPU 0\n", LONG)
         .unwrap();
+    b.wait_for("E: Resetting system\n", LONG).unwrap();
     b.wait_for(BANNER, LONG).unwrap();
     b.wait_for("uart:~$ ", LONG).unwrap();
     assert!(b.control("crash x").starts_with("error "));
+}
+
+#[test]
+fn crash_in_deferred_log_mode_has_timestamp_level_and_module() {
+    let dir = short_tempdir();
+    let manifest = logging_variant(dir.path(), "CONFIG_LOG_MODE_MINIMAL=n");
+    let mut b = spawn(dir.path(), &manifest);
+    b.wait_for("uart:~$ ", LONG).unwrap();
+    assert_eq!(b.control("crash 3"), "ok");
+    let seen = b
+        .wait_for("<err> fatal_error: Resetting system", LONG)
+        .unwrap();
+    assert!(
+        seen.contains("] <err> os: >>> ZEPHYR FATAL ERROR 3: Kernel oops on CPU 0"),
+        "{seen:?}"
+    );
+    b.wait_for(BANNER, LONG).unwrap();
+}
+
+#[test]
+fn crash_with_errors_compiled_out_prints_nothing_and_reboots() {
+    let dir = short_tempdir();
+    let manifest = logging_variant(dir.path(), "CONFIG_LOG_MAX_LEVEL=0");
+    let mut b = spawn(dir.path(), &manifest);
+    b.wait_for("uart:~$ ", LONG).unwrap();
+    assert_eq!(b.control("crash 3"), "ok");
+    let seen = b.wait_for(BANNER, LONG).unwrap();
+    assert!(!seen.contains("FATAL"), "{seen:?}");
 }
 
 #[test]
