@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use ot_hil_dtls::cert::load_pem_roots;
 use ot_hil_dtls::{
-    CertifiedKey, CipherSuite, Config, Connection, EcjpakeBackend, Event, NamedGroup, ParsedCert,
-    Psk, SignatureScheme, SuitePreference, TimeCheck, Transcript,
+    CertifiedKey, CipherSuite, Config, Connection, EcjpakeBackend, Event, HelloLayout, NamedGroup,
+    ParsedCert, Psk, SignatureScheme, SuitePreference, TimeCheck, Transcript,
 };
 use ot_hil_wire::coap::{self, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use rand::Rng;
@@ -128,6 +128,9 @@ pub struct CoapsBuild {
     pub sha512: bool,
     /// `MBEDTLS_SHA384_C`.
     pub sha384: bool,
+    /// Whose ClientHello writer: NCS 2.1/2.2 ship mbedtls 3.1 (NCS fork), OpenThread today
+    /// vendors mbedtls 3.6.0 (`third_party/mbedtls/repo`).
+    pub hello_layout: HelloLayout,
 }
 
 fn kbool(k: &Kconfig, name: &str, default: bool) -> bool {
@@ -213,6 +216,11 @@ impl CoapsBuild {
             // PSA_WANT_ALG_SHA_512, which defaults to y. OpenThread's own config has neither.
             sha512: kbool(k, "MBEDTLS_SHA512_C", false) || kbool(k, "PSA_WANT_ALG_SHA_512", ncs),
             sha384: kbool(k, "MBEDTLS_SHA384_C", false),
+            hello_layout: if ncs {
+                HelloLayout::Mbedtls31
+            } else {
+                HelloLayout::Mbedtls36
+            },
         }
     }
 
@@ -353,6 +361,7 @@ pub fn dtls_config(
         encrypt_then_mac: build.encrypt_then_mac,
         signature_algorithms: build.signature_algorithms(),
         groups: vec![NamedGroup::SECP256R1],
+        hello_layout: build.hello_layout,
         ..Config::default()
     };
     let mut static_heap = 0usize;
@@ -1520,9 +1529,11 @@ mod tests {
             ncs.signature_algorithms,
             vec![S::ECDSA_SHA512, S::ECDSA_SHA256]
         );
+        assert_eq!(ncs.hello_layout, HelloLayout::Mbedtls31);
         let up = dtls_config(&build("upstream"), &Credentials::X509, true).unwrap();
         assert!(!up.extended_master_secret && !up.encrypt_then_mac);
         assert_eq!(up.signature_algorithms, vec![S::ECDSA_SHA256]);
+        assert_eq!(up.hello_layout, HelloLayout::Mbedtls36);
         let k = Kconfig::parse(
             Path::new("overlay.conf"),
             "CONFIG_PSA_WANT_ALG_SHA_512=n\n\

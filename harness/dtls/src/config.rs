@@ -36,6 +36,18 @@ pub enum EcjpakeBackend {
     UncheckedAlt,
 }
 
+/// Which mbedtls' ClientHello writer the engine follows for the order of the extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HelloLayout {
+    /// mbedtls 3.1 (`ssl_cli.c`, nRF Connect SDK 2.1/2.2): signature_algorithms, then
+    /// supported_groups, ec_point_formats, ecjpake_kkpp, encrypt_then_mac, extended_master_secret.
+    #[default]
+    Mbedtls31,
+    /// mbedtls 3.6 (`ssl_client.c` + `ssl_tls12_client.c`, vendored by OpenThread today):
+    /// supported_groups before signature_algorithms, then the TLS 1.2 extensions in 3.1's order.
+    Mbedtls36,
+}
+
 /// A pre-shared key and the identity that names it (RFC 4279).
 #[derive(Clone)]
 pub struct Psk {
@@ -106,6 +118,8 @@ pub struct Config {
     /// Client: offer encrypt_then_mac (RFC 7366, `MBEDTLS_SSL_ENCRYPT_THEN_MAC`). It applies to
     /// CBC suites only, so with the engine's AEAD suites a server never takes it.
     pub encrypt_then_mac: bool,
+    /// Client: the order its ClientHello extensions go out in.
+    pub hello_layout: HelloLayout,
 }
 
 impl Default for Config {
@@ -140,6 +154,7 @@ impl Default for Config {
             groups: vec![NamedGroup::SECP256R1],
             extended_master_secret: false,
             encrypt_then_mac: false,
+            hello_layout: HelloLayout::Mbedtls31,
         }
     }
 }

@@ -23,7 +23,7 @@ use p256::elliptic_curve::sec1::ToSec1Point;
 
 use crate::cert::{CertifiedKey, ParsedCert, verify_chain, verify_signature};
 use crate::codec::Codec;
-use crate::config::{ClientOffer, Config, EcjpakeBackend, select_suite};
+use crate::config::{ClientOffer, Config, EcjpakeBackend, HelloLayout, select_suite};
 use crate::crypto::{
     KeyBlock, RECORD_EXPANSION, RecordCipher, ReplayWindow, extended_master_secret, hmac_sha256,
     master_secret, sha256, verify_data,
@@ -956,13 +956,18 @@ impl Connection {
         // mbedtls 3.1 always appends the renegotiation SCSV to an initial ClientHello
         // (RFC 5746 §3.3), even when renegotiation is compiled out.
         suites.push(CipherSuite::EMPTY_RENEGOTIATION_INFO_SCSV);
-        // Extensions in the order mbedtls 3.1's `ssl_write_client_hello` writes them.
-        let mut extensions = Vec::new();
-        if !cfg.signature_algorithms.is_empty() {
-            extensions.push(Extension::signature_algorithms(&cfg.signature_algorithms));
+        // Extensions in the order the configured mbedtls writes them.
+        let signature_algorithms = (!cfg.signature_algorithms.is_empty())
+            .then(|| Extension::signature_algorithms(&cfg.signature_algorithms));
+        let supported_groups = ec.then(|| Extension::supported_groups(&cfg.groups));
+        let mut extensions: Vec<Extension> = match cfg.hello_layout {
+            HelloLayout::Mbedtls31 => [signature_algorithms, supported_groups],
+            HelloLayout::Mbedtls36 => [supported_groups, signature_algorithms],
         }
+        .into_iter()
+        .flatten()
+        .collect();
         if ec {
-            extensions.push(Extension::supported_groups(&cfg.groups));
             extensions.push(Extension::ec_point_formats());
         }
         if let Some(round_one) = ecjpake_kkpp {

@@ -66,7 +66,7 @@ pub mod rng;
 pub mod transcript;
 
 pub use cert::{CertifiedKey, ParsedCert, TimeCheck};
-pub use config::{Config, EcjpakeBackend, Psk, SuitePreference};
+pub use config::{Config, EcjpakeBackend, HelloLayout, Psk, SuitePreference};
 pub use conn::{Connection, Event, Role, is_initial_client_hello};
 pub use enums::*;
 pub use error::{CertError, CodecError, Error};

@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::*;
 use ot_hil_dtls::transcript::{Body, Fields};
 use ot_hil_dtls::{
-    AlertDescription, CipherSuite, Config, Connection, Event, SeededRng, SignatureScheme,
-    TimeCheck, TranscriptBuilder,
+    AlertDescription, CipherSuite, Config, Connection, Event, HelloLayout, SeededRng,
+    SignatureScheme, TimeCheck, TranscriptBuilder,
 };
 
 fn assert_connected(p: &Pair, suite: CipherSuite) {
@@ -698,6 +698,30 @@ fn certificate_request_names_the_servers_cas_and_verify_hashes() {
         t.contains("schemes=[ECDSA_SHA256] authorities=[CN=VendorCA,OU=YourOrgUnit,O=YourOrg,ST=YourState,C=ZY]"),
         "{t}"
     );
+}
+
+/// mbedtls 3.6 moved supported_groups ahead of signature_algorithms; the rest keeps 3.1's order.
+#[test]
+fn client_hello_extension_order_follows_the_mbedtls_layout() {
+    for (layout, order) in [
+        (
+            HelloLayout::Mbedtls31,
+            "ext=[SIGNATURE_ALGORITHMS,SUPPORTED_GROUPS,EC_POINT_FORMATS,EXTENDED_MASTER_SECRET]",
+        ),
+        (
+            HelloLayout::Mbedtls36,
+            "ext=[SUPPORTED_GROUPS,SIGNATURE_ALGORITHMS,EC_POINT_FORMATS,EXTENDED_MASTER_SECRET]",
+        ),
+    ] {
+        let (mut c, s) = x509_configs(false);
+        c.hello_layout = layout;
+        c.extended_master_secret = true;
+        let mut p = Pair::new(c, s);
+        p.pump();
+        assert_connected(&p, CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8);
+        let t = p.client.transcript().to_string();
+        assert!(t.lines().next().unwrap().contains(order), "{layout:?}\n{t}");
+    }
 }
 
 #[test]
