@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use ot_hil_dtls::cert::load_pem_roots;
 use ot_hil_dtls::{
-    CertifiedKey, CipherSuite, Config, Connection, EcjpakeBackend, Event, HelloLayout, NamedGroup,
-    ParsedCert, Psk, SignatureScheme, SuitePreference, TimeCheck, Transcript,
+    CertifiedKey, CipherSuite, Config, Connection, EcjpakeBackend, Event, HelloLayout, ParsedCert,
+    Psk, SignatureScheme, SuitePreference, TimeCheck, Transcript,
 };
 use ot_hil_wire::coap::{self, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use rand::Rng;
@@ -214,7 +214,8 @@ impl CoapsBuild {
             // NCS turns CONFIG_MBEDTLS_SHA512_C off for OpenThread, but nrf_security's
             // legacy_crypto_config.cmake defines MBEDTLS_SHA512_C again from
             // PSA_WANT_ALG_SHA_512, which defaults to y. OpenThread's own config has neither.
-            sha512: kbool(k, "MBEDTLS_SHA512_C", false) || kbool(k, "PSA_WANT_ALG_SHA_512", ncs),
+            sha512: kbool(k, "MBEDTLS_SHA512_C", false)
+                || (ncs && kbool(k, "PSA_WANT_ALG_SHA_512", true)),
             sha384: kbool(k, "MBEDTLS_SHA384_C", false),
             hello_layout: if ncs {
                 HelloLayout::Mbedtls31
@@ -360,7 +361,6 @@ pub fn dtls_config(
         extended_master_secret: build.extended_master_secret,
         encrypt_then_mac: build.encrypt_then_mac,
         signature_algorithms: build.signature_algorithms(),
-        groups: vec![NamedGroup::SECP256R1],
         hello_layout: build.hello_layout,
         ..Config::default()
     };

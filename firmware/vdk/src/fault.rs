@@ -139,9 +139,12 @@ impl FaultState {
                     },
                 ),
             ];
-            // Both end lines in "\r\n"; a fresh line first, as log output after a shell
-            // prompt starts with one.
-            shell::line(out, "");
+            // Both end lines in "\r\n". The shell's log backend starts a fresh line after a
+            // prompt; minimal mode's printk goes to the UART behind the shell's back, so its
+            // first line follows whatever was printed last (the prompt, typically).
+            if !k.bool("LOG_MODE_MINIMAL") {
+                shell::line(out, "");
+            }
             for l in &lines {
                 shell::line(out, l);
             }

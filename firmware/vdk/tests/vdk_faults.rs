@@ -14,7 +14,6 @@ fn spawn(dir: &Path, firmware: &Path) -> Dk {
     Dk::spawn(dir, "dut", None, Some(firmware))
 }
 
-/// A variant with Zephyr logging on (so the fatal error is printed) plus extra Kconfig lines.
 /// The NCS v2.2.0 sample (minimal logging, errors only) with `extra` Kconfig lines after it.
 fn logging_variant(dir: &Path, extra: &str) -> PathBuf {
     let base = std::fs::read_to_string(variant("ncs-v2.2.0.conf")).unwrap();

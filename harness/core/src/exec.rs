@@ -343,30 +343,20 @@ impl Executor {
                         // A callback line that arrived inside the command's window is neither
                         // its output nor claimed by it: an `expect` step may be waiting for it.
                         let profile = console.profile();
-                        let output = if end > first_out {
-                            texts(
-                                st.lines
-                                    .since(first_out)
-                                    .get(..end - first_out)
-                                    .unwrap_or(&[]),
-                            )
-                            .into_iter()
-                            .filter(|l| !profile.is_async_line(l))
-                            .collect()
-                        } else {
-                            vec![]
-                        };
-                        let result_line = st.lines.get(end).map(|l| (l.text.clone(), l.at));
+                        let mut output = Vec::new();
                         for i in echo_at.max(mark).min(end)..=end {
-                            let callback = i != end
-                                && st
-                                    .lines
-                                    .get(i)
-                                    .is_some_and(|l| profile.is_async_line(&l.text));
-                            if !callback {
-                                st.lines.claim(i);
+                            let Some(text) = st.lines.get(i).map(|l| l.text.clone()) else {
+                                continue;
+                            };
+                            if i != end && profile.is_async_line(&text) {
+                                continue;
+                            }
+                            st.lines.claim(i);
+                            if i >= first_out && i < end {
+                                output.push(text);
                             }
                         }
+                        let result_line = st.lines.get(end).map(|l| (l.text.clone(), l.at));
                         drop(st);
                         if *result != ResultExpectation::NoResult {
                             let (text, at) = result_line.unwrap_or_default_line();

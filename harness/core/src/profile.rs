@@ -101,4 +101,8 @@ const OPENTHREAD_CALLBACK_LINES: &[&str] = &[
     "coap receive response error ",
     "coap receive notification response error ",
     "Received ACK in reply to notification from ",
+    "Subscribing client",
+    // Block-wise transfer handlers (cli_coap.cpp / cli_coap_secure.cpp).
+    "received block: ",
+    "send block: ",
 ];

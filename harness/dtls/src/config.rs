@@ -105,18 +105,19 @@ pub struct Config {
     pub require_cookie: bool,
     /// Server only: key for cookies (HMAC-SHA256 over the client's hello parameters).
     pub cookie_secret: [u8; 32],
-    /// Client: the signature_algorithms list, written in every ClientHello when not empty
-    /// (mbedtls writes it whenever a certificate-based key exchange is compiled in, whatever
-    /// the offered suites). Server: the pairs it accepts and lists in a CertificateRequest.
+    /// mbedtls' hash list as ECDSA pairs (the engine signs with P-256 only). Client: written as
+    /// signature_algorithms in every ClientHello when not empty (mbedtls writes it whenever a
+    /// certificate-based key exchange is compiled in, whatever the offered suites). Server: the
+    /// hashes it signs its ServerKeyExchange with, and, of those, the SHA-256/384 ones it lists in
+    /// a CertificateRequest and accepts in a CertificateVerify.
     pub signature_algorithms: Vec<SignatureScheme>,
-    /// Client: the supported_groups list, sent when an EC suite is offered.
-    pub groups: Vec<NamedGroup>,
-    /// RFC 7627 extended master secret (`MBEDTLS_SSL_EXTENDED_MASTER_SECRET`): the client
-    /// offers it, the server takes it when offered; both then derive the master secret from
-    /// the session hash.
+    /// RFC 7627 extended master secret compiled in (`MBEDTLS_SSL_EXTENDED_MASTER_SECRET`, then
+    /// enabled by mbedtls' defaults): the client offers it, the server takes it when offered;
+    /// both then derive the master secret from the session hash. Off, the extension is unknown.
     pub extended_master_secret: bool,
-    /// Client: offer encrypt_then_mac (RFC 7366, `MBEDTLS_SSL_ENCRYPT_THEN_MAC`). It applies to
-    /// CBC suites only, so with the engine's AEAD suites a server never takes it.
+    /// encrypt_then_mac compiled in (RFC 7366, `MBEDTLS_SSL_ENCRYPT_THEN_MAC`): the client
+    /// offers it; it applies to CBC suites only, so with the engine's AEAD suites a server never
+    /// answers it.
     pub encrypt_then_mac: bool,
     /// Client: the order its ClientHello extensions go out in.
     pub hello_layout: HelloLayout,
@@ -151,7 +152,6 @@ impl Default for Config {
                 k
             },
             signature_algorithms: vec![SignatureScheme::ECDSA_SHA256],
-            groups: vec![NamedGroup::SECP256R1],
             extended_master_secret: false,
             encrypt_then_mac: false,
             hello_layout: HelloLayout::Mbedtls31,

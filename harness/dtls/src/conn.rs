@@ -764,9 +764,9 @@ impl Connection {
             }
             (State::ExpectCertificateVerify(st), HandshakePayload::CertificateVerify(cv)) => {
                 // RFC 5246 §7.4.8: the signature covers all handshake messages before this one.
-                // mbedtls 3.1 takes any pair it can check, listed in its CertificateRequest
-                // or not.
-                if !verifiable_certificate_verify(cv.scheme) {
+                // mbedtls 3.1 takes a hash it keeps a handshake digest of, which is what its
+                // CertificateRequest lists.
+                if !certificate_verify_schemes(&self.config).contains(&cv.scheme) {
                     return Err(Error::hs(
                         AlertDescription::ILLEGAL_PARAMETER,
                         format!("certificate verify signed with {}", cv.scheme),
@@ -959,7 +959,7 @@ impl Connection {
         // Extensions in the order the configured mbedtls writes them.
         let signature_algorithms = (!cfg.signature_algorithms.is_empty())
             .then(|| Extension::signature_algorithms(&cfg.signature_algorithms));
-        let supported_groups = ec.then(|| Extension::supported_groups(&cfg.groups));
+        let supported_groups = ec.then(|| Extension::supported_groups(&[NamedGroup::SECP256R1]));
         let mut extensions: Vec<Extension> = match cfg.hello_layout {
             HelloLayout::Mbedtls31 => [signature_algorithms, supported_groups],
             HelloLayout::Mbedtls36 => [supported_groups, signature_algorithms],
@@ -1019,10 +1019,11 @@ impl Connection {
         Ok(())
     }
 
-    /// mbedtls `ssl_parse_encrypt_then_mac_ext` / `ssl_parse_extended_ms_ext`: an answer to an
-    /// extension we did not send, or one with a body, is fatal (unsupported_extension).
+    /// mbedtls `ssl_parse_encrypt_then_mac_ext` / `ssl_parse_extended_ms_ext`: with the feature
+    /// compiled in (and so enabled and offered), an answer with a body is fatal
+    /// (unsupported_extension); compiled out, the extension is unknown and ignored.
     fn client_hello_extensions_answered(&mut self, extensions: &[Extension]) -> Result<(), Error> {
-        for (typ, offered) in [
+        for (typ, compiled_in) in [
             (
                 ExtensionType::ENCRYPT_THEN_MAC,
                 self.config.encrypt_then_mac,
@@ -1032,8 +1033,9 @@ impl Connection {
                 self.config.extended_master_secret,
             ),
         ] {
-            if let Some(ext) = find_extension(extensions, typ)
-                && (!offered || !ext.data.is_empty())
+            if compiled_in
+                && let Some(ext) = find_extension(extensions, typ)
+                && !ext.data.is_empty()
             {
                 return Err(Error::hs(
                     AlertDescription::UNSUPPORTED_EXTENSION,
@@ -1042,8 +1044,8 @@ impl Connection {
             }
         }
         // encrypt_then_mac changes nothing for the AEAD suites the engine knows.
-        self.hs.extended_master_secret =
-            find_extension(extensions, ExtensionType::EXTENDED_MASTER_SECRET).is_some();
+        self.hs.extended_master_secret = self.config.extended_master_secret
+            && find_extension(extensions, ExtensionType::EXTENDED_MASTER_SECRET).is_some();
         Ok(())
     }
 
@@ -1423,6 +1425,28 @@ impl Connection {
         let groups = find_extension(&ch.extensions, ExtensionType::SUPPORTED_GROUPS)
             .map(|e| Extension::read_supported_groups(&e.data))
             .transpose()?;
+        // mbedtls `ssl_parse_encrypt_then_mac_ext` / `ssl_parse_extended_ms_ext`, parsed with the
+        // other extensions before a suite is chosen: when compiled in, a body is a decode_error;
+        // RFC 7627 (§5.2) is taken when offered. Compiled out, both are unknown and ignored.
+        for (typ, compiled_in) in [
+            (ExtensionType::ENCRYPT_THEN_MAC, cfg.encrypt_then_mac),
+            (
+                ExtensionType::EXTENDED_MASTER_SECRET,
+                cfg.extended_master_secret,
+            ),
+        ] {
+            if compiled_in
+                && let Some(ext) = find_extension(&ch.extensions, typ)
+                && !ext.data.is_empty()
+            {
+                return Err(Error::hs(
+                    AlertDescription::DECODE_ERROR,
+                    format!("{typ} extension with a body"),
+                ));
+            }
+        }
+        self.hs.extended_master_secret = cfg.extended_master_secret
+            && find_extension(&ch.extensions, ExtensionType::EXTENDED_MASTER_SECRET).is_some();
         // mbedtls ssl_parse_ecjpake_kkpp: KKPP_OK only with a password and a verified round one.
         let mut kkpp_ok = false;
         if let (Some(ext), Some(pw)) = (
@@ -1481,18 +1505,8 @@ impl Connection {
                 data: vec![0],
             });
         }
-        // RFC 7627 §5.2 (mbedtls `ssl_parse_extended_ms_ext`): taken when offered and enabled.
-        if let Some(ext) = find_extension(&ch.extensions, ExtensionType::EXTENDED_MASTER_SECRET) {
-            if !ext.data.is_empty() {
-                return Err(Error::hs(
-                    AlertDescription::DECODE_ERROR,
-                    "extended_master_secret extension with a body",
-                ));
-            }
-            if cfg.extended_master_secret {
-                self.hs.extended_master_secret = true;
-                extensions.push(Extension::empty(ExtensionType::EXTENDED_MASTER_SECRET));
-            }
+        if self.hs.extended_master_secret {
+            extensions.push(Extension::empty(ExtensionType::EXTENDED_MASTER_SECRET));
         }
         if matches!(kx, KeyExchange::EcdheEcdsa | KeyExchange::Ecjpake)
             && find_extension(&ch.extensions, ExtensionType::EC_POINT_FORMATS).is_some()
@@ -1788,22 +1802,20 @@ pub fn is_initial_client_hello(datagram: &[u8]) -> bool {
     })
 }
 
-/// Whether mbedtls 3.1 can check a CertificateVerify made with `scheme`: it needs a running
-/// handshake digest of that hash (`mbedtls_ssl_set_calc_verify_md`: SHA-256 and SHA-384).
-fn verifiable_certificate_verify(scheme: SignatureScheme) -> bool {
-    matches!(
-        scheme,
-        SignatureScheme::ECDSA_SHA256 | SignatureScheme::ECDSA_SHA384
-    )
-}
-
-/// The pairs a server lists in its CertificateRequest: those of its list it can check.
+/// The pairs a server lists in its CertificateRequest and accepts in a CertificateVerify: those
+/// of its list whose hash mbedtls 3.1 keeps a handshake digest of (`mbedtls_ssl_set_calc_verify_md`:
+/// SHA-256, and SHA-384 when compiled in, i.e. listed).
 fn certificate_verify_schemes(config: &Config) -> Vec<SignatureScheme> {
     config
         .signature_algorithms
         .iter()
         .copied()
-        .filter(|s| verifiable_certificate_verify(*s))
+        .filter(|s| {
+            matches!(
+                *s,
+                SignatureScheme::ECDSA_SHA256 | SignatureScheme::ECDSA_SHA384
+            )
+        })
         .collect()
 }
 

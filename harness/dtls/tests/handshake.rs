@@ -656,7 +656,7 @@ fn server_signs_with_the_clients_first_shared_ecdsa_hash() {
             ECDSA_SHA384,
         ),
     ] {
-        let (mut c, mut s) = x509_configs(true);
+        let (mut c, mut s) = x509_configs(false);
         c.signature_algorithms = client.clone();
         s.signature_algorithms = server.clone();
         let mut p = Pair::new(c, s);
@@ -724,46 +724,144 @@ fn client_hello_extension_order_follows_the_mbedtls_layout() {
     }
 }
 
-#[test]
-fn answer_to_an_extension_not_offered_is_unsupported_extension() {
-    // mbedtls `ssl_parse_extended_ms_ext`: a ServerHello carrying extended_master_secret to a
-    // client that did not offer it ends the handshake.
+/// One plaintext handshake record (epoch 0) carrying `body` as a `msg_type` message.
+fn handshake_record(msg_type: ot_hil_dtls::HandshakeType, seq: u16, body: &[u8]) -> Vec<u8> {
     use ot_hil_dtls::codec::Codec;
-    use ot_hil_dtls::messages::{Extension, RecordHeader, ServerHello, encode_handshake};
-    let (c, _) = x509_configs(false);
-    let now = std::time::Instant::now();
-    let mut client = Connection::client_with_rng(Arc::new(c), now, SeededRng::boxed(3)).unwrap();
-    assert!(client.poll_transmit().is_some(), "ClientHello");
-    let sh = ServerHello {
-        server_version: ot_hil_dtls::ProtocolVersion::DTLS1_2,
-        random: [5; 32],
-        session_id: Vec::new(),
-        cipher_suite: CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8,
-        compression_method: 0,
-        extensions: vec![Extension::empty(
-            ot_hil_dtls::ExtensionType::EXTENDED_MASTER_SECRET,
-        )],
-    };
-    let hs = encode_handshake(
-        ot_hil_dtls::HandshakeType::SERVER_HELLO,
-        0,
-        &sh.get_encoding(),
-    );
-    let mut rec = RecordHeader {
+    let hs = ot_hil_dtls::messages::encode_handshake(msg_type, seq, body);
+    let mut rec = ot_hil_dtls::messages::RecordHeader {
         content_type: ot_hil_dtls::ContentType::HANDSHAKE,
         version: ot_hil_dtls::ProtocolVersion::DTLS1_2,
         epoch: 0,
-        sequence: 0,
+        sequence: u64::from(seq),
         length: hs.len() as u16,
     }
     .get_encoding();
     rec.extend(hs);
-    client.handle_datagram(now, &rec);
-    let mut events = Vec::new();
-    while let Some(e) = client.poll_event() {
-        events.push(e);
+    rec
+}
+
+fn events_of(conn: &mut Connection) -> Vec<Event> {
+    std::iter::from_fn(|| conn.poll_event()).collect()
+}
+
+/// mbedtls `ssl_parse_extended_ms_ext` on the client: compiled out, a ServerHello's
+/// extended_master_secret is an unknown extension and ignored; compiled in, one with a body is
+/// unsupported_extension.
+#[test]
+fn client_checks_an_extended_master_secret_answer_only_when_compiled_in() {
+    use ot_hil_dtls::codec::Codec;
+    use ot_hil_dtls::messages::{Extension, ServerHello};
+    for (ems, body, failure) in [
+        (false, vec![], None),
+        (false, vec![0], None),
+        (true, vec![0], Some(AlertDescription::UNSUPPORTED_EXTENSION)),
+    ] {
+        let (mut c, _) = x509_configs(false);
+        c.extended_master_secret = ems;
+        let now = std::time::Instant::now();
+        let mut client =
+            Connection::client_with_rng(Arc::new(c), now, SeededRng::boxed(3)).unwrap();
+        assert!(client.poll_transmit().is_some(), "ClientHello");
+        let sh = ServerHello {
+            server_version: ot_hil_dtls::ProtocolVersion::DTLS1_2,
+            random: [5; 32],
+            session_id: Vec::new(),
+            cipher_suite: CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8,
+            compression_method: 0,
+            extensions: vec![Extension {
+                typ: ot_hil_dtls::ExtensionType::EXTENDED_MASTER_SECRET,
+                data: body,
+            }],
+        };
+        client.handle_datagram(
+            now,
+            &handshake_record(
+                ot_hil_dtls::HandshakeType::SERVER_HELLO,
+                0,
+                &sh.get_encoding(),
+            ),
+        );
+        let events = events_of(&mut client);
+        match failure {
+            Some(alert) => assert_last_failed_with(&events, alert),
+            None => {
+                assert!(events.is_empty(), "{events:?}");
+                assert!(client.is_handshaking() && !client.uses_extended_master_secret());
+            }
+        }
     }
-    assert_last_failed_with(&events, AlertDescription::UNSUPPORTED_EXTENSION);
+}
+
+/// The same on the server, before any suite is chosen: a body is a decode_error when the
+/// feature is compiled in, nothing when it is not.
+#[test]
+fn server_checks_extended_master_secret_and_encrypt_then_mac_only_when_compiled_in() {
+    use ot_hil_dtls::codec::Codec;
+    use ot_hil_dtls::messages::{ClientHello, Extension};
+    for typ in [
+        ot_hil_dtls::ExtensionType::EXTENDED_MASTER_SECRET,
+        ot_hil_dtls::ExtensionType::ENCRYPT_THEN_MAC,
+    ] {
+        for compiled_in in [false, true] {
+            let (_, mut s) = x509_configs(false);
+            s.require_cookie = false;
+            s.extended_master_secret = compiled_in;
+            s.encrypt_then_mac = compiled_in;
+            let now = std::time::Instant::now();
+            let mut server =
+                Connection::server_with_rng(Arc::new(s), now, b"peer", SeededRng::boxed(4))
+                    .unwrap();
+            let ch = ClientHello {
+                client_version: ot_hil_dtls::ProtocolVersion::DTLS1_2,
+                random: [7; 32],
+                session_id: Vec::new(),
+                cookie: Vec::new(),
+                cipher_suites: vec![CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8],
+                compression_methods: vec![0],
+                extensions: vec![
+                    Extension::signature_algorithms(&[SignatureScheme::ECDSA_SHA256]),
+                    Extension::supported_groups(&[ot_hil_dtls::NamedGroup::SECP256R1]),
+                    Extension { typ, data: vec![0] },
+                ],
+            };
+            server.handle_datagram(
+                now,
+                &handshake_record(
+                    ot_hil_dtls::HandshakeType::CLIENT_HELLO,
+                    0,
+                    &ch.get_encoding(),
+                ),
+            );
+            let events = events_of(&mut server);
+            if compiled_in {
+                assert_last_failed_with(&events, AlertDescription::DECODE_ERROR);
+            } else {
+                assert!(events.is_empty(), "{typ}: {events:?}");
+                assert_eq!(
+                    server.suite(),
+                    Some(CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8)
+                );
+            }
+        }
+    }
+}
+
+/// mbedtls 3.1 signs a CertificateVerify with the suite's hash (SHA-256 here); a server that
+/// keeps no SHA-256 handshake digest (its list has SHA-384 only) rejects it.
+#[test]
+fn certificate_verify_with_a_hash_the_server_does_not_list_is_illegal_parameter() {
+    let (mut c, mut s) = x509_configs(true);
+    c.signature_algorithms = vec![SignatureScheme::ECDSA_SHA256, SignatureScheme::ECDSA_SHA384];
+    s.signature_algorithms = vec![SignatureScheme::ECDSA_SHA384];
+    let mut p = Pair::new(c, s);
+    p.pump();
+    assert_last_failed_with(&p.server_events, AlertDescription::ILLEGAL_PARAMETER);
+    let t = p.client.transcript().to_string();
+    assert!(t.contains("signed ECDSA_SHA384"), "{t}");
+    assert!(
+        t.contains("CERTIFICATE_VERIFY seq=") && t.contains("scheme=ECDSA_SHA256"),
+        "{t}"
+    );
 }
 
 #[test]

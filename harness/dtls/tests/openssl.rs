@@ -307,7 +307,9 @@ fn ecdhe_ecdsa_client_vs_openssl_server() {
 }
 
 /// OpenSSL offers and takes RFC 7627 by default: a handshake that completes (both Finished
-/// messages verified) shows our session-hash master secret matches OpenSSL's.
+/// messages verified) shows our session-hash master secret matches OpenSSL's. Both sides
+/// authenticate, so the session hash covers the client's Certificate and not its
+/// CertificateVerify, which follows the ClientKeyExchange.
 #[test]
 fn extended_master_secret_with_openssl_server() {
     if !openssl_available() {
@@ -315,13 +317,19 @@ fn extended_master_secret_with_openssl_server() {
     }
     let cfg = Config {
         extended_master_secret: true,
+        certificate: Some(certified("v1leaf.pem", "v1leaf.key")),
         ..localhost_client()
     };
+    let mut args = ecdhe_server_args(free_port());
+    args.extend(s(&["-Verify", "1", "-CAfile", &format!("{DATA}/ca.pem")]));
     let mut used = false;
-    client_vs_s_server_then(cfg, ecdhe_server_args(free_port()), true, |c| {
-        used = c.uses_extended_master_secret()
-    });
+    let (_, out) =
+        client_vs_s_server_then(cfg, args, true, |c| used = c.uses_extended_master_secret());
     assert!(used, "s_server did not take extended_master_secret");
+    assert!(
+        out.contains("PXC3.E75-100A"),
+        "s_server saw no client certificate: {out}"
+    );
 }
 
 #[test]
@@ -329,9 +337,10 @@ fn extended_master_secret_with_openssl_client() {
     if !openssl_available() {
         return;
     }
-    let (_, mut server) = x509_configs(false);
+    let (_, mut server) = x509_configs(true);
     server.extended_master_secret = true;
-    let out = s_client_verifying_our_certificate(server, &[]);
+    let (cert, key) = (format!("{DATA}/v1leaf.pem"), format!("{DATA}/v1leaf.key"));
+    let out = s_client_verifying_our_certificate(server, &["-cert", &cert, "-key", &key]);
     assert!(out.contains("Extended master secret: yes"), "{out}");
 }
 
