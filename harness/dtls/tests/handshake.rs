@@ -552,21 +552,7 @@ fn relaxed_server_picks_ecjpake_without_extension() {
             ..ch.clone()
         }
         .get_encoding();
-        let hs = ot_hil_dtls::messages::encode_handshake(
-            ot_hil_dtls::HandshakeType::CLIENT_HELLO,
-            seq,
-            &body,
-        );
-        let mut rec = ot_hil_dtls::messages::RecordHeader {
-            content_type: ot_hil_dtls::ContentType::HANDSHAKE,
-            version: ot_hil_dtls::ProtocolVersion::DTLS1_2,
-            epoch: 0,
-            sequence: u64::from(seq),
-            length: hs.len() as u16,
-        }
-        .get_encoding();
-        rec.extend(hs);
-        rec
+        handshake_record(ot_hil_dtls::HandshakeType::CLIENT_HELLO, seq, &body)
     };
     let first = record(Vec::new(), 0);
     observer.observe(ot_hil_dtls::Direction::ClientToServer, &first);
