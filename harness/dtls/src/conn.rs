@@ -1397,9 +1397,11 @@ impl Connection {
         self.check_unset_ecjpake_extension(&ch)?;
         let cookie = self.cookie_for(&ch);
         if self.config.require_cookie && ch.cookie != cookie {
-            // RFC 6347 §4.2.1: stateless, not part of the Finished hash, not retransmitted.
+            // RFC 6347 §4.2.1: stateless, not part of the Finished hash, not retransmitted. The
+            // RFC suggests version 1.0 here; mbedtls writes the version it negotiates (1.2 for
+            // OpenThread, `ssl_write_hello_verify_request`: "the most interoperable thing").
             let hvr = HelloVerifyRequest {
-                server_version: ProtocolVersion::DTLS1_0,
+                server_version: VERSION,
                 cookie,
             };
             let full = encode_handshake(
@@ -1545,10 +1547,13 @@ impl Connection {
                 });
             }
         }
+        // mbedtls gives every new session a 32-byte random id (no session tickets configured),
+        // though OpenThread never resumes one.
+        let session_id = self.random32().to_vec();
         let sh = ServerHello {
             server_version: VERSION,
             random: self.hs.server_random,
-            session_id: Vec::new(),
+            session_id,
             cipher_suite: suite,
             compression_method: 0,
             extensions,

@@ -832,6 +832,53 @@ fn server_checks_extended_master_secret_and_encrypt_then_mac_only_when_compiled_
     }
 }
 
+/// The first handshake message of `msg_type` in `datagram`s from one side: its body.
+fn first_message(datagrams: &[Vec<u8>], msg_type: ot_hil_dtls::HandshakeType) -> Vec<u8> {
+    use ot_hil_dtls::codec::{Codec, Reader};
+    use ot_hil_dtls::messages::{HandshakeHeader, split_records};
+    for d in datagrams {
+        for rec in split_records(d).0 {
+            let mut r = Reader::new(rec.fragment);
+            if let Ok(h) = HandshakeHeader::read(&mut r)
+                && h.msg_type == msg_type
+            {
+                return r.rest().to_vec();
+            }
+        }
+    }
+    panic!("no {msg_type} in {datagrams:02x?}");
+}
+
+/// As mbedtls 3.1's server: the HelloVerifyRequest carries the negotiated version (DTLS 1.2,
+/// not the 1.0 RFC 6347 suggests) and the ServerHello a 32-byte random session id.
+#[test]
+fn hello_verify_request_version_and_server_hello_session_id_as_mbedtls() {
+    use ot_hil_dtls::codec::Codec;
+    use ot_hil_dtls::messages::{HelloVerifyRequest, ServerHello};
+    let mut from_server = Vec::new();
+    let mut p = Pair::new(psk_config(), psk_config());
+    p.pump_with(|c2s, d| {
+        if !c2s {
+            from_server.push(d.clone());
+        }
+        Some(d)
+    });
+    assert_connected(&p, CipherSuite::PSK_WITH_AES_128_CCM_8);
+    let hvr = HelloVerifyRequest::read_bytes(&first_message(
+        &from_server,
+        ot_hil_dtls::HandshakeType::HELLO_VERIFY_REQUEST,
+    ))
+    .unwrap();
+    assert_eq!(hvr.server_version, ot_hil_dtls::ProtocolVersion::DTLS1_2);
+    let sh = ServerHello::read_bytes(&first_message(
+        &from_server,
+        ot_hil_dtls::HandshakeType::SERVER_HELLO,
+    ))
+    .unwrap();
+    assert_eq!(sh.session_id.len(), 32);
+    assert_ne!(sh.session_id, [0; 32]);
+}
+
 /// mbedtls 3.1 signs a CertificateVerify with the suite's hash (SHA-256 here); a server that
 /// keeps no SHA-256 handshake digest (its list has SHA-384 only) rejects it.
 #[test]
