@@ -1023,25 +1023,11 @@ impl Connection {
     /// compiled in (and so enabled and offered), an answer with a body is fatal
     /// (unsupported_extension); compiled out, the extension is unknown and ignored.
     fn client_hello_extensions_answered(&mut self, extensions: &[Extension]) -> Result<(), Error> {
-        for (typ, compiled_in) in [
-            (
-                ExtensionType::ENCRYPT_THEN_MAC,
-                self.config.encrypt_then_mac,
-            ),
-            (
-                ExtensionType::EXTENDED_MASTER_SECRET,
-                self.config.extended_master_secret,
-            ),
-        ] {
-            if compiled_in
-                && let Some(ext) = find_extension(extensions, typ)
-                && !ext.data.is_empty()
-            {
-                return Err(Error::hs(
-                    AlertDescription::UNSUPPORTED_EXTENSION,
-                    format!("non-matching {typ} extension in the server hello"),
-                ));
-            }
+        if let Some(typ) = flag_extension_with_body(&self.config, extensions) {
+            return Err(Error::hs(
+                AlertDescription::UNSUPPORTED_EXTENSION,
+                format!("non-matching {typ} extension in the server hello"),
+            ));
         }
         // encrypt_then_mac changes nothing for the AEAD suites the engine knows.
         self.hs.extended_master_secret = self.config.extended_master_secret
@@ -1430,22 +1416,11 @@ impl Connection {
         // mbedtls `ssl_parse_encrypt_then_mac_ext` / `ssl_parse_extended_ms_ext`, parsed with the
         // other extensions before a suite is chosen: when compiled in, a body is a decode_error;
         // RFC 7627 (§5.2) is taken when offered. Compiled out, both are unknown and ignored.
-        for (typ, compiled_in) in [
-            (ExtensionType::ENCRYPT_THEN_MAC, cfg.encrypt_then_mac),
-            (
-                ExtensionType::EXTENDED_MASTER_SECRET,
-                cfg.extended_master_secret,
-            ),
-        ] {
-            if compiled_in
-                && let Some(ext) = find_extension(&ch.extensions, typ)
-                && !ext.data.is_empty()
-            {
-                return Err(Error::hs(
-                    AlertDescription::DECODE_ERROR,
-                    format!("{typ} extension with a body"),
-                ));
-            }
+        if let Some(typ) = flag_extension_with_body(&cfg, &ch.extensions) {
+            return Err(Error::hs(
+                AlertDescription::DECODE_ERROR,
+                format!("{typ} extension with a body"),
+            ));
         }
         self.hs.extended_master_secret = cfg.extended_master_secret
             && find_extension(&ch.extensions, ExtensionType::EXTENDED_MASTER_SECRET).is_some();
@@ -1822,6 +1797,23 @@ fn certificate_verify_schemes(config: &Config) -> Vec<SignatureScheme> {
             )
         })
         .collect()
+}
+
+/// The first of encrypt_then_mac / extended_master_secret that is compiled in and came with a
+/// body: both are flags, empty in both directions (RFC 7366 §2, RFC 7627 §5.1).
+fn flag_extension_with_body(config: &Config, extensions: &[Extension]) -> Option<ExtensionType> {
+    [
+        (ExtensionType::ENCRYPT_THEN_MAC, config.encrypt_then_mac),
+        (
+            ExtensionType::EXTENDED_MASTER_SECRET,
+            config.extended_master_secret,
+        ),
+    ]
+    .into_iter()
+    .find(|&(typ, compiled_in)| {
+        compiled_in && find_extension(extensions, typ).is_some_and(|e| !e.data.is_empty())
+    })
+    .map(|(typ, _)| typ)
 }
 
 /// Sign handshake data with our certificate's key as `scheme` says.
