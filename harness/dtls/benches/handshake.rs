@@ -6,33 +6,14 @@ mod common;
 
 use std::hint::black_box;
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::peer::{Child, free_port};
-use common::{DATA, certified, ecjpake_config, psk_config, read};
+use common::peer::{Child, free_port, openssl_available};
+use common::{DATA, ecjpake_config, psk_config, read, x509_configs};
 use criterion::{Criterion, criterion_group, criterion_main};
 use ot_hil_dtls::cert::load_pem_roots;
-use ot_hil_dtls::{CipherSuite, Config, Connection, Event, SeededRng, TimeCheck};
-
-fn x509() -> (Config, Config) {
-    let roots = load_pem_roots(&read("ca.pem")).unwrap();
-    let server = Config {
-        suites: vec![CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8],
-        certificate: Some(certified("v1leaf.pem", "v1leaf.key")),
-        verify_peer: false,
-        ..Config::default()
-    };
-    let client = Config {
-        suites: vec![CipherSuite::ECDHE_ECDSA_WITH_AES_128_CCM_8],
-        trusted_roots: roots,
-        server_name: Some("PXC3.E75-100A".into()),
-        time_check: TimeCheck::Skip,
-        ..Config::default()
-    };
-    (client, server)
-}
+use ot_hil_dtls::{CipherSuite, Config, Connection, Event, SeededRng};
 
 /// One complete in-memory handshake (cookie exchange included).
 fn handshake(client: &Arc<Config>, server: &Arc<Config>, seed: u64) {
@@ -64,7 +45,7 @@ fn in_memory(cr: &mut Criterion) {
     g.sample_size(20);
     let p = Arc::new(psk_config());
     g.bench_function("psk", |b| b.iter(|| handshake(&p, &p, 1)));
-    let (c, s) = x509();
+    let (c, s) = x509_configs(false);
     let (c, s) = (Arc::new(c), Arc::new(s));
     g.bench_function("ecdhe_ecdsa", |b| b.iter(|| handshake(&c, &s, 1)));
     let j = Arc::new(ecjpake_config(b"J01NME"));
@@ -73,13 +54,7 @@ fn in_memory(cr: &mut Criterion) {
 }
 
 fn openssl_loopback(cr: &mut Criterion) {
-    if Command::new("openssl")
-        .arg("version")
-        .stdout(Stdio::null())
-        .status()
-        .is_err()
-    {
-        eprintln!("SKIPPED: openssl not installed");
+    if !openssl_available() {
         return;
     }
     let addr = format!("127.0.0.1:{}", free_port());

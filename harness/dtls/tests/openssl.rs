@@ -7,7 +7,6 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,19 +16,6 @@ use ot_hil_dtls::cert::load_pem_roots;
 use ot_hil_dtls::{
     AlertDescription, CipherSuite, Config, Connection, Event, SignatureScheme, TimeCheck,
 };
-
-fn openssl_available() -> bool {
-    let ok = Command::new("openssl")
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        eprintln!("SKIPPED: `openssl` is not installed; install it to run the interop tests");
-    }
-    ok
-}
 
 fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()

@@ -10,6 +10,20 @@ use std::time::{Duration, Instant};
 
 use ot_hil_dtls::{Config, Connection, Event};
 
+/// Whether the `openssl` program is there; says so (and that the caller skips) when it is not.
+pub fn openssl_available() -> bool {
+    let ok = Command::new("openssl")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !ok {
+        eprintln!("SKIPPED: `openssl` is not installed; install it to run the interop tests");
+    }
+    ok
+}
+
 pub fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
