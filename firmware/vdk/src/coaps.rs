@@ -214,9 +214,8 @@ impl CoapsBuild {
             // NCS turns CONFIG_MBEDTLS_SHA512_C off for OpenThread, but nrf_security's
             // legacy_crypto_config.cmake defines MBEDTLS_SHA512_C again from
             // PSA_WANT_ALG_SHA_512, which defaults to y. OpenThread's own config has neither.
-            sha512: kbool(k, "MBEDTLS_SHA512_C", false)
-                || (ncs && kbool(k, "PSA_WANT_ALG_SHA_512", true)),
-            sha384: kbool(k, "MBEDTLS_SHA384_C", false),
+            sha512: k.bool("MBEDTLS_SHA512_C") || (ncs && k.bool("PSA_WANT_ALG_SHA_512")),
+            sha384: k.bool("MBEDTLS_SHA384_C"),
             hello_layout: if ncs {
                 HelloLayout::Mbedtls31
             } else {

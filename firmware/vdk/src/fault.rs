@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::firmware::{KconfigValue, Manifest, Profile};
+use crate::firmware::{Manifest, Profile};
 use crate::shell;
 
 /// Zephyr's `k_fatal_error_reason` codes with the text `reason_to_str()` prints for them.
@@ -104,16 +104,16 @@ impl FaultState {
         let k = &manifest.kconfig;
         // The three messages are LOG_ERR calls (Zephyr `z_fatal_error`, NCS lib/fatal_error), so
         // they print when logging is on with errors compiled in.
-        let errors_logged = match k.value("LOG_MAX_LEVEL") {
-            Some(KconfigValue::Int(level)) => level >= 1,
-            _ => true,
-        };
+        let errors_logged = k.int("LOG_MAX_LEVEL").is_none_or(|level| level >= 1);
+        // NCS's `CONFIG_RESET_ON_FATAL_ERROR` is on unless a fragment turns it off.
+        let reset = k.bool("RESET_ON_FATAL_ERROR");
+        let minimal = k.bool("LOG_MODE_MINIMAL");
         if manifest.profile == Profile::Ncs && k.bool("LOG") && errors_logged {
             let stamp = log_timestamp(self.uptime(now));
             // Minimal mode prints `E: <message>` with printk; the default (deferred) mode
             // prefixes a timestamp, the level and the module.
             let error = |module: &str, message: &str| {
-                if k.bool("LOG_MODE_MINIMAL") {
+                if minimal {
                     format!("E: {message}")
                 } else {
                     format!("{stamp} <err> {module}: {message}")
@@ -132,7 +132,7 @@ impl FaultState {
                 error("os", "Current thread: 0x20003e48 (shell_uart)"),
                 error(
                     "fatal_error",
-                    if reset_on_fatal_error(manifest) {
+                    if reset {
                         "Resetting system"
                     } else {
                         "Halting system"
@@ -142,27 +142,19 @@ impl FaultState {
             // Both end lines in "\r\n". The shell's log backend starts a fresh line after a
             // prompt; minimal mode's printk goes to the UART behind the shell's back, so its
             // first line follows whatever was printed last (the prompt, typically).
-            if !k.bool("LOG_MODE_MINIMAL") {
+            if !minimal {
                 shell::line(out, "");
             }
             for l in &lines {
                 shell::line(out, l);
             }
         }
-        if reset_on_fatal_error(manifest) {
+        if reset {
             AfterFatal::Reboot
         } else {
             AfterFatal::Halt
         }
     }
-}
-
-/// NCS's `CONFIG_RESET_ON_FATAL_ERROR` is on unless a fragment turns it off.
-fn reset_on_fatal_error(manifest: &Manifest) -> bool {
-    !matches!(
-        manifest.kconfig.value("RESET_ON_FATAL_ERROR"),
-        Some(KconfigValue::Bool(false))
-    )
 }
 
 /// `[hh:mm:ss.mmm,uuu]` as Zephyr's log output formats an uptime.
