@@ -14,6 +14,7 @@ use regex::Regex;
 use crate::case::{Action, Capture, Location, Pattern, ResultExpectation, Step, VarRef};
 use crate::console::buffer::Line;
 use crate::console::{BoardFault, Console};
+use crate::profile::is_callback_line;
 
 /// How many lines a failure quotes.
 const QUOTE_LINES: usize = 20;
@@ -342,19 +343,18 @@ impl Executor {
                         );
                         // A callback line that arrived inside the command's window is neither
                         // its output nor claimed by it: an `expect` step may be waiting for it.
-                        let profile = console.profile();
                         let mut output = Vec::new();
                         for i in echo_at.max(mark).min(end)..=end {
-                            let Some(text) = st.lines.get(i).map(|l| l.text.clone()) else {
+                            let Some(l) = st.lines.get(i) else {
                                 continue;
                             };
-                            if i != end && profile.is_async_line(&text) {
+                            if i != end && is_callback_line(&l.text) {
                                 continue;
                             }
-                            st.lines.claim(i);
                             if i >= first_out && i < end {
-                                output.push(text);
+                                output.push(l.text.clone());
                             }
+                            st.lines.claim(i);
                         }
                         let result_line = st.lines.get(end).map(|l| (l.text.clone(), l.at));
                         drop(st);

@@ -71,16 +71,16 @@ impl Profile {
     pub fn command_line(&self, command: &str) -> String {
         format!("{}{}", self.prefix, command)
     }
+}
 
-    /// Whether `line` is one OpenThread's CLI prints from a callback, whenever the event happens,
-    /// rather than as a command's output. Such a line can land between another command's echo
-    /// and its `Done`; it is left for an `expect` step instead of being taken as that command's
-    /// output. Both profiles run OpenThread's CLI.
-    pub fn is_async_line(&self, line: &str) -> bool {
-        OPENTHREAD_CALLBACK_LINES
-            .iter()
-            .any(|prefix| line.starts_with(prefix))
-    }
+/// Whether `line` is one OpenThread's CLI prints from a callback, whenever the event happens,
+/// rather than as a command's output. Such a line can land between another command's echo and
+/// its `Done`; it is left for an `expect` step instead of being taken as that command's output.
+/// Both profiles run OpenThread's CLI.
+pub fn is_callback_line(line: &str) -> bool {
+    OPENTHREAD_CALLBACK_LINES
+        .iter()
+        .any(|prefix| line.starts_with(prefix))
 }
 
 /// How OpenThread's CLI callback lines start (`src/cli/cli_coap.cpp` and `cli_coap_secure.cpp`,

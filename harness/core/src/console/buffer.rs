@@ -105,14 +105,11 @@ impl LineBuffer {
     }
 
     pub fn claim(&mut self, index: usize) {
-        self.claim_range(index..=index);
-    }
-
-    pub fn claim_range(&mut self, range: std::ops::RangeInclusive<usize>) {
-        for i in range {
-            if let Some(l) = i.checked_sub(self.base).and_then(|i| self.lines.get_mut(i)) {
-                l.claimed = true;
-            }
+        if let Some(l) = index
+            .checked_sub(self.base)
+            .and_then(|i| self.lines.get_mut(i))
+        {
+            l.claimed = true;
         }
         self.advance();
     }
@@ -142,7 +139,9 @@ mod tests {
             b.push(t.into(), false, now);
         }
         // The command's lines are claimed; the async line before them stays findable.
-        b.claim_range(1..=3);
+        for i in 1..=3 {
+            b.claim(i);
+        }
         assert_eq!(b.cursor(), 0);
         assert_eq!(b.find_unclaimed(0, |l| l.text == "leader"), None);
         assert_eq!(
@@ -177,7 +176,9 @@ mod tests {
         assert_eq!(b.cursor(), b.dropped());
         b.claim(total - 1);
         assert_eq!(b.cursor(), b.dropped());
-        b.claim_range(b.dropped()..=total - 2);
+        for i in b.dropped()..=total - 2 {
+            b.claim(i);
+        }
         assert_eq!(b.cursor(), total);
         assert_eq!(b.since(total - 1).len(), 1);
         assert_eq!(b.since(0).len(), b.lines.len());
