@@ -256,16 +256,13 @@ pub fn apply_air_faults(
 
 /// Send one control request to a virtual DK; `Ok(reply after "ok")`.
 fn control_request(control: &Path, line: &str) -> std::io::Result<String> {
-    let reply = crate::virtual_lab::control_request(control, line, FAULT_REQUEST_TIMEOUT)
-        .map_err(ControlError::into_io)?;
-    let reply = reply.as_str();
-    match reply.strip_prefix("ok") {
-        Some(rest) => Ok(rest.trim().to_string()),
-        None => Err(std::io::Error::other(format!(
+    crate::virtual_lab::control_request(control, line, FAULT_REQUEST_TIMEOUT).map_err(|e| match e {
+        ControlError::Refused(reply) => std::io::Error::other(format!(
             "`{line}` refused: {}",
-            reply.strip_prefix("error ").unwrap_or(reply)
-        ))),
-    }
+            reply.strip_prefix("error ").unwrap_or(&reply)
+        )),
+        e => e.into_io(),
+    })
 }
 
 /// Inject the board faults planned before step `index` of this attempt.

@@ -22,18 +22,22 @@ pub(crate) enum ControlError {
     Connect(std::io::Error),
     Send(std::io::Error),
     Receive(std::io::Error),
+    /// The board answered, but not `ok`: its whole reply (`error ...`, or anything else).
+    Refused(String),
 }
 
 impl ControlError {
+    /// The socket error; a refusal is not one, so callers handle it first.
     pub(crate) fn into_io(self) -> std::io::Error {
         match self {
             ControlError::Connect(e) | ControlError::Send(e) | ControlError::Receive(e) => e,
+            ControlError::Refused(reply) => std::io::Error::other(reply),
         }
     }
 }
 
-/// Send one request line to a virtual DK's control socket and read its one-line reply (without
-/// the line end). What the reply means (`ok ...`, `error ...`) is the caller's business.
+/// Send one request line to a virtual DK's control socket and read its one-line reply: the
+/// text after `ok`, trimmed, or [`ControlError::Refused`] with the reply.
 pub(crate) fn control_request(
     control: &Path,
     line: &str,
@@ -53,7 +57,11 @@ pub(crate) fn control_request(
     BufReader::new(&stream)
         .read_line(&mut reply)
         .map_err(ControlError::Receive)?;
-    Ok(reply.trim_end().to_string())
+    let reply = reply.trim_end();
+    match reply.strip_prefix("ok") {
+        Some(rest) => Ok(rest.trim().to_string()),
+        None => Err(ControlError::Refused(reply.to_string())),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -227,26 +235,21 @@ impl VirtualProbe {
             board: self.board.clone(),
             message,
         };
-        let reply = control_request(&self.control, line, CONTROL_TIMEOUT).map_err(|e| match e {
+        control_request(&self.control, line, CONTROL_TIMEOUT).map_err(|e| match e {
             ControlError::Connect(e) => probe_err(format!("{}: {e}", self.control.display())),
             ControlError::Send(e) => probe_err(e.to_string()),
             ControlError::Receive(e) => probe_err(format!("no reply to `{line}`: {e}")),
-        })?;
-        if let Some(rest) = reply.strip_prefix("ok") {
-            return Ok(rest.trim().to_string());
-        }
-        let message = reply
-            .strip_prefix("error")
-            .map(str::trim)
-            .unwrap_or(&reply)
-            .to_string();
-        Err(FlashError::Failed {
-            board: self.board.clone(),
-            message: if message.is_empty() {
-                format!("empty reply to `{line}`")
-            } else {
-                message
-            },
+            ControlError::Refused(reply) => {
+                let message = reply.strip_prefix("error").map(str::trim).unwrap_or(&reply);
+                FlashError::Failed {
+                    board: self.board.clone(),
+                    message: if message.is_empty() {
+                        format!("empty reply to `{line}`")
+                    } else {
+                        message.to_string()
+                    },
+                }
+            }
         })
     }
 }

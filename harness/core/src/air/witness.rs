@@ -21,7 +21,7 @@ use super::snapshot::{self, SnapshotOutcome, Snapshots};
 use super::{AirSpec, Capture, SnifferPort, SnifferSession};
 use crate::case::Case;
 use crate::exec::Failure;
-use crate::virtual_lab::{VdkCommand, VirtualDk};
+use crate::virtual_lab::{ControlError, VdkCommand, VirtualDk};
 
 /// Board name of the virtual sniffer (its files sit next to the nodes' in the case directory).
 pub const SNIFFER_BOARD: &str = "sniffer";
@@ -368,11 +368,12 @@ impl Witness {
 
 /// The `connection`-th (from 1) transcript a virtual board's DTLS engine kept.
 pub fn engine_transcript(control: &Path, connection: usize) -> Result<Value, String> {
-    let reply = control_request(control, "transcripts")?;
-    let json = reply
-        .strip_prefix("ok ")
-        .ok_or_else(|| format!("`transcripts` answered {reply:?}"))?;
-    let list: Value = serde_json::from_str(json).map_err(|e| format!("`transcripts`: {e}"))?;
+    let json = crate::virtual_lab::control_request(control, "transcripts", CONTROL_TIMEOUT)
+        .map_err(|e| match e {
+            ControlError::Refused(reply) => format!("`transcripts` answered {reply:?}"),
+            e => format!("{}: {}", control.display(), e.into_io()),
+        })?;
+    let list: Value = serde_json::from_str(&json).map_err(|e| format!("`transcripts`: {e}"))?;
     let all = list.as_array().cloned().unwrap_or_default();
     all.get(connection.saturating_sub(1))
         .cloned()
@@ -382,9 +383,4 @@ pub fn engine_transcript(control: &Path, connection: usize) -> Result<Value, Str
                 all.len()
             )
         })
-}
-
-fn control_request(control: &Path, line: &str) -> Result<String, String> {
-    crate::virtual_lab::control_request(control, line, CONTROL_TIMEOUT)
-        .map_err(|e| format!("{}: {}", control.display(), e.into_io()))
 }
