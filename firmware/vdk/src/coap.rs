@@ -119,6 +119,13 @@ impl PendingRequest {
     }
 }
 
+/// The next CoAP message id of an agent (CoAP or CoAPS), counting on from `next`.
+pub(crate) fn take_message_id(next: &mut u16) -> u16 {
+    let id = *next;
+    *next = next.wrapping_add(1);
+    id
+}
+
 /// A request with a fresh random token (the same for plain CoAP and for CoAP over the DTLS
 /// session): the encoded datagram, and the request to wait for (see [`PendingRequest::track`]).
 pub(crate) fn new_request(
@@ -271,12 +278,6 @@ impl CoapApp {
         }
     }
 
-    fn take_message_id(&mut self) -> u16 {
-        let id = self.next_message_id;
-        self.next_message_id = self.next_message_id.wrapping_add(1);
-        id
-    }
-
     /// `coap get|put|post|delete <addr> <uri> [con] [payload]`: the request datagram.
     pub fn request(
         &mut self,
@@ -293,7 +294,7 @@ impl CoapApp {
         if uri.is_empty() || uri.len() >= MAX_URI_LENGTH {
             return Err(OtError::InvalidArgs);
         }
-        let message_id = self.take_message_id();
+        let message_id = take_message_id(&mut self.next_message_id);
         let (bytes, pending) =
             new_request(now, peer, method, confirmable, message_id, uri, payload)?;
         self.pending.extend(pending);
@@ -386,7 +387,7 @@ impl CoapApp {
                 (ResponseType::Changed, Vec::new())
             }
         };
-        let message_id = self.take_message_id();
+        let message_id = take_message_id(&mut self.next_message_id);
         let response = coap::response_to(request, code, message_id, &payload);
         let Ok(bytes) = coap::encode(&response) else {
             return;

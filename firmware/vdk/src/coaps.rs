@@ -26,7 +26,8 @@ use rand::Rng;
 
 use crate::cli::{ot_ip6, parse_u16};
 use crate::coap::{
-    PendingDue, PendingRequest, error_text, method_name, new_request, poll_pending, with_payload,
+    PendingDue, PendingRequest, error_text, method_name, new_request, poll_pending,
+    take_message_id, with_payload,
 };
 use crate::firmware::{Kconfig, KconfigValue, Profile};
 use crate::ot_error::OtError;
@@ -985,12 +986,6 @@ impl CoapsApp {
 
     // -- CoAP over the session --
 
-    fn take_message_id(&mut self) -> u16 {
-        let id = self.next_message_id;
-        self.next_message_id = self.next_message_id.wrapping_add(1);
-        id
-    }
-
     /// Queue application data on the session.
     fn send_app(&mut self, bytes: &[u8], out: &mut CoapsActions) -> Result<(), OtError> {
         match &mut self.session {
@@ -1022,7 +1017,7 @@ impl CoapsApp {
             Some(peer) if self.is_connected() => peer,
             _ => return Err(OtError::InvalidState),
         };
-        let message_id = self.take_message_id();
+        let message_id = take_message_id(&mut self.next_message_id);
         let (bytes, pending) =
             new_request(now, peer, method, confirmable, message_id, uri, payload)?;
         let mut out = CoapsActions::default();

@@ -107,14 +107,18 @@ impl MacTx {
             });
         }
         let frame = self.queue.pop_front()?;
-        let psdu = frame.psdu.clone();
-        if frame.ack_request {
+        // Only a frame that waits for its ack is kept (and so copied); a broadcast goes as is.
+        let psdu = if frame.ack_request {
+            let psdu = frame.psdu.clone();
             self.in_flight = Some(InFlight {
                 frame,
                 retries: 0,
                 ack_due: now + self.ack_timeout,
             });
-        }
+            psdu
+        } else {
+            frame.psdu
+        };
         Some(TxAction::Send { psdu, retry: false })
     }
 
