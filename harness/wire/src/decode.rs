@@ -217,7 +217,7 @@ impl Decoder {
                 self.stats.unsecured += 1;
                 parsed.payload.to_vec()
             }
-            Some(security) => self.decrypt(psdu, &repr.src, security)?,
+            Some(security) => self.decrypt(psdu, &parsed, security)?,
         };
         let datagram =
             match self
@@ -258,9 +258,15 @@ impl Decoder {
         Some(packet)
     }
 
-    /// `security`: the auxiliary security header of `psdu`, as [`Decoder::push_packet`] parsed it.
-    fn decrypt(&mut self, psdu: &[u8], src: &Address, security: SecurityHeader) -> Option<Vec<u8>> {
-        let ext = match src {
+    /// `parsed`, `security`: `psdu` and its auxiliary security header, as
+    /// [`Decoder::push_packet`] parsed them.
+    fn decrypt(
+        &mut self,
+        psdu: &[u8],
+        parsed: &mac::ParsedFrame<'_>,
+        security: SecurityHeader,
+    ) -> Option<Vec<u8>> {
+        let ext = match &parsed.repr.src {
             Address::Extended(ext) => *ext,
             Address::Short(short) => match self.neighbors.get(short) {
                 Some(ext) => *ext,
@@ -283,8 +289,8 @@ impl Decoder {
             return None;
         };
         let keys = self.keys(sequence);
-        match security::unsecure(psdu, &keys.mac_key, &ext) {
-            Ok((_, plaintext)) => {
+        match security::unsecure_parsed(parsed, psdu, &keys.mac_key, &ext) {
+            Ok(plaintext) => {
                 // Checked after authentication, so a forged counter cannot mask real frames.
                 let key = (ext, sequence);
                 if self

@@ -227,6 +227,18 @@ pub fn unsecure(
     src_ext: &ExtAddress,
 ) -> Result<(FrameRepr, Vec<u8>), WireError> {
     let parsed = mac::parse(psdu)?;
+    let plaintext = unsecure_parsed(&parsed, psdu, mac_key, src_ext)?;
+    Ok((parsed.repr, plaintext))
+}
+
+/// [`unsecure`] for a frame a receiver already parsed from `psdu` (it needs the header first to
+/// find the sender's key), so the frame is not parsed twice.
+pub fn unsecure_parsed(
+    parsed: &mac::ParsedFrame<'_>,
+    psdu: &[u8],
+    mac_key: &[u8; 16],
+    src_ext: &ExtAddress,
+) -> Result<Vec<u8>, WireError> {
     let security = parsed.repr.security.ok_or(WireError::NotSecured)?;
     let open_len = parsed.repr.open_payload_len().min(parsed.payload.len());
     let (open_part, protected) = parsed.payload.split_at(open_len);
@@ -237,7 +249,7 @@ pub fn unsecure(
     let mut plaintext = Vec::with_capacity(open_len + private.len());
     plaintext.extend_from_slice(open_part);
     plaintext.extend_from_slice(&private);
-    Ok((parsed.repr, plaintext))
+    Ok(plaintext)
 }
 
 /// UDP port of MLE.

@@ -1174,7 +1174,7 @@ impl Stack {
             self.counters.rx_malformed += 1;
             return;
         };
-        let repr = parsed.repr;
+        let repr = &parsed.repr;
         if repr.frame_type == FrameType::Ack {
             if let Some(done) = repr.sequence.and_then(|seq| self.mac_tx.on_ack(seq)) {
                 self.mac_tx_action(now, done);
@@ -1214,7 +1214,7 @@ impl Stack {
                 secured: false,
                 from_child: false,
             };
-            self.reassemble(now, &repr, parsed.payload, link);
+            self.reassemble(now, repr, parsed.payload, link);
             return;
         };
         if sec.key_id_mode != 1 || sec.key_index != Some(self.key_index) {
@@ -1235,8 +1235,8 @@ impl Stack {
                 return;
             }
         };
-        let plaintext = match security::unsecure(psdu, &self.mac_key, &src_ext) {
-            Ok((_, p)) => p,
+        let plaintext = match security::unsecure_parsed(&parsed, psdu, &self.mac_key, &src_ext) {
+            Ok(p) => p,
             Err(e) => {
                 self.counters.count_unsecure_error(&e);
                 return;
@@ -1255,7 +1255,7 @@ impl Stack {
             secured: true,
             from_child: self.children.iter().any(|c| c.ext == src_ext),
         };
-        self.reassemble(now, &repr, &plaintext, link);
+        self.reassemble(now, repr, &plaintext, link);
     }
 
     fn reassemble(&mut self, now: Instant, repr: &FrameRepr, lowpan_payload: &[u8], link: Link) {
