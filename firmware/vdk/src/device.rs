@@ -20,6 +20,7 @@ use crate::net::dataset::{DEFAULT_CHANNEL_MASK, SecurityPolicy};
 use crate::net::{ActiveDataset, Role, Stack};
 use crate::shell::{self, Shell, ShellConfig};
 use crate::sniffer_app::SnifferApp;
+use ot_hil_board::control::{ControlReply as Reply, ControlRequest as Request};
 
 /// Everything the main loop waits for.
 #[derive(Debug)]
@@ -441,60 +442,59 @@ impl Board {
         }
     }
 
-    /// One control-socket request -> one reply line.
+    /// One control-socket request line -> one reply line.
     pub fn handle_control(&mut self, line: &str, now: Instant) -> String {
-        let (verb, arg) = match line.split_once(' ') {
-            Some((v, a)) => (v, a.trim()),
-            None => (line, ""),
-        };
-        match (verb, arg) {
-            ("flash", path) if !path.is_empty() => match Manifest::load(std::path::Path::new(path))
-            {
+        match Request::parse(line) {
+            Ok(request) => self.handle_request(request, now),
+            Err(e) => Reply::Error(e.to_string()),
+        }
+        .encode()
+    }
+
+    /// One control request (all but `close-console`, which the main loop handles: the console
+    /// belongs to it, not to the board).
+    pub fn handle_request(&mut self, request: Request, now: Instant) -> Reply {
+        match request {
+            Request::Flash(path) => match Manifest::load(&path) {
                 Ok(m) => {
                     let hash = m.image_hash();
                     self.flash(m, now);
-                    format!("ok {hash}")
+                    Reply::Ok(hash)
                 }
-                Err(e) => format!("error {e}"),
+                Err(e) => Reply::Error(e.to_string()),
             },
-            ("image-hash", "") => match self.image_hash() {
-                Some(h) => format!("ok {h}"),
-                None => "ok none".to_string(),
-            },
-            ("transcripts", "") => {
+            Request::ImageHash => Reply::Ok(self.image_hash().unwrap_or_else(|| "none".into())),
+            Request::Transcripts => {
                 // The engine's own transcripts of this boot, for comparison with the air's.
                 let t = self
                     .running
                     .as_ref()
                     .map(|r| r.cli.coaps_transcripts())
                     .unwrap_or_default();
-                match serde_json::to_string(&t) {
-                    Ok(json) => format!("ok {json}"),
-                    Err(e) => format!("error {e}"),
-                }
+                serde_json::to_string(&t).map_err(|e| e.to_string()).into()
             }
-            ("hang", "") => {
+            Request::Hang => {
                 self.fault.hang();
-                "ok".to_string()
+                Reply::ok()
             }
-            ("crash", arg) => match CrashRequest::parse(arg) {
-                Ok(request) => {
-                    let after =
-                        self.fault
-                            .fatal_error(self.image.as_ref(), request, now, &mut self.out);
-                    match after {
-                        AfterFatal::Reboot => self.boot(now),
-                        AfterFatal::Halt => self.fault.hang(),
-                    }
-                    "ok".to_string()
+            Request::Crash { reason } => {
+                let after = self.fault.fatal_error(
+                    self.image.as_ref(),
+                    CrashRequest { reason },
+                    now,
+                    &mut self.out,
+                );
+                match after {
+                    AfterFatal::Reboot => self.boot(now),
+                    AfterFatal::Halt => self.fault.hang(),
                 }
-                Err(e) => format!("error {e}"),
-            },
-            ("reset", "") => {
-                self.reset(now);
-                "ok".to_string()
+                Reply::ok()
             }
-            ("warnings", "") => match &self.image {
+            Request::Reset => {
+                self.reset(now);
+                Reply::ok()
+            }
+            Request::Warnings => Reply::Ok(match &self.image {
                 Some(m) => {
                     let w: Vec<String> = m
                         .kconfig
@@ -503,15 +503,15 @@ impl Board {
                         .map(ToString::to_string)
                         .collect();
                     format!(
-                        "ok {}{}{}",
+                        "{}{}{}",
                         w.len(),
                         if w.is_empty() { "" } else { " " },
                         w.join(" | ")
                     )
                 }
-                None => "ok 0".to_string(),
-            },
-            _ => format!("error unknown request {line:?}"),
+                None => "0".to_string(),
+            }),
+            Request::CloseConsole => Reply::Error("the board has no console to close".into()),
         }
     }
 }
@@ -622,12 +622,15 @@ pub fn run_loop(
             }
             Ok(Input::Control(req)) => {
                 // The console belongs to the loop, not the board: closing it is handled here.
-                let reply = if req.line == "close-console" {
-                    console.close_port();
-                    "ok".to_string()
-                } else {
-                    board.handle_control(&req.line, Instant::now())
-                };
+                let reply = match Request::parse(&req.line) {
+                    Ok(Request::CloseConsole) => {
+                        console.close_port();
+                        Reply::ok()
+                    }
+                    Ok(request) => board.handle_request(request, Instant::now()),
+                    Err(e) => Reply::Error(e.to_string()),
+                }
+                .encode();
                 let _ = req.reply.send(reply);
             }
             Ok(Input::Shutdown) => break,

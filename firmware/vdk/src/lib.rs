@@ -11,6 +11,10 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+// The manifest loader and the error table are shared with the runner (ot-hil-board); they keep
+// their paths here so the model reads `crate::firmware` and `crate::ot_error`.
+pub use ot_hil_board::{firmware, ot_error};
+
 pub mod cli;
 pub mod coap;
 pub mod coaps;
@@ -18,9 +22,7 @@ pub mod console;
 pub mod control;
 pub mod device;
 pub mod fault;
-pub mod firmware;
 pub mod net;
-pub mod ot_error;
 pub mod shell;
 pub mod sniffer_app;
 

@@ -42,7 +42,7 @@ impl AirClient {
     pub fn connect(hub_socket: &Path) -> io::Result<AirClient> {
         let dir = hub_socket.parent().unwrap_or_else(|| Path::new("."));
         let n = NEXT_CLIENT.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("c-{}-{}.sock", std::process::id(), n));
+        let path = ot_hil_board::air_socket::radio_socket(dir, std::process::id(), n);
         // A leftover from a process with the same pid that died without cleaning up.
         let _ = std::fs::remove_file(&path);
         let socket = UnixDatagram::bind(&path)?;

@@ -17,7 +17,7 @@ use crate::fault::FaultConfig;
 use crate::proto::{AirFrame, ClientMessage};
 
 /// File name of the hub socket inside the run directory.
-pub const HUB_SOCKET_NAME: &str = "air.sock";
+pub const HUB_SOCKET_NAME: &str = ot_hil_board::air_socket::HUB_SOCKET_NAME;
 
 /// Received signal strength every frame is reported with (a bench with boards a few cm apart).
 pub const DEFAULT_RSSI_DBM: i8 = -40;

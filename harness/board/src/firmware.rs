@@ -44,15 +44,7 @@ pub enum Application {
     Sniffer802154,
 }
 
-/// Console flavour.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Profile {
-    /// Zephyr shell with the OpenThread CLI under the `ot` command (the NCS sample).
-    Ncs,
-    /// OpenThread's own CLI: prompt `> `, commands without prefix.
-    Upstream,
-}
+pub use crate::Profile;
 
 /// How the real image is built (used by real boards; carried through for the runner).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -12,11 +12,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ot_hil::boards::VirtualBoards;
 use ot_hil::case::{Action, Case, LoadOptions, Location, ResultExpectation, Step, Template};
 use ot_hil::console::{Console, ConsoleConfig};
 use ot_hil::events::{CaseResult, Outcome};
 use ot_hil::exec::Executor;
-use ot_hil::runner::{self, BoardSource, RunConfig};
+use ot_hil::runner::{self, RunConfig};
 use ot_hil::variants::{Variant, load_variants};
 use ot_hil::virtual_lab::VirtualDk;
 use ot_hil_lab::flash::Flasher;
@@ -41,7 +42,7 @@ fn run_cases(
     let config = RunConfig {
         cases,
         variants,
-        boards: BoardSource::Virtual { vdk: vdk() },
+        boards: std::sync::Arc::new(VirtualBoards { vdk: vdk() }),
         out_dir: out.path().to_path_buf(),
         jobs,
         ready_timeout: Duration::from_secs(10),
@@ -240,7 +241,7 @@ async fn harness_round_trips(
         115_200,
         ConsoleConfig {
             board: "dut".into(),
-            profile: variant.profile.clone(),
+            shell: variant.shell.clone(),
             banner: variant.manifest.banner.clone(),
             log: None,
         },

@@ -12,9 +12,10 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ot_hil::boards::VirtualBoards;
 use ot_hil::case::{Case, LoadOptions};
 use ot_hil::events::Outcome;
-use ot_hil::runner::{self, BoardSource, RunConfig};
+use ot_hil::runner::{self, RunConfig};
 use ot_hil::variants::load_variants;
 
 mod support;
@@ -79,7 +80,7 @@ fn child_run(jobs: usize) {
     let config = RunConfig {
         cases,
         variants,
-        boards: BoardSource::Virtual { vdk: vdk() },
+        boards: std::sync::Arc::new(VirtualBoards { vdk: vdk() }),
         out_dir: out.path().to_path_buf(),
         jobs,
         ready_timeout: Duration::from_secs(30),

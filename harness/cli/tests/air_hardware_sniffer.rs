@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use ot_hil::air::AirSpec;
 use ot_hil::air::witness::{PCAP_FILE, Witness, find_sniffer_variant, spawn_virtual_sniffer};
+use ot_hil::boards::hardware::{SNIFFER_REQUEST, hardware_requests};
 use ot_hil::case::{LoadOptions, load_case};
-use ot_hil::runner::{SNIFFER_REQUEST, hardware_requests};
 use ot_hil::virtual_lab::VdkCommand;
 use ot_hil_lab::hwmap::{HardwareMap, Profile};
 use ot_hil_lab::lock::{Allocator, LockDir};

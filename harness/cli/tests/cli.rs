@@ -274,7 +274,7 @@ fn busy_port_is_refused() {
     rt.block_on(async {
         let config = ot_hil::console::ConsoleConfig {
             board: "dut".into(),
-            profile: ot_hil::profile::Profile::upstream(),
+            shell: ot_hil::profile::Shell::upstream(),
             banner: vec![],
             log: None,
         };

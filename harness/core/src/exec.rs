@@ -294,8 +294,8 @@ impl Executor {
         result: &ResultExpectation,
         timeout: Duration,
     ) -> Result<CommandRun, StepError> {
-        let line = console.profile().command_line(command);
-        let echo = console.profile().echo;
+        let line = console.shell().command_line(command);
+        let echo = console.shell().echo;
         let mut changed = console.shared().subscribe();
         let mark = console.shared().lock().lines.len();
         console.send_line(&line).await.map_err(|e| {

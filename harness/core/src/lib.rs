@@ -8,6 +8,7 @@
 //! results file.
 
 pub mod air;
+pub mod boards;
 pub mod case;
 pub mod check;
 pub mod console;

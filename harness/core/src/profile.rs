@@ -1,15 +1,17 @@
-//! Board profiles: how a board's shell wants commands, so one case runs on every shell.
+//! Board shells: how a board's shell wants commands, so one case runs on every shell.
 //!
 //! Cases write OpenThread CLI commands without a prefix; the profile adds it. NCS Thread CLI
 //! sample: Zephyr shell, prefix `ot `, prompt `uart:~$ ` (or whatever `CONFIG_SHELL_PROMPT_UART`
 //! says). Upstream OpenThread CLI: no prefix, prompt `> `.
 
-use ot_hil_vdk::firmware::{Manifest, Profile as FirmwareProfile};
+use ot_hil_board::firmware::Manifest;
 
+pub use ot_hil_board::Profile;
+
+/// How the shell of a board with a given [`Profile`] wants commands, as the console uses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Profile {
-    /// `ncs` or `upstream`.
-    pub name: String,
+pub struct Shell {
+    pub profile: Profile,
     /// Prepended to every command.
     pub prefix: String,
     /// Prompts the console may print (stripped from lines).
@@ -20,51 +22,49 @@ pub struct Profile {
     pub echo: bool,
 }
 
-impl Profile {
-    pub fn ncs() -> Profile {
-        Profile {
-            name: "ncs".into(),
-            prefix: "ot ".into(),
-            prompts: vec!["uart:~$ ".into()],
-            line_ending: "\r\n".into(),
-            echo: true,
+impl Shell {
+    /// The shell a profile has when its firmware was built with the defaults.
+    pub fn of(profile: Profile) -> Shell {
+        match profile {
+            Profile::Ncs => Shell {
+                profile,
+                prefix: "ot ".into(),
+                prompts: vec!["uart:~$ ".into()],
+                line_ending: "\r\n".into(),
+                echo: true,
+            },
+            Profile::Upstream => Shell {
+                profile,
+                prefix: String::new(),
+                prompts: vec!["> ".into()],
+                line_ending: "\r\n".into(),
+                echo: true,
+            },
         }
     }
 
-    pub fn upstream() -> Profile {
-        Profile {
-            name: "upstream".into(),
-            prefix: String::new(),
-            prompts: vec!["> ".into()],
-            line_ending: "\r\n".into(),
-            echo: true,
-        }
+    pub fn ncs() -> Shell {
+        Shell::of(Profile::Ncs)
     }
 
-    pub fn by_name(name: &str) -> Option<Profile> {
-        match name {
-            "ncs" => Some(Profile::ncs()),
-            "upstream" => Some(Profile::upstream()),
-            _ => None,
-        }
+    pub fn upstream() -> Shell {
+        Shell::of(Profile::Upstream)
     }
 
-    /// The profile a firmware variant's image shows on its console.
-    pub fn for_manifest(m: &Manifest) -> Profile {
-        match m.profile {
-            FirmwareProfile::Ncs => {
-                let mut p = Profile::ncs();
-                if let Some(prompt) = m.kconfig.string("SHELL_PROMPT_UART")
-                    && !prompt.is_empty()
-                {
-                    p.prompts = vec![prompt];
-                }
-                p.echo = m.kconfig.value("SHELL_ECHO_STATUS").is_none()
-                    || m.kconfig.bool("SHELL_ECHO_STATUS");
-                p
+    /// The shell a firmware variant's image shows on its console (its Kconfig may change the
+    /// Zephyr shell's prompt and echo).
+    pub fn for_manifest(m: &Manifest) -> Shell {
+        let mut shell = Shell::of(m.profile);
+        if m.profile == Profile::Ncs {
+            if let Some(prompt) = m.kconfig.string("SHELL_PROMPT_UART")
+                && !prompt.is_empty()
+            {
+                shell.prompts = vec![prompt];
             }
-            FirmwareProfile::Upstream => Profile::upstream(),
+            shell.echo = m.kconfig.value("SHELL_ECHO_STATUS").is_none()
+                || m.kconfig.bool("SHELL_ECHO_STATUS");
         }
+        shell
     }
 
     /// The full line to type for `command`.

@@ -8,28 +8,18 @@
 //!   `<flakyFailure>` in JUnit (as Maven Surefire writes it) and counted in the summary.
 //! - A quarantine list (`--quarantine FILE`, default `<case dir>/quarantine.toml`) names cases
 //!   whose failures are reported but do not fail the run.
-//! - Faults on purpose: the air faults of a case (`[faults]`) or of the command line
-//!   (`--air-loss` ...), and board faults before a step (`[[faults.board]]`), sent to virtual
-//!   DKs as control requests.
+//! - The air's seed per attempt; the faults themselves are injected by the board sources that
+//!   support them (`crate::boards`). This module calls nothing in the runner.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
-use ot_hil_air::{FaultConfig, Hub};
+use ot_hil_air::FaultConfig;
 use serde::Deserialize;
 
-use crate::case::Case;
-use crate::case::faults::{BoardAction, CaseFaults};
-use crate::console::Console;
+use crate::case::faults::CaseFaults;
 use crate::events::{AttemptRecord, CaseResult, Outcome};
-use crate::exec::InfraFailure;
-use crate::virtual_lab::{ControlError, VirtualDk};
-
-/// How long a fault request to a virtual DK may take.
-const FAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResilienceError {
@@ -199,125 +189,6 @@ pub fn air_seed(faults: &CaseFaults, options: &RunOptions, attempt: u32) -> u64 
         .or_else(|| faults.air.as_ref().and_then(|a| a.seed))
         .unwrap_or(0);
     base.wrapping_add(u64::from(attempt.saturating_sub(1)))
-}
-
-/// The socket of a virtual DK's radio: the air client binds `<run dir>/c-<pid>-<n>.sock`, and
-/// a virtual DK process opens exactly one client (n = 0).
-pub fn vdk_air_socket(dir: &Path, dk: &VirtualDk) -> Option<PathBuf> {
-    dk.pid().map(|pid| dir.join(format!("c-{pid}-0.sock")))
-}
-
-/// Set up the air of one case run (`before_step` = None: at set-up, before flashing): all-link
-/// faults from the command line (at set-up), else the case's, and the case's per-link faults
-/// between its nodes' radios, when the case's `from_step` comes.
-pub fn apply_air_faults(
-    hub: &Hub,
-    faults: &CaseFaults,
-    options: &RunOptions,
-    before_step: Option<usize>,
-    vdks: &[VirtualDk],
-) -> Result<(), InfraFailure> {
-    if before_step.is_none()
-        && let Some(cli) = &options.air_faults
-    {
-        hub.set_faults(cli.clone());
-    }
-    let due = faults.air.as_ref().filter(|a| match before_step {
-        None => a.from_step == 0,
-        Some(i) => a.from_step == i && i > 0,
-    });
-    let Some(case_air) = due else {
-        return Ok(());
-    };
-    let global = match (&options.air_faults, case_air) {
-        (Some(_), _) => None,
-        (None, a) if a.links.is_empty() => Some(a.config.clone()),
-        _ => None,
-    };
-    if let Some(g) = global {
-        hub.set_faults(g);
-    }
-    let air = case_air;
-    let socket_of = |node: &str| -> Result<PathBuf, InfraFailure> {
-        vdks.iter()
-            .find(|d| d.board == node)
-            .and_then(|d| vdk_air_socket(d.control.parent()?, d))
-            .ok_or_else(|| InfraFailure {
-                board: node.to_string(),
-                step: None,
-                reason: "no radio to inject link faults on".into(),
-            })
-    };
-    for (from, to) in &air.links {
-        hub.set_link_faults(&socket_of(from)?, &socket_of(to)?, Some(air.config.clone()));
-    }
-    Ok(())
-}
-
-/// Send one control request to a virtual DK; `Ok(reply after "ok")`.
-fn control_request(control: &Path, line: &str) -> std::io::Result<String> {
-    crate::virtual_lab::control_request(control, line, FAULT_REQUEST_TIMEOUT).map_err(|e| match e {
-        ControlError::Refused(reply) => std::io::Error::other(format!(
-            "`{line}` refused: {}",
-            reply.strip_prefix("error ").unwrap_or(&reply)
-        )),
-        e => e.into_io(),
-    })
-}
-
-/// Inject the board faults planned before step `index` of this attempt.
-pub async fn inject_board_faults(
-    case: &Case,
-    index: usize,
-    attempt: u32,
-    vdks: &[VirtualDk],
-    consoles: &BTreeMap<String, Arc<Console>>,
-    ready_timeout: Duration,
-) -> Result<(), InfraFailure> {
-    let due = case
-        .faults
-        .board
-        .iter()
-        .filter(|f| f.before_step == index && (attempt == 1 || f.every_attempt));
-    for fault in due {
-        let infra = |reason: String| InfraFailure {
-            board: fault.node.clone(),
-            step: Some(format!("fault before step {}", index + 1)),
-            reason,
-        };
-        let Some(dk) = vdks.iter().find(|d| d.board == fault.node) else {
-            return Err(infra(format!(
-                "board fault `{}` needs a virtual board",
-                fault.action.name()
-            )));
-        };
-        let console = consoles.get(&fault.node);
-        let prompts_before = console.map(|c| c.shared().lock().prompts).unwrap_or(0);
-        if let Some(c) = console {
-            c.note(&format!("injected fault: {}", fault.action.name()));
-            if fault.action == BoardAction::Reset {
-                // The case asked for this reboot: its banner is not a crash.
-                c.arm_crash_detection(false);
-            }
-        }
-        let control = dk.control.clone();
-        let request = fault.action.control_request();
-        let sent = tokio::task::spawn_blocking(move || control_request(&control, request)).await;
-        match sent {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(infra(format!("fault request failed: {e}"))),
-            Err(e) => return Err(infra(format!("fault request task failed: {e}"))),
-        }
-        if fault.action == BoardAction::Reset
-            && let Some(c) = console
-        {
-            crate::runner::board_ready(c, prompts_before, ready_timeout)
-                .await
-                .map_err(|e| infra(format!("after the requested reset: {e}")))?;
-            c.arm_crash_detection(true);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

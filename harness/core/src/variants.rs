@@ -4,10 +4,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use ot_hil_board::firmware::{Application, FirmwareError, Manifest};
 use ot_hil_lab::flash::FirmwareImage;
-use ot_hil_vdk::firmware::{Application, FirmwareError, Manifest};
 
-use crate::profile::Profile;
+use crate::profile::Shell;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VariantError {
@@ -30,7 +30,7 @@ pub enum VariantError {
 pub struct Variant {
     pub name: String,
     pub manifest: Manifest,
-    pub profile: Profile,
+    pub shell: Shell,
     /// What the virtual probe flashes (the manifest; its hash is the image hash).
     pub image: FirmwareImage,
 }
@@ -66,7 +66,7 @@ pub fn load_variants(dir: &Path) -> Result<Vec<Variant>, VariantError> {
         if manifest.application != Application::ThreadCli {
             continue;
         }
-        let profile = Profile::for_manifest(&manifest);
+        let shell = Shell::for_manifest(&manifest);
         let image = FirmwareImage {
             variant: manifest.name.clone(),
             path: path.clone(),
@@ -75,7 +75,7 @@ pub fn load_variants(dir: &Path) -> Result<Vec<Variant>, VariantError> {
         out.push(Variant {
             name: manifest.name.clone(),
             manifest,
-            profile,
+            shell,
             image,
         });
     }

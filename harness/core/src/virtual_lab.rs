@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use ot_hil_board::control::{ControlParseError, ControlReply, ControlRequest};
 use ot_hil_lab::flash::{FirmwareImage, FlashError, FlashOutcome, Flasher};
 
 /// How long a virtual DK may take to create its PTY link and control socket.
@@ -22,8 +23,10 @@ pub(crate) enum ControlError {
     Connect(std::io::Error),
     Send(std::io::Error),
     Receive(std::io::Error),
-    /// The board answered, but not `ok`: its whole reply (`error ...`, or anything else).
+    /// The board answered `error`: its message.
     Refused(String),
+    /// The board answered something that is not a reply.
+    BadReply(ControlParseError),
 }
 
 impl ControlError {
@@ -32,15 +35,16 @@ impl ControlError {
         match self {
             ControlError::Connect(e) | ControlError::Send(e) | ControlError::Receive(e) => e,
             ControlError::Refused(reply) => std::io::Error::other(reply),
+            ControlError::BadReply(e) => std::io::Error::other(e),
         }
     }
 }
 
-/// Send one request line to a virtual DK's control socket and read its one-line reply: the
-/// text after `ok`, trimmed, or [`ControlError::Refused`] with the reply.
+/// Send one request to a virtual DK's control socket and read its one-line reply: the text
+/// after `ok`, or [`ControlError::Refused`] with the board's error message.
 pub(crate) fn control_request(
     control: &Path,
-    line: &str,
+    request: &ControlRequest,
     timeout: Duration,
 ) -> Result<String, ControlError> {
     let stream = UnixStream::connect(control).map_err(ControlError::Connect)?;
@@ -51,16 +55,16 @@ pub(crate) fn control_request(
         .set_write_timeout(Some(timeout))
         .map_err(ControlError::Send)?;
     (&stream)
-        .write_all(format!("{line}\n").as_bytes())
+        .write_all(format!("{}\n", request.encode()).as_bytes())
         .map_err(ControlError::Send)?;
     let mut reply = String::new();
     BufReader::new(&stream)
         .read_line(&mut reply)
         .map_err(ControlError::Receive)?;
-    let reply = reply.trim_end();
-    match reply.strip_prefix("ok") {
-        Some(rest) => Ok(rest.trim().to_string()),
-        None => Err(ControlError::Refused(reply.to_string())),
+    match ControlReply::parse(&reply) {
+        Ok(ControlReply::Ok(text)) => Ok(text),
+        Ok(ControlReply::Error(message)) => Err(ControlError::Refused(message)),
+        Err(e) => Err(ControlError::BadReply(e)),
     }
 }
 
@@ -230,33 +234,31 @@ pub struct VirtualProbe {
 }
 
 impl VirtualProbe {
-    fn request(&self, line: &str) -> Result<String, FlashError> {
+    fn request(&self, request: ControlRequest) -> Result<String, FlashError> {
         let probe_err = |message: String| FlashError::Probe {
             board: self.board.clone(),
             message,
         };
-        control_request(&self.control, line, CONTROL_TIMEOUT).map_err(|e| match e {
+        control_request(&self.control, &request, CONTROL_TIMEOUT).map_err(|e| match e {
             ControlError::Connect(e) => probe_err(format!("{}: {e}", self.control.display())),
             ControlError::Send(e) => probe_err(e.to_string()),
-            ControlError::Receive(e) => probe_err(format!("no reply to `{line}`: {e}")),
-            ControlError::Refused(reply) => {
-                let message = reply.strip_prefix("error").map(str::trim).unwrap_or(&reply);
-                FlashError::Failed {
-                    board: self.board.clone(),
-                    message: if message.is_empty() {
-                        format!("empty reply to `{line}`")
-                    } else {
-                        message.to_string()
-                    },
-                }
-            }
+            ControlError::Receive(e) => probe_err(format!("no reply to `{request}`: {e}")),
+            ControlError::BadReply(e) => probe_err(format!("`{request}`: {e}")),
+            ControlError::Refused(message) => FlashError::Failed {
+                board: self.board.clone(),
+                message: if message.is_empty() {
+                    format!("`{request}` refused without a reason")
+                } else {
+                    message
+                },
+            },
         })
     }
 }
 
 impl Flasher for VirtualProbe {
     fn current_image(&mut self) -> Result<Option<String>, FlashError> {
-        let hash = self.request("image-hash")?;
+        let hash = self.request(ControlRequest::ImageHash)?;
         Ok(if hash == "none" || hash.is_empty() {
             None
         } else {
@@ -270,7 +272,7 @@ impl Flasher for VirtualProbe {
             return Ok(FlashOutcome::AlreadyCurrent);
         }
         let path = std::path::absolute(&image.path).unwrap_or_else(|_| image.path.clone());
-        let hash = self.request(&format!("flash {}", path.display()))?;
+        let hash = self.request(ControlRequest::Flash(path))?;
         if hash != image.sha256 {
             return Err(FlashError::Failed {
                 board: self.board.clone(),
@@ -284,6 +286,6 @@ impl Flasher for VirtualProbe {
     }
 
     fn reset(&mut self) -> Result<(), FlashError> {
-        self.request("reset").map(|_| ())
+        self.request(ControlRequest::Reset).map(|_| ())
     }
 }

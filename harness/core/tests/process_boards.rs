@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ot_hil::boards::ProcessBoards;
 use ot_hil::case::{Case, LoadOptions};
 use ot_hil::events::{CaseResult, Outcome, Reporter, RunEvent};
-use ot_hil::profile::Profile;
+use ot_hil::profile::Shell;
 use ot_hil::report::{JsonReporter, JunitReporter};
-use ot_hil::runner::{self, BoardSource, RunConfig};
+use ot_hil::runner::{self, RunConfig};
 
 struct Collect(Arc<Mutex<Vec<CaseResult>>>);
 
@@ -74,10 +75,10 @@ fn run_on(
     let config = RunConfig {
         cases,
         variants,
-        boards: BoardSource::Processes {
-            commands: vec![command.to_string(); boards],
-            profile: Profile::upstream(),
-        },
+        boards: Arc::new(ProcessBoards::new(
+            vec![command.to_string(); boards],
+            Shell::upstream(),
+        )),
         out_dir: out.path().to_path_buf(),
         jobs,
         ready_timeout,

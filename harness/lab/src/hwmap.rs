@@ -20,37 +20,8 @@ pub const DEFAULT_BAUD: u32 = 115_200;
 /// The tag that marks an 802.15.4 sniffer (no console of its own, no probe needed).
 pub const SNIFFER_TAG: &str = "sniffer";
 
-/// Console dialect of the firmware a board runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Profile {
-    /// nRF Connect SDK: Zephyr shell, `ot ` prefix.
-    Ncs,
-    /// Upstream OpenThread CLI: `> ` prompt.
-    Upstream,
-}
-
-impl fmt::Display for Profile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Profile::Ncs => "ncs",
-            Profile::Upstream => "upstream",
-        })
-    }
-}
-
-impl std::str::FromStr for Profile {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "ncs" => Ok(Profile::Ncs),
-            "upstream" => Ok(Profile::Upstream),
-            other => Err(format!(
-                "unknown profile `{other}` (expected ncs or upstream)"
-            )),
-        }
-    }
-}
+/// Console dialect of the firmware a board runs (shared with manifests and the runner).
+pub use ot_hil_board::Profile;
 
 /// Which debug probe programs a board: its USB serial number, optionally pinned to a VID:PID.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

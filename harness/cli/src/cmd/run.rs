@@ -1,14 +1,16 @@
 //! `ot-hil run`: run cases and write reports.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use ot_hil::boards::{BoardSource, HardwareBoards, ProcessBoards, VirtualBoards};
 use ot_hil::events::Reporter;
-use ot_hil::profile::Profile;
+use ot_hil::profile::{Profile, Shell};
 use ot_hil::report::{JsonReporter, JunitReporter, ProgressReporter, exit_code};
-use ot_hil::runner::{self, BoardSource, RunConfig};
+use ot_hil::runner::{self, RunConfig};
 use ot_hil::virtual_lab::VdkCommand;
 
 use super::CaseArgs;
@@ -75,27 +77,26 @@ impl Cmd {
             .map(str::parse::<ot_hil_lab::partition::Partition>)
             .transpose()
             .map_err(|e| anyhow::anyhow!("--partition: {e}"))?;
-        let boards = if let Some(map) = &self.hardware_map {
+        let boards: Arc<dyn BoardSource> = if let Some(map) = &self.hardware_map {
             let map = ot_hil_lab::hwmap::HardwareMap::load_checked(map)?;
-            BoardSource::Hardware(Box::new(runner::HardwareBoards {
+            Arc::new(HardwareBoards {
                 allocator: ot_hil_lab::lock::Allocator::new(
                     map,
                     ot_hil_lab::lock::LockDir::from_env(),
                 ),
                 states: ot_hil_lab::flash::state::StateDir::from_env(),
                 allocate_timeout: self.board_wait,
-            }))
+            })
         } else if !self.board_commands.is_empty() {
-            let profile = Profile::by_name(&self.board_profile)
-                .with_context(|| format!("unknown profile {}", self.board_profile))?;
-            BoardSource::Processes {
-                commands: self.board_commands.clone(),
-                profile,
-            }
+            let profile: Profile = self.board_profile.parse().map_err(anyhow::Error::msg)?;
+            Arc::new(ProcessBoards::new(
+                self.board_commands.clone(),
+                Shell::of(profile),
+            ))
         } else {
-            BoardSource::Virtual {
+            Arc::new(VirtualBoards {
                 vdk: VdkCommand::current_exe().context("cannot find the ot-hil executable")?,
-            }
+            })
         };
         let plan = runner::plan(&loaded.cases, &variants, self.filter.as_deref(), partition);
         let junit = self

@@ -12,8 +12,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ot_hil_board::firmware::{Application, Manifest};
 use ot_hil_lab::flash::{FirmwareImage, Flasher};
-use ot_hil_vdk::firmware::{Application, Manifest};
 use ot_hil_wire::pcap::{LinkType, PcapWriter};
 use serde_json::Value;
 
@@ -368,11 +368,15 @@ impl Witness {
 
 /// The `connection`-th (from 1) transcript a virtual board's DTLS engine kept.
 pub fn engine_transcript(control: &Path, connection: usize) -> Result<Value, String> {
-    let json = crate::virtual_lab::control_request(control, "transcripts", CONTROL_TIMEOUT)
-        .map_err(|e| match e {
-            ControlError::Refused(reply) => format!("`transcripts` answered {reply:?}"),
-            e => format!("{}: {}", control.display(), e.into_io()),
-        })?;
+    let json = crate::virtual_lab::control_request(
+        control,
+        &ot_hil_board::control::ControlRequest::Transcripts,
+        CONTROL_TIMEOUT,
+    )
+    .map_err(|e| match e {
+        ControlError::Refused(reply) => format!("`transcripts` refused: {reply}"),
+        e => format!("{}: {}", control.display(), e.into_io()),
+    })?;
     let list: Value = serde_json::from_str(&json).map_err(|e| format!("`transcripts`: {e}"))?;
     let all = list.as_array().cloned().unwrap_or_default();
     all.get(connection.saturating_sub(1))

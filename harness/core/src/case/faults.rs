@@ -24,6 +24,7 @@
 use std::time::Duration;
 
 use ot_hil_air::FaultConfig;
+use ot_hil_board::control::ControlRequest;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -133,12 +134,12 @@ impl BoardAction {
 
     /// The virtual DK's control request (`reset` for both kinds of reboot: the board cannot
     /// tell them apart, only the runner's expectation differs).
-    pub fn control_request(self) -> &'static str {
+    pub fn control_request(self) -> ControlRequest {
         match self {
-            BoardAction::Reboot | BoardAction::Reset => "reset",
-            BoardAction::Crash => "crash",
-            BoardAction::Hang => "hang",
-            BoardAction::CloseConsole => "close-console",
+            BoardAction::Reboot | BoardAction::Reset => ControlRequest::Reset,
+            BoardAction::Crash => ControlRequest::Crash { reason: 0 },
+            BoardAction::Hang => ControlRequest::Hang,
+            BoardAction::CloseConsole => ControlRequest::CloseConsole,
         }
     }
 }

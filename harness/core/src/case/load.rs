@@ -542,7 +542,7 @@ fn parse_result(
     s: &Spanned<String>,
     problems: &mut Vec<Problem>,
 ) -> Option<ResultExpectation> {
-    use ot_hil_vdk::ot_error::OtError;
+    use ot_hil_board::ot_error::OtError;
     let text = s.get_ref().trim();
     match text {
         "Done" => return Some(ResultExpectation::Done),

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use buffer::LineBuffer;
 use decoder::{ConsoleItem, DEFAULT_MAX_LINE, LineDecoder};
 
-use crate::profile::Profile;
+use crate::profile::Shell;
 
 /// Console errors: all of them are infrastructure problems (the board could not be talked to).
 #[derive(Debug, thiserror::Error)]
@@ -139,7 +139,7 @@ pub const ZEPHYR_BANNER_PREFIX: &str = "*** Booting ";
 pub struct ConsoleConfig {
     /// Board name (node name in a case) for messages and logs.
     pub board: String,
-    pub profile: Profile,
+    pub shell: Shell,
     /// Boot banner lines; seeing one after [`Console::arm_crash_detection`] means a reboot.
     pub banner: Vec<String>,
     /// Where to write the board log (`None`: no log).
@@ -166,7 +166,7 @@ type Log = Arc<Mutex<Option<BufWriter<File>>>>;
 pub struct Console {
     shared: Arc<Shared>,
     io: Arc<AsyncFd<PortIo>>,
-    profile: Profile,
+    shell: Shell,
     log: Log,
     opened: Instant,
     reader: tokio::task::JoinHandle<()>,
@@ -335,7 +335,7 @@ impl Console {
         Ok(Console {
             shared,
             io,
-            profile: config.profile,
+            shell: config.shell,
             log,
             opened,
             reader,
@@ -348,8 +348,8 @@ impl Console {
         &self.shared
     }
 
-    pub fn profile(&self) -> &Profile {
-        &self.profile
+    pub fn shell(&self) -> &Shell {
+        &self.shell
     }
 
     pub fn name(&self) -> &str {
@@ -389,7 +389,7 @@ impl Console {
     pub async fn send_line(&self, line: &str) -> Result<(), ConsoleError> {
         let mut bytes = Vec::with_capacity(line.len() + 2);
         bytes.extend_from_slice(line.as_bytes());
-        bytes.extend_from_slice(self.profile.line_ending.as_bytes());
+        bytes.extend_from_slice(self.shell.line_ending.as_bytes());
         self.write_all(&bytes).await?;
         let now = Instant::now();
         log_write(&self.log, self.opened, now, ">>> ", line);
@@ -438,7 +438,7 @@ async fn read_loop(
     opened: Instant,
     exit_rx: Option<tokio::sync::oneshot::Receiver<String>>,
 ) {
-    let prompts: Vec<&str> = config.profile.prompts.iter().map(String::as_str).collect();
+    let prompts: Vec<&str> = config.shell.prompts.iter().map(String::as_str).collect();
     let mut decoder = LineDecoder::new(&prompts, DEFAULT_MAX_LINE);
     let mut buf = vec![0u8; 4096];
     let mut items = Vec::new();

@@ -1,0 +1,172 @@
+//! Real DKs of a hardware map: allocated and locked per case run, flashed with probe-rs
+//! (skipped when the board already holds the image), console on the map's serial port. A case
+//! with `[sniffer]` also gets a board tagged `sniffer`, locked with the others and never
+//! flashed (it runs Nordic's sniffer firmware).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ot_hil_board::Profile;
+use ot_hil_lab::flash::{FirmwareImage, Flasher, ProbeRsFlasher};
+use ot_hil_lab::lock::{Allocation, Allocator, NodeRequest};
+
+use super::{AcquiredBoard, BoardSource, BoxFuture, CaseBoards, CaseRun, ConsolePort, infra};
+use crate::air::witness::Witness;
+use crate::case::Case;
+use crate::exec::InfraFailure;
+use crate::variants::Variant;
+
+/// Name of the sniffer's request among a case's node requests (not a valid node name, so it
+/// cannot collide with one).
+pub const SNIFFER_REQUEST: &str = "(sniffer)";
+
+/// The boards of a hardware map.
+#[derive(Debug, Clone)]
+pub struct HardwareBoards {
+    pub allocator: Allocator,
+    pub states: ot_hil_lab::flash::state::StateDir,
+    /// How long a case waits for busy boards.
+    pub allocate_timeout: Duration,
+}
+
+/// What a case asks of a hardware map: a board of the variant's console profile per node, and,
+/// when the case has `[sniffer]`, a board tagged `sniffer`.
+pub fn hardware_requests(case: &Case, profile: Profile, wants_sniffer: bool) -> Vec<NodeRequest> {
+    let mut requests: Vec<NodeRequest> = case
+        .nodes
+        .iter()
+        .map(|n| NodeRequest {
+            node: n.clone(),
+            profile: Some(profile),
+            tags: vec![],
+            platform: None,
+        })
+        .collect();
+    if wants_sniffer {
+        requests.push(NodeRequest {
+            node: SNIFFER_REQUEST.into(),
+            profile: None,
+            tags: vec![ot_hil_lab::hwmap::SNIFFER_TAG.into()],
+            platform: None,
+        });
+    }
+    requests
+}
+
+impl BoardSource for HardwareBoards {
+    fn acquire<'a>(
+        &'a self,
+        run: CaseRun<'a>,
+    ) -> BoxFuture<'a, Result<(Vec<AcquiredBoard>, Box<dyn CaseBoards>), InfraFailure>> {
+        Box::pin(async move {
+            let (case, variant) = (run.case, run.variant);
+            let image_path = real_image_path(variant).ok_or_else(|| {
+                infra(
+                    "-",
+                    format!("variant {} names no image (`[build] hex`)", variant.name),
+                )
+            })?;
+            let image = FirmwareImage::from_file(&variant.name, &image_path).map_err(|e| {
+                infra(
+                    "-",
+                    format!(
+                        "image {} of variant {} not available: {e}",
+                        image_path.display(),
+                        variant.name
+                    ),
+                )
+            })?;
+            let wants_sniffer = crate::air::AirSpec::for_case(case)
+                .map_err(|e| infra("-", e.to_string()))?
+                .sniffer;
+            let requests = hardware_requests(case, variant.manifest.profile, wants_sniffer);
+            let allocator = self.allocator.clone();
+            let (name, timeout) = (case.name.clone(), self.allocate_timeout);
+            let allocation =
+                tokio::task::spawn_blocking(move || allocator.allocate(&name, &requests, timeout))
+                    .await
+                    .map_err(|e| infra("-", format!("allocation task failed: {e}")))?
+                    .map_err(|e| infra("-", e.to_string()))?;
+            let mut boards = Vec::new();
+            for (node, board, _) in allocation.nodes.iter() {
+                if node == SNIFFER_REQUEST {
+                    continue;
+                }
+                let flasher = ProbeRsFlasher::new(board, self.states.clone())
+                    .map_err(|e| infra(node, e.to_string()))?;
+                boards.push(AcquiredBoard {
+                    node: node.clone(),
+                    port: ConsolePort::Serial {
+                        path: board.port.clone(),
+                        baud: board.baud,
+                    },
+                    shell: variant.shell.clone(),
+                    banner: variant.manifest.banner.clone(),
+                    note: Some(format!("board {} on {}", board.id, board.port.display())),
+                    flash: Some((Box::new(flasher) as Box<dyn Flasher + Send>, image.clone())),
+                });
+            }
+            let sniffer_port = allocation
+                .board_for(SNIFFER_REQUEST)
+                .map(|b| b.port.clone());
+            let held = Locked {
+                _allocation: allocation,
+                sniffer_port,
+            };
+            Ok((boards, Box::new(held) as Box<dyn CaseBoards>))
+        })
+    }
+}
+
+/// Locked boards of one case run; the locks go with it.
+struct Locked {
+    _allocation: Allocation,
+    /// Serial port of the sniffer board, for a case with `[sniffer]`.
+    sniffer_port: Option<PathBuf>,
+}
+
+impl CaseBoards for Locked {
+    fn attach_air<'a>(
+        &'a mut self,
+        run: CaseRun<'a>,
+    ) -> BoxFuture<'a, Result<Option<Witness>, String>> {
+        Box::pin(async move {
+            match &self.sniffer_port {
+                Some(port) => {
+                    Witness::start_on_port(run.case, &port.display().to_string(), run.log_dir)
+                        .map(Some)
+                }
+                None => Witness::start_without_sniffer(run.case),
+            }
+        })
+    }
+
+    fn release(self: Box<Self>) -> BoxFuture<'static, ()> {
+        drop(self);
+        Box::pin(async {})
+    }
+}
+
+/// The real image of a variant: `[build] hex`, relative to the variants directory or to the
+/// repository root above it.
+fn real_image_path(variant: &Variant) -> Option<PathBuf> {
+    let hex = variant.manifest.build.as_ref()?.hex.clone()?;
+    if hex.is_absolute() {
+        return Some(hex);
+    }
+    let dir = variant.manifest.path.parent()?;
+    let candidates: Vec<PathBuf> = [
+        Some(dir.join(&hex)),
+        dir.parent()
+            .and_then(Path::parent)
+            .map(|root| root.join(&hex)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    candidates
+        .iter()
+        .find(|p| p.exists())
+        .cloned()
+        .or_else(|| candidates.last().cloned())
+}

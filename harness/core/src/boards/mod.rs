@@ -1,0 +1,266 @@
+//! Where a case run's boards come from: one [`BoardSource`] per kind of board, one file each.
+//!
+//! A source acquires the boards of one case run ([`BoardSource::acquire`]: locks, allocation,
+//! processes, the case's own air) and says, per node, how to reach its console and how to flash
+//! it ([`AcquiredBoard`]). The runner then does the same for every source: open each console
+//! before the reset or flash (so the boot banner lands in the case's log), flash or skip, wait
+//! for the prompt. During the run the acquired boards ([`CaseBoards`]) attach the case's air
+//! witness where they have an air or a sniffer, inject the faults they support before each
+//! step, and are released at the end.
+//!
+//! Sources: [`virtual_dk`] (virtual DKs on a per-case air), [`processes`] (host processes on
+//! PTYs), [`hardware`] (boards of a hardware map). A new kind of board is one new file here.
+
+pub mod hardware;
+pub mod processes;
+pub mod virtual_dk;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ot_hil_lab::flash::{FirmwareImage, Flasher};
+
+use crate::air::witness::Witness;
+use crate::case::Case;
+use crate::case::faults::BoardFaultPlan;
+use crate::console::{BoardFault, Console};
+use crate::exec::{Failure, InfraFailure};
+use crate::profile::Shell;
+use crate::resilience::RunOptions;
+use crate::variants::Variant;
+
+pub use hardware::HardwareBoards;
+pub use processes::ProcessBoards;
+pub use virtual_dk::VirtualBoards;
+
+/// A boxed future, so board sources can be trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How long a board may take to show its prompt after flashing/reset or start.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often to press Enter while waiting for a prompt.
+const PROMPT_POKE_INTERVAL: Duration = Duration::from_millis(500);
+/// Console lines quoted per node in reports.
+pub const TAIL_LINES: usize = 15;
+
+/// One attempt of one case on one variant, as a board source sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct CaseRun<'a> {
+    pub case: &'a Case,
+    pub variant: &'a Variant,
+    /// Position of this run in the plan: unique within the run, for names and allocations.
+    pub seq: usize,
+    /// 1 for the first attempt; retries get fresh boards.
+    pub attempt: u32,
+    /// Where this attempt's console logs go (`<out>/logs/<case>/<variant>[/attempt-N]`).
+    pub log_dir: &'a Path,
+    /// The run's private directory (short: socket paths must fit in 108 bytes).
+    pub run_dir: &'a Path,
+    pub options: &'a RunOptions,
+    /// How long a board may take to show its prompt after a reset.
+    pub ready_timeout: Duration,
+}
+
+impl CaseRun<'_> {
+    /// A fresh directory of this attempt inside the run directory (`c<seq>[a<attempt>]`).
+    pub fn work_dir(&self) -> Result<PathBuf, InfraFailure> {
+        let dir = self.run_dir.join(if self.attempt > 1 {
+            format!("c{}a{}", self.seq, self.attempt)
+        } else {
+            format!("c{}", self.seq)
+        });
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| infra("-", format!("failed to create {}: {e}", dir.display())))?;
+        Ok(dir)
+    }
+
+    /// The board faults the case plans before step `index` in this attempt.
+    pub fn board_faults_due(&self, index: usize) -> impl Iterator<Item = &BoardFaultPlan> {
+        let attempt = self.attempt;
+        self.case
+            .faults
+            .board
+            .iter()
+            .filter(move |f| f.before_step == index && (attempt == 1 || f.every_attempt))
+    }
+}
+
+/// How to reach a board's console.
+#[derive(Debug, Clone)]
+pub enum ConsolePort {
+    /// A serial port (a real board's, or a virtual DK's PTY link).
+    Serial { path: PathBuf, baud: u32 },
+    /// A process started on a PTY; starting it is the board's reset.
+    Process { program: String, args: Vec<String> },
+}
+
+/// One board of a case run, as acquired: how to open its console and what to flash.
+pub struct AcquiredBoard {
+    pub node: String,
+    pub port: ConsolePort,
+    /// How the board's shell wants commands.
+    pub shell: Shell,
+    /// Lines the firmware prints at boot, before its shell.
+    pub banner: Vec<String>,
+    /// Written to the console log once it is open (which physical board this is).
+    pub note: Option<String>,
+    /// The probe and the image for it; `None`: nothing to flash (the board boots by itself).
+    pub flash: Option<(Box<dyn Flasher + Send>, FirmwareImage)>,
+}
+
+/// A source of boards: one implementation per kind of board.
+pub trait BoardSource: Send + Sync + fmt::Debug {
+    /// Acquire the boards of one case run (`case.nodes`, in that order).
+    fn acquire<'a>(
+        &'a self,
+        run: CaseRun<'a>,
+    ) -> BoxFuture<'a, Result<(Vec<AcquiredBoard>, Box<dyn CaseBoards>), InfraFailure>>;
+}
+
+/// The boards of one case run, held until released.
+pub trait CaseBoards: Send {
+    /// Start the case's air witness (sniffer, handshake snapshots) once the boards are up.
+    /// Boards without an air of their own can only compare snapshots of the boards' own
+    /// transcripts, which they do not have: the default refuses a case that needs more.
+    fn attach_air<'a>(
+        &'a mut self,
+        run: CaseRun<'a>,
+    ) -> BoxFuture<'a, Result<Option<Witness>, String>> {
+        Box::pin(async move { Witness::start_without_sniffer(run.case) })
+    }
+
+    /// Inject the faults planned before step `index` (air faults, board faults). The default
+    /// supports none: a case that plans one gets an infrastructure error naming it.
+    fn before_step<'a>(
+        &'a mut self,
+        run: CaseRun<'a>,
+        index: usize,
+        _consoles: &'a BTreeMap<String, Arc<Console>>,
+    ) -> BoxFuture<'a, Result<(), InfraFailure>> {
+        let refused = run.board_faults_due(index).next().map(|fault| {
+            fault_failure(
+                fault,
+                index,
+                format!(
+                    "board fault `{}` needs a virtual board",
+                    fault.action.name()
+                ),
+            )
+        });
+        Box::pin(async move { refused.map_or(Ok(()), Err) })
+    }
+
+    /// Control sockets of boards whose DTLS engine keeps handshake transcripts (node, socket).
+    fn transcript_controls(&self) -> Vec<(String, PathBuf)> {
+        Vec::new()
+    }
+
+    /// Give the boards back (processes stopped, locks released, pooled boards returned).
+    fn release(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// An infrastructure failure of `board` outside any step.
+pub fn infra(board: &str, reason: String) -> InfraFailure {
+    InfraFailure {
+        board: board.to_string(),
+        step: None,
+        reason,
+    }
+}
+
+/// An infrastructure failure while injecting `fault` before step `index`.
+pub fn fault_failure(fault: &BoardFaultPlan, index: usize, reason: String) -> InfraFailure {
+    InfraFailure {
+        board: fault.node.clone(),
+        step: Some(format!("fault before step {}", index + 1)),
+        reason,
+    }
+}
+
+/// Why a board did not come up.
+#[derive(Debug)]
+pub enum NotReady {
+    /// The board is gone, unreachable or silent: not the firmware's fault.
+    Infra(InfraFailure),
+    /// The firmware crashed while booting: a test failure.
+    Crashed(Box<Failure>),
+}
+
+impl NotReady {
+    /// For people: why the board did not come up.
+    pub fn reason(self) -> String {
+        match self {
+            NotReady::Infra(i) => i.reason,
+            NotReady::Crashed(f) => f.crash.unwrap_or(f.expected),
+        }
+    }
+}
+
+/// Wait until the board shows a prompt (counted after `before`: the prompt count before the
+/// flash or reset), pressing Enter now and then.
+pub async fn wait_ready(console: &Console, before: u64, timeout: Duration) -> Result<(), NotReady> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut changed = console.shared().subscribe();
+    let mut next_poke = tokio::time::Instant::now() + PROMPT_POKE_INTERVAL;
+    loop {
+        {
+            let st = console.shared().lock();
+            if st.prompts > before {
+                return Ok(());
+            }
+            if let Some(fault) = st.fault.clone() {
+                let tail = st.lines.tail(TAIL_LINES);
+                drop(st);
+                return Err(match fault {
+                    BoardFault::Gone { reason } => NotReady::Infra(infra(console.name(), reason)),
+                    BoardFault::Crashed { reason, .. } => NotReady::Crashed(Box::new(Failure {
+                        step_index: None,
+                        location: String::new(),
+                        node: console.name().into(),
+                        step: "boot".into(),
+                        expected: "a prompt after boot".into(),
+                        got: tail.clone(),
+                        crash: Some(format!(
+                            "board {} crashed while booting: {reason}",
+                            console.name()
+                        )),
+                        window: tail,
+                    })),
+                });
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            let tail = console.shared().lock().lines.tail(5);
+            return Err(NotReady::Infra(infra(
+                console.name(),
+                format!(
+                    "prompt {:?} never appeared within {} (last lines: {:?})",
+                    console.shell().prompts,
+                    humantime::format_duration(timeout),
+                    tail
+                ),
+            )));
+        }
+        if now >= next_poke {
+            let ending = console.shell().line_ending.clone();
+            if let Err(e) = console.write_all(ending.as_bytes()).await {
+                return Err(NotReady::Infra(infra(console.name(), e.to_string())));
+            }
+            next_poke = now + PROMPT_POKE_INTERVAL;
+        }
+        let _ = tokio::time::timeout_at(deadline.min(next_poke), changed.changed()).await;
+    }
+}
+
+/// Wait until the board shows a prompt; the error says why, for people.
+pub async fn board_ready(console: &Console, before: u64, timeout: Duration) -> Result<(), String> {
+    wait_ready(console, before, timeout)
+        .await
+        .map_err(NotReady::reason)
+}

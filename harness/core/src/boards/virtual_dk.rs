@@ -1,0 +1,238 @@
+//! Virtual DKs: a fresh virtual DK process per node per case run, on the run's own air (cases
+//! running at once, on the same channel and PAN, must not hear each other any more than two runs
+//! may), flashed through its control socket. The only source that injects faults: the air's
+//! (`[faults]`, `--air-*`) and the boards' (`[[faults.board]]`, as control requests).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ot_hil_air::Hub;
+use ot_hil_board::control::ControlRequest;
+use ot_hil_lab::flash::Flasher;
+
+use super::{
+    AcquiredBoard, BoardSource, BoxFuture, CaseBoards, CaseRun, ConsolePort, board_ready,
+    fault_failure, infra,
+};
+use crate::air::witness::Witness;
+use crate::case::faults::BoardAction;
+use crate::console::Console;
+use crate::exec::InfraFailure;
+use crate::resilience::air_seed;
+use crate::virtual_lab::{ControlError, VdkCommand, VirtualDk};
+
+/// How long a fault request to a virtual DK may take.
+const FAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Virtual DKs started with `vdk` (`ot-hil vdk`, or a separate `ot-hil-vdk`).
+#[derive(Debug, Clone)]
+pub struct VirtualBoards {
+    pub vdk: VdkCommand,
+}
+
+impl BoardSource for VirtualBoards {
+    fn acquire<'a>(
+        &'a self,
+        run: CaseRun<'a>,
+    ) -> BoxFuture<'a, Result<(Vec<AcquiredBoard>, Box<dyn CaseBoards>), InfraFailure>> {
+        Box::pin(async move {
+            let dir = run.work_dir()?;
+            let seed = air_seed(&run.case.faults, run.options, run.attempt);
+            let hub = Hub::start_seeded(&dir, seed).map_err(|e| {
+                infra(
+                    "-",
+                    format!("failed to start the air hub in {}: {e}", dir.display()),
+                )
+            })?;
+            let mut held = OnAir {
+                vdk: self.vdk.clone(),
+                hub,
+                dks: Vec::new(),
+            };
+            for node in &run.case.nodes {
+                let log = run.log_dir.join(format!("{node}.vdk.log"));
+                let dk =
+                    VirtualDk::spawn(&self.vdk, held.hub.socket_path(), &dir, node, Some(&log))
+                        .await
+                        .map_err(|e| infra(node, e.to_string()))?;
+                held.dks.push(dk);
+            }
+            held.apply_air_faults(run, None)?;
+            let boards = held
+                .dks
+                .iter()
+                .map(|dk| AcquiredBoard {
+                    node: dk.board.clone(),
+                    port: ConsolePort::Serial {
+                        path: dk.tty.clone(),
+                        baud: 115_200,
+                    },
+                    shell: run.variant.shell.clone(),
+                    banner: run.variant.manifest.banner.clone(),
+                    note: None,
+                    flash: Some((
+                        Box::new(dk.probe()) as Box<dyn Flasher + Send>,
+                        run.variant.image.clone(),
+                    )),
+                })
+                .collect();
+            Ok((boards, Box::new(held) as Box<dyn CaseBoards>))
+        })
+    }
+}
+
+/// The virtual DKs of one case run and their air.
+struct OnAir {
+    vdk: VdkCommand,
+    hub: Hub,
+    dks: Vec<VirtualDk>,
+}
+
+impl OnAir {
+    /// Set up the air of the case run (`before_step` = None: at set-up, before flashing):
+    /// all-link faults from the command line (at set-up), else the case's, and the case's
+    /// per-link faults between its nodes' radios, when the case's `from_step` comes.
+    fn apply_air_faults(
+        &self,
+        run: CaseRun<'_>,
+        before_step: Option<usize>,
+    ) -> Result<(), InfraFailure> {
+        let options = run.options;
+        if before_step.is_none()
+            && let Some(cli) = &options.air_faults
+        {
+            self.hub.set_faults(cli.clone());
+        }
+        let due = run.case.faults.air.as_ref().filter(|a| match before_step {
+            None => a.from_step == 0,
+            Some(i) => a.from_step == i && i > 0,
+        });
+        let Some(air) = due else {
+            return Ok(());
+        };
+        if options.air_faults.is_none() && air.links.is_empty() {
+            self.hub.set_faults(air.config.clone());
+        }
+        let socket_of = |node: &str| -> Result<PathBuf, InfraFailure> {
+            self.dks
+                .iter()
+                .find(|d| d.board == node)
+                .and_then(|d| {
+                    let dir = d.control.parent()?;
+                    Some(ot_hil_board::air_socket::virtual_dk_radio(dir, d.pid()?))
+                })
+                .ok_or_else(|| infra(node, "no radio to inject link faults on".into()))
+        };
+        for (from, to) in &air.links {
+            self.hub
+                .set_link_faults(&socket_of(from)?, &socket_of(to)?, Some(air.config.clone()));
+        }
+        Ok(())
+    }
+
+    /// Inject the board faults planned before step `index` of this attempt.
+    async fn inject_board_faults(
+        &self,
+        run: CaseRun<'_>,
+        index: usize,
+        consoles: &BTreeMap<String, Arc<Console>>,
+    ) -> Result<(), InfraFailure> {
+        for fault in run.board_faults_due(index) {
+            let failed = |reason: String| fault_failure(fault, index, reason);
+            let Some(dk) = self.dks.iter().find(|d| d.board == fault.node) else {
+                return Err(failed(format!(
+                    "board fault `{}` needs a virtual board",
+                    fault.action.name()
+                )));
+            };
+            let console = consoles.get(&fault.node);
+            let prompts_before = console.map(|c| c.shared().lock().prompts).unwrap_or(0);
+            if let Some(c) = console {
+                c.note(&format!("injected fault: {}", fault.action.name()));
+                if fault.action == BoardAction::Reset {
+                    // The case asked for this reboot: its banner is not a crash.
+                    c.arm_crash_detection(false);
+                }
+            }
+            let control = dk.control.clone();
+            let request = fault.action.control_request();
+            let sent = tokio::task::spawn_blocking(move || fault_request(&control, &request)).await;
+            match sent {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(failed(format!("fault request failed: {e}"))),
+                Err(e) => return Err(failed(format!("fault request task failed: {e}"))),
+            }
+            if fault.action == BoardAction::Reset
+                && let Some(c) = console
+            {
+                board_ready(c, prompts_before, run.ready_timeout)
+                    .await
+                    .map_err(|e| failed(format!("after the requested reset: {e}")))?;
+                c.arm_crash_detection(true);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Send one fault request to a virtual DK.
+fn fault_request(control: &Path, request: &ControlRequest) -> std::io::Result<()> {
+    crate::virtual_lab::control_request(control, request, FAULT_REQUEST_TIMEOUT)
+        .map(|_| ())
+        .map_err(|e| match e {
+            ControlError::Refused(message) => {
+                std::io::Error::other(format!("`{request}` refused: {message}"))
+            }
+            e => e.into_io(),
+        })
+}
+
+impl CaseBoards for OnAir {
+    fn attach_air<'a>(
+        &'a mut self,
+        run: CaseRun<'a>,
+    ) -> BoxFuture<'a, Result<Option<Witness>, String>> {
+        Box::pin(async move {
+            let variants_dir = run.variant.image.path.parent().unwrap_or(Path::new("."));
+            Witness::start_virtual(
+                run.case,
+                &self.vdk,
+                self.hub.socket_path(),
+                variants_dir,
+                run.log_dir,
+            )
+            .await
+        })
+    }
+
+    fn before_step<'a>(
+        &'a mut self,
+        run: CaseRun<'a>,
+        index: usize,
+        consoles: &'a BTreeMap<String, Arc<Console>>,
+    ) -> BoxFuture<'a, Result<(), InfraFailure>> {
+        Box::pin(async move {
+            self.apply_air_faults(run, Some(index))?;
+            self.inject_board_faults(run, index, consoles).await
+        })
+    }
+
+    fn transcript_controls(&self) -> Vec<(String, PathBuf)> {
+        self.dks
+            .iter()
+            .map(|d| (d.board.clone(), d.control.clone()))
+            .collect()
+    }
+
+    fn release(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let OnAir { hub, dks, .. } = *self;
+            for dk in dks {
+                dk.stop().await;
+            }
+            drop(hub);
+        })
+    }
+}
