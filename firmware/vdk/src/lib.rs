@@ -3,7 +3,10 @@
 //! runner uses the same serial code as for a real board, and talking to other virtual DKs over
 //! the virtual 802.15.4 air.
 //!
-//! Layout: `firmware` (variant manifests + Kconfig), `shell` (Zephyr shell / OT UART line
+//! Must not depend on: the runner (`ot-hil-runner`) or the lab; what it shares with them
+//! (manifests, profiles, the control protocol, the error table) is `ot-hil-board`.
+//!
+//! Layout: `firmware` (variant manifests + Kconfig, from ot-hil-board), `shell` (Zephyr shell / OT UART line
 //! discipline), `cli` (OpenThread CLI commands), `device` (board state + main loop), `console`
 //! (PTY/stdio), `control` (virtual probe socket), `net` (the Thread stack model).
 

@@ -1,5 +1,8 @@
 //! The virtual 802.15.4 air.
 //!
+//! Must not depend on: the runner, the lab or the virtual DK (they attach to it); its socket
+//! names are `ot-hil-board`'s.
+//!
 //! Loopback has no multicast and tests must stay off the network, so the air is a hub
 //! thread with one Unix datagram socket (`<run dir>/air.sock`); every radio is an [`AirClient`]
 //! bound to its own socket in the same directory. The hub delivers each transmitted frame to every

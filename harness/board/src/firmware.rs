@@ -1045,7 +1045,7 @@ mod tests {
 
     #[test]
     fn shipped_variants_load() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../variants");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../firmware/variants");
         for name in ["ncs-v2.1.0.toml", "ncs-v2.2.0.toml", "upstream.toml"] {
             let m = Manifest::load(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(m.application, Application::ThreadCli);

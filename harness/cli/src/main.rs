@@ -1,4 +1,6 @@
-//! `ot-hil`: thin command line over the `ot_hil` library. One file per subcommand under `cmd/`.
+//! `ot-hil`: thin command line over the `ot_hil` runner library. One file per subcommand under
+//! `cmd/`. Owns argument parsing, the choice of board source and exit codes; the only package
+//! that links the virtual DK (`ot-hil vdk` runs one). Holds no runner logic.
 
 mod cmd;
 

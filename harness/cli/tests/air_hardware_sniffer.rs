@@ -51,7 +51,7 @@ async fn sniffer_board_of_the_map_is_allocated_and_read() {
         &LoadOptions::default(),
     )
     .unwrap();
-    let spec = AirSpec::for_case(&case).unwrap();
+    let spec = case.air.clone();
     assert!(spec.sniffer);
     let requests = hardware_requests(&case, Profile::Ncs, spec.sniffer);
     assert_eq!(requests.len(), case.nodes.len() + 1);

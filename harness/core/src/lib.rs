@@ -1,11 +1,14 @@
-//! ot-hil: the runner library.
+//! ot-hil: the runner library (package `ot-hil-runner`).
 //!
-//! Cases ([`case`]) are loaded and validated before any board is touched; each board gets a
+//! Cases ([`case`]) are loaded and validated once, before any board is touched; each board gets a
 //! console ([`console`]: framing, line buffer, transports) driven by the step executor
-//! ([`exec`]); the [`runner`] gives each case its boards (virtual DKs on the run's own air,
-//! host processes on PTYs), classifies the result against the variant's expectation and emits
-//! typed [`events`] that the reporters ([`report`]) turn into progress lines, JUnit XML and a JSON
-//! results file.
+//! ([`exec`]); the [`runner`] takes each case's boards from a [`boards::BoardSource`] (virtual
+//! DKs on the case's own air, host processes on PTYs, boards of a hardware map), classifies the
+//! result against the variant's expectation and emits typed [`events`] that the reporters
+//! ([`report`]) turn into progress lines, JUnit XML and a JSON results file.
+//!
+//! Must not depend on: the virtual DK (`ot-hil-vdk`): it starts virtual DKs as processes and
+//! speaks to them through `ot-hil-board`'s control protocol; nor on the command line.
 
 pub mod air;
 pub mod boards;

@@ -1,7 +1,8 @@
 //! Sans-IO DTLS 1.2 engine (RFC 6347) for the cipher suites OpenThread's CoAPS uses:
 //! `PSK_WITH_AES_128_CCM_8` (0xC0A8), `ECDHE_ECDSA_WITH_AES_128_CCM_8` (0xC0AE) and
 //! `ECJPAKE_WITH_AES_128_CCM_8` (0xC0FF), plus handshake transcripts built by the engine or
-//! from datagrams observed passively.
+//! from datagrams observed passively. Must not depend on any other ot-hil crate: the virtual
+//! DK runs it and the runner's air witness reads its transcripts.
 //!
 //! # Layers
 //! * [`codec`], [`enums`], [`messages`]: parse/emit pairs for the record header, the

@@ -5,6 +5,9 @@
 //! - [`lock`]: per-board locks across processes and the allocator that gives boards to a case's nodes.
 //! - [`partition`]: splitting cases over machines (`--partition K/N`).
 //! - [`flash`]: the [`flash::Flasher`] interface and the probe-rs flasher for real DKs.
+//!
+//! Must not depend on: the runner or the virtual DK; a board's [`hwmap::Profile`] is
+//! `ot-hil-board`'s.
 
 pub mod discover;
 pub mod flash;

@@ -1,4 +1,5 @@
 //! Wire codecs shared by the harness (to decode captures) and the virtual DK (to speak on the virtual air).
+//! Must not depend on any other ot-hil crate: both sides depend on it.
 //!
 //! Every parser in this crate takes untrusted bytes and returns [`WireError`] on anything it cannot
 //! decode; none of them panics on any input.

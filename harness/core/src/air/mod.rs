@@ -24,11 +24,11 @@ pub mod snapshot;
 pub mod synth;
 pub mod witness;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::case::{Action, Case};
+use crate::case::{Action, Step};
 
 pub use capture::{Capture, CaptureStats, Connection};
 pub use reader::{SnifferPort, SnifferSession};
@@ -41,8 +41,8 @@ pub const DEFAULT_CHANNEL: u8 = 11;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AirError {
-    #[error("{path}: {message}")]
-    Spec { path: PathBuf, message: String },
+    #[error("sniffer channel {0} is not 11..26")]
+    Channel(u8),
     #[error("network key must be 32 hex digits, got {0:?}")]
     NetworkKey(String),
     #[error("mesh-local prefix must be an IPv6 /64 prefix, got {0:?}")]
@@ -82,60 +82,38 @@ fn one() -> usize {
     1
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSniffer {
-    channel: Option<u8>,
-    network_key: Option<String>,
-    mesh_local_prefix: Option<String>,
-}
-
-/// The two tables of a case file this module reads; everything else belongs to the case loader.
-#[derive(Debug, Default, Deserialize)]
-struct RawAirTables {
-    sniffer: Option<RawSniffer>,
-    #[serde(default)]
-    snapshot: Vec<SnapshotSpec>,
+/// The `[sniffer]` table's values, as the case loader checked them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnifferTable {
+    pub channel: Option<u8>,
+    pub network_key: Option<String>,
+    pub mesh_local_prefix: Option<String>,
 }
 
 impl AirSpec {
-    /// Read `[sniffer]` and `[[snapshot]]` from the case file and fill what they leave out from
-    /// the case's own commands (`channel N`, `networkkey K`, `meshlocalprefix P`, and their
-    /// `dataset ...` forms): the sniffer needs the same network parameters the boards are given.
-    pub fn for_case(case: &Case) -> Result<AirSpec, AirError> {
-        let text = std::fs::read_to_string(&case.path).map_err(|e| AirError::Spec {
-            path: case.path.clone(),
-            message: e.to_string(),
-        })?;
-        Self::parse(&case.path, &text, &commands(case))
-    }
-
-    /// `text`: the case file; `commands`: the case's commands in order.
-    pub fn parse(path: &Path, text: &str, commands: &[String]) -> Result<AirSpec, AirError> {
-        let spec_err = |message: String| AirError::Spec {
-            path: path.to_path_buf(),
-            message,
-        };
-        let table: toml::Table = toml::from_str(text).map_err(|e| spec_err(e.to_string()))?;
-        let mut air = toml::Table::new();
-        for key in ["sniffer", "snapshot"] {
-            if let Some(v) = table.get(key) {
-                air.insert(key.to_string(), v.clone());
-            }
+    /// The spec of a case from its `[sniffer]` table (`None`: no sniffer) and `[[snapshot]]`s,
+    /// filling what the sniffer table leaves out from the case's own commands (`channel N`,
+    /// `networkkey K`, `meshlocalprefix P`, and their `dataset ...` forms): the sniffer needs the
+    /// same network parameters the boards are given. Called once, by the case loader.
+    pub fn from_tables(
+        sniffer: Option<&SnifferTable>,
+        snapshots: Vec<SnapshotSpec>,
+        commands: &[String],
+    ) -> Result<AirSpec, AirError> {
+        if sniffer.is_none() && snapshots.is_empty() {
+            return Ok(AirSpec {
+                channel: DEFAULT_CHANNEL,
+                mesh_local_prefix: DEFAULT_MESH_LOCAL_PREFIX,
+                ..AirSpec::default()
+            });
         }
-        let raw: RawAirTables = air.try_into().map_err(|e: toml::de::Error| {
-            spec_err(format!("[sniffer]/[[snapshot]]: {}", e.message()))
-        })?;
         let learned = Learned::from_commands(commands);
-        let sniffer = raw.sniffer.unwrap_or_default();
-        let channel = sniffer
-            .channel
-            .or(learned.channel)
-            .unwrap_or(DEFAULT_CHANNEL);
+        let table = sniffer.cloned().unwrap_or_default();
+        let channel = table.channel.or(learned.channel).unwrap_or(DEFAULT_CHANNEL);
         if !(11..=26).contains(&channel) {
-            return Err(spec_err(format!("sniffer channel {channel} is not 11..26")));
+            return Err(AirError::Channel(channel));
         }
-        let network_key = match sniffer
+        let network_key = match table
             .network_key
             .as_deref()
             .or(learned.network_key.as_deref())
@@ -143,7 +121,7 @@ impl AirSpec {
             Some(k) => Some(parse_network_key(k)?),
             None => None,
         };
-        let mesh_local_prefix = match sniffer
+        let mesh_local_prefix = match table
             .mesh_local_prefix
             .as_deref()
             .or(learned.mesh_local_prefix.as_deref())
@@ -151,35 +129,12 @@ impl AirSpec {
             Some(p) => parse_prefix(p)?,
             None => DEFAULT_MESH_LOCAL_PREFIX,
         };
-        let mut names = std::collections::BTreeSet::new();
-        for s in &raw.snapshot {
-            if s.name.is_empty()
-                || !s
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return Err(spec_err(format!(
-                    "snapshot name {:?}: use letters, digits, - and _",
-                    s.name
-                )));
-            }
-            if !names.insert(s.name.clone()) {
-                return Err(spec_err(format!("snapshot name {:?} used twice", s.name)));
-            }
-            if s.connection == 0 {
-                return Err(spec_err(format!(
-                    "snapshot {:?}: connection counts from 1",
-                    s.name
-                )));
-            }
-        }
         Ok(AirSpec {
-            sniffer: table.contains_key("sniffer"),
+            sniffer: sniffer.is_some(),
             channel,
             network_key,
             mesh_local_prefix,
-            snapshots: raw.snapshot,
+            snapshots,
         })
     }
 
@@ -189,9 +144,9 @@ impl AirSpec {
     }
 }
 
-/// The case's commands (with unresolved `${...}` left empty) in step order.
-pub fn commands(case: &Case) -> Vec<String> {
-    case.steps
+/// The commands of a case's steps (with unresolved `${...}` left empty) in step order.
+pub fn commands(steps: &[Step]) -> Vec<String> {
+    steps
         .iter()
         .filter_map(|s| match &s.action {
             Action::Command { command, .. } | Action::Poll { command, .. } => {
@@ -260,54 +215,60 @@ pub fn parse_prefix(s: &str) -> Result<[u8; 8], AirError> {
 mod tests {
     use super::*;
 
+    fn load(text: &str) -> Result<AirSpec, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
+        crate::case::load_case(&path, &crate::case::LoadOptions::default())
+            .map(|c| c.air)
+            .map_err(|e| e.to_string())
+    }
+
+    const STEPS: &str = "[[steps]]\nnode = \"a\"\nsend = \"thread stop\"\n\
+        [[steps]]\nnode = \"a\"\nsend = \"channel 15\"\n\
+        [[steps]]\nnode = \"a\"\nsend = \"networkkey 00112233445566778899aabbccddeeff\"\n\
+        [[steps]]\nnode = \"a\"\nsend = \"dataset meshlocalprefix fd00:db8::\"\n";
+
     #[test]
     fn spec_from_tables_and_commands() {
-        let text = r#"
-nodes = ["a", "b"]
-[sniffer]
-[[snapshot]]
-name = "x509-handshake"
-client = "b"
-server = "a"
-"#;
-        let commands = vec![
-            "thread stop".to_string(),
-            "channel 15".to_string(),
-            "networkkey 00112233445566778899aabbccddeeff".to_string(),
-            "dataset meshlocalprefix fd00:db8::".to_string(),
-        ];
-        let spec = AirSpec::parse(Path::new("c.toml"), text, &commands).unwrap();
+        let text = format!(
+            "nodes = [\"a\", \"b\"]\n{STEPS}[sniffer]\n[[snapshot]]\nname = \"x509-handshake\"\nclient = \"b\"\nserver = \"a\"\n"
+        );
+        let spec = load(&text).unwrap();
         assert!(spec.sniffer);
         assert_eq!(spec.channel, 15);
         assert_eq!(spec.network_key.unwrap()[15], 0xff);
         assert_eq!(spec.mesh_local_prefix, [0xfd, 0, 0x0d, 0xb8, 0, 0, 0, 0]);
         assert_eq!(spec.snapshots[0].connection, 1);
 
-        let explicit =
-            "[sniffer]\nchannel = 20\nnetwork_key = \"ffeeddccbbaa99887766554433221100\"\n";
-        let spec = AirSpec::parse(Path::new("c.toml"), explicit, &commands).unwrap();
+        let explicit = format!(
+            "nodes = [\"a\"]\n{STEPS}[sniffer]\nchannel = 20\nnetwork_key = \"ffeeddccbbaa99887766554433221100\"\n"
+        );
+        let spec = load(&explicit).unwrap();
         assert_eq!((spec.channel, spec.network_key.unwrap()[0]), (20, 0xff));
         assert_eq!(spec.mesh_local_prefix, [0xfd, 0, 0x0d, 0xb8, 0, 0, 0, 0]);
 
-        let none = AirSpec::parse(Path::new("c.toml"), "nodes = []", &[]).unwrap();
+        let none = load(&format!("nodes = [\"a\"]\n{STEPS}")).unwrap();
         assert!(none.is_empty());
         assert_eq!(none.mesh_local_prefix, DEFAULT_MESH_LOCAL_PREFIX);
     }
 
     #[test]
     fn spec_errors_name_the_problem() {
+        let head = "nodes = [\"a\", \"c\"]\n[[steps]]\nnode = \"a\"\nsend = \"state\"\n";
         for bad in [
             "[sniffer]\nchannel = 5\n",
             "[sniffer]\nnetwork_key = \"0011\"\n",
             "[sniffer]\nbogus = 1\n",
-            "[[snapshot]]\nname = \"a b\"\nclient = \"c\"\nserver = \"s\"\n",
+            "[[snapshot]]\nname = \"a b\"\nclient = \"c\"\nserver = \"a\"\n",
             "[[snapshot]]\nname = \"a\"\nclient = \"c\"\n",
-            "[[snapshot]]\nname = \"a\"\nclient = \"c\"\nserver = \"s\"\n[[snapshot]]\nname = \"a\"\nclient = \"c\"\nserver = \"s\"\n",
+            "[[snapshot]]\nname = \"a\"\nclient = \"c\"\nserver = \"a\"\n[[snapshot]]\nname = \"a\"\nclient = \"c\"\nserver = \"a\"\n",
         ] {
-            assert!(
-                AirSpec::parse(Path::new("c.toml"), bad, &[]).is_err(),
-                "{bad}"
-            );
+            assert!(load(&format!("{head}{bad}")).is_err(), "{bad}");
         }
+        // What the sniffer learns from the commands is checked too.
+        let learned = "nodes = [\"a\"]\n[[steps]]\nnode = \"a\"\nsend = \"channel 5\"\n[sniffer]\n";
+        let err = load(learned).unwrap_err();
+        assert!(err.contains("sniffer channel 5 is not 11..26"), "{err}");
     }
 }

@@ -109,7 +109,7 @@ impl Witness {
         variants_dir: &Path,
         log_dir: &Path,
     ) -> Result<Option<Witness>, String> {
-        let spec = AirSpec::for_case(case).map_err(|e| e.to_string())?;
+        let spec = case.air.clone();
         if spec.is_empty() {
             return Ok(None);
         }
@@ -141,7 +141,7 @@ impl Witness {
     /// sniffer port): snapshots come from the boards' engines where they can; a case that
     /// wants a sniffer is refused rather than run without its witness.
     pub fn start_without_sniffer(case: &Case) -> Result<Option<Witness>, String> {
-        let spec = AirSpec::for_case(case).map_err(|e| e.to_string())?;
+        let spec = case.air.clone();
         if spec.is_empty() {
             return Ok(None);
         }
@@ -160,7 +160,7 @@ impl Witness {
 
     /// For a case on real boards with a sniffer on `port` (e.g. /dev/ttyACM4).
     pub fn start_on_port(case: &Case, port: &str, log_dir: &Path) -> Result<Witness, String> {
-        let mut spec = AirSpec::for_case(case).map_err(|e| e.to_string())?;
+        let mut spec = case.air.clone();
         spec.sniffer = true;
         let mut witness = Witness {
             spec,

@@ -76,10 +76,7 @@ impl BoardSource for HardwareBoards {
                     ),
                 )
             })?;
-            let wants_sniffer = crate::air::AirSpec::for_case(case)
-                .map_err(|e| infra("-", e.to_string()))?
-                .sniffer;
-            let requests = hardware_requests(case, variant.manifest.profile, wants_sniffer);
+            let requests = hardware_requests(case, variant.manifest.profile, case.air.sniffer);
             let allocator = self.allocator.clone();
             let (name, timeout) = (case.name.clone(), self.allocate_timeout);
             let allocation =

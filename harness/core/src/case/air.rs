@@ -1,13 +1,14 @@
 //! `[sniffer]` and `[[snapshot]]` as the case loader checks them: every problem at its
-//! `file:line:column`, like the rest of a case. What they mean at run time is read by
-//! `crate::air::AirSpec`.
+//! `file:line:column`, like the rest of a case. The checked tables become the case's
+//! [`AirSpec`]: nothing reads the case file again at run time.
 
 use std::collections::BTreeSet;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Location, Problem};
+use super::{Location, Problem, Step};
+use crate::air::{AirSpec, SnapshotSpec, SnifferTable};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,8 +27,71 @@ pub(super) struct RawSnapshot {
     connection: Option<Spanned<i64>>,
 }
 
-/// Check the two tables against the case's nodes.
+/// Check the two tables against the case's nodes and steps; the case's air spec when they
+/// are sound (with problems, a default spec: the case does not load anyway).
 pub(super) fn validate(
+    sniffer: Option<&Spanned<RawSniffer>>,
+    snapshots: &[Spanned<RawSnapshot>],
+    location: &dyn Fn(usize) -> Location,
+    nodes: &[String],
+    steps: &[Step],
+    problems: &mut Vec<Problem>,
+) -> AirSpec {
+    let before = problems.len();
+    check(
+        sniffer.map(Spanned::get_ref),
+        snapshots,
+        location,
+        nodes,
+        problems,
+    );
+    if problems.len() > before {
+        return AirSpec::default();
+    }
+    let table = sniffer.map(|s| {
+        let s = s.get_ref();
+        SnifferTable {
+            channel: s
+                .channel
+                .as_ref()
+                .and_then(|c| u8::try_from(*c.get_ref()).ok()),
+            network_key: s.network_key.as_ref().map(|k| k.get_ref().clone()),
+            mesh_local_prefix: s.mesh_local_prefix.as_ref().map(|p| p.get_ref().clone()),
+        }
+    });
+    let specs = snapshots
+        .iter()
+        .map(|s| {
+            let s = s.get_ref();
+            SnapshotSpec {
+                name: s.name.get_ref().clone(),
+                client: s.client.get_ref().clone(),
+                server: s.server.get_ref().clone(),
+                connection: s
+                    .connection
+                    .as_ref()
+                    .and_then(|c| usize::try_from(*c.get_ref()).ok())
+                    .unwrap_or(1),
+            }
+        })
+        .collect();
+    match AirSpec::from_tables(table.as_ref(), specs, &crate::air::commands(steps)) {
+        Ok(spec) => spec,
+        Err(e) => {
+            // Only what the sniffer learned from the steps can be wrong here: the tables'
+            // own values were checked above.
+            let at = sniffer.map_or(0, |s| s.span().start);
+            problems.push(Problem {
+                location: location(at),
+                message: format!("{e} (taken from the case's commands)"),
+            });
+            AirSpec::default()
+        }
+    }
+}
+
+/// Check the two tables against the case's nodes.
+fn check(
     sniffer: Option<&RawSniffer>,
     snapshots: &[Spanned<RawSnapshot>],
     location: &dyn Fn(usize) -> Location,

@@ -47,9 +47,9 @@ struct RawCase {
     steps: Vec<Spanned<RawStep>>,
     #[serde(default)]
     faults: super::faults::RawFaults,
-    /// `[sniffer]` and `[[snapshot]]`: checked here, read at run time by `crate::air::AirSpec`.
+    /// `[sniffer]` and `[[snapshot]]`: checked here, carried by the case as its `AirSpec`.
     #[serde(default)]
-    sniffer: Option<super::air::RawSniffer>,
+    sniffer: Option<Spanned<super::air::RawSniffer>>,
     #[serde(default)]
     snapshot: Vec<Spanned<super::air::RawSnapshot>>,
 }
@@ -285,11 +285,12 @@ pub fn load_case(path: &Path, options: &LoadOptions) -> Result<Case, CaseError> 
         &mut problems,
     );
 
-    super::air::validate(
+    let air = super::air::validate(
         raw.sniffer.as_ref(),
         &raw.snapshot,
         &|offset| src.location(offset),
         &nodes,
+        &steps,
         &mut problems,
     );
 
@@ -327,6 +328,7 @@ pub fn load_case(path: &Path, options: &LoadOptions) -> Result<Case, CaseError> 
         steps,
         variants,
         faults,
+        air,
     })
 }
 

@@ -91,6 +91,8 @@ pub struct Case {
     pub variants: BTreeMap<String, VariantExpectation>,
     /// Injected air and board faults (`[faults]`).
     pub faults: faults::CaseFaults,
+    /// The sniffer and the handshake snapshots (`[sniffer]`, `[[snapshot]]`).
+    pub air: crate::air::AirSpec,
 }
 
 impl Case {
