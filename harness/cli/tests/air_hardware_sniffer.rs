@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ot_hil::air::AirSpec;
 use ot_hil::air::witness::{PCAP_FILE, Witness, find_sniffer_variant, spawn_virtual_sniffer};
 use ot_hil::boards::hardware::{SNIFFER_REQUEST, hardware_requests};
 use ot_hil::case::{LoadOptions, load_case};

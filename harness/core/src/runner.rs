@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ot_hil_lab::partition::Partition;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::boards::{AcquiredBoard, CaseBoards, CaseRun, ConsolePort, NotReady, infra};
+use crate::boards::{Acquired, AcquiredBoard, CaseBoards, CaseRun, ConsolePort, NotReady, infra};
 pub use crate::boards::{BoardSource, DEFAULT_READY_TIMEOUT, TAIL_LINES, board_ready};
 use crate::case::{Case, VariantExpectation};
 use crate::console::{Console, ConsoleConfig};
@@ -289,7 +289,10 @@ async fn run_one(shared: &RunShared, p: Planned, seq: usize, attempt: u32) -> Ca
         options: &shared.options,
         ready_timeout: config.ready_timeout,
     };
-    let (acquired, mut held) = match config.boards.acquire(run).await {
+    let Acquired {
+        boards: acquired,
+        mut held,
+    } = match config.boards.acquire(run).await {
         Ok(a) => a,
         Err(i) => {
             classify(case, variant, RawOutcome::Infra(i), &mut result);

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ot_hil::boards::{AcquiredBoard, BoardSource, BoxFuture, CaseBoards, CaseRun, ConsolePort};
+use ot_hil::boards::{
+    Acquired, AcquiredBoard, BoardSource, BoxFuture, CaseBoards, CaseRun, ConsolePort,
+};
 use ot_hil::case::{Case, LoadOptions};
 use ot_hil::events::{CaseResult, Outcome, Reporter, RunEvent};
 use ot_hil::exec::InfraFailure;
@@ -36,10 +38,7 @@ struct FreshShells {
 }
 
 impl BoardSource for FreshShells {
-    fn acquire<'a>(
-        &'a self,
-        run: CaseRun<'a>,
-    ) -> BoxFuture<'a, Result<(Vec<AcquiredBoard>, Box<dyn CaseBoards>), InfraFailure>> {
+    fn acquire<'a>(&'a self, run: CaseRun<'a>) -> BoxFuture<'a, Result<Acquired, InfraFailure>> {
         Box::pin(async move {
             let dir = run.work_dir()?;
             let mut boards = Vec::new();
@@ -69,7 +68,10 @@ impl BoardSource for FreshShells {
             let held = Held {
                 ledger: self.ledger.clone(),
             };
-            Ok((boards, Box::new(held) as Box<dyn CaseBoards>))
+            Ok(Acquired {
+                boards,
+                held: Box::new(held),
+            })
         })
     }
 }

@@ -10,7 +10,9 @@ use ot_hil_board::Profile;
 use ot_hil_lab::flash::{FirmwareImage, Flasher, ProbeRsFlasher};
 use ot_hil_lab::lock::{Allocation, Allocator, NodeRequest};
 
-use super::{AcquiredBoard, BoardSource, BoxFuture, CaseBoards, CaseRun, ConsolePort, infra};
+use super::{
+    Acquired, AcquiredBoard, BoardSource, BoxFuture, CaseBoards, CaseRun, ConsolePort, infra,
+};
 use crate::air::witness::Witness;
 use crate::case::Case;
 use crate::exec::InfraFailure;
@@ -54,10 +56,7 @@ pub fn hardware_requests(case: &Case, profile: Profile, wants_sniffer: bool) -> 
 }
 
 impl BoardSource for HardwareBoards {
-    fn acquire<'a>(
-        &'a self,
-        run: CaseRun<'a>,
-    ) -> BoxFuture<'a, Result<(Vec<AcquiredBoard>, Box<dyn CaseBoards>), InfraFailure>> {
+    fn acquire<'a>(&'a self, run: CaseRun<'a>) -> BoxFuture<'a, Result<Acquired, InfraFailure>> {
         Box::pin(async move {
             let (case, variant) = (run.case, run.variant);
             let image_path = real_image_path(variant).ok_or_else(|| {
@@ -110,7 +109,10 @@ impl BoardSource for HardwareBoards {
                 _allocation: allocation,
                 sniffer_port,
             };
-            Ok((boards, Box::new(held) as Box<dyn CaseBoards>))
+            Ok(Acquired {
+                boards,
+                held: Box::new(held),
+            })
         })
     }
 }

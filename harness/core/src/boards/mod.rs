@@ -113,13 +113,18 @@ pub struct AcquiredBoard {
     pub flash: Option<(Box<dyn Flasher + Send>, FirmwareImage)>,
 }
 
+/// What a source acquired for one case run.
+pub struct Acquired {
+    /// The boards, in the case's node order, consoles not yet open.
+    pub boards: Vec<AcquiredBoard>,
+    /// What the source keeps until the case run releases it.
+    pub held: Box<dyn CaseBoards>,
+}
+
 /// A source of boards: one implementation per kind of board.
 pub trait BoardSource: Send + Sync + fmt::Debug {
     /// Acquire the boards of one case run (`case.nodes`, in that order).
-    fn acquire<'a>(
-        &'a self,
-        run: CaseRun<'a>,
-    ) -> BoxFuture<'a, Result<(Vec<AcquiredBoard>, Box<dyn CaseBoards>), InfraFailure>>;
+    fn acquire<'a>(&'a self, run: CaseRun<'a>) -> BoxFuture<'a, Result<Acquired, InfraFailure>>;
 }
 
 /// The boards of one case run, held until released.

@@ -6,7 +6,9 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use super::{AcquiredBoard, BoardSource, BoxFuture, CaseBoards, CaseRun, ConsolePort, infra};
+use super::{
+    Acquired, AcquiredBoard, BoardSource, BoxFuture, CaseBoards, CaseRun, ConsolePort, infra,
+};
 use crate::exec::InfraFailure;
 use crate::profile::Shell;
 
@@ -65,10 +67,7 @@ impl Pool {
 }
 
 impl BoardSource for ProcessBoards {
-    fn acquire<'a>(
-        &'a self,
-        run: CaseRun<'a>,
-    ) -> BoxFuture<'a, Result<(Vec<AcquiredBoard>, Box<dyn CaseBoards>), InfraFailure>> {
+    fn acquire<'a>(&'a self, run: CaseRun<'a>) -> BoxFuture<'a, Result<Acquired, InfraFailure>> {
         Box::pin(async move {
             let nodes = &run.case.nodes;
             if nodes.len() > self.commands.len() {
@@ -104,7 +103,10 @@ impl BoardSource for ProcessBoards {
                 pool: self.pool.clone(),
                 boards: taken,
             };
-            Ok((boards, Box::new(held) as Box<dyn CaseBoards>))
+            Ok(Acquired {
+                boards,
+                held: Box::new(held),
+            })
         })
     }
 }

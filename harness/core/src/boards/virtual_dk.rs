@@ -13,7 +13,7 @@ use ot_hil_board::control::ControlRequest;
 use ot_hil_lab::flash::Flasher;
 
 use super::{
-    AcquiredBoard, BoardSource, BoxFuture, CaseBoards, CaseRun, ConsolePort, board_ready,
+    Acquired, AcquiredBoard, BoardSource, BoxFuture, CaseBoards, CaseRun, ConsolePort, board_ready,
     fault_failure, infra,
 };
 use crate::air::witness::Witness;
@@ -33,10 +33,7 @@ pub struct VirtualBoards {
 }
 
 impl BoardSource for VirtualBoards {
-    fn acquire<'a>(
-        &'a self,
-        run: CaseRun<'a>,
-    ) -> BoxFuture<'a, Result<(Vec<AcquiredBoard>, Box<dyn CaseBoards>), InfraFailure>> {
+    fn acquire<'a>(&'a self, run: CaseRun<'a>) -> BoxFuture<'a, Result<Acquired, InfraFailure>> {
         Box::pin(async move {
             let dir = run.work_dir()?;
             let seed = air_seed(&run.case.faults, run.options, run.attempt);
@@ -78,7 +75,10 @@ impl BoardSource for VirtualBoards {
                     )),
                 })
                 .collect();
-            Ok((boards, Box::new(held) as Box<dyn CaseBoards>))
+            Ok(Acquired {
+                boards,
+                held: Box::new(held),
+            })
         })
     }
 }
