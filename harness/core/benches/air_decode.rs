@@ -9,7 +9,7 @@
 //! each under `/usr/bin/time` for wall time and peak RSS. ot-hil also decodes a capture a
 //! quarter as long, to show that its memory does not grow with the capture.
 //!
-//! `cargo bench -p ot-hil --bench air_decode` (OT_HIL_BENCH_FRAMES sets the frame count).
+//! `cargo bench -p ot-hil-runner --bench air_decode` (OT_HIL_BENCH_FRAMES sets the frame count).
 
 use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;

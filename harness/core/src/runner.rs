@@ -439,7 +439,12 @@ async fn bring_up(
         result.logs.insert(board.node.clone(), log);
         let console = Arc::new(console);
         consoles.insert(board.node.clone(), console.clone());
-        let before = console.shared().lock().prompts;
+        // A flashed board's prompt counts after the flash; a board that boots by itself (a
+        // process: starting it was the reset) may have shown its prompt already.
+        let before = match board.flash {
+            Some(_) => console.shared().lock().prompts,
+            None => 0,
+        };
         let flash = board.flash.map(|(mut flasher, image)| {
             console.note(&format!("flash {} ({})", image.variant, image.sha256));
             tokio::task::spawn_blocking(move || flasher.flash(&image))
