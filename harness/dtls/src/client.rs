@@ -19,7 +19,7 @@ use crate::handshake::*;
 use crate::messages::*;
 
 /// Start a client: send the ClientHello and wait for the server's answer.
-pub(crate) fn start(cx: &mut Context, now: Instant) -> Result<State, Error> {
+pub(crate) fn start(cx: &mut Context, now: Instant) -> Transition {
     let cfg = cx.config.clone();
     if cfg.suites.is_empty() {
         return Err(Error::Config("no cipher suites offered".into()));
@@ -167,12 +167,7 @@ pub(crate) struct ExpectServerHello {
 }
 
 impl ExpectServerHello {
-    pub(crate) fn handle(
-        self,
-        cx: &mut Context,
-        now: Instant,
-        message: Message,
-    ) -> Result<State, Error> {
+    pub(crate) fn handle(self, cx: &mut Context, now: Instant, message: Message) -> Transition {
         match message.payload {
             HandshakePayload::HelloVerifyRequest(hvr) => Ok(self.hello_verify(cx, now, hvr)),
             HandshakePayload::ServerHello(sh) => self.server_hello(cx, sh, message.full),
@@ -189,12 +184,7 @@ impl ExpectServerHello {
         send_client_hello(cx, now, ch)
     }
 
-    fn server_hello(
-        self,
-        cx: &mut Context,
-        sh: ServerHello,
-        full: Vec<u8>,
-    ) -> Result<State, Error> {
+    fn server_hello(self, cx: &mut Context, sh: ServerHello, full: Vec<u8>) -> Transition {
         if sh.server_version != VERSION {
             return Err(Error::hs(
                 AlertDescription::PROTOCOL_VERSION,
@@ -281,25 +271,19 @@ fn read_server_ecjpake_round_one(cx: &mut Context, extensions: &[Extension]) -> 
 pub(crate) struct ExpectCertificate;
 
 impl ExpectCertificate {
-    pub(crate) fn handle(self, cx: &mut Context, message: Message) -> Result<State, Error> {
-        let HandshakePayload::Certificate(c) = message.payload else {
-            return Err(unexpected(
-                &State::ExpectCertificate(self),
-                &message.payload,
-            ));
-        };
-        let server_key = server_certificate(cx, c)?;
-        cx.hs.messages.extend_from_slice(&message.full);
+    pub(crate) fn handle(self, cx: &mut Context, message: Message) -> Transition {
+        let c = expect_payload!(message, Certificate, State::ExpectCertificate(self));
+        let chain = verified_server_chain(&cx.config, c)?;
+        let server_key = Some(cx.accept_peer_chain(chain, &message.full)?);
         Ok(State::ExpectServerKeyExchange(ExpectServerKeyExchange {
-            server_key: Some(server_key),
+            server_key,
         }))
     }
 }
 
-/// Verify the server's chain (if configured) and return the leaf's key.
-fn server_certificate(cx: &mut Context, c: CertificateMsg) -> Result<VerifyingKey, Error> {
-    let cfg = cx.config.clone();
-    let chain = if cfg.verify_peer {
+/// The server's chain, verified if so configured (otherwise only its leaf, parsed).
+fn verified_server_chain(cfg: &Config, c: CertificateMsg) -> Result<Vec<ParsedCert>, Error> {
+    Ok(if cfg.verify_peer {
         verify_chain(
             &c.chain,
             &cfg.trusted_roots,
@@ -309,8 +293,7 @@ fn server_certificate(cx: &mut Context, c: CertificateMsg) -> Result<VerifyingKe
     } else {
         let leaf = c.chain.first().ok_or(crate::error::CertError::Empty)?;
         vec![ParsedCert::parse(leaf)?]
-    };
-    cx.keep_peer_chain(chain)
+    })
 }
 
 /// ServerKeyExchange (RFC 5246 §7.4.3, RFC 8422 §5.4; optional for PSK, RFC 4279 §2).
@@ -321,12 +304,7 @@ pub(crate) struct ExpectServerKeyExchange {
 }
 
 impl ExpectServerKeyExchange {
-    pub(crate) fn handle(
-        self,
-        cx: &mut Context,
-        now: Instant,
-        message: Message,
-    ) -> Result<State, Error> {
+    pub(crate) fn handle(self, cx: &mut Context, now: Instant, message: Message) -> Transition {
         match message.payload {
             HandshakePayload::ServerKeyExchange(ske) => {
                 let server_point = self.check(cx, ske)?;
@@ -406,12 +384,7 @@ pub(crate) struct ExpectServerHelloDone {
 }
 
 impl ExpectServerHelloDone {
-    pub(crate) fn handle(
-        mut self,
-        cx: &mut Context,
-        now: Instant,
-        message: Message,
-    ) -> Result<State, Error> {
+    pub(crate) fn handle(mut self, cx: &mut Context, now: Instant, message: Message) -> Transition {
         match message.payload {
             HandshakePayload::CertificateRequest(cr)
                 if cx.hs.key_exchange() == Some(KeyExchange::EcdheEcdsa)
@@ -436,7 +409,7 @@ impl ExpectServerHelloDone {
     }
 
     /// Client's second flight: [Certificate] ClientKeyExchange [CertificateVerify] CCS Finished.
-    fn send_client_flight(self, cx: &mut Context, now: Instant) -> Result<State, Error> {
+    fn send_client_flight(self, cx: &mut Context, now: Instant) -> Transition {
         let cfg = cx.config.clone();
         cx.start_flight();
         if self.cert_requested {

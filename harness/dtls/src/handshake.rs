@@ -75,12 +75,7 @@ pub(crate) enum State {
 
 impl State {
     /// Handle one complete handshake message: the state it arrived in decides.
-    pub(crate) fn handle(
-        self,
-        cx: &mut Context,
-        now: Instant,
-        message: Message,
-    ) -> Result<State, Error> {
+    pub(crate) fn handle(self, cx: &mut Context, now: Instant, message: Message) -> Transition {
         match self {
             State::ExpectServerHello(st) => st.handle(cx, now, message),
             State::ExpectCertificate(st) => st.handle(cx, message),
@@ -100,6 +95,22 @@ impl State {
         matches!(self, State::Closed | State::Failed)
     }
 }
+
+/// What a state's handler returns: the next state, or the error that ends the connection with
+/// the error's alert.
+pub(crate) type Transition = Result<State, Error>;
+
+/// The body of `$message`'s payload if it is the `HandshakePayload::$variant` that `$state`
+/// expects; otherwise the handler returns the unexpected_message error.
+macro_rules! expect_payload {
+    ($message:expr, $variant:ident, $state:expr) => {
+        match $message.payload {
+            HandshakePayload::$variant(body) => body,
+            other => return Err(unexpected(&$state, &other)),
+        }
+    };
+}
+pub(crate) use expect_payload;
 
 /// A handshake message that arrived in `state` but is not one it expects.
 pub(crate) fn unexpected(state: &State, payload: &HandshakePayload) -> Error {
@@ -150,11 +161,8 @@ impl ExpectCcs {
 pub(crate) struct ExpectFinished;
 
 impl ExpectFinished {
-    fn handle(self, cx: &mut Context, now: Instant, message: Message) -> Result<State, Error> {
-        let vd = match message.payload {
-            HandshakePayload::Finished(vd) => vd,
-            other => return Err(unexpected(&State::ExpectFinished(self), &other)),
-        };
+    fn handle(self, cx: &mut Context, now: Instant, message: Message) -> Transition {
+        let vd = expect_payload!(message, Finished, State::ExpectFinished(self));
         let label: &[u8] = match cx.role {
             Role::Client => b"server finished",
             Role::Server => b"client finished",
@@ -309,16 +317,19 @@ impl Context {
         r
     }
 
-    /// Keep the peer's chain; returns the key of its leaf, which signs the peer's handshake.
-    pub(crate) fn keep_peer_chain(
+    /// Keep the peer's verified chain and log its Certificate message (`full`); returns the key
+    /// of the chain's leaf, which signs the peer's handshake.
+    pub(crate) fn accept_peer_chain(
         &mut self,
         chain: Vec<ParsedCert>,
+        full: &[u8],
     ) -> Result<VerifyingKey, Error> {
         let key = chain
             .first()
             .map(|l| l.public_key)
             .ok_or(crate::error::CertError::Empty)?;
         self.hs.peer_chain = chain;
+        self.hs.messages.extend_from_slice(full);
         Ok(key)
     }
 

@@ -9,9 +9,9 @@ use p256::ecdsa::VerifyingKey;
 use p256::elliptic_curve::Generate;
 use p256::elliptic_curve::sec1::ToSec1Point;
 
-use crate::cert::{CertifiedKey, verify_chain, verify_signature};
+use crate::cert::{CertifiedKey, ParsedCert, verify_chain, verify_signature};
 use crate::codec::Codec;
-use crate::config::{ClientOffer, EcjpakeBackend, select_suite};
+use crate::config::{ClientOffer, Config, EcjpakeBackend, select_suite};
 use crate::crypto::hmac_sha256;
 use crate::ecjpake::{self, EcjpakeContext};
 use crate::enums::*;
@@ -35,16 +35,8 @@ struct Choice {
 }
 
 impl ExpectClientHello {
-    pub(crate) fn handle(
-        self,
-        cx: &mut Context,
-        now: Instant,
-        message: Message,
-    ) -> Result<State, Error> {
-        let ch = match message.payload {
-            HandshakePayload::ClientHello(ch) => ch,
-            other => return Err(unexpected(&State::ExpectClientHello(self), &other)),
-        };
+    pub(crate) fn handle(self, cx: &mut Context, now: Instant, message: Message) -> Transition {
+        let ch = expect_payload!(message, ClientHello, State::ExpectClientHello(self));
         // DTLS versions count down: 1.2 = 0xfefd is "higher" than 1.0 = 0xfeff.
         if ch.client_version.0 > VERSION.0 {
             return Err(Error::hs(
@@ -210,7 +202,7 @@ fn send_server_flight(
     now: Instant,
     ch: &ClientHello,
     choice: Choice,
-) -> Result<State, Error> {
+) -> Transition {
     let (extensions, ecjpake_unusable) = server_hello_extensions(cx, ch, choice.kx)?;
     // mbedtls gives every new session a 32-byte random id (no session tickets configured),
     // though OpenThread never resumes one.
@@ -408,24 +400,18 @@ fn signed_key_exchange(
 pub(crate) struct ExpectClientCertificate;
 
 impl ExpectClientCertificate {
-    pub(crate) fn handle(self, cx: &mut Context, message: Message) -> Result<State, Error> {
-        let HandshakePayload::Certificate(c) = message.payload else {
-            return Err(unexpected(
-                &State::ExpectClientCertificate(self),
-                &message.payload,
-            ));
-        };
-        let client_key = client_certificate(cx, c)?;
-        cx.hs.messages.extend_from_slice(&message.full);
+    pub(crate) fn handle(self, cx: &mut Context, message: Message) -> Transition {
+        let c = expect_payload!(message, Certificate, State::ExpectClientCertificate(self));
+        let chain = verified_client_chain(&cx.config, c)?;
+        let client_key = Some(cx.accept_peer_chain(chain, &message.full)?);
         Ok(State::ExpectClientKeyExchange(ExpectClientKeyExchange {
-            client_key: Some(client_key),
+            client_key,
         }))
     }
 }
 
-/// Verify the client's chain; returns the leaf's key for its CertificateVerify.
-fn client_certificate(cx: &mut Context, c: CertificateMsg) -> Result<VerifyingKey, Error> {
-    let cfg = cx.config.clone();
+/// The client's chain, verified: its leaf's key signs the client's CertificateVerify.
+fn verified_client_chain(cfg: &Config, c: CertificateMsg) -> Result<Vec<ParsedCert>, Error> {
     if c.chain.is_empty() {
         // OpenThread verifies the peer only when configured to; then a certificate is required.
         return Err(Error::hs(
@@ -433,8 +419,12 @@ fn client_certificate(cx: &mut Context, c: CertificateMsg) -> Result<VerifyingKe
             "client sent no certificate",
         ));
     }
-    let chain = verify_chain(&c.chain, &cfg.trusted_roots, cfg.time_check, None)?;
-    cx.keep_peer_chain(chain)
+    Ok(verify_chain(
+        &c.chain,
+        &cfg.trusted_roots,
+        cfg.time_check,
+        None,
+    )?)
 }
 
 /// ClientKeyExchange (RFC 5246 §7.4.7, RFC 4279 §2, RFC 8422 §5.7).
@@ -445,13 +435,12 @@ pub(crate) struct ExpectClientKeyExchange {
 }
 
 impl ExpectClientKeyExchange {
-    pub(crate) fn handle(self, cx: &mut Context, message: Message) -> Result<State, Error> {
-        let HandshakePayload::ClientKeyExchange(cke) = message.payload else {
-            return Err(unexpected(
-                &State::ExpectClientKeyExchange(self),
-                &message.payload,
-            ));
-        };
+    pub(crate) fn handle(self, cx: &mut Context, message: Message) -> Transition {
+        let cke = expect_payload!(
+            message,
+            ClientKeyExchange,
+            State::ExpectClientKeyExchange(self)
+        );
         // The extended master secret's session hash ends with this message.
         cx.hs.messages.extend_from_slice(&message.full);
         // Our flight stays buffered until the client's Finished: if the rest of the client's
@@ -509,13 +498,12 @@ pub(crate) struct ExpectCertificateVerify {
 }
 
 impl ExpectCertificateVerify {
-    pub(crate) fn handle(self, cx: &mut Context, message: Message) -> Result<State, Error> {
-        let HandshakePayload::CertificateVerify(cv) = message.payload else {
-            return Err(unexpected(
-                &State::ExpectCertificateVerify(self),
-                &message.payload,
-            ));
-        };
+    pub(crate) fn handle(self, cx: &mut Context, message: Message) -> Transition {
+        let cv = expect_payload!(
+            message,
+            CertificateVerify,
+            State::ExpectCertificateVerify(self)
+        );
         // RFC 5246 §7.4.8: the signature covers all handshake messages before this one.
         // mbedtls 3.1 takes a hash it keeps a handshake digest of, which is what its
         // CertificateRequest lists.
