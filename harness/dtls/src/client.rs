@@ -408,7 +408,7 @@ impl ExpectServerHelloDone {
         }
     }
 
-    /// Client's second flight: [Certificate] ClientKeyExchange [CertificateVerify] CCS Finished.
+    /// Client's second flight: \[Certificate\] ClientKeyExchange \[CertificateVerify\] CCS Finished.
     fn send_client_flight(self, cx: &mut Context, now: Instant) -> Transition {
         let cfg = cx.config.clone();
         cx.start_flight();

@@ -5,14 +5,14 @@
 //! [`Connection::poll_event`], [`Connection::next_timeout`]. No sockets, no clock.
 //!
 //! Layers, bottom up:
-//! * records ([`crate::record`]): epochs 0 and 1, CCM_8 protection, 48-bit sequence numbers,
+//! * records (`record`): epochs 0 and 1, CCM_8 protection, 48-bit sequence numbers,
 //!   replay window;
 //! * handshake messages (here): message_seq ordering, reassembly on receive; fragmentation on
 //!   send is part of the flights;
-//! * flights ([`crate::flight`]): the last flight is buffered and retransmitted on timer expiry
+//! * flights (`flight`): the last flight is buffered and retransmitted on timer expiry
 //!   with doubling back-off (RFC 6347 §4.2.4), or at once when the peer retransmits its
 //!   previous flight;
-//! * the handshake state machine ([`crate::handshake`], [`crate::client`], [`crate::server`]):
+//! * the handshake state machine (`handshake`, `client`, `server`):
 //!   one struct per state (`ExpectServerHello`, ...), each naming the message expected next and
 //!   owning its handling.
 

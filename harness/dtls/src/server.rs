@@ -195,7 +195,7 @@ fn read_client_ecjpake_round_one(cx: &mut Context, ch: &ClientHello) -> Result<b
     Ok(true)
 }
 
-/// Our first flight: ServerHello [Certificate] [ServerKeyExchange] [CertificateRequest]
+/// Our first flight: ServerHello \[Certificate\] \[ServerKeyExchange\] \[CertificateRequest\]
 /// ServerHelloDone.
 fn send_server_flight(
     cx: &mut Context,
