@@ -14,8 +14,12 @@
 //! * [`cert`]: X.509 v1/v3 with P-256 keys, chain verification to configured roots, dates,
 //!   host name against SAN DNS names or CN.
 //! * [`config`]: [`Config`] and [`config::select_suite`], mbedtls' server-side selection.
-//! * [`conn`]: the [`Connection`] state machine (client and server), cookie exchange,
-//!   fragmentation and reassembly, flight retransmission with back-off, alerts, memory model.
+//! * [`conn`]: the [`Connection`] (client and server): datagrams and time in, datagrams and
+//!   events out; message ordering and reassembly, alerts. Inside it, crate-private:
+//!   the record layer (`record`: epochs, protection, replay), flights (`flight`: fragmentation,
+//!   retransmission with back-off), and the handshake state machine, one struct per state that
+//!   owns its handling (`client`, `server`, and `handshake` for what they share: the end of the
+//!   handshake, key derivation, the memory model).
 //! * [`transcript`]: [`Transcript`] entries and [`TranscriptBuilder`] for passive capture.
 //! * [`ecjpake`]: EC J-PAKE on P-256 as mbedtls 2.28 implements it.
 //!
@@ -54,6 +58,7 @@
 //! | retransmission back-off exhausted | none; `Event::Failed { alert: None, .. }` |
 
 pub mod cert;
+mod client;
 pub mod codec;
 pub mod config;
 pub mod conn;
@@ -61,9 +66,13 @@ pub mod crypto;
 pub mod ecjpake;
 pub mod enums;
 pub mod error;
+mod flight;
+mod handshake;
 pub mod messages;
 pub mod reassembly;
+mod record;
 pub mod rng;
+mod server;
 pub mod transcript;
 
 pub use cert::{CertifiedKey, ParsedCert, TimeCheck};

@@ -13,8 +13,8 @@ use crate::cert::ParsedCert;
 use crate::codec::Codec;
 use crate::enums::*;
 use crate::messages::{
-    Alert, ClientKeyExchange, HandshakePayload, ServerKeyExchange, find_extension, split_handshake,
-    split_records,
+    Alert, ClientHello, ClientKeyExchange, HandshakePayload, ServerKeyExchange, find_extension,
+    split_handshake, split_records,
 };
 use crate::reassembly::Reassembler;
 
@@ -148,20 +148,7 @@ impl Fields {
         };
         match p {
             HandshakePayload::HelloRequest => Fields::HelloRequest,
-            HandshakePayload::ClientHello(ch) => Fields::ClientHello {
-                cookie_len: ch.cookie.len(),
-                offered_suites: ch.cipher_suites.clone(),
-                extensions: ch.extensions.iter().map(|e| e.typ).collect(),
-                supported_groups: find_extension(&ch.extensions, ExtensionType::SUPPORTED_GROUPS)
-                    .and_then(|e| crate::messages::Extension::read_supported_groups(&e.data).ok())
-                    .unwrap_or_default(),
-                signature_algorithms: find_extension(
-                    &ch.extensions,
-                    ExtensionType::SIGNATURE_ALGORITHMS,
-                )
-                .and_then(|e| crate::messages::Extension::read_signature_algorithms(&e.data).ok())
-                .unwrap_or_default(),
-            },
+            HandshakePayload::ClientHello(ch) => client_hello_fields(&ch),
             HandshakePayload::HelloVerifyRequest(h) => Fields::HelloVerifyRequest {
                 cookie_len: h.cookie.len(),
             },
@@ -180,13 +167,7 @@ impl Fields {
                     .collect(),
             },
             HandshakePayload::ServerKeyExchange(s) => Fields::ServerKeyExchange {
-                key_exchange: match s {
-                    ServerKeyExchange::Psk { hint } => format!("psk hint ({} bytes)", hint.len()),
-                    ServerKeyExchange::Ecdhe(e) => format!("ecdhe {} signed {}", e.group, e.scheme),
-                    ServerKeyExchange::Ecjpake(b) => {
-                        format!("ecjpake round two ({} bytes)", b.len())
-                    }
-                },
+                key_exchange: server_key_exchange_summary(&s),
             },
             HandshakePayload::CertificateRequest(c) => Fields::CertificateRequest {
                 certificate_types: c.certificate_types,
@@ -204,23 +185,54 @@ impl Fields {
             },
             HandshakePayload::ServerHelloDone => Fields::ServerHelloDone,
             HandshakePayload::ClientKeyExchange(c) => Fields::ClientKeyExchange {
-                key_exchange: match c {
-                    ClientKeyExchange::Psk { identity } => {
-                        format!("psk identity ({} bytes)", identity.len())
-                    }
-                    ClientKeyExchange::Ecdhe { public } => {
-                        format!("ecdhe public ({} bytes)", public.len())
-                    }
-                    ClientKeyExchange::Ecjpake(b) => {
-                        format!("ecjpake round two ({} bytes)", b.len())
-                    }
-                },
+                key_exchange: client_key_exchange_summary(&c),
             },
             HandshakePayload::CertificateVerify(c) => {
                 Fields::CertificateVerify { scheme: c.scheme }
             }
             HandshakePayload::Finished(_) => Fields::Finished,
             HandshakePayload::Unknown(_, b) => Fields::Unknown { length: b.len() },
+        }
+    }
+}
+
+/// The parts of a ClientHello a transcript shows: what is offered, not the random or cookie.
+fn client_hello_fields(ch: &ClientHello) -> Fields {
+    Fields::ClientHello {
+        cookie_len: ch.cookie.len(),
+        offered_suites: ch.cipher_suites.clone(),
+        extensions: ch.extensions.iter().map(|e| e.typ).collect(),
+        supported_groups: find_extension(&ch.extensions, ExtensionType::SUPPORTED_GROUPS)
+            .and_then(|e| crate::messages::Extension::read_supported_groups(&e.data).ok())
+            .unwrap_or_default(),
+        signature_algorithms: find_extension(&ch.extensions, ExtensionType::SIGNATURE_ALGORITHMS)
+            .and_then(|e| crate::messages::Extension::read_signature_algorithms(&e.data).ok())
+            .unwrap_or_default(),
+    }
+}
+
+/// A ServerKeyExchange's kind and sizes, without key material.
+fn server_key_exchange_summary(s: &ServerKeyExchange) -> String {
+    match s {
+        ServerKeyExchange::Psk { hint } => format!("psk hint ({} bytes)", hint.len()),
+        ServerKeyExchange::Ecdhe(e) => format!("ecdhe {} signed {}", e.group, e.scheme),
+        ServerKeyExchange::Ecjpake(b) => {
+            format!("ecjpake round two ({} bytes)", b.len())
+        }
+    }
+}
+
+/// A ClientKeyExchange's kind and sizes, without key material.
+fn client_key_exchange_summary(c: &ClientKeyExchange) -> String {
+    match c {
+        ClientKeyExchange::Psk { identity } => {
+            format!("psk identity ({} bytes)", identity.len())
+        }
+        ClientKeyExchange::Ecdhe { public } => {
+            format!("ecdhe public ({} bytes)", public.len())
+        }
+        ClientKeyExchange::Ecjpake(b) => {
+            format!("ecjpake round two ({} bytes)", b.len())
         }
     }
 }
