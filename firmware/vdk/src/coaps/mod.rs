@@ -38,9 +38,9 @@ pub const COAPS_PORT: u16 = 5684;
 /// The CLI's default credentials (`x509_cert_key.hpp` in OpenThread): an X.509 v1 P-256
 /// certificate for CN `PXC3.E75-100A` issued by CN `VendorCA`, its key, and the VendorCA root.
 /// ot-hil ships its own equivalent (fixtures/certs), generated with openssl.
-const DEFAULT_CERT_PEM: &str = include_str!("../../../fixtures/certs/device.pem");
-const DEFAULT_KEY_PEM: &str = include_str!("../../../fixtures/certs/device.key");
-const DEFAULT_CA_PEM: &str = include_str!("../../../fixtures/certs/vendor-ca.pem");
+const DEFAULT_CERT_PEM: &str = include_str!("../../../../fixtures/certs/device.pem");
+const DEFAULT_KEY_PEM: &str = include_str!("../../../../fixtures/certs/device.key");
+const DEFAULT_CA_PEM: &str = include_str!("../../../../fixtures/certs/vendor-ca.pem");
 
 /// kGuardTimeNewConnectionMilli: after a disconnect the session waits this long in
 /// close-notify before the socket accepts a new peer and the disconnect is reported.
