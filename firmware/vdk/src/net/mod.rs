@@ -48,7 +48,10 @@
 //!   and waits [`ACK_TIMEOUT`] for it; without one it is sent again, the same bytes (same sequence
 //!   number, same frame counter), up to [`MAX_FRAME_RETRIES`] times, then dropped and counted
 //!   (`tx_retries`, `tx_failures`), as OpenThread's `SubMac` retransmits. Broadcast frames are sent
-//!   once. The receiver acks right after address filtering (PAN id and destination), before
+//!   once. Frames carry their FCS on the virtual air; the receiving radio drops one whose FCS
+//!   fails (`rx_fcs_errors`) before anything else, unacknowledged, so a frame corrupted on the
+//!   air is retried like a lost one. The receiver acks right after address filtering (PAN id
+//!   and destination), before
 //!   decryption and the replay check, as the radio acks in hardware: a copy sent again because its
 //!   ack was lost is acked again and dropped by the frame counter check. A child counts frames to
 //!   its parent that failed after all retries: after [`PARENT_LOST_AFTER_NO_ACKS`] in a row (an
@@ -228,6 +231,8 @@ pub struct NetCounters {
     /// Imm-Acks sent (one per received unicast frame that asked, duplicates included).
     pub tx_acks: u64,
     pub rx_frames: u64,
+    /// Frames dropped by the radio because their FCS failed (corrupted on the air).
+    pub rx_fcs_errors: u64,
     /// Frames or MLE messages that failed CCM* authentication (another network key, or corrupted).
     pub rx_bad_mic: u64,
     /// Secured frames with a key index other than ours.
@@ -703,6 +708,12 @@ impl Stack {
     /// Take one frame the air reader thread received.
     pub fn handle_air_frame(&mut self, now: Instant, frame: &AirFrame) {
         if self.role == Role::Disabled || frame.channel != self.dataset.channel {
+            return;
+        }
+        // The radio checks the FCS first and drops a frame that fails it without a word: no
+        // ack, so the sender retries as it would a lost frame.
+        if !frame.fcs_ok() {
+            self.counters.rx_fcs_errors += 1;
             return;
         }
         self.receive_frame(now, &frame.psdu);
