@@ -51,10 +51,18 @@ impl SnifferApp {
         self.frames
     }
 
+    /// Tune the radio (0 = off). A sniffer's radio registers as a monitor: the virtual air
+    /// hands it every frame as transmitted, past the faults it injects on the nodes' links.
     fn set_radio_channel(&self, channel: u8) {
-        if let Some(radio) = &self.radio
-            && let Err(e) = radio.set_channel(channel)
-        {
+        let Some(radio) = &self.radio else {
+            return;
+        };
+        let tuned = if channel == 0 {
+            radio.set_channel(0)
+        } else {
+            radio.set_monitor(channel)
+        };
+        if let Err(e) = tuned {
             eprintln!("vdk: sniffer radio: {e}");
         }
     }
@@ -136,7 +144,9 @@ impl SnifferApp {
 
     /// A frame the radio heard: printed while receiving on its channel.
     pub fn handle_air(&mut self, frame: &AirFrame, out: &mut Vec<u8>) {
-        if !self.receiving || frame.channel != self.channel {
+        // The nRF radio reports a frame whose FCS fails as a receive error
+        // (NRF_802154_RX_ERROR_INVALID_FCS), which the sniffer does not print.
+        if !self.receiving || frame.channel != self.channel || !frame.fcs_ok() {
             return;
         }
         self.frames += 1;
@@ -168,6 +178,7 @@ mod tests {
             lqi: 200,
             timestamp_us: 1234,
             psdu: psdu.to_vec(),
+            fcs: ot_hil_wire::mac::fcs(psdu),
         }
     }
 
@@ -200,6 +211,10 @@ mod tests {
         app.handle_console(b"channel\r\n", &mut out);
         assert_eq!(out, b"15\r\n");
         out.clear();
+        let mut corrupted = frame(15, &[0x41, 0xd8, 0x02]);
+        corrupted.fcs ^= 0x0100;
+        app.handle_air(&corrupted, &mut out);
+        assert_eq!(out, b"", "a frame whose FCS fails is not printed");
         app.handle_console(b"\r\nsleep\r\n", &mut out);
         app.handle_air(&frame(15, &[1]), &mut out);
         assert_eq!(out, b"");

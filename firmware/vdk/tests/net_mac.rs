@@ -148,6 +148,43 @@ fn a_frame_lost_once_arrives_with_its_retransmission() {
 }
 
 #[test]
+fn a_frame_corrupted_on_the_air_is_not_acked_and_arrives_with_its_retransmission() {
+    let mut net = Net::formed(2);
+    net.stack(0).udp_open(PORT).unwrap();
+    let (leader, child) = (radio(&net, 0), radio(&net, 1));
+    let corrupt_all = FaultConfig {
+        corrupt: 1.0,
+        ..FaultConfig::none()
+    };
+    net.hub.set_link_faults(&child, &leader, Some(corrupt_all));
+    let before = net.stack(0).counters().clone();
+    send_to_rloc(&mut net, 1, 0, b"intact");
+    // The first attempt arrives with one bit flipped; the link heals before the retry.
+    let mut healed = false;
+    let arrived = net.run_until(Duration::from_secs(2), |n| {
+        if !healed && n.hub.stats().injected_corruptions >= 1 {
+            n.hub.set_link_faults(&child, &leader, None);
+            healed = true;
+        }
+        udp_count(n, 0) >= 1
+    });
+    assert!(arrived, "{:?}", net.stack(1).counters());
+    net.run_until(ACK_TIMEOUT * 3, |_| false);
+    assert_eq!(take_udp(&mut net, 0), vec![b"intact".to_vec()]);
+    let (l, c) = (
+        net.stack(0).counters().clone(),
+        net.stack(1).counters().clone(),
+    );
+    assert!(l.rx_fcs_errors > before.rx_fcs_errors, "{l:?}");
+    assert_eq!(l.rx_bad_mic, before.rx_bad_mic, "dropped before unsecuring");
+    assert!(
+        c.tx_retries >= 1,
+        "the corrupted attempt was not acked: {c:?}"
+    );
+    assert_eq!(c.tx_failures, 0);
+}
+
+#[test]
 fn fragmented_datagrams_cross_thirty_percent_loss_both_ways_whole_and_in_order() {
     let mut net = Net::formed(2);
     net.stack(0).udp_open(PORT).unwrap();

@@ -70,12 +70,27 @@ impl AirClient {
         self.send_message(&ClientMessage::SetChannel { channel })
     }
 
+    /// Tune the radio as a sniffer's (11..=26): it hears every frame as transmitted, past the
+    /// air's faults unless they are set on a link to it ([`crate::Hub::set_faults`]).
+    /// [`AirClient::set_channel`] with 0 switches it off.
+    pub fn set_monitor(&self, channel: u8) -> io::Result<()> {
+        if channel == 0 || !is_valid_channel(channel) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("channel {channel} is not 11..=26"),
+            ));
+        }
+        self.shared.channel.store(channel, Ordering::SeqCst);
+        self.send_message(&ClientMessage::Monitor { channel })
+    }
+
     /// The channel the radio is on (0 = off).
     pub fn channel(&self) -> u8 {
         self.shared.channel.load(Ordering::SeqCst)
     }
 
-    /// Transmit a PSDU (without FCS) on the current channel.
+    /// Transmit a PSDU (given without FCS) on the current channel; the FCS is appended as the
+    /// radio does.
     pub fn send(&self, psdu: &[u8]) -> io::Result<()> {
         let channel = self.channel();
         if channel == 0 {
@@ -87,7 +102,8 @@ impl AirClient {
                 format!("psdu of {} bytes is not 1..={MAX_PSDU_LEN}", psdu.len()),
             ));
         }
-        self.send_message(&ClientMessage::Transmit { channel, psdu })
+        let fcs = ot_hil_wire::mac::fcs(psdu);
+        self.send_message(&ClientMessage::Transmit { channel, psdu, fcs })
     }
 
     /// Wait up to `timeout` for a frame on the current channel. Malformed datagrams and frames

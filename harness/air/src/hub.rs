@@ -1,7 +1,7 @@
 //! The hub: one per run, it plays the air between every registered client.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -64,6 +64,7 @@ struct Delayed {
     to: PathBuf,
     channel: u8,
     psdu: Vec<u8>,
+    fcs: u16,
 }
 
 impl PartialEq for Delayed {
@@ -86,6 +87,8 @@ impl Ord for Delayed {
 struct HubState {
     /// Registered clients by socket path, with their channel (0 = radio off).
     clients: HashMap<PathBuf, u8>,
+    /// Clients registered as monitors (sniffer radios): the global faults pass them by.
+    monitors: HashSet<PathBuf>,
     stats: HubStats,
     faults: FaultConfig,
     link_faults: HashMap<(PathBuf, PathBuf), FaultConfig>,
@@ -139,6 +142,7 @@ impl Hub {
             stop: AtomicBool::new(false),
             state: Mutex::new(HubState {
                 clients: HashMap::new(),
+                monitors: HashSet::new(),
                 stats: HubStats::default(),
                 faults: FaultConfig::default(),
                 link_faults: HashMap::new(),
@@ -172,7 +176,10 @@ impl Hub {
         stats
     }
 
-    /// Faults applied to every link that has no faults of its own.
+    /// Faults applied to every link that has no faults of its own, except links to monitors
+    /// (sniffer radios, [`crate::AirClient::set_monitor`]): a sniffer on the virtual air is a
+    /// perfect observer and hears every frame as it was transmitted, unless faults are set on a
+    /// link to it with [`Hub::set_link_faults`].
     pub fn set_faults(&self, faults: FaultConfig) {
         self.shared.lock().faults = faults;
     }
@@ -285,6 +292,7 @@ fn is_gone(e: &io::Error) -> bool {
 
 fn remove_dead(state: &mut HubState, to: &Path) {
     state.backlog.remove(to);
+    state.monitors.remove(to);
     if state.clients.remove(to).is_some() {
         state.stats.dead_clients += 1;
     }
@@ -309,6 +317,15 @@ fn handle_datagram(
             // Unnamed sockets cannot be answered, so they cannot register.
             if let Some(path) = from {
                 state.clients.insert(path.to_path_buf(), channel);
+                state.monitors.remove(path);
+            } else {
+                state.stats.malformed += 1;
+            }
+        }
+        ClientMessage::Monitor { channel } => {
+            if let Some(path) = from {
+                state.clients.insert(path.to_path_buf(), channel);
+                state.monitors.insert(path.to_path_buf());
             } else {
                 state.stats.malformed += 1;
             }
@@ -316,9 +333,10 @@ fn handle_datagram(
         ClientMessage::Bye => {
             if let Some(path) = from {
                 state.clients.remove(path);
+                state.monitors.remove(path);
             }
         }
-        ClientMessage::Transmit { channel, psdu } => {
+        ClientMessage::Transmit { channel, psdu, fcs } => {
             state.stats.frames_in += 1;
             let receivers: Vec<PathBuf> = state
                 .clients
@@ -327,18 +345,39 @@ fn handle_datagram(
                 .map(|(path, _)| path.clone())
                 .collect();
             let now = Instant::now();
+            let frame = OnAir { channel, psdu, fcs };
             for to in receivers {
-                let faults = from
-                    .and_then(|f| state.link_faults.get(&(f.to_path_buf(), to.clone())))
-                    .unwrap_or(&state.faults)
-                    .clone();
-                transmit_with_faults(state, out, started, now, &faults, to, channel, psdu);
+                let link = from.and_then(|f| state.link_faults.get(&(f.to_path_buf(), to.clone())));
+                let faults = match link {
+                    Some(faults) => faults.clone(),
+                    None if state.monitors.contains(&to) => FaultConfig::none(),
+                    None => state.faults.clone(),
+                };
+                transmit_with_faults(state, out, started, now, &faults, to, &frame);
             }
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One transmitted frame: its PSDU and the FCS its sender appended.
+struct OnAir<'a> {
+    channel: u8,
+    psdu: &'a [u8],
+    fcs: u16,
+}
+
+/// Flip one random bit of the frame as it is on the air: PSDU or FCS.
+fn flip_one_bit(rng: &mut StdRng, psdu: &mut [u8], fcs: u16) -> u16 {
+    let bit = rng.random_range(0..(psdu.len() + 2) * 8);
+    match psdu.get_mut(bit / 8) {
+        Some(byte) => {
+            *byte ^= 1 << (bit % 8);
+            fcs
+        }
+        None => fcs ^ (1 << (bit - psdu.len() * 8)),
+    }
+}
+
 fn transmit_with_faults(
     state: &mut HubState,
     out: &UnixDatagram,
@@ -346,11 +385,11 @@ fn transmit_with_faults(
     now: Instant,
     faults: &FaultConfig,
     to: PathBuf,
-    channel: u8,
-    psdu: &[u8],
+    frame: &OnAir<'_>,
 ) {
+    let channel = frame.channel;
     if faults.is_none() {
-        send_now(state, out, started, &to, channel, psdu);
+        send_now(state, out, started, &to, channel, frame.psdu, frame.fcs);
         return;
     }
     if faults.loss > 0.0 && state.rng.random_bool(faults.loss.clamp(0.0, 1.0)) {
@@ -365,13 +404,11 @@ fn transmit_with_faults(
             1
         };
     for _ in 0..copies {
-        let mut bytes = psdu.to_vec();
+        let mut bytes = frame.psdu.to_vec();
+        let mut fcs = frame.fcs;
         if faults.corrupt > 0.0 && state.rng.random_bool(faults.corrupt.clamp(0.0, 1.0)) {
             state.stats.injected_corruptions += 1;
-            let bit = state.rng.random_range(0..bytes.len() * 8);
-            if let Some(byte) = bytes.get_mut(bit / 8) {
-                *byte ^= 1 << (bit % 8);
-            }
+            fcs = flip_one_bit(&mut state.rng, &mut bytes, fcs);
         }
         let jitter = if faults.jitter.is_zero() {
             Duration::ZERO
@@ -380,7 +417,7 @@ fn transmit_with_faults(
         };
         let delay = faults.delay + jitter;
         if delay.is_zero() {
-            send_now(state, out, started, &to, channel, &bytes);
+            send_now(state, out, started, &to, channel, &bytes, fcs);
         } else {
             let order = state.next_order;
             state.next_order += 1;
@@ -390,6 +427,7 @@ fn transmit_with_faults(
                 to: to.clone(),
                 channel,
                 psdu: bytes,
+                fcs,
             }));
         }
     }
@@ -402,7 +440,7 @@ fn deliver_due(state: &mut HubState, out: &UnixDatagram, started: Instant, now: 
         };
         // The receiver may have left or retuned while the frame was in flight.
         if state.clients.get(&d.to) == Some(&d.channel) {
-            send_now(state, out, started, &d.to, d.channel, &d.psdu);
+            send_now(state, out, started, &d.to, d.channel, &d.psdu, d.fcs);
         }
     }
 }
@@ -414,6 +452,7 @@ fn send_now(
     to: &Path,
     channel: u8,
     psdu: &[u8],
+    fcs: u16,
 ) {
     let frame = AirFrame {
         channel,
@@ -421,6 +460,7 @@ fn send_now(
         lqi: DEFAULT_LQI,
         timestamp_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         psdu: psdu.to_vec(),
+        fcs,
     };
     let datagram = frame.emit();
     // Keep order: behind an existing backlog, a frame waits its turn.

@@ -1,10 +1,14 @@
 //! The datagram format between air clients and the hub.
 //!
-//! client -> hub: `b'C' ch` (register / set channel), `b'F' ch psdu..` (transmit), `b'B'` (bye).
-//! hub -> client: `b'F' ch rssi(i8) lqi(u8) ts_us(u64 LE) psdu..`.
+//! client -> hub: `b'C' ch` (register / set channel), `b'M' ch` (register as a monitor),
+//! `b'F' ch psdu.. fcs(u16 LE)` (transmit), `b'B'` (bye).
+//! hub -> client: `b'F' ch rssi(i8) lqi(u8) ts_us(u64 LE) psdu.. fcs(u16 LE)`.
 //!
-//! PSDUs travel without their FCS: the air never corrupts a frame unless a fault is injected, so the
-//! checksum would carry no information (a sniffer recomputes it when it needs one).
+//! Frames travel with their FCS, as on a real air: the sending radio appends it and a fault the
+//! hub injects (a flipped bit) can hit the frame or its FCS. A receiving radio checks it before it
+//! acknowledges anything, so a corrupted frame is dropped unacknowledged and its sender retries.
+
+use ot_hil_wire::mac::{FCS_LEN, fcs};
 
 use crate::AirError;
 
@@ -21,6 +25,7 @@ pub fn is_valid_channel(channel: u8) -> bool {
 }
 
 const KIND_CHANNEL: u8 = b'C';
+const KIND_MONITOR: u8 = b'M';
 const KIND_FRAME: u8 = b'F';
 const KIND_BYE: u8 = b'B';
 
@@ -32,8 +37,17 @@ const FRAME_HEADER_LEN: usize = 1 + 1 + 1 + 1 + 8;
 pub enum ClientMessage<'a> {
     /// Register, or move the radio to `channel` (0 = off: the client receives nothing).
     SetChannel { channel: u8 },
-    /// Transmit `psdu` on `channel`.
-    Transmit { channel: u8, psdu: &'a [u8] },
+    /// Register, or move the radio to `channel` (11..=26), as a monitor: a sniffer's radio, which
+    /// hears every frame as it was transmitted. The air's faults do not reach a monitor unless
+    /// they are set on a link to it.
+    Monitor { channel: u8 },
+    /// Transmit `psdu` with the FCS `fcs` on `channel`. The FCS travels as sent; a correct one
+    /// is [`ot_hil_wire::mac::fcs`] of the PSDU.
+    Transmit {
+        channel: u8,
+        psdu: &'a [u8],
+        fcs: u16,
+    },
     /// The client is going away.
     Bye,
 }
@@ -50,13 +64,21 @@ impl<'a> ClientMessage<'a> {
                 [] => Err(AirError::Truncated),
                 _ => Err(AirError::TrailingBytes),
             },
+            KIND_MONITOR => match rest {
+                [channel] if *channel != 0 && is_valid_channel(*channel) => {
+                    Ok(ClientMessage::Monitor { channel: *channel })
+                }
+                [channel] => Err(AirError::BadChannel(*channel)),
+                [] => Err(AirError::Truncated),
+                _ => Err(AirError::TrailingBytes),
+            },
             KIND_FRAME => {
-                let (&channel, psdu) = rest.split_first().ok_or(AirError::Truncated)?;
+                let (&channel, on_air) = rest.split_first().ok_or(AirError::Truncated)?;
                 if channel == 0 || !is_valid_channel(channel) {
                     return Err(AirError::BadChannel(channel));
                 }
-                check_psdu(psdu)?;
-                Ok(ClientMessage::Transmit { channel, psdu })
+                let (psdu, fcs) = split_fcs(on_air)?;
+                Ok(ClientMessage::Transmit { channel, psdu, fcs })
             }
             KIND_BYE if rest.is_empty() => Ok(ClientMessage::Bye),
             KIND_BYE => Err(AirError::TrailingBytes),
@@ -67,11 +89,13 @@ impl<'a> ClientMessage<'a> {
     pub fn emit(&self) -> Vec<u8> {
         match self {
             ClientMessage::SetChannel { channel } => vec![KIND_CHANNEL, *channel],
-            ClientMessage::Transmit { channel, psdu } => {
-                let mut out = Vec::with_capacity(2 + psdu.len());
+            ClientMessage::Monitor { channel } => vec![KIND_MONITOR, *channel],
+            ClientMessage::Transmit { channel, psdu, fcs } => {
+                let mut out = Vec::with_capacity(2 + psdu.len() + FCS_LEN);
                 out.push(KIND_FRAME);
                 out.push(*channel);
                 out.extend_from_slice(psdu);
+                out.extend_from_slice(&fcs.to_le_bytes());
                 out
             }
             ClientMessage::Bye => vec![KIND_BYE],
@@ -79,14 +103,23 @@ impl<'a> ClientMessage<'a> {
     }
 }
 
-fn check_psdu(psdu: &[u8]) -> Result<(), AirError> {
+/// Split the bytes of a frame on the air into its PSDU and FCS, checking the PSDU's length.
+fn split_fcs(on_air: &[u8]) -> Result<(&[u8], u16), AirError> {
+    let body_len = on_air
+        .len()
+        .checked_sub(FCS_LEN)
+        .ok_or(AirError::Truncated)?;
+    let (psdu, trailer) = on_air.split_at(body_len);
     if psdu.is_empty() {
         return Err(AirError::EmptyPsdu);
     }
     if psdu.len() > MAX_PSDU_LEN {
         return Err(AirError::PsduTooLong(psdu.len()));
     }
-    Ok(())
+    let [lo, hi] = trailer else {
+        return Err(AirError::Truncated);
+    };
+    Ok((psdu, u16::from_le_bytes([*lo, *hi])))
 }
 
 /// A frame as a receiver hears it.
@@ -99,6 +132,8 @@ pub struct AirFrame {
     pub timestamp_us: u64,
     /// The PSDU without FCS.
     pub psdu: Vec<u8>,
+    /// The FCS as received (wrong when a fault corrupted the frame on the way).
+    pub fcs: u16,
 }
 
 impl AirFrame {
@@ -119,7 +154,7 @@ impl AirFrame {
         if *channel == 0 || !is_valid_channel(*channel) {
             return Err(AirError::BadChannel(*channel));
         }
-        check_psdu(psdu)?;
+        let (psdu, fcs) = split_fcs(psdu)?;
         let ts: [u8; 8] = ts.try_into().map_err(|_| AirError::Truncated)?;
         Ok(AirFrame {
             channel: *channel,
@@ -127,18 +162,26 @@ impl AirFrame {
             lqi: *lqi,
             timestamp_us: u64::from_le_bytes(ts),
             psdu: psdu.to_vec(),
+            fcs,
         })
+    }
+
+    /// Whether the FCS matches the PSDU: what a radio checks before it acknowledges or passes a
+    /// frame on.
+    pub fn fcs_ok(&self) -> bool {
+        fcs(&self.psdu) == self.fcs
     }
 
     /// Emit the hub -> client datagram.
     pub fn emit(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(FRAME_HEADER_LEN + self.psdu.len());
+        let mut out = Vec::with_capacity(FRAME_HEADER_LEN + self.psdu.len() + FCS_LEN);
         out.push(KIND_FRAME);
         out.push(self.channel);
         out.extend_from_slice(&self.rssi_dbm.to_le_bytes());
         out.push(self.lqi);
         out.extend_from_slice(&self.timestamp_us.to_le_bytes());
         out.extend_from_slice(&self.psdu);
+        out.extend_from_slice(&self.fcs.to_le_bytes());
         out
     }
 }
@@ -153,9 +196,16 @@ mod tests {
         for msg in [
             ClientMessage::SetChannel { channel: 0 },
             ClientMessage::SetChannel { channel: 15 },
+            ClientMessage::Monitor { channel: 26 },
             ClientMessage::Transmit {
                 channel: 26,
                 psdu: &psdu,
+                fcs: fcs(&psdu),
+            },
+            ClientMessage::Transmit {
+                channel: 26,
+                psdu: &psdu,
+                fcs: 0xbeef,
             },
             ClientMessage::Bye,
         ] {
@@ -165,10 +215,11 @@ mod tests {
         assert_eq!(
             ClientMessage::Transmit {
                 channel: 11,
-                psdu: &psdu
+                psdu: &psdu,
+                fcs: 0x1234,
             }
             .emit(),
-            [b'F', 11, 0x41, 0xd8, 0x01, 0xff, 0xff]
+            [b'F', 11, 0x41, 0xd8, 0x01, 0xff, 0xff, 0x34, 0x12]
         );
     }
 
@@ -189,12 +240,27 @@ mod tests {
             Err(AirError::TrailingBytes)
         );
         assert_eq!(
-            ClientMessage::parse(&[b'F', 0, 1]),
+            ClientMessage::parse(&[b'M', 0]),
+            Err(AirError::BadChannel(0)),
+            "a monitor is switched off with `C 0`"
+        );
+        assert_eq!(ClientMessage::parse(b"M"), Err(AirError::Truncated));
+        assert_eq!(
+            ClientMessage::parse(&[b'F', 0, 1, 0, 0]),
             Err(AirError::BadChannel(0))
         );
-        assert_eq!(ClientMessage::parse(&[b'F', 11]), Err(AirError::EmptyPsdu));
+        assert_eq!(ClientMessage::parse(&[b'F', 11]), Err(AirError::Truncated));
+        assert_eq!(
+            ClientMessage::parse(&[b'F', 11, 0x12]),
+            Err(AirError::Truncated),
+            "shorter than an FCS"
+        );
+        assert_eq!(
+            ClientMessage::parse(&[b'F', 11, 0x12, 0x34]),
+            Err(AirError::EmptyPsdu)
+        );
         let mut long = vec![b'F', 11];
-        long.extend([0u8; MAX_PSDU_LEN + 1]);
+        long.extend([0u8; MAX_PSDU_LEN + 1 + FCS_LEN]);
         assert_eq!(
             ClientMessage::parse(&long),
             Err(AirError::PsduTooLong(MAX_PSDU_LEN + 1))
@@ -205,20 +271,47 @@ mod tests {
 
     #[test]
     fn air_frame_layout_and_round_trip() {
+        let psdu = vec![0xaa, 0xbb];
         let frame = AirFrame {
             channel: 15,
             rssi_dbm: -40,
             lqi: 255,
             timestamp_us: 0x0102_0304_0506_0708,
-            psdu: vec![0xaa, 0xbb],
+            fcs: fcs(&psdu),
+            psdu,
         };
+        assert!(frame.fcs_ok());
         let bytes = frame.emit();
+        let [lo, hi] = frame.fcs.to_le_bytes();
         assert_eq!(
             bytes,
-            [b'F', 15, 0xd8, 0xff, 8, 7, 6, 5, 4, 3, 2, 1, 0xaa, 0xbb]
+            [
+                b'F', 15, 0xd8, 0xff, 8, 7, 6, 5, 4, 3, 2, 1, 0xaa, 0xbb, lo, hi
+            ]
         );
         assert_eq!(AirFrame::parse(&bytes).unwrap(), frame);
         assert_eq!(AirFrame::parse(&bytes[..5]), Err(AirError::Truncated));
-        assert_eq!(AirFrame::parse(&bytes[..12]), Err(AirError::EmptyPsdu));
+        assert_eq!(AirFrame::parse(&bytes[..12]), Err(AirError::Truncated));
+        assert_eq!(AirFrame::parse(&bytes[..14]), Err(AirError::EmptyPsdu));
+    }
+
+    #[test]
+    fn a_flipped_bit_anywhere_fails_the_fcs() {
+        let psdu = [0x41u8, 0xd8, 0x01, 0xcd, 0xab, 0xff, 0xff, 0x12, 0x34];
+        let good = AirFrame {
+            channel: 15,
+            rssi_dbm: -40,
+            lqi: 255,
+            timestamp_us: 0,
+            psdu: psdu.to_vec(),
+            fcs: fcs(&psdu),
+        }
+        .emit();
+        assert!(AirFrame::parse(&good).unwrap().fcs_ok());
+        for bit in FRAME_HEADER_LEN * 8..good.len() * 8 {
+            let mut bad = good.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(!AirFrame::parse(&bad).unwrap().fcs_ok(), "bit {bit}");
+        }
     }
 }

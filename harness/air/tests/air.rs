@@ -231,13 +231,75 @@ fn duplication_and_corruption() {
         ..FaultConfig::none()
     });
     a.send(&[0u8; 10]).unwrap();
+    let sent_fcs = ot_hil_wire::mac::fcs(&[0u8; 10]);
     for _ in 0..2 {
         let f = b.recv_timeout(WAIT).unwrap().unwrap();
-        let flipped: u32 = f.psdu.iter().map(|x| x.count_ones()).sum();
-        assert_eq!(flipped, 1, "exactly one bit flipped");
+        let flipped: u32 =
+            f.psdu.iter().map(|x| x.count_ones()).sum::<u32>() + (f.fcs ^ sent_fcs).count_ones();
+        assert_eq!(
+            flipped, 1,
+            "exactly one bit flipped, in the PSDU or its FCS"
+        );
+        assert!(!f.fcs_ok(), "a receiver sees the corruption in the FCS");
     }
     let s = hub.stats();
     assert_eq!((s.injected_duplicates, s.injected_corruptions), (1, 2));
+}
+
+#[test]
+fn a_monitor_hears_every_frame_as_transmitted_unless_its_own_link_has_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start_seeded(dir.path(), 3).unwrap();
+    let a = client(&hub, 15);
+    let b = client(&hub, 15);
+    let sniffer = AirClient::connect(hub.socket_path()).unwrap();
+    sniffer.set_monitor(15).unwrap();
+    assert!(sniffer.set_monitor(0).is_err(), "off is set_channel(0)");
+    assert_eq!(sniffer.channel(), 15);
+
+    hub.set_faults(FaultConfig {
+        loss: 0.5,
+        corrupt: 0.5,
+        duplicate: 0.5,
+        jitter: Duration::from_millis(5),
+        ..FaultConfig::none()
+    });
+    let mut heard_by_b = 0;
+    for i in 0..30u8 {
+        a.send(&[i, 0x55]).unwrap();
+        let f = sniffer
+            .recv_timeout(WAIT)
+            .unwrap()
+            .expect("the sniffer hears every frame");
+        assert_eq!(f.psdu, [i, 0x55], "in order, once, unchanged");
+        assert!(f.fcs_ok());
+        while b.recv_timeout(Duration::from_millis(10)).unwrap().is_some() {
+            heard_by_b += 1;
+        }
+    }
+    assert_eq!(sniffer.recv_timeout(QUIET).unwrap(), None, "no duplicates");
+    let s = hub.stats();
+    assert!(s.injected_losses > 0 && s.injected_corruptions > 0, "{s:?}");
+    assert!(
+        heard_by_b < 45,
+        "the other radio still gets the faults: {heard_by_b}"
+    );
+
+    // Faults set on a link to the sniffer reach it: a case asked for them.
+    hub.set_link_faults(
+        a.local_path(),
+        sniffer.local_path(),
+        Some(FaultConfig::lossy(1.0)),
+    );
+    a.send(&[0xee]).unwrap();
+    assert_eq!(sniffer.recv_timeout(QUIET).unwrap(), None);
+
+    // Back to an ordinary radio: the global faults apply again.
+    hub.set_link_faults(a.local_path(), sniffer.local_path(), None);
+    hub.set_faults(FaultConfig::lossy(1.0));
+    sniffer.set_channel(15).unwrap();
+    a.send(&[0xef]).unwrap();
+    assert_eq!(sniffer.recv_timeout(QUIET).unwrap(), None);
 }
 
 /// Forwarding latency through the hub: a ping-pong between two clients (prints the figures).

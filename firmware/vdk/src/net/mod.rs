@@ -7,6 +7,12 @@
 //! instead), 6LoWPAN IPHC with the mesh-local prefix as context 0, UDP NHC, FRAG1/FRAGN. Nodes with another network key, PAN id
 //! or channel never get a frame through, which is how separate networks stay apart.
 //!
+//! One room per file: the stack's state, its public API and the MAC transmit driver here;
+//! `ipv6` (IPv6 in and out: delivery, forwarding, routing, 6LoWPAN compression and
+//! fragmentation, MAC security on the way out), `mac_rx` (MAC in: filtering, Imm-Ack, unsecuring,
+//! replay check, reassembly), `mac_tx` (the transmit queue and its retries), `attach`, `mle`,
+//! `resolve`, `tmf`, `ping`, `dataset`.
+//!
 //! # What is modelled, and how it differs from Thread
 //! - **Attach** (event driven). `thread start` sends an MLE Parent Request (to `ff02::2`) at once
 //!   and again after [`PARENT_REQUEST_RETRY`]. A leader answers with a Parent Response, the node
@@ -42,7 +48,10 @@
 //!   and waits [`ACK_TIMEOUT`] for it; without one it is sent again, the same bytes (same sequence
 //!   number, same frame counter), up to [`MAX_FRAME_RETRIES`] times, then dropped and counted
 //!   (`tx_retries`, `tx_failures`), as OpenThread's `SubMac` retransmits. Broadcast frames are sent
-//!   once. The receiver acks right after address filtering (PAN id and destination), before
+//!   once. Frames carry their FCS on the virtual air; the receiving radio drops one whose FCS
+//!   fails (`rx_fcs_errors`) before anything else, unacknowledged, so a frame corrupted on the
+//!   air is retried like a lost one. The receiver acks right after address filtering (PAN id
+//!   and destination), before
 //!   decryption and the replay check, as the radio acks in hardware: a copy sent again because its
 //!   ack was lost is acked again and dropped by the frame counter check. A child counts frames to
 //!   its parent that failed after all retries: after [`PARENT_LOST_AFTER_NO_ACKS`] in a row (an
@@ -54,6 +63,8 @@
 
 mod attach;
 pub mod dataset;
+mod ipv6;
+mod mac_rx;
 mod mac_tx;
 pub mod mle;
 mod ping;
@@ -66,9 +77,9 @@ use std::net::{Ipv6Addr, SocketAddrV6};
 use std::time::{Duration, Instant};
 
 use ot_hil_air::{AirClient, AirFrame};
-use ot_hil_wire::ip::{self, AddressClass, Body};
+use ot_hil_wire::ip::{self, AddressClass};
 use ot_hil_wire::lowpan::{self, Context, Reassembler};
-use ot_hil_wire::mac::{self, Address, ExtAddress, FrameRepr, FrameType, SecurityHeader};
+use ot_hil_wire::mac::{Address, ExtAddress};
 use ot_hil_wire::security;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -220,6 +231,8 @@ pub struct NetCounters {
     /// Imm-Acks sent (one per received unicast frame that asked, duplicates included).
     pub tx_acks: u64,
     pub rx_frames: u64,
+    /// Frames dropped by the radio because their FCS failed (corrupted on the air).
+    pub rx_fcs_errors: u64,
     /// Frames or MLE messages that failed CCM* authentication (another network key, or corrupted).
     pub rx_bad_mic: u64,
     /// Secured frames with a key index other than ours.
@@ -697,6 +710,12 @@ impl Stack {
         if self.role == Role::Disabled || frame.channel != self.dataset.channel {
             return;
         }
+        // The radio checks the FCS first and drops a frame that fails it without a word: no
+        // ack, so the sender retries as it would a lost frame.
+        if !frame.fcs_ok() {
+            self.counters.rx_fcs_errors += 1;
+            return;
+        }
         self.receive_frame(now, &frame.psdu);
     }
 
@@ -858,265 +877,6 @@ impl Stack {
         self.queued.clear();
     }
 
-    // -- IPv6 in --
-
-    fn handle_ipv6(&mut self, now: Instant, datagram: Vec<u8>, link: Link) {
-        let Ok(packet) = ip::parse(&datagram) else {
-            self.counters.rx_malformed += 1;
-            return;
-        };
-        let is_mle = matches!(
-            packet.body,
-            Body::Udp {
-                src_port: mle::PORT,
-                dst_port: mle::PORT,
-                ..
-            }
-        );
-        // MAC security is mandatory for everything except MLE (secured at its own layer).
-        if !link.secured && !is_mle {
-            self.counters.rx_insecure += 1;
-            return;
-        }
-        let (mac_src, from_child) = (link.mac_src, link.from_child);
-        let for_us = self.is_own_unicast(&packet.dst) || self.is_subscribed(&packet.dst);
-        let multicast = ip::multicast_scope(&packet.dst).is_some();
-        if self.role == Role::Leader && packet.hop_limit > 1 {
-            if !for_us && !multicast {
-                self.forward(now, datagram);
-                return;
-            }
-            // One MPL-like repetition of realm-local multicast from a child, so the other
-            // children (which cannot decrypt each other's frames) hear it.
-            if from_child && ip::multicast_scope(&packet.dst) == Some(3) {
-                let mut copy = datagram.clone();
-                if let Some(h) = copy.get_mut(7) {
-                    *h = h.saturating_sub(1);
-                }
-                self.send_ipv6(now, copy);
-            }
-        }
-        if !for_us {
-            return;
-        }
-        match packet.body {
-            Body::Udp {
-                src_port,
-                dst_port,
-                payload,
-            } => match dst_port {
-                mle::PORT if src_port == mle::PORT => {
-                    self.handle_mle(now, packet.src, packet.dst, mac_src, &payload)
-                }
-                tmf::PORT => self.handle_tmf(now, packet.src, &payload),
-                port if self.udp_ports.contains(&port) => self.events.push(NetEvent::Udp {
-                    src: SocketAddrV6::new(packet.src, src_port, 0, 0),
-                    dst: SocketAddrV6::new(packet.dst, dst_port, 0, 0),
-                    payload,
-                }),
-                _ => {}
-            },
-            Body::EchoRequest {
-                identifier,
-                sequence,
-                data,
-            } => {
-                let src = if multicast {
-                    self.source_for(&packet.src)
-                } else {
-                    Some(packet.dst)
-                };
-                if let Some(src) = src {
-                    let reply = ip::echo_reply(
-                        src,
-                        packet.src,
-                        DEFAULT_HOP_LIMIT,
-                        identifier,
-                        sequence,
-                        &data,
-                    );
-                    self.send_ipv6(now, reply);
-                }
-            }
-            Body::EchoReply {
-                identifier,
-                sequence,
-                data,
-            } => self.handle_echo_reply(
-                now,
-                packet.src,
-                packet.hop_limit,
-                identifier,
-                sequence,
-                data.len(),
-            ),
-            Body::Other { .. } => {}
-        }
-    }
-
-    fn forward(&mut self, now: Instant, mut datagram: Vec<u8>) {
-        if let Some(h) = datagram.get_mut(7) {
-            *h = h.saturating_sub(1);
-        }
-        self.counters.ip_forwarded += 1;
-        self.send_ipv6(now, datagram);
-    }
-
-    // -- IPv6 out --
-
-    /// Route one IPv6 packet: local delivery, MAC next hop, or wait for address resolution.
-    fn send_ipv6(&mut self, now: Instant, packet: Vec<u8>) {
-        let Some(dst) = packet
-            .get(24..40)
-            .and_then(|d| <[u8; 16]>::try_from(d).ok())
-            .map(Ipv6Addr::from)
-        else {
-            return;
-        };
-        if self.is_own_unicast(&dst) {
-            let link = Link {
-                mac_src: Address::Extended(self.ext),
-                secured: true,
-                from_child: false,
-            };
-            self.handle_ipv6(now, packet, link);
-            return;
-        }
-        let prefix = self.dataset.mesh_local_prefix;
-        let next_hop = match ip::classify(&dst, &prefix) {
-            // "With the exception of MLE multicasts and any other message with link security
-            // disabled, an End Device transmits multicasts, as IEEE 802.15.4 unicasts to its
-            // parent" (OpenThread `mesh_forwarder.cpp` in NCS v2.2.0's revision), so they get
-            // the parent's acks and the MAC's retransmissions.
-            AddressClass::Multicast { .. } => match self.parent {
-                Some(parent) if self.role == Role::Child && !is_mle_packet(&packet) => {
-                    Some(Address::Short(parent.rloc16))
-                }
-                _ => Some(Address::Short(MAC_BROADCAST)),
-            },
-            AddressClass::LinkLocal => Some(match ip::short_from_iid(&ip::iid(&dst)) {
-                Some(short) => Address::Short(short),
-                None => Address::Extended(ip::ext_from_iid(&ip::iid(&dst))),
-            }),
-            AddressClass::MeshLocalRloc(rloc16) => self.next_hop_for(rloc16),
-            AddressClass::MeshLocalAloc(LEADER_ALOC16) => {
-                self.next_hop_for(u16::from(self.leader_router_id) << 10)
-            }
-            AddressClass::MeshLocalEid => {
-                let known = self
-                    .children
-                    .iter()
-                    .find(|c| c.registered.contains(&dst))
-                    .map(|c| c.rloc16)
-                    .or_else(|| self.eid_cache.get(&dst).copied());
-                match known {
-                    Some(rloc16) => self.next_hop_for(rloc16),
-                    None if self.is_attached() => {
-                        let asked = self.queries.contains_key(&dst);
-                        self.queued.push(Queued {
-                            target: dst,
-                            packet,
-                        });
-                        if !asked {
-                            self.send_address_query(now, dst);
-                        }
-                        return;
-                    }
-                    None => None,
-                }
-            }
-            _ => None,
-        };
-        let Some(mac_dst) = next_hop else {
-            self.counters.ip_no_route += 1;
-            return;
-        };
-        self.transmit(now, &packet, mac_dst);
-    }
-
-    fn next_hop_for(&self, rloc16: u16) -> Option<Address> {
-        if !self.is_attached() {
-            return None;
-        }
-        match self.role {
-            Role::Child => self.parent.map(|p| Address::Short(p.rloc16)),
-            _ if self.children.iter().any(|c| c.rloc16 == rloc16) => Some(Address::Short(rloc16)),
-            _ => None,
-        }
-    }
-
-    /// Compress, fragment, secure and send one IPv6 packet to `mac_dst`.
-    fn transmit(&mut self, now: Instant, packet: &[u8], mac_dst: Address) {
-        // Extended source for link-local traffic (receivers learn the extended address from it,
-        // and need it for the CCM* nonce); short source for mesh-local traffic once attached.
-        let src_link_local = packet.get(8..10) == Some(&[0xfe, 0x80][..]);
-        let mac_src = match mac_dst {
-            Address::Short(_) if self.is_attached() && !src_link_local => {
-                Address::Short(self.rloc16)
-            }
-            _ => Address::Extended(self.ext),
-        };
-        // MLE goes without MAC security (it is secured at the MLE layer), everything else with.
-        let link_security = !is_mle_packet(packet);
-        let contexts = self.contexts();
-        let compressed = match lowpan::compress(packet, &mac_src, &mac_dst, &contexts) {
-            Ok(c) => c,
-            Err(_) => {
-                self.counters.tx_errors += 1;
-                return;
-            }
-        };
-        let key_index = self.key_index;
-        let security_for =
-            move |fc| link_security.then(|| SecurityHeader::thread_mac(fc, key_index));
-        let header_len =
-            FrameRepr::data(0, self.dataset.pan_id, mac_dst, mac_src, security_for(0)).header_len();
-        let mic_len = if link_security { MIC_LEN } else { 0 };
-        let max_payload = MAX_PSDU - header_len - mic_len;
-        let Ok(size) = u16::try_from(packet.len()) else {
-            self.counters.tx_errors += 1;
-            return;
-        };
-        self.frag_tag = self.frag_tag.wrapping_add(1);
-        let payloads = lowpan::fragment(&compressed, size, self.frag_tag, max_payload);
-        if payloads.is_empty() {
-            self.counters.tx_errors += 1;
-            return;
-        }
-        for payload in payloads {
-            let repr = FrameRepr::data(
-                self.mac_sequence,
-                self.dataset.pan_id,
-                mac_dst,
-                mac_src,
-                security_for(self.frame_counter),
-            );
-            let sequence = self.mac_sequence;
-            self.mac_sequence = self.mac_sequence.wrapping_add(1);
-            let psdu = if link_security {
-                // The frame counter is spent once per frame: retransmissions reuse these bytes.
-                self.frame_counter = self.frame_counter.wrapping_add(1);
-                match security::secure(&repr, &payload, &self.mac_key, &self.ext) {
-                    Ok(psdu) => psdu,
-                    Err(_) => {
-                        self.counters.tx_errors += 1;
-                        continue;
-                    }
-                }
-            } else {
-                repr.emit(&payload)
-            };
-            self.mac_tx.push(TxFrame {
-                psdu,
-                sequence,
-                ack_request: repr.ack_request,
-                dst: mac_dst,
-            });
-        }
-        self.run_mac_tx(now);
-    }
-
-    /// Move the transmit queue on: send what is due, retransmit or give up on the frame in flight.
     fn run_mac_tx(&mut self, now: Instant) {
         // Completing a frame can queue frames (a detached child's Parent Request); this loop
         // sends them, in order, after the step that caused them.
@@ -1167,131 +927,6 @@ impl Stack {
         }
     }
 
-    // -- MAC in --
-
-    fn receive_frame(&mut self, now: Instant, psdu: &[u8]) {
-        let Ok(parsed) = mac::parse(psdu) else {
-            self.counters.rx_malformed += 1;
-            return;
-        };
-        let repr = &parsed.repr;
-        if repr.frame_type == FrameType::Ack {
-            if let Some(done) = repr.sequence.and_then(|seq| self.mac_tx.on_ack(seq)) {
-                self.mac_tx_action(now, done);
-                self.run_mac_tx(now);
-            }
-            return;
-        }
-        if repr.frame_type != FrameType::Data {
-            // Beacons and MAC commands play no part in this model.
-            return;
-        }
-        self.counters.rx_frames += 1;
-        if repr.dst_pan_id() != Some(self.dataset.pan_id) {
-            self.counters.rx_pan_filtered += 1;
-            return;
-        }
-        let for_us = match repr.dst {
-            Address::Short(MAC_BROADCAST) => true,
-            Address::Short(s) => self.is_attached() && s == self.rloc16,
-            Address::Extended(e) => e == self.ext,
-            Address::Absent => false,
-        };
-        if !for_us {
-            self.counters.rx_dst_filtered += 1;
-            return;
-        }
-        // The radio acks in hardware once the frame passes address filtering, before any security
-        // processing: a retransmitted copy (its first ack was lost) is acked again, then dropped
-        // below by the frame counter check.
-        if repr.ack_request && !repr.dst.is_broadcast() {
-            self.send_ack(repr.sequence.unwrap_or(0));
-        }
-        let Some(sec) = repr.security else {
-            // Only MLE may come without MAC security; handle_ipv6 checks that after decoding.
-            let link = Link {
-                mac_src: repr.src,
-                secured: false,
-                from_child: false,
-            };
-            self.reassemble(now, repr, parsed.payload, link);
-            return;
-        };
-        if sec.key_id_mode != 1 || sec.key_index != Some(self.key_index) {
-            self.counters.rx_bad_key_index += 1;
-            return;
-        }
-        let src_ext = match repr.src {
-            Address::Extended(e) => e,
-            Address::Short(s) => match self.neighbor_by_short(s) {
-                Some(n) => n.ext,
-                None => {
-                    self.counters.rx_unknown_neighbor += 1;
-                    return;
-                }
-            },
-            Address::Absent => {
-                self.counters.rx_malformed += 1;
-                return;
-            }
-        };
-        let plaintext = match security::unsecure_parsed(&parsed, psdu, &self.mac_key, &src_ext) {
-            Ok(p) => p,
-            Err(e) => {
-                self.counters.count_unsecure_error(&e);
-                return;
-            }
-        };
-        // Only authenticated frames move the replay window.
-        if let Some(last) = self.rx_frame_counters.get(&src_ext)
-            && sec.frame_counter <= *last
-        {
-            self.counters.rx_replayed += 1;
-            return;
-        }
-        self.rx_frame_counters.insert(src_ext, sec.frame_counter);
-        let link = Link {
-            mac_src: repr.src,
-            secured: true,
-            from_child: self.children.iter().any(|c| c.ext == src_ext),
-        };
-        self.reassemble(now, repr, &plaintext, link);
-    }
-
-    fn reassemble(&mut self, now: Instant, repr: &FrameRepr, lowpan_payload: &[u8], link: Link) {
-        let contexts = self.contexts();
-        match self
-            .reassembler
-            .push(now, &repr.src, &repr.dst, lowpan_payload, &contexts)
-        {
-            Ok(Some(datagram)) => self.handle_ipv6(now, datagram, link),
-            Ok(None) => {}
-            Err(_) => self.counters.rx_malformed += 1,
-        }
-    }
-
-    fn neighbor_by_short(&self, short: u16) -> Option<Neighbor> {
-        if let Some(p) = self.parent
-            && p.rloc16 == short
-        {
-            return Some(p);
-        }
-        self.children
-            .iter()
-            .find(|c| c.rloc16 == short)
-            .map(|c| Neighbor {
-                ext: c.ext,
-                rloc16: c.rloc16,
-            })
-    }
-
-    /// An Imm-Ack goes out at once, past the transmit queue (the radio sends it itself).
-    fn send_ack(&mut self, sequence: u8) {
-        let psdu = FrameRepr::ack(sequence, false).emit(&[]);
-        self.counters.tx_acks += 1;
-        self.send_psdu(&psdu);
-    }
-
     fn send_psdu(&mut self, psdu: &[u8]) {
         let Some(air) = &self.air else {
             return;
@@ -1301,16 +936,6 @@ impl Stack {
             Err(_) => self.counters.tx_errors += 1,
         }
     }
-}
-
-/// How a datagram arrived.
-#[derive(Debug, Clone, Copy)]
-struct Link {
-    mac_src: Address,
-    /// Whether MAC security protected it (a fragmented datagram: its last fragment).
-    secured: bool,
-    /// Whether the MAC source is one of this leader's children.
-    from_child: bool,
 }
 
 /// The TLVs of an MLE, TMF or MeshCoP payload (one-byte type and length), in order. Where one

@@ -81,11 +81,64 @@ pub struct Connection {
     pub server: SocketAddrV6,
     builder: TranscriptBuilder,
     records: usize,
+    /// Datagrams held, with their senders, while nothing has told which end is the client
+    /// (see [`sender_role`]); empty once the roles are known.
+    undecided: Vec<(SocketAddrV6, Vec<u8>)>,
+    /// Whether `client` and `server` come from the addresses or a handshake message.
+    decided: bool,
 }
 
 impl Connection {
     pub fn transcript(&self) -> &Transcript {
         self.builder.transcript()
+    }
+
+    fn observe(&mut self, src: SocketAddrV6, payload: &[u8]) {
+        let direction = if src == self.client {
+            Direction::ClientToServer
+        } else {
+            Direction::ServerToClient
+        };
+        self.builder.observe(direction, payload);
+        self.records = self.builder.transcript().entries.len();
+    }
+
+    /// Add the datagrams held until the roles were known, in the order they were heard.
+    fn observe_undecided(&mut self) {
+        for (src, payload) in std::mem::take(&mut self.undecided) {
+            self.observe(src, &payload);
+        }
+    }
+}
+
+/// Which end of a DTLS connection sent a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Client,
+    Server,
+}
+
+/// Who sent `d`, as far as its addresses and content tell: the end not on the CoAPS port is
+/// the client; with both ends on it, a plaintext handshake message only one side sends (RFC 5246
+/// §7.4, RFC 6347 §4.2.1): ClientHello, ClientKeyExchange and CertificateVerify come from the
+/// client; HelloVerifyRequest, ServerHello, ServerKeyExchange, CertificateRequest and
+/// ServerHelloDone from the server. `None`: encrypted records, alerts, a Certificate (both
+/// sides send one).
+fn sender_role(d: &UdpDatagram) -> Option<Role> {
+    match (d.src.port() == COAPS_PORT, d.dst.port() == COAPS_PORT) {
+        (false, true) => return Some(Role::Client),
+        (true, false) => return Some(Role::Server),
+        _ => {}
+    }
+    // The first record: content type handshake (22), epoch 0, handshake type after the
+    // 13-byte record header.
+    match d.payload.as_slice() {
+        [22, 0xfe, _, 0, 0, _, _, _, _, _, _, _, _, msg_type, ..] => match msg_type {
+            1 | 15 | 16 => Some(Role::Client),
+            2 | 3 | 12 | 13 | 14 => Some(Role::Server),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -248,9 +301,11 @@ impl Capture {
             return;
         }
         self.stats.dtls_datagrams += 1;
-        // A connection is the pair of endpoints, whichever way a datagram goes. OpenThread's
-        // CoAPS client binds 5684 too, so ports alone do not tell the client: it is the side
-        // that sent the first ClientHello (else the side not on 5684).
+        // A connection is the pair of endpoints, whichever way a datagram goes. Its roles come
+        // from the addresses (the side not on 5684 is the client) or, as OpenThread's CoAPS
+        // client binds 5684 too, from a handshake message only one side sends; never from which
+        // datagram the sniffer happened to hear first.
+        let role = sender_role(d);
         let idx = match self.connections.iter().position(|c| {
             (c.client == d.src && c.server == d.dst) || (c.client == d.dst && c.server == d.src)
         }) {
@@ -261,17 +316,17 @@ impl Capture {
                     self.connections.remove(0);
                     self.stats.evicted_connections += 1;
                 }
-                let (client, server) = if is_client_hello(&d.payload) || d.dst.port() == COAPS_PORT
-                {
-                    (d.src, d.dst)
-                } else {
-                    (d.dst, d.src)
+                let (client, server) = match role {
+                    Some(Role::Server) => (d.dst, d.src),
+                    Some(Role::Client) | None => (d.src, d.dst),
                 };
                 self.connections.push(Connection {
                     client,
                     server,
                     builder: TranscriptBuilder::new(),
                     records: 0,
+                    undecided: Vec::new(),
+                    decided: role.is_some(),
                 });
                 self.connections.len() - 1
             }
@@ -279,17 +334,25 @@ impl Capture {
         let Some(conn) = self.connections.get_mut(idx) else {
             return;
         };
-        if conn.records >= MAX_RECORDS {
+        if conn.records + conn.undecided.len() >= MAX_RECORDS {
             self.stats.dropped_records += 1;
             return;
         }
-        let direction = if d.src == conn.client {
-            Direction::ClientToServer
-        } else {
-            Direction::ServerToClient
-        };
-        conn.builder.observe(direction, &d.payload);
-        conn.records = conn.builder.transcript().entries.len();
+        if !conn.decided {
+            let Some(role) = role else {
+                conn.undecided.push((d.src, d.payload.clone()));
+                return;
+            };
+            let (client, server) = match role {
+                Role::Client => (d.src, d.dst),
+                Role::Server => (d.dst, d.src),
+            };
+            conn.client = client;
+            conn.server = server;
+            conn.decided = true;
+            conn.observe_undecided();
+        }
+        conn.observe(d.src, &d.payload);
     }
 
     fn log_coap(&mut self, d: &UdpDatagram) {
@@ -359,6 +422,12 @@ impl Capture {
                 self.finished = true;
             }
         }
+        // A connection of which no datagram told the roles (the capture holds none of its
+        // plaintext handshake): its first sender stands as the client.
+        for conn in self.connections.iter_mut().filter(|c| !c.decided) {
+            conn.decided = true;
+            conn.observe_undecided();
+        }
         if let Some(pcap) = self.pcap.take() {
             let mut w = pcap.into_inner();
             if let Err(e) = w.flush() {
@@ -369,12 +438,6 @@ impl Capture {
     }
 }
 
-/// Whether a datagram starts with a plaintext DTLS handshake record carrying a ClientHello
-/// (record type 22, epoch 0, handshake type 1 right after the 13-byte record header).
-fn is_client_hello(datagram: &[u8]) -> bool {
-    matches!(datagram, [22, 0xfe, _, 0, 0, _, _, _, _, _, _, _, _, 1, ..])
-}
-
 fn live_head(frame: &SnifferFrame) -> String {
     format!(
         "{:>12} {:>4} dBm lqi {:>3} {:>3} B",
@@ -383,4 +446,100 @@ fn live_head(frame: &SnifferFrame) -> String {
         frame.lqi,
         frame.psdu.len()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv6Addr;
+
+    use super::*;
+
+    fn addr(last: u16, port: u16) -> SocketAddrV6 {
+        SocketAddrV6::new(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, last), port, 0, 0)
+    }
+
+    /// One DTLS 1.2 record: plaintext handshake `msg_type` (epoch 0) or, for `None`, an
+    /// encrypted record of epoch 1.
+    fn record(msg_type: Option<u8>) -> Vec<u8> {
+        let (epoch, body) = match msg_type {
+            Some(t) => (0u8, vec![t, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            None => (1, vec![0xaa; 24]),
+        };
+        let mut r = vec![22, 0xfe, 0xfd, 0, epoch, 0, 0, 0, 0, 0, 1];
+        r.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        r.extend(body);
+        r
+    }
+
+    fn udp(src: SocketAddrV6, dst: SocketAddrV6, payload: Vec<u8>) -> UdpDatagram {
+        UdpDatagram {
+            timestamp_us: 0,
+            src,
+            dst,
+            hop_limit: 64,
+            payload,
+        }
+    }
+
+    fn directions(conn: &Connection) -> Vec<Direction> {
+        conn.transcript()
+            .entries
+            .iter()
+            .map(|e| e.direction)
+            .collect()
+    }
+
+    const SERVER_HELLO: u8 = 2;
+    const CLIENT_KEY_EXCHANGE: u8 = 16;
+
+    #[test]
+    fn a_missed_client_hello_does_not_turn_the_roles_round() {
+        // Both ends on 5684, as OpenThread's CoAPS client binds it: the sniffer first hears an
+        // encrypted record, then the server's hello.
+        let (client, server) = (addr(1, COAPS_PORT), addr(2, COAPS_PORT));
+        let mut cap = Capture::new(15, None, [0; 8], None);
+        cap.on_udp(&udp(client, server, record(None)));
+        cap.on_udp(&udp(server, client, record(Some(SERVER_HELLO))));
+        cap.on_udp(&udp(client, server, record(Some(CLIENT_KEY_EXCHANGE))));
+        let conn = &cap.connections()[0];
+        assert_eq!((conn.client, conn.server), (client, server));
+        assert_eq!(
+            directions(conn),
+            [
+                Direction::ClientToServer,
+                Direction::ServerToClient,
+                Direction::ClientToServer
+            ]
+        );
+
+        let mut cap = Capture::new(15, None, [0; 8], None);
+        cap.on_udp(&udp(server, client, record(Some(SERVER_HELLO))));
+        let conn = &cap.connections()[0];
+        assert_eq!((conn.client, conn.server), (client, server));
+        assert_eq!(directions(conn), [Direction::ServerToClient]);
+    }
+
+    #[test]
+    fn the_end_not_on_the_coaps_port_is_the_client() {
+        let (client, server) = (addr(1, 49152), addr(2, COAPS_PORT));
+        let mut cap = Capture::new(15, None, [0; 8], None);
+        cap.on_udp(&udp(server, client, record(None)));
+        let conn = &cap.connections()[0];
+        assert_eq!((conn.client, conn.server), (client, server));
+        assert_eq!(directions(conn), [Direction::ServerToClient]);
+    }
+
+    #[test]
+    fn records_that_never_tell_the_roles_are_kept_at_the_end() {
+        let (a, b) = (addr(1, COAPS_PORT), addr(2, COAPS_PORT));
+        let mut cap = Capture::new(15, None, [0; 8], None);
+        cap.on_udp(&udp(a, b, record(None)));
+        cap.on_udp(&udp(b, a, record(None)));
+        assert!(cap.connections()[0].transcript().entries.is_empty());
+        cap.finish();
+        assert_eq!(
+            directions(&cap.connections()[0]),
+            [Direction::ClientToServer, Direction::ServerToClient]
+        );
+    }
 }
