@@ -12,6 +12,22 @@ use crate::events::{CaseResult, Outcome, Reporter, RunEvent, Summary};
 
 mod junit_attempts;
 
+/// An error and its `source()` chain in one line, `outer: cause: root`; a cause whose text the
+/// previous message already ends with is not repeated.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !text.ends_with(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Human-readable failure details (shared by the progress output and JUnit).
 pub fn failure_text(r: &CaseResult) -> String {
     let mut s = String::new();
