@@ -19,6 +19,7 @@ pub mod panics;
 pub mod profile;
 pub mod report;
 pub mod resilience;
+pub mod run_clock;
 pub mod runner;
 pub mod variants;
 pub mod virtual_lab;

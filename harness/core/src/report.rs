@@ -10,6 +10,7 @@ use crate::events::{AttemptRecord, CaseResult, Outcome, Reporter, RunEvent, Summ
 
 mod junit;
 pub mod provenance;
+pub mod timeline;
 
 pub use junit::JunitReporter;
 

@@ -170,6 +170,8 @@ pub async fn run_with_options(
     interrupt: impl Future<Output = ()>,
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
+    // Board logs count from here (the first run of the process).
+    crate::run_clock::origin();
     // Short path: socket paths must fit in 108 bytes.
     let run_dir = tempfile::Builder::new()
         .prefix("oth")
@@ -651,6 +653,23 @@ async fn run_attempt(
             .map(|(n, c)| (n.clone(), c.shared().lock().lines.tail(TAIL_LINES))),
     );
     teardown(shared, boards).await;
+    // The boards' logs are closed: one timeline of the case from all of them.
+    let board_logs: BTreeMap<String, PathBuf> = result
+        .logs
+        .iter()
+        .filter(|(_, p)| p.extension().is_some_and(|e| e == "log"))
+        .map(|(n, p)| (n.clone(), p.clone()))
+        .collect();
+    if !board_logs.is_empty() {
+        match crate::report::timeline::write(&log_dir, &board_logs) {
+            Ok(path) => {
+                result
+                    .logs
+                    .insert(crate::report::timeline::TIMELINE_FILE.into(), path);
+            }
+            Err(e) => tracing::warn!("timeline of {}: {e}", log_dir.display()),
+        }
+    }
     classify(case, variant, raw, &mut result);
     result.duration = started.elapsed();
     result
