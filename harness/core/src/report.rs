@@ -265,16 +265,14 @@ pub(crate) fn attempt_details(a: &AttemptRecord) -> String {
 /// `results.json`: provenance, the summary and every case result (with step timings).
 pub struct JsonReporter {
     path: PathBuf,
-    run: Option<provenance::RunFacts>,
-    results: Vec<CaseResult>,
+    record: RunRecord,
 }
 
 impl JsonReporter {
     pub fn new(path: PathBuf) -> Self {
         JsonReporter {
             path,
-            run: None,
-            results: vec![],
+            record: RunRecord::default(),
         }
     }
 
@@ -282,7 +280,7 @@ impl JsonReporter {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let run = self.run.clone().unwrap_or_else(provenance::RunFacts::now);
+        let run = self.record.run_facts();
         let doc = serde_json::json!({
             "schema_version": provenance::RESULTS_SCHEMA_VERSION,
             "tool": run.tool,
@@ -291,7 +289,7 @@ impl JsonReporter {
             "host": run.host,
             "started": run.started,
             "summary": summary,
-            "results": self.results,
+            "results": self.record.results,
         });
         let text = serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?;
         std::fs::write(&self.path, text)
@@ -300,22 +298,39 @@ impl JsonReporter {
 
 impl Reporter for JsonReporter {
     fn on_event(&mut self, event: &RunEvent) -> std::io::Result<()> {
+        match self.record.observe(event) {
+            Some(summary) => self.write(summary),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What the file reporters keep of a run: its facts and every case's result.
+#[derive(Debug, Default)]
+pub(crate) struct RunRecord {
+    pub run: Option<provenance::RunFacts>,
+    pub results: Vec<CaseResult>,
+}
+
+impl RunRecord {
+    /// Keep what `event` adds; the summary once the run has finished.
+    pub fn observe<'e>(&mut self, event: &'e RunEvent) -> Option<&'e Summary> {
         match event {
-            RunEvent::RunStarted { run, .. } => {
-                self.run = Some(run.clone());
-                Ok(())
-            }
+            RunEvent::RunStarted { run, .. } => self.run = Some(run.clone()),
             RunEvent::CaseStarted { .. }
             | RunEvent::StepStarted { .. }
             | RunEvent::StepFinished { .. }
             | RunEvent::AttemptFinished { .. }
-            | RunEvent::Interrupted => Ok(()),
-            RunEvent::CaseFinished(r) => {
-                self.results.push((**r).clone());
-                Ok(())
-            }
-            RunEvent::RunFinished(summary) => self.write(summary),
+            | RunEvent::Interrupted => {}
+            RunEvent::CaseFinished(r) => self.results.push((**r).clone()),
+            RunEvent::RunFinished(summary) => return Some(summary),
         }
+        None
+    }
+
+    /// The run's facts (those of now for a run whose start was not seen).
+    pub fn run_facts(&self) -> provenance::RunFacts {
+        self.run.clone().unwrap_or_else(provenance::RunFacts::now)
     }
 }
 

@@ -353,7 +353,7 @@ impl Witness {
                                 content.lines().map(str::to_string).collect();
                             got.push(match &pending {
                                 Some(p) => format!(
-                                    "new snapshot written to {}: read it, accept it with `cargo insta review` or by renaming it to .snap",
+                                    "new snapshot written to {}: read it, accept it by renaming it to .snap (or with `cargo insta review`)",
                                     p.display()
                                 ),
                                 None => "no .snap.new written (CI or INSTA_UPDATE=no)".into(),
@@ -374,7 +374,7 @@ impl Witness {
                             let mut got: Vec<String> = diff.lines().map(str::to_string).collect();
                             got.push(match &pending {
                                 Some(p) => format!(
-                                    "this run's transcript is in {}: if it is right, accept it with `cargo insta review` or by renaming it to .snap",
+                                    "this run's transcript is in {}: if it is right, accept it by renaming it to .snap (or with `cargo insta review`)",
                                     p.display()
                                 ),
                                 None => "no .snap.new written (CI or INSTA_UPDATE=no)".into(),

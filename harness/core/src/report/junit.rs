@@ -18,7 +18,7 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 
 use super::provenance::RunFacts;
-use super::{attempt_details, failure_text};
+use super::{RunRecord, attempt_details, failure_text};
 use crate::events::{CaseResult, Outcome, Reporter, RunEvent};
 
 type Xml = Writer<Vec<u8>>;
@@ -27,22 +27,19 @@ type Xml = Writer<Vec<u8>>;
 /// skipped).
 pub struct JunitReporter {
     path: PathBuf,
-    run: Option<RunFacts>,
-    results: Vec<CaseResult>,
+    record: RunRecord,
 }
 
 impl JunitReporter {
     pub fn new(path: PathBuf) -> Self {
         JunitReporter {
             path,
-            run: None,
-            results: vec![],
+            record: RunRecord::default(),
         }
     }
 
     fn write(&self) -> std::io::Result<()> {
-        let run = self.run.clone().unwrap_or_else(RunFacts::now);
-        let xml = render(&run, &self.results)?;
+        let xml = render(&self.record.run_facts(), &self.record.results)?;
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -57,21 +54,9 @@ impl JunitReporter {
 
 impl Reporter for JunitReporter {
     fn on_event(&mut self, event: &RunEvent) -> std::io::Result<()> {
-        match event {
-            RunEvent::RunStarted { run, .. } => {
-                self.run = Some(run.clone());
-                Ok(())
-            }
-            RunEvent::CaseStarted { .. }
-            | RunEvent::StepStarted { .. }
-            | RunEvent::StepFinished { .. }
-            | RunEvent::AttemptFinished { .. }
-            | RunEvent::Interrupted => Ok(()),
-            RunEvent::CaseFinished(r) => {
-                self.results.push((**r).clone());
-                Ok(())
-            }
-            RunEvent::RunFinished(_) => self.write(),
+        match self.record.observe(event) {
+            Some(_) => self.write(),
+            None => Ok(()),
         }
     }
 }
