@@ -17,16 +17,17 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let commit = git(&["rev-parse", "HEAD"]).unwrap_or_default();
     println!("cargo:rustc-env=OT_HIL_GIT_COMMIT={commit}");
-    // Rebuilt when HEAD moves; without git only when this script changes.
-    if let Some(head) = git(&["rev-parse", "--path-format=absolute", "--git-path", "HEAD"]) {
-        println!("cargo:rerun-if-changed={head}");
+    // Rebuilt when HEAD moves: HEAD itself (another branch), the branch's ref (a commit) and
+    // packed refs. Without git only when this script changes.
+    let mut watched = vec!["HEAD".to_string(), "packed-refs".to_string()];
+    if let Some(branch) =
+        git(&["rev-parse", "--symbolic-full-name", "HEAD"]).filter(|b| b != "HEAD")
+    {
+        watched.push(branch);
     }
-    if let Some(refs) = git(&[
-        "rev-parse",
-        "--path-format=absolute",
-        "--git-path",
-        "refs/heads",
-    ]) {
-        println!("cargo:rerun-if-changed={refs}");
+    for name in watched {
+        if let Some(path) = git(&["rev-parse", "--path-format=absolute", "--git-path", &name]) {
+            println!("cargo:rerun-if-changed={path}");
+        }
     }
 }
