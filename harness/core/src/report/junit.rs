@@ -11,7 +11,6 @@
 //! properties, re-run elements nor a host name other than `localhost`.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::PathBuf;
 
 use quick_xml::Writer;
@@ -45,9 +44,7 @@ impl JunitReporter {
         }
         // Write to a temporary file and rename, so a reader never sees a half-written report.
         let tmp = self.path.with_extension("xml.tmp");
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(xml.as_bytes())?;
-        file.sync_all()?;
+        std::fs::write(&tmp, xml)?;
         std::fs::rename(&tmp, &self.path)
     }
 }
