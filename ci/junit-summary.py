@@ -3,6 +3,8 @@
 
 Usage: ci/junit-summary.py [--title T] FILE_OR_DIR...   (directories are searched for *.xml)
 Exit code 0 even when tests failed: the test step itself carries the verdict.
+ot-hil marks expected failures (XFAIL) with the testcase property `outcome`; they are counted
+apart from the passes, and flaky passes (property `flaky`) are counted too.
 """
 import argparse
 import pathlib
@@ -30,7 +32,7 @@ def main():
     ap.add_argument("--title", default="ot-hil results")
     ap.add_argument("paths", nargs="+")
     a = ap.parse_args()
-    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0, "xfail": 0, "flaky": 0}
     rows = []
     problems = []
     for f in files(a.paths):
@@ -44,6 +46,12 @@ def main():
             for case in s.findall("testcase"):
                 totals["tests"] += 1
                 name = f"{case.get('classname', s.get('name', ''))}::{case.get('name', '')}".strip(":")
+                props = {p.get("name"): p.get("value") for p in case.findall("properties/property")}
+                if props.get("flaky") == "true":
+                    totals["flaky"] += 1
+                if props.get("outcome") == "XFAIL":
+                    totals["xfail"] += 1
+                    continue
                 for kind, key in (("failure", "failures"), ("error", "errors"), ("skipped", "skipped")):
                     el = case.find(kind)
                     if el is not None:
@@ -52,11 +60,14 @@ def main():
                             msg = el.get("message") or el.text
                             rows.append(f"| {kind} | `{name}` | {first_line(msg).replace('|', '/')} |")
                         break
-    passed = totals["tests"] - totals["failures"] - totals["errors"] - totals["skipped"]
+    passed = (
+        totals["tests"] - totals["failures"] - totals["errors"] - totals["skipped"] - totals["xfail"]
+    )
     out = [f"### {a.title}", ""]
     out.append(
-        f"{passed} passed, {totals['failures']} failed, {totals['errors']} errors, "
-        f"{totals['skipped']} skipped ({totals['tests']} test cases)"
+        f"{passed} passed, {totals['xfail']} failed as expected (XFAIL), {totals['failures']} failed, "
+        f"{totals['errors']} errors, {totals['skipped']} skipped ({totals['tests']} test cases)"
+        + (f", {totals['flaky']} flaky" if totals["flaky"] else "")
     )
     if rows:
         out += ["", "| result | case | message |", "|---|---|---|", *rows]

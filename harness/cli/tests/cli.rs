@@ -258,6 +258,24 @@ fn ctrl_c_writes_partial_well_formed_reports() {
         serde_json::from_str(&std::fs::read_to_string(out.path().join("results.json")).unwrap())
             .unwrap();
     assert_eq!(json["summary"]["interrupted"], true);
+    // The interrupted case ran until the interrupt (the log appeared, then "absent for" ran)
+    // and its board log is reported.
+    let slow_result = json["results"]
+        .as_array()
+        .and_then(|r| r.iter().find(|c| c["case"] == "a-slow"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(slow_result["outcome"], "ERROR", "{slow_result}");
+    assert!(
+        slow_result["duration"].as_f64().unwrap_or(0.0) > 0.0,
+        "{slow_result}"
+    );
+    assert!(
+        slow_result["logs"]["dut"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("logs/a-slow/ncs-v2.2.0/dut.log")),
+        "{slow_result}"
+    );
     // No virtual DK survives the runner.
     assert!(find_vdk_pid(child.id()).is_none());
 }

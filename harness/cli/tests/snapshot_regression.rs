@@ -61,6 +61,16 @@ fn lab_copy(root: &Path) -> PathBuf {
 
 /// Run the case on the workaround variant; (exit code, junit.xml unescaped, results.json).
 fn run(root: &Path, case: &Path, out: &str) -> (Option<i32>, String, serde_json::Value) {
+    let (code, junit, results, _) = run_with_output(root, case, out);
+    (code, junit, results)
+}
+
+/// [`run`], also returning what the run printed (stdout and stderr), with backtraces asked for.
+fn run_with_output(
+    root: &Path,
+    case: &Path,
+    out: &str,
+) -> (Option<i32>, String, serde_json::Value, String) {
     let out = root.join(out);
     let output = Command::new(EXE)
         .arg("run")
@@ -75,6 +85,7 @@ fn run(root: &Path, case: &Path, out: &str) -> (Option<i32>, String, serde_json:
         // insta looks for no workspace outside the copy.
         .env("INSTA_UPDATE", "new")
         .env("INSTA_WORKSPACE_ROOT", root)
+        .env("RUST_BACKTRACE", "1")
         .output()
         .expect("run ot-hil");
     let junit = std::fs::read_to_string(out.join("junit.xml"))
@@ -92,7 +103,12 @@ fn run(root: &Path, case: &Path, out: &str) -> (Option<i32>, String, serde_json:
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    (output.status.code(), junit, results)
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), junit, results, printed)
 }
 
 fn outcome(results: &serde_json::Value) -> String {
@@ -134,7 +150,25 @@ fn ecjpake_back_in_the_workaround_turns_the_x509_case_red_with_a_transcript_diff
     assert!(text.contains(ECJPAKE_OFF), "{text}");
     std::fs::write(&conf, text.replace(ECJPAKE_OFF, ECJPAKE_ON)).unwrap();
 
-    let (code, junit, results) = run(root, &case, "after");
+    let (code, junit, results, printed) = run_with_output(root, &case, "after");
+    // A changed handshake is a failed case, not a crash: no panic, no backtrace, no advice
+    // meant for Rust tests, and the diff once, headed by the stored snapshot's path.
+    for crash in [
+        "panicked",
+        "stack backtrace",
+        "cargo insta test",
+        "RUST_BACKTRACE",
+    ] {
+        assert!(!printed.contains(crash), "{crash:?} in:\n{printed}");
+    }
+    let stored = snaps.join(format!("{CASE}__x509-handshake__{VARIANT}.snap"));
+    assert_eq!(
+        printed
+            .matches(&format!("--- {}", stored.display()))
+            .count(),
+        1,
+        "{printed}"
+    );
     assert_eq!(outcome(&results), "FAIL", "{junit}");
     assert_eq!(code, Some(1), "{junit}");
     let failure = junit

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::exec::{Failure, InfraFailure};
+use crate::report::provenance::{CaseFacts, RunFacts};
 
 /// The closed set of outcomes of one case on one variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -78,6 +79,8 @@ pub struct CaseResult {
     pub flaky: bool,
     /// Why the case is quarantined: its failure is reported but does not fail the run.
     pub quarantined: Option<String>,
+    /// What the case ran on (firmware, boards, sniffer, seed).
+    pub facts: CaseFacts,
 }
 
 impl CaseResult {
@@ -98,6 +101,7 @@ impl CaseResult {
             attempts: vec![],
             flaky: false,
             quarantined: None,
+            facts: CaseFacts::default(),
         }
     }
 }
@@ -189,10 +193,34 @@ pub enum RunEvent {
         variants: Vec<String>,
         planned: usize,
         jobs: usize,
+        /// Tool, host and start time.
+        run: RunFacts,
     },
     CaseStarted {
         case: String,
         variant: String,
+    },
+    /// A step of a running case is about to run.
+    StepStarted {
+        case: String,
+        variant: String,
+        attempt: u32,
+        index: usize,
+        node: String,
+        step: String,
+    },
+    /// A step passed, with its timings (a failing step ends its attempt: see `AttemptFinished`).
+    StepFinished {
+        case: String,
+        variant: String,
+        attempt: u32,
+        record: StepRecord,
+    },
+    /// One attempt of a case ended; a retry follows when its outcome asks for one.
+    AttemptFinished {
+        case: String,
+        variant: String,
+        attempt: Box<AttemptRecord>,
     },
     CaseFinished(Box<CaseResult>),
     /// Ctrl-C: running cases are being stopped; the rest will be reported as skipped.

@@ -165,7 +165,7 @@ impl Executor {
             } => {
                 let text = self.render(&ctx, command)?;
                 let until_re = self.resolve(&ctx, until)?;
-                let end = started + *deadline;
+                let end = deadline_after(started, *deadline);
                 loop {
                     let run = self
                         .command(
@@ -189,7 +189,7 @@ impl Executor {
                         )?;
                         break;
                     }
-                    let next = Instant::now() + *interval;
+                    let next = deadline_after(Instant::now(), *interval);
                     if next > end {
                         return Err(self.fail(
                             &ctx,
@@ -306,7 +306,7 @@ impl Executor {
             })
         })?;
         let written = Instant::now();
-        let deadline = tokio::time::Instant::from(written + timeout);
+        let deadline = tokio::time::Instant::from(deadline_after(written, timeout));
         loop {
             {
                 let mut st = console.shared().lock();
@@ -420,7 +420,7 @@ impl Executor {
         let absent = self.resolve_absent(ctx)?;
         let mut changed = console.shared().subscribe();
         let start_mark = console.shared().lock().lines.len();
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = tokio::time::Instant::from(deadline_after(Instant::now(), timeout));
         loop {
             {
                 let mut st = console.shared().lock();
@@ -491,7 +491,7 @@ impl Executor {
         let absent = self.resolve_absent(ctx)?;
         let mut changed = console.shared().subscribe();
         let start_mark = console.shared().lock().lines.cursor();
-        let deadline = tokio::time::Instant::now() + window;
+        let deadline = tokio::time::Instant::from(deadline_after(Instant::now(), window));
         loop {
             {
                 let st = console.shared().lock();
@@ -663,4 +663,30 @@ fn last(mut v: Vec<String>, n: usize) -> Vec<String> {
         v.drain(..v.len() - n);
     }
     v
+}
+/// Longest wait the executor arms: a case's duration beyond it is as good as "never" and would
+/// overflow the clock (`Instant + Duration` panics past what the platform represents).
+const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `start + wait`, with waits longer than [`LONGEST_WAIT`] cut to it.
+pub fn deadline_after(start: Instant, wait: Duration) -> Instant {
+    start.checked_add(wait.min(LONGEST_WAIT)).unwrap_or(start)
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+
+    #[test]
+    fn waits_the_clock_cannot_hold_are_cut_not_a_panic() {
+        let now = Instant::now();
+        for secs in [u64::MAX, i64::MAX as u64] {
+            let d = deadline_after(now, Duration::from_secs(secs));
+            assert_eq!(d.duration_since(now), LONGEST_WAIT);
+        }
+        assert_eq!(
+            deadline_after(now, Duration::from_secs(3)).duration_since(now),
+            Duration::from_secs(3)
+        );
+    }
 }

@@ -19,9 +19,11 @@ pub mod events;
 pub mod exec;
 #[doc(hidden)]
 pub mod fuzz_checks;
+pub mod panics;
 pub mod profile;
 pub mod report;
 pub mod resilience;
+pub mod run_clock;
 pub mod runner;
 pub mod variants;
 pub mod virtual_lab;

@@ -6,11 +6,29 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use junit_report::{Duration as JDuration, ReportBuilder, TestCase, TestResult, TestSuiteBuilder};
+use crate::events::{AttemptRecord, CaseResult, Outcome, Reporter, RunEvent, Summary};
 
-use crate::events::{CaseResult, Outcome, Reporter, RunEvent, Summary};
+mod junit;
+pub mod provenance;
+pub mod timeline;
 
-mod junit_attempts;
+pub use junit::JunitReporter;
+
+/// An error and its `source()` chain in one line, `outer: cause: root`; a cause whose text the
+/// previous message already ends with is not repeated.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !text.ends_with(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        source = cause.source();
+    }
+    text
+}
 
 /// Human-readable failure details (shared by the progress output and JUnit).
 pub fn failure_text(r: &CaseResult) -> String {
@@ -77,6 +95,7 @@ impl<W: Write + Send> Reporter for ProgressReporter<W> {
                 variants,
                 planned,
                 jobs,
+                run: _,
             } => {
                 self.started = Instant::now();
                 writeln!(
@@ -85,7 +104,10 @@ impl<W: Write + Send> Reporter for ProgressReporter<W> {
                     variants.join(", ")
                 )?;
             }
-            RunEvent::CaseStarted { .. } => {}
+            RunEvent::CaseStarted { .. }
+            | RunEvent::StepStarted { .. }
+            | RunEvent::StepFinished { .. }
+            | RunEvent::AttemptFinished { .. } => {}
             RunEvent::CaseFinished(r) => {
                 let t = self.started.elapsed().as_secs_f64();
                 writeln!(
@@ -215,160 +237,100 @@ fn write_summary(out: &mut impl Write, s: &Summary) -> std::io::Result<()> {
     )
 }
 
-/// JUnit XML: one testsuite per variant, one testcase per case; written at the end of the run
-/// (also after Ctrl-C, with the cases not run as skipped).
-pub struct JunitReporter {
-    path: PathBuf,
-    results: Vec<CaseResult>,
-}
-
-impl JunitReporter {
-    pub fn new(path: PathBuf) -> Self {
-        JunitReporter {
-            path,
-            results: vec![],
+/// The details of an earlier attempt (JUnit's `<stackTrace>` of a re-run element).
+pub(crate) fn attempt_details(a: &AttemptRecord) -> String {
+    let mut s = String::new();
+    if let Some(reason) = &a.reason {
+        s.push_str(&format!("reason: {reason}\n"));
+    }
+    if let Some(f) = &a.failure {
+        s.push_str(&format!("step: {} ({})\n", f.step, f.location));
+        if let Some(c) = &f.crash {
+            s.push_str(&format!("crash: {c}\n"));
+        }
+        s.push_str(&format!("expected: {}\ngot:\n", f.expected));
+        for l in &f.got {
+            s.push_str(&format!("  | {l}\n"));
         }
     }
-
-    fn write(&self) -> std::io::Result<()> {
-        let mut suites: BTreeMap<&str, Vec<&CaseResult>> = BTreeMap::new();
-        for r in &self.results {
-            suites.entry(r.variant.as_str()).or_default().push(r);
-        }
-        let mut report = ReportBuilder::new();
-        for (variant, results) in suites {
-            let mut suite = TestSuiteBuilder::new(&format!("ot-hil.{variant}"));
-            for r in results {
-                let time = JDuration::try_from(r.duration).unwrap_or(JDuration::ZERO);
-                let details = failure_text(r);
-                let mut tc = match r.outcome {
-                    Outcome::Pass => {
-                        let mut tc = TestCase::success(&r.case, time);
-                        // A passing case still points at its air capture (Wireshark opens it).
-                        if let Some(pcap) = r.logs.get(crate::air::witness::PCAP_FILE) {
-                            tc.set_system_out(&format!("air capture: {}\n", pcap.display()));
-                        }
-                        tc
-                    }
-                    Outcome::Xfail => {
-                        let mut tc = TestCase::success(&r.case, time);
-                        tc.set_system_out(&format!(
-                            "XFAIL: {}\n{details}",
-                            r.reason.clone().unwrap_or_default()
-                        ));
-                        tc
-                    }
-                    Outcome::Skip => TestCase::skipped_with_cause(
-                        &r.case,
-                        "skipped",
-                        r.reason.as_deref().unwrap_or(""),
-                    ),
-                    Outcome::Fail | Outcome::Xpass => {
-                        let message = match (&r.failure, r.outcome) {
-                            (_, Outcome::Xpass) => {
-                                format!("XPASS: {}", r.reason.clone().unwrap_or_default())
-                            }
-                            (Some(f), _) => {
-                                format!("{} ({}): expected {}", f.step, f.location, f.expected)
-                            }
-                            (None, _) => r.reason.clone().unwrap_or_default(),
-                        };
-                        let mut tc = TestCase::failure(&r.case, time, r.outcome.label(), &message);
-                        tc.result = TestResult::Failure {
-                            type_: r.outcome.label().into(),
-                            message,
-                            cause: Some(details),
-                        };
-                        tc
-                    }
-                    Outcome::Error => {
-                        let message = r.reason.clone().unwrap_or_default();
-                        let mut tc = TestCase::error(&r.case, time, "infrastructure", &message);
-                        tc.result = TestResult::Error {
-                            type_: "infrastructure".into(),
-                            message,
-                            cause: Some(details),
-                        };
-                        tc
-                    }
-                };
-                tc.set_classname(&format!("ot-hil.{variant}"));
-                tc.set_filepath(&r.path.display().to_string());
-                suite.add_testcase(tc);
-            }
-            report.add_testsuite(suite.build());
-        }
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        // Write to a temporary file and rename, so a reader never sees a half-written report.
-        let tmp = self.path.with_extension("xml.tmp");
-        let mut xml = Vec::new();
-        report
-            .build()
-            .write_xml(&mut xml)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        // Re-runs and quarantine as Maven Surefire reports them (junit-report has no such
-        // elements).
-        let xml =
-            junit_attempts::add_attempts(&String::from_utf8_lossy(&xml), &self.results, |r| {
-                format!("ot-hil.{}", r.variant)
-            })
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        std::fs::write(&tmp, xml)?;
-        std::fs::rename(&tmp, &self.path)
+    if let Some(i) = &a.infra {
+        s.push_str(&format!("board: {}\nproblem: {}\n", i.board, i.reason));
     }
+    for (node, log) in &a.logs {
+        s.push_str(&format!("log of {node}: {}\n", log.display()));
+    }
+    s
 }
 
-impl Reporter for JunitReporter {
-    fn on_event(&mut self, event: &RunEvent) -> std::io::Result<()> {
-        match event {
-            RunEvent::RunStarted { .. } | RunEvent::CaseStarted { .. } | RunEvent::Interrupted => {
-                Ok(())
-            }
-            RunEvent::CaseFinished(r) => {
-                self.results.push((**r).clone());
-                Ok(())
-            }
-            RunEvent::RunFinished(_) => self.write(),
-        }
-    }
-}
-
-/// `results.json`: the summary and every case result (with step timings).
+/// `results.json`: provenance, the summary and every case result (with step timings).
 pub struct JsonReporter {
     path: PathBuf,
-    results: Vec<CaseResult>,
+    record: RunRecord,
 }
 
 impl JsonReporter {
     pub fn new(path: PathBuf) -> Self {
         JsonReporter {
             path,
-            results: vec![],
+            record: RunRecord::default(),
         }
+    }
+
+    fn write(&self, summary: &Summary) -> std::io::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let run = self.record.run_facts();
+        let doc = serde_json::json!({
+            "schema_version": provenance::RESULTS_SCHEMA_VERSION,
+            "tool": run.tool,
+            "version": run.version,
+            "git_commit": run.git_commit,
+            "host": run.host,
+            "started": run.started,
+            "summary": summary,
+            "results": self.record.results,
+        });
+        let text = serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?;
+        std::fs::write(&self.path, text)
     }
 }
 
 impl Reporter for JsonReporter {
     fn on_event(&mut self, event: &RunEvent) -> std::io::Result<()> {
-        match event {
-            RunEvent::RunStarted { .. } | RunEvent::CaseStarted { .. } | RunEvent::Interrupted => {
-                Ok(())
-            }
-            RunEvent::CaseFinished(r) => {
-                self.results.push((**r).clone());
-                Ok(())
-            }
-            RunEvent::RunFinished(summary) => {
-                if let Some(dir) = self.path.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
-                let doc = serde_json::json!({ "summary": summary, "results": self.results });
-                let text = serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?;
-                std::fs::write(&self.path, text)
-            }
+        match self.record.observe(event) {
+            Some(summary) => self.write(summary),
+            None => Ok(()),
         }
+    }
+}
+
+/// What the file reporters keep of a run: its facts and every case's result.
+#[derive(Debug, Default)]
+pub(crate) struct RunRecord {
+    pub run: Option<provenance::RunFacts>,
+    pub results: Vec<CaseResult>,
+}
+
+impl RunRecord {
+    /// Keep what `event` adds; the summary once the run has finished.
+    pub fn observe<'e>(&mut self, event: &'e RunEvent) -> Option<&'e Summary> {
+        match event {
+            RunEvent::RunStarted { run, .. } => self.run = Some(run.clone()),
+            RunEvent::CaseStarted { .. }
+            | RunEvent::StepStarted { .. }
+            | RunEvent::StepFinished { .. }
+            | RunEvent::AttemptFinished { .. }
+            | RunEvent::Interrupted => {}
+            RunEvent::CaseFinished(r) => self.results.push((**r).clone()),
+            RunEvent::RunFinished(summary) => return Some(summary),
+        }
+        None
+    }
+
+    /// The run's facts (those of now for a run whose start was not seen).
+    pub fn run_facts(&self) -> provenance::RunFacts {
+        self.run.clone().unwrap_or_else(provenance::RunFacts::now)
     }
 }
 

@@ -81,6 +81,7 @@ struct RunShared {
 }
 
 enum Msg {
+    Event(Box<RunEvent>),
     Started(usize),
     Finished(usize, Box<CaseResult>),
 }
@@ -105,6 +106,8 @@ pub async fn run_with_options(
     interrupt: impl Future<Output = ()>,
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
+    // Board logs count from here (the first run of the process).
+    crate::run_clock::origin();
     // Short path: socket paths must fit in 108 bytes.
     let run_dir = tempfile::Builder::new()
         .prefix("oth")
@@ -125,15 +128,16 @@ pub async fn run_with_options(
             variants: config.variants.iter().map(|v| v.name.clone()).collect(),
             planned: plan.len(),
             jobs,
+            run: crate::report::provenance::RunFacts::now(),
         },
     );
+    let (tx, mut rx) = mpsc::unbounded_channel();
     let shared = Arc::new(RunShared {
         config,
         options,
         run_dir,
     });
     let semaphore = Arc::new(Semaphore::new(jobs));
-    let (tx, mut rx) = mpsc::unbounded_channel();
     let mut tasks = tokio::task::JoinSet::new();
     // Runs take their job slots in plan order: each waits until the run before it holds a slot
     // (the tasks themselves may be polled in any order). A predecessor that went away (aborted)
@@ -155,31 +159,43 @@ pub async fn run_with_options(
             };
             let _ = next_turn.send(());
             let _ = tx.send(Msg::Started(seq));
-            let result = crate::resilience::run_attempts(&shared.options, |attempt| {
-                run_one(&shared, p, seq, attempt)
-            })
-            .await;
+            let case_run = {
+                let (shared, events) = (shared.clone(), CaseEvents { tx: tx.clone() });
+                async move {
+                    crate::resilience::run_attempts(&shared.options, |attempt| {
+                        run_one(&shared, &events, p, seq, attempt)
+                    })
+                    .await
+                }
+            };
+            // A panic in the case's code ends its task only: the case is reported as ERROR
+            // and the other cases run on.
+            let result = match crate::panics::contain(case_run).await {
+                Ok(result) => result,
+                Err(panic) => internal_error(&shared.config, p, &panic),
+            };
             let _ = tx.send(Msg::Finished(seq, Box::new(result)));
         });
     }
     drop(tx);
 
     let mut summary = Summary::default();
-    let mut state = vec![0u8; plan.len()]; // 0 planned, 1 started, 2 finished
+    let mut state = vec![CaseState::Planned; plan.len()];
     tokio::pin!(interrupt);
     let mut interrupted = false;
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
+                Some(Msg::Event(e)) => emit(reporters, &e),
                 Some(Msg::Started(seq)) => {
                     if let (Some(s), Some(p)) = (state.get_mut(seq), plan.get(seq)) {
-                        *s = 1;
+                        *s = CaseState::Started(Instant::now());
                         let (case, variant) = names(&shared.config, *p);
                         emit(reporters, &RunEvent::CaseStarted { case, variant });
                     }
                 }
                 Some(Msg::Finished(seq, result)) => {
-                    if let Some(s) = state.get_mut(seq) { *s = 2; }
+                    if let Some(s) = state.get_mut(seq) { *s = CaseState::Finished; }
                     *summary.counts.entry(result.outcome).or_default() += 1;
                     summary.note(&result);
                     emit(reporters, &RunEvent::CaseFinished(result));
@@ -193,27 +209,32 @@ pub async fn run_with_options(
                 // Aborted tasks drop their boards (virtual DKs and processes are killed on drop).
                 while tasks.join_next().await.is_some() {}
                 while let Ok(msg) = rx.try_recv() {
-                    if let Msg::Finished(seq, result) = msg {
-                        if let Some(s) = state.get_mut(seq) { *s = 2; }
-                        *summary.counts.entry(result.outcome).or_default() += 1;
-                        summary.note(&result);
-                        emit(reporters, &RunEvent::CaseFinished(result));
+                    match msg {
+                        Msg::Event(e) => emit(reporters, &e),
+                        // Reported below as interrupted, with the time it ran.
+                        Msg::Started(_) => {}
+                        Msg::Finished(seq, result) => {
+                            if let Some(s) = state.get_mut(seq) { *s = CaseState::Finished; }
+                            *summary.counts.entry(result.outcome).or_default() += 1;
+                            summary.note(&result);
+                            emit(reporters, &RunEvent::CaseFinished(result));
+                        }
                     }
                 }
                 for (seq, s) in state.iter().enumerate() {
                     let Some(p) = plan.get(seq) else { continue };
-                    let (outcome, reason) = match s {
-                        0 => (Outcome::Skip, "run interrupted before this case started"),
-                        1 => (Outcome::Error, "run interrupted while this case was running"),
-                        _ => continue,
+                    let result = match s {
+                        CaseState::Planned => not_run(&shared.config, *p, Outcome::Skip, "run interrupted before this case started"),
+                        CaseState::Started(at) => {
+                            // It ran until now, and its boards wrote logs: both are reported.
+                            let mut r = not_run(&shared.config, *p, Outcome::Error, "run interrupted while this case was running");
+                            r.duration = at.elapsed();
+                            r.logs = logs_written(&shared.config, *p);
+                            r
+                        }
+                        CaseState::Finished => continue,
                     };
-                    let (case, variant) = names(&shared.config, *p);
-                    let path = shared.config.cases.get(p.case).map(|c| c.path.clone()).unwrap_or_default();
-                    let result = CaseResult {
-                        reason: Some(reason.into()),
-                        ..CaseResult::new(case, variant, path, outcome)
-                    };
-                    *summary.counts.entry(outcome).or_default() += 1;
+                    *summary.counts.entry(result.outcome).or_default() += 1;
                     emit(reporters, &RunEvent::CaseFinished(Box::new(result)));
                 }
                 break;
@@ -225,6 +246,74 @@ pub async fn run_with_options(
     summary.interrupted = interrupted;
     emit(reporters, &RunEvent::RunFinished(summary.clone()));
     Ok(summary)
+}
+
+/// Where a running case sends its step and attempt events.
+struct CaseEvents {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl CaseEvents {
+    fn send(&self, event: RunEvent) {
+        // The receiver goes away only when the run is over.
+        let _ = self.tx.send(Msg::Event(Box::new(event)));
+    }
+}
+
+/// Where a planned run is, for the report of an interrupted run.
+#[derive(Debug, Clone, Copy)]
+enum CaseState {
+    Planned,
+    Started(Instant),
+    Finished,
+}
+
+/// A result for a run that did not reach its own verdict.
+fn not_run(config: &RunConfig, p: Planned, outcome: Outcome, reason: &str) -> CaseResult {
+    let (case, variant) = names(config, p);
+    let path = config
+        .cases
+        .get(p.case)
+        .map(|c| c.path.clone())
+        .unwrap_or_default();
+    CaseResult {
+        reason: Some(reason.into()),
+        ..CaseResult::new(case, variant, path, outcome)
+    }
+}
+
+/// The ERROR result of a case whose task panicked.
+fn internal_error(config: &RunConfig, p: Planned, panic: &crate::panics::TaskPanic) -> CaseResult {
+    tracing::error!("{panic}");
+    let mut r = not_run(config, p, Outcome::Error, &panic.to_string());
+    r.infra = Some(InfraFailure {
+        board: "-".into(),
+        step: None,
+        reason: panic.to_string(),
+    });
+    r.logs = logs_written(config, p);
+    r
+}
+
+/// The board logs a case run has written so far (`<node>.log` in its log folder).
+fn logs_written(config: &RunConfig, p: Planned) -> BTreeMap<String, PathBuf> {
+    let (case, variant) = names(config, p);
+    let dir = config.out_dir.join("logs").join(case).join(variant);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return BTreeMap::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter_map(|path| {
+            let node = path
+                .file_name()?
+                .to_str()?
+                .strip_suffix(".log")?
+                .to_string();
+            Some((node, path))
+        })
+        .collect()
 }
 
 fn names(config: &RunConfig, p: Planned) -> (String, String) {
@@ -249,7 +338,30 @@ enum RawOutcome {
     Infra(InfraFailure),
 }
 
-async fn run_one(shared: &RunShared, p: Planned, seq: usize, attempt: u32) -> CaseResult {
+async fn run_one(
+    shared: &RunShared,
+    events: &CaseEvents,
+    p: Planned,
+    seq: usize,
+    attempt: u32,
+) -> CaseResult {
+    let result = run_attempt(shared, events, p, seq, attempt).await;
+    events.send(RunEvent::AttemptFinished {
+        case: result.case.clone(),
+        variant: result.variant.clone(),
+        attempt: Box::new(crate::events::AttemptRecord::of(attempt, &result)),
+    });
+    result
+}
+
+/// One attempt of a case run.
+async fn run_attempt(
+    shared: &RunShared,
+    events: &CaseEvents,
+    p: Planned,
+    seq: usize,
+    attempt: u32,
+) -> CaseResult {
     let config = &shared.config;
     let (Some(case), Some(variant)) = (config.cases.get(p.case), config.variants.get(p.variant))
     else {
@@ -259,6 +371,8 @@ async fn run_one(shared: &RunShared, p: Planned, seq: usize, attempt: u32) -> Ca
             ..CaseResult::new(case, variant, PathBuf::new(), Outcome::Error)
         };
     };
+    #[cfg(test)]
+    tests::panic_if_asked(&case.name);
     let started = Instant::now();
     let mut result = CaseResult::new(
         case.name.clone(),
@@ -292,6 +406,8 @@ async fn run_one(shared: &RunShared, p: Planned, seq: usize, attempt: u32) -> Ca
     let Acquired {
         boards: acquired,
         mut held,
+        seed,
+        sniffer,
     } = match config.boards.acquire(run).await {
         Ok(a) => a,
         Err(i) => {
@@ -300,10 +416,15 @@ async fn run_one(shared: &RunShared, p: Planned, seq: usize, attempt: u32) -> Ca
             return result;
         }
     };
+    result.facts.seed = seed;
+    result.facts.sniffer = sniffer;
+    if !acquired.is_empty() && acquired.iter().all(|b| b.flash.is_some()) {
+        result.facts.firmware_sha256 = Some(variant.image.sha256.clone());
+    }
     let mut consoles = BTreeMap::new();
     let raw = match bring_up(run, acquired, &mut consoles, &mut result).await {
         Err(e) => e,
-        Ok(()) => run_steps(run, &mut *held, &consoles, &mut result).await,
+        Ok(()) => run_steps(run, events, &mut *held, &consoles, &mut result).await,
     };
     // Extended, not replaced: the air witness put its own lines there.
     result.tails.extend(
@@ -317,6 +438,23 @@ async fn run_one(shared: &RunShared, p: Planned, seq: usize, attempt: u32) -> Ca
         }
     }
     held.release().await;
+    // The boards' logs are closed: one timeline of the case from all of them.
+    let board_logs: BTreeMap<String, PathBuf> = result
+        .logs
+        .iter()
+        .filter(|(_, p)| p.extension().is_some_and(|e| e == "log"))
+        .map(|(n, p)| (n.clone(), p.clone()))
+        .collect();
+    if !board_logs.is_empty() {
+        match crate::report::timeline::write(&log_dir, &board_logs) {
+            Ok(path) => {
+                result
+                    .logs
+                    .insert(crate::report::timeline::TIMELINE_FILE.into(), path);
+            }
+            Err(e) => tracing::warn!("timeline of {}: {e}", log_dir.display()),
+        }
+    }
     classify(case, variant, raw, &mut result);
     result.duration = started.elapsed();
     result
@@ -325,6 +463,7 @@ async fn run_one(shared: &RunShared, p: Planned, seq: usize, attempt: u32) -> Ca
 /// The steps of a case on boards that are up, with the air witness around them.
 async fn run_steps(
     run: CaseRun<'_>,
+    events: &CaseEvents,
     held: &mut dyn CaseBoards,
     consoles: &BTreeMap<String, Arc<Console>>,
     result: &mut CaseResult,
@@ -334,7 +473,12 @@ async fn run_steps(
     let mut raw = RawOutcome::Passed;
     // The air witness (sniffer, handshake snapshots), when the case declares one.
     let witness = match held.attach_air(run).await {
-        Ok(w) => w,
+        Ok(w) => {
+            if w.is_some() && result.facts.sniffer.is_none() {
+                result.facts.sniffer = Some("virtual".into());
+            }
+            w
+        }
         Err(reason) => {
             raw = RawOutcome::Infra(InfraFailure {
                 board: crate::air::witness::SNIFFER_BOARD.into(),
@@ -354,19 +498,36 @@ async fn run_steps(
             raw = RawOutcome::Infra(e);
             break;
         }
+        events.send(RunEvent::StepStarted {
+            case: case.name.clone(),
+            variant: variant.name.clone(),
+            attempt: run.attempt,
+            index: i,
+            node: step.node.clone(),
+            step: step.summary(),
+        });
         match exec.run_step(i, step).await {
-            Ok(t) => result.steps.push(StepRecord {
-                index: i,
-                node: step.node.clone(),
-                step: step.summary(),
-                duration_us: micros(t.finished.saturating_duration_since(t.started)),
-                to_written_us: t
-                    .written
-                    .map(|w| micros(w.saturating_duration_since(t.started))),
-                after_result_us: t
-                    .result_line
-                    .map(|r| micros(t.finished.saturating_duration_since(r))),
-            }),
+            Ok(t) => {
+                let record = StepRecord {
+                    index: i,
+                    node: step.node.clone(),
+                    step: step.summary(),
+                    duration_us: micros(t.finished.saturating_duration_since(t.started)),
+                    to_written_us: t
+                        .written
+                        .map(|w| micros(w.saturating_duration_since(t.started))),
+                    after_result_us: t
+                        .result_line
+                        .map(|r| micros(t.finished.saturating_duration_since(r))),
+                };
+                events.send(RunEvent::StepFinished {
+                    case: case.name.clone(),
+                    variant: variant.name.clone(),
+                    attempt: run.attempt,
+                    record: record.clone(),
+                });
+                result.steps.push(record);
+            }
             Err(StepError::Failed(f)) => {
                 raw = RawOutcome::Failed(f);
                 break;
@@ -433,6 +594,7 @@ async fn bring_up(
             ConsolePort::Process { program, args } => Console::spawn_process(program, args, config),
         }
         .map_err(|e| RawOutcome::Infra(infra(&board.node, e.to_string())))?;
+        result.facts.nodes.insert(board.node.clone(), board.facts.clone());
         if let Some(note) = &board.note {
             console.note(note);
         }
@@ -522,5 +684,126 @@ fn classify(case: &Case, variant: &Variant, raw: RawOutcome, result: &mut CaseRe
             result.outcome = Outcome::Fail;
             result.failure = Some(*f);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::case::LoadOptions;
+    use crate::report::exit_code;
+
+    /// The case whose task panics, as a bug in the runner would.
+    const PANICKING_CASE: &str = "boom";
+
+    pub(super) fn panic_if_asked(case: &str) {
+        if case == PANICKING_CASE {
+            panic!("a bug in the runner while running {case}");
+        }
+    }
+
+    struct Collect(Arc<Mutex<Vec<CaseResult>>>);
+
+    impl Reporter for Collect {
+        fn on_event(&mut self, event: &RunEvent) -> std::io::Result<()> {
+            if let RunEvent::CaseFinished(r) = event {
+                self.0
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((**r).clone());
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_case_whose_task_panics_is_an_error_in_every_reporter_and_the_others_run_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("fake.toml"),
+            "name = \"fake\"\napplication = \"thread-cli\"\nprofile = \"upstream\"\n",
+        )
+        .expect("variant written");
+        let variants = crate::variants::load_variants(dir.path()).expect("variant");
+        let options = LoadOptions {
+            known_variants: Some(["fake".to_string()].into()),
+        };
+        let case_text = "nodes = [\"dut\"]\n[[steps]]\nnode = \"dut\"\nsend = \"state\"\noutput = ['^leader$']\n";
+        let cases: Vec<Case> = ["a-before", PANICKING_CASE, "z-after"]
+            .iter()
+            .map(|name| {
+                let p = dir.path().join(format!("{name}.toml"));
+                std::fs::write(&p, case_text).expect("case written");
+                Case::load(&p, &options).expect("case loads")
+            })
+            .collect();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fake_cli.py");
+        let plan = plan(&cases, &variants, None, None);
+        let config = RunConfig {
+            cases,
+            variants,
+            boards: Arc::new(crate::boards::processes::ProcessBoards::new(
+                vec![format!("python3 -u {}", script.display())],
+                crate::profile::Shell::of(ot_hil_board::Profile::Upstream),
+            )),
+            out_dir: out.path().to_path_buf(),
+            jobs: 1,
+            ready_timeout: Duration::from_secs(10),
+        };
+        let results = Arc::new(Mutex::new(Vec::new()));
+        let mut reporters: Vec<Box<dyn Reporter>> = vec![
+            Box::new(Collect(results.clone())),
+            Box::new(crate::report::JunitReporter::new(
+                out.path().join("junit.xml"),
+            )),
+            Box::new(crate::report::JsonReporter::new(
+                out.path().join("results.json"),
+            )),
+        ];
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let summary = rt
+            .block_on(run(config, plan, &mut reporters, std::future::pending()))
+            .expect("run");
+        let mut results = results.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        results.sort_by(|a, b| a.case.cmp(&b.case));
+        let outcomes: Vec<(&str, Outcome)> = results
+            .iter()
+            .map(|r| (r.case.as_str(), r.outcome))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("a-before", Outcome::Pass),
+                (PANICKING_CASE, Outcome::Error),
+                ("z-after", Outcome::Pass)
+            ],
+            "{results:#?}"
+        );
+        let reason = results[1].reason.clone().unwrap_or_default();
+        assert!(
+            reason.starts_with("internal error: a bug in the runner while running boom at ")
+                && reason.contains("runner.rs:"),
+            "{reason}"
+        );
+        assert_eq!(exit_code::for_summary(&summary), exit_code::INFRA_ERROR);
+        let junit = std::fs::read_to_string(out.path().join("junit.xml")).expect("junit");
+        assert!(
+            junit.contains("<error message=\"internal error: a bug in the runner"),
+            "{junit}"
+        );
+        assert_eq!(junit.matches("<testcase ").count(), 3, "{junit}");
+        let json = std::fs::read_to_string(out.path().join("results.json")).expect("json");
+        assert!(
+            json.contains("internal error: a bug in the runner"),
+            "{json}"
+        );
     }
 }

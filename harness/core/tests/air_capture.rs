@@ -318,7 +318,7 @@ fn line_reader_handles_endings_and_stops() {
 }
 
 #[test]
-fn snapshot_comparison_through_insta() {
+fn snapshot_comparison_by_insta_rules() {
     let dir = tempfile::tempdir().unwrap();
     let snaps = Snapshots {
         dir: dir.path().to_path_buf(),
@@ -330,14 +330,20 @@ fn snapshot_comparison_through_insta() {
     )
     .unwrap();
     assert_eq!(
-        snaps.compare("case__hs__v", "d", content),
+        snaps
+            .compare("case__hs__v", "testcases/case.toml", "d", content)
+            .expect("compared"),
         SnapshotOutcome::Matched
     );
-    match snaps.compare(
-        "case__hs__v",
-        "d",
-        "C->S ClientHello\nS->C Alert fatal handshake_failure\n",
-    ) {
+    match snaps
+        .compare(
+            "case__hs__v",
+            "testcases/case.toml",
+            "d",
+            "C->S ClientHello\nS->C Alert fatal handshake_failure\n",
+        )
+        .expect("compared")
+    {
         SnapshotOutcome::Mismatch { diff, .. } => {
             assert!(diff.contains("-S->C ServerHello"), "{diff}");
             assert!(
@@ -347,7 +353,10 @@ fn snapshot_comparison_through_insta() {
         }
         other => panic!("{other:?}"),
     }
-    match snaps.compare("case__other__v", "d", content) {
+    match snaps
+        .compare("case__other__v", "testcases/case.toml", "d", content)
+        .expect("compared")
+    {
         SnapshotOutcome::New { .. } => {}
         other => panic!("{other:?}"),
     }

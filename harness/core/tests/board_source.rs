@@ -62,6 +62,11 @@ impl BoardSource for FreshShells {
                     banner: vec![],
                     note: Some(format!("node id {id} in {}", dir.display())),
                     flash: None,
+                    facts: ot_hil::report::provenance::NodeFacts {
+                        source: "host",
+                        board_id: Some(format!("node {id}")),
+                        ..Default::default()
+                    },
                 });
             }
             self.ledger.lock().unwrap().dirs.push(dir);
@@ -71,6 +76,8 @@ impl BoardSource for FreshShells {
             Ok(Acquired {
                 boards,
                 held: Box::new(held),
+                seed: None,
+                sniffer: None,
             })
         })
     }

@@ -21,6 +21,7 @@
 pub mod capture;
 pub mod reader;
 pub mod snapshot;
+pub mod snapshot_file;
 pub mod synth;
 pub mod witness;
 

@@ -7,15 +7,18 @@
 //! sizes; the transcripts carry no randoms, keys, cookies, addresses or times to begin with.
 //! Retransmitted flights collapse: a line equal to an earlier one is not repeated.
 //!
-//! The comparison goes through insta's own assertion, so its settings apply (`INSTA_UPDATE`,
-//! `INSTA_FORCE_PASS`, CI detection) and a mismatch leaves a `.snap.new` file next to the
-//! snapshot. `cargo insta review` accepts or rejects it: cargo-insta looks for pending snapshots
-//! inside Cargo packages, and `testcases/` is one (code-free) for that reason.
+//! The comparison follows insta's rules without its assertion ([`super::snapshot_file`]): its
+//! settings apply (`INSTA_UPDATE`, `INSTA_FORCE_PASS`, CI detection) and a mismatch leaves a
+//! `.snap.new` file next to the snapshot. `cargo insta review` accepts or rejects it: cargo-insta
+//! looks for pending snapshots inside Cargo packages, and `testcases/` is one (code-free) for
+//! that reason.
 
 use std::path::{Path, PathBuf};
-use std::sync::{LazyLock, Mutex};
+use std::sync::LazyLock;
 
 use regex::Regex;
+
+use super::snapshot_file::{self, InstaEnv, SnapFile, SnapshotError, Write};
 use serde_json::Value;
 
 /// Snapshot files of one run: `<dir>/<case>__<name>__<variant>.snap`.
@@ -28,21 +31,27 @@ pub struct Snapshots {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SnapshotOutcome {
     Matched,
-    /// No stored snapshot yet (a `.snap.new` was written unless insta was told otherwise).
+    /// New or changed, and written in place as `INSTA_UPDATE` asks: the comparison passes.
+    Written {
+        path: PathBuf,
+        /// Old -> new, for a changed snapshot.
+        diff: Option<String>,
+    },
+    /// No stored snapshot yet.
     New {
-        pending: PathBuf,
+        /// The `.snap.new` written (None: insta's settings say write nothing, as on CI).
+        pending: Option<PathBuf>,
         content: String,
+        /// `INSTA_FORCE_PASS`: reported, not failed.
+        force_pass: bool,
     },
     /// Differs; `diff` is a unified diff old -> new.
     Mismatch {
-        pending: PathBuf,
+        pending: Option<PathBuf>,
         diff: String,
+        force_pass: bool,
     },
 }
-
-/// insta's settings are thread-local but its file writes are not coordinated between
-/// concurrently running cases; one comparison at a time.
-static INSTA: Mutex<()> = Mutex::new(());
 
 static BYTES: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\(\d+ bytes\)").unwrap_or_else(|e| unreachable!("{e}")));
@@ -68,53 +77,64 @@ impl Snapshots {
         self.dir.join(format!("{snapshot_name}.snap"))
     }
 
-    /// Compare `content` with the stored snapshot `snapshot_name` through insta.
+    /// Compare `content` with the stored snapshot `snapshot_name`, writing what insta's
+    /// settings say; `source` (the case file) and `description` go into a written file.
     pub fn compare(
         &self,
         snapshot_name: &str,
+        source: &str,
         description: &str,
         content: &str,
-    ) -> SnapshotOutcome {
-        let stored = std::fs::read_to_string(self.path(snapshot_name))
-            .ok()
-            .map(|t| snap_body(&t));
-        let pending = self.dir.join(format!("{snapshot_name}.snap.new"));
-        let _guard = INSTA.lock().unwrap_or_else(|e| e.into_inner());
-        let mut settings = insta::Settings::clone_current();
-        settings.set_snapshot_path(&self.dir);
-        settings.set_prepend_module_to_snapshot(false);
-        settings.set_omit_expression(true);
-        settings.set_description(description);
-        let content_owned = content.to_string();
-        let name = snapshot_name.to_string();
-        let passed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            settings.bind(|| insta::assert_snapshot!(name, content_owned));
-        }))
-        .is_ok();
-        match (passed, stored) {
-            (true, _) => SnapshotOutcome::Matched,
-            (false, None) => SnapshotOutcome::New {
+    ) -> Result<SnapshotOutcome, SnapshotError> {
+        let env = InstaEnv::from_env()?;
+        let path = self.path(snapshot_name);
+        let stored = snapshot_file::read_body(&path)?;
+        let file = SnapFile {
+            source: source.to_string(),
+            description: description.to_string(),
+            body: content.to_string(),
+        };
+        if let Some(old) = &stored
+            && snapshot_file::same(old, content)
+        {
+            snapshot_file::remove_stale_pending(&path);
+            if env.update == snapshot_file::Update::Force {
+                snapshot_file::write(&path, &file)?;
+            }
+            return Ok(SnapshotOutcome::Matched);
+        }
+        let diff = stored.as_deref().map(|old| {
+            similar::TextDiff::from_lines(old.trim_end(), content.trim_end())
+                .unified_diff()
+                .context_radius(3)
+                .header(&path.display().to_string(), "this run")
+                .to_string()
+        });
+        let pending = match env.write_for(stored.is_some()) {
+            Write::InPlace => {
+                snapshot_file::write(&path, &file)?;
+                snapshot_file::remove_stale_pending(&path);
+                return Ok(SnapshotOutcome::Written { path, diff });
+            }
+            Write::Pending => {
+                let pending = snapshot_file::pending_path(&path);
+                snapshot_file::write(&pending, &file)?;
+                Some(pending)
+            }
+            Write::Nothing => None,
+        };
+        Ok(match diff {
+            None => SnapshotOutcome::New {
                 pending,
                 content: content.to_string(),
+                force_pass: env.force_pass,
             },
-            (false, Some(old)) => SnapshotOutcome::Mismatch {
+            Some(diff) => SnapshotOutcome::Mismatch {
                 pending,
-                diff: similar::TextDiff::from_lines(old.trim_end(), content.trim_end())
-                    .unified_diff()
-                    .context_radius(3)
-                    .header("stored", "this run")
-                    .to_string(),
+                diff,
+                force_pass: env.force_pass,
             },
-        }
-    }
-}
-
-/// The body of a `.snap` file (after the `---` metadata block).
-fn snap_body(text: &str) -> String {
-    let mut parts = text.splitn(3, "---\n");
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(""), Some(_meta), Some(body)) => body.to_string(),
-        _ => text.to_string(),
+        })
     }
 }
 

@@ -320,37 +320,72 @@ impl Witness {
                         "{} @ {variant}: DTLS handshake {} -> {} (from the {source})",
                         case.name, spec.client, spec.server
                     );
-                    match snaps.compare(&name, &description, &content) {
-                        SnapshotOutcome::Matched => {
+                    let source = case.path.display().to_string();
+                    let stored = snaps.path(&name);
+                    match snaps.compare(&name, &source, &description, &content) {
+                        Err(e) => Some(fail(
+                            format!("a comparison with {}", stored.display()),
+                            vec![crate::report::error_chain(&e)],
+                        )),
+                        Ok(SnapshotOutcome::Matched) => {
                             lines.push(format!(
                                 "snapshot {}: matches {}",
                                 spec.name,
-                                snaps.path(&name).display()
+                                stored.display()
                             ));
                             None
                         }
-                        SnapshotOutcome::New { pending, content } => {
+                        Ok(SnapshotOutcome::Written { path, diff }) => {
+                            lines.push(format!(
+                                "snapshot {}: written to {} (INSTA_UPDATE)",
+                                spec.name,
+                                path.display()
+                            ));
+                            lines.extend(diff.iter().flat_map(|d| d.lines().map(str::to_string)));
+                            None
+                        }
+                        Ok(SnapshotOutcome::New {
+                            pending,
+                            content,
+                            force_pass,
+                        }) => {
                             let mut got: Vec<String> =
                                 content.lines().map(str::to_string).collect();
-                            got.push(format!(
-                                "new snapshot written to {}: read it, accept it by renaming it to .snap",
-                                pending.display()
-                            ));
-                            Some(fail(
-                                format!("a stored snapshot {}", snaps.path(&name).display()),
-                                got,
-                            ))
+                            got.push(match &pending {
+                                Some(p) => format!(
+                                    "new snapshot written to {}: read it, accept it by renaming it to .snap (or with `cargo insta review`)",
+                                    p.display()
+                                ),
+                                None => "no .snap.new written (CI or INSTA_UPDATE=no)".into(),
+                            });
+                            let expected = format!("a stored snapshot {}", stored.display());
+                            forced_or_failed(
+                                &mut lines,
+                                &spec.name,
+                                force_pass,
+                                fail(expected, got),
+                            )
                         }
-                        SnapshotOutcome::Mismatch { pending, diff } => {
+                        Ok(SnapshotOutcome::Mismatch {
+                            pending,
+                            diff,
+                            force_pass,
+                        }) => {
                             let mut got: Vec<String> = diff.lines().map(str::to_string).collect();
-                            got.push(format!(
-                                "this run's transcript is in {}: if it is right, accept it by renaming it to .snap",
-                                pending.display()
-                            ));
-                            Some(fail(
-                                format!("the handshake stored in {}", snaps.path(&name).display()),
-                                got,
-                            ))
+                            got.push(match &pending {
+                                Some(p) => format!(
+                                    "this run's transcript is in {}: if it is right, accept it by renaming it to .snap (or with `cargo insta review`)",
+                                    p.display()
+                                ),
+                                None => "no .snap.new written (CI or INSTA_UPDATE=no)".into(),
+                            });
+                            let expected = format!("the handshake stored in {}", stored.display());
+                            forced_or_failed(
+                                &mut lines,
+                                &spec.name,
+                                force_pass,
+                                fail(expected, got),
+                            )
                         }
                     }
                 }
@@ -364,6 +399,24 @@ impl Witness {
         }
         failure
     }
+}
+
+/// A snapshot difference under `INSTA_FORCE_PASS` is a note in the air's lines, else a failure.
+fn forced_or_failed(
+    lines: &mut Vec<String>,
+    snapshot: &str,
+    force_pass: bool,
+    failure: Failure,
+) -> Option<Failure> {
+    if !force_pass {
+        return Some(failure);
+    }
+    lines.push(format!(
+        "snapshot {snapshot}: differs, passed because INSTA_FORCE_PASS=1: expected {}",
+        failure.expected
+    ));
+    lines.extend(failure.got.iter().map(|l| format!("  {l}")));
+    None
 }
 
 /// The `connection`-th (from 1) transcript a virtual board's DTLS engine kept.

@@ -13,6 +13,7 @@ use ot_hil_lab::lock::{Allocation, Allocator, NodeRequest};
 use super::{
     Acquired, AcquiredBoard, BoardSource, BoxFuture, CaseBoards, CaseRun, ConsolePort, infra,
 };
+use crate::report::provenance::NodeFacts;
 use crate::air::witness::Witness;
 use crate::case::Case;
 use crate::exec::InfraFailure;
@@ -100,11 +101,18 @@ impl BoardSource for HardwareBoards {
                     banner: variant.manifest.banner.clone(),
                     note: Some(format!("board {} on {}", board.id, board.port.display())),
                     flash: Some((Box::new(flasher) as Box<dyn Flasher + Send>, image.clone())),
+                    facts: NodeFacts {
+                        source: "board",
+                        board_id: Some(board.id.clone()),
+                        probe_serial: board.probe.as_ref().map(|p| p.serial.clone()),
+                        port: Some(board.port.display().to_string()),
+                    },
                 });
             }
             let sniffer_port = allocation
                 .board_for(SNIFFER_REQUEST)
                 .map(|b| b.port.clone());
+            let sniffer = sniffer_port.as_ref().map(|p| p.display().to_string());
             let held = Locked {
                 _allocation: allocation,
                 sniffer_port,
@@ -112,6 +120,8 @@ impl BoardSource for HardwareBoards {
             Ok(Acquired {
                 boards,
                 held: Box::new(held),
+                seed: None,
+                sniffer,
             })
         })
     }

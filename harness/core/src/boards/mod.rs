@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use ot_hil_lab::flash::{FirmwareImage, Flasher};
 
+use crate::report::provenance::NodeFacts;
 use crate::air::witness::Witness;
 use crate::case::Case;
 use crate::case::faults::BoardFaultPlan;
@@ -111,6 +112,8 @@ pub struct AcquiredBoard {
     pub note: Option<String>,
     /// The probe and the image for it; `None`: nothing to flash (the board boots by itself).
     pub flash: Option<(Box<dyn Flasher + Send>, FirmwareImage)>,
+    /// What the reports say this board is (source, board id, probe serial, port).
+    pub facts: NodeFacts,
 }
 
 /// What a source acquired for one case run.
@@ -119,6 +122,10 @@ pub struct Acquired {
     pub boards: Vec<AcquiredBoard>,
     /// What the source keeps until the case run releases it.
     pub held: Box<dyn CaseBoards>,
+    /// The seed of the air's faults, where the source has an air.
+    pub seed: Option<u64>,
+    /// The sniffer watching the case, where the source allocated one.
+    pub sniffer: Option<String>,
 }
 
 /// A source of boards: one implementation per kind of board.

@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use super::{
     Acquired, AcquiredBoard, BoardSource, BoxFuture, CaseBoards, CaseRun, ConsolePort, infra,
 };
+use crate::report::provenance::NodeFacts;
 use crate::exec::InfraFailure;
 use crate::profile::Shell;
 
@@ -96,6 +97,11 @@ impl BoardSource for ProcessBoards {
                         banner: vec![],
                         note: None,
                         flash: None,
+                        facts: NodeFacts {
+                            source: "host",
+                            board_id: Some(format!("board command {}", i + 1)),
+                            ..NodeFacts::default()
+                        },
                     })
                 })
                 .collect();
@@ -106,6 +112,8 @@ impl BoardSource for ProcessBoards {
             Ok(Acquired {
                 boards,
                 held: Box::new(held),
+                seed: None,
+                sniffer: None,
             })
         })
     }

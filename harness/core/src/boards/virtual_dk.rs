@@ -20,6 +20,7 @@ use crate::air::witness::Witness;
 use crate::case::faults::BoardAction;
 use crate::console::Console;
 use crate::exec::InfraFailure;
+use crate::report::provenance::NodeFacts;
 use crate::resilience::air_seed;
 use crate::virtual_lab::{ControlError, VdkCommand, VirtualDk};
 
@@ -73,11 +74,18 @@ impl BoardSource for VirtualBoards {
                         Box::new(dk.probe()) as Box<dyn Flasher + Send>,
                         run.variant.image.clone(),
                     )),
+                    facts: NodeFacts {
+                        source: "virtual",
+                        port: Some(dk.tty.display().to_string()),
+                        ..NodeFacts::default()
+                    },
                 })
                 .collect();
             Ok(Acquired {
                 boards,
                 held: Box::new(held),
+                seed: Some(seed),
+                sniffer: None,
             })
         })
     }

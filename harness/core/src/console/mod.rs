@@ -200,7 +200,7 @@ fn register(io: PortIo) -> std::io::Result<AsyncFd<PortIo>> {
     registered.map_err(|e| e.into_parts().1)
 }
 
-fn open_log(path: Option<&Path>) -> Result<Log, ConsoleError> {
+fn open_log(path: Option<&Path>, board: &str) -> Result<Log, ConsoleError> {
     let Some(path) = path else {
         return Ok(Arc::new(Mutex::new(None)));
     };
@@ -214,9 +214,13 @@ fn open_log(path: Option<&Path>) -> Result<Log, ConsoleError> {
         path: path.to_path_buf(),
         source,
     })?;
-    Ok(Arc::new(Mutex::new(Some(BufWriter::new(f)))))
+    let mut w = BufWriter::new(f);
+    let _ = writeln!(w, "{}", crate::run_clock::log_header(board));
+    Ok(Arc::new(Mutex::new(Some(w))))
 }
 
+/// One log line, stamped from the run's clock (`opened` is the run's origin, the same for every
+/// board).
 fn log_write(log: &Log, opened: Instant, at: Instant, tag: &str, text: &str) {
     let mut guard = log.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(w) = guard.as_mut() {
@@ -316,10 +320,10 @@ impl Console {
         exit_rx: Option<tokio::sync::oneshot::Receiver<String>>,
         child: Option<(tokio::task::JoinHandle<()>, Option<u32>)>,
     ) -> Result<Console, ConsoleError> {
-        let log = open_log(config.log.as_deref())?;
+        let log = open_log(config.log.as_deref(), &config.board)?;
         let shared = Arc::new(Shared::new(&config.board));
         let io = Arc::new(io);
-        let opened = Instant::now();
+        let opened = crate::run_clock::origin().0;
         let reader = tokio::spawn(read_loop(
             io.clone(),
             shared.clone(),
