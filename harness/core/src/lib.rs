@@ -19,5 +19,6 @@ pub mod profile;
 pub mod report;
 pub mod resilience;
 pub mod runner;
+pub mod select;
 pub mod variants;
 pub mod virtual_lab;

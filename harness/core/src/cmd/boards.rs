@@ -49,7 +49,11 @@ impl Cmd {
             None => probes::list_probes(),
         };
         let found = discover::discover(&root, &probes)?;
-        print!("{}", discover::render_table(&found));
+        if found.is_empty() {
+            println!("no boards attached: no DK, probe or sniffer found on USB");
+        } else {
+            print!("{}", discover::render_table(&found));
+        }
 
         if let Some(path) = &self.generate {
             let options = GenerateOptions {
