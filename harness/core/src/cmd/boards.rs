@@ -70,7 +70,11 @@ impl Cmd {
             println!("wrote {} boards to {}", map.boards.len(), path.display());
         }
         if let Some(path) = &self.check {
-            let map = HardwareMap::load(path)?;
+            let imported = HardwareMap::load_with_warnings(path)?;
+            for warning in &imported.warnings {
+                eprintln!("warning: {}: {warning}", path.display());
+            }
+            let map = imported.map;
             let problems = discover::verify_map(&map, &found);
             if !problems.is_empty() {
                 for p in &problems {

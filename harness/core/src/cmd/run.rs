@@ -91,7 +91,12 @@ impl Cmd {
             .transpose()
             .map_err(|e| anyhow::anyhow!("--partition: {e}"))?;
         let boards = if let Some(map) = &self.hardware_map {
-            let map = ot_hil_lab::hwmap::HardwareMap::load_checked(map)?;
+            let imported = ot_hil_lab::hwmap::HardwareMap::load_checked(map)?;
+            // Shown whatever the log level: a skipped board is a board the run will not use.
+            for warning in &imported.warnings {
+                eprintln!("warning: {}: {warning}", map.display());
+            }
+            let map = imported.map;
             BoardSource::Hardware(Box::new(runner::HardwareBoards {
                 allocator: ot_hil_lab::lock::Allocator::new(
                     map,
