@@ -293,22 +293,79 @@ fn file_kind(t: &std::fs::FileType) -> &'static str {
     }
 }
 
-fn parse_toml<'a, T: Deserialize<'a>>(src: &'a Source) -> Result<T, Problem> {
-    toml::from_str(&src.text).map_err(|e| {
-        let location = src.location(e.span().map_or(0, |s| s.start));
-        Problem {
-            location,
-            message: e.message().trim().to_string(),
+/// Unknown keys reported per file at most; past this the file is not a case file at all.
+const MAX_UNKNOWN_KEYS: usize = 100;
+
+fn toml_problem(src: &Source, e: &toml::de::Error) -> Problem {
+    Problem {
+        location: src.location(e.span().map_or(0, |s| s.start)),
+        message: e.message().trim().to_string(),
+    }
+}
+
+/// Parses a case or fragment file into its raw form. Every unknown key is reported, not only the
+/// first: serde stops at the first, so each is taken out of the parsed document and the
+/// document read again (a bounded number of times).
+fn parse_toml<T: serde::de::DeserializeOwned>(src: &Source) -> Result<T, Vec<Problem>> {
+    let mut root =
+        toml::de::DeTable::parse(&src.text).map_err(|e| vec![toml_problem(src, &e)])?;
+    let mut unknown = Vec::new();
+    loop {
+        match T::deserialize(toml::de::Deserializer::from(root.clone())) {
+            Ok(raw) if unknown.is_empty() => return Ok(raw),
+            Ok(_) => return Err(unknown),
+            Err(e) => {
+                let is_unknown = e.message().starts_with("unknown field");
+                unknown.push(toml_problem(src, &e));
+                let removed = is_unknown
+                    && unknown.len() < MAX_UNKNOWN_KEYS
+                    && e.span()
+                        .is_some_and(|span| remove_key_at(root.get_mut(), span.start));
+                if !removed {
+                    return Err(unknown);
+                }
+            }
         }
-    })
+    }
+}
+
+/// Removes the key that starts at byte `offset` from a parsed document; whether there was one.
+fn remove_key_at(table: &mut toml::de::DeTable<'_>, offset: usize) -> bool {
+    let key = table
+        .iter()
+        .find(|(k, _)| k.span().start == offset)
+        .map(|(k, _)| k.clone());
+    if let Some(key) = key {
+        return table.remove(&key).is_some();
+    }
+    table
+        .iter_mut()
+        .any(|(_, value)| remove_key_in(value.get_mut(), offset))
+}
+
+fn remove_key_in(value: &mut toml::de::DeValue<'_>, offset: usize) -> bool {
+    match value {
+        toml::de::DeValue::Table(t) => remove_key_at(t, offset),
+        toml::de::DeValue::Array(items) => items
+            .iter_mut()
+            .any(|item| remove_key_in(item.get_mut(), offset)),
+        _ => false,
+    }
 }
 
 /// Load and validate one case file.
 pub fn load_case(path: &Path, options: &LoadOptions) -> Result<Case, CaseError> {
     let src = Arc::new(read_source(path, None)?);
-    let raw: RawCase = parse_toml(&src).map_err(|p| CaseError::Syntax {
-        location: p.location,
-        message: p.message,
+    let raw: RawCase = parse_toml(&src).map_err(|mut problems| {
+        if problems.len() == 1 {
+            let p = problems.remove(0);
+            CaseError::Syntax {
+                location: p.location,
+                message: p.message,
+            }
+        } else {
+            CaseError::Invalid { problems }
+        }
     })?;
     let mut problems = Vec::new();
 
@@ -556,7 +613,7 @@ fn expand(
         let fragment: RawFragment = match parse_toml(&frag_src) {
             Ok(f) => f,
             Err(p) => {
-                problems.push(p);
+                problems.extend(p);
                 continue;
             }
         };
@@ -1406,5 +1463,37 @@ symptom = { step = "connect", line = "^Error 7: InvalidArgs$" }
         std::fs::write(&p, b"nodes = [\"a\"]\nsen\xff\xfe\x00\x01").unwrap();
         let e = load_case(&p, &options()).unwrap_err().to_string();
         assert!(e.ends_with("bin.toml:2:4: not a text file: invalid UTF-8 here (case files are UTF-8 TOML)"), "{e}");
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported() {
+        let e = errors(
+            "nodes = [\"a\"]\ndescripton = \"x\"\n[[steps]]\nnode = \"a\"\nsned = \"x\"\nsend = \"y\"\n[[steps]]\nnode = \"a\"\nexpect = \"z\"\ntimout = \"1s\"\n[variants.upstream]\nxfail = \"r\"\nsymtom = { step = \"s\" }\n",
+        );
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 4, "{e}");
+        assert!(lines[0].starts_with("D/c.toml:2:1: unknown field `descripton`"), "{e}");
+        assert!(lines[1].starts_with("D/c.toml:5:1: unknown field `sned`"), "{e}");
+        assert!(lines[2].starts_with("D/c.toml:10:1: unknown field `timout`"), "{e}");
+        assert!(lines[3].starts_with("D/c.toml:13:1: unknown field `symtom`"), "{e}");
+
+        // In a fragment too, each with its include chain.
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "frag.toml",
+            "[[steps]]\nnode = \"a\"\nsend = \"x\"\nwhen = 1\n[[steps]]\nnode = \"a\"\nsend = \"x\"\nafter = 2\n",
+        );
+        let p = write(
+            dir.path(),
+            "c.toml",
+            "nodes = [\"a\"]\n[[steps]]\ninclude = \"frag.toml\"\n",
+        );
+        let e = load_case(&p, &options()).unwrap_err().to_string();
+        assert!(
+            e.contains("frag.toml:4:1 (included from") && e.contains("unknown field `when`"),
+            "{e}"
+        );
+        assert!(e.contains("frag.toml:8:1 (included from") && e.contains("unknown field `after`"), "{e}");
     }
 }
