@@ -187,11 +187,8 @@ impl Selection {
             .iter()
             .any(|f| matches!(f, Filter::Case(_) | Filter::Both(..)));
         let case_ok = !any_case || cases.any(|m| m) || both.any(|m| m);
-        let variant_ok = !self
-            .filters
-            .iter()
-            .any(|f| matches!(f, Filter::Variant(_)))
-            || variants.any(|m| m);
+        let variant_ok =
+            !self.filters.iter().any(|f| matches!(f, Filter::Variant(_))) || variants.any(|m| m);
         case_ok && variant_ok
     }
 }
@@ -253,7 +250,10 @@ mod tests {
         assert!(!s.matches("thread-coaps", "upstream"));
         let s = sel(&["variant:ncs-v2.2.0"]);
         assert!(s.matches("a", "ncs-v2.2.0"));
-        assert!(!s.matches("a", "ncs-v2.2.0-psk"), "a prefixed name is whole");
+        assert!(
+            !s.matches("a", "ncs-v2.2.0-psk"),
+            "a prefixed name is whole"
+        );
         let s = sel(&["variant:ncs-v2.?.0"]);
         assert!(s.matches("a", "ncs-v2.1.0") && !s.matches("a", "ncs-v2.2.0-psk"));
         let s = sel(&["case:coaps-*", "variant:upstream"]);
@@ -261,7 +261,9 @@ mod tests {
         assert!(!s.matches("coaps-x", "ncs-v2.2.0") && !s.matches("form", "upstream"));
         assert!(!sel(&["case:psk"]).matches("coaps-psk", "v"));
         let s = sel(&["case:form*", "case:coaps-*"]);
-        assert!(s.matches("formation", "v") && s.matches("coaps-x", "v") && !s.matches("ping", "v"));
+        assert!(
+            s.matches("formation", "v") && s.matches("coaps-x", "v") && !s.matches("ping", "v")
+        );
         let s = sel(&["coaps-*@ncs-*", "ping"]);
         assert!(s.matches("coaps-x", "ncs-v2.2.0") && !s.matches("coaps-x", "upstream"));
         assert!(s.matches("ping", "upstream"));
@@ -271,7 +273,10 @@ mod tests {
     #[test]
     fn bad_filters_are_errors() {
         let e = Selection::new(&["case:[oops".to_string()]).unwrap_err();
-        assert!(e.to_string().starts_with("bad --filter \"case:[oops\""), "{e}");
+        assert!(
+            e.to_string().starts_with("bad --filter \"case:[oops\""),
+            "{e}"
+        );
         let e = Selection::new(&["variant:".to_string()]).unwrap_err();
         assert!(e.to_string().contains("empty pattern"), "{e}");
         assert!("maybe".parse::<NoTests>().is_err());

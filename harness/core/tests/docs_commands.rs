@@ -87,8 +87,8 @@ fn documented_commands() -> Vec<Documented> {
     let mut out = Vec::new();
     for doc in DOCUMENTS {
         let path = repo().join(doc);
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let markdown = doc.ends_with(".md");
         let lines: Vec<&str> = text.lines().collect();
         let mut in_code_block = false;
@@ -227,7 +227,10 @@ fn a_missing_subcommand_or_flag_is_caught() {
         ["doc:1: no subcommand `ot-hil board`"]
     );
     assert_eq!(
-        problems(&doc("run testcases [--filter PAT].. --no-such-flag=3"), &mut helps),
+        problems(
+            &doc("run testcases [--filter PAT].. --no-such-flag=3"),
+            &mut helps
+        ),
         ["doc:1: `ot-hil run` has no flag --no-such-flag"]
     );
     // A flag of another subcommand is not one of this one.
@@ -239,11 +242,12 @@ fn a_missing_subcommand_or_flag_is_caught() {
 
 /// Placeholders (`[..]`, `<..>`, `$VAR`, `FILE`) mean a command is a template, not one to run.
 fn runnable(args: &[String]) -> bool {
-    args.iter().all(|a| {
-        !a.contains(['[', ']', '<', '>', '$', '|'])
-            && !a.contains("..")
-            && !(a.len() > 1 && a.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
-    })
+    let placeholder = |a: &str| {
+        a.contains(['[', ']', '<', '>', '$', '|'])
+            || a.contains("..")
+            || (a.len() > 1 && a.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+    };
+    !args.iter().any(|a| placeholder(a))
 }
 
 #[test]

@@ -32,7 +32,8 @@ fn text(b: &[u8]) -> String {
 /// Two one-node cases the fake CLI passes; `b` is skipped on `ncs-v2.2.0`.
 fn cases() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let step = "nodes = [\"dut\"]\n[[steps]]\nnode = \"dut\"\nsend = \"state\"\noutput = ['^leader$']\n";
+    let step =
+        "nodes = [\"dut\"]\n[[steps]]\nnode = \"dut\"\nsend = \"state\"\noutput = ['^leader$']\n";
     std::fs::write(dir.path().join("alpha-psk.toml"), step).unwrap();
     std::fs::write(
         dir.path().join("beta.toml"),
@@ -70,15 +71,38 @@ fn an_empty_selection_fails_with_its_own_exit_code() {
     let vd = vd.to_str().unwrap();
     let o = out.path().to_str().unwrap();
     let r = ot_hil(&[
-        "run", d, "--variants-dir", vd, "--out", o, "--filter", "no-such-case",
+        "run",
+        d,
+        "--variants-dir",
+        vd,
+        "--out",
+        o,
+        "--filter",
+        "no-such-case",
     ]);
     assert_eq!(r.status.code(), Some(4), "{}", text(&r.stderr));
-    assert!(text(&r.stdout).contains("0 of 10 runs selected"), "{}", text(&r.stdout));
-    assert!(text(&r.stderr).contains("no case run selected"), "{}", text(&r.stderr));
+    assert!(
+        text(&r.stdout).contains("0 of 10 runs selected"),
+        "{}",
+        text(&r.stdout)
+    );
+    assert!(
+        text(&r.stderr).contains("no case run selected"),
+        "{}",
+        text(&r.stderr)
+    );
     assert!(!out.path().join("results.json").exists());
 
     let r = ot_hil(&[
-        "run", d, "--variants-dir", vd, "--out", o, "--filter", "no-such-case", "--no-tests",
+        "run",
+        d,
+        "--variants-dir",
+        vd,
+        "--out",
+        o,
+        "--filter",
+        "no-such-case",
+        "--no-tests",
         "warn",
     ]);
     assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
@@ -140,9 +164,28 @@ fn board_commands_run_each_case_once_and_failed_reruns_failures() {
     let vd = vd.to_str().unwrap();
     let o = out.path().to_str().unwrap();
     let cli = fake_cli();
-    let r = ot_hil(&["run", d, "--variants-dir", vd, "--out", o, "--board-command", &cli]);
-    assert_eq!(r.status.code(), Some(0), "{}\n{}", text(&r.stdout), text(&r.stderr));
-    assert!(text(&r.stdout).contains("2 of 2 runs selected"), "{}", text(&r.stdout));
+    let r = ot_hil(&[
+        "run",
+        d,
+        "--variants-dir",
+        vd,
+        "--out",
+        o,
+        "--board-command",
+        &cli,
+    ]);
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&r.stdout),
+        text(&r.stderr)
+    );
+    assert!(
+        text(&r.stdout).contains("2 of 2 runs selected"),
+        "{}",
+        text(&r.stdout)
+    );
     assert_eq!(
         results(out.path()),
         [
@@ -181,10 +224,22 @@ fn board_commands_run_each_case_once_and_failed_reruns_failures() {
     )
     .unwrap();
     let r = ot_hil(&[
-        "run", d, "--variants-dir", vd, "--out", o, "--board-command", &cli, "--failed",
+        "run",
+        d,
+        "--variants-dir",
+        vd,
+        "--out",
+        o,
+        "--board-command",
+        &cli,
+        "--failed",
     ]);
     assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
-    assert!(text(&r.stdout).contains("1 of 2 runs selected"), "{}", text(&r.stdout));
+    assert!(
+        text(&r.stdout).contains("1 of 2 runs selected"),
+        "{}",
+        text(&r.stdout)
+    );
     assert_eq!(
         results(out.path()),
         [("beta".into(), "host".into(), "PASS".into())]
@@ -237,7 +292,11 @@ fn boards_with_nothing_attached_says_so() {
         probes.to_str().unwrap(),
     ]);
     assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
-    assert!(text(&r.stdout).contains("no boards attached"), "{}", text(&r.stdout));
+    assert!(
+        text(&r.stdout).contains("no boards attached"),
+        "{}",
+        text(&r.stdout)
+    );
 }
 
 #[test]

@@ -543,10 +543,11 @@ fn repeated_key_lines(text: &str, line: usize, column: usize, key: &str) -> Opti
             continue;
         };
         let rest = rest.trim_start_matches(['\'', '"']);
-        if rest
-            .strip_prefix(key)
-            .is_some_and(|r| r.trim_start_matches(['\'', '"']).trim_start().starts_with(':'))
-        {
+        if rest.strip_prefix(key).is_some_and(|r| {
+            r.trim_start_matches(['\'', '"'])
+                .trim_start()
+                .starts_with(':')
+        }) {
             found.push(i + 1);
             if found.len() == 2 {
                 return Some((found[0], found[1]));
@@ -993,7 +994,6 @@ mod yaml_scalars {
         );
     }
 
-
     #[test]
     fn twister_duplicate_field_points_at_the_duplicate() {
         let text = "- connected: true\n  id: '1'\n  platform: p\n  product: J-Link\n  runner: nrfjprog\n  serial: /dev/x\n  baud: 1\n  serial: /dev/y\n- connected: true\n  id: '2'\n  platform: p\n  product: J-Link\n  runner: nrfjprog\n  serial: /dev/z\n";
@@ -1054,7 +1054,10 @@ mod yaml_scalars {
         assert_eq!(imported.map.boards.len(), 1);
         assert_eq!(imported.entries, 2);
         assert!(
-            imported.warnings.iter().any(|w| w.contains("entry #1 (id `1`): skipped (connected: false)")),
+            imported
+                .warnings
+                .iter()
+                .any(|w| w.contains("entry #1 (id `1`): skipped (connected: false)")),
             "{:?}",
             imported.warnings
         );

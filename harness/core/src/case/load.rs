@@ -307,8 +307,7 @@ fn toml_problem(src: &Source, e: &toml::de::Error) -> Problem {
 /// first: serde stops at the first, so each is taken out of the parsed document and the
 /// document read again (a bounded number of times).
 fn parse_toml<T: serde::de::DeserializeOwned>(src: &Source) -> Result<T, Vec<Problem>> {
-    let mut root =
-        toml::de::DeTable::parse(&src.text).map_err(|e| vec![toml_problem(src, &e)])?;
+    let mut root = toml::de::DeTable::parse(&src.text).map_err(|e| vec![toml_problem(src, &e)])?;
     let mut unknown = Vec::new();
     loop {
         match T::deserialize(toml::de::Deserializer::from(root.clone())) {
@@ -1347,11 +1346,14 @@ symptom = { step = "connect", line = "^Error 7: InvalidArgs$" }
                 "nodes = [\"a\"]\n[[steps]]\nnode = \"a\"\ntimeout = \"{huge}\"\nexpect = \"x\"\n"
             ));
             assert!(
-                e.contains("D/c.toml:4:11: duration") && e.contains("longer than the maximum of 1day"),
+                e.contains("D/c.toml:4:11: duration")
+                    && e.contains("longer than the maximum of 1day"),
                 "{e}"
             );
         }
-        let e = errors("nodes = [\"a\"]\n[defaults]\ndeadline = \"18446744073709551615s\"\n[[steps]]\nnode = \"a\"\nsend = \"x\"\n");
+        let e = errors(
+            "nodes = [\"a\"]\n[defaults]\ndeadline = \"18446744073709551615s\"\n[[steps]]\nnode = \"a\"\nsend = \"x\"\n",
+        );
         assert!(e.contains("D/c.toml:3:12: duration"), "{e}");
         // The maximum itself is fine.
         let dir = tempfile::tempdir().unwrap();
@@ -1453,7 +1455,10 @@ symptom = { step = "connect", line = "^Error 7: InvalidArgs$" }
         );
         let frag = write(dir.path(), "frag.toml", &text);
         let e = include_error(&frag.display().to_string());
-        assert!(e.contains("cannot include:") && e.contains("larger than the limit"), "{e}");
+        assert!(
+            e.contains("cannot include:") && e.contains("larger than the limit"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1462,7 +1467,12 @@ symptom = { step = "connect", line = "^Error 7: InvalidArgs$" }
         let p = dir.path().join("bin.toml");
         std::fs::write(&p, b"nodes = [\"a\"]\nsen\xff\xfe\x00\x01").unwrap();
         let e = load_case(&p, &options()).unwrap_err().to_string();
-        assert!(e.ends_with("bin.toml:2:4: not a text file: invalid UTF-8 here (case files are UTF-8 TOML)"), "{e}");
+        assert!(
+            e.ends_with(
+                "bin.toml:2:4: not a text file: invalid UTF-8 here (case files are UTF-8 TOML)"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1472,10 +1482,22 @@ symptom = { step = "connect", line = "^Error 7: InvalidArgs$" }
         );
         let lines: Vec<&str> = e.lines().collect();
         assert_eq!(lines.len(), 4, "{e}");
-        assert!(lines[0].starts_with("D/c.toml:2:1: unknown field `descripton`"), "{e}");
-        assert!(lines[1].starts_with("D/c.toml:5:1: unknown field `sned`"), "{e}");
-        assert!(lines[2].starts_with("D/c.toml:10:1: unknown field `timout`"), "{e}");
-        assert!(lines[3].starts_with("D/c.toml:13:1: unknown field `symtom`"), "{e}");
+        assert!(
+            lines[0].starts_with("D/c.toml:2:1: unknown field `descripton`"),
+            "{e}"
+        );
+        assert!(
+            lines[1].starts_with("D/c.toml:5:1: unknown field `sned`"),
+            "{e}"
+        );
+        assert!(
+            lines[2].starts_with("D/c.toml:10:1: unknown field `timout`"),
+            "{e}"
+        );
+        assert!(
+            lines[3].starts_with("D/c.toml:13:1: unknown field `symtom`"),
+            "{e}"
+        );
 
         // In a fragment too, each with its include chain.
         let dir = tempfile::tempdir().unwrap();
@@ -1494,6 +1516,9 @@ symptom = { step = "connect", line = "^Error 7: InvalidArgs$" }
             e.contains("frag.toml:4:1 (included from") && e.contains("unknown field `when`"),
             "{e}"
         );
-        assert!(e.contains("frag.toml:8:1 (included from") && e.contains("unknown field `after`"), "{e}");
+        assert!(
+            e.contains("frag.toml:8:1 (included from") && e.contains("unknown field `after`"),
+            "{e}"
+        );
     }
 }

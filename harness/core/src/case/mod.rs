@@ -35,7 +35,11 @@ pub enum CaseError {
     NotAFile { path: PathBuf, kind: &'static str },
     /// Larger than [`load::MAX_FILE_SIZE`].
     #[error("{}: {size} bytes, larger than the limit of {limit} bytes for a case or fragment file", path.display())]
-    TooLarge { path: PathBuf, size: u64, limit: u64 },
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
     /// The file is not valid TOML or does not have the case's shape.
     #[error("{location}: {message}")]
     Syntax { location: Location, message: String },
