@@ -25,6 +25,21 @@ fn ot_hil(args: &[&str]) -> Output {
     Command::new(EXE).args(args).output().unwrap()
 }
 
+/// `ot-hil run CASES --variants-dir <repo's> --out OUT ARGS..`.
+fn run(cases: &Path, out: &Path, args: &[&str]) -> Output {
+    let vd = variants_dir();
+    let mut all = vec![
+        "run",
+        cases.to_str().unwrap(),
+        "--variants-dir",
+        vd.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    ot_hil(&all)
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -69,17 +84,7 @@ fn an_empty_selection_fails_with_its_own_exit_code() {
     let d = dir.path().to_str().unwrap();
     let vd = variants_dir();
     let vd = vd.to_str().unwrap();
-    let o = out.path().to_str().unwrap();
-    let r = ot_hil(&[
-        "run",
-        d,
-        "--variants-dir",
-        vd,
-        "--out",
-        o,
-        "--filter",
-        "no-such-case",
-    ]);
+    let r = run(dir.path(), out.path(), &["--filter", "no-such-case"]);
     assert_eq!(r.status.code(), Some(4), "{}", text(&r.stderr));
     assert!(
         text(&r.stdout).contains("0 of 10 runs selected"),
@@ -93,31 +98,17 @@ fn an_empty_selection_fails_with_its_own_exit_code() {
     );
     assert!(!out.path().join("results.json").exists());
 
-    let r = ot_hil(&[
-        "run",
-        d,
-        "--variants-dir",
-        vd,
-        "--out",
-        o,
-        "--filter",
-        "no-such-case",
-        "--no-tests",
-        "warn",
-    ]);
+    let r = run(
+        dir.path(),
+        out.path(),
+        &["--filter", "no-such-case", "--no-tests", "warn"],
+    );
     assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
     assert!(text(&r.stderr).contains("warning: no case run selected"));
 
     // An empty directory is an empty selection too.
     let empty = tempfile::tempdir().unwrap();
-    let r = ot_hil(&[
-        "run",
-        empty.path().to_str().unwrap(),
-        "--variants-dir",
-        vd,
-        "--out",
-        o,
-    ]);
+    let r = run(empty.path(), out.path(), &[]);
     assert_eq!(r.status.code(), Some(4), "{}", text(&r.stderr));
     let r = ot_hil(&["list", d, "--variants-dir", vd, "--filter", "case:nope"]);
     assert_eq!(r.status.code(), Some(4), "{}", text(&r.stderr));
@@ -159,21 +150,8 @@ fn list_takes_globs_and_prefixes() {
 fn board_commands_run_each_case_once_and_failed_reruns_failures() {
     let dir = cases();
     let out = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    let vd = variants_dir();
-    let vd = vd.to_str().unwrap();
-    let o = out.path().to_str().unwrap();
     let cli = fake_cli();
-    let r = ot_hil(&[
-        "run",
-        d,
-        "--variants-dir",
-        vd,
-        "--out",
-        o,
-        "--board-command",
-        &cli,
-    ]);
+    let r = run(dir.path(), out.path(), &["--board-command", &cli]);
     assert_eq!(
         r.status.code(),
         Some(0),
@@ -195,18 +173,11 @@ fn board_commands_run_each_case_once_and_failed_reruns_failures() {
     );
 
     // Named as a variant, the program gets that variant's expectations.
-    let r = ot_hil(&[
-        "run",
-        d,
-        "--variants-dir",
-        vd,
-        "--out",
-        o,
-        "--board-command",
-        &cli,
-        "--board-variant",
-        "ncs-v2.2.0",
-    ]);
+    let r = run(
+        dir.path(),
+        out.path(),
+        &["--board-command", &cli, "--board-variant", "ncs-v2.2.0"],
+    );
     assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
     assert_eq!(
         results(out.path()),
@@ -223,17 +194,11 @@ fn board_commands_run_each_case_once_and_failed_reruns_failures() {
                         {"case": "alpha-psk", "variant": "host", "outcome": "PASS"}]}"#,
     )
     .unwrap();
-    let r = ot_hil(&[
-        "run",
-        d,
-        "--variants-dir",
-        vd,
-        "--out",
-        o,
-        "--board-command",
-        &cli,
-        "--failed",
-    ]);
+    let r = run(
+        dir.path(),
+        out.path(),
+        &["--board-command", &cli, "--failed"],
+    );
     assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
     assert!(
         text(&r.stdout).contains("1 of 2 runs selected"),
@@ -254,17 +219,7 @@ fn a_second_run_into_the_same_out_is_refused() {
         .try_lock("ot-hil-run", "ot-hil run")
         .unwrap()
         .unwrap();
-    let vd = variants_dir();
-    let r = ot_hil(&[
-        "run",
-        dir.path().to_str().unwrap(),
-        "--variants-dir",
-        vd.to_str().unwrap(),
-        "--out",
-        out.path().to_str().unwrap(),
-        "--board-command",
-        &fake_cli(),
-    ]);
+    let r = run(dir.path(), out.path(), &["--board-command", &fake_cli()]);
     assert_eq!(r.status.code(), Some(2), "{}", text(&r.stderr));
     let stderr = text(&r.stderr);
     assert!(
