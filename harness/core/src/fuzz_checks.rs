@@ -3,6 +3,7 @@
 //! Each function panics only when the code under test breaks a property.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::case::{LoadOptions, load_case};
 use crate::console::decoder::{ConsoleItem, LineDecoder};
@@ -49,13 +50,30 @@ pub fn console_lines(data: &[u8]) {
     );
 }
 
-/// A case file's bytes, loaded from `dir/case.toml` (the directory may hold fragments), and its
-/// air tables parsed. Neither may panic; a loaded case has nodes and steps, and every step's node is one of them.
+/// Longest `check` of one fuzz input. Case files are at most 1 MiB and loading is linear, so even
+/// a slow sanitizer build stays far below this; a quadratic or unbounded path does not.
+pub const CHECK_TIME_BOUND: Duration = Duration::from_secs(5);
+
+/// A case file's bytes, loaded from `dir/case.toml` (the directory may hold fragments) the way
+/// `ot-hil check` loads it, and its air tables parsed. Neither may panic nor take longer than
+/// [`CHECK_TIME_BOUND`]; a loaded case has nodes and steps, and every step's node is one of them.
 pub fn case_file(dir: &Path, data: &[u8]) {
     let path = dir.join("case.toml");
     if std::fs::write(&path, data).is_err() {
         return;
     }
+    let started = Instant::now();
+    let (_, errors) = crate::check::load_all(std::slice::from_ref(&path), &LoadOptions::default());
+    for e in &errors {
+        // Every message is rendered, as `check` prints it.
+        let _ = e.to_string();
+    }
+    assert!(
+        started.elapsed() < CHECK_TIME_BOUND,
+        "check took {:?} for {} bytes",
+        started.elapsed(),
+        data.len()
+    );
     if let Ok(case) = load_case(&path, &LoadOptions::default()) {
         if case.air.sniffer {
             assert!(
@@ -76,3 +94,92 @@ pub fn case_file(dir: &Path, data: &[u8]) {
 
 /// A fragment for [`case_file`] inputs to include (`include = "f.toml"`).
 pub const FRAGMENT: &str = "[params]\nnode = {}\n[[steps]]\nnode = \"${node}\"\nsend = \"state\"\n";
+
+/// A duration as a case writes it (`data` as the text of `timeout`, `interval`, `deadline` and
+/// `window`). Loading must not panic; a duration it accepts is positive, at most
+/// [`crate::case::MAX_DURATION`], and can be added to the clock (the runner's deadlines are
+/// `Instant::now() + timeout`).
+pub fn duration(dir: &Path, data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    // The text as a TOML string literal, escapes and all.
+    let literal = toml::Value::String(text.to_string()).to_string();
+    let case = format!(
+        "nodes = [\"a\"]\n[defaults]\ninterval = {literal}\n\
+         [[steps]]\nnode = \"a\"\nsend = \"x\"\ntimeout = {literal}\n\
+         [[steps]]\nnode = \"a\"\npoll = \"x\"\nuntil = \"y\"\ndeadline = {literal}\n\
+         [[steps]]\nnode = \"a\"\nabsent = [\"z\"]\nwindow = {literal}\n"
+    );
+    let path = dir.join("duration.toml");
+    if std::fs::write(&path, case).is_err() {
+        return;
+    }
+    let Ok(case) = load_case(&path, &LoadOptions::default()) else {
+        return;
+    };
+    let now = Instant::now();
+    for step in &case.steps {
+        let durations = match &step.action {
+            crate::case::Action::Command { timeout, .. } => vec![*timeout],
+            crate::case::Action::Expect { timeout, .. } => vec![*timeout],
+            crate::case::Action::Poll {
+                interval,
+                deadline,
+                attempt_timeout,
+                ..
+            } => vec![*interval, *deadline, *attempt_timeout],
+            crate::case::Action::Absent { window } => vec![*window],
+        };
+        for d in durations {
+            assert!(!d.is_zero(), "zero duration {text:?} accepted");
+            assert!(
+                d <= crate::case::MAX_DURATION,
+                "duration {text:?} = {d:?} over the maximum accepted"
+            );
+            assert!(now.checked_add(d).is_some(), "{d:?} overflows the clock");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_seen_in_the_wild_and_at_the_edges() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in [
+            "10s",
+            "24h",
+            "86400s",
+            "86401s",
+            "18446744073709551615s",
+            "9223372036854775807s",
+            "18446744073709551615ns",
+            "584942417355y",
+            "1y 1ns",
+            "0s",
+            "",
+            "\u{0}",
+            "-1s",
+            "1e308s",
+        ] {
+            duration(dir.path(), d.as_bytes());
+        }
+    }
+
+    #[test]
+    fn case_files_through_check() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f.toml"), FRAGMENT).unwrap();
+        for input in [
+            &b"nodes = [\"a\"]\n[[steps]]\ninclude = \"/dev/zero\"\n"[..],
+            b"nodes = [\"a\"]\n[[steps]]\ninclude = \".\"\n",
+            b"nodes = [\"a\"]\n[[steps]]\ninclude = \"f.toml\"\nwith = { node = \"a\" }\n",
+            b"\xff\xfe",
+        ] {
+            case_file(dir.path(), input);
+        }
+    }
+}

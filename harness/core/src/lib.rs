@@ -25,5 +25,6 @@ pub mod report;
 pub mod resilience;
 pub mod run_clock;
 pub mod runner;
+pub mod select;
 pub mod variants;
 pub mod virtual_lab;

@@ -344,6 +344,9 @@ pub mod exit_code {
     pub const INFRA_ERROR: i32 = 2;
     /// A case file is invalid (`check` failed); nothing was run.
     pub const INVALID_CASES: i32 = 3;
+    /// No case run selected (an empty directory, a `--filter` that matches nothing), with
+    /// `--no-tests=fail`, the default.
+    pub const NO_TESTS: i32 = 4;
     /// Interrupted by Ctrl-C (reports are still written).
     pub const INTERRUPTED: i32 = 130;
 

@@ -42,12 +42,12 @@ pub struct Planned {
     pub variant: usize,
 }
 
-/// Every case × variant whose `case@variant` contains `filter`; with a partition, only the cases
+/// Every case × variant the selection takes (all without one); with a partition, only the cases
 /// of that slice (by case name, so all variants of a case run on the same host).
 pub fn plan(
     cases: &[Case],
     variants: &[Variant],
-    filter: Option<&str>,
+    selection: Option<&crate::select::Selection>,
     partition: Option<Partition>,
 ) -> Vec<Planned> {
     let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
@@ -62,8 +62,7 @@ pub fn plan(
             continue;
         }
         for (vi, v) in variants.iter().enumerate() {
-            let id = format!("{}@{}", c.name, v.name);
-            if filter.is_none_or(|f| id.contains(f)) {
+            if selection.is_none_or(|s| s.matches(&c.name, &v.name)) {
                 out.push(Planned {
                     case: ci,
                     variant: vi,

@@ -136,6 +136,9 @@ pub enum HwMapError {
     Discovery(#[from] crate::sysfs::SysfsError),
     #[error("hardware map {path} has a name that is neither .toml nor .yaml/.yml")]
     UnknownFormat { path: PathBuf },
+    /// No board to run on: every case would end as an infrastructure error, each retried.
+    #[error("hardware map {path} has no usable board{}", if *skipped > 0 { format!(" (all {skipped} entries are skipped: connected: false or available: false)") } else { String::new() })]
+    NoBoards { path: PathBuf, skipped: usize },
 }
 
 // -- ot-hil TOML --------------------------------------------------------------------------------------
@@ -184,30 +187,59 @@ impl HardwareMap {
     /// Loads a map by file name: `.toml` is ot-hil's format, `.yaml`/`.yml` is a Twister hardware map
     /// (imported with [`TwisterImport::default`]; its warnings go to the log).
     pub fn load(path: &Path) -> Result<HardwareMap, HwMapError> {
+        let imported = HardwareMap::load_with_warnings(path)?;
+        for warning in &imported.warnings {
+            tracing::warn!("{}: {warning}", path.display());
+        }
+        Ok(imported.map)
+    }
+
+    /// [`HardwareMap::load`] with the import's warnings (skipped Twister entries, fields ot-hil does
+    /// not use) returned, for a command to show them. A map without a usable board is an error.
+    pub fn load_with_warnings(path: &Path) -> Result<ImportedMap, HwMapError> {
         let text = std::fs::read_to_string(path).map_err(|source| HwMapError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("toml") => HardwareMap::from_toml(&text, path),
+        let (imported, entries) = match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => {
+                let map = HardwareMap::from_toml(&text, path)?;
+                let entries = map.boards.len();
+                (
+                    ImportedMap {
+                        map,
+                        warnings: Vec::new(),
+                        entries,
+                    },
+                    entries,
+                )
+            }
             Some("yaml" | "yml") => {
                 let imported = TwisterImport::default().import(&text, path)?;
-                for warning in &imported.warnings {
-                    tracing::warn!("{}: {warning}", path.display());
-                }
-                Ok(imported.map)
+                let entries = imported.entries;
+                (imported, entries)
             }
-            _ => Err(HwMapError::UnknownFormat {
+            _ => {
+                return Err(HwMapError::UnknownFormat {
+                    path: path.to_path_buf(),
+                });
+            }
+        };
+        if imported.map.boards.is_empty() {
+            return Err(HwMapError::NoBoards {
                 path: path.to_path_buf(),
-            }),
+                skipped: entries,
+            });
         }
+        Ok(imported)
     }
 
-    /// [`HardwareMap::load`], then [`HardwareMap::check_ports_exist`]: what a run on real boards calls first.
-    pub fn load_checked(path: &Path) -> Result<HardwareMap, HwMapError> {
-        let map = HardwareMap::load(path)?;
-        map.check_ports_exist(path)?;
-        Ok(map)
+    /// [`HardwareMap::load_with_warnings`], then [`HardwareMap::check_ports_exist`]: what a run on
+    /// real boards calls first.
+    pub fn load_checked(path: &Path) -> Result<ImportedMap, HwMapError> {
+        let imported = HardwareMap::load_with_warnings(path)?;
+        imported.map.check_ports_exist(path)?;
+        Ok(imported)
     }
 
     /// Parses ot-hil's TOML format; `path` only names the source in messages.
@@ -440,6 +472,62 @@ struct TwisterEntry {
     script_param: Option<serde_norway::Value>,
 }
 
+/// The parser's message, with a duplicate field pointed at where it is repeated: the YAML parser
+/// gives the start of the entry, which leaves the reader to hunt for the second key.
+fn twister_parse_message(e: &serde_norway::Error, text: &str) -> String {
+    let message = e.to_string();
+    let duplicate = message
+        .split_once("duplicate field `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(key, _)| key);
+    let (Some(key), Some(at)) = (duplicate, e.location()) else {
+        return message;
+    };
+    let Some((first, second)) = repeated_key_lines(text, at.line(), at.column(), key) else {
+        return message;
+    };
+    message.replace(
+        &format!("at line {} column {}", at.line(), at.column()),
+        &format!(
+            "at line {second} column {} (first at line {first})",
+            at.column()
+        ),
+    )
+}
+
+/// Lines (1-based) of the first two occurrences of `key` among the keys of the block mapping that
+/// starts at `line`:`column` (its keys are indented to that column).
+fn repeated_key_lines(text: &str, line: usize, column: usize, key: &str) -> Option<(usize, usize)> {
+    let indent = column.checked_sub(1)?;
+    let mut found = Vec::new();
+    for (i, l) in text.lines().enumerate().skip(line.checked_sub(1)?) {
+        let lead = l.len() - l.trim_start().len();
+        let content = l.trim();
+        if i + 1 > line && !content.is_empty() && !content.starts_with('#') && lead < indent {
+            break; // The mapping ended (next entry or outer level).
+        }
+        // On the first line the key follows `- `; on the others it is indented to the column.
+        if i + 1 > line && lead != indent {
+            continue;
+        }
+        let Some(rest) = l.get(indent..) else {
+            continue;
+        };
+        let rest = rest.trim_start_matches(['\'', '"']);
+        if rest.strip_prefix(key).is_some_and(|r| {
+            r.trim_start_matches(['\'', '"'])
+                .trim_start()
+                .starts_with(':')
+        }) {
+            found.push(i + 1);
+            if found.len() == 2 {
+                return Some((found[0], found[1]));
+            }
+        }
+    }
+    None
+}
+
 /// How to read a Twister map: Twister has no notion of a console profile, so it is given here.
 #[derive(Debug, Clone)]
 pub struct TwisterImport {
@@ -459,8 +547,11 @@ impl Default for TwisterImport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportedMap {
     pub map: HardwareMap,
-    /// Fields ot-hil does not act on (scripts, runner, flash options), per board; not errors.
+    /// Fields ot-hil does not act on (scripts, runner, flash options), per board, and the entries
+    /// left out; not errors.
     pub warnings: Vec<String>,
+    /// Entries in the file, skipped ones included.
+    pub entries: usize,
 }
 
 impl TwisterImport {
@@ -476,8 +567,9 @@ impl TwisterImport {
         let entries: Vec<TwisterEntry> =
             serde_norway::from_str(text).map_err(|e| HwMapError::Parse {
                 path: path.to_path_buf(),
-                message: e.to_string(),
+                message: twister_parse_message(&e, text),
             })?;
+        let total = entries.len();
         let mut warnings = Vec::new();
         let mut raw = Vec::new();
         let mut problems = Vec::new();
@@ -581,7 +673,11 @@ impl TwisterImport {
             }
             Err(other) => return Err(other),
         };
-        Ok(ImportedMap { map, warnings })
+        Ok(ImportedMap {
+            map,
+            warnings,
+            entries: total,
+        })
     }
 }
 
@@ -866,6 +962,75 @@ mod yaml_scalars {
         assert_eq!(
             imported.map.boards[0].probe.as_ref().unwrap().serial,
             "000683759358"
+        );
+    }
+
+    #[test]
+    fn twister_duplicate_field_points_at_the_duplicate() {
+        let text = "- connected: true\n  id: '1'\n  platform: p\n  product: J-Link\n  runner: nrfjprog\n  serial: /dev/x\n  baud: 1\n  serial: /dev/y\n- connected: true\n  id: '2'\n  platform: p\n  product: J-Link\n  runner: nrfjprog\n  serial: /dev/z\n";
+        let err = TwisterImport::default()
+            .import(text, Path::new("m.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("duplicate field `serial` at line 8 column 3 (first at line 6)"),
+            "{err}"
+        );
+        // In a later entry too.
+        let text = "- connected: true\n  id: '1'\n  platform: p\n  product: J-Link\n  runner: nrfjprog\n  serial: /dev/x\n- connected: true\n  id: '2'\n  platform: p\n  product: J-Link\n  # a comment\n  runner: nrfjprog\n  id: '3'\n  serial: /dev/z\n";
+        let err = TwisterImport::default()
+            .import(text, Path::new("m.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("duplicate field `id` at line 13 column 3 (first at line 8)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_map_without_a_usable_board_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let off = dir.path().join("off.yaml");
+        std::fs::write(
+            &off,
+            "- connected: false\n  id: '1'\n  platform: p\n  product: J-Link\n  runner: nrfjprog\n  serial: /dev/x\n- connected: true\n  available: false\n  id: '2'\n  platform: p\n  product: J-Link\n  runner: nrfjprog\n  serial: /dev/y\n",
+        )
+        .unwrap();
+        let err = HardwareMap::load(&off).unwrap_err().to_string();
+        assert!(
+            err.ends_with("has no usable board (all 2 entries are skipped: connected: false or available: false)"),
+            "{err}"
+        );
+        let empty = dir.path().join("empty.yaml");
+        std::fs::write(&empty, "[]\n").unwrap();
+        let err = HardwareMap::load(&empty).unwrap_err().to_string();
+        assert!(err.ends_with("has no usable board"), "{err}");
+        let empty = dir.path().join("empty.toml");
+        std::fs::write(&empty, "# nothing here\n").unwrap();
+        let err = HardwareMap::load_checked(&empty).unwrap_err().to_string();
+        assert!(err.ends_with("empty.toml has no usable board"), "{err}");
+    }
+
+    #[test]
+    fn skipped_entries_are_returned_as_warnings() {
+        let dir = tempfile::tempdir().unwrap();
+        let map = dir.path().join("m.yaml");
+        std::fs::write(
+            &map,
+            "- connected: false\n  id: '1'\n  platform: p\n  product: J-Link\n  runner: nrfjprog\n  serial: /dev/x\n- connected: true\n  id: '2'\n  platform: p\n  product: J-Link\n  runner: nrfjprog\n  serial: /dev/y\n",
+        )
+        .unwrap();
+        let imported = HardwareMap::load_with_warnings(&map).unwrap();
+        assert_eq!(imported.map.boards.len(), 1);
+        assert_eq!(imported.entries, 2);
+        assert!(
+            imported
+                .warnings
+                .iter()
+                .any(|w| w.contains("entry #1 (id `1`): skipped (connected: false)")),
+            "{:?}",
+            imported.warnings
         );
     }
 }

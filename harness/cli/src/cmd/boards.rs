@@ -49,7 +49,11 @@ impl Cmd {
             None => probes::list_probes(),
         };
         let found = discover::discover(&root, &probes)?;
-        print!("{}", discover::render_table(&found));
+        if found.is_empty() {
+            println!("no boards attached: no DK, probe or sniffer found on USB");
+        } else {
+            print!("{}", discover::render_table(&found));
+        }
 
         if let Some(path) = &self.generate {
             let options = GenerateOptions {
@@ -66,7 +70,11 @@ impl Cmd {
             println!("wrote {} boards to {}", map.boards.len(), path.display());
         }
         if let Some(path) = &self.check {
-            let map = HardwareMap::load(path)?;
+            let imported = HardwareMap::load_with_warnings(path)?;
+            for warning in &imported.warnings {
+                eprintln!("warning: {}: {warning}", path.display());
+            }
+            let map = imported.map;
             let problems = discover::verify_map(&map, &found);
             if !problems.is_empty() {
                 for p in &problems {

@@ -4,7 +4,7 @@ use clap::Args;
 use ot_hil::case::VariantExpectation;
 use ot_hil::report::exit_code;
 
-use super::CaseArgs;
+use super::{CaseArgs, SelectArgs};
 
 #[derive(Debug, Args)]
 pub struct Cmd {
@@ -13,6 +13,8 @@ pub struct Cmd {
     /// Only these variants (repeatable; default: all).
     #[arg(long = "variant", value_name = "V")]
     variants: Vec<String>,
+    #[command(flatten)]
+    select: SelectArgs,
 }
 
 impl Cmd {
@@ -22,8 +24,13 @@ impl Cmd {
             eprintln!("{e}");
         }
         let variants = ot_hil::variants::select(&loaded.variants, &self.variants)?;
-        for case in &loaded.cases {
-            for v in &variants {
+        let selection = self.select.selection()?;
+        let plan = ot_hil::runner::plan(&loaded.cases, &variants, Some(&selection), None);
+        for p in &plan {
+            let (Some(case), Some(v)) = (loaded.cases.get(p.case), variants.get(p.variant)) else {
+                continue;
+            };
+            {
                 let note = match case.expectation(&v.name) {
                     Some(VariantExpectation::Xfail { reason, .. }) => {
                         format!("  [xfail: {reason}]")
@@ -39,6 +46,14 @@ impl Cmd {
                     case.steps.len()
                 );
             }
+        }
+        let total = loaded.cases.len() * variants.len();
+        if let Some(code) = self
+            .select
+            .report_count(plan.len(), total, &mut std::io::stderr())
+            && loaded.errors.is_empty()
+        {
+            return Ok(code);
         }
         Ok(if loaded.errors.is_empty() {
             exit_code::SUCCESS

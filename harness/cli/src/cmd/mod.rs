@@ -1,5 +1,6 @@
 //! Subcommands.
 
+mod boards;
 mod check;
 mod list;
 mod resilience;
@@ -16,7 +17,8 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// Exit codes: 0 all passed (or failed as expected, or skipped); 1 a case failed or an expected
 /// failure passed (XPASS); 2 infrastructure error (board gone, port busy, prompt never appeared)
-/// or bad command line; 3 invalid case files (nothing was run); 130 interrupted (reports written).
+/// or bad command line; 3 invalid case files (nothing was run); 4 no case run selected (with
+/// `--no-tests=fail`, the default); 130 interrupted (reports written).
 /// Results of quarantined cases (`--quarantine`) do not count towards 1 and 2.
 #[derive(Debug, Parser)]
 #[command(name = "ot-hil", version)]
@@ -35,6 +37,8 @@ enum Command {
     List(list::Cmd),
     /// Run a virtual nRF52840 DK (what `run` spawns for each virtual board).
     Vdk(vdk::Cmd),
+    /// List the DKs and sniffers attached to this host; write or check a hardware map.
+    Boards(boards::Cmd),
     /// Read an nRF 802.15.4 sniffer (serial port or virtual air) and print decoded traffic.
     Sniff(sniff::Cmd),
 }
@@ -47,6 +51,7 @@ impl Cli {
             Command::List(c) => c.run(),
             Command::Vdk(c) => c.run(),
             Command::Sniff(c) => c.run(),
+            Command::Boards(c) => c.run(),
         }
     }
 }
@@ -60,6 +65,54 @@ pub struct CaseArgs {
     /// Firmware variants directory (default: the nearest `firmware/variants/`).
     #[arg(long, value_name = "DIR")]
     pub variants_dir: Option<PathBuf>,
+}
+
+/// Which case runs of the plan: `run` and `list` take the same.
+#[derive(Debug, Clone, Args)]
+pub struct SelectArgs {
+    /// Only the case runs matching PAT (repeatable: any case pattern, and any variant pattern).
+    /// A glob on the case name (`coaps-*`; plain text matches anywhere in the name),
+    /// `case:GLOB`, `variant:GLOB`, or `CASE@VARIANT`.
+    #[arg(long = "filter", value_name = "PAT")]
+    pub filters: Vec<String>,
+    /// When no case run is selected: `fail` (exit code 4), `warn` or `pass` (exit code 0).
+    #[arg(long, value_name = "fail|warn|pass", default_value = "fail")]
+    pub no_tests: ot_hil::select::NoTests,
+}
+
+impl SelectArgs {
+    pub fn selection(&self) -> anyhow::Result<ot_hil::select::Selection> {
+        Ok(ot_hil::select::Selection::new(&self.filters)?)
+    }
+
+    /// Says how many runs are selected; `Some(exit code)` when there is nothing to do.
+    pub fn report_count(
+        &self,
+        selected: usize,
+        total: usize,
+        out: &mut dyn std::io::Write,
+    ) -> Option<i32> {
+        use ot_hil::select::NoTests;
+        let plural = if total == 1 { "" } else { "s" };
+        // Progress output: a closed stdout is no reason to stop the run.
+        let _ = writeln!(out, "{selected} of {total} run{plural} selected");
+        if selected > 0 {
+            return None;
+        }
+        match self.no_tests {
+            NoTests::Fail => {
+                eprintln!(
+                    "error: no case run selected (--no-tests=warn or pass to accept an empty run)"
+                );
+                Some(ot_hil::report::exit_code::NO_TESTS)
+            }
+            NoTests::Warn => {
+                eprintln!("warning: no case run selected");
+                Some(ot_hil::report::exit_code::SUCCESS)
+            }
+            NoTests::Pass => Some(ot_hil::report::exit_code::SUCCESS),
+        }
+    }
 }
 
 /// Cases loaded and validated, with the variants known.

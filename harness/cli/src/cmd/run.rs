@@ -13,14 +13,14 @@ use ot_hil::report::{JsonReporter, JunitReporter, ProgressReporter, exit_code};
 use ot_hil::runner::{self, RunConfig};
 use ot_hil::virtual_lab::VdkCommand;
 
-use super::CaseArgs;
+use super::{CaseArgs, SelectArgs};
 
 #[derive(Debug, Args)]
 pub struct Cmd {
     #[command(flatten)]
     cases: CaseArgs,
     /// Firmware variants to run on (repeatable; default: every Thread CLI variant).
-    #[arg(long = "variant", value_name = "V")]
+    #[arg(long = "variant", value_name = "V", conflicts_with = "board_commands")]
     variants: Vec<String>,
     /// Real boards from this hardware map (default: virtual boards).
     #[arg(long, value_name = "FILE", env = "OT_HIL_HARDWARE_MAP")]
@@ -32,6 +32,11 @@ pub struct Cmd {
         conflicts_with = "hardware_map"
     )]
     board_commands: Vec<String>,
+    /// What the --board-command boards run, for the report and the cases' `xfail`/`skip`: a
+    /// firmware variant's name (default: `host`, a host program with no variant). A
+    /// board-command run is one run per case.
+    #[arg(long, value_name = "NAME", requires = "board_commands")]
+    board_variant: Option<String>,
     /// Shell profile of --board-command boards: `upstream` (prompt `> `) or `ncs` (`ot ` prefix).
     #[arg(long, value_name = "PROFILE", default_value = "upstream")]
     board_profile: String,
@@ -41,9 +46,12 @@ pub struct Cmd {
     /// Output directory: results.json, junit.xml, logs/<case>/<variant>/<node>.log.
     #[arg(long, value_name = "DIR", default_value = "ot-hil-out")]
     out: PathBuf,
-    /// Only case runs whose `case@variant` contains this text.
-    #[arg(long, value_name = "PAT")]
-    filter: Option<String>,
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Only the case runs that failed (FAIL, XPASS, ERROR) in the last run into --out (its
+    /// results.json).
+    #[arg(long)]
+    failed: bool,
     /// Case runs at once.
     #[arg(long, short = 'j', value_name = "N", default_value_t = 1)]
     jobs: usize,
@@ -70,7 +78,14 @@ impl Cmd {
             eprintln!("{} invalid case files: nothing run", loaded.errors.len());
             return Ok(exit_code::INVALID_CASES);
         }
-        let variants = ot_hil::variants::select(&loaded.variants, &self.variants)?;
+        let variants = if self.board_commands.is_empty() {
+            ot_hil::variants::select(&loaded.variants, &self.variants)?
+        } else {
+            vec![board_command_variant(
+                &loaded.variants,
+                self.board_variant.as_deref(),
+            )?]
+        };
         let partition = self
             .partition
             .as_deref()
@@ -78,7 +93,12 @@ impl Cmd {
             .transpose()
             .map_err(|e| anyhow::anyhow!("--partition: {e}"))?;
         let boards: Arc<dyn BoardSource> = if let Some(map) = &self.hardware_map {
-            let map = ot_hil_lab::hwmap::HardwareMap::load_checked(map)?;
+            let imported = ot_hil_lab::hwmap::HardwareMap::load_checked(map)?;
+            // Shown whatever the log level: a skipped board is a board the run will not use.
+            for warning in &imported.warnings {
+                eprintln!("warning: {}: {warning}", map.display());
+            }
+            let map = imported.map;
             Arc::new(HardwareBoards {
                 allocator: ot_hil_lab::lock::Allocator::new(
                     map,
@@ -98,7 +118,21 @@ impl Cmd {
                 vdk: VdkCommand::current_exe().context("cannot find the ot-hil executable")?,
             })
         };
-        let plan = runner::plan(&loaded.cases, &variants, self.filter.as_deref(), partition);
+        let mut selection = self.select.selection()?;
+        if self.failed {
+            selection = selection.only_failed_in(&self.out.join("results.json"))?;
+        }
+        let plan = runner::plan(&loaded.cases, &variants, Some(&selection), partition);
+        let total = loaded.cases.len() * variants.len();
+        if let Some(code) = self
+            .select
+            .report_count(plan.len(), total, &mut std::io::stdout())
+        {
+            return Ok(code);
+        }
+        // Two runs writing one output folder would mix their logs and reports: the second is
+        // refused. The lock is held until this run ends (the kernel drops it if the run dies).
+        let _out_lock = lock_out_dir(&self.out)?;
         let junit = self
             .junit
             .clone()
@@ -133,3 +167,51 @@ impl Cmd {
         Ok(exit_code::for_summary(&summary))
     }
 }
+
+/// Name of the lock file a run holds in its output folder.
+pub const OUT_LOCK: &str = "ot-hil-run";
+
+fn lock_out_dir(out: &std::path::Path) -> anyhow::Result<ot_hil_lab::lock::BoardLock> {
+    let locks = ot_hil_lab::lock::LockDir::new(out.to_path_buf());
+    match locks
+        .try_lock(OUT_LOCK, "ot-hil run")
+        .with_context(|| format!("cannot lock the output folder {}", out.display()))?
+    {
+        Some(lock) => Ok(lock),
+        None => anyhow::bail!(
+            "another ot-hil run is writing to {} ({}); give this one its own --out",
+            out.display(),
+            locks
+                .holder(OUT_LOCK)
+                .unwrap_or_else(|| "holder unknown".into())
+                .trim()
+        ),
+    }
+}
+
+/// The one "variant" of a board-command run: a host program was not flashed with any firmware
+/// variant, so it runs each case once, labelled `host`, or with the variant the user says the
+/// program is (`--board-variant`), whose `xfail`/`skip` expectations then apply.
+fn board_command_variant(
+    known: &[ot_hil::variants::Variant],
+    name: Option<&str>,
+) -> anyhow::Result<ot_hil::variants::Variant> {
+    match name {
+        Some(name) => Ok(ot_hil::variants::select(known, &[name.to_string()])?.remove(0)),
+        None => {
+            // Board-command runs read only the label of the variant: the boards and their
+            // profile come from the command line.
+            let base = known
+                .first()
+                .context("no firmware variants found (a board-command run still needs the variants directory)")?;
+            let mut host = base.clone();
+            host.name = HOST_VARIANT.to_string();
+            host.image.variant = HOST_VARIANT.to_string();
+            host.image.sha256 = String::new();
+            Ok(host)
+        }
+    }
+}
+
+/// Label of a board-command run without `--board-variant`.
+pub const HOST_VARIANT: &str = "host";

@@ -23,6 +23,12 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 pub const DEFAULT_POLL_DEADLINE: Duration = Duration::from_secs(30);
 /// Fragments including fragments deeper than this are taken as an include cycle.
 const MAX_INCLUDE_DEPTH: usize = 8;
+/// Largest case or fragment file read (1 MiB). The biggest real case is a few kB; a larger file is
+/// a mistake (a log, an image, `/dev/zero`) and reading it whole would cost memory for nothing.
+pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
+/// Longest duration a case may give (24 h). Longer ones are mistakes, and the runner adds them to
+/// the clock: `u64::MAX` seconds overflows an `Instant`.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// What loading checks against besides the file itself.
 #[derive(Debug, Clone, Default)]
@@ -157,18 +163,42 @@ impl RawStep {
 struct Source {
     path: PathBuf,
     text: String,
+    /// Byte offset of the start of each line, so a position is found by binary search: a case
+    /// with thousands of steps asks for thousands of positions.
+    line_starts: Vec<usize>,
     included_from: Option<Arc<Location>>,
 }
 
 impl Source {
+    fn new(path: PathBuf, text: String, included_from: Option<Arc<Location>>) -> Source {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Source {
+            path,
+            text,
+            line_starts,
+            included_from,
+        }
+    }
+
     fn location(&self, offset: usize) -> Location {
         let offset = offset.min(self.text.len());
-        let before = self.text.get(..offset).unwrap_or("");
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        // The last line starting at or before `offset` (line_starts[0] == 0, so there is one).
+        let index = self.line_starts.partition_point(|&start| start <= offset) - 1;
+        let line_start = self.line_starts[index];
+        // An offset inside a multi-byte character points at that character.
+        let column = self
+            .text
+            .get(line_start..)
+            .unwrap_or("")
+            .char_indices()
+            .take_while(|(i, c)| line_start + i + c.len_utf8() <= offset)
+            .count()
+            + 1;
         Location {
             file: self.path.clone(),
-            line,
+            line: index + 1,
             column,
             included_from: self.included_from.clone(),
         }
@@ -186,34 +216,155 @@ impl Source {
     }
 }
 
+/// Reads a case or fragment file: only a regular file of at most [`MAX_FILE_SIZE`] bytes, in
+/// UTF-8 (a binary file gets its error at the first byte that is not).
 fn read_source(path: &Path, included_from: Option<Arc<Location>>) -> Result<Source, CaseError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CaseError::Read {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let read_error = |source| CaseError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
-    Ok(Source {
-        path: path.to_path_buf(),
-        text,
-        included_from,
-    })
+    };
+    // Non-blocking, so that opening a FIFO with no writer returns at once instead of waiting for
+    // one; it is then rejected as not a regular file. Regular files ignore the flag.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .map_err(read_error)?;
+    let meta = file.metadata().map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(CaseError::NotAFile {
+            path: path.to_path_buf(),
+            kind: file_kind(&meta.file_type()),
+        });
+    }
+    if meta.len() > MAX_FILE_SIZE {
+        return Err(CaseError::TooLarge {
+            path: path.to_path_buf(),
+            size: meta.len(),
+            limit: MAX_FILE_SIZE,
+        });
+    }
+    // The size can change between the check and the read: never read more than the limit.
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(CaseError::TooLarge {
+            path: path.to_path_buf(),
+            size: bytes.len() as u64,
+            limit: MAX_FILE_SIZE,
+        });
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(Source::new(path.to_path_buf(), text, included_from)),
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let mut bytes = e.into_bytes();
+            bytes.truncate(valid);
+            // Only the valid prefix is kept: enough to count lines and columns up to the bad byte.
+            let prefix = String::from_utf8(bytes).unwrap_or_default();
+            let src = Source::new(path.to_path_buf(), prefix, included_from);
+            Err(CaseError::Syntax {
+                location: src.location(valid),
+                message: "not a text file: invalid UTF-8 here (case files are UTF-8 TOML)".into(),
+            })
+        }
+    }
 }
 
-fn parse_toml<'a, T: Deserialize<'a>>(src: &'a Source) -> Result<T, Problem> {
-    toml::from_str(&src.text).map_err(|e| {
-        let location = src.location(e.span().map_or(0, |s| s.start));
-        Problem {
-            location,
-            message: e.message().trim().to_string(),
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Unknown keys reported per file at most; past this the file is not a case file at all.
+const MAX_UNKNOWN_KEYS: usize = 100;
+
+fn toml_problem(src: &Source, e: &toml::de::Error) -> Problem {
+    Problem {
+        location: src.location(e.span().map_or(0, |s| s.start)),
+        message: e.message().trim().to_string(),
+    }
+}
+
+/// Parses a case or fragment file into its raw form. Every unknown key is reported, not only the
+/// first: serde stops at the first, so each is taken out of the parsed document and the
+/// document read again (a bounded number of times).
+fn parse_toml<T: serde::de::DeserializeOwned>(src: &Source) -> Result<T, Vec<Problem>> {
+    let mut root = toml::de::DeTable::parse(&src.text).map_err(|e| vec![toml_problem(src, &e)])?;
+    let mut unknown = Vec::new();
+    loop {
+        match T::deserialize(toml::de::Deserializer::from(root.clone())) {
+            Ok(raw) if unknown.is_empty() => return Ok(raw),
+            Ok(_) => return Err(unknown),
+            Err(e) => {
+                let is_unknown = e.message().starts_with("unknown field");
+                unknown.push(toml_problem(src, &e));
+                let removed = is_unknown
+                    && unknown.len() < MAX_UNKNOWN_KEYS
+                    && e.span()
+                        .is_some_and(|span| remove_key_at(root.get_mut(), span.start));
+                if !removed {
+                    return Err(unknown);
+                }
+            }
         }
-    })
+    }
+}
+
+/// Removes the key that starts at byte `offset` from a parsed document; whether there was one.
+fn remove_key_at(table: &mut toml::de::DeTable<'_>, offset: usize) -> bool {
+    let key = table
+        .iter()
+        .find(|(k, _)| k.span().start == offset)
+        .map(|(k, _)| k.clone());
+    if let Some(key) = key {
+        return table.remove(&key).is_some();
+    }
+    table
+        .iter_mut()
+        .any(|(_, value)| remove_key_in(value.get_mut(), offset))
+}
+
+fn remove_key_in(value: &mut toml::de::DeValue<'_>, offset: usize) -> bool {
+    match value {
+        toml::de::DeValue::Table(t) => remove_key_at(t, offset),
+        toml::de::DeValue::Array(items) => items
+            .iter_mut()
+            .any(|item| remove_key_in(item.get_mut(), offset)),
+        _ => false,
+    }
 }
 
 /// Load and validate one case file.
 pub fn load_case(path: &Path, options: &LoadOptions) -> Result<Case, CaseError> {
     let src = Arc::new(read_source(path, None)?);
-    let raw: RawCase = parse_toml(&src).map_err(|p| CaseError::Syntax {
-        location: p.location,
-        message: p.message,
+    let raw: RawCase = parse_toml(&src).map_err(|mut problems| {
+        if problems.len() == 1 {
+            let p = problems.remove(0);
+            CaseError::Syntax {
+                location: p.location,
+                message: p.message,
+            }
+        } else {
+            CaseError::Invalid { problems }
+        }
     })?;
     let mut problems = Vec::new();
 
@@ -354,6 +505,17 @@ fn parse_duration(
             problems.push(src.problem(s, "duration must be greater than zero"));
             None
         }
+        Ok(d) if d > MAX_DURATION => {
+            problems.push(src.problem(
+                s,
+                format!(
+                    "duration {:?} is longer than the maximum of {}",
+                    s.get_ref(),
+                    humantime::format_duration(MAX_DURATION)
+                ),
+            ));
+            None
+        }
         Ok(d) => Some(d),
         Err(e) => {
             problems.push(src.problem(
@@ -452,7 +614,7 @@ fn expand(
         let fragment: RawFragment = match parse_toml(&frag_src) {
             Ok(f) => f,
             Err(p) => {
-                problems.push(p);
+                problems.extend(p);
                 continue;
             }
         };
@@ -1175,6 +1337,189 @@ symptom = { step = "connect", line = "^Error 7: InvalidArgs$" }
         );
         assert!(
             e.contains("D/c.toml:7:20: symptom names step `nope`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn durations_the_runner_cannot_hold_are_rejected_with_a_position() {
+        for huge in ["18446744073709551615s", "9223372036854775807s", "25h"] {
+            let e = errors(&format!(
+                "nodes = [\"a\"]\n[[steps]]\nnode = \"a\"\ntimeout = \"{huge}\"\nexpect = \"x\"\n"
+            ));
+            assert!(
+                e.contains("D/c.toml:4:11: duration")
+                    && e.contains("longer than the maximum of 1day"),
+                "{e}"
+            );
+        }
+        let e = errors(
+            "nodes = [\"a\"]\n[defaults]\ndeadline = \"18446744073709551615s\"\n[[steps]]\nnode = \"a\"\nsend = \"x\"\n",
+        );
+        assert!(e.contains("D/c.toml:3:12: duration"), "{e}");
+        // The maximum itself is fine.
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "c.toml",
+            "nodes = [\"a\"]\n[[steps]]\nnode = \"a\"\ntimeout = \"24h\"\nexpect = \"x\"\n",
+        );
+        load_case(&p, &options()).unwrap();
+    }
+
+    #[test]
+    fn positions_from_the_line_index_match_counting_from_the_start() {
+        let text = "a = 1\n\nbé = \"ü\"\r\nlast";
+        let src = Source::new(PathBuf::from("f"), text.to_string(), None);
+        for offset in 0..=text.len() + 3 {
+            let mut end = offset.min(text.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let before = &text[..end];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap().chars().count() + 1;
+            let at = src.location(offset);
+            assert_eq!((at.line, at.column), (line, column), "offset {offset}");
+        }
+    }
+
+    /// Loading is linear in the file: positions come from a line index, not from scanning the
+    /// text for each span (which made 16,000 steps take 7.6 s). The bound is generous; the
+    /// timing itself is in `benches/scale.rs`.
+    #[test]
+    fn a_case_with_thirty_thousand_steps_loads_quickly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::from("nodes = [\"a\"]\n");
+        for _ in 0..30_000 {
+            text.push_str("[[steps]]\nnode=\"a\"\nsend=\"x\"\n");
+        }
+        let p = write(dir.path(), "big.toml", &text);
+        let started = std::time::Instant::now();
+        let case = load_case(&p, &options()).unwrap();
+        assert_eq!(case.steps.len(), 30_000);
+        assert_eq!(case.steps[29_999].location.line, 2 + 29_999 * 3);
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    fn include_error(target: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "c.toml",
+            &format!("nodes = [\"a\"]\n[[steps]]\ninclude = \"{target}\"\n"),
+        );
+        let started = std::time::Instant::now();
+        let e = load_case(&p, &options()).unwrap_err().to_string();
+        assert!(started.elapsed() < Duration::from_secs(5), "{e}");
+        e.replace(&dir.path().display().to_string(), "D")
+    }
+
+    #[test]
+    fn devices_fifos_and_directories_are_refused_at_once() {
+        let e = include_error("/dev/zero");
+        assert!(
+            e.contains("D/c.toml:3:11: cannot include: /dev/zero: is a character device"),
+            "{e}"
+        );
+        let e = include_error("/");
+        assert!(e.contains("cannot include: /: is a directory"), "{e}");
+
+        // A FIFO nobody writes to: opening it must not wait for a writer.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let e = include_error(&fifo.display().to_string());
+        assert!(e.contains("pipe.toml: is a FIFO"), "{e}");
+        // Named directly as a case, too.
+        let e = load_case(&fifo, &options()).unwrap_err().to_string();
+        assert!(e.contains("is a FIFO"), "{e}");
+        let e = load_case(Path::new("/dev/zero"), &options())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is a character device"), "{e}");
+    }
+
+    #[test]
+    fn files_above_the_size_limit_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::from("nodes = [\"a\"]\n[[steps]]\nnode = \"a\"\nsend = \"x\"\n");
+        text.push_str(&"#".repeat(MAX_FILE_SIZE as usize));
+        let p = write(dir.path(), "big.toml", &text);
+        let e = load_case(&p, &options()).unwrap_err().to_string();
+        assert!(
+            e.contains("big.toml: 1048622 bytes, larger than the limit of 1048576 bytes"),
+            "{e}"
+        );
+        let frag = write(dir.path(), "frag.toml", &text);
+        let e = include_error(&frag.display().to_string());
+        assert!(
+            e.contains("cannot include:") && e.contains("larger than the limit"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_binary_file_gets_its_error_with_a_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bin.toml");
+        std::fs::write(&p, b"nodes = [\"a\"]\nsen\xff\xfe\x00\x01").unwrap();
+        let e = load_case(&p, &options()).unwrap_err().to_string();
+        assert!(
+            e.ends_with(
+                "bin.toml:2:4: not a text file: invalid UTF-8 here (case files are UTF-8 TOML)"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported() {
+        let e = errors(
+            "nodes = [\"a\"]\ndescripton = \"x\"\n[[steps]]\nnode = \"a\"\nsned = \"x\"\nsend = \"y\"\n[[steps]]\nnode = \"a\"\nexpect = \"z\"\ntimout = \"1s\"\n[variants.upstream]\nxfail = \"r\"\nsymtom = { step = \"s\" }\n",
+        );
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 4, "{e}");
+        assert!(
+            lines[0].starts_with("D/c.toml:2:1: unknown field `descripton`"),
+            "{e}"
+        );
+        assert!(
+            lines[1].starts_with("D/c.toml:5:1: unknown field `sned`"),
+            "{e}"
+        );
+        assert!(
+            lines[2].starts_with("D/c.toml:10:1: unknown field `timout`"),
+            "{e}"
+        );
+        assert!(
+            lines[3].starts_with("D/c.toml:13:1: unknown field `symtom`"),
+            "{e}"
+        );
+
+        // In a fragment too, each with its include chain.
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "frag.toml",
+            "[[steps]]\nnode = \"a\"\nsend = \"x\"\nwhen = 1\n[[steps]]\nnode = \"a\"\nsend = \"x\"\nafter = 2\n",
+        );
+        let p = write(
+            dir.path(),
+            "c.toml",
+            "nodes = [\"a\"]\n[[steps]]\ninclude = \"frag.toml\"\n",
+        );
+        let e = load_case(&p, &options()).unwrap_err().to_string();
+        assert!(
+            e.contains("frag.toml:4:1 (included from") && e.contains("unknown field `when`"),
+            "{e}"
+        );
+        assert!(
+            e.contains("frag.toml:8:1 (included from") && e.contains("unknown field `after`"),
             "{e}"
         );
     }

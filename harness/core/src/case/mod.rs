@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
-pub use load::{LoadOptions, load_case};
+pub use load::{LoadOptions, MAX_DURATION, MAX_FILE_SIZE, load_case};
 pub use template::{Template, VarRef};
 
 /// Errors loading a case file.
@@ -28,6 +28,17 @@ pub enum CaseError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    /// Case and fragment files are regular files: a directory, FIFO or device is refused before
+    /// anything is read from it.
+    #[error("{}: is {kind}, not a case file (case and fragment files are regular files)", path.display())]
+    NotAFile { path: PathBuf, kind: &'static str },
+    /// Larger than [`load::MAX_FILE_SIZE`].
+    #[error("{}: {size} bytes, larger than the limit of {limit} bytes for a case or fragment file", path.display())]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
     },
     /// The file is not valid TOML or does not have the case's shape.
     #[error("{location}: {message}")]
