@@ -10,6 +10,7 @@ use junit_report::{Duration as JDuration, ReportBuilder, TestCase, TestResult, T
 
 use crate::events::{CaseResult, Outcome, Reporter, RunEvent, Summary};
 
+pub mod html;
 mod junit_attempts;
 
 /// Human-readable failure details (shared by the progress output and JUnit).

@@ -110,7 +110,7 @@ impl Snapshots {
 }
 
 /// The body of a `.snap` file (after the `---` metadata block).
-fn snap_body(text: &str) -> String {
+pub(crate) fn snap_body(text: &str) -> String {
     let mut parts = text.splitn(3, "---\n");
     match (parts.next(), parts.next(), parts.next()) {
         (Some(""), Some(_meta), Some(body)) => body.to_string(),
