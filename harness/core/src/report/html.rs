@@ -97,12 +97,12 @@ impl CaseRun {
 }
 
 /// The anchor of a case run's section: `run-<case>--<variant>`, restricted to characters that
-/// need no escaping in an id or a fragment.
+/// need no escaping in an id, a fragment or a CSS selector (`.` would start a class).
 pub fn anchor(case: &str, variant: &str) -> String {
     let clean = |s: &str| {
         s.chars()
             .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
                     c
                 } else {
                     '_'
@@ -394,7 +394,7 @@ fn case_section(h: &mut String, r: &CaseRun) {
          <b>{}</b> @ {} <span class=\"dim\">{:.3} s · {}</span></summary>\n",
         outcome_class(r.outcome),
         r.anchor(),
-        if r.is_failure() || r.flaky || r.outcome == Outcome::Xfail {
+        if r.is_failure() || r.flaky {
             " open"
         } else {
             ""

@@ -8,7 +8,7 @@
 //! witness does right before the first step: the air column is placed from the first step's
 //! note on, which is exact to the sniffer's start-up time (milliseconds).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -142,8 +142,17 @@ pub fn from_out_dir(out: &Path) -> Result<HtmlRun, FromOutError> {
         })?;
     let mut runs = Vec::with_capacity(file.results.len());
     let mut boards: Vec<String> = Vec::new();
+    // Loading a case compiles its patterns: once per case file, not once per variant.
+    let mut specs: HashMap<PathBuf, Option<AirSpec>> = HashMap::new();
     for r in file.results {
-        let run = case_run(out, r, &path)?;
+        let spec = specs
+            .entry(r.path.clone())
+            .or_insert_with(|| {
+                let case = Case::load(&r.path, &LoadOptions::default()).ok()?;
+                AirSpec::for_case(&case).ok()
+            })
+            .clone();
+        let run = case_run(out, r, spec, &path)?;
         for n in &run.timeline.nodes {
             if !boards.contains(n) {
                 boards.push(n.clone());
@@ -208,7 +217,12 @@ fn host() -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-fn case_run(out: &Path, r: RawResult, results: &Path) -> Result<CaseRun, FromOutError> {
+fn case_run(
+    out: &Path,
+    r: RawResult,
+    spec: Option<AirSpec>,
+    results: &Path,
+) -> Result<CaseRun, FromOutError> {
     let outcome = parse_outcome(&r.outcome, results)?;
     let mut attempts = Vec::new();
     for a in &r.attempts {
@@ -272,8 +286,6 @@ fn case_run(out: &Path, r: RawResult, results: &Path) -> Result<CaseRun, FromOut
     }
     let mut handshakes = Vec::new();
     let mut mismatches = Vec::new();
-    let case = Case::load(&r.path, &LoadOptions::default()).ok();
-    let spec = case.as_ref().and_then(|c| AirSpec::for_case(c).ok());
     let first_step = timeline
         .iter()
         .filter(|e: &&TimelineEntry| e.kind == EntryKind::Step)

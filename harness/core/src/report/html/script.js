@@ -21,3 +21,15 @@ document.querySelectorAll(".timeline").forEach(function (timeline) {
     });
   });
 });
+
+// A matrix cell links to its case run: open that section (it may be folded).
+function openTarget() {
+  var id = decodeURIComponent(location.hash.slice(1));
+  var target = id && document.getElementById(id);
+  var details = target && target.querySelector("details");
+  if (details) {
+    details.open = true;
+  }
+}
+window.addEventListener("hashchange", openTarget);
+openTarget();
