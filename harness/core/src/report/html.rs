@@ -306,9 +306,9 @@ fn counts_text(c: &Counts, runs: usize) -> String {
 }
 
 fn provenance(h: &mut String, p: &Provenance) {
-    h.push_str("<dl class=\"prov\">");
+    h.push_str("<ul class=\"prov\">");
     let mut item = |k: &str, v: &str| {
-        let _ = write!(h, "<div><dt>{}</dt><dd>{}</dd></div>", esc(k), esc(v));
+        let _ = write!(h, "<li><span>{}</span> {}</li>", esc(k), esc(v));
     };
     item("ot-hil", &p.version);
     item("commit", p.commit.as_deref().unwrap_or("unknown"));
@@ -326,7 +326,7 @@ fn provenance(h: &mut String, p: &Provenance) {
     if p.interrupted {
         item("interrupted", "yes: cases not run are shown as SKIP");
     }
-    h.push_str("</dl>\n");
+    h.push_str("</ul>\n");
 }
 
 fn matrix(h: &mut String, run: &HtmlRun) {

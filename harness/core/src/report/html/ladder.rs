@@ -472,12 +472,21 @@ pub fn svg(rows: &[Row], client: &str, server: &str, caption: &str) -> String {
          <text class=\"who\" x=\"{CLIENT_X}\" y=\"24\">{}</text>\
          <text class=\"who end\" x=\"{SERVER_X}\" y=\"24\">{}</text>",
         esc(caption),
-        esc(&format!("client · {client}")),
-        esc(&format!("server · {server}"))
+        esc(&lifeline_name("client", client)),
+        esc(&lifeline_name("server", server))
     );
     s.push_str(&body);
     s.push_str("</svg>");
     s
+}
+
+/// `client · node2`, or just `client` when the node is called so.
+fn lifeline_name(role: &str, node: &str) -> String {
+    if node == role {
+        role.to_string()
+    } else {
+        format!("{role} · {node}")
+    }
 }
 
 /// One connection's ladder, with its heading.
@@ -487,9 +496,9 @@ pub fn handshake(h: &mut String, hs: &Handshake) {
         "{} ({} -> {}, from the {})",
         hs.title, hs.client, hs.server, hs.source
     );
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<figure class=\"handshake{}\"><figcaption>{}</figcaption>{}</figure>\n",
+        "<figure class=\"handshake{}\"><figcaption>{}</figcaption>{}</figure>",
         if failed(&hs.transcript) {
             " failed"
         } else {
@@ -505,11 +514,11 @@ pub fn mismatch(h: &mut String, m: &SnapshotMismatch) {
     let mut stored = rows_from_snapshot(&m.stored);
     let mut observed = rows_from_snapshot(&m.observed);
     mark_differences(&mut stored, &mut observed, &m.stored, &m.observed);
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<div class=\"mismatch\"><h3>Snapshot {} differs</h3><div class=\"side\">\
          <figure><figcaption>stored</figcaption>{}</figure>\
-         <figure><figcaption>this run</figcaption>{}</figure></div></div>\n",
+         <figure><figcaption>this run</figcaption>{}</figure></div></div>",
         esc(&m.name),
         if stored.is_empty() {
             "<p><i>no stored snapshot</i></p>".to_string()

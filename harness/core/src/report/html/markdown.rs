@@ -88,9 +88,14 @@ fn cell(s: &str) -> String {
 
 /// Text in a Mermaid message: `;` ends a statement and `#` starts an entity code.
 fn mermaid_text(s: &str) -> String {
-    s.replace('#', "#35;")
-        .replace(';', "#59;")
-        .replace('\n', " ")
+    s.chars()
+        .map(|c| match c {
+            '#' => "#35;".to_string(),
+            ';' => "#59;".to_string(),
+            '\n' => " ".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// A fenced Mermaid block: one message per ladder row, alerts as crossed arrows.
