@@ -588,6 +588,59 @@ mod tests {
         assert!(a.iter().chain(&b).all(|r| !r.differs));
     }
 
+    fn record(direction: Direction, sequence: u64, body: Body) -> ot_hil_dtls::transcript::Entry {
+        ot_hil_dtls::transcript::Entry {
+            direction,
+            epoch: 0,
+            sequence,
+            content_type: ot_hil_dtls::ContentType::HANDSHAKE,
+            encrypted: false,
+            body,
+        }
+    }
+
+    #[test]
+    fn a_flight_sent_again_is_marked_as_a_retransmission() {
+        let hello = || Body::Handshake {
+            messages: vec![ot_hil_dtls::transcript::HandshakeEntry {
+                msg_type: ot_hil_dtls::HandshakeType::CLIENT_HELLO,
+                message_seq: 0,
+                length: 10,
+                fragment_offset: 0,
+                fragment_length: 10,
+                fields: None,
+            }],
+        };
+        let t = Transcript {
+            entries: vec![
+                record(Direction::ClientToServer, 0, hello()),
+                record(Direction::ClientToServer, 1, hello()),
+                record(
+                    Direction::ServerToClient,
+                    0,
+                    Body::Alert {
+                        level: AlertLevel::FATAL,
+                        description: ot_hil_dtls::AlertDescription::ILLEGAL_PARAMETER,
+                    },
+                ),
+            ],
+        };
+        let at = Some(Duration::from_millis(5));
+        let rows = rows_from_transcript(&t, &[at, None]);
+        assert_eq!(
+            rows.iter().map(|r| r.retransmission).collect::<Vec<_>>(),
+            [false, true, false]
+        );
+        assert_eq!(rows[0].title, "ClientHello");
+        assert_eq!(rows[0].at, at);
+        assert_eq!(rows[1].at, None);
+        assert_eq!(rows[2].title, "Alert fatal illegal_parameter");
+        assert!(failed(&t));
+        let s = svg(&rows, "client", "server", "cap");
+        assert_eq!(s.matches("<g class=\"row rtx\">").count(), 1);
+        assert!(s.contains("0.005 s"));
+    }
+
     #[test]
     fn svg_escapes_and_draws_one_arrow_per_row() {
         let mut rows = rows_from_snapshot(STORED);
