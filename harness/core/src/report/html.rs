@@ -391,7 +391,7 @@ fn case_section(h: &mut String, r: &CaseRun) {
     let _ = write!(
         h,
         "<section class=\"run {}\" id=\"{}\">\n<details{}>\n<summary><span class=\"badge {}\">{}</span> \
-         <b>{}</b> @ {} <span class=\"dim\">{:.3} s · {}</span></summary>\n",
+         <b>{}</b> @ {} <span class=\"dim\">{:.3} s · {}{}</span></summary>\n",
         outcome_class(r.outcome),
         r.anchor(),
         if r.is_failure() || r.flaky {
@@ -404,7 +404,12 @@ fn case_section(h: &mut String, r: &CaseRun) {
         esc(&r.case),
         esc(&r.variant),
         r.duration.as_secs_f64(),
-        esc(&r.path)
+        esc(&r.path),
+        // A folded expected failure or skip still says why in its one line.
+        match (&r.reason, r.outcome) {
+            (Some(reason), Outcome::Xfail | Outcome::Skip) => format!(" · {}", esc(reason)),
+            _ => String::new(),
+        }
     );
     if let Some(reason) = &r.reason {
         let _ = writeln!(h, "<p class=\"reason\">{}</p>", esc(reason));

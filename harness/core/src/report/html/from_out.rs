@@ -154,7 +154,8 @@ pub fn from_out_dir(out: &Path) -> Result<HtmlRun, FromOutError> {
             .clone();
         let run = case_run(out, r, spec, &path)?;
         for n in &run.timeline.nodes {
-            if !boards.contains(n) {
+            // The air is a column of the timeline, not a board.
+            if n != AIR && !boards.contains(n) {
                 boards.push(n.clone());
             }
         }
