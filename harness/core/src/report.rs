@@ -12,6 +12,7 @@ mod junit;
 pub mod provenance;
 pub mod timeline;
 
+pub mod html;
 pub use junit::JunitReporter;
 
 /// An error and its `source()` chain in one line, `outer: cause: root`; a cause whose text the

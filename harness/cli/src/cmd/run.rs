@@ -164,6 +164,15 @@ impl Cmd {
             };
             runner::run_with_options(config, options, plan, &mut reporters, interrupt).await
         })?;
+        // The page and the CI summary are built from the results the reporters just wrote.
+        match ot_hil::report::html::write_for_out_dir(&self.out) {
+            Ok(t) => println!(
+                "report: {} ({:.0} ms)",
+                self.out.join("report.html").display(),
+                t.as_secs_f64() * 1e3
+            ),
+            Err(e) => eprintln!("report.html not written: {e}"),
+        }
         Ok(exit_code::for_summary(&summary))
     }
 }
