@@ -71,7 +71,7 @@ pkg_commit="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["g
   "$pkg_dir/.cargo_vcs_info.json" 2>/dev/null || echo unknown)"
 info="openthread-sys $OT_SYS_VERSION
 openthread-sys repository commit $pkg_commit
-options ${CMAKE_OPTIONS[*]}"
+options ${CMAKE_OPTIONS[*]} -ffile-prefix-map=<sources>/="
 
 if [ -x "$OUT/ot-cli-ftd" ] && [ -f "$OUT/BUILD-INFO" ] && [ "$(cat "$OUT/BUILD-INFO")" = "$info" ]; then
   echo "ot-cli-ftd up to date ($OUT/ot-cli-ftd, openthread-sys $OT_SYS_VERSION)"
@@ -79,7 +79,11 @@ if [ -x "$OUT/ot-cli-ftd" ] && [ -f "$OUT/BUILD-INFO" ] && [ "$(cat "$OUT/BUILD-
 fi
 
 rm -f "$OUT/BUILD-INFO"
+# The source path is cut from __FILE__, so an assertion reads `assert failed at
+# src/core/...:<line>` wherever cargo keeps its registry (and the binary does not depend on it).
+rm -rf "$WORK/build"
 cmake -S "$src" -B "$WORK/build" -G Ninja "${CMAKE_OPTIONS[@]}" \
+  -DCMAKE_C_FLAGS="-ffile-prefix-map=$src/=" -DCMAKE_CXX_FLAGS="-ffile-prefix-map=$src/=" \
   -DOT_PACKAGE_VERSION="openthread-sys-$OT_SYS_VERSION" >"$WORK/cmake.log"
 ninja -C "$WORK/build" ot-cli-ftd >"$WORK/ninja.log"
 cp "$WORK/build/examples/apps/cli/ot-cli-ftd" "$OUT/ot-cli-ftd"
