@@ -15,6 +15,7 @@ pub mod events;
 pub mod exec;
 #[doc(hidden)]
 pub mod fuzz_checks;
+pub mod otsim;
 pub mod profile;
 pub mod report;
 pub mod resilience;

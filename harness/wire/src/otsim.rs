@@ -47,7 +47,11 @@ impl RadioMessage {
     /// not checked here (see [`RadioMessage::split_fcs`]).
     pub fn parse(datagram: &[u8]) -> Result<RadioMessage, WireError> {
         let Some((&channel, psdu)) = datagram.split_first() else {
-            return Err(WireError::truncated("simulation radio message", HEADER_LEN, 0));
+            return Err(WireError::truncated(
+                "simulation radio message",
+                HEADER_LEN,
+                0,
+            ));
         };
         if psdu.len() < mac::FCS_LEN {
             return Err(WireError::truncated(
