@@ -227,6 +227,15 @@ impl Cli {
                 self.buffer_mut(ctx)?.network_name = name;
                 Ok(Vec::new())
             }
+            // cli_dataset.cpp `Dataset::ParseMeshLocalPrefix`: an IPv6 address whose first 8
+            // bytes become the prefix (`fdde:ad00:beef:0::`).
+            ["meshlocalprefix", v] => {
+                let addr = parse_ip6(v)?.octets();
+                if let Some(prefix) = addr.first_chunk::<8>() {
+                    self.buffer_mut(ctx)?.mesh_local_prefix = *prefix;
+                }
+                Ok(Vec::new())
+            }
             _ => Err(OtError::InvalidCommand),
         }
     }

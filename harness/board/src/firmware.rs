@@ -55,6 +55,21 @@ pub struct BuildInfo {
     pub hex: Option<PathBuf>,
 }
 
+/// A variant whose boards are processes of a program on the host (upstream OpenThread's
+/// simulation CLI), not virtual DKs: the `[program]` table of a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostProgram {
+    /// Script that builds the program (resolved against the manifest's directory).
+    pub build: PathBuf,
+    /// The program (resolved against the manifest's directory).
+    pub path: PathBuf,
+    /// Its arguments; `{node-id}` stands for the board's node id.
+    pub args: Vec<String>,
+    /// What it is built from (the build script records the same in a file next to the program).
+    pub version: String,
+}
+
 /// The manifest file as written (raw serde form).
 #[derive(Debug, Deserialize)]
 struct ManifestFile {
@@ -68,6 +83,7 @@ struct ManifestFile {
     #[serde(default)]
     kconfig: Vec<PathBuf>,
     build: Option<BuildInfo>,
+    program: Option<HostProgram>,
 }
 
 /// A loaded, validated firmware variant.
@@ -84,6 +100,9 @@ pub struct Manifest {
     /// Kconfig fragment paths, resolved against the manifest's directory, in merge order.
     pub kconfig_files: Vec<PathBuf>,
     pub build: Option<BuildInfo>,
+    /// `Some`: boards of this variant are processes of a host program (paths resolved), which
+    /// virtual boards cannot stand in for.
+    pub program: Option<HostProgram>,
     /// Merged symbols of all fragments (later fragments override earlier ones).
     pub kconfig: Kconfig,
     image_hash: String,
@@ -132,6 +151,11 @@ impl Manifest {
             banner: raw.banner,
             kconfig_files,
             build: raw.build,
+            program: raw.program.map(|p| HostProgram {
+                build: dir.join(p.build),
+                path: dir.join(p.path),
+                ..p
+            }),
             kconfig,
             image_hash,
         })

@@ -19,6 +19,7 @@ pub mod events;
 pub mod exec;
 #[doc(hidden)]
 pub mod fuzz_checks;
+pub mod otsim;
 pub mod panics;
 pub mod profile;
 pub mod report;

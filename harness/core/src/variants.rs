@@ -89,7 +89,13 @@ pub fn names(variants: &[Variant]) -> BTreeSet<String> {
 /// Keep the named variants (all when `wanted` is empty), in the order given.
 pub fn select(all: &[Variant], wanted: &[String]) -> Result<Vec<Variant>, VariantError> {
     if wanted.is_empty() {
-        return Ok(all.to_vec());
+        // Host-program variants (real OpenThread processes) run only when named: their boards
+        // come from their own board source, not from the default virtual DKs.
+        return Ok(all
+            .iter()
+            .filter(|v| v.manifest.program.is_none())
+            .cloned()
+            .collect());
     }
     wanted
         .iter()

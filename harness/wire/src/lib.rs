@@ -9,6 +9,7 @@ pub mod decode;
 pub mod ip;
 pub mod lowpan;
 pub mod mac;
+pub mod otsim;
 pub mod pcap;
 pub mod security;
 pub mod sniffer;
