@@ -593,7 +593,10 @@ async fn bring_up(
             ConsolePort::Process { program, args } => Console::spawn_process(program, args, config),
         }
         .map_err(|e| RawOutcome::Infra(infra(&board.node, e.to_string())))?;
-        result.facts.nodes.insert(board.node.clone(), board.facts.clone());
+        result
+            .facts
+            .nodes
+            .insert(board.node.clone(), board.facts.clone());
         if let Some(note) = &board.note {
             console.note(note);
         }
