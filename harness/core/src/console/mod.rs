@@ -294,8 +294,8 @@ impl Console {
             .stdin(stdio(&pty.slave).map_err(spawn_err)?)
             .stdout(stdio(&pty.slave).map_err(spawn_err)?)
             .stderr(stdio(&pty.slave).map_err(spawn_err)?)
-            .process_group(0)
             .kill_on_drop(true);
+        crate::board_process::contain(&mut cmd);
         let mut child = cmd.spawn().map_err(spawn_err)?;
         // Our copy of the slave must go, or reading the master never sees the child's end.
         drop(pty.slave);
@@ -411,10 +411,7 @@ impl Console {
     pub async fn close(mut self) {
         self.reader.abort();
         if let Some(pid) = self.child_pid.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            crate::board_process::kill_group(pid);
         }
         if let Some(h) = self.child.take() {
             let _ = tokio::time::timeout(Duration::from_secs(2), h).await;
@@ -426,6 +423,9 @@ impl Console {
 impl Drop for Console {
     fn drop(&mut self) {
         self.reader.abort();
+        if let Some(pid) = self.child_pid.take() {
+            crate::board_process::kill_group(pid);
+        }
         if let Some(h) = self.child.take() {
             // Dropping the watcher drops the child handle, which kills the process.
             h.abort();
