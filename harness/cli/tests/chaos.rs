@@ -252,3 +252,48 @@ fn board_processes_die_with_a_runner_killed_outright() {
     // Nothing can clean up after SIGKILL; the parent-death signal still takes the boards along.
     run.assert_no_survivors();
 }
+
+#[test]
+fn a_flooding_board_s_log_is_capped_and_the_cut_is_counted() {
+    let run = ChaosRun::new("flood");
+    std::fs::write(run.cases.path().join("a-slow.toml"), quiet_case("10ms")).unwrap();
+    // 4 MB of noise before the CLI starts, against a 200 kB cap.
+    let command = format!(
+        "sh -c 'head -c 3000000 /dev/urandom | base64; exec python3 -u {}'",
+        fake_cli().display()
+    );
+    let out = Command::new(EXE)
+        .arg("run")
+        .arg(run.cases.path().join("a-slow.toml"))
+        .arg("--variants-dir")
+        .arg(variants_dir())
+        .arg("--out")
+        .arg(run.out.path())
+        .args(["--board-command", &command])
+        .env(MARKER, &run.marker)
+        .env("TMPDIR", run.tmp.path())
+        .env("OT_HIL_LOG_CAP", "200000")
+        .output()
+        .unwrap();
+    let log = run.out.path().join("logs/a-slow/host/dut.log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.len() < 210_000, "{} bytes", text.len());
+    let marker = text
+        .lines()
+        .find(|l| l.starts_with("--- log cut: "))
+        .expect("a cut marker");
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.out.path().join("results.json")).unwrap(),
+    )
+    .unwrap();
+    let dropped = json["results"][0]["log_bytes_dropped"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        dropped > 3_000_000 && marker.contains(&format!("{dropped} bytes")),
+        "{marker} / {dropped}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The end of the case is in the kept tail.
+    assert!(text.contains(">>> state"), "{}", &text[text.len() - 500..]);
+}
