@@ -297,3 +297,69 @@ fn a_flooding_board_s_log_is_capped_and_the_cut_is_counted() {
     // The end of the case is in the kept tail.
     assert!(text.contains(">>> state"), "{}", &text[text.len() - 500..]);
 }
+
+/// The pid of the virtual DK of board `node` carrying `marker`.
+fn vdk_of(marker: &str, node: &str) -> Option<i32> {
+    let needle = format!("{MARKER}={marker}");
+    let link = format!("/{node}.tty");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_string_lossy().parse().ok()?;
+        let env = std::fs::read(e.path().join("environ")).ok()?;
+        let cmd =
+            String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).ok()?).into_owned();
+        (env.split(|b| *b == 0).any(|v| v == needle.as_bytes())
+            && cmd.split('\0').any(|a| a == "vdk")
+            && cmd.split('\0').any(|a| a.ends_with(&link)))
+        .then_some(pid)
+    })
+}
+
+#[test]
+fn a_board_lost_while_another_is_driven_ends_the_case_within_a_second() {
+    let run = ChaosRun::new("lost");
+    for name in ["a-slow", "b-quick", "c-quick"] {
+        std::fs::remove_file(run.cases.path().join(format!("{name}.toml"))).unwrap();
+    }
+    // Node `a` watches its console for 30 s while node `b` only waits for its next step.
+    std::fs::write(
+        run.cases.path().join("pair.toml"),
+        "nodes = [\"a\", \"b\"]\n[[steps]]\nnode = \"b\"\nsend = \"state\"\n\n[[steps]]\nnode = \"a\"\nabsent = ['ZZZ']\nwindow = \"30s\"\n\n[[steps]]\nnode = \"b\"\nsend = \"state\"\n",
+    )
+    .unwrap();
+    // No retry: the retried case would sit in its 30 s window again.
+    let mut child = run.start(&[
+        "--variant".into(),
+        "upstream".into(),
+        "--infra-retries".into(),
+        "0".into(),
+    ]);
+    let log = run.out.path().join("logs/pair/upstream/a.log");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("absent for")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never reached the long step"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let victim = vdk_of(&run.marker, "b").expect("the virtual DK of b");
+    kill(Pid::from_raw(victim), Signal::SIGKILL).unwrap();
+    let killed = Instant::now();
+    // Ended without waiting for the 30 s window (nor for b's next write); 1 s plus the
+    // closing of the other board and the reports.
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(2));
+    let took = killed.elapsed();
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.out.path().join("results.json")).unwrap(),
+    )
+    .unwrap();
+    let result = &json["results"][0];
+    assert_eq!(result["outcome"], "ERROR", "{result:#}");
+    assert_eq!(result["infra"]["board"], "b", "{result:#}");
+    assert_eq!(
+        result["infra"]["step"], "a: absent for 30s",
+        "ended in the step driving a: {result:#}"
+    );
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    run.assert_no_survivors();
+}
