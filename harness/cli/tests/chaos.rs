@@ -208,6 +208,7 @@ fn a_stop_signal_mid_step_reports_every_case_and_leaves_nothing(
     let run = ChaosRun::new(sig.as_str());
     let mut child = run.start(&["--variant".into(), "upstream".into()]);
     run.wait_mid_step("upstream");
+    assert!(!run.survivors().is_empty(), "the run's processes carry the marker");
     signal(&child, sig);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(code));
     run.assert_reports_complete();
@@ -225,6 +226,11 @@ fn a_board_command_s_own_children_are_stopped_with_it() {
     );
     let mut child = run.start(&["--board-command".into(), command]);
     run.wait_mid_step("host");
+    assert!(
+        run.survivors().iter().any(|p| p.contains("sleep 1000")),
+        "the board command's own child runs: {:?}",
+        run.survivors()
+    );
     signal(&child, Signal::SIGTERM);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(143));
     run.assert_reports_complete();
