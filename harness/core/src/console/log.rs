@@ -30,6 +30,8 @@ pub struct CappedLog {
     tail_cap: usize,
     /// Bytes pushed out of the tail: cut from the log.
     dropped: u64,
+    /// `dropped` when the last marker was written (finishing twice writes one marker).
+    marked: u64,
 }
 
 impl CappedLog {
@@ -41,6 +43,7 @@ impl CappedLog {
             tail: VecDeque::new(),
             tail_cap: usize::try_from(cap - head).unwrap_or(usize::MAX),
             dropped: 0,
+            marked: 0,
         }
     }
 
@@ -65,15 +68,10 @@ impl CappedLog {
         let _ = self.file.flush();
     }
 
-    /// Bytes cut so far.
-    pub fn dropped(&self) -> u64 {
-        self.dropped
-    }
-
     /// Write the marker and the kept tail (starting at a line boundary), flush; returns the bytes
     /// cut. Writing more afterwards starts a new tail.
     pub fn finish(&mut self) -> u64 {
-        if self.dropped > 0 {
+        if self.dropped > self.marked {
             // The tail starts mid-line: that partial line is cut too.
             let partial = self
                 .tail
@@ -88,6 +86,7 @@ impl CappedLog {
                 self.dropped,
                 log_cap()
             );
+            self.marked = self.dropped;
         }
         let (a, b) = self.tail.as_slices();
         let _ = self.file.write_all(a);
@@ -110,6 +109,8 @@ mod tests {
             log.write(l.as_bytes());
         }
         let dropped = log.finish();
+        // Closing and then dropping a console finishes its log twice.
+        assert_eq!(log.finish(), dropped);
         (std::fs::read_to_string(&path).unwrap(), dropped)
     }
 
@@ -128,10 +129,13 @@ mod tests {
         let (text, dropped) = capped(10_000, &lines);
         assert!(text.starts_with("line 000000\n"), "{}", &text[..40]);
         assert!(text.ends_with("line 099999\n"));
-        let marker = text
+        let markers: Vec<&str> = text
             .lines()
-            .find(|l| l.starts_with("--- log cut: "))
-            .expect("a marker where the log was cut");
+            .filter(|l| l.starts_with("--- log cut: "))
+            .collect();
+        let [marker] = markers[..] else {
+            panic!("one marker where the log was cut: {markers:?}");
+        };
         assert!(
             marker.contains(&format!("{dropped} bytes dropped")),
             "{marker}"
