@@ -375,3 +375,86 @@ fn a_board_lost_while_another_is_driven_ends_the_case_within_a_second() {
     assert!(took < Duration::from_secs(4), "took {took:?}");
     run.assert_no_survivors();
 }
+
+#[test]
+fn an_interrupt_while_waiting_for_a_locked_board_ends_the_run_at_once() {
+    // One real board (its console a PTY, never opened here), locked by someone else.
+    let (_master, slave) = serialport::TTYPort::pair().unwrap();
+    use serialport::SerialPort;
+    let port = slave.name().unwrap();
+    drop(slave);
+    let run = ChaosRun::new("lock");
+    let lab = tempfile::tempdir().unwrap();
+    // A variant whose image exists, so the case gets as far as allocating its board.
+    let variants = lab.path().join("variants");
+    std::fs::create_dir_all(variants.join("build/ncs-v2.2.0/zephyr")).unwrap();
+    for file in ["ncs-v2.2.0.toml", "ncs-v2.2.0.conf"] {
+        std::fs::copy(variants_dir().join(file), variants.join(file)).unwrap();
+    }
+    std::fs::write(
+        variants.join("build/ncs-v2.2.0/zephyr/zephyr.hex"),
+        ":00000001FF\n",
+    )
+    .unwrap();
+    let map = lab.path().join("lab.toml");
+    std::fs::write(
+        &map,
+        format!(
+            "[[board]]\nid = \"dk-a\"\nplatform = \"nrf52840dk/nrf52840\"\nprobe = \"1366:1015:000683759358\"\nport = \"{port}\"\nprofile = \"ncs\"\n"
+        ),
+    )
+    .unwrap();
+    let locks = lab.path().join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let _held = ot_hil_lab::lock::LockDir::new(locks.clone())
+        .try_lock("dk-a", "another run")
+        .unwrap()
+        .expect("the board's lock");
+    let mut child = Command::new(EXE)
+        .arg("run")
+        .arg(run.cases.path().join("a-slow.toml"))
+        .args([
+            "--variant",
+            "ncs-v2.2.0",
+            "--board-wait",
+            "10m",
+            "--variants-dir",
+        ])
+        .arg(&variants)
+        .arg("--hardware-map")
+        .arg(&map)
+        .arg("--out")
+        .arg(run.out.path())
+        .env(MARKER, &run.marker)
+        .env("TMPDIR", run.tmp.path())
+        .env("OT_HIL_LOCK_DIR", &locks)
+        .env("OT_HIL_STATE_DIR", lab.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Give it time to load, plan and start waiting for the lock.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run waits for the board"
+    );
+    let sent = Instant::now();
+    signal(&child, Signal::SIGINT);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(130));
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        sent.elapsed()
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.out.path().join("results.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        json["results"].as_array().map(Vec::len),
+        Some(1),
+        "{json:#}"
+    );
+    assert_eq!(json["summary"]["interrupted"], true);
+}
