@@ -71,6 +71,9 @@ pub struct CaseResult {
     pub tails: BTreeMap<String, Vec<String>>,
     /// Board logs written for this case.
     pub logs: BTreeMap<String, PathBuf>,
+    /// Bytes cut from this case's board logs by their size cap (0: the logs are whole).
+    #[serde(default)]
+    pub log_bytes_dropped: u64,
     pub steps: Vec<StepRecord>,
     /// Earlier attempts of this case run (infrastructure retries, re-runs of failures), oldest
     /// first; the fields above are the last attempt's.
@@ -97,6 +100,7 @@ impl CaseResult {
             infra: None,
             tails: BTreeMap::new(),
             logs: BTreeMap::new(),
+            log_bytes_dropped: 0,
             steps: vec![],
             attempts: vec![],
             flaky: false,

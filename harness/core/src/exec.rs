@@ -13,7 +13,7 @@ use regex::Regex;
 
 use crate::case::{Action, Capture, Location, Pattern, ResultExpectation, Step, VarRef};
 use crate::console::buffer::Line;
-use crate::console::{BoardFault, Console};
+use crate::console::{BoardFault, Console, Shared};
 use crate::profile::is_callback_line;
 
 /// How many lines a failure quotes.
@@ -104,7 +104,30 @@ impl Executor {
             .collect()
     }
 
+    /// Run one step; it ends early, as an infrastructure error, when any other board of the case
+    /// is lost meanwhile (its own board's faults the step sees itself).
     pub async fn run_step(&mut self, index: usize, step: &Step) -> Result<StepTiming, StepError> {
+        let others: Vec<Arc<Shared>> = self
+            .consoles
+            .iter()
+            .filter(|(name, _)| **name != step.node)
+            .map(|(_, c)| c.shared().clone())
+            .collect();
+        tokio::select! {
+            result = self.run_step_on_its_board(index, step) => result,
+            (board, reason) = first_lost_board(others) => Err(StepError::Infra(InfraFailure {
+                reason: format!("board {board} was lost during this step on {}: {reason}", step.node),
+                board,
+                step: Some(step.summary()),
+            })),
+        }
+    }
+
+    async fn run_step_on_its_board(
+        &mut self,
+        index: usize,
+        step: &Step,
+    ) -> Result<StepTiming, StepError> {
         let started = Instant::now();
         let ctx = StepCtx {
             index,
@@ -615,6 +638,25 @@ impl Executor {
             }
         }
         Ok(())
+    }
+}
+
+/// How often the boards a step does not drive are checked for loss: a lost board ends the case
+/// well within a second.
+const LOST_BOARD_POLL: Duration = Duration::from_millis(100);
+
+/// The first of `boards` whose port or process went away (its name and why); pending while none
+/// is. Polled: the boards' change signals fire on every console line, and a step waits on one
+/// board only.
+async fn first_lost_board(boards: Vec<Arc<Shared>>) -> (String, String) {
+    let mut tick = tokio::time::interval(LOST_BOARD_POLL);
+    loop {
+        tick.tick().await;
+        for board in &boards {
+            if let Some(BoardFault::Gone { reason }) = &board.lock().fault {
+                return (board.name.clone(), reason.clone());
+            }
+        }
     }
 }
 

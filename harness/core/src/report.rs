@@ -348,8 +348,12 @@ pub mod exit_code {
     /// No case run selected (an empty directory, a `--filter` that matches nothing), with
     /// `--no-tests=fail`, the default.
     pub const NO_TESTS: i32 = 4;
-    /// Interrupted by Ctrl-C (reports are still written).
+    /// Interrupted by Ctrl-C / SIGINT (reports are still written): 128 + 2, as a shell reports it.
     pub const INTERRUPTED: i32 = 130;
+    /// Ended by SIGTERM (a CI job's cancel, `kill`), reports still written: 128 + 15.
+    pub const TERMINATED: i32 = 143;
+    /// Ended by SIGHUP (the terminal went away), reports still written: 128 + 1.
+    pub const HANGUP: i32 = 129;
 
     use crate::events::{Outcome, Summary};
 

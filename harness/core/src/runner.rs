@@ -433,7 +433,7 @@ async fn run_attempt(
     );
     for (_, c) in consoles {
         if let Ok(c) = Arc::try_unwrap(c) {
-            c.close().await;
+            result.log_bytes_dropped += c.close().await;
         }
     }
     held.release().await;

@@ -114,7 +114,17 @@ pub struct VirtualDk {
     pub board: String,
     pub tty: PathBuf,
     pub control: PathBuf,
+    /// Its process group (led by the process), killed as a whole when the board is dropped.
+    group: Option<u32>,
     child: tokio::process::Child,
+}
+
+impl Drop for VirtualDk {
+    fn drop(&mut self) {
+        if let Some(group) = self.group.take() {
+            crate::board_process::kill_group(group);
+        }
+    }
 }
 
 impl VirtualDk {
@@ -139,6 +149,7 @@ impl VirtualDk {
             .arg(&control)
             .stdin(Stdio::null())
             .kill_on_drop(true);
+        crate::board_process::contain(&mut command);
         let log_text = log
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "(no log)".into());
@@ -160,7 +171,16 @@ impl VirtualDk {
                 command.stdout(Stdio::null()).stderr(Stdio::null());
             }
         }
-        let mut child = command.spawn().map_err(spawn_err)?;
+        let child = command.spawn().map_err(spawn_err)?;
+        // From here on dropping `dk` (an error below, an aborted case) kills its process group.
+        let mut dk = VirtualDk {
+            board: board.to_string(),
+            group: child.id(),
+            tty,
+            control,
+            child,
+        };
+        let (tty, control, child) = (&dk.tty, &dk.control, &mut dk.child);
         // The process creates both files during start-up; nothing signals it, so look for them.
         let started = Instant::now();
         loop {
@@ -175,25 +195,16 @@ impl VirtualDk {
                 break;
             }
             if started.elapsed() > STARTUP_TIMEOUT {
-                let missing = if tty.exists() {
-                    control.clone()
-                } else {
-                    tty.clone()
-                };
+                let missing = if tty.exists() { control } else { tty };
                 return Err(VirtualBoardError::NotReady {
                     board: board.to_string(),
-                    path: missing,
+                    path: missing.clone(),
                     timeout: STARTUP_TIMEOUT,
                 });
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        Ok(VirtualDk {
-            board: board.to_string(),
-            tty,
-            control,
-            child,
-        })
+        Ok(dk)
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -208,21 +219,16 @@ impl VirtualDk {
         }
     }
 
-    /// Stop the process (SIGTERM so it removes its link and socket, then SIGKILL).
+    /// Stop the process (SIGTERM so it removes its link and socket, then SIGKILL to its whole
+    /// group, when it is dropped here).
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGTERM,
             );
-            if tokio::time::timeout(Duration::from_secs(2), self.child.wait())
-                .await
-                .is_ok()
-            {
-                return;
-            }
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
         }
-        let _ = self.child.kill().await;
     }
 }
 

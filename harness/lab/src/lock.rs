@@ -11,6 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{FlockOperation, flock};
@@ -22,6 +23,8 @@ pub const LOCK_DIR_ENV: &str = "OT_HIL_LOCK_DIR";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
+    #[error("board allocation cancelled (the run was interrupted)")]
+    Cancelled,
     #[error("failed to use lock file {path}: {source}")]
     Io {
         path: PathBuf,
@@ -180,7 +183,7 @@ impl LockDir {
                     ),
                 });
             }
-            pause.sleep_until(deadline);
+            pause.sleep_until(deadline, &AtomicBool::new(false));
         }
     }
 }
@@ -213,9 +216,20 @@ impl Backoff {
             next: Duration::from_millis(20),
         }
     }
-    fn sleep_until(&mut self, deadline: Instant) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        std::thread::sleep(self.next.min(left));
+    /// Sleep one step, in slices short enough that a set `cancel` is seen within 20 ms.
+    fn sleep_until(&mut self, deadline: Instant, cancel: &AtomicBool) {
+        const SLICE: Duration = Duration::from_millis(20);
+        let until = Instant::now()
+            + self
+                .next
+                .min(deadline.saturating_duration_since(Instant::now()));
+        while !cancel.load(Ordering::SeqCst) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(SLICE));
+        }
         self.next = (self.next * 2).min(Duration::from_millis(500));
     }
 }
@@ -302,6 +316,18 @@ impl Allocator {
         requests: &[NodeRequest],
         timeout: Duration,
     ) -> Result<Allocation, LockError> {
+        self.allocate_cancellable(case, requests, timeout, &AtomicBool::new(false))
+    }
+
+    /// [`Allocator::allocate`] that gives up with [`LockError::Cancelled`] within 20 ms once `cancel` is set: the wait runs on a blocking thread, which an
+    /// interrupted run cannot abort, so the run tells it to stop instead.
+    pub fn allocate_cancellable(
+        &self,
+        case: &str,
+        requests: &[NodeRequest],
+        timeout: Duration,
+        cancel: &AtomicBool,
+    ) -> Result<Allocation, LockError> {
         let candidates: Vec<Vec<usize>> = requests
             .iter()
             .map(|r| {
@@ -328,6 +354,9 @@ impl Allocator {
         let deadline = Instant::now() + timeout;
         let mut pause = Backoff::new();
         loop {
+            if cancel.load(Ordering::SeqCst) {
+                return Err(LockError::Cancelled);
+            }
             let mut held: Vec<Option<BoardLock>> =
                 (0..self.map.boards.len()).map(|_| None).collect();
             let mut failed = std::collections::BTreeSet::new();
@@ -397,7 +426,7 @@ impl Allocator {
                     holders,
                 });
             }
-            pause.sleep_until(deadline);
+            pause.sleep_until(deadline, cancel);
         }
     }
 }

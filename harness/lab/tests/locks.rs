@@ -357,3 +357,33 @@ fn allocator_waits_for_a_board_held_by_another_process() {
     assert_eq!(a.board_for("n").unwrap().id, "dk-b");
     drop(releaser.join().unwrap());
 }
+
+#[test]
+fn a_cancelled_wait_for_a_busy_board_ends_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let alloc = allocator(dir.path());
+    let want = [node("z", Some(Profile::Ncs), &["coaps-peer"])];
+    let _held = alloc.allocate("holder", &want, Duration::ZERO).unwrap();
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let setter = {
+        let cancel = cancel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+            Instant::now()
+        })
+    };
+    let started = Instant::now();
+    let err = alloc
+        .allocate_cancellable("waiter", &want, Duration::from_secs(600), &cancel)
+        .unwrap_err();
+    let ended = Instant::now();
+    let cancelled_at = setter.join().unwrap();
+    assert!(matches!(err, LockError::Cancelled), "{err}");
+    assert!(
+        ended.saturating_duration_since(cancelled_at) < Duration::from_millis(150),
+        "the wait went on {:?} after the cancel (started {:?} ago)",
+        ended.saturating_duration_since(cancelled_at),
+        started.elapsed()
+    );
+}

@@ -18,7 +18,8 @@ use clap::{Args, Parser, Subcommand};
 /// Exit codes: 0 all passed (or failed as expected, or skipped); 1 a case failed or an expected
 /// failure passed (XPASS); 2 infrastructure error (board gone, port busy, prompt never appeared)
 /// or bad command line; 3 invalid case files (nothing was run); 4 no case run selected (with
-/// `--no-tests=fail`, the default); 130 interrupted (reports written).
+/// `--no-tests=fail`, the default); 130 interrupted by Ctrl-C/SIGINT, 143 by SIGTERM, 129 by
+/// SIGHUP (in all three the run stops its boards and writes complete reports).
 /// Results of quarantined cases (`--quarantine`) do not count towards 1 and 2.
 #[derive(Debug, Parser)]
 #[command(name = "ot-hil", version)]

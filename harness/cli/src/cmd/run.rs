@@ -12,6 +12,7 @@ use ot_hil::profile::{Profile, Shell};
 use ot_hil::report::{JsonReporter, JunitReporter, ProgressReporter, exit_code};
 use ot_hil::runner::{self, RunConfig};
 use ot_hil::virtual_lab::VdkCommand;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::{CaseArgs, SelectArgs};
 
@@ -156,13 +157,15 @@ impl Cmd {
             .enable_all()
             .build()
             .context("tokio runtime")?;
+        // SIGINT, SIGTERM (a CI job's cancel) and SIGHUP all end the run the same way: cases
+        // stop, boards are stopped, reports are completed; only the exit code tells them apart.
+        let signal_code = std::cell::Cell::new(None);
         let summary = rt.block_on(async {
-            let interrupt = async {
-                if tokio::signal::ctrl_c().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            };
-            runner::run_with_options(config, options, plan, &mut reporters, interrupt).await
+            let signals = StopSignals::install().context("installing signal handlers")?;
+            let interrupt = async { signal_code.set(Some(signals.first().await)) };
+            anyhow::Ok(
+                runner::run_with_options(config, options, plan, &mut reporters, interrupt).await?,
+            )
         })?;
         // The page and the CI summary are built from the results the reporters just wrote.
         match ot_hil::report::html::write_for_out_dir(&self.out) {
@@ -173,7 +176,37 @@ impl Cmd {
             ),
             Err(e) => eprintln!("report.html not written: {e}"),
         }
-        Ok(exit_code::for_summary(&summary))
+        Ok(match signal_code.get() {
+            Some(code) if summary.interrupted => code,
+            _ => exit_code::for_summary(&summary),
+        })
+    }
+}
+
+/// The signals that stop a run, each with the exit code it ends the run with.
+struct StopSignals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl StopSignals {
+    /// Install the handlers now (from then on these signals no longer kill the process).
+    fn install() -> std::io::Result<StopSignals> {
+        Ok(StopSignals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Wait for the first of them; its exit code.
+    async fn first(mut self) -> i32 {
+        tokio::select! {
+            _ = self.int.recv() => exit_code::INTERRUPTED,
+            _ = self.term.recv() => exit_code::TERMINATED,
+            _ = self.hup.recv() => exit_code::HANGUP,
+        }
     }
 }
 

@@ -79,11 +79,16 @@ impl BoardSource for HardwareBoards {
             let requests = hardware_requests(case, variant.manifest.profile, case.air.sniffer);
             let allocator = self.allocator.clone();
             let (name, timeout) = (case.name.clone(), self.allocate_timeout);
-            let allocation =
-                tokio::task::spawn_blocking(move || allocator.allocate(&name, &requests, timeout))
-                    .await
-                    .map_err(|e| infra("-", format!("allocation task failed: {e}")))?
-                    .map_err(|e| infra("-", e.to_string()))?;
+            // An interrupted run drops this future; the guard then tells the blocking wait to
+            // stop, so the run (whose runtime waits for its blocking threads) ends at once.
+            let cancel = CancelOnDrop::default();
+            let flag = cancel.0.clone();
+            let allocation = tokio::task::spawn_blocking(move || {
+                allocator.allocate_cancellable(&name, &requests, timeout, &flag)
+            })
+            .await
+            .map_err(|e| infra("-", format!("allocation task failed: {e}")))?
+            .map_err(|e| infra("-", e.to_string()))?;
             let mut boards = Vec::new();
             for (node, board, _) in allocation.nodes.iter() {
                 if node == SNIFFER_REQUEST {
@@ -178,4 +183,14 @@ fn real_image_path(variant: &Variant) -> Option<PathBuf> {
         .find(|p| p.exists())
         .cloned()
         .or_else(|| candidates.last().cloned())
+}
+
+/// Sets its flag when dropped: the owner (a case run's future) went away.
+#[derive(Default)]
+struct CancelOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }

@@ -7,9 +7,9 @@
 
 pub mod buffer;
 pub mod decoder;
+pub mod log;
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -160,7 +160,7 @@ impl AsRawFd for PortIo {
     }
 }
 
-type Log = Arc<Mutex<Option<BufWriter<File>>>>;
+type Log = Arc<Mutex<Option<log::CappedLog>>>;
 
 /// An open console with its reader task.
 pub struct Console {
@@ -214,8 +214,8 @@ fn open_log(path: Option<&Path>, board: &str) -> Result<Log, ConsoleError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let mut w = BufWriter::new(f);
-    let _ = writeln!(w, "{}", crate::run_clock::log_header(board));
+    let mut w = log::CappedLog::new(f, log::log_cap());
+    w.write(format!("{}\n", crate::run_clock::log_header(board)).as_bytes());
     Ok(Arc::new(Mutex::new(Some(w))))
 }
 
@@ -225,15 +225,21 @@ fn log_write(log: &Log, opened: Instant, at: Instant, tag: &str, text: &str) {
     let mut guard = log.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(w) = guard.as_mut() {
         let t = at.saturating_duration_since(opened).as_secs_f64();
-        let _ = writeln!(w, "[{t:12.6}] {tag}{text}");
+        w.write(format!("[{t:12.6}] {tag}{text}\n").as_bytes());
     }
 }
 
 fn log_flush(log: &Log) {
     let mut guard = log.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(w) = guard.as_mut() {
-        let _ = w.flush();
+        w.flush();
     }
+}
+
+/// Write the log's kept tail; the bytes its cap cut.
+fn log_finish(log: &Log) -> u64 {
+    let mut guard = log.lock().unwrap_or_else(|e| e.into_inner());
+    guard.as_mut().map_or(0, log::CappedLog::finish)
 }
 
 impl Console {
@@ -294,8 +300,8 @@ impl Console {
             .stdin(stdio(&pty.slave).map_err(spawn_err)?)
             .stdout(stdio(&pty.slave).map_err(spawn_err)?)
             .stderr(stdio(&pty.slave).map_err(spawn_err)?)
-            .process_group(0)
             .kill_on_drop(true);
+        crate::board_process::contain(&mut cmd);
         let mut child = cmd.spawn().map_err(spawn_err)?;
         // Our copy of the slave must go, or reading the master never sees the child's end.
         drop(pty.slave);
@@ -407,30 +413,31 @@ impl Console {
         log_flush(&self.log);
     }
 
-    /// Stop the reader and (for a process board) the process; flush the log.
-    pub async fn close(mut self) {
+    /// Stop the reader and (for a process board) the process; complete the log. Returns the
+    /// bytes the log's cap cut from it.
+    pub async fn close(mut self) -> u64 {
         self.reader.abort();
         if let Some(pid) = self.child_pid.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            crate::board_process::kill_group(pid);
         }
         if let Some(h) = self.child.take() {
             let _ = tokio::time::timeout(Duration::from_secs(2), h).await;
         }
-        log_flush(&self.log);
+        log_finish(&self.log)
     }
 }
 
 impl Drop for Console {
     fn drop(&mut self) {
         self.reader.abort();
+        if let Some(pid) = self.child_pid.take() {
+            crate::board_process::kill_group(pid);
+        }
         if let Some(h) = self.child.take() {
             // Dropping the watcher drops the child handle, which kills the process.
             h.abort();
         }
-        log_flush(&self.log);
+        log_finish(&self.log);
     }
 }
 

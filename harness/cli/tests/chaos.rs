@@ -1,0 +1,460 @@
+//! Chaos suite: the real binary is stopped mid-run by SIGINT, SIGTERM, SIGHUP and SIGKILL, and
+//! whatever happens every planned case is reported exactly once (junit.xml and results.json), the
+//! exit code is the documented one, no process the run started is left (each inherits a marker
+//! in its environment, looked for in every process on the machine), and the run's temp folders
+//! are gone.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use rstest::rstest;
+
+const EXE: &str = env!("CARGO_BIN_EXE_ot-hil");
+/// The environment variable every process of a chaos run carries (inherited from the runner).
+const MARKER: &str = "OT_HIL_CHAOS_RUN";
+
+fn variants_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../firmware/variants")
+}
+
+fn fake_cli() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/support/fake_cli.py")
+}
+
+/// One node that answers, then watches its console for `window`, then answers again.
+fn quiet_case(window: &str) -> String {
+    format!(
+        "nodes = [\"dut\"]\n[[steps]]\nnode = \"dut\"\nsend = \"state\"\n\n[[steps]]\nnode = \"dut\"\nabsent = ['ZZZ']\nwindow = \"{window}\"\n\n[[steps]]\nnode = \"dut\"\nsend = \"state\"\n"
+    )
+}
+
+/// A run under test: its folders, the marker its processes carry, the cases it plans.
+struct ChaosRun {
+    cases: tempfile::TempDir,
+    out: tempfile::TempDir,
+    /// The runner's TMPDIR: the run's temp folders (sockets, PTY links) go here.
+    tmp: tempfile::TempDir,
+    marker: String,
+    planned: Vec<&'static str>,
+}
+
+impl ChaosRun {
+    /// `a-slow` is mid-step for 30 s when the test strikes; the others are still planned.
+    fn new(tag: &str) -> ChaosRun {
+        let cases = tempfile::tempdir().unwrap();
+        let planned = vec!["a-slow", "b-quick", "c-quick"];
+        for name in &planned {
+            let window = if *name == "a-slow" { "30s" } else { "10ms" };
+            std::fs::write(
+                cases.path().join(format!("{name}.toml")),
+                quiet_case(window),
+            )
+            .unwrap();
+        }
+        ChaosRun {
+            cases,
+            out: tempfile::tempdir().unwrap(),
+            tmp: tempfile::tempdir().unwrap(),
+            marker: format!("{tag}-{}-{:?}", std::process::id(), Instant::now()),
+            planned,
+        }
+    }
+
+    fn start(&self, board_args: &[String]) -> Child {
+        Command::new(EXE)
+            .arg("run")
+            .arg(self.cases.path())
+            .arg("--variants-dir")
+            .arg(variants_dir())
+            .arg("--out")
+            .arg(self.out.path())
+            .args(board_args)
+            .env(MARKER, &self.marker)
+            .env("TMPDIR", self.tmp.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Wait until case `a-slow` is in its long step (its board booted and answered).
+    fn wait_mid_step(&self, variant: &str) {
+        let log = self
+            .out
+            .path()
+            .join(format!("logs/a-slow/{variant}/dut.log"));
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if std::fs::read_to_string(&log).is_ok_and(|t| t.contains("absent for")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("{} never reached the long step", log.display());
+    }
+
+    /// Processes (other than this test) whose environment carries this run's marker.
+    fn survivors(&self) -> Vec<String> {
+        let needle = format!("{MARKER}={}", self.marker);
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.parse::<u32>().is_err() {
+                continue;
+            }
+            let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            if env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
+                let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                found.push(format!(
+                    "{name}: {}",
+                    String::from_utf8_lossy(&cmd).replace('\0', " ")
+                ));
+            }
+        }
+        found
+    }
+
+    /// No process of the run left 2 s after it ended.
+    fn assert_no_survivors(&self) {
+        std::thread::sleep(Duration::from_secs(2));
+        let left = self.survivors();
+        assert!(left.is_empty(), "processes of the run left: {left:#?}");
+    }
+
+    /// junit.xml and results.json both name every planned case exactly once.
+    fn assert_reports_complete(&self) {
+        let xml = std::fs::read_to_string(self.out.path().join("junit.xml")).unwrap();
+        let mut in_junit = BTreeMap::<String, usize>::new();
+        let mut reader = quick_xml::Reader::from_str(&xml);
+        loop {
+            match reader.read_event() {
+                Ok(quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e))
+                    if e.name().as_ref() == b"testcase" =>
+                {
+                    let name = e
+                        .try_get_attribute("name")
+                        .unwrap()
+                        .expect("testcase without a name");
+                    *in_junit
+                        .entry(String::from_utf8_lossy(&name.value).into_owned())
+                        .or_default() += 1;
+                }
+                Ok(quick_xml::events::Event::Eof) => break,
+                Ok(_) => {}
+                Err(e) => panic!("junit.xml is not XML: {e}\n{xml}"),
+            }
+        }
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(self.out.path().join("results.json")).unwrap(),
+        )
+        .expect("results.json is JSON");
+        let mut in_json = BTreeMap::<String, usize>::new();
+        for r in json["results"].as_array().expect("results array") {
+            *in_json
+                .entry(r["case"].as_str().expect("case name").to_string())
+                .or_default() += 1;
+        }
+        let expected: BTreeMap<String, usize> =
+            self.planned.iter().map(|c| (c.to_string(), 1)).collect();
+        assert_eq!(in_junit, expected, "junit.xml:\n{xml}");
+        assert_eq!(in_json, expected, "results.json:\n{json:#}");
+        assert_eq!(json["summary"]["interrupted"], true);
+    }
+
+    /// The run's temp folders (air sockets, PTY links, control sockets) are gone.
+    fn assert_temp_clean(&self) {
+        let left: Vec<_> = std::fs::read_dir(self.tmp.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(left.is_empty(), "temp files left: {left:?}");
+    }
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> Option<i32> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if start.elapsed() > within {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the runner did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(child: &Child, signal: Signal) {
+    kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+}
+
+#[rstest]
+#[case::sigint(Signal::SIGINT, 130)]
+#[case::sigterm(Signal::SIGTERM, 143)]
+#[case::sighup(Signal::SIGHUP, 129)]
+fn a_stop_signal_mid_step_reports_every_case_and_leaves_nothing(
+    #[case] sig: Signal,
+    #[case] code: i32,
+) {
+    let run = ChaosRun::new(sig.as_str());
+    let mut child = run.start(&["--variant".into(), "upstream".into()]);
+    run.wait_mid_step("upstream");
+    assert!(
+        !run.survivors().is_empty(),
+        "the run's processes carry the marker"
+    );
+    signal(&child, sig);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(code));
+    run.assert_reports_complete();
+    run.assert_no_survivors();
+    run.assert_temp_clean();
+}
+
+#[test]
+fn a_board_command_s_own_children_are_stopped_with_it() {
+    let run = ChaosRun::new("fork");
+    // The board command leaves a child of its own behind its `exec`.
+    let command = format!(
+        "sh -c 'sleep 1000 & exec python3 -u {}'",
+        fake_cli().display()
+    );
+    let mut child = run.start(&["--board-command".into(), command]);
+    run.wait_mid_step("host");
+    assert!(
+        run.survivors().iter().any(|p| p.contains("sleep 1000")),
+        "the board command's own child runs: {:?}",
+        run.survivors()
+    );
+    signal(&child, Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(143));
+    run.assert_reports_complete();
+    run.assert_no_survivors();
+    run.assert_temp_clean();
+}
+
+#[test]
+fn board_processes_die_with_a_runner_killed_outright() {
+    let run = ChaosRun::new("kill");
+    let mut child = run.start(&[
+        "--variant".into(),
+        "upstream".into(),
+        "-j".into(),
+        "2".into(),
+    ]);
+    run.wait_mid_step("upstream");
+    assert!(
+        run.survivors().len() >= 2,
+        "the run's board processes carry the marker: {:?}",
+        run.survivors()
+    );
+    signal(&child, Signal::SIGKILL);
+    let _ = child.wait();
+    // Nothing can clean up after SIGKILL; the parent-death signal still takes the boards along.
+    run.assert_no_survivors();
+}
+
+#[test]
+fn a_flooding_board_s_log_is_capped_and_the_cut_is_counted() {
+    let run = ChaosRun::new("flood");
+    std::fs::write(run.cases.path().join("a-slow.toml"), quiet_case("10ms")).unwrap();
+    // 4 MB of noise before the CLI starts, against a 200 kB cap.
+    let command = format!(
+        "sh -c 'head -c 3000000 /dev/urandom | base64; exec python3 -u {}'",
+        fake_cli().display()
+    );
+    let out = Command::new(EXE)
+        .arg("run")
+        .arg(run.cases.path().join("a-slow.toml"))
+        .arg("--variants-dir")
+        .arg(variants_dir())
+        .arg("--out")
+        .arg(run.out.path())
+        .args(["--board-command", &command])
+        .env(MARKER, &run.marker)
+        .env("TMPDIR", run.tmp.path())
+        .env("OT_HIL_LOG_CAP", "200000")
+        .output()
+        .unwrap();
+    let log = run.out.path().join("logs/a-slow/host/dut.log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.len() < 210_000, "{} bytes", text.len());
+    let markers: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("--- log cut: "))
+        .collect();
+    let [marker] = markers[..] else {
+        panic!("one cut marker: {markers:?}");
+    };
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.out.path().join("results.json")).unwrap(),
+    )
+    .unwrap();
+    let dropped = json["results"][0]["log_bytes_dropped"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        dropped > 3_000_000 && marker.contains(&format!("{dropped} bytes")),
+        "{marker} / {dropped}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The end of the case is in the kept tail.
+    assert!(text.contains(">>> state"), "{}", &text[text.len() - 500..]);
+}
+
+/// The pid of the virtual DK of board `node` carrying `marker`.
+fn vdk_of(marker: &str, node: &str) -> Option<i32> {
+    let needle = format!("{MARKER}={marker}");
+    let link = format!("/{node}.tty");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_string_lossy().parse().ok()?;
+        let env = std::fs::read(e.path().join("environ")).ok()?;
+        let cmd =
+            String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).ok()?).into_owned();
+        (env.split(|b| *b == 0).any(|v| v == needle.as_bytes())
+            && cmd.split('\0').any(|a| a == "vdk")
+            && cmd.split('\0').any(|a| a.ends_with(&link)))
+        .then_some(pid)
+    })
+}
+
+#[test]
+fn a_board_lost_while_another_is_driven_ends_the_case_within_a_second() {
+    let run = ChaosRun::new("lost");
+    for name in ["a-slow", "b-quick", "c-quick"] {
+        std::fs::remove_file(run.cases.path().join(format!("{name}.toml"))).unwrap();
+    }
+    // Node `a` watches its console for 30 s while node `b` only waits for its next step.
+    std::fs::write(
+        run.cases.path().join("pair.toml"),
+        "nodes = [\"a\", \"b\"]\n[[steps]]\nnode = \"b\"\nsend = \"state\"\n\n[[steps]]\nnode = \"a\"\nabsent = ['ZZZ']\nwindow = \"30s\"\n\n[[steps]]\nnode = \"b\"\nsend = \"state\"\n",
+    )
+    .unwrap();
+    // No retry: the retried case would sit in its 30 s window again.
+    let mut child = run.start(&[
+        "--variant".into(),
+        "upstream".into(),
+        "--infra-retries".into(),
+        "0".into(),
+    ]);
+    let log = run.out.path().join("logs/pair/upstream/a.log");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("absent for")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never reached the long step"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let victim = vdk_of(&run.marker, "b").expect("the virtual DK of b");
+    kill(Pid::from_raw(victim), Signal::SIGKILL).unwrap();
+    let killed = Instant::now();
+    // Ended without waiting for the 30 s window (nor for b's next write); 1 s plus the
+    // closing of the other board and the reports.
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(2));
+    let took = killed.elapsed();
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.out.path().join("results.json")).unwrap(),
+    )
+    .unwrap();
+    let result = &json["results"][0];
+    assert_eq!(result["outcome"], "ERROR", "{result:#}");
+    assert_eq!(result["infra"]["board"], "b", "{result:#}");
+    assert_eq!(
+        result["infra"]["step"], "a: absent for 30s",
+        "ended in the step driving a: {result:#}"
+    );
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    run.assert_no_survivors();
+}
+
+#[test]
+fn an_interrupt_while_waiting_for_a_locked_board_ends_the_run_at_once() {
+    // One real board (its console a PTY, never opened here), locked by someone else.
+    let (_master, slave) = serialport::TTYPort::pair().unwrap();
+    use serialport::SerialPort;
+    let port = slave.name().unwrap();
+    drop(slave);
+    let run = ChaosRun::new("lock");
+    let lab = tempfile::tempdir().unwrap();
+    // A variant whose image exists, so the case gets as far as allocating its board.
+    let variants = lab.path().join("variants");
+    std::fs::create_dir_all(variants.join("build/ncs-v2.2.0/zephyr")).unwrap();
+    for file in ["ncs-v2.2.0.toml", "ncs-v2.2.0.conf"] {
+        std::fs::copy(variants_dir().join(file), variants.join(file)).unwrap();
+    }
+    std::fs::write(
+        variants.join("build/ncs-v2.2.0/zephyr/zephyr.hex"),
+        ":00000001FF\n",
+    )
+    .unwrap();
+    let map = lab.path().join("lab.toml");
+    std::fs::write(
+        &map,
+        format!(
+            "[[board]]\nid = \"dk-a\"\nplatform = \"nrf52840dk/nrf52840\"\nprobe = \"1366:1015:000683759358\"\nport = \"{port}\"\nprofile = \"ncs\"\n"
+        ),
+    )
+    .unwrap();
+    let locks = lab.path().join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let _held = ot_hil_lab::lock::LockDir::new(locks.clone())
+        .try_lock("dk-a", "another run")
+        .unwrap()
+        .expect("the board's lock");
+    let mut child = Command::new(EXE)
+        .arg("run")
+        .arg(run.cases.path().join("a-slow.toml"))
+        .args([
+            "--variant",
+            "ncs-v2.2.0",
+            "--board-wait",
+            "10m",
+            "--variants-dir",
+        ])
+        .arg(&variants)
+        .arg("--hardware-map")
+        .arg(&map)
+        .arg("--out")
+        .arg(run.out.path())
+        .env(MARKER, &run.marker)
+        .env("TMPDIR", run.tmp.path())
+        .env("OT_HIL_LOCK_DIR", &locks)
+        .env("OT_HIL_STATE_DIR", lab.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Give it time to load, plan and start waiting for the lock.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run waits for the board"
+    );
+    let sent = Instant::now();
+    signal(&child, Signal::SIGINT);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(130));
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        sent.elapsed()
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.out.path().join("results.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        json["results"].as_array().map(Vec::len),
+        Some(1),
+        "{json:#}"
+    );
+    assert_eq!(json["summary"]["interrupted"], true);
+}
