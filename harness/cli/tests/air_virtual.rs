@@ -102,11 +102,24 @@ fn sniffer_transcript_snapshot_on_virtual_boards() {
     let mut reader = pcap_file::pcap::PcapReader::new(&bytes[..]).unwrap();
     assert_eq!(u32::from(reader.header().datalink), 283);
     let mut frames = 0;
+    let mut first = None;
     while let Some(p) = reader.next_packet() {
-        p.unwrap();
+        let p = p.unwrap();
+        first.get_or_insert(p.timestamp);
         frames += 1;
     }
     assert!(frames > 20, "{frames} frames");
+    // Real epoch time: the first packet within a minute of the run's start (results.json).
+    let started = results["started"].as_str().expect("start time");
+    let started = humantime::parse_rfc3339(started)
+        .expect("RFC 3339")
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let first = first.expect("a packet");
+    assert!(
+        first.abs_diff(started) < std::time::Duration::from_secs(60),
+        "first packet at {first:?} since the epoch, run started at {started:?}"
+    );
     assert!(
         text.contains("air.pcap"),
         "the report points at the pcap: {text}"

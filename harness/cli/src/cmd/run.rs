@@ -43,7 +43,9 @@ pub struct Cmd {
     /// JUnit XML file (default: <out>/junit.xml).
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
-    /// Output directory: results.json, junit.xml, logs/<case>/<variant>/<node>.log.
+    /// Output directory: results.json, junit.xml, logs/<case>/<variant>/<node>.log. The run
+    /// owns it: what an earlier run left there is moved to `<DIR>.prev/` (replacing the one
+    /// before), once this run holds the folder's lock.
     #[arg(long, value_name = "DIR", default_value = "ot-hil-out")]
     out: PathBuf,
     #[command(flatten)]
@@ -144,7 +146,19 @@ impl Cmd {
         }
         // Two runs writing one output folder would mix their logs and reports: the second is
         // refused. The lock is held until this run ends (the kernel drops it if the run dies).
+        let lock_name = format!("{OUT_LOCK}.lock");
+        if !ot_hil::out_dir::is_ours(&self.out, &lock_name) {
+            anyhow::bail!(
+                "--out {} has files no ot-hil run wrote; name a new or empty folder (a run moves \
+                 the previous run's output to <out>.prev/)",
+                self.out.display()
+            );
+        }
         let _out_lock = lock_out_dir(&self.out)?;
+        // This run owns the folder: the previous run's output moves to `<out>.prev/`.
+        if let Some(prev) = ot_hil::out_dir::rotate(&self.out, &[&lock_name])? {
+            println!("previous output moved to {}", prev.display());
+        }
         let junit = self
             .junit
             .clone()

@@ -175,12 +175,13 @@ impl Witness {
     fn start_capture(&mut self, port: &str, log_dir: &Path) -> Result<(), String> {
         let pcap_path = log_dir.join(PCAP_FILE);
         let pcap = create_pcap(&pcap_path).map_err(|e| e.to_string())?;
-        let capture = Capture::new(
+        let mut capture = Capture::new(
             self.spec.channel,
             self.spec.network_key,
             self.spec.mesh_local_prefix,
             Some(pcap),
         );
+        capture.stamp_pcap_with_wall_clock();
         let port = SnifferPort::open(port).map_err(|e| e.to_string())?;
         self.session = Some(
             SnifferSession::start(port, self.spec.channel, capture).map_err(|e| e.to_string())?,
