@@ -116,6 +116,28 @@ impl<W: Write + Send> ProgressReporter<W> {
         }
     }
 
+    /// A line about a running case (START, SLOW), its label in the column of the outcomes.
+    fn notice(
+        &mut self,
+        color: anstyle::AnsiColor,
+        label: &str,
+        case: &str,
+        variant: &str,
+        note: &str,
+    ) -> std::io::Result<()> {
+        let t = self.started.elapsed().as_secs_f64();
+        let label = self.styled(
+            anstyle::Style::new().fg_color(Some(color.into())).bold(),
+            label,
+            5,
+        );
+        let blank = " ".repeat(self.count(0).len());
+        writeln!(
+            self.out,
+            "[{t:8.3}s] {blank} {label} {case} @ {variant}{note}"
+        )
+    }
+
     /// `[ k/N]`, the width of N so the lines stay aligned.
     fn count(&self, k: usize) -> String {
         let w = self.planned.to_string().len();
@@ -158,36 +180,15 @@ impl<W: Write + Send> Reporter for ProgressReporter<W> {
             // With one job a start is the previous case's end; with several, which cases are
             // under way is worth a line.
             RunEvent::CaseStarted { case, variant } if self.jobs > 1 => {
-                let t = self.started.elapsed().as_secs_f64();
-                let label = self.styled(
-                    anstyle::Style::new()
-                        .fg_color(Some(anstyle::AnsiColor::Cyan.into()))
-                        .bold(),
-                    "START",
-                    5,
-                );
-                let blank = " ".repeat(self.count(0).len());
-                writeln!(self.out, "[{t:8.3}s] {blank} {label} {case} @ {variant}")?;
+                self.notice(anstyle::AnsiColor::Cyan, "START", case, variant, "")?;
             }
             RunEvent::CaseSlow {
                 case,
                 variant,
                 elapsed,
             } => {
-                let t = self.started.elapsed().as_secs_f64();
-                let label = self.styled(
-                    anstyle::Style::new()
-                        .fg_color(Some(anstyle::AnsiColor::Yellow.into()))
-                        .bold(),
-                    "SLOW",
-                    5,
-                );
-                let blank = " ".repeat(self.count(0).len());
-                writeln!(
-                    self.out,
-                    "[{t:8.3}s] {blank} {label} {case} @ {variant} (running for {:.0}s)",
-                    elapsed.as_secs_f64()
-                )?;
+                let note = format!(" (running for {:.0}s)", elapsed.as_secs_f64());
+                self.notice(anstyle::AnsiColor::Yellow, "SLOW", case, variant, &note)?;
             }
             RunEvent::CaseStarted { .. }
             | RunEvent::StepStarted { .. }

@@ -762,6 +762,50 @@ mod tests {
         assert_eq!(default_jobs(Some(4), 0), 4);
     }
 
+    /// A run of `cases` (name, text) on variant `fake`, on boards running the fake CLI script,
+    /// one job; the case directory and the output folder live as long as the returned dirs.
+    fn fake_cli_run(
+        cases: &[(&str, &str)],
+    ) -> (
+        RunConfig,
+        Vec<Planned>,
+        (tempfile::TempDir, tempfile::TempDir),
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("fake.toml"),
+            "name = \"fake\"\napplication = \"thread-cli\"\nprofile = \"upstream\"\n",
+        )
+        .expect("variant written");
+        let variants = crate::variants::load_variants(dir.path()).expect("variant");
+        let options = LoadOptions {
+            known_variants: Some(["fake".to_string()].into()),
+        };
+        let cases: Vec<Case> = cases
+            .iter()
+            .map(|(name, text)| {
+                let p = dir.path().join(format!("{name}.toml"));
+                std::fs::write(&p, text).expect("case written");
+                Case::load(&p, &options).expect("case loads")
+            })
+            .collect();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fake_cli.py");
+        let plan = plan(&cases, &variants, None, None);
+        let config = RunConfig {
+            cases,
+            variants,
+            boards: Arc::new(crate::boards::processes::ProcessBoards::new(
+                vec![format!("python3 -u {}", script.display())],
+                crate::profile::Shell::of(ot_hil_board::Profile::Upstream),
+            )),
+            out_dir: out.path().to_path_buf(),
+            jobs: 1,
+            ready_timeout: Duration::from_secs(10),
+        };
+        (config, plan, (dir, out))
+    }
+
     /// Every event's kind and case, in order.
     struct Kinds(Arc<Mutex<Vec<String>>>);
 
@@ -783,19 +827,8 @@ mod tests {
     #[test]
     fn a_case_running_past_the_slow_timeout_is_reported_slow_once_per_multiple_and_a_quick_one_never()
      {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = tempfile::tempdir().expect("tempdir");
-        std::fs::write(
-            dir.path().join("fake.toml"),
-            "name = \"fake\"\napplication = \"thread-cli\"\nprofile = \"upstream\"\n",
-        )
-        .expect("variant written");
-        let variants = crate::variants::load_variants(dir.path()).expect("variant");
-        let options = LoadOptions {
-            known_variants: Some(["fake".to_string()].into()),
-        };
         // The slow case's board answers its last line 2.6 s after the command: past 1 s and 2 s.
-        let texts = [
+        let (config, plan, _dirs) = fake_cli_run(&[
             (
                 "quick",
                 "nodes = [\"dut\"]\n[[steps]]\nnode = \"dut\"\nsend = \"state\"\noutput = ['^leader$']\n",
@@ -804,28 +837,7 @@ mod tests {
                 "slow",
                 "nodes = [\"dut\"]\n[[steps]]\nnode = \"dut\"\nsend = \"later 2.6 tick\"\n[[steps]]\nnode = \"dut\"\nexpect = \"tick\"\n",
             ),
-        ];
-        let cases: Vec<Case> = texts
-            .iter()
-            .map(|(name, text)| {
-                let p = dir.path().join(format!("{name}.toml"));
-                std::fs::write(&p, text).expect("case written");
-                Case::load(&p, &options).expect("case loads")
-            })
-            .collect();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fake_cli.py");
-        let plan = plan(&cases, &variants, None, None);
-        let config = RunConfig {
-            cases,
-            variants,
-            boards: Arc::new(crate::boards::processes::ProcessBoards::new(
-                vec![format!("python3 -u {}", script.display())],
-                crate::profile::Shell::of(ot_hil_board::Profile::Upstream),
-            )),
-            out_dir: out.path().to_path_buf(),
-            jobs: 1,
-            ready_timeout: Duration::from_secs(10),
-        };
+        ]);
         let options = crate::resilience::RunOptions {
             slow_timeout: Some(Duration::from_secs(1)),
             ..Default::default()
@@ -863,39 +875,12 @@ mod tests {
 
     #[test]
     fn a_case_whose_task_panics_is_an_error_in_every_reporter_and_the_others_run_on() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = tempfile::tempdir().expect("tempdir");
-        std::fs::write(
-            dir.path().join("fake.toml"),
-            "name = \"fake\"\napplication = \"thread-cli\"\nprofile = \"upstream\"\n",
-        )
-        .expect("variant written");
-        let variants = crate::variants::load_variants(dir.path()).expect("variant");
-        let options = LoadOptions {
-            known_variants: Some(["fake".to_string()].into()),
-        };
         let case_text = "nodes = [\"dut\"]\n[[steps]]\nnode = \"dut\"\nsend = \"state\"\noutput = ['^leader$']\n";
-        let cases: Vec<Case> = ["a-before", PANICKING_CASE, "z-after"]
-            .iter()
-            .map(|name| {
-                let p = dir.path().join(format!("{name}.toml"));
-                std::fs::write(&p, case_text).expect("case written");
-                Case::load(&p, &options).expect("case loads")
-            })
-            .collect();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fake_cli.py");
-        let plan = plan(&cases, &variants, None, None);
-        let config = RunConfig {
-            cases,
-            variants,
-            boards: Arc::new(crate::boards::processes::ProcessBoards::new(
-                vec![format!("python3 -u {}", script.display())],
-                crate::profile::Shell::of(ot_hil_board::Profile::Upstream),
-            )),
-            out_dir: out.path().to_path_buf(),
-            jobs: 1,
-            ready_timeout: Duration::from_secs(10),
-        };
+        let (config, plan, (_dir, out)) = fake_cli_run(&[
+            ("a-before", case_text),
+            (PANICKING_CASE, case_text),
+            ("z-after", case_text),
+        ]);
         let results = Arc::new(Mutex::new(Vec::new()));
         let mut reporters: Vec<Box<dyn Reporter>> = vec![
             Box::new(Collect(results.clone())),
