@@ -377,6 +377,14 @@ impl Cli {
             .unwrap_or_default()
     }
 
+    /// NSS key-log lines of this boot's CoAPS sessions.
+    pub fn coaps_key_log(&self) -> Vec<String> {
+        self.coaps
+            .as_ref()
+            .map(CoapsApp::key_log)
+            .unwrap_or_default()
+    }
+
     fn coaps(&mut self, args: &[&str], ctx: &mut Context<'_>) -> Reply {
         let Some(app) = self.coaps.as_mut() else {
             return Reply::from_result(Err(OtError::InvalidCommand));

@@ -473,6 +473,17 @@ impl Board {
                     .unwrap_or_default();
                 serde_json::to_string(&t).map_err(|e| e.to_string()).into()
             }
+            Request::KeyLog => {
+                // Lets a capture of this boot's CoAPS sessions be decrypted (Wireshark).
+                let lines = self
+                    .running
+                    .as_ref()
+                    .map(|r| r.cli.coaps_key_log())
+                    .unwrap_or_default();
+                serde_json::to_string(&lines)
+                    .map_err(|e| e.to_string())
+                    .into()
+            }
             Request::Hang => {
                 self.fault.hang();
                 Reply::ok()

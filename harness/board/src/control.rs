@@ -18,6 +18,8 @@ pub enum ControlRequest {
     ImageHash,
     /// The DTLS engine's handshake transcripts of this boot (reply `ok <json>`).
     Transcripts,
+    /// The DTLS engine's NSS key-log lines of this boot's sessions (reply `ok <json array>`).
+    KeyLog,
     /// Stop answering on the console, as a board stuck in a busy loop.
     Hang,
     /// A fatal error with Zephyr's `k_fatal_error_reason` code (0 = `K_ERR_CPU_EXCEPTION`).
@@ -52,6 +54,7 @@ impl ControlRequest {
             ControlRequest::Flash(_) => "flash",
             ControlRequest::ImageHash => "image-hash",
             ControlRequest::Transcripts => "transcripts",
+            ControlRequest::KeyLog => "key-log",
             ControlRequest::Hang => "hang",
             ControlRequest::Crash { .. } => "crash",
             ControlRequest::Reset => "reset",
@@ -97,6 +100,7 @@ impl ControlRequest {
                 .map_err(|_| ControlParseError::BadCrashReason(arg.to_string())),
             "image-hash" => bare(ControlRequest::ImageHash),
             "transcripts" => bare(ControlRequest::Transcripts),
+            "key-log" => bare(ControlRequest::KeyLog),
             "hang" => bare(ControlRequest::Hang),
             "reset" => bare(ControlRequest::Reset),
             "warnings" => bare(ControlRequest::Warnings),
@@ -174,6 +178,7 @@ mod tests {
             ControlRequest::Flash(PathBuf::from("/v/ncs-default.toml")),
             ControlRequest::ImageHash,
             ControlRequest::Transcripts,
+            ControlRequest::KeyLog,
             ControlRequest::Hang,
             ControlRequest::Crash { reason: 0 },
             ControlRequest::Crash { reason: 3 },

@@ -59,6 +59,62 @@ fn air_lines(results: &serde_json::Value) -> Vec<String> {
     out
 }
 
+/// CoAP messages tshark finds in `pcap` (code, Uri-Path, payload hex), decrypting 802.15.4 with
+/// the case's network key and, given `keys`, DTLS with that key log: the options README gives.
+fn tshark_coap(pcap: &Path, keys: Option<&Path>) -> Vec<String> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(pcap).args([
+        "-o",
+        "uat:ieee802154_keys:\"00112233445566778899aabbccddeeff\",\"0\",\"Thread hash\"",
+        "-o",
+        "6lowpan.context0:fdde:ad00:beef::/64",
+        "-d",
+        "udp.port==61631,coap",
+    ]);
+    if let Some(keys) = keys {
+        cmd.arg("-o")
+            .arg(format!("tls.keylog_file:{}", keys.display()));
+    }
+    let out = cmd
+        .args(["-Y", "coap", "-T", "fields", "-E", "separator=|"])
+        .args([
+            "-e",
+            "coap.code",
+            "-e",
+            "coap.opt.uri_path",
+            "-e",
+            "data.data",
+        ])
+        .output()
+        .expect("tshark runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn decrypts_coaps_with_tshark(pcap: &Path, keys: &Path) {
+    if Command::new("tshark").arg("--version").output().is_err() {
+        eprintln!("tshark not installed: DTLS key log not checked with Wireshark");
+        return;
+    }
+    // Thread's own CoAP (TMF, port 61631) is not encrypted by DTLS; the CoAPS exchange is.
+    let plain = tshark_coap(pcap, None);
+    assert!(
+        !plain.iter().any(|l| l.contains("test-resource")),
+        "without the key log the CoAPS records stay encrypted: {plain:?}"
+    );
+    let coap = tshark_coap(pcap, Some(keys));
+    // GET test-resource (code 1), answered 2.05 Content (69) with `hello` (`coaps set hello`).
+    assert!(coap.contains(&"1|test-resource|".to_string()), "{coap:?}");
+    assert!(coap.contains(&"69||68656c6c6f".to_string()), "{coap:?}");
+}
+
 #[test]
 fn sniffer_transcript_snapshot_on_virtual_boards() {
     let dir = tempfile::tempdir().unwrap();
@@ -102,15 +158,37 @@ fn sniffer_transcript_snapshot_on_virtual_boards() {
     let mut reader = pcap_file::pcap::PcapReader::new(&bytes[..]).unwrap();
     assert_eq!(u32::from(reader.header().datalink), 283);
     let mut frames = 0;
+    let mut first = None;
     while let Some(p) = reader.next_packet() {
-        p.unwrap();
+        let p = p.unwrap();
+        first.get_or_insert(p.timestamp);
         frames += 1;
     }
     assert!(frames > 20, "{frames} frames");
+    // Real epoch time: the first packet within a minute of the run's start (results.json).
+    let started = results["started"].as_str().expect("start time");
+    let started = humantime::parse_rfc3339(started)
+        .expect("RFC 3339")
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let first = first.expect("a packet");
+    assert!(
+        first.abs_diff(started) < std::time::Duration::from_secs(60),
+        "first packet at {first:?} since the epoch, run started at {started:?}"
+    );
     assert!(
         text.contains("air.pcap"),
         "the report points at the pcap: {text}"
     );
+    // The DTLS key log next to the pcap: Wireshark decrypts the CoAPS exchange with it.
+    let keys = pcap.with_file_name("dtls-keys.log");
+    let key_text = std::fs::read_to_string(&keys).expect("dtls-keys.log");
+    let line = key_text.lines().next().expect("a key log line");
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!(fields.len(), 3, "{line}");
+    assert_eq!(fields[0], "CLIENT_RANDOM");
+    assert!(fields[1].len() == 64 && fields[2].len() == 96, "{line}");
+    decrypts_coaps_with_tshark(&pcap, &keys);
 
     // Accept it (rename the pending file), run again: the case passes.
     std::fs::rename(&pending, pending.with_extension("")).unwrap();

@@ -287,3 +287,46 @@ fn check_rejects_unrepresentable_durations_and_unreadable_includes_at_once() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_run_moves_the_previous_runs_output_to_prev_and_refuses_a_folder_it_did_not_write() {
+    let dir = cases();
+    let root = tempfile::tempdir().unwrap();
+    let out = root.path().join("out");
+    let cli = fake_cli();
+    let r = run(dir.path(), &out, &["--board-command", &cli]);
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    assert!(out.join("logs/beta").is_dir());
+
+    // The second run selects only alpha-psk: beta's folder from the first run must not stay.
+    let r = run(
+        dir.path(),
+        &out,
+        &["--board-command", &cli, "--filter", "alpha-*"],
+    );
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r.stderr));
+    assert!(
+        text(&r.stdout).contains("previous output moved to"),
+        "{}",
+        text(&r.stdout)
+    );
+    assert!(!out.join("logs/beta").exists(), "the old case folder left");
+    assert_eq!(results(&out).len(), 1);
+    let prev = root.path().join("out.prev");
+    assert_eq!(results(&prev).len(), 2, "the first run's results");
+    assert!(prev.join("logs/beta").is_dir());
+
+    // A folder of someone's own files is not an output folder to empty.
+    let own = root.path().join("own");
+    std::fs::create_dir(&own).unwrap();
+    std::fs::write(own.join("notes.txt"), "mine").unwrap();
+    let r = run(dir.path(), &own, &["--board-command", &cli]);
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r.stderr));
+    assert!(
+        text(&r.stderr).contains("has files no ot-hil run wrote"),
+        "{}",
+        text(&r.stderr)
+    );
+    assert!(own.join("notes.txt").is_file());
+    assert!(!root.path().join("own.prev").exists());
+}

@@ -204,6 +204,12 @@ pub enum RunEvent {
         case: String,
         variant: String,
     },
+    /// A case is still running after the slow timeout (again after each further multiple).
+    CaseSlow {
+        case: String,
+        variant: String,
+        elapsed: std::time::Duration,
+    },
     /// A step of a running case is about to run.
     StepStarted {
         case: String,

@@ -21,6 +21,7 @@ pub mod exec;
 #[doc(hidden)]
 pub mod fuzz_checks;
 pub mod otsim;
+pub mod out_dir;
 pub mod panics;
 pub mod profile;
 pub mod report;

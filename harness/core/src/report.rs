@@ -71,21 +71,90 @@ pub fn failure_text(r: &CaseResult) -> String {
     s
 }
 
-/// One line per finished case, details under failures, a case × variant table at the end.
+/// One line per finished case with its `[k/N]` count, a line per started case when several run
+/// at once, a SLOW line for a case past the slow timeout, details under failures, and a case ×
+/// variant table at the end. Outcome labels are coloured when asked (the caller decides whether
+/// its output is a terminal and whether `NO_COLOR` or `--color` forbid colour).
 pub struct ProgressReporter<W: Write + Send> {
     out: W,
+    color: bool,
     started: Instant,
+    planned: usize,
+    finished: usize,
+    jobs: usize,
     results: Vec<(String, String, Outcome)>,
 }
 
 impl<W: Write + Send> ProgressReporter<W> {
+    /// A reporter writing plain text.
     pub fn new(out: W) -> Self {
         ProgressReporter {
             out,
+            color: false,
             started: Instant::now(),
+            planned: 0,
+            finished: 0,
+            jobs: 1,
             results: vec![],
         }
     }
+
+    /// Colour the outcome labels with ANSI escapes.
+    pub fn with_color(mut self, color: bool) -> Self {
+        self.color = color;
+        self
+    }
+
+    /// `text` padded to `width`, in `style` when colour is on (the padding stays outside the
+    /// escapes so columns line up either way).
+    fn styled(&self, style: anstyle::Style, text: &str, width: usize) -> String {
+        let pad = " ".repeat(width.saturating_sub(text.len()));
+        if self.color {
+            format!("{style}{text}{style:#}{pad}")
+        } else {
+            format!("{text}{pad}")
+        }
+    }
+
+    /// A line about a running case (START, SLOW), its label in the column of the outcomes.
+    fn notice(
+        &mut self,
+        color: anstyle::AnsiColor,
+        label: &str,
+        case: &str,
+        variant: &str,
+        note: &str,
+    ) -> std::io::Result<()> {
+        let t = self.started.elapsed().as_secs_f64();
+        let label = self.styled(
+            anstyle::Style::new().fg_color(Some(color.into())).bold(),
+            label,
+            5,
+        );
+        let blank = " ".repeat(self.count(0).len());
+        writeln!(
+            self.out,
+            "[{t:8.3}s] {blank} {label} {case} @ {variant}{note}"
+        )
+    }
+
+    /// `[ k/N]`, the width of N so the lines stay aligned.
+    fn count(&self, k: usize) -> String {
+        let w = self.planned.to_string().len();
+        format!("[{k:>w$}/{}]", self.planned)
+    }
+}
+
+/// The colour of an outcome label: green for what passes the run, red for what fails it, yellow
+/// for what deserves a look.
+fn outcome_style(o: Outcome) -> anstyle::Style {
+    use anstyle::AnsiColor;
+    let color = match o {
+        Outcome::Pass | Outcome::Xfail => AnsiColor::Green,
+        Outcome::Fail | Outcome::Xpass | Outcome::Error => AnsiColor::Red,
+        Outcome::Skip => AnsiColor::Yellow,
+    };
+    anstyle::Style::new().fg_color(Some(color.into())).bold()
 }
 
 impl<W: Write + Send> Reporter for ProgressReporter<W> {
@@ -99,11 +168,27 @@ impl<W: Write + Send> Reporter for ProgressReporter<W> {
                 run: _,
             } => {
                 self.started = Instant::now();
+                self.planned = *planned;
+                self.jobs = *jobs;
+                self.finished = 0;
                 writeln!(
                     self.out,
                     "running {planned} case runs ({cases} cases x variants {}) with {jobs} jobs",
                     variants.join(", ")
                 )?;
+            }
+            // With one job a start is the previous case's end; with several, which cases are
+            // under way is worth a line.
+            RunEvent::CaseStarted { case, variant } if self.jobs > 1 => {
+                self.notice(anstyle::AnsiColor::Cyan, "START", case, variant, "")?;
+            }
+            RunEvent::CaseSlow {
+                case,
+                variant,
+                elapsed,
+            } => {
+                let note = format!(" (running for {:.0}s)", elapsed.as_secs_f64());
+                self.notice(anstyle::AnsiColor::Yellow, "SLOW", case, variant, &note)?;
             }
             RunEvent::CaseStarted { .. }
             | RunEvent::StepStarted { .. }
@@ -111,10 +196,12 @@ impl<W: Write + Send> Reporter for ProgressReporter<W> {
             | RunEvent::AttemptFinished { .. } => {}
             RunEvent::CaseFinished(r) => {
                 let t = self.started.elapsed().as_secs_f64();
+                self.finished += 1;
+                let count = self.count(self.finished);
+                let label = self.styled(outcome_style(r.outcome), r.outcome.label(), 5);
                 writeln!(
                     self.out,
-                    "[{t:8.3}s] {:5} {} @ {} ({:.3}s)",
-                    r.outcome.label(),
+                    "[{t:8.3}s] {count} {label} {} @ {} ({:.3}s)",
                     r.case,
                     r.variant,
                     r.duration.as_secs_f64()
@@ -319,6 +406,7 @@ impl RunRecord {
         match event {
             RunEvent::RunStarted { run, .. } => self.run = Some(run.clone()),
             RunEvent::CaseStarted { .. }
+            | RunEvent::CaseSlow { .. }
             | RunEvent::StepStarted { .. }
             | RunEvent::StepFinished { .. }
             | RunEvent::AttemptFinished { .. }
@@ -369,5 +457,111 @@ pub mod exit_code {
         } else {
             SUCCESS
         }
+    }
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn started(planned: usize, jobs: usize) -> RunEvent {
+        RunEvent::RunStarted {
+            cases: planned,
+            variants: vec!["v".into()],
+            planned,
+            jobs,
+            run: provenance::RunFacts::now(),
+        }
+    }
+
+    fn finished(case: &str, outcome: Outcome) -> RunEvent {
+        RunEvent::CaseFinished(Box::new(CaseResult::new(
+            case.into(),
+            "v".into(),
+            PathBuf::from(format!("{case}.toml")),
+            outcome,
+        )))
+    }
+
+    fn start(case: &str) -> RunEvent {
+        RunEvent::CaseStarted {
+            case: case.into(),
+            variant: "v".into(),
+        }
+    }
+
+    fn output(color: bool, events: &[RunEvent]) -> String {
+        let mut buf = Vec::new();
+        {
+            let mut r = ProgressReporter::new(&mut buf).with_color(color);
+            for e in events {
+                r.on_event(e).expect("written");
+            }
+        }
+        String::from_utf8(buf).expect("utf-8")
+    }
+
+    #[test]
+    fn finish_lines_count_k_of_n_and_start_lines_appear_only_with_several_jobs() {
+        let events = [
+            started(12, 3),
+            start("a"),
+            start("b"),
+            finished("b", Outcome::Pass),
+            finished("a", Outcome::Fail),
+        ];
+        let text = output(false, &events);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].contains("START a @ v"), "{text}");
+        // The labels stand in one column.
+        assert_eq!(lines[1].find("START"), lines[3].find("PASS"), "{text}");
+        assert!(lines[2].contains("START b @ v"), "{text}");
+        assert!(lines[3].contains("[ 1/12] PASS  b @ v"), "{text}");
+        assert!(lines[4].contains("[ 2/12] FAIL  a @ v"), "{text}");
+        assert!(!text.contains('\x1b'), "no colour asked: {text:?}");
+
+        let one_job = output(
+            false,
+            &[started(2, 1), start("a"), finished("a", Outcome::Pass)],
+        );
+        assert!(!one_job.contains("START"), "{one_job}");
+        assert!(one_job.contains("[1/2] PASS  a @ v"), "{one_job}");
+    }
+
+    #[test]
+    fn a_slow_case_gets_a_line_with_how_long_it_has_run() {
+        let text = output(
+            false,
+            &[
+                started(1, 1),
+                start("a"),
+                RunEvent::CaseSlow {
+                    case: "a".into(),
+                    variant: "v".into(),
+                    elapsed: Duration::from_secs(30),
+                },
+            ],
+        );
+        assert!(text.contains("SLOW  a @ v (running for 30s)"), "{text}");
+    }
+
+    #[test]
+    fn colour_wraps_the_outcome_label_only_when_asked() {
+        let text = output(true, &[started(1, 1), finished("a", Outcome::Fail)]);
+        let red = anstyle::Style::new()
+            .fg_color(Some(anstyle::AnsiColor::Red.into()))
+            .bold();
+        assert!(
+            text.contains(&format!("{red}FAIL{red:#}  a @ v")),
+            "{text:?}"
+        );
+        let table_and_summary = text.split_once("a @ v").expect("finish line").1;
+        assert!(
+            !table_and_summary.contains('\x1b'),
+            "only the finish line is coloured: {text:?}"
+        );
     }
 }

@@ -46,6 +46,9 @@ pub struct RunOptions {
     pub air_faults: Option<FaultConfig>,
     /// Seed of every case's air (else the case's `seed`, else 0), plus the attempt number - 1.
     pub air_seed: Option<u64>,
+    /// A case still running after this long (and after each further multiple) is reported as
+    /// SLOW; `None`: never.
+    pub slow_timeout: Option<std::time::Duration>,
 }
 
 impl Default for RunOptions {
@@ -56,6 +59,7 @@ impl Default for RunOptions {
             quarantine: Quarantine::default(),
             air_faults: None,
             air_seed: None,
+            slow_timeout: None,
         }
     }
 }

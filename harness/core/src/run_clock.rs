@@ -15,6 +15,13 @@ pub fn origin() -> (Instant, SystemTime) {
     *ORIGIN.get_or_init(|| (Instant::now(), SystemTime::now()))
 }
 
+/// Wall-clock time now, on the run's clock: the origin's wall-clock time plus the monotonic time
+/// since (a clock step during the run moves neither logs nor captures).
+pub fn wall_now() -> SystemTime {
+    let (at, wall) = origin();
+    wall + at.elapsed()
+}
+
 /// Seconds from the origin to `at`.
 pub fn offset(at: Instant) -> f64 {
     at.saturating_duration_since(origin().0).as_secs_f64()

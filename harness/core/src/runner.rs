@@ -73,6 +73,16 @@ pub fn plan(
     out
 }
 
+/// How many case runs at once by default: on virtual boards (`boards: None`) the number of CPUs,
+/// as virtual boards mostly wait on each other's radio frames; on a hardware map with `boards`
+/// case boards, as many cases of `largest_case` nodes as the map can serve at once (at least 1).
+pub fn default_jobs(boards: Option<usize>, largest_case: usize) -> usize {
+    match boards {
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        Some(boards) => (boards / largest_case.max(1)).max(1),
+    }
+}
+
 struct RunShared {
     config: RunConfig,
     options: crate::resilience::RunOptions,
@@ -182,13 +192,38 @@ pub async fn run_with_options(
     let mut state = vec![CaseState::Planned; plan.len()];
     tokio::pin!(interrupt);
     let mut interrupted = false;
+    // A case still running after each multiple of the slow timeout gets a SLOW notice, at the
+    // moment it becomes due.
+    let slow_timeout = shared.options.slow_timeout.filter(|t| !t.is_zero());
     loop {
+        let next_slow = slow_timeout.and_then(|threshold| {
+            state
+                .iter()
+                .filter_map(|s| match s {
+                    CaseState::Started(at, notices) => Some(*at + threshold * (*notices + 1)),
+                    _ => None,
+                })
+                .min()
+        });
         tokio::select! {
+            _ = tokio::time::sleep_until(next_slow.unwrap_or_else(Instant::now).into()), if next_slow.is_some() => {
+                let Some(threshold) = slow_timeout else { continue };
+                let now = Instant::now();
+                for (seq, s) in state.iter_mut().enumerate() {
+                    let (CaseState::Started(at, notices), Some(p)) = (s, plan.get(seq)) else { continue };
+                    if now >= *at + threshold * (*notices + 1) {
+                        *notices += 1;
+                        let (case, variant) = names(&shared.config, *p);
+                        let elapsed = now - *at;
+                        emit(reporters, &RunEvent::CaseSlow { case, variant, elapsed });
+                    }
+                }
+            }
             msg = rx.recv() => match msg {
                 Some(Msg::Event(e)) => emit(reporters, &e),
                 Some(Msg::Started(seq)) => {
                     if let (Some(s), Some(p)) = (state.get_mut(seq), plan.get(seq)) {
-                        *s = CaseState::Started(Instant::now());
+                        *s = CaseState::Started(Instant::now(), 0);
                         let (case, variant) = names(&shared.config, *p);
                         emit(reporters, &RunEvent::CaseStarted { case, variant });
                     }
@@ -224,7 +259,7 @@ pub async fn run_with_options(
                     let Some(p) = plan.get(seq) else { continue };
                     let result = match s {
                         CaseState::Planned => not_run(&shared.config, *p, Outcome::Skip, "run interrupted before this case started"),
-                        CaseState::Started(at) => {
+                        CaseState::Started(at, _) => {
                             // It ran until now, and its boards wrote logs: both are reported.
                             let mut r = not_run(&shared.config, *p, Outcome::Error, "run interrupted while this case was running");
                             r.duration = at.elapsed();
@@ -263,7 +298,8 @@ impl CaseEvents {
 #[derive(Debug, Clone, Copy)]
 enum CaseState {
     Planned,
-    Started(Instant),
+    /// Running since, and how many SLOW notices it has had.
+    Started(Instant, u32),
     Finished,
 }
 
@@ -722,7 +758,27 @@ mod tests {
     }
 
     #[test]
-    fn a_case_whose_task_panics_is_an_error_in_every_reporter_and_the_others_run_on() {
+    fn default_jobs_is_the_cpus_for_virtual_boards_and_what_the_map_serves_for_real_ones() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(default_jobs(None, 3), cpus);
+        assert_eq!(default_jobs(Some(7), 3), 2);
+        assert_eq!(
+            default_jobs(Some(2), 3),
+            1,
+            "a case larger than the map still runs"
+        );
+        assert_eq!(default_jobs(Some(4), 0), 4);
+    }
+
+    /// A run of `cases` (name, text) on variant `fake`, on boards running the fake CLI script,
+    /// one job; the case directory and the output folder live as long as the returned dirs.
+    fn fake_cli_run(
+        cases: &[(&str, &str)],
+    ) -> (
+        RunConfig,
+        Vec<Planned>,
+        (tempfile::TempDir, tempfile::TempDir),
+    ) {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = tempfile::tempdir().expect("tempdir");
         std::fs::write(
@@ -734,12 +790,11 @@ mod tests {
         let options = LoadOptions {
             known_variants: Some(["fake".to_string()].into()),
         };
-        let case_text = "nodes = [\"dut\"]\n[[steps]]\nnode = \"dut\"\nsend = \"state\"\noutput = ['^leader$']\n";
-        let cases: Vec<Case> = ["a-before", PANICKING_CASE, "z-after"]
+        let cases: Vec<Case> = cases
             .iter()
-            .map(|name| {
+            .map(|(name, text)| {
                 let p = dir.path().join(format!("{name}.toml"));
-                std::fs::write(&p, case_text).expect("case written");
+                std::fs::write(&p, text).expect("case written");
                 Case::load(&p, &options).expect("case loads")
             })
             .collect();
@@ -756,6 +811,90 @@ mod tests {
             jobs: 1,
             ready_timeout: Duration::from_secs(10),
         };
+        (config, plan, (dir, out))
+    }
+
+    /// Every event's kind and case, in order.
+    struct Kinds(Arc<Mutex<Vec<String>>>);
+
+    impl Reporter for Kinds {
+        fn on_event(&mut self, event: &RunEvent) -> std::io::Result<()> {
+            let kind = match event {
+                RunEvent::CaseStarted { case, .. } => format!("start {case}"),
+                RunEvent::CaseSlow { case, elapsed, .. } => {
+                    format!("slow {case} {}", elapsed.as_secs())
+                }
+                RunEvent::CaseFinished(r) => format!("finish {}", r.case),
+                _ => return Ok(()),
+            };
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).push(kind);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_case_running_past_the_slow_timeout_is_reported_slow_once_per_multiple_and_a_quick_one_never()
+     {
+        // The slow case's board answers its last line 2.6 s after the command: past 1 s and 2 s.
+        let (config, plan, _dirs) = fake_cli_run(&[
+            (
+                "quick",
+                "nodes = [\"dut\"]\n[[steps]]\nnode = \"dut\"\nsend = \"state\"\noutput = ['^leader$']\n",
+            ),
+            (
+                "slow",
+                "nodes = [\"dut\"]\n[[steps]]\nnode = \"dut\"\nsend = \"later 2.6 tick\"\n[[steps]]\nnode = \"dut\"\nexpect = \"tick\"\n",
+            ),
+        ]);
+        let options = crate::resilience::RunOptions {
+            slow_timeout: Some(Duration::from_secs(1)),
+            ..Default::default()
+        };
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(Kinds(events.clone()))];
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let summary = rt
+            .block_on(run_with_options(
+                config,
+                options,
+                plan,
+                &mut reporters,
+                std::future::pending(),
+            ))
+            .expect("run");
+        assert_eq!(summary.count(Outcome::Pass), 2, "{summary:?}");
+        let events = events.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        // The quick case gets no notice; the slow one a notice per threshold passed, each
+        // between its start and its end (a loaded machine may stretch it past a third).
+        assert_eq!(
+            events[..3],
+            ["start quick", "finish quick", "start slow"],
+            "{events:?}"
+        );
+        assert_eq!(
+            events.last().map(String::as_str),
+            Some("finish slow"),
+            "{events:?}"
+        );
+        let notices = &events[3..events.len() - 1];
+        assert!(notices.len() >= 2, "{events:?}");
+        for (k, notice) in notices.iter().enumerate() {
+            assert_eq!(notice, &format!("slow slow {}", k + 1), "{events:?}");
+        }
+    }
+
+    #[test]
+    fn a_case_whose_task_panics_is_an_error_in_every_reporter_and_the_others_run_on() {
+        let case_text = "nodes = [\"dut\"]\n[[steps]]\nnode = \"dut\"\nsend = \"state\"\noutput = ['^leader$']\n";
+        let (config, plan, (_dir, out)) = fake_cli_run(&[
+            ("a-before", case_text),
+            (PANICKING_CASE, case_text),
+            ("z-after", case_text),
+        ]);
         let results = Arc::new(Mutex::new(Vec::new()));
         let mut reporters: Vec<Box<dyn Reporter>> = vec![
             Box::new(Collect(results.clone())),

@@ -135,6 +135,19 @@ impl Connection {
         self.cx.hs.keys.as_ref().map(|k| k.raw)
     }
 
+    /// This connection's line of an NSS key log (`CLIENT_RANDOM <client random> <master secret>`,
+    /// lower-case hex), once its master secret is derived: what Wireshark needs to decrypt the
+    /// records of a capture.
+    pub fn key_log_line(&self) -> Option<String> {
+        let master = self.cx.hs.master.as_ref()?;
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        Some(format!(
+            "CLIENT_RANDOM {} {}",
+            hex(&self.cx.hs.client_random),
+            hex(master)
+        ))
+    }
+
     /// Records this connection sent and received.
     pub fn transcript(&self) -> &Transcript {
         self.cx.transcript.transcript()

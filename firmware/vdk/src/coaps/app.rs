@@ -76,6 +76,9 @@ pub struct CoapsApp {
     /// Transcripts of this boot's last sessions (at most [`MAX_TRANSCRIPTS`]), oldest first (the
     /// current one is added on export).
     transcripts: Vec<Transcript>,
+    /// NSS key-log lines of the finished sessions whose keys were derived (Wireshark decrypts
+    /// the capture's CoAPS records with them).
+    key_log: Vec<String>,
 }
 
 fn v6_bytes(a: &SocketAddrV6) -> Vec<u8> {
@@ -158,6 +161,7 @@ impl CoapsApp {
             next_message_id: rand::rng().random(),
             pending: Vec::new(),
             transcripts: Vec::new(),
+            key_log: Vec::new(),
         }
     }
 
@@ -329,8 +333,8 @@ impl CoapsApp {
             while let Some(d) = conn.poll_transmit() {
                 out.sends.push((*peer, d));
             }
-            let transcript = conn.transcript().clone();
-            self.keep_transcript(transcript);
+            let (transcript, key) = (conn.transcript().clone(), conn.key_log_line());
+            self.keep_transcript(transcript, key);
             self.session = Session::CloseNotify {
                 until: now + GUARD_TIME,
             };
@@ -338,18 +342,36 @@ impl CoapsApp {
         }
     }
 
-    fn keep_transcript(&mut self, transcript: Transcript) {
+    fn keep_transcript(&mut self, transcript: Transcript, key_log_line: Option<String>) {
         if self.transcripts.len() >= MAX_TRANSCRIPTS {
             self.transcripts.remove(0);
         }
         self.transcripts.push(transcript);
+        if let Some(line) = key_log_line {
+            if self.key_log.len() >= MAX_TRANSCRIPTS {
+                self.key_log.remove(0);
+            }
+            self.key_log.push(line);
+        }
+    }
+
+    /// NSS key-log lines of this boot's sessions that derived keys, oldest first, the running one
+    /// last (at most [`MAX_TRANSCRIPTS`] kept, as the transcripts).
+    pub fn key_log(&self) -> Vec<String> {
+        let mut all = self.key_log.clone();
+        if let Session::Active { conn, .. } = &self.session
+            && let Some(line) = conn.key_log_line()
+        {
+            all.push(line);
+        }
+        all
     }
 
     /// `Dtls::Close` + `CoapSecure::Stop`.
     fn close(&mut self, udp: &mut impl Udp) {
         if let Session::Active { conn, .. } = &self.session {
-            let transcript = conn.transcript().clone();
-            self.keep_transcript(transcript);
+            let (transcript, key) = (conn.transcript().clone(), conn.key_log_line());
+            self.keep_transcript(transcript, key);
         }
         if !matches!(self.session, Session::Closed) {
             udp.close(COAPS_PORT);

@@ -80,6 +80,8 @@ impl ResilienceArgs {
             quarantine,
             air_faults,
             air_seed: self.air_seed,
+            // Set by `run` from its own --slow-timeout.
+            slow_timeout: None,
         })
     }
 }

@@ -44,7 +44,9 @@ pub struct Cmd {
     /// JUnit XML file (default: <out>/junit.xml).
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
-    /// Output directory: results.json, junit.xml, logs/<case>/<variant>/<node>.log.
+    /// Output directory: results.json, junit.xml, logs/<case>/<variant>/<node>.log. The run
+    /// owns it: what an earlier run left there is moved to `<DIR>.prev/` (replacing the one
+    /// before), once this run holds the folder's lock.
     #[arg(long, value_name = "DIR", default_value = "ot-hil-out")]
     out: PathBuf,
     #[command(flatten)]
@@ -53,9 +55,18 @@ pub struct Cmd {
     /// results.json).
     #[arg(long)]
     failed: bool,
-    /// Case runs at once.
-    #[arg(long, short = 'j', value_name = "N", default_value_t = 1)]
-    jobs: usize,
+    /// Case runs at once (default: on virtual boards, the number of CPUs; on a hardware map, as
+    /// many as its boards can serve for the largest selected case; with --board-command, 1).
+    #[arg(long, short = 'j', value_name = "N")]
+    jobs: Option<usize>,
+    /// Report a case still running after this long as SLOW (again after each multiple); `0s`:
+    /// never.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    slow_timeout: Duration,
+    /// Colour in the progress output: `auto` (on a terminal, unless `NO_COLOR` is set),
+    /// `always` or `never`.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    color: ColorWhen,
     /// Run only the K-th of N slices of the plan (for several hosts).
     #[arg(long, value_name = "K/N")]
     partition: Option<String>,
@@ -93,6 +104,8 @@ impl Cmd {
             .map(str::parse::<ot_hil_lab::partition::Partition>)
             .transpose()
             .map_err(|e| anyhow::anyhow!("--partition: {e}"))?;
+        // Boards a hardware map offers to cases (sniffers are not case boards).
+        let mut map_boards = None;
         let boards: Arc<dyn BoardSource> = if let Some(map) = &self.hardware_map {
             let imported = ot_hil_lab::hwmap::HardwareMap::load_checked(map)?;
             // Shown whatever the log level: a skipped board is a board the run will not use.
@@ -100,6 +113,7 @@ impl Cmd {
                 eprintln!("warning: {}: {warning}", map.display());
             }
             let map = imported.map;
+            map_boards = Some(map.boards.iter().filter(|b| !b.is_sniffer()).count());
             Arc::new(HardwareBoards {
                 allocator: ot_hil_lab::lock::Allocator::new(
                     map,
@@ -133,23 +147,50 @@ impl Cmd {
         }
         // Two runs writing one output folder would mix their logs and reports: the second is
         // refused. The lock is held until this run ends (the kernel drops it if the run dies).
+        let lock_name = format!("{OUT_LOCK}.lock");
+        if !ot_hil::out_dir::is_ours(&self.out, &lock_name) {
+            anyhow::bail!(
+                "--out {} has files no ot-hil run wrote; name a new or empty folder (a run moves \
+                 the previous run's output to <out>.prev/)",
+                self.out.display()
+            );
+        }
         let _out_lock = lock_out_dir(&self.out)?;
+        // This run owns the folder: the previous run's output moves to `<out>.prev/`.
+        if let Some(prev) = ot_hil::out_dir::rotate(&self.out, &[&lock_name])? {
+            println!("previous output moved to {}", prev.display());
+        }
         let junit = self
             .junit
             .clone()
             .unwrap_or_else(|| self.out.join("junit.xml"));
         let mut reporters: Vec<Box<dyn Reporter>> = vec![
-            Box::new(ProgressReporter::new(std::io::stdout())),
+            Box::new(ProgressReporter::new(std::io::stdout()).with_color(self.color.enabled())),
             Box::new(JunitReporter::new(junit)),
             Box::new(JsonReporter::new(self.out.join("results.json"))),
         ];
-        let options = self.resilience.options(&self.cases)?;
+        let mut options = self.resilience.options(&self.cases)?;
+        options.slow_timeout = Some(self.slow_timeout);
+        let jobs = self.jobs.unwrap_or_else(|| {
+            if !self.board_commands.is_empty() {
+                // The same host programs serve every case: one case at a time.
+                1
+            } else {
+                let largest = plan
+                    .iter()
+                    .filter_map(|p| loaded.cases.get(p.case))
+                    .map(|c| c.nodes.len())
+                    .max()
+                    .unwrap_or(1);
+                runner::default_jobs(map_boards, largest)
+            }
+        });
         let config = RunConfig {
             cases: loaded.cases,
             variants,
             boards,
             out_dir: self.out.clone(),
-            jobs: self.jobs,
+            jobs,
             ready_timeout: self.ready_timeout,
         };
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -257,3 +298,26 @@ fn board_command_variant(
 
 /// Label of a board-command run without `--board-variant`.
 pub const HOST_VARIANT: &str = "host";
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorWhen {
+    /// Whether the progress output on stdout gets colour: `auto` asks anstream, which looks at
+    /// `NO_COLOR`, `CLICOLOR_FORCE` and whether stdout is a terminal.
+    fn enabled(self) -> bool {
+        match self {
+            ColorWhen::Always => true,
+            ColorWhen::Never => false,
+            ColorWhen::Auto => !matches!(
+                anstream::AutoStream::choice(&std::io::stdout()),
+                anstream::ColorChoice::Never
+            ),
+        }
+    }
+}

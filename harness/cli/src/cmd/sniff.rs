@@ -69,6 +69,7 @@ impl Cmd {
             None => None,
         };
         let mut capture = Capture::new(self.channel, key, prefix, pcap);
+        capture.stamp_pcap_with_wall_clock();
         let (tx, rx) = mpsc::channel();
         capture.set_live(tx);
 

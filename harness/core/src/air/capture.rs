@@ -156,6 +156,8 @@ pub struct Capture {
     /// One line per frame for live output (`ot-hil sniff`).
     live: Option<std::sync::mpsc::Sender<String>>,
     pub pcap_error: Option<String>,
+    /// Live capture: the pcap's timestamps are put on the run's wall clock at the first frame.
+    pcap_wall_clock: bool,
 }
 
 impl Capture {
@@ -177,12 +179,21 @@ impl Capture {
             finished: false,
             live: None,
             pcap_error: None,
+            pcap_wall_clock: false,
         }
     }
 
     /// Send a one-line description of every frame to `sink` as it is decoded.
     pub fn set_live(&mut self, sink: std::sync::mpsc::Sender<String>) {
         self.live = Some(sink);
+    }
+
+    /// Stamp the pcap's packets with wall-clock time (for a live capture): a sniffer counts from
+    /// its own start, so the first frame's arrival on the run's clock, less its sniffer time,
+    /// gives the sniffer's start in epoch time (off by the frame's delivery delay, microseconds
+    /// on the virtual air, a serial line's worth on a real sniffer).
+    pub fn stamp_pcap_with_wall_clock(&mut self) {
+        self.pcap_wall_clock = true;
     }
 
     /// One line from the sniffer (without its line ending).
@@ -199,6 +210,17 @@ impl Capture {
     pub fn push_frame(&mut self, frame: &SnifferFrame) {
         self.stats.frames += 1;
         self.last_timestamp_us = self.last_timestamp_us.max(frame.timestamp_us);
+        if let Some(pcap) = self.pcap.as_mut()
+            && self.pcap_wall_clock
+        {
+            self.pcap_wall_clock = false;
+            let now = crate::run_clock::wall_now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            pcap.set_time_base(
+                now.saturating_sub(std::time::Duration::from_micros(frame.timestamp_us)),
+            );
+        }
         if let Some(pcap) = self.pcap.as_mut()
             && let Err(e) = pcap.write_frame(frame, self.channel)
         {

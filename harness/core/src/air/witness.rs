@@ -175,12 +175,13 @@ impl Witness {
     fn start_capture(&mut self, port: &str, log_dir: &Path) -> Result<(), String> {
         let pcap_path = log_dir.join(PCAP_FILE);
         let pcap = create_pcap(&pcap_path).map_err(|e| e.to_string())?;
-        let capture = Capture::new(
+        let mut capture = Capture::new(
             self.spec.channel,
             self.spec.network_key,
             self.spec.mesh_local_prefix,
             Some(pcap),
         );
+        capture.stamp_pcap_with_wall_clock();
         let port = SnifferPort::open(port).map_err(|e| e.to_string())?;
         self.session = Some(
             SnifferSession::start(port, self.spec.channel, capture).map_err(|e| e.to_string())?,
@@ -242,6 +243,14 @@ impl Witness {
         if let Some(p) = &self.pcap {
             lines.push(format!("pcap: {}", p.display()));
             logs.insert(PCAP_FILE.to_string(), p.clone());
+            match write_key_log(controls, &p.with_file_name(KEY_LOG_FILE)) {
+                Ok(Some(keys)) => {
+                    lines.push(format!("dtls key log: {}", keys.display()));
+                    logs.insert(KEY_LOG_FILE.to_string(), keys);
+                }
+                Ok(None) => {}
+                Err(e) => lines.push(format!("dtls key log not written: {e}")),
+            }
         }
         let snaps = Snapshots::for_case_file(&case.path);
         let mut failure = None;
@@ -417,6 +426,43 @@ fn forced_or_failed(
     ));
     lines.extend(failure.got.iter().map(|l| format!("  {l}")));
     None
+}
+
+/// The NSS key log next to a case's pcap: Wireshark's `tls.keylog_file` decrypts its CoAPS.
+pub const KEY_LOG_FILE: &str = "dtls-keys.log";
+
+/// Ask every virtual board (`controls`) for its DTLS engine's key-log lines and write them all
+/// to `path`; `None` when no board derived DTLS keys (no file then). Real boards have no
+/// control socket and are not asked: their keys never leave the chip.
+pub fn write_key_log(
+    controls: &[(String, PathBuf)],
+    path: &Path,
+) -> Result<Option<PathBuf>, String> {
+    let mut lines = Vec::new();
+    for (node, control) in controls {
+        let json = crate::virtual_lab::control_request(
+            control,
+            &ot_hil_board::control::ControlRequest::KeyLog,
+            CONTROL_TIMEOUT,
+        )
+        .map_err(|e| match e {
+            ControlError::Refused(reply) => format!("{node}: `key-log` refused: {reply}"),
+            e => format!("{node}: {}: {}", control.display(), e.into_io()),
+        })?;
+        let node_lines: Vec<String> =
+            serde_json::from_str(&json).map_err(|e| format!("{node}: `key-log`: {e}"))?;
+        lines.extend(node_lines);
+    }
+    // Both ends of a session log the same line.
+    lines.sort();
+    lines.dedup();
+    if lines.is_empty() {
+        return Ok(None);
+    }
+    let mut text = lines.join("\n");
+    text.push('\n');
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Some(path.to_path_buf()))
 }
 
 /// The `connection`-th (from 1) transcript a virtual board's DTLS engine kept.
