@@ -62,7 +62,16 @@ fn virtual_upstream_agrees_with_real_openthread() {
     let out = tempfile::tempdir().unwrap();
     let output = Command::new(EXE)
         .current_dir(&root)
-        .args(["run", "testcases", "--variant", VIRTUAL, "--variant", REAL, "-j", "2"])
+        .args([
+            "run",
+            "testcases",
+            "--variant",
+            VIRTUAL,
+            "--variant",
+            REAL,
+            "-j",
+            "2",
+        ])
         .arg("--out")
         .arg(out.path())
         .env("INSTA_UPDATE", "no")

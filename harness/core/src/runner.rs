@@ -593,7 +593,10 @@ async fn bring_up(
             ConsolePort::Process { program, args } => Console::spawn_process(program, args, config),
         }
         .map_err(|e| RawOutcome::Infra(infra(&board.node, e.to_string())))?;
-        result.facts.nodes.insert(board.node.clone(), board.facts.clone());
+        result
+            .facts
+            .nodes
+            .insert(board.node.clone(), board.facts.clone());
         if let Some(note) = &board.note {
             console.note(note);
         }
@@ -659,10 +662,7 @@ fn classify(case: &Case, variant: &Variant, raw: RawOutcome, result: &mut CaseRe
                         p.resolve(|_| None)
                             .is_ok_and(|re| text.iter().any(|l| re.is_match(l)))
                     };
-                    let line_seen = s
-                        .line
-                        .as_ref()
-                        .is_none_or(|p| matches(p, &f.window));
+                    let line_seen = s.line.as_ref().is_none_or(|p| matches(p, &f.window));
                     let crash_seen = s
                         .crash
                         .as_ref()

@@ -26,4 +26,3 @@ impl BoardSource for ByVariant {
         }
     }
 }
-

@@ -13,10 +13,10 @@ use ot_hil_lab::lock::{Allocation, Allocator, NodeRequest};
 use super::{
     Acquired, AcquiredBoard, BoardSource, BoxFuture, CaseBoards, CaseRun, ConsolePort, infra,
 };
-use crate::report::provenance::NodeFacts;
 use crate::air::witness::Witness;
 use crate::case::Case;
 use crate::exec::InfraFailure;
+use crate::report::provenance::NodeFacts;
 use crate::variants::Variant;
 
 /// Name of the sniffer's request among a case's node requests (not a valid node name, so it

@@ -28,13 +28,13 @@ use std::time::Duration;
 
 use ot_hil_lab::flash::{FirmwareImage, Flasher};
 
-use crate::report::provenance::NodeFacts;
 use crate::air::witness::Witness;
 use crate::case::Case;
 use crate::case::faults::BoardFaultPlan;
 use crate::console::{BoardFault, Console};
 use crate::exec::{Failure, InfraFailure};
 use crate::profile::Shell;
+use crate::report::provenance::NodeFacts;
 use crate::resilience::RunOptions;
 use crate::variants::Variant;
 

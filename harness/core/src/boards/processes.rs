@@ -9,9 +9,9 @@ use tokio::sync::Notify;
 use super::{
     Acquired, AcquiredBoard, BoardSource, BoxFuture, CaseBoards, CaseRun, ConsolePort, infra,
 };
-use crate::report::provenance::NodeFacts;
 use crate::exec::InfraFailure;
 use crate::profile::Shell;
+use crate::report::provenance::NodeFacts;
 
 /// Boards that are commands run with `sh -c`.
 #[derive(Debug)]
