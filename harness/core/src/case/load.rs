@@ -1360,6 +1360,30 @@ symptom = { step = "connect", line = "^Error 7: InvalidArgs$" }
     }
 
     #[test]
+    fn symptom_needs_a_line_or_a_crash() {
+        let e = errors(
+            "nodes = [\"a\"]\n[[steps]]\nid = \"s\"\nnode = \"a\"\nsend = \"x\"\n[variants.upstream]\nxfail = \"r\"\nsymptom = { step = \"s\" }\n",
+        );
+        assert!(e.contains("a symptom needs `line`"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "gone.toml",
+            "nodes = [\"a\"]\n[[steps]]\nid = \"s\"\nnode = \"a\"\nsend = \"x\"\n[variants.upstream]\nxfail = \"r\"\nsymptom = { step = \"s\", crash = 'exited \\(exit status: 1\\)' }\n",
+        );
+        let case = load_case(&p, &options()).unwrap();
+        match case.expectation("upstream") {
+            Some(VariantExpectation::Xfail {
+                symptom: Some(s), ..
+            }) => {
+                assert!(s.line.is_none());
+                assert!(s.crash.is_some());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn durations_the_runner_cannot_hold_are_rejected_with_a_position() {
         for huge in ["18446744073709551615s", "9223372036854775807s", "25h"] {
             let e = errors(&format!(
