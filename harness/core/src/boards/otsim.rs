@@ -90,6 +90,15 @@ impl BoardSource for SimulatedBoards {
                     ),
                 ));
             }
+            // The simulation's radio is a multicast group with no place to drop or delay a
+            // frame: a case that asks for air faults would run without them and prove nothing.
+            if run.case.faults.air.is_some() || run.options.air_faults.is_some() {
+                return Err(infra(
+                    "-",
+                    "air faults need the virtual air; the simulation radio cannot inject them"
+                        .into(),
+                ));
+            }
             let lease = self.lease(run.case.nodes.len()).await?;
             let dir = case_work_dir(&run.work_dir()?).map_err(|e| infra("-", error_chain(&e)))?;
             let commands =
