@@ -51,11 +51,7 @@ fn virtual_upstream_agrees_with_real_openthread() {
         );
         return;
     }
-    if !std::fs::read_to_string("/sys/class/net/lo/flags")
-        .ok()
-        .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
-        .is_some_and(|f| f & 0x1000 != 0)
-    {
+    if ot_hil::otsim::loopback_multicast(false).is_err() {
         eprintln!("SKIPPED: loopback has multicast off (ip link set lo multicast on)");
         return;
     }
