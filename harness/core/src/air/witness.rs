@@ -102,6 +102,19 @@ pub fn create_pcap(path: &Path) -> Result<PcapWriter<Box<dyn Write + Send>>, sup
 }
 
 impl Witness {
+    /// A witness of the case's air spec with nothing started, `None` when the case declares
+    /// neither a sniffer nor snapshots.
+    fn idle(case: &Case) -> Option<Witness> {
+        let spec = case.air.clone();
+        (!spec.is_empty()).then_some(Witness {
+            spec,
+            session: None,
+            radio: None,
+            sniffer_dk: None,
+            pcap: None,
+        })
+    }
+
     /// For a case on virtual boards: `None` when the case declares neither a sniffer nor
     /// snapshots. `variants_dir`: where the sniffer variant is looked up.
     pub async fn start_virtual(
@@ -111,16 +124,8 @@ impl Witness {
         variants_dir: &Path,
         log_dir: &Path,
     ) -> Result<Option<Witness>, String> {
-        let spec = case.air.clone();
-        if spec.is_empty() {
+        let Some(mut witness) = Witness::idle(case) else {
             return Ok(None);
-        }
-        let mut witness = Witness {
-            spec,
-            session: None,
-            radio: None,
-            sniffer_dk: None,
-            pcap: None,
         };
         if witness.spec.sniffer {
             let manifest = find_sniffer_variant(variants_dir)?;
@@ -185,16 +190,8 @@ impl Witness {
         sniffer: crate::otsim::RadioSniffer,
         log_dir: &Path,
     ) -> Result<Option<Witness>, String> {
-        let spec = case.air.clone();
-        if spec.is_empty() {
+        let Some(mut witness) = Witness::idle(case) else {
             return Ok(None);
-        }
-        let mut witness = Witness {
-            spec,
-            session: None,
-            radio: None,
-            sniffer_dk: None,
-            pcap: None,
         };
         let capture = witness.new_capture(log_dir)?;
         witness.radio = Some(
