@@ -153,6 +153,9 @@ pub struct NodeCommand {
     pub port_offset: u16,
     /// The case's own directory (settings land in `tmp/` below it).
     pub work_dir: PathBuf,
+    /// Where the node writes its log (`-l`): OpenThread's assertions and debug logs go there,
+    /// never to the console.
+    pub log_file: Option<PathBuf>,
 }
 
 impl NodeCommand {
@@ -177,6 +180,7 @@ impl NodeCommand {
                 node_id,
                 port_offset: lease.offset(),
                 work_dir: work_dir.to_path_buf(),
+                log_file: None,
             })
             .collect())
     }
@@ -184,8 +188,13 @@ impl NodeCommand {
     /// The command line `Console::spawn_process` runs: `/bin/sh -c <this>`, so the node starts in
     /// its directory with its offset whatever the runner's own cwd and environment are.
     pub fn shell_line(&self) -> String {
+        let log = self
+            .log_file
+            .as_ref()
+            .map(|f| format!("-l {} ", shell_quote(&f.to_string_lossy())))
+            .unwrap_or_default();
         format!(
-            "cd {} && PORT_OFFSET={} exec {} {}",
+            "cd {} && PORT_OFFSET={} exec {} {log}{}",
             shell_quote(&self.work_dir.to_string_lossy()),
             self.port_offset,
             shell_quote(&self.program.to_string_lossy()),
@@ -423,6 +432,14 @@ mod tests {
         assert_eq!(
             cmds[1].shell_line(),
             r"cd '/w'\''d' && PORT_OFFSET=3 exec '/opt/o t/ot-cli-ftd' 2"
+        );
+        let logged = NodeCommand {
+            log_file: Some("/l/n 2.log".into()),
+            ..cmds[1].clone()
+        };
+        assert_eq!(
+            logged.shell_line(),
+            r"cd '/w'\''d' && PORT_OFFSET=3 exec '/opt/o t/ot-cli-ftd' -l '/l/n 2.log' 2"
         );
     }
 

@@ -694,21 +694,36 @@ fn classify(case: &Case, variant: &Variant, raw: RawOutcome, result: &mut CaseRe
                 }
                 Some(s) => {
                     let at_step = f.step_index == Some(s.step_index);
-                    let seen = s
-                        .line
-                        .resolve(|_| None)
-                        .is_ok_and(|re| f.window.iter().any(|l| re.is_match(l)));
-                    if at_step && seen {
+                    let matches = |p: &crate::case::Pattern, text: &[String]| {
+                        p.resolve(|_| None)
+                            .is_ok_and(|re| text.iter().any(|l| re.is_match(l)))
+                    };
+                    let line_seen = s.line.as_ref().is_none_or(|p| matches(p, &f.window));
+                    let crash_seen = s
+                        .crash
+                        .as_ref()
+                        .is_none_or(|p| matches(p, f.crash.as_slice()));
+                    if at_step && line_seen && crash_seen {
                         result.outcome = Outcome::Xfail;
                         result.reason = Some(reason.clone());
                     } else {
+                        let wanted = [
+                            s.line.as_ref().map(|l| format!("a line matching /{l}/")),
+                            s.crash.as_ref().map(|c| format!("a crash matching /{c}/")),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(" and ");
                         result.outcome = Outcome::Fail;
                         result.reason = Some(format!(
-                            "expected to fail at step `{}` with a line matching /{}/ ({reason}), but it failed {}",
+                            "expected to fail at step `{}` with {wanted} ({reason}), but it failed {}",
                             s.step_id,
-                            s.line,
                             if at_step {
-                                "there without that line".to_string()
+                                format!(
+                                    "there without it (crash: {})",
+                                    f.crash.as_deref().unwrap_or("none")
+                                )
                             } else {
                                 format!("elsewhere: {}", f.location)
                             }

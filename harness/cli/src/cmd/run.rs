@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use ot_hil::boards::{BoardSource, HardwareBoards, ProcessBoards, VirtualBoards};
+use ot_hil::boards::{
+    BoardSource, ByVariant, HardwareBoards, ProcessBoards, SimulatedBoards, VirtualBoards,
+};
 use ot_hil::events::Reporter;
 use ot_hil::profile::{Profile, Shell};
 use ot_hil::report::{JsonReporter, JunitReporter, ProgressReporter, exit_code};
@@ -132,6 +134,20 @@ impl Cmd {
             Arc::new(VirtualBoards {
                 vdk: VdkCommand::current_exe().context("cannot find the ot-hil executable")?,
             })
+        };
+        // Variants whose boards are host programs (real OpenThread) get theirs from the
+        // simulation source, whatever the others use.
+        let boards: Arc<dyn BoardSource> = if self.board_commands.is_empty()
+            && variants.iter().any(|v| v.manifest.program.is_some())
+        {
+            Arc::new(ByVariant {
+                default: boards,
+                programs: Arc::new(
+                    SimulatedBoards::new().context("cannot run real OpenThread nodes")?,
+                ),
+            })
+        } else {
+            boards
         };
         let mut selection = self.select.selection()?;
         if self.failed {

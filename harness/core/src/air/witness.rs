@@ -37,6 +37,8 @@ const COAP_LOG_LINES: usize = 10;
 pub struct Witness {
     spec: AirSpec,
     session: Option<SnifferSession>,
+    /// The simulated radio of real OpenThread nodes, heard from their multicast group.
+    radio: Option<crate::otsim::RadioCapture>,
     sniffer_dk: Option<VirtualDk>,
     pcap: Option<PathBuf>,
 }
@@ -100,6 +102,19 @@ pub fn create_pcap(path: &Path) -> Result<PcapWriter<Box<dyn Write + Send>>, sup
 }
 
 impl Witness {
+    /// A witness of the case's air spec with nothing started, `None` when the case declares
+    /// neither a sniffer nor snapshots.
+    fn idle(case: &Case) -> Option<Witness> {
+        let spec = case.air.clone();
+        (!spec.is_empty()).then_some(Witness {
+            spec,
+            session: None,
+            radio: None,
+            sniffer_dk: None,
+            pcap: None,
+        })
+    }
+
     /// For a case on virtual boards: `None` when the case declares neither a sniffer nor
     /// snapshots. `variants_dir`: where the sniffer variant is looked up.
     pub async fn start_virtual(
@@ -109,15 +124,8 @@ impl Witness {
         variants_dir: &Path,
         log_dir: &Path,
     ) -> Result<Option<Witness>, String> {
-        let spec = case.air.clone();
-        if spec.is_empty() {
+        let Some(mut witness) = Witness::idle(case) else {
             return Ok(None);
-        }
-        let mut witness = Witness {
-            spec,
-            session: None,
-            sniffer_dk: None,
-            pcap: None,
         };
         if witness.spec.sniffer {
             let manifest = find_sniffer_variant(variants_dir)?;
@@ -153,6 +161,7 @@ impl Witness {
         Ok(Some(Witness {
             spec,
             session: None,
+            radio: None,
             sniffer_dk: None,
             pcap: None,
         }))
@@ -165,6 +174,7 @@ impl Witness {
         let mut witness = Witness {
             spec,
             session: None,
+            radio: None,
             sniffer_dk: None,
             pcap: None,
         };
@@ -172,9 +182,30 @@ impl Witness {
         Ok(witness)
     }
 
-    fn start_capture(&mut self, port: &str, log_dir: &Path) -> Result<(), String> {
+    /// For a case on simulated OpenThread nodes whose radio frames go to the multicast group on
+    /// `group_port`: `None` when the case declares neither a sniffer nor snapshots. The group
+    /// is the case's whole air, so every case of these nodes may have a sniffer.
+    pub fn start_on_radio(
+        case: &Case,
+        sniffer: crate::otsim::RadioSniffer,
+        log_dir: &Path,
+    ) -> Result<Option<Witness>, String> {
+        let Some(mut witness) = Witness::idle(case) else {
+            return Ok(None);
+        };
+        let capture = witness.new_capture(log_dir)?;
+        witness.radio = Some(
+            crate::otsim::RadioCapture::start(sniffer, witness.spec.channel, capture)
+                .map_err(|e| crate::report::error_chain(&e))?,
+        );
+        Ok(Some(witness))
+    }
+
+    /// A capture of the case's channel and keys, writing `air.pcap` in `log_dir`.
+    fn new_capture(&mut self, log_dir: &Path) -> Result<Capture, String> {
         let pcap_path = log_dir.join(PCAP_FILE);
         let pcap = create_pcap(&pcap_path).map_err(|e| e.to_string())?;
+        self.pcap = Some(pcap_path);
         let mut capture = Capture::new(
             self.spec.channel,
             self.spec.network_key,
@@ -182,11 +213,15 @@ impl Witness {
             Some(pcap),
         );
         capture.stamp_pcap_with_wall_clock();
+        Ok(capture)
+    }
+
+    fn start_capture(&mut self, port: &str, log_dir: &Path) -> Result<(), String> {
+        let capture = self.new_capture(log_dir)?;
         let port = SnifferPort::open(port).map_err(|e| e.to_string())?;
         self.session = Some(
             SnifferSession::start(port, self.spec.channel, capture).map_err(|e| e.to_string())?,
         );
-        self.pcap = Some(pcap_path);
         Ok(())
     }
 
@@ -206,7 +241,17 @@ impl Witness {
     ) -> Option<Failure> {
         let mut lines = Vec::new();
         // Blocking for up to the sync timeout: the sniffer answers within milliseconds.
-        let capture = self.session.take().map(SnifferSession::stop);
+        let mut radio_error = None;
+        let capture = match self.radio.take() {
+            Some(radio) => {
+                // A short grace: the last frames of the case are still on their way.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                let (capture, error) = radio.stop();
+                radio_error = error;
+                Some(capture)
+            }
+            None => self.session.take().map(SnifferSession::stop),
+        };
         if let Some(dk) = self.sniffer_dk.take() {
             dk.stop().await;
         }
@@ -221,6 +266,12 @@ impl Witness {
                 }
             ));
             lines.push(cap.stats().summary());
+            if let Some(e) = &radio_error {
+                lines.push(format!(
+                    "sniffer stopped early: {}",
+                    crate::report::error_chain(e)
+                ));
+            }
             if let Some(e) = &cap.pcap_error {
                 lines.push(format!("pcap write failed: {e}"));
             }

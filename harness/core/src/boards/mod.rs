@@ -9,9 +9,12 @@
 //! step, and are released at the end.
 //!
 //! Sources: [`virtual_dk`] (virtual DKs on a per-case air), [`processes`] (host processes on
-//! PTYs), [`hardware`] (boards of a hardware map). A new kind of board is one new file here.
+//! PTYs), [`hardware`] (boards of a hardware map), [`otsim`] (real OpenThread simulation nodes);
+//! [`by_variant`] picks one per variant. A new kind of board is one new file here.
 
+pub mod by_variant;
 pub mod hardware;
+pub mod otsim;
 pub mod processes;
 pub mod virtual_dk;
 
@@ -35,7 +38,9 @@ use crate::report::provenance::NodeFacts;
 use crate::resilience::RunOptions;
 use crate::variants::Variant;
 
+pub use by_variant::ByVariant;
 pub use hardware::HardwareBoards;
+pub use otsim::SimulatedBoards;
 pub use processes::ProcessBoards;
 pub use virtual_dk::VirtualBoards;
 

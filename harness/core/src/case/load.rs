@@ -80,7 +80,11 @@ struct RawVariant {
 #[serde(deny_unknown_fields)]
 struct RawSymptom {
     step: Spanned<String>,
-    line: Spanned<String>,
+    /// A line the node printed during the step.
+    line: Option<Spanned<String>>,
+    /// The board's crash as the runner reports it (a reboot, or the board process ending with
+    /// its exit status): for firmware whose failure is that it is gone.
+    crash: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1099,14 +1103,28 @@ fn validate_variant(
                             ),
                         ));
                     }
-                    let line = pattern(src, &s.line, problems);
-                    match (index, line) {
-                        (Some(step_index), Some(line)) => Some(Symptom {
+                    if s.line.is_none() && s.crash.is_none() {
+                        problems.push(src.problem(
+                            &s.step,
+                            "a symptom needs `line` (a line the node printed) or `crash` (how the board crashed)".to_string(),
+                        ));
+                        return None;
+                    }
+                    let line = s.line.as_ref().map(|l| pattern(src, l, problems));
+                    let crash = s.crash.as_ref().map(|c| pattern(src, c, problems));
+                    if line.as_ref().is_some_and(Option::is_none)
+                        || crash.as_ref().is_some_and(Option::is_none)
+                    {
+                        return None;
+                    }
+                    match index {
+                        Some(step_index) => Some(Symptom {
                             step_index,
                             step_id: s.step.get_ref().clone(),
-                            line,
+                            line: line.flatten(),
+                            crash: crash.flatten(),
                         }),
-                        _ => return None,
+                        None => return None,
                     }
                 }
             };
@@ -1339,6 +1357,30 @@ symptom = { step = "connect", line = "^Error 7: InvalidArgs$" }
             e.contains("D/c.toml:7:20: symptom names step `nope`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn symptom_needs_a_line_or_a_crash() {
+        let e = errors(
+            "nodes = [\"a\"]\n[[steps]]\nid = \"s\"\nnode = \"a\"\nsend = \"x\"\n[variants.upstream]\nxfail = \"r\"\nsymptom = { step = \"s\" }\n",
+        );
+        assert!(e.contains("a symptom needs `line`"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "gone.toml",
+            "nodes = [\"a\"]\n[[steps]]\nid = \"s\"\nnode = \"a\"\nsend = \"x\"\n[variants.upstream]\nxfail = \"r\"\nsymptom = { step = \"s\", crash = 'exited \\(exit status: 1\\)' }\n",
+        );
+        let case = load_case(&p, &options()).unwrap();
+        match case.expectation("upstream") {
+            Some(VariantExpectation::Xfail {
+                symptom: Some(s), ..
+            }) => {
+                assert!(s.line.is_none());
+                assert!(s.crash.is_some());
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

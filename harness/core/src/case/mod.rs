@@ -327,5 +327,9 @@ pub struct Symptom {
     /// Index into [`Case::steps`].
     pub step_index: usize,
     pub step_id: String,
-    pub line: Pattern,
+    /// A line the node printed while the step ran.
+    pub line: Option<Pattern>,
+    /// The runner's crash report of the step's board (e.g. `board process exited (exit
+    /// status: 1)`): firmware that fails by ending its process prints nothing to match.
+    pub crash: Option<Pattern>,
 }
