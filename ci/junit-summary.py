@@ -3,8 +3,8 @@
 
 Usage: ci/junit-summary.py [--title T] FILE_OR_DIR...   (directories are searched for *.xml)
 Exit code 0 even when tests failed: the test step itself carries the verdict.
-ot-hil marks expected failures (XFAIL) with the testcase property `outcome`; they are counted
-apart from the passes, and flaky passes (property `flaky`) are counted too.
+Expected failures (XFAIL) carry the testcase property `outcome` in ot-hil's JUnit; they are
+counted apart from the passes, and flaky passes (property `flaky`) are counted too.
 """
 import argparse
 import pathlib
