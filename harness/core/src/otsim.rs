@@ -39,8 +39,6 @@ pub enum OtSimError {
     TooManyNodes { needed: usize, max: u16 },
     #[error("port offset {offset} does not fit under port base {base}")]
     PortRange { base: u16, offset: u16 },
-    #[error("working directory for the case")]
-    WorkDir(#[source] std::io::Error),
     #[error("sniffer socket on 224.0.0.116:{port}")]
     Socket {
         port: u16,
@@ -201,15 +199,6 @@ impl NodeCommand {
             self.node_id
         )
     }
-}
-
-/// A fresh directory for one case run's nodes, removed when dropped.
-pub fn case_work_dir(parent: &Path) -> Result<tempfile::TempDir, OtSimError> {
-    std::fs::create_dir_all(parent).map_err(OtSimError::WorkDir)?;
-    tempfile::Builder::new()
-        .prefix("otsim-")
-        .tempdir_in(parent)
-        .map_err(OtSimError::WorkDir)
 }
 
 /// Single quotes for `sh`, closing and reopening them around each `'`.

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::air::witness::Witness;
 use crate::exec::InfraFailure;
-use crate::otsim::{NodeCommand, OffsetLease, PortOffsets, RadioSniffer, case_work_dir};
+use crate::otsim::{NodeCommand, OffsetLease, PortOffsets, RadioSniffer};
 use crate::report::error_chain;
 use crate::report::provenance::NodeFacts;
 
@@ -100,10 +100,11 @@ impl BoardSource for SimulatedBoards {
                 ));
             }
             let lease = self.lease(run.case.nodes.len()).await?;
-            let dir = case_work_dir(&run.work_dir()?).map_err(|e| infra("-", error_chain(&e)))?;
-            let commands =
-                NodeCommand::for_case(&program.path, run.case.nodes.len(), &lease, dir.path())
-                    .map_err(|e| infra("-", error_chain(&e)))?;
+            // A fresh directory per attempt: the simulation keeps its settings in
+            // tmp/<offset>_<id>.flash there, so no case inherits another's dataset.
+            let dir = run.work_dir()?;
+            let commands = NodeCommand::for_case(&program.path, run.case.nodes.len(), &lease, &dir)
+                .map_err(|e| infra("-", error_chain(&e)))?;
             std::fs::create_dir_all(run.log_dir).map_err(|e| {
                 infra(
                     "-",
@@ -148,7 +149,6 @@ impl BoardSource for SimulatedBoards {
                 held: Box::new(Simulated {
                     lease: Some(lease),
                     returned: self.returned.clone(),
-                    _dir: dir,
                 }),
                 seed: None,
                 sniffer: None,
@@ -157,12 +157,11 @@ impl BoardSource for SimulatedBoards {
     }
 }
 
-/// One case run's offset and working directory. The processes belong to their consoles, which
-/// the runner closes (killing each process group) before releasing this.
+/// One case run's offset. The processes belong to their consoles, which the runner closes
+/// (killing each process group) before releasing this; the working directory goes with the run's.
 struct Simulated {
     lease: Option<OffsetLease>,
     returned: Arc<Notify>,
-    _dir: tempfile::TempDir,
 }
 
 impl CaseBoards for Simulated {
