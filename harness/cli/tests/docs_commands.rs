@@ -15,6 +15,9 @@ const DOCUMENTS: &[&str] = &[
     "ci/README.md",
     "ci/github/hil.yml",
     "ci/.gitlab-ci.yml",
+    ".ci/run",
+    "FUZZING.md",
+    "firmware/README.md",
 ];
 
 fn repo() -> PathBuf {
@@ -64,11 +67,12 @@ fn words(line: &str) -> Vec<String> {
 }
 
 /// Where a command starts on a line: in a Markdown code block line or inline code span, or after
-/// `cargo run -p ot-hil --` in a workflow. Prose mentioning ot-hil is not a command.
+/// `-p ot-hil --` (`cargo run [--quiet] -p ot-hil -- ...`) in a workflow or script. Prose
+/// mentioning ot-hil is not a command.
 fn command_start(line: &str, markdown: bool, in_code_block: bool) -> Option<String> {
     if !markdown {
         return line
-            .split_once("cargo run -p ot-hil -- ")
+            .split_once("-p ot-hil -- ")
             .map(|(_, rest)| rest.to_string());
     }
     if in_code_block {
