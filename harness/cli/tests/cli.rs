@@ -136,9 +136,12 @@ fn virtual_board_killed_mid_case_is_an_infrastructure_error() {
         &QUIET_CASE.replace("WINDOW", "10ms"),
     );
     let mut child = Command::new(EXE)
-        // No retry on a fresh board: this is about the error itself.
+        // No retry on a fresh board: this is about the error itself. One job: the victim's
+        // virtual DK is then the only one running when it is looked up.
         .args([
             "run",
+            "--jobs",
+            "1",
             "--infra-retries",
             "0",
             "--variant",
