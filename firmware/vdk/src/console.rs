@@ -108,14 +108,16 @@ impl Console {
         })
     }
 
-    /// Queue bytes for the UART; never blocks.
-    pub fn write(&mut self, bytes: Vec<u8>) {
+    /// Queue bytes for the UART; never blocks. Returns how many were queued (0 when the output
+    /// was dropped or the console is closed): what the runner will be able to read.
+    pub fn write(&mut self, bytes: Vec<u8>) -> usize {
         if bytes.is_empty() {
-            return;
+            return 0;
         }
-        let Some(writer) = &self.writer else { return };
+        let Some(writer) = &self.writer else { return 0 };
+        let len = bytes.len();
         match writer.try_send(bytes) {
-            Ok(()) => {}
+            Ok(()) => len,
             Err(TrySendError::Full(_)) => {
                 self.dropped_chunks += 1;
                 if self.dropped_chunks.is_power_of_two() {
@@ -124,8 +126,9 @@ impl Console {
                         self.dropped_chunks
                     );
                 }
+                0
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Disconnected(_)) => 0,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::net::Ipv6Addr;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use ot_hil_air::{AirClient, AirFrame};
+use ot_hil_air::{AirClient, AirFrame, IdleReport};
 
 use crate::cli::{self, Cli, Context, Outcome};
 use crate::console::Console;
@@ -35,6 +35,10 @@ pub enum Input {
     Control(ControlRequest),
     /// SIGINT/SIGTERM/SIGHUP: leave the loop so the PTY link and sockets get removed.
     Shutdown,
+    /// The case clock moved on to this instant (µs; boards on a case clock only).
+    Clock(u64),
+    /// A datagram from the air that was not a frame for this radio (dropped by the radio).
+    AirDiscarded,
 }
 
 /// What Zephyr's `help` prints (shell.c `cmd_help` with TAB, autocompletion, help and metakeys
@@ -610,6 +614,43 @@ fn parse_prefix(s: &str) -> Option<[u8; 8]> {
     addr.octets()[..8].try_into().ok()
 }
 
+/// What the main loop does after an input.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Hand one input to the board at `now` (the console, which belongs to the loop, handles
+/// `close-console` itself).
+fn handle_input(
+    board: &mut Board,
+    console: &mut Console,
+    input: Input,
+    now: Instant,
+    exit_on_console_close: bool,
+) -> Flow {
+    match input {
+        Input::Console(bytes) => board.handle_console(&bytes, now),
+        Input::Air(frame) => board.handle_air(&frame, now),
+        Input::ConsoleClosed if exit_on_console_close => return Flow::Stop,
+        Input::Control(req) => {
+            let reply = match Request::parse(&req.line) {
+                Ok(Request::CloseConsole) => {
+                    console.close_port();
+                    Reply::ok()
+                }
+                Ok(request) => board.handle_request(request, now),
+                Err(e) => Reply::Error(e.to_string()),
+            }
+            .encode();
+            let _ = req.reply.send(reply);
+        }
+        Input::Shutdown => return Flow::Stop,
+        Input::ConsoleClosed | Input::Clock(_) | Input::AirDiscarded => {}
+    }
+    Flow::Continue
+}
+
 /// The main loop: one thread owns the board; reader threads feed `inputs`.
 pub fn run_loop(
     board: &mut Board,
@@ -624,31 +665,103 @@ pub fn run_loop(
             .next_deadline()
             .map_or(IDLE_WAIT, |d| d.saturating_duration_since(now));
         match inputs.recv_timeout(wait) {
-            Ok(Input::Console(bytes)) => board.handle_console(&bytes, Instant::now()),
-            Ok(Input::Air(frame)) => board.handle_air(&frame, Instant::now()),
-            Ok(Input::ConsoleClosed) => {
-                if exit_on_console_close {
+            Ok(input) => {
+                if let Flow::Stop =
+                    handle_input(board, console, input, Instant::now(), exit_on_console_close)
+                {
                     break;
                 }
             }
-            Ok(Input::Control(req)) => {
-                // The console belongs to the loop, not the board: closing it is handled here.
-                let reply = match Request::parse(&req.line) {
-                    Ok(Request::CloseConsole) => {
-                        console.close_port();
-                        Reply::ok()
-                    }
-                    Ok(request) => board.handle_request(request, Instant::now()),
-                    Err(e) => Reply::Error(e.to_string()),
-                }
-                .encode();
-                let _ = req.reply.send(reply);
-            }
-            Ok(Input::Shutdown) => break,
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
         board.poll(Instant::now());
+    }
+    console.write(board.take_output());
+    console.close(Duration::from_secs(1));
+}
+
+/// A board's link to the case clock of its air hub: the clock's instant as the board last heard
+/// it, and the counts of what the board has consumed, which its idle reports carry.
+pub struct CaseClockLink {
+    radio: AirClient,
+    /// Host instant that stands for instant 0 of the case clock: the board's timers keep using
+    /// `Instant`, offset by the case clock.
+    origin: Instant,
+    report: IdleReport,
+}
+
+impl CaseClockLink {
+    pub fn new(radio: AirClient) -> Self {
+        CaseClockLink {
+            radio,
+            origin: Instant::now(),
+            report: IdleReport::default(),
+        }
+    }
+
+    /// The case clock's instant as an `Instant` for the board.
+    pub fn now(&self) -> Instant {
+        self.origin + Duration::from_micros(self.report.now_us)
+    }
+
+    /// Tell the hub the board is idle until `deadline` (rounded up to the next µs, and never at
+    /// or before now: a timer due now has just run).
+    fn report_idle(&mut self, deadline: Option<Instant>) {
+        self.report.deadline_us = deadline.map(|d| {
+            let after = d.saturating_duration_since(self.origin);
+            let us = u64::try_from(after.as_micros()).unwrap_or(u64::MAX);
+            let us = if Duration::from_micros(us) < after {
+                us + 1
+            } else {
+                us
+            };
+            us.max(self.report.now_us + 1)
+        });
+        if let Err(e) = self.radio.report_idle(self.report) {
+            eprintln!("vdk: idle report to the case clock failed: {e}");
+        }
+    }
+}
+
+/// Longest the clocked loop waits for an input in real time before it repeats its idle report
+/// (a report the hub missed must not hold the case forever).
+const CLOCKED_REPORT_REPEAT: Duration = Duration::from_secs(1);
+
+/// The main loop on a case clock: the board's timers run on the hub's clock, not the host's.
+/// Each time no input is waiting, the board reports idle with its next timer; it never sleeps
+/// to a deadline itself: the hub moves time on ([`Input::Clock`]) when every board is idle.
+pub fn run_clocked_loop(
+    board: &mut Board,
+    inputs: &Receiver<Input>,
+    console: &mut Console,
+    clock: &mut CaseClockLink,
+) {
+    loop {
+        clock.report.console_out += console.write(board.take_output()) as u64;
+        let input = match inputs.try_recv() {
+            Ok(input) => input,
+            Err(std::sync::mpsc::TryRecvError::Empty) => {
+                clock.report_idle(board.next_deadline());
+                match inputs.recv_timeout(CLOCKED_REPORT_REPEAT) {
+                    Ok(input) => input,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+        };
+        match &input {
+            Input::Console(bytes) => clock.report.console_in += bytes.len() as u64,
+            Input::Air(_) | Input::AirDiscarded => clock.report.frames_in += 1,
+            Input::Control(_) => clock.report.controls += 1,
+            Input::Clock(now_us) => clock.report.now_us = clock.report.now_us.max(*now_us),
+            Input::ConsoleClosed | Input::Shutdown => {}
+        }
+        if let Flow::Stop = handle_input(board, console, input, clock.now(), false) {
+            break;
+        }
+        board.poll(clock.now());
     }
     console.write(board.take_output());
     console.close(Duration::from_secs(1));

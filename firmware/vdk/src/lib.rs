@@ -33,7 +33,7 @@ use console::Console;
 use control::ControlServer;
 use device::{Board, Input};
 use firmware::{FirmwareError, Manifest};
-use ot_hil_air::AirClient;
+use ot_hil_air::{AirClient, Received};
 
 /// Command-line arguments of a virtual DK (`ot-hil-vdk ...` and `ot-hil vdk ...`).
 #[derive(Debug, Clone, clap::Args)]
@@ -64,6 +64,19 @@ pub struct VdkArgs {
     /// Factory EUI-64 as 16 hex digits (default: derived from pid and time).
     #[arg(long, value_name = "HEX", value_parser = parse_eui64)]
     pub eui64: Option<[u8; 8]>,
+    /// Which clock the firmware's timers run on: the host's (`real`), or the case clock of the
+    /// air hub (`virtual`: the board reports when it is idle and the hub moves time on).
+    #[arg(long, value_enum, default_value_t = BoardClock::Real, requires = "air")]
+    pub clock: BoardClock,
+}
+
+/// The clock a virtual DK's timers run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BoardClock {
+    /// The host's monotonic clock.
+    Real,
+    /// The case clock of the air hub (a discrete-event scheduler).
+    Virtual,
 }
 
 /// Top-level errors of a virtual DK process.
@@ -141,25 +154,27 @@ fn forward_signals(inputs: mpsc::Sender<Input>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The radio's receive side: frames go to the main loop, which hands them to the current stack
-/// (the thread outlives reboots, like the radio hardware).
+/// The radio's receive side: frames (and, on a case clock, the clock's instants) go to the main
+/// loop, which hands them to the current stack (the thread outlives reboots, like the radio
+/// hardware).
 fn spawn_air_reader(air: AirClient, inputs: mpsc::Sender<Input>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("vdk-air".into())
         .stack_size(64 * 1024)
         .spawn(move || {
             loop {
-                match air.recv_timeout(std::time::Duration::from_secs(3600)) {
-                    Ok(Some(frame)) => {
-                        if inputs.send(Input::Air(frame)).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) => {}
+                let input = match air.recv_message(std::time::Duration::from_secs(3600)) {
+                    Ok(Some(Received::Frame(frame))) => Input::Air(frame),
+                    Ok(Some(Received::Time(now_us))) => Input::Clock(now_us),
+                    Ok(Some(Received::Discarded)) => Input::AirDiscarded,
+                    Ok(None) => continue,
                     Err(e) => {
                         eprintln!("vdk: radio receive failed: {e}");
                         return;
                     }
+                };
+                if inputs.send(input).is_err() {
+                    return;
                 }
             }
         })?;
@@ -182,6 +197,7 @@ pub fn run(args: VdkArgs) -> Result<(), VdkError> {
             })?),
             None => None,
         };
+    let mut clock_radio = None;
     let air = match &args.air {
         Some(hub) if !args.no_air => {
             let client = AirClient::connect(hub).map_err(|source| VdkError::Air {
@@ -196,6 +212,12 @@ pub fn run(args: VdkArgs) -> Result<(), VdkError> {
                 path: hub.clone(),
                 source,
             })?;
+            if args.clock == BoardClock::Virtual {
+                clock_radio = Some(client.try_clone().map_err(|source| VdkError::Air {
+                    path: hub.clone(),
+                    source,
+                })?);
+            }
             Some(client)
         }
         _ => None,
@@ -215,9 +237,20 @@ pub fn run(args: VdkArgs) -> Result<(), VdkError> {
     drop(tx);
     let eui64 = args.eui64.unwrap_or_else(default_eui64);
     let mut board = Board::new(eui64, air);
-    if let Some(m) = firmware {
-        board.flash(m, std::time::Instant::now());
+    match clock_radio {
+        Some(radio) => {
+            let mut clock = device::CaseClockLink::new(radio);
+            if let Some(m) = firmware {
+                board.flash(m, clock.now());
+            }
+            device::run_clocked_loop(&mut board, &rx, &mut console, &mut clock);
+        }
+        None => {
+            if let Some(m) = firmware {
+                board.flash(m, std::time::Instant::now());
+            }
+            device::run_loop(&mut board, &rx, &mut console, args.stdio);
+        }
     }
-    device::run_loop(&mut board, &rx, &mut console, args.stdio);
     Ok(())
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::proto::{AirFrame, ClientMessage, MAX_PSDU_LEN, is_valid_channel};
+use crate::proto::{
+    AirFrame, ClientMessage, HubMessage, IdleReport, MAX_PSDU_LEN, is_valid_channel,
+};
 
 /// Distinguishes the sockets of several clients in one process.
 static NEXT_CLIENT: AtomicU32 = AtomicU32::new(0);
@@ -27,6 +29,18 @@ impl Drop for ClientShared {
         let _ = self.bye.send_to(&ClientMessage::Bye.emit(), &self.hub);
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// One datagram from the hub, as a clocked board sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// A frame on the radio's channel.
+    Frame(AirFrame),
+    /// The case clock moved on to this instant (µs).
+    Time(u64),
+    /// A datagram that was not a frame for this radio (malformed, or from a channel it left):
+    /// handled by dropping it, and counted as handled in the board's idle report.
+    Discarded,
 }
 
 /// One radio. Clone it with [`AirClient::try_clone`] to send from one thread while another
@@ -134,6 +148,38 @@ impl AirClient {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Wait up to `timeout` for the next datagram from the hub, whatever it is (a clocked
+    /// board's receive side: every datagram counts in its [`IdleReport`]).
+    pub fn recv_message(&self, timeout: Duration) -> io::Result<Option<Received>> {
+        let mut buf = [0u8; 512];
+        self.socket
+            .set_read_timeout(Some(timeout.max(Duration::from_micros(1))))?;
+        match self.socket.recv(&mut buf) {
+            Ok(len) => {
+                let datagram = buf.get(..len).unwrap_or_default();
+                Ok(Some(match HubMessage::parse(datagram) {
+                    Ok(HubMessage::Time { now_us }) => Received::Time(now_us),
+                    Ok(HubMessage::Frame(frame)) if frame.channel == self.channel() => {
+                        Received::Frame(frame)
+                    }
+                    Ok(HubMessage::Frame(_)) => Received::Discarded,
+                    Err(_) => {
+                        self.shared.malformed.fetch_add(1, Ordering::Relaxed);
+                        Received::Discarded
+                    }
+                }))
+            }
+            Err(e) if is_timeout(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Tell the hub's case clock this board has nothing left to do (the first report registers
+    /// it as a clocked board).
+    pub fn report_idle(&self, report: IdleReport) -> io::Result<()> {
+        self.send_message(&ClientMessage::Idle(report))
     }
 
     /// A second handle on the same radio.

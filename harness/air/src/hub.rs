@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::clock::{ClockState, RunnerWait, Step, Wake};
 use crate::fault::FaultConfig;
-use crate::proto::{AirFrame, ClientMessage};
+use crate::proto::{AirFrame, ClientMessage, HubMessage};
 
 /// File name of the hub socket inside the run directory.
 pub const HUB_SOCKET_NAME: &str = ot_hil_board::air_socket::HUB_SOCKET_NAME;
@@ -59,7 +60,8 @@ pub struct HubStats {
 
 /// A delivery waiting for its injected delay.
 struct Delayed {
-    due: Instant,
+    /// Hub time (µs) it is due at.
+    due: u64,
     order: u64,
     to: PathBuf,
     channel: u8,
@@ -97,11 +99,30 @@ struct HubState {
     next_order: u64,
     /// Per receiver, datagrams waiting for room in its socket queue, in order.
     backlog: HashMap<PathBuf, VecDeque<Vec<u8>>>,
+    /// Real time of the hub's start: the hub's time on a real clock.
+    started: Instant,
+    /// The case clock, when the hub runs one (then the hub's time is the case clock's).
+    clock: Option<ClockState>,
+}
+
+impl HubState {
+    /// The hub's time in µs: since it started, or the case clock's instant.
+    fn now_us(&self) -> u64 {
+        match &self.clock {
+            Some(clock) => clock.now_us,
+            None => u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        }
+    }
 }
 
 struct Shared {
     stop: AtomicBool,
     state: Mutex<HubState>,
+    /// Deliveries go out of this non-blocking socket (from the hub thread and, on a case clock,
+    /// from whoever moved the clock).
+    out: UnixDatagram,
+    /// Wakes the runner's wait on the case clock.
+    runner_wake: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -127,6 +148,16 @@ impl Hub {
     /// As [`Hub::start`], with the seed of the fault-injection RNG (same seed and same traffic
     /// order give the same losses).
     pub fn start_seeded(dir: &Path, seed: u64) -> io::Result<Hub> {
+        Hub::start_with(dir, seed, None)
+    }
+
+    /// As [`Hub::start_seeded`], with a case clock ([`crate::clock`]): the boards that register
+    /// on it run in virtual time, driven by [`CaseClock`].
+    pub fn start_clocked(dir: &Path, seed: u64) -> io::Result<Hub> {
+        Hub::start_with(dir, seed, Some(ClockState::default()))
+    }
+
+    fn start_with(dir: &Path, seed: u64, clock: Option<ClockState>) -> io::Result<Hub> {
         let socket_path = dir.join(HUB_SOCKET_NAME);
         match std::fs::remove_file(&socket_path) {
             Ok(()) => {}
@@ -140,6 +171,8 @@ impl Hub {
         out.set_nonblocking(true)?;
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
+            out,
+            runner_wake: tokio::sync::Notify::new(),
             state: Mutex::new(HubState {
                 clients: HashMap::new(),
                 monitors: HashSet::new(),
@@ -150,12 +183,14 @@ impl Hub {
                 delayed: BinaryHeap::new(),
                 next_order: 0,
                 backlog: HashMap::new(),
+                started: Instant::now(),
+                clock,
             }),
         });
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("air-hub".into())
-            .spawn(move || serve(&socket, &out, &thread_shared))?;
+            .spawn(move || serve(&socket, &thread_shared))?;
         Ok(Hub {
             socket_path,
             shared,
@@ -166,6 +201,14 @@ impl Hub {
     /// The socket clients connect to.
     pub fn socket_path(&self) -> &Path {
         &self.socket_path
+    }
+
+    /// The case clock, when the hub was started with one ([`Hub::start_clocked`]).
+    pub fn clock(&self) -> Option<CaseClock> {
+        self.shared.lock().clock.as_ref()?;
+        Some(CaseClock {
+            shared: Arc::clone(&self.shared),
+        })
     }
 
     /// A snapshot of the counters.
@@ -214,18 +257,20 @@ impl Drop for Hub {
     }
 }
 
-fn serve(socket: &UnixDatagram, out: &UnixDatagram, shared: &Shared) {
-    let started = Instant::now();
+fn serve(socket: &UnixDatagram, shared: &Shared) {
+    let out = &shared.out;
     // Larger than any valid datagram, so an oversized one shows up as too long, not truncated.
     let mut buf = vec![0u8; 4096];
     while !shared.stop.load(Ordering::SeqCst) {
         let wait = {
             let state = shared.lock();
-            let delayed = state
-                .delayed
-                .peek()
-                .map(|Reverse(d)| d.due.saturating_duration_since(Instant::now()))
-                .unwrap_or(IDLE_WAKE);
+            // On a case clock delayed frames fall due when the clock moves, not in real time.
+            let delayed = match (&state.clock, state.delayed.peek()) {
+                (None, Some(Reverse(d))) => {
+                    Duration::from_micros(d.due.saturating_sub(state.now_us()))
+                }
+                _ => IDLE_WAKE,
+            };
             let backlog = if state.backlog.is_empty() {
                 IDLE_WAKE
             } else {
@@ -246,7 +291,7 @@ fn serve(socket: &UnixDatagram, out: &UnixDatagram, shared: &Shared) {
                 }
                 let datagram = buf.get(..len).unwrap_or_default();
                 let mut state = shared.lock();
-                handle_datagram(&mut state, out, started, datagram, from.as_pathname());
+                handle_datagram(&mut state, out, datagram, from.as_pathname());
             }
             Err(_) => {
                 // The wait timed out, or a receive error on a datagram socket that is transient
@@ -254,8 +299,56 @@ fn serve(socket: &UnixDatagram, out: &UnixDatagram, shared: &Shared) {
             }
         }
         let mut state = shared.lock();
-        deliver_due(&mut state, out, started, Instant::now());
+        if state.clock.is_none() {
+            let now = state.now_us();
+            deliver_due(&mut state, out, now);
+        }
         flush_backlogs(&mut state, out);
+        progress(&mut state, shared);
+    }
+}
+
+/// Carry out the case clock's steps until it has to wait for a board or the runner.
+fn progress(state: &mut HubState, shared: &Shared) {
+    loop {
+        let next_delayed = state.delayed.peek().map(|Reverse(d)| d.due);
+        let Some(clock) = state.clock.as_mut() else {
+            return;
+        };
+        match clock.next_step(next_delayed) {
+            Step::Hold => return,
+            Step::Deliver(round) => {
+                for tx in round {
+                    let frame = OnAir {
+                        channel: tx.channel,
+                        psdu: &tx.psdu,
+                        fcs: tx.fcs,
+                    };
+                    transmit(state, &shared.out, Some(&tx.from), &frame);
+                }
+            }
+            Step::Advance(now_us) => {
+                clock.now_us = now_us;
+                clock.advances += 1;
+                let boards: Vec<PathBuf> = clock
+                    .boards
+                    .iter()
+                    .filter(|(_, b)| !b.gone)
+                    .map(|(p, _)| p.clone())
+                    .collect();
+                deliver_due(state, &shared.out, now_us);
+                let time = HubMessage::Time { now_us }.emit();
+                for to in boards {
+                    send_datagram(state, &shared.out, &to, time.clone());
+                }
+            }
+            Step::Wake(wake) => {
+                clock.runner = None;
+                clock.wake = Some(wake);
+                shared.runner_wake.notify_one();
+                return;
+            }
+        }
     }
 }
 
@@ -267,7 +360,6 @@ fn flush_backlogs(state: &mut HubState, out: &UnixDatagram) {
             match out.send_to(datagram, to) {
                 Ok(_) => {
                     queue.pop_front();
-                    state.stats.frames_out += 1;
                 }
                 Err(e) if is_gone(&e) => {
                     dead.push(to.clone());
@@ -291,6 +383,9 @@ fn is_gone(e: &io::Error) -> bool {
 }
 
 fn remove_dead(state: &mut HubState, to: &Path) {
+    if let Some(board) = state.clock.as_mut().and_then(|c| c.boards.get_mut(to)) {
+        board.gone = true;
+    }
     state.backlog.remove(to);
     state.monitors.remove(to);
     if state.clients.remove(to).is_some() {
@@ -298,13 +393,7 @@ fn remove_dead(state: &mut HubState, to: &Path) {
     }
 }
 
-fn handle_datagram(
-    state: &mut HubState,
-    out: &UnixDatagram,
-    started: Instant,
-    datagram: &[u8],
-    from: Option<&Path>,
-) {
+fn handle_datagram(state: &mut HubState, out: &UnixDatagram, datagram: &[u8], from: Option<&Path>) {
     let message = match ClientMessage::parse(datagram) {
         Ok(m) => m,
         Err(_) => {
@@ -338,24 +427,55 @@ fn handle_datagram(
         }
         ClientMessage::Transmit { channel, psdu, fcs } => {
             state.stats.frames_in += 1;
-            let receivers: Vec<PathBuf> = state
-                .clients
-                .iter()
-                .filter(|(path, ch)| **ch == channel && Some(path.as_path()) != from)
-                .map(|(path, _)| path.clone())
-                .collect();
-            let now = Instant::now();
-            let frame = OnAir { channel, psdu, fcs };
-            for to in receivers {
-                let link = from.and_then(|f| state.link_faults.get(&(f.to_path_buf(), to.clone())));
-                let faults = match link {
-                    Some(faults) => faults.clone(),
-                    None if state.monitors.contains(&to) => FaultConfig::none(),
-                    None => state.faults.clone(),
-                };
-                transmit_with_faults(state, out, started, now, &faults, to, &frame);
+            match (state.clock.as_mut(), from) {
+                // On a case clock the frame waits for the instant's delivery round.
+                (Some(clock), Some(from)) => clock.hold(from, channel, psdu, fcs),
+                _ => transmit(state, out, from, &OnAir { channel, psdu, fcs }),
             }
         }
+        ClientMessage::Idle(report) => match (state.clock.as_mut(), from) {
+            (Some(clock), Some(from)) => {
+                let now_us = clock.now_us;
+                let board = clock.board(from);
+                let first = board.report.is_none();
+                board.report = Some(report);
+                // A board that registers after the clock moved on learns the time.
+                if first && report.now_us != now_us {
+                    let time = HubMessage::Time { now_us }.emit();
+                    send_datagram(state, out, from, time);
+                }
+            }
+            _ => state.stats.malformed += 1,
+        },
+    }
+}
+
+/// Hand a transmitted frame to every other radio on its channel, through the faults of its link.
+fn transmit(state: &mut HubState, out: &UnixDatagram, from: Option<&Path>, frame: &OnAir<'_>) {
+    let mut receivers: Vec<PathBuf> = state
+        .clients
+        .iter()
+        .filter(|(path, ch)| **ch == frame.channel && Some(path.as_path()) != from)
+        .map(|(path, _)| path.clone())
+        .collect();
+    // A fixed order, so the fault draws do not depend on the map's.
+    let rank = |p: &PathBuf| {
+        state
+            .clock
+            .as_ref()
+            .and_then(|c| c.boards.get(p))
+            .map_or(u32::MAX, |b| b.rank)
+    };
+    receivers.sort_by(|a, b| (rank(a), a).cmp(&(rank(b), b)));
+    let now = state.now_us();
+    for to in receivers {
+        let link = from.and_then(|f| state.link_faults.get(&(f.to_path_buf(), to.clone())));
+        let faults = match link {
+            Some(faults) => faults.clone(),
+            None if state.monitors.contains(&to) => FaultConfig::none(),
+            None => state.faults.clone(),
+        };
+        transmit_with_faults(state, out, now, &faults, to, frame);
     }
 }
 
@@ -381,15 +501,14 @@ fn flip_one_bit(rng: &mut StdRng, psdu: &mut [u8], fcs: u16) -> u16 {
 fn transmit_with_faults(
     state: &mut HubState,
     out: &UnixDatagram,
-    started: Instant,
-    now: Instant,
+    now: u64,
     faults: &FaultConfig,
     to: PathBuf,
     frame: &OnAir<'_>,
 ) {
     let channel = frame.channel;
     if faults.is_none() {
-        send_now(state, out, started, &to, channel, frame.psdu, frame.fcs);
+        send_now(state, out, &to, channel, frame.psdu, frame.fcs);
         return;
     }
     if faults.loss > 0.0 && state.rng.random_bool(faults.loss.clamp(0.0, 1.0)) {
@@ -415,14 +534,14 @@ fn transmit_with_faults(
         } else {
             Duration::from_nanos(state.rng.random_range(0..=faults.jitter.as_nanos() as u64))
         };
-        let delay = faults.delay + jitter;
-        if delay.is_zero() {
-            send_now(state, out, started, &to, channel, &bytes, fcs);
+        let delay = u64::try_from((faults.delay + jitter).as_micros()).unwrap_or(u64::MAX);
+        if delay == 0 {
+            send_now(state, out, &to, channel, &bytes, fcs);
         } else {
             let order = state.next_order;
             state.next_order += 1;
             state.delayed.push(Reverse(Delayed {
-                due: now + delay,
+                due: now.saturating_add(delay),
                 order,
                 to: to.clone(),
                 channel,
@@ -433,14 +552,14 @@ fn transmit_with_faults(
     }
 }
 
-fn deliver_due(state: &mut HubState, out: &UnixDatagram, started: Instant, now: Instant) {
+fn deliver_due(state: &mut HubState, out: &UnixDatagram, now: u64) {
     while state.delayed.peek().is_some_and(|Reverse(d)| d.due <= now) {
         let Some(Reverse(d)) = state.delayed.pop() else {
             break;
         };
         // The receiver may have left or retuned while the frame was in flight.
         if state.clients.get(&d.to) == Some(&d.channel) {
-            send_now(state, out, started, &d.to, d.channel, &d.psdu, d.fcs);
+            send_now(state, out, &d.to, d.channel, &d.psdu, d.fcs);
         }
     }
 }
@@ -448,7 +567,6 @@ fn deliver_due(state: &mut HubState, out: &UnixDatagram, started: Instant, now: 
 fn send_now(
     state: &mut HubState,
     out: &UnixDatagram,
-    started: Instant,
     to: &Path,
     channel: u8,
     psdu: &[u8],
@@ -458,30 +576,228 @@ fn send_now(
         channel,
         rssi_dbm: DEFAULT_RSSI_DBM,
         lqi: DEFAULT_LQI,
-        timestamp_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        timestamp_us: state.now_us(),
         psdu: psdu.to_vec(),
         fcs,
     };
-    let datagram = frame.emit();
-    // Keep order: behind an existing backlog, a frame waits its turn.
+    if send_datagram(state, out, to, frame.emit()) {
+        state.stats.frames_out += 1;
+        if let Some(board) = state.clock.as_mut().and_then(|c| c.boards.get_mut(to)) {
+            board.delivered += 1;
+        }
+    }
+}
+
+/// Send one datagram to a client, behind its backlog if it has one; false when it was dropped
+/// (the receiver overran its backlog, or is gone).
+fn send_datagram(state: &mut HubState, out: &UnixDatagram, to: &Path, datagram: Vec<u8>) -> bool {
+    // Keep order: behind an existing backlog, a datagram waits its turn.
     if let Some(queue) = state.backlog.get_mut(to) {
         if queue.len() >= BACKLOG_LIMIT {
             state.stats.receiver_overruns += 1;
-        } else {
-            queue.push_back(datagram);
+            return false;
         }
-        return;
+        queue.push_back(datagram);
+        return true;
     }
     match out.send_to(&datagram, to) {
-        Ok(_) => state.stats.frames_out += 1,
-        Err(e) if is_gone(&e) => remove_dead(state, to),
+        Ok(_) => true,
+        Err(e) if is_gone(&e) => {
+            remove_dead(state, to);
+            false
+        }
         Err(_) => {
-            // Queue full (EAGAIN) or a transient error: hold the frame and retry shortly.
+            // Queue full (EAGAIN) or a transient error: hold the datagram and retry shortly.
             state
                 .backlog
                 .entry(to.to_path_buf())
                 .or_default()
                 .push_back(datagram);
+            true
         }
+    }
+}
+
+/// The runner's handle on a case clock ([`Hub::start_clocked`]): it registers the boards it
+/// expects, counts what it sends them and reads from them ([`BoardTap`]), and waits on the
+/// clock instead of on real time.
+#[derive(Clone)]
+pub struct CaseClock {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for CaseClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaseClock")
+            .field("now_us", &self.now_us())
+            .finish()
+    }
+}
+
+impl CaseClock {
+    /// Expect the clocked board whose radio is bound at `radio`; time holds until it has
+    /// registered. `rank` orders its frames among those sent at one instant.
+    pub fn expect_board(&self, radio: &Path, rank: u32) -> BoardTap {
+        let mut state = self.shared.lock();
+        if let Some(clock) = state.clock.as_mut() {
+            let board = clock.board(radio);
+            board.rank = rank;
+            board.expected = true;
+        }
+        BoardTap {
+            shared: Arc::clone(&self.shared),
+            radio: radio.to_path_buf(),
+        }
+    }
+
+    /// The case clock's instant, in µs since the case's air started.
+    pub fn now_us(&self) -> u64 {
+        self.shared.lock().now_us()
+    }
+
+    /// How many times the clock has moved.
+    pub fn advances(&self) -> u64 {
+        self.shared.lock().clock.as_ref().map_or(0, |c| c.advances)
+    }
+
+    /// The console generation: take it before looking at the consoles, pass it to
+    /// [`CaseClock::wait`] after.
+    pub fn generation(&self) -> u64 {
+        self.shared
+            .lock()
+            .clock
+            .as_ref()
+            .map_or(0, |c| c.generation)
+    }
+
+    /// Wait until a console shows something newer than generation `seen` (once every board is
+    /// idle), or the case clock reaches `deadline_us`. Only this wait lets the clock move. If the
+    /// boards stop answering for `watchdog` of real time, the wait ends as [`Wake::Stalled`].
+    pub async fn wait(&self, deadline_us: u64, seen: u64, watchdog: Duration) -> Wake {
+        {
+            let mut state = self.shared.lock();
+            let Some(clock) = state.clock.as_mut() else {
+                return Wake::Stalled;
+            };
+            clock.wake = None;
+            clock.runner = Some(RunnerWait { deadline_us, seen });
+            progress(&mut state, &self.shared);
+        }
+        let give_up = tokio::time::Instant::now() + watchdog;
+        loop {
+            let notified = self.shared.runner_wake.notified();
+            {
+                let mut state = self.shared.lock();
+                if let Some(clock) = state.clock.as_mut()
+                    && let Some(wake) = clock.wake.take()
+                {
+                    return wake;
+                }
+            }
+            if tokio::time::timeout_at(give_up, notified).await.is_err() {
+                let mut state = self.shared.lock();
+                if let Some(clock) = state.clock.as_mut() {
+                    clock.runner = None;
+                    return clock.wake.take().unwrap_or(Wake::Stalled);
+                }
+                return Wake::Stalled;
+            }
+        }
+    }
+
+    /// Boards that hold the clock now, with why (for a stall's message).
+    pub fn holding(&self) -> Vec<String> {
+        let state = self.shared.lock();
+        let Some(clock) = state.clock.as_ref() else {
+            return Vec::new();
+        };
+        clock
+            .boards
+            .iter()
+            .filter(|(_, b)| !b.gone)
+            .filter_map(|(path, b)| {
+                let name = path.file_name()?.to_string_lossy().into_owned();
+                let why = match b.report {
+                    None => "has not registered".to_string(),
+                    Some(r) if r.now_us != clock.now_us => {
+                        format!("is at {} µs, the clock at {}", r.now_us, clock.now_us)
+                    }
+                    Some(r) if r.console_in != b.console_written => format!(
+                        "has read {} of {} console bytes",
+                        r.console_in, b.console_written
+                    ),
+                    Some(r) if r.console_out != b.console_read => format!(
+                        "wrote {} console bytes, {} read",
+                        r.console_out, b.console_read
+                    ),
+                    Some(r) if r.frames_in != b.delivered => {
+                        format!("has handled {} of {} frames", r.frames_in, b.delivered)
+                    }
+                    Some(r) if r.controls != b.controls_sent => format!(
+                        "has handled {} of {} control requests",
+                        r.controls, b.controls_sent
+                    ),
+                    Some(_) => return None,
+                };
+                Some(format!("{name} {why}"))
+            })
+            .collect()
+    }
+}
+
+/// The runner's side of one clocked board: what it wrote to and read from its console and the
+/// control requests it sent, so the clock knows when nothing is on its way.
+#[derive(Clone)]
+pub struct BoardTap {
+    shared: Arc<Shared>,
+    radio: PathBuf,
+}
+
+impl std::fmt::Debug for BoardTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoardTap")
+            .field("radio", &self.radio)
+            .finish()
+    }
+}
+
+impl BoardTap {
+    fn update(&self, change: impl FnOnce(&mut crate::clock::ClockedBoard, &mut u64)) {
+        let mut state = self.shared.lock();
+        let Some(clock) = state.clock.as_mut() else {
+            return;
+        };
+        let mut generation = clock.generation;
+        if let Some(board) = clock.boards.get_mut(&self.radio) {
+            change(board, &mut generation);
+        }
+        clock.generation = generation;
+        progress(&mut state, &self.shared);
+    }
+
+    /// `n` console bytes written to the board.
+    pub fn wrote(&self, n: usize) {
+        self.update(|b, _| b.console_written += n as u64);
+    }
+
+    /// `n` console bytes read from the board (and already shown to the runner's waits).
+    pub fn read(&self, n: usize) {
+        self.update(|b, generation| {
+            b.console_read += n as u64;
+            *generation += 1;
+        });
+    }
+
+    /// A control request is about to be sent to the board.
+    pub fn control_sent(&self) {
+        self.update(|b, _| b.controls_sent += 1);
+    }
+
+    /// The board is gone (its console ended): the clock no longer waits for it.
+    pub fn gone(&self) {
+        self.update(|b, generation| {
+            b.gone = true;
+            *generation += 1;
+        });
     }
 }

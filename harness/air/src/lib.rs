@@ -14,16 +14,21 @@
 //! socket) does not lose frames: the hub keeps a per-receiver backlog and retries it, so bursts of
 //! 6LoWPAN fragments arrive complete and in order. [`FaultConfig`] lets a run lose, delay,
 //! duplicate or corrupt frames, globally or per link, from a seeded RNG.
+//!
+//! A hub started with a case clock ([`Hub::start_clocked`], [`clock`]) runs its boards in
+//! virtual time: it is then the discrete-event scheduler of the case run.
 
 mod client;
+pub mod clock;
 mod fault;
 mod hub;
 pub mod proto;
 
-pub use client::AirClient;
+pub use client::{AirClient, Received};
+pub use clock::Wake;
 pub use fault::FaultConfig;
-pub use hub::{DEFAULT_LQI, DEFAULT_RSSI_DBM, HUB_SOCKET_NAME, Hub, HubStats};
-pub use proto::{AirFrame, MAX_PSDU_LEN};
+pub use hub::{BoardTap, CaseClock, DEFAULT_LQI, DEFAULT_RSSI_DBM, HUB_SOCKET_NAME, Hub, HubStats};
+pub use proto::{AirFrame, HubMessage, IdleReport, MAX_PSDU_LEN};
 
 /// A datagram on the air protocol that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,8 +1,11 @@
 //! The datagram format between air clients and the hub.
 //!
 //! client -> hub: `b'C' ch` (register / set channel), `b'M' ch` (register as a monitor),
-//! `b'F' ch psdu.. fcs(u16 LE)` (transmit), `b'B'` (bye).
-//! hub -> client: `b'F' ch rssi(i8) lqi(u8) ts_us(u64 LE) psdu.. fcs(u16 LE)`.
+//! `b'F' ch psdu.. fcs(u16 LE)` (transmit), `b'B'` (bye), and on a case clock
+//! `b'I' now deadline console_in console_out frames_in controls` (all u64 LE; idle report, see
+//! [`IdleReport`]).
+//! hub -> client: `b'F' ch rssi(i8) lqi(u8) ts_us(u64 LE) psdu.. fcs(u16 LE)`, and on a case
+//! clock `b'T' now_us(u64 LE)` (the case clock moved on).
 //!
 //! Frames travel with their FCS, as on a real air: the sending radio appends it and a fault the
 //! hub injects (a flipped bit) can hit the frame or its FCS. A receiving radio checks it before it
@@ -28,6 +31,71 @@ const KIND_CHANNEL: u8 = b'C';
 const KIND_MONITOR: u8 = b'M';
 const KIND_FRAME: u8 = b'F';
 const KIND_BYE: u8 = b'B';
+const KIND_IDLE: u8 = b'I';
+const KIND_TIME: u8 = b'T';
+
+/// Size of an idle report after its kind byte: six u64.
+const IDLE_REPORT_LEN: usize = 6 * 8;
+
+/// What a board on a case clock tells the hub each time it has nothing left to do: the instant
+/// it has reached, its next timer, and how much of each input it has consumed. The hub compares
+/// the counts with what was sent to the board; only when they match is the board idle, so time
+/// cannot move on while a byte, a frame or a request is still on its way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IdleReport {
+    /// The case clock as the board last heard it (µs).
+    pub now_us: u64,
+    /// The board's next timer on the case clock (µs); `None`: no timer.
+    pub deadline_us: Option<u64>,
+    /// Console bytes the board has read and handled.
+    pub console_in: u64,
+    /// Console bytes the board has written.
+    pub console_out: u64,
+    /// Datagrams from the hub the board has handled (frames, and ones it discarded).
+    pub frames_in: u64,
+    /// Control requests the board has handled.
+    pub controls: u64,
+}
+
+impl IdleReport {
+    fn emit_into(&self, out: &mut Vec<u8>) {
+        for v in [
+            self.now_us,
+            self.deadline_us.unwrap_or(u64::MAX),
+            self.console_in,
+            self.console_out,
+            self.frames_in,
+            self.controls,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    fn parse(body: &[u8]) -> Result<Self, AirError> {
+        if body.len() < IDLE_REPORT_LEN {
+            return Err(AirError::Truncated);
+        }
+        if body.len() > IDLE_REPORT_LEN {
+            return Err(AirError::TrailingBytes);
+        }
+        let mut fields = body.chunks_exact(8).map(|c| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            u64::from_le_bytes(b)
+        });
+        let mut next = || fields.next().unwrap_or_default();
+        let now_us = next();
+        let deadline = next();
+        Ok(IdleReport {
+            now_us,
+            deadline_us: (deadline != u64::MAX).then_some(deadline),
+            console_in: next(),
+            console_out: next(),
+            frames_in: next(),
+            controls: next(),
+        })
+    }
+}
 
 /// Size of the hub -> client header before the PSDU.
 const FRAME_HEADER_LEN: usize = 1 + 1 + 1 + 1 + 8;
@@ -50,6 +118,8 @@ pub enum ClientMessage<'a> {
     },
     /// The client is going away.
     Bye,
+    /// A board on the case clock has nothing left to do (the first one registers it as clocked).
+    Idle(IdleReport),
 }
 
 impl<'a> ClientMessage<'a> {
@@ -82,6 +152,7 @@ impl<'a> ClientMessage<'a> {
             }
             KIND_BYE if rest.is_empty() => Ok(ClientMessage::Bye),
             KIND_BYE => Err(AirError::TrailingBytes),
+            KIND_IDLE => IdleReport::parse(rest).map(ClientMessage::Idle),
             other => Err(AirError::UnknownKind(other)),
         }
     }
@@ -99,6 +170,51 @@ impl<'a> ClientMessage<'a> {
                 out
             }
             ClientMessage::Bye => vec![KIND_BYE],
+            ClientMessage::Idle(report) => {
+                let mut out = Vec::with_capacity(1 + IDLE_REPORT_LEN);
+                out.push(KIND_IDLE);
+                report.emit_into(&mut out);
+                out
+            }
+        }
+    }
+}
+
+/// A datagram the hub sends to a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HubMessage {
+    /// A frame the radio hears.
+    Frame(AirFrame),
+    /// The case clock moved on to this instant (µs): a clocked board runs its timers up to it.
+    Time { now_us: u64 },
+}
+
+impl HubMessage {
+    pub fn parse(datagram: &[u8]) -> Result<Self, AirError> {
+        match datagram.split_first() {
+            Some((&KIND_TIME, rest)) => {
+                let bytes: [u8; 8] = match rest.len() {
+                    0..8 => return Err(AirError::Truncated),
+                    8 => rest.try_into().map_err(|_| AirError::Truncated)?,
+                    _ => return Err(AirError::TrailingBytes),
+                };
+                Ok(HubMessage::Time {
+                    now_us: u64::from_le_bytes(bytes),
+                })
+            }
+            _ => AirFrame::parse(datagram).map(HubMessage::Frame),
+        }
+    }
+
+    pub fn emit(&self) -> Vec<u8> {
+        match self {
+            HubMessage::Frame(frame) => frame.emit(),
+            HubMessage::Time { now_us } => {
+                let mut out = Vec::with_capacity(9);
+                out.push(KIND_TIME);
+                out.extend_from_slice(&now_us.to_le_bytes());
+                out
+            }
         }
     }
 }
@@ -128,7 +244,8 @@ pub struct AirFrame {
     pub channel: u8,
     pub rssi_dbm: i8,
     pub lqi: u8,
-    /// Microseconds since the hub started: one clock for every receiver, like a sniffer's.
+    /// Microseconds since the hub started (on a case clock: the case clock's instant): one clock
+    /// for every receiver, like a sniffer's.
     pub timestamp_us: u64,
     /// The PSDU without FCS.
     pub psdu: Vec<u8>,
@@ -208,6 +325,15 @@ mod tests {
                 fcs: 0xbeef,
             },
             ClientMessage::Bye,
+            ClientMessage::Idle(IdleReport::default()),
+            ClientMessage::Idle(IdleReport {
+                now_us: 8_000_000,
+                deadline_us: Some(8_060_000),
+                console_in: 12,
+                console_out: 345,
+                frames_in: 6,
+                controls: 2,
+            }),
         ] {
             let bytes = msg.emit();
             assert_eq!(ClientMessage::parse(&bytes).unwrap(), msg);
@@ -221,6 +347,51 @@ mod tests {
             .emit(),
             [b'F', 11, 0x41, 0xd8, 0x01, 0xff, 0xff, 0x34, 0x12]
         );
+    }
+
+    #[test]
+    fn idle_report_layout_and_garbage() {
+        let report = IdleReport {
+            now_us: 1,
+            deadline_us: None,
+            console_in: 2,
+            console_out: 3,
+            frames_in: 4,
+            controls: 5,
+        };
+        let bytes = ClientMessage::Idle(report).emit();
+        assert_eq!(bytes.len(), 49);
+        assert_eq!(bytes[0], b'I');
+        assert_eq!(bytes[1..9], 1u64.to_le_bytes());
+        assert_eq!(bytes[9..17], [0xff; 8], "no deadline is u64::MAX");
+        assert_eq!(bytes[41..49], 5u64.to_le_bytes());
+        assert_eq!(ClientMessage::parse(&bytes[..48]), Err(AirError::Truncated));
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(ClientMessage::parse(&long), Err(AirError::TrailingBytes));
+    }
+
+    #[test]
+    fn hub_messages_round_trip_and_time_layout() {
+        let time = HubMessage::Time { now_us: 0x0102 };
+        assert_eq!(time.emit(), [b'T', 2, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(HubMessage::parse(&time.emit()).unwrap(), time);
+        assert_eq!(HubMessage::parse(b"T\x01"), Err(AirError::Truncated));
+        assert_eq!(
+            HubMessage::parse(&[b'T', 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(AirError::TrailingBytes)
+        );
+        let psdu = vec![0x41, 0x88];
+        let frame = HubMessage::Frame(AirFrame {
+            channel: 11,
+            rssi_dbm: -40,
+            lqi: 255,
+            timestamp_us: 9,
+            fcs: fcs(&psdu),
+            psdu,
+        });
+        assert_eq!(HubMessage::parse(&frame.emit()).unwrap(), frame);
+        assert_eq!(HubMessage::parse(b"Z"), Err(AirError::Truncated));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::case::{Action, Capture, Location, Pattern, ResultExpectation, Step, V
 use crate::console::buffer::Line;
 use crate::console::{BoardFault, Console, Shared};
 use crate::profile::is_callback_line;
+use crate::step_clock::ClockStalled;
 
 /// How many lines a failure quotes.
 const QUOTE_LINES: usize = 20;
@@ -128,7 +129,6 @@ impl Executor {
         index: usize,
         step: &Step,
     ) -> Result<StepTiming, StepError> {
-        let started = Instant::now();
         let ctx = StepCtx {
             index,
             step,
@@ -141,6 +141,8 @@ impl Executor {
                 reason: "no board for this node".into(),
             })
         })?;
+        let clock = console.clock().clone();
+        let started = clock.now();
         console.note(&format!(
             "step {} ({}): {}",
             index + 1,
@@ -212,7 +214,7 @@ impl Executor {
                         )?;
                         break;
                     }
-                    let next = deadline_after(Instant::now(), *interval);
+                    let next = deadline_after(clock.now(), *interval);
                     if next > end {
                         return Err(self.fail(
                             &ctx,
@@ -224,14 +226,17 @@ impl Executor {
                             run.window,
                         ));
                     }
-                    tokio::time::sleep_until(next.into()).await;
+                    clock
+                        .sleep_until(next)
+                        .await
+                        .map_err(|e| self.stalled(&ctx, &console, e))?;
                 }
             }
             Action::Absent { window } => {
                 self.absent_window(&ctx, &console, *window).await?;
             }
         }
-        timing.finished = Instant::now();
+        timing.finished = clock.now();
         Ok(timing)
     }
 
@@ -274,6 +279,15 @@ impl Executor {
             crash: None,
             window,
         }))
+    }
+
+    /// The case clock could not move: the boards stopped answering.
+    fn stalled(&self, ctx: &StepCtx<'_>, console: &Console, e: ClockStalled) -> StepError {
+        StepError::Infra(InfraFailure {
+            board: console.name().to_string(),
+            step: Some(ctx.step.summary()),
+            reason: e.to_string(),
+        })
     }
 
     /// A fault seen on the board: a crash fails the step, a vanished board is an infra error.
@@ -328,9 +342,11 @@ impl Executor {
                 reason: e.to_string(),
             })
         })?;
-        let written = Instant::now();
-        let deadline = tokio::time::Instant::from(deadline_after(written, timeout));
+        let clock = console.clock();
+        let written = clock.now();
+        let deadline = deadline_after(written, timeout);
         loop {
+            let seen = clock.observe();
             {
                 let mut st = console.shared().lock();
                 let expected_desc = || {
@@ -406,7 +422,7 @@ impl Executor {
                         });
                     }
                 }
-                if tokio::time::Instant::now() >= deadline {
+                if clock.now() >= deadline {
                     let window = texts(st.lines.since(mark));
                     let expected = if echo && echo_at.is_none() {
                         format!(
@@ -428,7 +444,10 @@ impl Executor {
                     return Err(self.fail(ctx, expected, got, window));
                 }
             }
-            let _ = tokio::time::timeout_at(deadline, changed.changed()).await;
+            clock
+                .wait(seen, &mut changed, deadline)
+                .await
+                .map_err(|e| self.stalled(ctx, console, e))?;
         }
     }
 
@@ -443,8 +462,10 @@ impl Executor {
         let absent = self.resolve_absent(ctx)?;
         let mut changed = console.shared().subscribe();
         let start_mark = console.shared().lock().lines.len();
-        let deadline = tokio::time::Instant::from(deadline_after(Instant::now(), timeout));
+        let clock = console.clock();
+        let deadline = deadline_after(clock.now(), timeout);
         loop {
+            let seen = clock.observe();
             {
                 let mut st = console.shared().lock();
                 let cursor = st.lines.cursor();
@@ -481,7 +502,7 @@ impl Executor {
                         start_mark,
                     ));
                 }
-                if tokio::time::Instant::now() >= deadline {
+                if clock.now() >= deadline {
                     let window = texts(st.lines.since(start_mark.min(cursor)));
                     let unclaimed = unclaimed_texts(st.lines.since(cursor));
                     drop(st);
@@ -501,7 +522,10 @@ impl Executor {
                     ));
                 }
             }
-            let _ = tokio::time::timeout_at(deadline, changed.changed()).await;
+            clock
+                .wait(seen, &mut changed, deadline)
+                .await
+                .map_err(|e| self.stalled(ctx, console, e))?;
         }
     }
 
@@ -514,8 +538,10 @@ impl Executor {
         let absent = self.resolve_absent(ctx)?;
         let mut changed = console.shared().subscribe();
         let start_mark = console.shared().lock().lines.cursor();
-        let deadline = tokio::time::Instant::from(deadline_after(Instant::now(), window));
+        let clock = console.clock();
+        let deadline = deadline_after(clock.now(), window);
         loop {
+            let seen = clock.observe();
             {
                 let st = console.shared().lock();
                 let lines = st.lines.since(start_mark);
@@ -536,11 +562,14 @@ impl Executor {
                     drop(st);
                     return Err(self.fault(ctx, console, &fault, "a quiet board", start_mark));
                 }
-                if tokio::time::Instant::now() >= deadline {
+                if clock.now() >= deadline {
                     return Ok(());
                 }
             }
-            let _ = tokio::time::timeout_at(deadline, changed.changed()).await;
+            clock
+                .wait(seen, &mut changed, deadline)
+                .await
+                .map_err(|e| self.stalled(ctx, console, e))?;
         }
     }
 

@@ -29,5 +29,6 @@ pub mod resilience;
 pub mod run_clock;
 pub mod runner;
 pub mod select;
+pub mod step_clock;
 pub mod variants;
 pub mod virtual_lab;

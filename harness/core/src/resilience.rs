@@ -49,6 +49,8 @@ pub struct RunOptions {
     /// A case still running after this long (and after each further multiple) is reported as
     /// SLOW; `None`: never.
     pub slow_timeout: Option<std::time::Duration>,
+    /// The clock simulated boards run on (boards that are not simulated always use the host's).
+    pub clock: crate::step_clock::ClockMode,
 }
 
 impl Default for RunOptions {
@@ -60,6 +62,7 @@ impl Default for RunOptions {
             air_faults: None,
             air_seed: None,
             slow_timeout: None,
+            clock: crate::step_clock::ClockMode::default(),
         }
     }
 }

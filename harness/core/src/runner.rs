@@ -16,6 +16,7 @@ use crate::case::{Case, VariantExpectation};
 use crate::console::{Console, ConsoleConfig};
 use crate::events::{CaseResult, Outcome, Reporter, RunEvent, StepRecord, Summary};
 use crate::exec::{Executor, Failure, InfraFailure, StepError};
+use crate::step_clock::StepClock;
 use crate::variants::Variant;
 
 #[derive(Debug, thiserror::Error)]
@@ -443,6 +444,7 @@ async fn run_attempt(
         mut held,
         seed,
         sniffer,
+        clock,
     } = match config.boards.acquire(run).await {
         Ok(a) => a,
         Err(i) => {
@@ -457,7 +459,7 @@ async fn run_attempt(
         result.facts.firmware_sha256 = Some(variant.image.sha256.clone());
     }
     let mut consoles = BTreeMap::new();
-    let raw = match bring_up(run, acquired, &mut consoles, &mut result).await {
+    let raw = match bring_up(run, acquired, &clock, &mut consoles, &mut result).await {
         Err(e) => e,
         Ok(()) => run_steps(run, events, &mut *held, &consoles, &mut result).await,
     };
@@ -612,6 +614,7 @@ fn micros(d: Duration) -> u64 {
 async fn bring_up(
     run: CaseRun<'_>,
     acquired: Vec<AcquiredBoard>,
+    clock: &StepClock,
     consoles: &mut BTreeMap<String, Arc<Console>>,
     result: &mut CaseResult,
 ) -> Result<(), RawOutcome> {
@@ -623,6 +626,8 @@ async fn bring_up(
             shell: board.shell,
             banner: board.banner,
             log: Some(log.clone()),
+            clock: clock.clone(),
+            tap: board.tap.clone(),
         };
         let console = match &board.port {
             ConsolePort::Serial { path, baud } => Console::open_serial(path, *baud, config),

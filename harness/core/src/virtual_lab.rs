@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use ot_hil_air::BoardTap;
 use ot_hil_board::control::{ControlParseError, ControlReply, ControlRequest};
 use ot_hil_lab::flash::{FirmwareImage, FlashError, FlashOutcome, Flasher};
 
@@ -114,6 +115,8 @@ pub struct VirtualDk {
     pub board: String,
     pub tty: PathBuf,
     pub control: PathBuf,
+    /// On a case clock: the clock's count of the requests sent to its control socket.
+    pub tap: Option<BoardTap>,
     /// Its process group (led by the process), killed as a whole when the board is dropped.
     group: Option<u32>,
     child: tokio::process::Child,
@@ -128,13 +131,15 @@ impl Drop for VirtualDk {
 }
 
 impl VirtualDk {
-    /// Start a virtual DK named `board` with files in `dir`; its stderr goes to `log`.
+    /// Start a virtual DK named `board` with files in `dir`; its stderr goes to `log`. On a
+    /// case clock (`clocked`) its timers run on the hub's clock.
     pub async fn spawn(
         cmd: &VdkCommand,
         hub_socket: &Path,
         dir: &Path,
         board: &str,
         log: Option<&Path>,
+        clocked: bool,
     ) -> Result<VirtualDk, VirtualBoardError> {
         let tty = dir.join(format!("{board}.tty"));
         let control = dir.join(format!("{board}.ctl"));
@@ -147,6 +152,12 @@ impl VirtualDk {
             .arg(&tty)
             .arg("--control")
             .arg(&control)
+            .args(
+                clocked
+                    .then_some(["--clock", "virtual"])
+                    .into_iter()
+                    .flatten(),
+            )
             .stdin(Stdio::null())
             .kill_on_drop(true);
         crate::board_process::contain(&mut command);
@@ -178,6 +189,7 @@ impl VirtualDk {
             group: child.id(),
             tty,
             control,
+            tap: None,
             child,
         };
         let (tty, control, child) = (&dk.tty, &dk.control, &mut dk.child);
@@ -211,11 +223,18 @@ impl VirtualDk {
         self.child.id()
     }
 
+    /// The socket its radio is bound to on the air (the hub's name for it).
+    pub fn radio(&self) -> Option<PathBuf> {
+        let dir = self.control.parent()?;
+        Some(ot_hil_board::air_socket::virtual_dk_radio(dir, self.pid()?))
+    }
+
     /// A flasher for this board.
     pub fn probe(&self) -> VirtualProbe {
         VirtualProbe {
             board: self.board.clone(),
             control: self.control.clone(),
+            tap: self.tap.clone(),
         }
     }
 
@@ -237,6 +256,7 @@ impl VirtualDk {
 pub struct VirtualProbe {
     pub board: String,
     pub control: PathBuf,
+    pub tap: Option<BoardTap>,
 }
 
 impl VirtualProbe {
@@ -245,6 +265,9 @@ impl VirtualProbe {
             board: self.board.clone(),
             message,
         };
+        if let Some(tap) = &self.tap {
+            tap.control_sent();
+        }
         control_request(&self.control, &request, CONTROL_TIMEOUT).map_err(|e| match e {
             ControlError::Connect(e) => probe_err(format!("{}: {e}", self.control.display())),
             ControlError::Send(e) => probe_err(e.to_string()),

@@ -46,6 +46,7 @@ impl BoardSource for FreshShells {
                 let id = self.next_id.fetch_add(1, Ordering::SeqCst);
                 self.ledger.lock().unwrap().node_ids.push(id);
                 boards.push(AcquiredBoard {
+                    tap: None,
                     node: node.clone(),
                     port: ConsolePort::Process {
                         program: "/bin/sh".into(),
@@ -74,6 +75,7 @@ impl BoardSource for FreshShells {
                 ledger: self.ledger.clone(),
             };
             Ok(Acquired {
+                clock: ot_hil::step_clock::StepClock::Real,
                 boards,
                 held: Box::new(held),
                 seed: None,

@@ -82,6 +82,7 @@ impl ResilienceArgs {
             air_seed: self.air_seed,
             // Set by `run` from its own --slow-timeout.
             slow_timeout: None,
+            clock: ot_hil::step_clock::ClockMode::default(),
         })
     }
 }

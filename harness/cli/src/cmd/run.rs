@@ -18,6 +18,13 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::{CaseArgs, SelectArgs};
 
+/// `--clock`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ClockArg {
+    Virtual,
+    Real,
+}
+
 #[derive(Debug, Args)]
 pub struct Cmd {
     #[command(flatten)]
@@ -75,6 +82,11 @@ pub struct Cmd {
     /// How long a case waits for busy real boards (locked by other runs).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
     board_wait: Duration,
+    /// The clock virtual DKs run on: `virtual` (the case clock of each case's air: timers cost
+    /// no wall time and a run depends only on the case and its seed) or `real` (the host's, as
+    /// real boards). Real boards and host programs always run in real time.
+    #[arg(long, value_name = "CLOCK", default_value = "virtual")]
+    clock: ClockArg,
     /// How long a board may take to show its prompt after flashing.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     ready_timeout: Duration,
@@ -187,6 +199,10 @@ impl Cmd {
         ];
         let mut options = self.resilience.options(&self.cases)?;
         options.slow_timeout = Some(self.slow_timeout);
+        options.clock = match self.clock {
+            ClockArg::Virtual => ot_hil::step_clock::ClockMode::Virtual,
+            ClockArg::Real => ot_hil::step_clock::ClockMode::Real,
+        };
         let jobs = self.jobs.unwrap_or_else(|| {
             if !self.board_commands.is_empty() {
                 // The same host programs serve every case: one case at a time.

@@ -71,7 +71,9 @@ pub async fn spawn_virtual_sniffer(
     manifest: &Manifest,
     log: Option<&Path>,
 ) -> Result<VirtualDk, String> {
-    let dk = VirtualDk::spawn(vdk, hub_socket, dir, SNIFFER_BOARD, log)
+    // The sniffer is a perfect observer off the case clock: it never holds time, and it stamps
+    // nothing itself (frames carry the hub's time).
+    let dk = VirtualDk::spawn(vdk, hub_socket, dir, SNIFFER_BOARD, log, false)
         .await
         .map_err(|e| e.to_string())?;
     let mut probe = dk.probe();

@@ -97,6 +97,7 @@ impl BoardSource for HardwareBoards {
                 let flasher = ProbeRsFlasher::new(board, self.states.clone())
                     .map_err(|e| infra(node, e.to_string()))?;
                 boards.push(AcquiredBoard {
+                    tap: None,
                     node: node.clone(),
                     port: ConsolePort::Serial {
                         path: board.port.clone(),
@@ -123,6 +124,7 @@ impl BoardSource for HardwareBoards {
                 sniffer_port,
             };
             Ok(Acquired {
+                clock: crate::step_clock::StepClock::Real,
                 boards,
                 held: Box::new(held),
                 seed: None,

@@ -26,6 +26,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ot_hil_air::BoardTap;
 use ot_hil_lab::flash::{FirmwareImage, Flasher};
 
 use crate::air::witness::Witness;
@@ -36,6 +37,7 @@ use crate::exec::{Failure, InfraFailure};
 use crate::profile::Shell;
 use crate::report::provenance::NodeFacts;
 use crate::resilience::RunOptions;
+use crate::step_clock::StepClock;
 use crate::variants::Variant;
 
 pub use by_variant::ByVariant;
@@ -119,6 +121,8 @@ pub struct AcquiredBoard {
     pub flash: Option<(Box<dyn Flasher + Send>, FirmwareImage)>,
     /// What the reports say this board is (source, board id, probe serial, port).
     pub facts: NodeFacts,
+    /// On a case clock: the clock's count of what is written to and read from this board.
+    pub tap: Option<BoardTap>,
 }
 
 /// What a source acquired for one case run.
@@ -131,6 +135,9 @@ pub struct Acquired {
     pub seed: Option<u64>,
     /// The sniffer watching the case, where the source allocated one.
     pub sniffer: Option<String>,
+    /// The clock the case run's steps are timed on: the case clock of the source's air for
+    /// simulated boards, else the host's.
+    pub clock: StepClock,
 }
 
 /// A source of boards: one implementation per kind of board.
@@ -221,10 +228,12 @@ impl NotReady {
 /// Wait until the board shows a prompt (counted after `before`: the prompt count before the
 /// flash or reset), pressing Enter now and then.
 pub async fn wait_ready(console: &Console, before: u64, timeout: Duration) -> Result<(), NotReady> {
-    let deadline = tokio::time::Instant::now() + timeout;
+    let clock = console.clock();
+    let deadline = crate::exec::deadline_after(clock.now(), timeout);
     let mut changed = console.shared().subscribe();
-    let mut next_poke = tokio::time::Instant::now() + PROMPT_POKE_INTERVAL;
+    let mut next_poke = clock.now() + PROMPT_POKE_INTERVAL;
     loop {
+        let seen = clock.observe();
         {
             let st = console.shared().lock();
             if st.prompts > before {
@@ -251,7 +260,7 @@ pub async fn wait_ready(console: &Console, before: u64, timeout: Duration) -> Re
                 });
             }
         }
-        let now = tokio::time::Instant::now();
+        let now = clock.now();
         if now >= deadline {
             let tail = console.shared().lock().lines.tail(5);
             return Err(NotReady::Infra(infra(
@@ -271,7 +280,10 @@ pub async fn wait_ready(console: &Console, before: u64, timeout: Duration) -> Re
             }
             next_poke = now + PROMPT_POKE_INTERVAL;
         }
-        let _ = tokio::time::timeout_at(deadline.min(next_poke), changed.changed()).await;
+        clock
+            .wait(seen, &mut changed, deadline.min(next_poke))
+            .await
+            .map_err(|e| NotReady::Infra(infra(console.name(), e.to_string())))?;
     }
 }
 

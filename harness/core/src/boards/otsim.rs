@@ -121,6 +121,7 @@ impl BoardSource for SimulatedBoards {
                     // real board shows only the CLI; the file lands next to the console log.
                     command.log_file = Some(node_log(run.log_dir, node));
                     AcquiredBoard {
+                        tap: None,
                         node: node.clone(),
                         port: ConsolePort::Process {
                             program: "/bin/sh".into(),
@@ -145,6 +146,7 @@ impl BoardSource for SimulatedBoards {
                 })
                 .collect();
             Ok(Acquired {
+                clock: crate::step_clock::StepClock::Real,
                 boards,
                 held: Box::new(Simulated {
                     lease: Some(lease),

@@ -88,6 +88,7 @@ impl BoardSource for ProcessBoards {
                 .filter_map(|(node, &i)| {
                     let command = self.commands.get(i)?;
                     Some(AcquiredBoard {
+                        tap: None,
                         node: node.clone(),
                         port: ConsolePort::Process {
                             program: "/bin/sh".into(),
@@ -110,6 +111,7 @@ impl BoardSource for ProcessBoards {
                 boards: taken,
             };
             Ok(Acquired {
+                clock: crate::step_clock::StepClock::Real,
                 boards,
                 held: Box::new(held),
                 seed: None,

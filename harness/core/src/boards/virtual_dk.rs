@@ -22,6 +22,7 @@ use crate::console::Console;
 use crate::exec::InfraFailure;
 use crate::report::provenance::NodeFacts;
 use crate::resilience::air_seed;
+use crate::step_clock::{ClockMode, StepClock};
 use crate::virtual_lab::{ControlError, VdkCommand, VirtualDk};
 
 /// How long a fault request to a virtual DK may take.
@@ -38,7 +39,13 @@ impl BoardSource for VirtualBoards {
         Box::pin(async move {
             let dir = run.work_dir()?;
             let seed = air_seed(&run.case.faults, run.options, run.attempt);
-            let hub = Hub::start_seeded(&dir, seed).map_err(|e| {
+            let clocked = run.options.clock == ClockMode::Virtual;
+            let hub = if clocked {
+                Hub::start_clocked(&dir, seed)
+            } else {
+                Hub::start_seeded(&dir, seed)
+            }
+            .map_err(|e| {
                 infra(
                     "-",
                     format!("failed to start the air hub in {}: {e}", dir.display()),
@@ -49,12 +56,22 @@ impl BoardSource for VirtualBoards {
                 hub,
                 dks: Vec::new(),
             };
-            for node in &run.case.nodes {
+            let clock = held.hub.clock();
+            for (rank, node) in run.case.nodes.iter().enumerate() {
                 let log = run.log_dir.join(format!("{node}.vdk.log"));
-                let dk =
-                    VirtualDk::spawn(&self.vdk, held.hub.socket_path(), &dir, node, Some(&log))
-                        .await
-                        .map_err(|e| infra(node, e.to_string()))?;
+                let mut dk = VirtualDk::spawn(
+                    &self.vdk,
+                    held.hub.socket_path(),
+                    &dir,
+                    node,
+                    Some(&log),
+                    clocked,
+                )
+                .await
+                .map_err(|e| infra(node, e.to_string()))?;
+                if let (Some(clock), Some(radio)) = (&clock, dk.radio()) {
+                    dk.tap = Some(clock.expect_board(&radio, rank as u32));
+                }
                 held.dks.push(dk);
             }
             held.apply_air_faults(run, None)?;
@@ -79,9 +96,11 @@ impl BoardSource for VirtualBoards {
                         port: Some(dk.tty.display().to_string()),
                         ..NodeFacts::default()
                     },
+                    tap: dk.tap.clone(),
                 })
                 .collect();
             Ok(Acquired {
+                clock: clock.map_or(StepClock::Real, StepClock::on),
                 boards,
                 held: Box::new(held),
                 seed: Some(seed),
@@ -127,10 +146,7 @@ impl OnAir {
             self.dks
                 .iter()
                 .find(|d| d.board == node)
-                .and_then(|d| {
-                    let dir = d.control.parent()?;
-                    Some(ot_hil_board::air_socket::virtual_dk_radio(dir, d.pid()?))
-                })
+                .and_then(VirtualDk::radio)
                 .ok_or_else(|| infra(node, "no radio to inject link faults on".into()))
         };
         for (from, to) in &air.links {
@@ -166,6 +182,9 @@ impl OnAir {
             }
             let control = dk.control.clone();
             let request = fault.action.control_request();
+            if let Some(tap) = &dk.tap {
+                tap.control_sent();
+            }
             let sent = tokio::task::spawn_blocking(move || fault_request(&control, &request)).await;
             match sent {
                 Ok(Ok(())) => {}

@@ -26,6 +26,8 @@ use buffer::LineBuffer;
 use decoder::{ConsoleItem, DEFAULT_MAX_LINE, LineDecoder};
 
 use crate::profile::Shell;
+use crate::step_clock::StepClock;
+use ot_hil_air::BoardTap;
 
 /// Console errors: all of them are infrastructure problems (the board could not be talked to).
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +146,10 @@ pub struct ConsoleConfig {
     pub banner: Vec<String>,
     /// Where to write the board log (`None`: no log).
     pub log: Option<PathBuf>,
+    /// The clock the case's waits on this console run on.
+    pub clock: StepClock,
+    /// On a case clock: the clock's count of the bytes written to and read from this board.
+    pub tap: Option<BoardTap>,
 }
 
 enum PortIo {
@@ -172,6 +178,8 @@ pub struct Console {
     reader: tokio::task::JoinHandle<()>,
     child: Option<tokio::task::JoinHandle<()>>,
     child_pid: Option<u32>,
+    clock: StepClock,
+    tap: Option<BoardTap>,
 }
 
 fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
@@ -343,6 +351,8 @@ impl Console {
             None => (None, None),
         };
         Ok(Console {
+            clock: config.clock,
+            tap: config.tap,
             shared,
             io,
             shell: config.shell,
@@ -360,6 +370,11 @@ impl Console {
 
     pub fn shell(&self) -> &Shell {
         &self.shell
+    }
+
+    /// The clock this console's waits run on.
+    pub fn clock(&self) -> &StepClock {
+        &self.clock
     }
 
     pub fn name(&self) -> &str {
@@ -390,6 +405,9 @@ impl Console {
                     board: self.shared.name.clone(),
                     source,
                 })?;
+            if let Some(tap) = &self.tap {
+                tap.wrote(n);
+            }
             data = data.get(n..).unwrap_or(&[]);
         }
         Ok(())
@@ -460,7 +478,10 @@ async fn read_loop(
                     .map_err(std::io::Error::from)
             })
             .await;
-        let at = Instant::now();
+        // Lines are stamped on the case's clock (what step timings use); the log keeps the run's
+        // wall clock.
+        let wall = Instant::now();
+        let at = config.clock.now();
         let n = match read {
             Ok(0) => break "end of file".to_string(),
             Ok(n) => n,
@@ -470,6 +491,10 @@ async fn read_loop(
         items.clear();
         decoder.feed(buf.get(..n).unwrap_or(&[]), &mut items);
         if items.is_empty() {
+            // A part of a line: nothing to look at yet, but read all the same.
+            if let Some(tap) = &config.tap {
+                tap.read(n);
+            }
             continue;
         }
         let mut fault = None;
@@ -479,7 +504,7 @@ async fn read_loop(
                 match item {
                     ConsoleItem::Prompt => st.prompts += 1,
                     ConsoleItem::Line { text, truncated } => {
-                        log_write(&log, opened, at, "", &text);
+                        log_write(&log, opened, wall, "", &text);
                         let crash = crash_reason(
                             &text,
                             &config.banner,
@@ -504,6 +529,10 @@ async fn read_loop(
             }
         }
         shared.notify();
+        // Counted once the lines are there to see: the case clock wakes a waiting step on it.
+        if let Some(tap) = &config.tap {
+            tap.read(n);
+        }
         log_flush(&log);
     };
     // The port or pty ended. For a process board, the process exiting is the firmware dying.
@@ -530,6 +559,9 @@ async fn read_loop(
     log_write(&log, opened, Instant::now(), "--- ", &format!("{fault:?}"));
     log_flush(&log);
     shared.set_fault(fault);
+    if let Some(tap) = &config.tap {
+        tap.gone();
+    }
 }
 
 fn crash_reason(line: &str, banner: &[String], armed: bool) -> Option<String> {
