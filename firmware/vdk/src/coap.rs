@@ -95,7 +95,7 @@ impl PendingRequest {
         }
         let timeout = if confirmable {
             // Initial timeout: ACK_TIMEOUT * random(1, ACK_RANDOM_FACTOR = 1.5).
-            ACK_TIMEOUT + ACK_TIMEOUT.mul_f64(rand::rng().random_range(0.0..0.5))
+            ACK_TIMEOUT + ACK_TIMEOUT.mul_f64(crate::entropy::with(|r| r.random_range(0.0..0.5)))
         } else {
             MAX_TRANSMIT_WAIT
         };
@@ -137,7 +137,7 @@ pub(crate) fn new_request(
     uri: &str,
     payload: &[u8],
 ) -> Result<(Vec<u8>, Option<PendingRequest>), OtError> {
-    let token: Vec<u8> = (0..TOKEN_LENGTH).map(|_| rand::rng().random()).collect();
+    let token: Vec<u8> = crate::entropy::with(|r| (0..TOKEN_LENGTH).map(|_| r.random()).collect());
     let packet = coap::request(method, confirmable, message_id, &token, uri, payload);
     let bytes = coap::encode(&packet).map_err(|_| OtError::NoBufs)?;
     let pending = PendingRequest::track(
@@ -199,7 +199,7 @@ pub struct CoapApp {
 
 impl Default for CoapApp {
     fn default() -> Self {
-        CoapApp::new(rand::rng().random())
+        CoapApp::new(crate::entropy::with(|r| r.random()))
     }
 }
 

@@ -24,6 +24,7 @@ pub mod coaps;
 pub mod console;
 pub mod control;
 pub mod device;
+pub mod entropy;
 pub mod fault;
 pub mod net;
 pub mod shell;
@@ -68,6 +69,10 @@ pub struct VdkArgs {
     /// air hub (`virtual`: the board reports when it is idle and the hub moves time on).
     #[arg(long, value_enum, default_value_t = BoardClock::Real, requires = "air")]
     pub clock: BoardClock,
+    /// Seed the board's random number generator (MLE jitter, tokens, DTLS randoms and keys):
+    /// the same seed, inputs and clock give the same behaviour. For test boards only.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
 }
 
 /// The clock a virtual DK's timers run on.
@@ -183,6 +188,9 @@ fn spawn_air_reader(air: AirClient, inputs: mpsc::Sender<Input>) -> std::io::Res
 
 /// Run a virtual DK until a signal, or EOF on stdin in `--stdio` mode.
 pub fn run(args: VdkArgs) -> Result<(), VdkError> {
+    if let Some(seed) = args.seed {
+        entropy::seed(seed);
+    }
     let (tx, rx) = mpsc::channel();
     // Before any other thread starts, so they all inherit the blocked mask.
     forward_signals(tx.clone()).map_err(VdkError::Signals)?;
@@ -235,7 +243,12 @@ pub fn run(args: VdkArgs) -> Result<(), VdkError> {
         return Err(VdkError::NoConsole);
     };
     drop(tx);
-    let eui64 = args.eui64.unwrap_or_else(default_eui64);
+    // A seeded board draws its factory EUI-64 from its seed too: the same case run, the same
+    // addresses on the air.
+    let eui64 = args.eui64.unwrap_or_else(|| match args.seed {
+        Some(_) => entropy::with(|r| rand::Rng::random(r)),
+        None => default_eui64(),
+    });
     let mut board = Board::new(eui64, air);
     match clock_radio {
         Some(radio) => {

@@ -233,7 +233,7 @@ async fn harness_round_trips(
         .tempdir_in(std::env::temp_dir())
         .expect("tempdir");
     let hub = ot_hil_air::Hub::start(dir.path()).expect("hub");
-    let dk = VirtualDk::spawn(&vdk(), hub.socket_path(), dir.path(), "dut", None)
+    let dk = VirtualDk::spawn(&vdk(), hub.socket_path(), dir.path(), "dut", None, None)
         .await
         .expect("vdk");
     let console = Console::open_serial(
@@ -244,6 +244,8 @@ async fn harness_round_trips(
             shell: variant.shell.clone(),
             banner: variant.manifest.banner.clone(),
             log: None,
+            clock: ot_hil::step_clock::StepClock::Real,
+            tap: None,
         },
     )
     .expect("console");

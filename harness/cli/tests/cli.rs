@@ -306,6 +306,8 @@ fn busy_port_is_refused() {
             shell: ot_hil::profile::Shell::upstream(),
             banner: vec![],
             log: None,
+            clock: ot_hil::step_clock::StepClock::Real,
+            tap: None,
         };
         let first =
             ot_hil::console::Console::open_serial(Path::new(&path), 115_200, config.clone())

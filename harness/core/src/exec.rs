@@ -344,6 +344,10 @@ impl Executor {
         })?;
         let clock = console.clock();
         let written = clock.now();
+        clock
+            .settle()
+            .await
+            .map_err(|e| self.stalled(ctx, console, e))?;
         let deadline = deadline_after(written, timeout);
         loop {
             let seen = clock.observe();
@@ -463,6 +467,10 @@ impl Executor {
         let mut changed = console.shared().subscribe();
         let start_mark = console.shared().lock().lines.len();
         let clock = console.clock();
+        clock
+            .settle()
+            .await
+            .map_err(|e| self.stalled(ctx, console, e))?;
         let deadline = deadline_after(clock.now(), timeout);
         loop {
             let seen = clock.observe();
@@ -539,6 +547,10 @@ impl Executor {
         let mut changed = console.shared().subscribe();
         let start_mark = console.shared().lock().lines.cursor();
         let clock = console.clock();
+        clock
+            .settle()
+            .await
+            .map_err(|e| self.stalled(ctx, console, e))?;
         let deadline = deadline_after(clock.now(), window);
         loop {
             let seen = clock.observe();

@@ -117,6 +117,26 @@ impl StepClock {
         }
     }
 
+    /// On a case clock: wait until every board has handled what it was sent (and the frames of
+    /// this instant are delivered), without moving time, so what a step looks at next is the
+    /// same from run to run. On the host's clock there is nothing to wait for.
+    pub async fn settle(&self) -> Result<(), ClockStalled> {
+        match self {
+            StepClock::Real => Ok(()),
+            StepClock::Virtual { clock, .. } => {
+                match clock
+                    .wait(clock.now_us(), clock.generation(), CLOCK_WATCHDOG)
+                    .await
+                {
+                    Wake::Changed | Wake::Deadline => Ok(()),
+                    Wake::Stalled => Err(ClockStalled {
+                        holding: clock.holding(),
+                    }),
+                }
+            }
+        }
+    }
+
     /// Sleep until `deadline` on this clock (consoles may change meanwhile).
     pub async fn sleep_until(&self, deadline: Instant) -> Result<(), ClockStalled> {
         let (_keep, mut never) = watch::channel(());

@@ -131,15 +131,16 @@ impl Drop for VirtualDk {
 }
 
 impl VirtualDk {
-    /// Start a virtual DK named `board` with files in `dir`; its stderr goes to `log`. On a
-    /// case clock (`clocked`) its timers run on the hub's clock.
+    /// Start a virtual DK named `board` with files in `dir`; its stderr goes to `log`. With
+    /// `clocked_seed` its timers run on the hub's case clock and its randomness comes from that
+    /// seed.
     pub async fn spawn(
         cmd: &VdkCommand,
         hub_socket: &Path,
         dir: &Path,
         board: &str,
         log: Option<&Path>,
-        clocked: bool,
+        clocked_seed: Option<u64>,
     ) -> Result<VirtualDk, VirtualBoardError> {
         let tty = dir.join(format!("{board}.tty"));
         let control = dir.join(format!("{board}.ctl"));
@@ -153,8 +154,13 @@ impl VirtualDk {
             .arg("--control")
             .arg(&control)
             .args(
-                clocked
-                    .then_some(["--clock", "virtual"])
+                clocked_seed
+                    .map(|seed| {
+                        ["--clock", "virtual", "--seed"]
+                            .map(String::from)
+                            .into_iter()
+                            .chain([seed.to_string()])
+                    })
                     .into_iter()
                     .flatten(),
             )

@@ -158,7 +158,7 @@ impl CoapsApp {
             shutdown: false,
             resource: None,
             content: "0".to_string(),
-            next_message_id: rand::rng().random(),
+            next_message_id: crate::entropy::with(|r| r.random()),
             pending: Vec::new(),
             transcripts: Vec::new(),
             key_log: Vec::new(),
@@ -317,9 +317,9 @@ impl CoapsApp {
     ) -> Result<Connection, SetupError> {
         let config = Arc::new(dtls_config(&self.build, &self.creds, self.verify_peer)?);
         let conn = if client {
-            Connection::client(config, now)
+            Connection::client_with_rng(config, now, crate::entropy::dtls_rng())
         } else {
-            Connection::server(config, now, &v6_bytes(&peer))
+            Connection::server_with_rng(config, now, &v6_bytes(&peer), crate::entropy::dtls_rng())
         };
         conn.map_err(|e| SetupError::Engine(e.to_string()))
     }

@@ -1,6 +1,7 @@
 //! Credentials (`coaps psk` / `coaps x509`) and the DTLS configuration `Dtls::Setup` builds
 //! from them.
 
+use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,6 +106,8 @@ pub fn dtls_config(
         encrypt_then_mac: build.encrypt_then_mac,
         signature_algorithms: build.signature_algorithms(),
         hello_layout: build.hello_layout,
+        // From the board's generator: a seeded board sends the same cookies in every run.
+        cookie_secret: crate::entropy::with(|r| r.random()),
         ..Config::default()
     };
     let mut static_heap = 0usize;

@@ -403,8 +403,7 @@ impl Stack {
     /// A stack with the interface down and Thread disabled. `eui64` is the factory EUI-64; the
     /// extended address is random, as OpenThread makes it.
     pub fn new(eui64: [u8; 8], air: Option<AirClient>, defaults: ActiveDataset) -> Self {
-        let mut seed_rng = rand::rng();
-        let mut seed: [u8; 32] = seed_rng.random();
+        let mut seed: [u8; 32] = crate::entropy::with(|r| r.random());
         // Mix in the EUI-64 so two boards started in the same instant still differ.
         for (s, e) in seed.iter_mut().zip(eui64.iter()) {
             *s ^= *e;

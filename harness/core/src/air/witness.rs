@@ -73,7 +73,7 @@ pub async fn spawn_virtual_sniffer(
 ) -> Result<VirtualDk, String> {
     // The sniffer is a perfect observer off the case clock: it never holds time, and it stamps
     // nothing itself (frames carry the hub's time).
-    let dk = VirtualDk::spawn(vdk, hub_socket, dir, SNIFFER_BOARD, log, false)
+    let dk = VirtualDk::spawn(vdk, hub_socket, dir, SNIFFER_BOARD, log, None)
         .await
         .map_err(|e| e.to_string())?;
     let mut probe = dk.probe();

@@ -65,7 +65,7 @@ impl BoardSource for VirtualBoards {
                     &dir,
                     node,
                     Some(&log),
-                    clocked,
+                    clocked.then(|| board_seed(seed, rank)),
                 )
                 .await
                 .map_err(|e| infra(node, e.to_string()))?;
@@ -108,6 +108,14 @@ impl BoardSource for VirtualBoards {
             })
         })
     }
+}
+
+/// The seed of the `rank`-th board of a case run on the case clock, from the air's seed: every
+/// board differs, and the same case run gives every board the same seed again.
+fn board_seed(air_seed: u64, rank: usize) -> u64 {
+    air_seed
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(rank as u64 + 1)
 }
 
 /// The virtual DKs of one case run and their air.
