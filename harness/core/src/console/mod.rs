@@ -228,12 +228,20 @@ fn open_log(path: Option<&Path>, board: &str) -> Result<Log, ConsoleError> {
 }
 
 /// One log line, stamped from the run's clock (`opened` is the run's origin, the same for every
-/// board).
-fn log_write(log: &Log, opened: Instant, at: Instant, tag: &str, text: &str) {
+/// board) and, for boards on a case clock, with the case clock's instant beside it.
+fn log_write(log: &Log, opened: Instant, clock: &StepClock, tag: &str, text: &str) {
     let mut guard = log.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(w) = guard.as_mut() {
-        let t = at.saturating_duration_since(opened).as_secs_f64();
-        w.write(format!("[{t:12.6}] {tag}{text}\n").as_bytes());
+        let t = Instant::now()
+            .saturating_duration_since(opened)
+            .as_secs_f64();
+        match clock.case_us() {
+            Some(us) => {
+                let v = us as f64 / 1e6;
+                w.write(format!("[{t:12.6}] [case {v:11.6}] {tag}{text}\n").as_bytes());
+            }
+            None => w.write(format!("[{t:12.6}] {tag}{text}\n").as_bytes()),
+        }
     }
 }
 
@@ -419,15 +427,14 @@ impl Console {
         bytes.extend_from_slice(line.as_bytes());
         bytes.extend_from_slice(self.shell.line_ending.as_bytes());
         self.write_all(&bytes).await?;
-        let now = Instant::now();
-        log_write(&self.log, self.opened, now, ">>> ", line);
+        log_write(&self.log, self.opened, &self.clock, ">>> ", line);
         log_flush(&self.log);
         Ok(())
     }
 
     /// Write a note into the board log (flash, reset, step boundaries).
     pub fn note(&self, text: &str) {
-        log_write(&self.log, self.opened, Instant::now(), "--- ", text);
+        log_write(&self.log, self.opened, &self.clock, "--- ", text);
         log_flush(&self.log);
     }
 
@@ -478,9 +485,7 @@ async fn read_loop(
                     .map_err(std::io::Error::from)
             })
             .await;
-        // Lines are stamped on the case's clock (what step timings use); the log keeps the run's
-        // wall clock.
-        let wall = Instant::now();
+        // Lines are stamped on the case's clock (what step timings use).
         let at = config.clock.now();
         let n = match read {
             Ok(0) => break "end of file".to_string(),
@@ -504,7 +509,7 @@ async fn read_loop(
                 match item {
                     ConsoleItem::Prompt => st.prompts += 1,
                     ConsoleItem::Line { text, truncated } => {
-                        log_write(&log, opened, wall, "", &text);
+                        log_write(&log, opened, &config.clock, "", &text);
                         let crash = crash_reason(
                             &text,
                             &config.banner,
@@ -538,7 +543,7 @@ async fn read_loop(
     // The port or pty ended. For a process board, the process exiting is the firmware dying.
     let pending = decoder.pending();
     if !pending.trim().is_empty() {
-        log_write(&log, opened, Instant::now(), "", &pending);
+        log_write(&log, opened, &config.clock, "", &pending);
     }
     let fault = match exit_rx {
         Some(rx) => match tokio::time::timeout(Duration::from_secs(2), rx).await {
@@ -556,7 +561,7 @@ async fn read_loop(
             reason: format!("serial port closed ({end_reason})"),
         },
     };
-    log_write(&log, opened, Instant::now(), "--- ", &format!("{fault:?}"));
+    log_write(&log, opened, &config.clock, "--- ", &format!("{fault:?}"));
     log_flush(&log);
     shared.set_fault(fault);
     if let Some(tap) = &config.tap {
