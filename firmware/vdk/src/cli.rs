@@ -174,7 +174,7 @@ impl Cli {
                 .map(dataset_lines)
                 .unwrap_or_default()),
             ["init", "new"] => {
-                self.dataset_buffer = Some(crate::entropy::with(|r| ActiveDataset::random(r)));
+                self.dataset_buffer = Some(crate::entropy::with(ActiveDataset::random));
                 Ok(Vec::new())
             }
             ["init", "active"] => {

@@ -246,7 +246,7 @@ pub fn run(args: VdkArgs) -> Result<(), VdkError> {
     // A seeded board draws its factory EUI-64 from its seed too: the same case run, the same
     // addresses on the air.
     let eui64 = args.eui64.unwrap_or_else(|| match args.seed {
-        Some(_) => entropy::with(|r| rand::Rng::random(r)),
+        Some(_) => entropy::with(rand::Rng::random),
         None => default_eui64(),
     });
     let mut board = Board::new(eui64, air);

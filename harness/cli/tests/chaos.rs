@@ -72,6 +72,9 @@ impl ChaosRun {
             .arg(variants_dir())
             .arg("--out")
             .arg(self.out.path())
+            // The struck case sits in its 30 s window in wall-clock time (on the case clock it
+            // would be over at once): what is under test is a run stopped mid-step.
+            .args(["--clock", "real"])
             .args(board_args)
             .env(MARKER, &self.marker)
             .env("TMPDIR", self.tmp.path())

@@ -138,8 +138,11 @@ fn virtual_board_killed_mid_case_is_an_infrastructure_error() {
     let mut child = Command::new(EXE)
         // No retry on a fresh board: this is about the error itself. One job: the victim's
         // virtual DK is then the only one running when it is looked up.
+        // Its quiet window lasts in wall-clock time, so the board can be killed in it.
         .args([
             "run",
+            "--clock",
+            "real",
             "--jobs",
             "1",
             "--infra-retries",
@@ -225,8 +228,11 @@ fn ctrl_c_writes_partial_well_formed_reports() {
     );
     let mut child = Command::new(EXE)
         // One case at a time: the second has not started when Ctrl-C comes.
+        // The slow case's window lasts in wall-clock time, so Ctrl-C comes in it.
         .args([
             "run",
+            "--clock",
+            "real",
             "-j",
             "1",
             "--variant",
