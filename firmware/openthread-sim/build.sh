@@ -2,8 +2,10 @@
 # Builds upstream OpenThread's simulation CLI (`ot-cli-ftd`) for the `openthread-sim` firmware variant.
 #
 # The OpenThread sources come from the crates.io package `openthread-sys` (pinned below): cargo fetches it like
-# any crate, into its own registry cache, so nothing from OpenThread is committed here. The binary lands in
-# target/openthread-sim/ot-cli-ftd next to BUILD-INFO, which records the package, the upstream repository
+# any crate, into its own registry cache, so nothing from OpenThread is committed here. The binaries land in
+# target/openthread-sim/: ot-cli-ftd (real time, its radio a UDP multicast group) and ot-cli-ftd-vt (the same
+# sources with OT_SIMULATION_VIRTUAL_TIME and OT_SIMULATION_VIRTUAL_TIME_UART: timers, radio and console driven
+# by an event dispatcher, the case's air hub on the case clock), next to BUILD-INFO, which records the package, the upstream repository
 # commit the package was published from and the build options. A second run with the same BUILD-INFO does nothing.
 #
 # Needs cmake, ninja and a C++ compiler; installs them with apt when run as root and they are missing.
@@ -25,6 +27,8 @@ CMAKE_OPTIONS=(
   -DBUILD_TESTING=OFF
   -DCMAKE_BUILD_TYPE=Release
 )
+
+VIRTUAL_TIME_OPTIONS=(-DOT_SIMULATION_VIRTUAL_TIME=ON -DOT_SIMULATION_VIRTUAL_TIME_UART=ON)
 
 missing=()
 command -v cmake >/dev/null || missing+=(cmake)
@@ -71,9 +75,10 @@ pkg_commit="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["g
   "$pkg_dir/.cargo_vcs_info.json" 2>/dev/null || echo unknown)"
 info="openthread-sys $OT_SYS_VERSION
 openthread-sys repository commit $pkg_commit
-options ${CMAKE_OPTIONS[*]} -ffile-prefix-map=<sources>/="
+options ${CMAKE_OPTIONS[*]} -ffile-prefix-map=<sources>/=
+virtual time (ot-cli-ftd-vt) ${VIRTUAL_TIME_OPTIONS[*]}"
 
-if [ -x "$OUT/ot-cli-ftd" ] && [ -f "$OUT/BUILD-INFO" ] && [ "$(cat "$OUT/BUILD-INFO")" = "$info" ]; then
+if [ -x "$OUT/ot-cli-ftd" ] && [ -x "$OUT/ot-cli-ftd-vt" ] && [ -f "$OUT/BUILD-INFO" ] && [ "$(cat "$OUT/BUILD-INFO")" = "$info" ]; then
   echo "ot-cli-ftd up to date ($OUT/ot-cli-ftd, openthread-sys $OT_SYS_VERSION)"
   exit 0
 fi
@@ -81,11 +86,18 @@ fi
 rm -f "$OUT/BUILD-INFO"
 # The source path is cut from __FILE__, so an assertion reads `assert failed at
 # src/core/...:<line>` wherever cargo keeps its registry (and the binary does not depend on it).
-rm -rf "$WORK/build"
-cmake -S "$src" -B "$WORK/build" -G Ninja "${CMAKE_OPTIONS[@]}" \
-  -DCMAKE_C_FLAGS="-ffile-prefix-map=$src/=" -DCMAKE_CXX_FLAGS="-ffile-prefix-map=$src/=" \
-  -DOT_PACKAGE_VERSION="openthread-sys-$OT_SYS_VERSION" >"$WORK/cmake.log"
-ninja -C "$WORK/build" ot-cli-ftd >"$WORK/ninja.log"
-cp "$WORK/build/examples/apps/cli/ot-cli-ftd" "$OUT/ot-cli-ftd"
+# build <dir> <binary name> <extra cmake options..>
+build() {
+  local dir="$WORK/$1" name="$2"
+  shift 2
+  rm -rf "$dir"
+  cmake -S "$src" -B "$dir" -G Ninja "${CMAKE_OPTIONS[@]}" "$@" \
+    -DCMAKE_C_FLAGS="-ffile-prefix-map=$src/=" -DCMAKE_CXX_FLAGS="-ffile-prefix-map=$src/=" \
+    -DOT_PACKAGE_VERSION="openthread-sys-$OT_SYS_VERSION" >"$WORK/cmake-$name.log"
+  ninja -C "$dir" ot-cli-ftd >"$WORK/ninja-$name.log"
+  cp "$dir/examples/apps/cli/ot-cli-ftd" "$OUT/$name"
+  echo "built $OUT/$name from openthread-sys $OT_SYS_VERSION"
+}
+build build ot-cli-ftd
+build build-vt ot-cli-ftd-vt "${VIRTUAL_TIME_OPTIONS[@]}"
 printf '%s\n' "$info" >"$OUT/BUILD-INFO"
-echo "built $OUT/ot-cli-ftd from openthread-sys $OT_SYS_VERSION"

@@ -1,7 +1,7 @@
 //! The hub: one per run, it plays the air between every registered client.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,7 @@ use rand::{Rng, SeedableRng};
 use crate::clock::{ClockState, RunnerWait, Step, Wake};
 use crate::fault::FaultConfig;
 use crate::proto::{AirFrame, ClientMessage, HubMessage};
+use crate::sim_nodes::{self, SimNode};
 
 /// File name of the hub socket inside the run directory.
 pub const HUB_SOCKET_NAME: &str = ot_hil_board::air_socket::HUB_SOCKET_NAME;
@@ -86,12 +87,12 @@ impl Ord for Delayed {
     }
 }
 
-struct HubState {
+pub(crate) struct HubState {
     /// Registered clients by socket path, with their channel (0 = radio off).
     clients: HashMap<PathBuf, u8>,
     /// Clients registered as monitors (sniffer radios): the global faults pass them by.
     monitors: HashSet<PathBuf>,
-    stats: HubStats,
+    pub(crate) stats: HubStats,
     faults: FaultConfig,
     link_faults: HashMap<(PathBuf, PathBuf), FaultConfig>,
     rng: StdRng,
@@ -102,12 +103,14 @@ struct HubState {
     /// Real time of the hub's start: the hub's time on a real clock.
     started: Instant,
     /// The case clock, when the hub runs one (then the hub's time is the case clock's).
-    clock: Option<ClockState>,
+    pub(crate) clock: Option<ClockState>,
+    /// Real OpenThread nodes on the case clock, by their socket ([`crate::sim_nodes`]).
+    pub(crate) sim_nodes: BTreeMap<PathBuf, SimNode>,
 }
 
 impl HubState {
     /// The hub's time in µs: since it started, or the case clock's instant.
-    fn now_us(&self) -> u64 {
+    pub(crate) fn now_us(&self) -> u64 {
         match &self.clock {
             Some(clock) => clock.now_us,
             None => u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX),
@@ -115,8 +118,8 @@ impl HubState {
     }
 }
 
-struct Shared {
-    stop: AtomicBool,
+pub(crate) struct Shared {
+    pub(crate) stop: AtomicBool,
     state: Mutex<HubState>,
     /// Deliveries go out of this non-blocking socket (from the hub thread and, on a case clock,
     /// from whoever moved the clock).
@@ -126,7 +129,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, HubState> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, HubState> {
         // A poisoned lock only means a panic elsewhere; the counters are still usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -185,6 +188,7 @@ impl Hub {
                 backlog: HashMap::new(),
                 started: Instant::now(),
                 clock,
+                sim_nodes: BTreeMap::new(),
             }),
         });
         let thread_shared = Arc::clone(&shared);
@@ -201,6 +205,14 @@ impl Hub {
     /// The socket clients connect to.
     pub fn socket_path(&self) -> &Path {
         &self.socket_path
+    }
+
+    /// Accept real OpenThread nodes built for virtual time (started with
+    /// `OT_VT_USE_UNIX_SOCKET=1` in this hub's directory, `PORT_OFFSET` 0 and `PORT_BASE`
+    /// `port_base`) as boards of this hub's case clock; the socket they connect to.
+    pub fn listen_sim_nodes(&self, port_base: u16) -> io::Result<PathBuf> {
+        let dir = self.socket_path.parent().unwrap_or(Path::new("."));
+        sim_nodes::listen(Arc::clone(&self.shared), dir, port_base)
     }
 
     /// The case clock, when the hub was started with one ([`Hub::start_clocked`]).
@@ -309,7 +321,7 @@ fn serve(socket: &UnixDatagram, shared: &Shared) {
 }
 
 /// Carry out the case clock's steps until it has to wait for a board or the runner.
-fn progress(state: &mut HubState, shared: &Shared) {
+pub(crate) fn progress(state: &mut HubState, shared: &Shared) {
     loop {
         let next_delayed = state.delayed.peek().map(|Reverse(d)| d.due);
         let Some(clock) = state.clock.as_mut() else {
@@ -339,7 +351,11 @@ fn progress(state: &mut HubState, shared: &Shared) {
                 deliver_due(state, &shared.out, now_us);
                 let time = HubMessage::Time { now_us }.emit();
                 for to in boards {
-                    send_datagram(state, &shared.out, &to, time.clone());
+                    if sim_nodes::is_node(state, &to) {
+                        sim_nodes::send(state, &to, crate::sim_event::ALARM_FIRED, Vec::new());
+                    } else {
+                        send_datagram(state, &shared.out, &to, time.clone());
+                    }
                 }
             }
             Step::Wake(wake) => {
@@ -452,12 +468,23 @@ fn handle_datagram(state: &mut HubState, out: &UnixDatagram, datagram: &[u8], fr
 
 /// Hand a transmitted frame to every other radio on its channel, through the faults of its link.
 fn transmit(state: &mut HubState, out: &UnixDatagram, from: Option<&Path>, frame: &OnAir<'_>) {
+    // Real OpenThread nodes tune their radios themselves: they get every frame and drop the
+    // ones on other channels, as the simulation's own radio does.
     let mut receivers: Vec<PathBuf> = state
         .clients
         .iter()
         .filter(|(path, ch)| **ch == frame.channel && Some(path.as_path()) != from)
         .map(|(path, _)| path.clone())
+        .chain(
+            sim_nodes::nodes(state)
+                .into_iter()
+                .filter(|p| Some(p.as_path()) != from),
+        )
         .collect();
+    // A simulated node's transmission ends when it hears its own frame back (`radioReceive`).
+    if let Some(sender) = from.filter(|f| sim_nodes::is_node(state, f)) {
+        sim_nodes::send_frame(state, sender, frame.channel, frame.psdu, frame.fcs);
+    }
     // A fixed order, so the fault draws do not depend on the map's.
     let rank = |p: &PathBuf| {
         state
@@ -558,7 +585,7 @@ fn deliver_due(state: &mut HubState, out: &UnixDatagram, now: u64) {
             break;
         };
         // The receiver may have left or retuned while the frame was in flight.
-        if state.clients.get(&d.to) == Some(&d.channel) {
+        if state.clients.get(&d.to) == Some(&d.channel) || sim_nodes::is_node(state, &d.to) {
             send_now(state, out, &d.to, d.channel, &d.psdu, d.fcs);
         }
     }
@@ -572,6 +599,12 @@ fn send_now(
     psdu: &[u8],
     fcs: u16,
 ) {
+    if sim_nodes::is_node(state, to) {
+        if sim_nodes::send_frame(state, to, channel, psdu, fcs) {
+            state.stats.frames_out += 1;
+        }
+        return;
+    }
     let frame = AirFrame {
         channel,
         rssi_dbm: DEFAULT_RSSI_DBM,

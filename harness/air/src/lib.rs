@@ -23,6 +23,8 @@ pub mod clock;
 mod fault;
 mod hub;
 pub mod proto;
+pub mod sim_event;
+mod sim_nodes;
 
 pub use client::{AirClient, Received};
 pub use clock::Wake;

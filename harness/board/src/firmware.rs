@@ -68,6 +68,10 @@ pub struct HostProgram {
     pub args: Vec<String>,
     /// What it is built from (the build script records the same in a file next to the program).
     pub version: String,
+    /// The same program built for virtual time (its timers, radio and console driven by an
+    /// event dispatcher: the case clock), when the build script makes one.
+    #[serde(default)]
+    pub virtual_time_path: Option<PathBuf>,
 }
 
 /// The manifest file as written (raw serde form).
@@ -154,6 +158,7 @@ impl Manifest {
             program: raw.program.map(|p| HostProgram {
                 build: dir.join(p.build),
                 path: dir.join(p.path),
+                virtual_time_path: p.virtual_time_path.map(|v| dir.join(v)),
                 ..p
             }),
             kconfig,

@@ -5,8 +5,11 @@
 //! symptom), no ERROR, and the same handshake snapshots, except the differences listed (with
 //! evidence) in firmware/README.md "Real OpenThread".
 //!
-//! Skipped, with a note, where `target/openthread-sim/ot-cli-ftd` is not built
-//! (`firmware/openthread-sim/build.sh`; `.ci/run` builds it) or loopback has multicast off.
+//! Run twice: on the case clock (real OpenThread built for virtual time, `ot-cli-ftd-vt`, its
+//! events dispatched by the case's air hub) and on the host's clock (`--clock real`, `ot-cli-ftd`
+//! on its own multicast radio), so the dispatcher is checked against OpenThread's own radio.
+//! Each is skipped, with a note, where its binary is not built (`firmware/openthread-sim/build.sh`;
+//! `.ci/run` builds both) or, on the host's clock, where loopback has multicast off.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,9 +46,19 @@ fn snapshot_body(path: &Path) -> Option<String> {
 }
 
 #[test]
-fn virtual_upstream_agrees_with_real_openthread() {
-    let root = repo();
-    if !root.join("target/openthread-sim/ot-cli-ftd").is_file() {
+fn virtual_upstream_agrees_with_real_openthread_on_the_case_clock() {
+    if !repo().join("target/openthread-sim/ot-cli-ftd-vt").is_file() {
+        eprintln!(
+            "SKIPPED: target/openthread-sim/ot-cli-ftd-vt is not built (run firmware/openthread-sim/build.sh)"
+        );
+        return;
+    }
+    agree_on("virtual");
+}
+
+#[test]
+fn virtual_upstream_agrees_with_real_openthread_on_the_host_clock() {
+    if !repo().join("target/openthread-sim/ot-cli-ftd").is_file() {
         eprintln!(
             "SKIPPED: target/openthread-sim/ot-cli-ftd is not built (run firmware/openthread-sim/build.sh)"
         );
@@ -55,6 +68,12 @@ fn virtual_upstream_agrees_with_real_openthread() {
         eprintln!("SKIPPED: loopback has multicast off (ip link set lo multicast on)");
         return;
     }
+    agree_on("real");
+}
+
+/// Run every case on both variants with `--clock clock` and compare.
+fn agree_on(clock: &str) {
+    let root = repo();
     let out = tempfile::tempdir().unwrap();
     let output = Command::new(EXE)
         .current_dir(&root)
@@ -67,6 +86,8 @@ fn virtual_upstream_agrees_with_real_openthread() {
             REAL,
             "-j",
             "2",
+            "--clock",
+            clock,
         ])
         .arg("--out")
         .arg(out.path())
@@ -125,7 +146,7 @@ fn virtual_upstream_agrees_with_real_openthread() {
     }
     assert!(
         disagreements.is_empty(),
-        "virtual {VIRTUAL} and real {REAL} disagree:\n{}\n\n{log}",
+        "virtual {VIRTUAL} and real {REAL} disagree (--clock {clock}):\n{}\n\n{log}",
         disagreements.join("\n")
     );
 }

@@ -201,6 +201,17 @@ impl NodeCommand {
     }
 }
 
+/// The command line of node `node_id` of `program` built for virtual time, started in `dir`: it
+/// connects to its event dispatcher at `dir/vt.9000.sock` (a Unix socket: nothing on the
+/// network) and logs to syslog (this build takes no `-l`).
+pub fn case_clock_shell_line(program: &Path, node_id: usize, dir: &Path) -> String {
+    format!(
+        "cd {} && OT_VT_USE_UNIX_SOCKET=1 PORT_BASE=9000 PORT_OFFSET=0 exec {} {node_id}",
+        shell_quote(&dir.to_string_lossy()),
+        shell_quote(&program.to_string_lossy()),
+    )
+}
+
 /// Single quotes for `sh`, closing and reopening them around each `'`.
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))

@@ -154,9 +154,9 @@ impl Cmd {
         {
             Arc::new(ByVariant {
                 default: boards,
-                programs: Arc::new(
-                    SimulatedBoards::new().context("cannot run real OpenThread nodes")?,
-                ),
+                programs: Arc::new(SimulatedBoards::new().with_sniffer(
+                    VdkCommand::current_exe().context("cannot find the ot-hil executable")?,
+                )),
             })
         } else {
             boards

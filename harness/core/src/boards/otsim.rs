@@ -7,12 +7,13 @@
 //! process group and ends with its console at the end of the case. The air is the offset's
 //! multicast group: a sniffer joins it for `[sniffer]` and `[[snapshot]]` cases.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::virtual_dk::apply_air_faults;
 use super::{
     Acquired, AcquiredBoard, BoardSource, BoxFuture, CaseBoards, CaseRun, ConsolePort, infra,
 };
@@ -21,6 +22,10 @@ use crate::exec::InfraFailure;
 use crate::otsim::{NodeCommand, OffsetLease, PortOffsets, RadioSniffer};
 use crate::report::error_chain;
 use crate::report::provenance::NodeFacts;
+use crate::resilience::air_seed;
+use crate::step_clock::{ClockMode, StepClock};
+use crate::virtual_lab::VdkCommand;
+use ot_hil_air::Hub;
 
 /// Port offsets one run may lease: more than any `-j` a host runs.
 const OFFSETS_PER_RUN: u16 = 64;
@@ -32,21 +37,28 @@ const LEASE_RETRY: Duration = Duration::from_millis(200);
 pub struct SimulatedBoards {
     offsets: Arc<PortOffsets>,
     returned: Arc<Notify>,
+    /// The virtual DK command, for the sniffer of cases on the case clock.
+    vdk: Option<VdkCommand>,
 }
 
 impl SimulatedBoards {
-    /// Checks that loopback carries multicast (the simulation radio needs it), and takes a
-    /// window of port offsets of its own: two runs on one host start from different windows
-    /// (by process id), so they do not share a radio either.
-    pub fn new() -> Result<SimulatedBoards, crate::otsim::OtSimError> {
-        crate::otsim::loopback_multicast(false)?;
+    /// Takes a window of port offsets of its own: two runs on one host start from different
+    /// windows (by process id), so they do not share a radio either. Whether loopback carries
+    /// multicast (the real-time simulation radio needs it) is checked when a case needs it.
+    pub fn new() -> SimulatedBoards {
         let windows = 20u16;
         let window = u16::try_from(std::process::id() % u32::from(windows)).unwrap_or(0);
-        Ok(SimulatedBoards::with_offsets(PortOffsets::new(
+        SimulatedBoards::with_offsets(PortOffsets::new(
             ot_hil_wire::otsim::DEFAULT_PORT_BASE,
             1 + window * OFFSETS_PER_RUN,
             OFFSETS_PER_RUN,
-        )))
+        ))
+    }
+
+    /// Sniff cases on the case clock with virtual sniffers started by `vdk`.
+    pub fn with_sniffer(mut self, vdk: VdkCommand) -> SimulatedBoards {
+        self.vdk = Some(vdk);
+        self
     }
 
     /// Boards on the given offsets.
@@ -54,6 +66,7 @@ impl SimulatedBoards {
         SimulatedBoards {
             offsets: Arc::new(offsets),
             returned: Arc::new(Notify::new()),
+            vdk: None,
         }
     }
 
@@ -90,6 +103,24 @@ impl BoardSource for SimulatedBoards {
                     ),
                 ));
             }
+            if let Some(vt) = program
+                .virtual_time_path
+                .as_ref()
+                .filter(|_| run.options.clock == ClockMode::Virtual)
+            {
+                if !vt.is_file() {
+                    return Err(infra(
+                        "-",
+                        format!(
+                            "{} not found: build it with {} (or run with --clock real)",
+                            vt.display(),
+                            program.build.display()
+                        ),
+                    ));
+                }
+                return on_case_clock(run, vt, &program.version, self.vdk.clone()).await;
+            }
+            crate::otsim::loopback_multicast(false).map_err(|e| infra("-", error_chain(&e)))?;
             // The simulation's radio is a multicast group with no place to drop or delay a
             // frame: a case that asks for air faults would run without them and prove nothing.
             if run.case.faults.air.is_some() || run.options.air_faults.is_some() {
@@ -155,6 +186,160 @@ impl BoardSource for SimulatedBoards {
                 seed: None,
                 sniffer: None,
             })
+        })
+    }
+}
+
+/// The `PORT_BASE` of nodes on the case clock: each case run has its own directory, and so its
+/// own `vt.<port>.sock` names (the simulation makes them relative to its working directory).
+const CASE_CLOCK_PORT_BASE: u16 = 9000;
+
+/// A case run of real OpenThread nodes on the case clock: the case's air hub is their event
+/// dispatcher ([`ot_hil_air::Hub::listen_sim_nodes`]). Their frames are frames of the air, so
+/// sniffers, snapshots and air faults work as for virtual DKs.
+async fn on_case_clock(
+    run: CaseRun<'_>,
+    program: &Path,
+    version: &str,
+    vdk: Option<VdkCommand>,
+) -> Result<Acquired, InfraFailure> {
+    let dir = run.work_dir()?;
+    let seed = air_seed(&run.case.faults, run.options, run.attempt);
+    let hub = Hub::start_clocked(&dir, seed).map_err(|e| {
+        infra(
+            "-",
+            format!("failed to start the air hub in {}: {e}", dir.display()),
+        )
+    })?;
+    hub.listen_sim_nodes(CASE_CLOCK_PORT_BASE).map_err(|e| {
+        infra(
+            "-",
+            format!(
+                "failed to listen for OpenThread nodes in {}: {e}",
+                dir.display()
+            ),
+        )
+    })?;
+    let clock = hub
+        .clock()
+        .ok_or_else(|| infra("-", "the air hub has no case clock".into()))?;
+    let radio_of = |id: usize| {
+        dir.join(format!(
+            "vt.{}.sock",
+            usize::from(CASE_CLOCK_PORT_BASE) + id
+        ))
+    };
+    apply_air_faults(&hub, run, None, |node| {
+        run.case
+            .nodes
+            .iter()
+            .position(|n| n == node)
+            .map(|i| radio_of(i + 1))
+    })?;
+    let boards = run
+        .case
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let id = i + 1;
+            AcquiredBoard {
+                tap: Some(clock.expect_board(&radio_of(id), i as u32)),
+                node: node.clone(),
+                port: ConsolePort::Process {
+                    program: "/bin/sh".into(),
+                    args: vec![
+                        "-c".into(),
+                        crate::otsim::case_clock_shell_line(program, id, &dir),
+                    ],
+                },
+                shell: run.variant.shell.clone(),
+                banner: run.variant.manifest.banner.clone(),
+                note: Some(format!("node id {id}, on the case clock")),
+                flash: None,
+                facts: NodeFacts {
+                    source: "host",
+                    board_id: Some(format!("{version} node {id} (virtual time)")),
+                    ..NodeFacts::default()
+                },
+            }
+        })
+        .collect();
+    let radios = (1..=run.case.nodes.len()).map(radio_of).collect();
+    Ok(Acquired {
+        clock: StepClock::on(clock),
+        boards,
+        held: Box::new(OnCaseClock { hub, vdk, radios }),
+        seed: Some(seed),
+        sniffer: None,
+    })
+}
+
+/// Real OpenThread nodes on a case's air and clock.
+struct OnCaseClock {
+    hub: Hub,
+    vdk: Option<VdkCommand>,
+    /// Each node's socket on the hub, in node order.
+    radios: Vec<PathBuf>,
+}
+
+impl CaseBoards for OnCaseClock {
+    fn attach_air<'a>(
+        &'a mut self,
+        run: CaseRun<'a>,
+    ) -> BoxFuture<'a, Result<Option<Witness>, String>> {
+        Box::pin(async move {
+            if run.case.air.is_empty() {
+                return Ok(None);
+            }
+            let vdk = self
+                .vdk
+                .as_ref()
+                .ok_or_else(|| "no virtual sniffer to watch the air with".to_string())?;
+            let variants_dir = run.variant.image.path.parent().unwrap_or(Path::new("."));
+            Witness::start_virtual(
+                run.case,
+                vdk,
+                self.hub.socket_path(),
+                variants_dir,
+                run.log_dir,
+            )
+            .await
+        })
+    }
+
+    fn before_step<'a>(
+        &'a mut self,
+        run: CaseRun<'a>,
+        index: usize,
+        _consoles: &'a std::collections::BTreeMap<String, Arc<crate::console::Console>>,
+    ) -> BoxFuture<'a, Result<(), InfraFailure>> {
+        let applied = apply_air_faults(&self.hub, run, Some(index), |node| {
+            run.case
+                .nodes
+                .iter()
+                .position(|n| n == node)
+                .and_then(|i| self.radios.get(i).cloned())
+        });
+        let refused = run.board_faults_due(index).next().map(|fault| {
+            super::fault_failure(
+                fault,
+                index,
+                format!(
+                    "board fault `{}` needs a virtual board",
+                    fault.action.name()
+                ),
+            )
+        });
+        Box::pin(async move {
+            applied?;
+            refused.map_or(Ok(()), Err)
+        })
+    }
+
+    fn release(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            drop(self);
         })
     }
 }

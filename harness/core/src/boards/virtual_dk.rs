@@ -118,6 +118,41 @@ fn board_seed(air_seed: u64, rank: usize) -> u64 {
         .wrapping_add(rank as u64 + 1)
 }
 
+/// Set up the air of a case run (`before_step` = None: at set-up, before flashing): all-link
+/// faults from the command line (at set-up), else the case's, and the case's per-link faults
+/// between its nodes' radios (`radio_of` a node: its socket on the hub), when the case's
+/// `from_step` comes.
+pub(super) fn apply_air_faults(
+    hub: &Hub,
+    run: CaseRun<'_>,
+    before_step: Option<usize>,
+    radio_of: impl Fn(&str) -> Option<PathBuf>,
+) -> Result<(), InfraFailure> {
+    let options = run.options;
+    if before_step.is_none()
+        && let Some(cli) = &options.air_faults
+    {
+        hub.set_faults(cli.clone());
+    }
+    let due = run.case.faults.air.as_ref().filter(|a| match before_step {
+        None => a.from_step == 0,
+        Some(i) => a.from_step == i && i > 0,
+    });
+    let Some(air) = due else {
+        return Ok(());
+    };
+    if options.air_faults.is_none() && air.links.is_empty() {
+        hub.set_faults(air.config.clone());
+    }
+    let socket_of = |node: &str| -> Result<PathBuf, InfraFailure> {
+        radio_of(node).ok_or_else(|| infra(node, "no radio to inject link faults on".into()))
+    };
+    for (from, to) in &air.links {
+        hub.set_link_faults(&socket_of(from)?, &socket_of(to)?, Some(air.config.clone()));
+    }
+    Ok(())
+}
+
 /// The virtual DKs of one case run and their air.
 struct OnAir {
     vdk: VdkCommand,
@@ -126,42 +161,17 @@ struct OnAir {
 }
 
 impl OnAir {
-    /// Set up the air of the case run (`before_step` = None: at set-up, before flashing):
-    /// all-link faults from the command line (at set-up), else the case's, and the case's
-    /// per-link faults between its nodes' radios, when the case's `from_step` comes.
     fn apply_air_faults(
         &self,
         run: CaseRun<'_>,
         before_step: Option<usize>,
     ) -> Result<(), InfraFailure> {
-        let options = run.options;
-        if before_step.is_none()
-            && let Some(cli) = &options.air_faults
-        {
-            self.hub.set_faults(cli.clone());
-        }
-        let due = run.case.faults.air.as_ref().filter(|a| match before_step {
-            None => a.from_step == 0,
-            Some(i) => a.from_step == i && i > 0,
-        });
-        let Some(air) = due else {
-            return Ok(());
-        };
-        if options.air_faults.is_none() && air.links.is_empty() {
-            self.hub.set_faults(air.config.clone());
-        }
-        let socket_of = |node: &str| -> Result<PathBuf, InfraFailure> {
+        apply_air_faults(&self.hub, run, before_step, |node| {
             self.dks
                 .iter()
                 .find(|d| d.board == node)
                 .and_then(VirtualDk::radio)
-                .ok_or_else(|| infra(node, "no radio to inject link faults on".into()))
-        };
-        for (from, to) in &air.links {
-            self.hub
-                .set_link_faults(&socket_of(from)?, &socket_of(to)?, Some(air.config.clone()));
-        }
-        Ok(())
+        })
     }
 
     /// Inject the board faults planned before step `index` of this attempt.
