@@ -95,7 +95,10 @@ fn time_jumps_to_a_node_timer_and_frames_reach_the_others_and_come_back_to_the_s
         let heard = b.recv();
         assert_eq!(heard.kind, RADIO_RECEIVED);
         assert_eq!(heard.delay_us, 0, "b is at 8 s already");
-        assert_eq!(heard.frame().unwrap(), (15, &[0x41, 0x88, 0x07][..], 0x1234));
+        assert_eq!(
+            heard.frame().unwrap(),
+            (15, &[0x41, 0x88, 0x07][..], 0x1234)
+        );
         let echo = a.recv();
         assert_eq!((echo.kind, echo.delay_us), (RADIO_RECEIVED, 0));
         assert_eq!(echo.frame().unwrap().1, &[0x41, 0x88, 0x07][..]);

@@ -47,7 +47,10 @@ pub struct StepRecord {
     pub index: usize,
     pub node: String,
     pub step: String,
+    /// On the case's clock: case-clock time for boards on a case clock, else wall time.
     pub duration_us: u64,
+    /// The same step in wall-clock time (equal to `duration_us` on the host's clock).
+    pub wall_us: u64,
     /// From the step's start to its command being written (harness share before the board).
     pub to_written_us: Option<u64>,
     /// From the board's result line arriving to the step's verdict (harness share after the board).

@@ -64,6 +64,8 @@ pub struct StepTiming {
     /// The result line arrived (read from the port).
     pub result_line: Option<Instant>,
     pub finished: Instant,
+    /// How long the step took in wall-clock time (the instants above are on the case's clock).
+    pub wall: Duration,
 }
 
 /// Runs steps against a set of named consoles.
@@ -143,6 +145,7 @@ impl Executor {
         })?;
         let clock = console.clock().clone();
         let started = clock.now();
+        let wall_started = Instant::now();
         console.note(&format!(
             "step {} ({}): {}",
             index + 1,
@@ -154,6 +157,7 @@ impl Executor {
             written: None,
             result_line: None,
             finished: started,
+            wall: Duration::ZERO,
         };
         match &step.action {
             Action::Command {
@@ -237,6 +241,7 @@ impl Executor {
             }
         }
         timing.finished = clock.now();
+        timing.wall = wall_started.elapsed();
         Ok(timing)
     }
 

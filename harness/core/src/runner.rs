@@ -550,6 +550,7 @@ async fn run_steps(
                     node: step.node.clone(),
                     step: step.summary(),
                     duration_us: micros(t.finished.saturating_duration_since(t.started)),
+                    wall_us: micros(t.wall),
                     to_written_us: t
                         .written
                         .map(|w| micros(w.saturating_duration_since(t.started))),
