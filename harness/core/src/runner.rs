@@ -454,6 +454,7 @@ async fn run_attempt(
         }
     };
     result.facts.seed = seed;
+    result.facts.clock = Some(if clock.is_virtual() { "case" } else { "host" });
     result.facts.sniffer = sniffer;
     if !acquired.is_empty() && acquired.iter().all(|b| b.flash.is_some()) {
         result.facts.firmware_sha256 = Some(variant.image.sha256.clone());

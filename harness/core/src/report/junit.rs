@@ -333,6 +333,7 @@ mod tests {
             .into(),
             sniffer: None,
             seed: Some(4),
+            clock: None,
         };
         let results = vec![
             result("a", Outcome::Pass, vec![attempt(Outcome::Fail, "timeout")]),

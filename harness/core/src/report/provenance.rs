@@ -95,6 +95,8 @@ pub struct CaseFacts {
     pub sniffer: Option<String>,
     /// Seed of the case's virtual air.
     pub seed: Option<u64>,
+    /// The clock the case's steps ran on: `case` (virtual time) or `host`.
+    pub clock: Option<&'static str>,
 }
 
 impl CaseFacts {
@@ -112,6 +114,9 @@ impl CaseFacts {
         }
         if let Some(seed) = self.seed {
             out.push(("seed".into(), seed.to_string()));
+        }
+        if let Some(clock) = self.clock {
+            out.push(("clock".into(), clock.to_string()));
         }
         out
     }
@@ -158,6 +163,7 @@ mod tests {
             nodes,
             sniffer: Some("virtual".into()),
             seed: Some(3),
+            clock: Some("case"),
         };
         assert_eq!(
             facts.properties(),
@@ -169,6 +175,7 @@ mod tests {
                 ),
                 ("sniffer".to_string(), "virtual".to_string()),
                 ("seed".to_string(), "3".to_string()),
+                ("clock".to_string(), "case".to_string()),
             ]
         );
     }
