@@ -4,7 +4,10 @@
 //!    times (default 3, median), and once with `--clock real`: the ratio real / virtual, both
 //!    measured in this one run;
 //! 2. `faults-dtls-retransmission` with air seeds 1-16: wall time of each run, and the
-//!    handshake's duration on the case clock (from the client's log).
+//!    handshake's duration on the case clock (from the client's log);
+//! 3. where `firmware/openthread-sim/build.sh` has built both binaries: a two-node case on real
+//!    OpenThread (`coaps-psk`: formation and a CoAPS handshake) `OT_HIL_VT_RUNS` times on the
+//!    case clock, and once on the host's clock.
 //!
 //! Wall times are of the whole command (start-up, every case, reports).
 
@@ -123,5 +126,38 @@ fn main() {
         "retransmission runs: median {:.3} s wall, worst {:.3} s",
         median(walls).as_secs_f64(),
         worst.as_secs_f64()
+    );
+
+    println!("\n== a two-node case on real OpenThread: coaps-psk --variant openthread-sim");
+    let built = ["ot-cli-ftd", "ot-cli-ftd-vt"]
+        .iter()
+        .all(|b| repo().join("target/openthread-sim").join(b).is_file());
+    if !built {
+        println!("skipped: run firmware/openthread-sim/build.sh first");
+        return;
+    }
+    let case = ["testcases/coaps-psk.toml", "--variant", "openthread-sim"];
+    let mut walls = Vec::new();
+    for i in 1..=runs {
+        let (wall, summary, _out) = timed_run(&case);
+        println!(
+            "case clock run {i}: {:.3} s wall  ({summary})",
+            wall.as_secs_f64()
+        );
+        walls.push(wall);
+    }
+    let mut real = case.to_vec();
+    real.extend(["--clock", "real"]);
+    let (real_wall, summary, _out) = timed_run(&real);
+    println!(
+        "host clock run: {:.3} s wall  ({summary})",
+        real_wall.as_secs_f64()
+    );
+    let on_case_clock = median(walls);
+    println!(
+        "real OpenThread, two nodes: case clock median {:.3} s, host clock {:.3} s, {:.1}x",
+        on_case_clock.as_secs_f64(),
+        real_wall.as_secs_f64(),
+        real_wall.as_secs_f64() / on_case_clock.as_secs_f64()
     );
 }
