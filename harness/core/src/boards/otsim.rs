@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::virtual_dk::apply_air_faults;
+use super::virtual_dk::{apply_air_faults, watch_air};
 use super::{
     Acquired, AcquiredBoard, BoardSource, BoxFuture, CaseBoards, CaseRun, ConsolePort, infra,
 };
@@ -39,6 +39,12 @@ pub struct SimulatedBoards {
     returned: Arc<Notify>,
     /// The virtual DK command, for the sniffer of cases on the case clock.
     vdk: Option<VdkCommand>,
+}
+
+impl Default for SimulatedBoards {
+    fn default() -> Self {
+        SimulatedBoards::new()
+    }
 }
 
 impl SimulatedBoards {
@@ -296,15 +302,7 @@ impl CaseBoards for OnCaseClock {
                 .vdk
                 .as_ref()
                 .ok_or_else(|| "no virtual sniffer to watch the air with".to_string())?;
-            let variants_dir = run.variant.image.path.parent().unwrap_or(Path::new("."));
-            Witness::start_virtual(
-                run.case,
-                vdk,
-                self.hub.socket_path(),
-                variants_dir,
-                run.log_dir,
-            )
-            .await
+            watch_air(run, vdk, &self.hub).await
         })
     }
 

@@ -153,6 +153,16 @@ pub(super) fn apply_air_faults(
     Ok(())
 }
 
+/// The case's air witness on `hub`: a virtual sniffer (started by `vdk`) when the case has one.
+pub(super) async fn watch_air(
+    run: CaseRun<'_>,
+    vdk: &VdkCommand,
+    hub: &Hub,
+) -> Result<Option<Witness>, String> {
+    let variants_dir = run.variant.image.path.parent().unwrap_or(Path::new("."));
+    Witness::start_virtual(run.case, vdk, hub.socket_path(), variants_dir, run.log_dir).await
+}
+
 /// The virtual DKs of one case run and their air.
 struct OnAir {
     vdk: VdkCommand,
@@ -239,17 +249,7 @@ impl CaseBoards for OnAir {
         &'a mut self,
         run: CaseRun<'a>,
     ) -> BoxFuture<'a, Result<Option<Witness>, String>> {
-        Box::pin(async move {
-            let variants_dir = run.variant.image.path.parent().unwrap_or(Path::new("."));
-            Witness::start_virtual(
-                run.case,
-                &self.vdk,
-                self.hub.socket_path(),
-                variants_dir,
-                run.log_dir,
-            )
-            .await
-        })
+        Box::pin(watch_air(run, &self.vdk, &self.hub))
     }
 
     fn before_step<'a>(
