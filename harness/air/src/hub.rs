@@ -126,6 +126,8 @@ pub(crate) struct Shared {
     out: UnixDatagram,
     /// Wakes the runner's wait on the case clock.
     runner_wake: tokio::sync::Notify,
+    /// Wakes whoever waits for a monitor (a sniffer's radio) to register.
+    monitor_registered: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -176,6 +178,7 @@ impl Hub {
             stop: AtomicBool::new(false),
             out,
             runner_wake: tokio::sync::Notify::new(),
+            monitor_registered: tokio::sync::Notify::new(),
             state: Mutex::new(HubState {
                 clients: HashMap::new(),
                 monitors: HashSet::new(),
@@ -221,6 +224,29 @@ impl Hub {
         Some(CaseClock {
             shared: Arc::clone(&self.shared),
         })
+    }
+
+    /// Wait until a monitor (a sniffer's radio) listens on `channel`, up to `timeout`: a
+    /// sniffer must hear a case from its first frame, and on the case clock that frame can come
+    /// microseconds after the steps start. False when none came.
+    pub async fn monitor_on(&self, channel: u8, timeout: Duration) -> bool {
+        let give_up = tokio::time::Instant::now() + timeout;
+        loop {
+            let registered = self.shared.monitor_registered.notified();
+            {
+                let state = self.shared.lock();
+                if state
+                    .monitors
+                    .iter()
+                    .any(|m| state.clients.get(m) == Some(&channel))
+                {
+                    return true;
+                }
+            }
+            if tokio::time::timeout_at(give_up, registered).await.is_err() {
+                return false;
+            }
+        }
     }
 
     /// A snapshot of the counters.
@@ -303,7 +329,11 @@ fn serve(socket: &UnixDatagram, shared: &Shared) {
                 }
                 let datagram = buf.get(..len).unwrap_or_default();
                 let mut state = shared.lock();
+                let monitors = state.monitors.len();
                 handle_datagram(&mut state, out, datagram, from.as_pathname());
+                if state.monitors.len() != monitors {
+                    shared.monitor_registered.notify_waiters();
+                }
             }
             Err(_) => {
                 // The wait timed out, or a receive error on a datagram socket that is transient

@@ -160,8 +160,26 @@ pub(super) async fn watch_air(
     hub: &Hub,
 ) -> Result<Option<Witness>, String> {
     let variants_dir = run.variant.image.path.parent().unwrap_or(Path::new("."));
-    Witness::start_virtual(run.case, vdk, hub.socket_path(), variants_dir, run.log_dir).await
+    let witness =
+        Witness::start_virtual(run.case, vdk, hub.socket_path(), variants_dir, run.log_dir).await?;
+    // The sniffer tunes its radio once its capture starts; the case's first frame must not
+    // pass before it does (on the case clock the steps are microseconds away).
+    if run.case.air.sniffer
+        && !hub
+            .monitor_on(run.case.air.channel, SNIFFER_TUNE_TIMEOUT)
+            .await
+    {
+        return Err(format!(
+            "the sniffer did not tune to channel {} within {}",
+            run.case.air.channel,
+            humantime::format_duration(SNIFFER_TUNE_TIMEOUT)
+        ));
+    }
+    Ok(witness)
 }
+
+/// How long a virtual sniffer may take to tune its radio after its capture started.
+const SNIFFER_TUNE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The virtual DKs of one case run and their air.
 struct OnAir {
