@@ -41,6 +41,9 @@ pub struct HubStats {
     pub frames_in: u64,
     /// Frames handed to receivers (one per receiver, duplicates included).
     pub frames_out: u64,
+    /// Frames handed to monitors (sniffer radios), counted as they leave the faults behind:
+    /// sent, queued behind a backlog or dropped by an overrun. What a perfect sniffer captures.
+    pub frames_to_monitors: u64,
     /// Clients registered now.
     pub clients: usize,
     /// Datagrams the hub could not parse.
@@ -454,6 +457,9 @@ fn send_now(
     psdu: &[u8],
     fcs: u16,
 ) {
+    if state.monitors.contains(to) {
+        state.stats.frames_to_monitors += 1;
+    }
     let frame = AirFrame {
         channel,
         rssi_dbm: DEFAULT_RSSI_DBM,

@@ -20,6 +20,7 @@ pub mod events;
 pub mod exec;
 #[doc(hidden)]
 pub mod fuzz_checks;
+pub mod infra;
 pub mod otsim;
 pub mod out_dir;
 pub mod panics;

@@ -69,6 +69,9 @@ pub struct SnifferSession {
     synced: Arc<(Mutex<bool>, std::sync::Condvar)>,
     thread: Option<JoinHandle<Box<dyn SerialLike>>>,
     path: String,
+    /// Why the port stopped giving lines before the session was stopped (the sniffer board went
+    /// away), set by the reader thread.
+    ended: Arc<Mutex<Option<String>>>,
 }
 
 impl SnifferSession {
@@ -91,17 +94,19 @@ impl SnifferSession {
         let capture = Arc::new(Mutex::new(capture));
         let stop = Arc::new(AtomicBool::new(false));
         let synced = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let ended = Arc::new(Mutex::new(None));
         let (to_port, from_session) = std::sync::mpsc::channel::<Vec<u8>>();
         let thread = {
             let capture = capture.clone();
             let stop = stop.clone();
             let synced = synced.clone();
+            let ended = ended.clone();
             let marker = channel.to_string();
             let mut stream = port.port;
             std::thread::Builder::new()
                 .name("sniffer".into())
                 .spawn(move || {
-                    read_lines_with(
+                    let end = read_lines_with(
                         &mut *stream,
                         &stop,
                         |line| {
@@ -117,6 +122,9 @@ impl SnifferSession {
                         },
                         || from_session.try_recv().ok(),
                     );
+                    if end.is_some() {
+                        *ended.lock().unwrap_or_else(|e| e.into_inner()) = end;
+                    }
                     stream
                 })
                 .map_err(|e| AirError::Port {
@@ -131,7 +139,13 @@ impl SnifferSession {
             synced,
             thread: Some(thread),
             path,
+            ended,
         })
+    }
+
+    /// Why the sniffer's port ended by itself (its board went away), if it did.
+    pub fn ended(&self) -> Option<String> {
+        self.ended.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Look at the capture while it runs (e.g. to print new transcripts).
@@ -208,16 +222,18 @@ pub fn read_lines(stream: &mut dyn Read, stop: &AtomicBool, on_line: impl FnMut(
             Ok(())
         }
     }
-    read_lines_with(&mut ReadOnly(stream), stop, on_line, || None);
+    let _ = read_lines_with(&mut ReadOnly(stream), stop, on_line, || None);
 }
 
 /// [`read_lines`] on a port the loop also writes to: `outgoing` is polled between reads.
+/// Returns why the stream ended by itself (end of file, an error), `None` when stopped.
 fn read_lines_with<S: Read + Write + ?Sized>(
     stream: &mut S,
     stop: &AtomicBool,
     mut on_line: impl FnMut(&str),
     mut outgoing: impl FnMut() -> Option<Vec<u8>>,
-) {
+) -> Option<String> {
+    let mut end = None;
     let mut buf = [0u8; 4096];
     let mut line: Vec<u8> = Vec::with_capacity(256);
     let mut prev = 0u8;
@@ -226,7 +242,10 @@ fn read_lines_with<S: Read + Write + ?Sized>(
             let _ = stream.write_all(&bytes).and_then(|_| stream.flush());
         }
         let n = match stream.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => {
+                end = Some("end of file on the sniffer's port".to_string());
+                break;
+            }
             Ok(n) => n,
             Err(e)
                 if matches!(
@@ -239,7 +258,10 @@ fn read_lines_with<S: Read + Write + ?Sized>(
                 continue;
             }
             // EIO on a PTY whose board exited, or a USB device unplugged.
-            Err(_) => break,
+            Err(e) => {
+                end = Some(format!("reading the sniffer's port failed: {e}"));
+                break;
+            }
         };
         for &b in buf.get(..n).unwrap_or(&[]) {
             // `\r\n` ends one line; a lone `\r` or `\n` ends one too.
@@ -256,4 +278,5 @@ fn read_lines_with<S: Read + Write + ?Sized>(
     if !line.is_empty() {
         on_line(&String::from_utf8_lossy(&line));
     }
+    end
 }

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use super::{
     Acquired, AcquiredBoard, BoardSource, BoxFuture, CaseBoards, CaseRun, ConsolePort, infra,
 };
-use crate::exec::InfraFailure;
+use crate::infra::{InfraError, InfraFailure};
 use crate::profile::Shell;
 use crate::report::provenance::NodeFacts;
 
@@ -72,14 +72,11 @@ impl BoardSource for ProcessBoards {
         Box::pin(async move {
             let nodes = &run.case.nodes;
             if nodes.len() > self.commands.len() {
-                return Err(infra(
-                    "-",
-                    format!(
+                return Err(infra("-", InfraError::acquire(format!(
                         "case needs {} boards, only {} board commands given",
                         nodes.len(),
                         self.commands.len()
-                    ),
-                ));
+                    ))));
             }
             let taken = self.pool.take(nodes.len()).await;
             let boards = nodes

@@ -19,7 +19,8 @@ use super::{
 use crate::air::witness::Witness;
 use crate::case::faults::BoardAction;
 use crate::console::Console;
-use crate::exec::InfraFailure;
+use crate::events::HubCounters;
+use crate::infra::{InfraError, InfraFailure};
 use crate::report::provenance::NodeFacts;
 use crate::resilience::air_seed;
 use crate::virtual_lab::{ControlError, VdkCommand, VirtualDk};
@@ -38,11 +39,9 @@ impl BoardSource for VirtualBoards {
         Box::pin(async move {
             let dir = run.work_dir()?;
             let seed = air_seed(&run.case.faults, run.options, run.attempt);
-            let hub = Hub::start_seeded(&dir, seed).map_err(|e| {
-                infra(
-                    "-",
-                    format!("failed to start the air hub in {}: {e}", dir.display()),
-                )
+            let hub = Hub::start_seeded(&dir, seed)
+                .map(Arc::new).map_err(|e| {
+                infra("-", InfraError::acquire(format!("failed to start the air hub in {}: {e}", dir.display())))
             })?;
             let mut held = OnAir {
                 vdk: self.vdk.clone(),
@@ -54,7 +53,7 @@ impl BoardSource for VirtualBoards {
                 let dk =
                     VirtualDk::spawn(&self.vdk, held.hub.socket_path(), &dir, node, Some(&log))
                         .await
-                        .map_err(|e| infra(node, e.to_string()))?;
+                        .map_err(|e| infra(node, InfraError::acquire(e.to_string())))?;
                 held.dks.push(dk);
             }
             held.apply_air_faults(run, None)?;
@@ -94,7 +93,8 @@ impl BoardSource for VirtualBoards {
 /// The virtual DKs of one case run and their air.
 struct OnAir {
     vdk: VdkCommand,
-    hub: Hub,
+    /// Shared with the case's air witness, which reads its counters.
+    hub: Arc<Hub>,
     dks: Vec<VirtualDk>,
 }
 
@@ -131,7 +131,7 @@ impl OnAir {
                     let dir = d.control.parent()?;
                     Some(ot_hil_board::air_socket::virtual_dk_radio(dir, d.pid()?))
                 })
-                .ok_or_else(|| infra(node, "no radio to inject link faults on".into()))
+                .ok_or_else(|| infra(node, InfraError::Fault("no radio to inject link faults on".into())))
         };
         for (from, to) in &air.links {
             self.hub
@@ -207,7 +207,7 @@ impl CaseBoards for OnAir {
             Witness::start_virtual(
                 run.case,
                 &self.vdk,
-                self.hub.socket_path(),
+                &self.hub,
                 variants_dir,
                 run.log_dir,
             )
@@ -224,6 +224,20 @@ impl CaseBoards for OnAir {
         Box::pin(async move {
             self.apply_air_faults(run, Some(index))?;
             self.inject_board_faults(run, index, consoles).await
+        })
+    }
+
+    fn air_counters(&self) -> Option<HubCounters> {
+        let s = self.hub.stats();
+        Some(HubCounters {
+            frames_in: s.frames_in,
+            frames_out: s.frames_out,
+            frames_to_sniffer: s.frames_to_monitors,
+            injected_losses: s.injected_losses,
+            injected_duplicates: s.injected_duplicates,
+            injected_corruptions: s.injected_corruptions,
+            receiver_overruns: s.receiver_overruns,
+            malformed: s.malformed,
         })
     }
 
