@@ -172,7 +172,8 @@ mod tests {
         #[error("cannot open /dev/ttyACM9")]
         struct Open(#[source] std::io::Error);
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such device");
-        let f = InfraFailure::new("dut", InfraError::console(Open(io))).at_step("dut: send `state`");
+        let f =
+            InfraFailure::new("dut", InfraError::console(Open(io))).at_step("dut: send `state`");
         let json = serde_json::to_value(&f).expect("serializes");
         assert_eq!(json["kind"], "console");
         assert_eq!(json["reason"], "cannot open /dev/ttyACM9: no such device");

@@ -382,6 +382,7 @@ impl JsonReporter {
             "git_commit": run.git_commit,
             "host": run.host,
             "started": run.started,
+            "air_seed": run.air_seed,
             "summary": summary,
             "results": self.record.results,
         });

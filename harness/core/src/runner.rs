@@ -11,9 +11,9 @@ use ot_hil_lab::partition::Partition;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::boards::{Acquired, AcquiredBoard, CaseBoards, CaseRun, ConsolePort, NotReady, infra};
-use crate::console::BoardFault;
 pub use crate::boards::{BoardSource, DEFAULT_READY_TIMEOUT, TAIL_LINES, board_ready};
 use crate::case::{Case, VariantExpectation};
+use crate::console::BoardFault;
 use crate::console::{Console, ConsoleConfig};
 use crate::events::{
     AirCounters, BoardEvent, BoardRecord, CaseResult, Outcome, Reporter, RunEvent, StepRecord,
@@ -142,7 +142,10 @@ pub async fn run_with_options(
             variants: config.variants.iter().map(|v| v.name.clone()).collect(),
             planned: plan.len(),
             jobs,
-            run: crate::report::provenance::RunFacts::now(),
+            run: crate::report::provenance::RunFacts {
+                air_seed: options.air_seed,
+                ..crate::report::provenance::RunFacts::now()
+            },
         },
     );
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -634,7 +637,13 @@ async fn run_steps(
         let controls = held.transcript_controls();
         let steps_failed = matches!(raw, RawOutcome::Failed(_));
         let report = w
-            .finish(case, &variant.name, steps_failed, &controls, &mut result.logs)
+            .finish(
+                case,
+                &variant.name,
+                steps_failed,
+                &controls,
+                &mut result.logs,
+            )
             .await;
         raw = judge_witness(run, events, report, raw, result);
     }
@@ -751,7 +760,10 @@ async fn bring_up(
         let flash = board.flash.map(|(mut flasher, image)| {
             console.note(&format!("flash {} ({})", image.variant, image.sha256));
             let flashed = (image.variant.clone(), image.sha256.clone());
-            (flashed, tokio::task::spawn_blocking(move || flasher.flash(&image)))
+            (
+                flashed,
+                tokio::task::spawn_blocking(move || flasher.flash(&image)),
+            )
         });
         flashes.push((board.node, console, before, flash));
     }

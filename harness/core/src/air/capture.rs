@@ -182,9 +182,9 @@ pub struct FrameTimeline {
 impl FrameTimeline {
     fn at(&mut self, frame: &SnifferFrame) -> std::time::Duration {
         let sniffer_time = std::time::Duration::from_micros(frame.timestamp_us);
-        let origin = *self.origin.get_or_insert_with(|| {
-            crate::run_clock::elapsed().saturating_sub(sniffer_time)
-        });
+        let origin = *self
+            .origin
+            .get_or_insert_with(|| crate::run_clock::elapsed().saturating_sub(sniffer_time));
         origin + sniffer_time
     }
 

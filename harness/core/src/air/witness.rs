@@ -314,7 +314,9 @@ impl Witness {
             logs.insert(PCAP_FILE.to_string(), p.clone());
             match write_key_log(controls, &p.with_file_name(KEY_LOG_FILE)) {
                 Ok(Some(keys)) => {
-                    report.lines.push(format!("dtls key log: {}", keys.display()));
+                    report
+                        .lines
+                        .push(format!("dtls key log: {}", keys.display()));
                     logs.insert(KEY_LOG_FILE.to_string(), keys.clone());
                     key_log = Some(keys);
                 }
@@ -532,8 +534,9 @@ impl Witness {
             (None, e) => e,
         };
         match transcript {
-            Err(e) if steps_failed => compared
-                .not_compared(format!("the case failed before a handshake ({e})")),
+            Err(e) if steps_failed => {
+                compared.not_compared(format!("the case failed before a handshake ({e})"))
+            }
             Err(e) => {
                 compared.record.verdict = SnapshotVerdict::Error;
                 compared.record.note = Some(e.clone());
@@ -551,8 +554,12 @@ impl Witness {
                     "{} @ {variant}: DTLS handshake {} -> {} (from the {source})",
                     case.name, spec.client, spec.server
                 );
-                let outcome =
-                    snaps.compare(&name, &case.path.display().to_string(), &description, &content);
+                let outcome = snaps.compare(
+                    &name,
+                    &case.path.display().to_string(),
+                    &description,
+                    &content,
+                );
                 compared.judge(case, spec, outcome);
             }
         }
@@ -585,7 +592,12 @@ fn air_versus_engine(spec: &SnapshotSpec, air: &Value, engine: &Value) -> Vec<St
 }
 
 /// The failure of snapshot `spec`.
-fn snapshot_failure(case: &Case, spec: &SnapshotSpec, expected: String, got: Vec<String>) -> Failure {
+fn snapshot_failure(
+    case: &Case,
+    spec: &SnapshotSpec,
+    expected: String,
+    got: Vec<String>,
+) -> Failure {
     Failure {
         step_index: None,
         location: case.path.display().to_string(),
@@ -610,8 +622,10 @@ struct Compared {
 
 impl Compared {
     fn not_compared(&mut self, why: String) {
-        self.lines
-            .push(format!("snapshot {}: not compared, {why}", self.record.name));
+        self.lines.push(format!(
+            "snapshot {}: not compared, {why}",
+            self.record.name
+        ));
         self.record.verdict = SnapshotVerdict::NotCompared;
         self.record.note = Some(why);
     }

@@ -61,14 +61,23 @@ impl BoardSource for HardwareBoards {
         Box::pin(async move {
             let (case, variant) = (run.case, run.variant);
             let image_path = real_image_path(variant).ok_or_else(|| {
-                infra("-", InfraError::acquire(format!("variant {} names no image (`[build] hex`)", variant.name)))
+                infra(
+                    "-",
+                    InfraError::acquire(format!(
+                        "variant {} names no image (`[build] hex`)",
+                        variant.name
+                    )),
+                )
             })?;
             let image = FirmwareImage::from_file(&variant.name, &image_path).map_err(|e| {
-                infra("-", InfraError::acquire(format!(
+                infra(
+                    "-",
+                    InfraError::acquire(format!(
                         "image {} of variant {} not available: {e}",
                         image_path.display(),
                         variant.name
-                    )))
+                    )),
+                )
             })?;
             let requests = hardware_requests(case, variant.manifest.profile, case.air.sniffer);
             let allocator = self.allocator.clone();
@@ -81,7 +90,12 @@ impl BoardSource for HardwareBoards {
                 allocator.allocate_cancellable(&name, &requests, timeout, &flag)
             })
             .await
-            .map_err(|e| infra("-", InfraError::acquire(format!("allocation task failed: {e}"))))?
+            .map_err(|e| {
+                infra(
+                    "-",
+                    InfraError::acquire(format!("allocation task failed: {e}")),
+                )
+            })?
             .map_err(|e| infra("-", InfraError::acquire(e.to_string())))?;
             let mut boards = Vec::new();
             for (node, board, _) in allocation.nodes.iter() {

@@ -81,13 +81,12 @@ impl CaseRun<'_> {
         } else {
             format!("c{}", self.seq)
         });
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| {
-                infra(
-                    "-",
-                    InfraError::acquire_from(format!("failed to create {}", dir.display()), e),
-                )
-            })?;
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            infra(
+                "-",
+                InfraError::acquire_from(format!("failed to create {}", dir.display()), e),
+            )
+        })?;
         Ok(dir)
     }
 
@@ -273,7 +272,10 @@ pub async fn wait_ready(console: &Console, before: u64, timeout: Duration) -> Re
         if now >= next_poke {
             let ending = console.shell().line_ending.clone();
             if let Err(e) = console.write_all(ending.as_bytes()).await {
-                return Err(NotReady::Infra(infra(console.name(), InfraError::console(e))));
+                return Err(NotReady::Infra(infra(
+                    console.name(),
+                    InfraError::console(e),
+                )));
             }
             next_poke = now + PROMPT_POKE_INTERVAL;
         }

@@ -75,20 +75,33 @@ impl BoardSource for SimulatedBoards {
     fn acquire<'a>(&'a self, run: CaseRun<'a>) -> BoxFuture<'a, Result<Acquired, InfraFailure>> {
         Box::pin(async move {
             let program = run.variant.manifest.program.as_ref().ok_or_else(|| {
-                infra("-", InfraError::acquire(format!("variant {} has no [program] to run", run.variant.name)))
+                infra(
+                    "-",
+                    InfraError::acquire(format!(
+                        "variant {} has no [program] to run",
+                        run.variant.name
+                    )),
+                )
             })?;
             if !program.path.is_file() {
-                return Err(infra("-", InfraError::acquire(format!(
+                return Err(infra(
+                    "-",
+                    InfraError::acquire(format!(
                         "{} not found: build it with {}",
                         program.path.display(),
                         program.build.display()
-                    ))));
+                    )),
+                ));
             }
             // The simulation's radio is a multicast group with no place to drop or delay a
             // frame: a case that asks for air faults would run without them and prove nothing.
             if run.case.faults.air.is_some() || run.options.air_faults.is_some() {
-                return Err(infra("-", InfraError::acquire("air faults need the virtual air; the simulation radio cannot inject them"
-                        )));
+                return Err(infra(
+                    "-",
+                    InfraError::acquire(
+                        "air faults need the virtual air; the simulation radio cannot inject them",
+                    ),
+                ));
             }
             let lease = self.lease(run.case.nodes.len()).await?;
             // A fresh directory per attempt: the simulation keeps its settings in
@@ -97,7 +110,10 @@ impl BoardSource for SimulatedBoards {
             let commands = NodeCommand::for_case(&program.path, run.case.nodes.len(), &lease, &dir)
                 .map_err(|e| infra("-", InfraError::acquire(error_chain(&e))))?;
             std::fs::create_dir_all(run.log_dir).map_err(|e| {
-                infra("-", InfraError::acquire(format!("failed to create {}: {e}", run.log_dir.display())))
+                infra(
+                    "-",
+                    InfraError::acquire(format!("failed to create {}: {e}", run.log_dir.display())),
+                )
             })?;
             let boards = run
                 .case

@@ -72,11 +72,14 @@ impl BoardSource for ProcessBoards {
         Box::pin(async move {
             let nodes = &run.case.nodes;
             if nodes.len() > self.commands.len() {
-                return Err(infra("-", InfraError::acquire(format!(
+                return Err(infra(
+                    "-",
+                    InfraError::acquire(format!(
                         "case needs {} boards, only {} board commands given",
                         nodes.len(),
                         self.commands.len()
-                    ))));
+                    )),
+                ));
             }
             let taken = self.pool.take(nodes.len()).await;
             let boards = nodes

@@ -39,9 +39,14 @@ impl BoardSource for VirtualBoards {
         Box::pin(async move {
             let dir = run.work_dir()?;
             let seed = air_seed(&run.case.faults, run.options, run.attempt);
-            let hub = Hub::start_seeded(&dir, seed)
-                .map(Arc::new).map_err(|e| {
-                infra("-", InfraError::acquire(format!("failed to start the air hub in {}: {e}", dir.display())))
+            let hub = Hub::start_seeded(&dir, seed).map(Arc::new).map_err(|e| {
+                infra(
+                    "-",
+                    InfraError::acquire(format!(
+                        "failed to start the air hub in {}: {e}",
+                        dir.display()
+                    )),
+                )
             })?;
             let mut held = OnAir {
                 vdk: self.vdk.clone(),
@@ -131,7 +136,12 @@ impl OnAir {
                     let dir = d.control.parent()?;
                     Some(ot_hil_board::air_socket::virtual_dk_radio(dir, d.pid()?))
                 })
-                .ok_or_else(|| infra(node, InfraError::Fault("no radio to inject link faults on".into())))
+                .ok_or_else(|| {
+                    infra(
+                        node,
+                        InfraError::Fault("no radio to inject link faults on".into()),
+                    )
+                })
         };
         for (from, to) in &air.links {
             self.hub
@@ -204,14 +214,7 @@ impl CaseBoards for OnAir {
     ) -> BoxFuture<'a, Result<Option<Witness>, String>> {
         Box::pin(async move {
             let variants_dir = run.variant.image.path.parent().unwrap_or(Path::new("."));
-            Witness::start_virtual(
-                run.case,
-                &self.vdk,
-                &self.hub,
-                variants_dir,
-                run.log_dir,
-            )
-            .await
+            Witness::start_virtual(run.case, &self.vdk, &self.hub, variants_dir, run.log_dir).await
         })
     }
 
