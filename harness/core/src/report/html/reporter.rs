@@ -251,8 +251,8 @@ fn case_run(out: &Path, r: &CaseResult, events: AttemptEvents) -> CaseRun {
                 .map_or_else(|| key.clone(), |n| n.to_string_lossy().into_owned()),
             href: relative(out, path),
         });
-        // Board logs are keyed by node.
-        if key == AIR || path.extension().is_none_or(|x| x != "log") {
+        // Board logs are keyed by node; the others (the case's merged timeline) are only linked.
+        if !r.facts.nodes.contains_key(key) || path.extension().is_none_or(|x| x != "log") {
             continue;
         }
         if let Ok(text) = std::fs::read_to_string(path) {
@@ -512,6 +512,130 @@ fn trim(entries: &mut Vec<TimelineEntry>, max: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::{ObservedConnection, Outcome};
+
+    /// The events of one failed case run whose snapshot changed and whose server crashed.
+    fn failed_run_events(out: &Path) -> Vec<RunEvent> {
+        let dir = out.join("logs/c/v");
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("server.log");
+        std::fs::write(
+            &log,
+            "[    1.000000] --- step 1 (c.toml:3:1): server: send `x`\n",
+        )
+        .unwrap();
+        let (case, variant) = ("c".to_string(), "v".to_string());
+        let mut result = CaseResult::new(
+            case.clone(),
+            variant.clone(),
+            "c.toml".into(),
+            Outcome::Fail,
+        );
+        result.logs.insert("server".into(), log);
+        result
+            .facts
+            .nodes
+            .insert("server".into(), Default::default());
+        result.facts.seed = Some(7);
+        let pending = out.join("snapshots/c__h__v.snap.new");
+        vec![
+            RunEvent::RunStarted {
+                cases: 1,
+                variants: vec![variant.clone()],
+                planned: 1,
+                jobs: 1,
+                run: RunFacts::now(),
+            },
+            RunEvent::Board {
+                case: case.clone(),
+                variant: variant.clone(),
+                attempt: 1,
+                record: BoardRecord {
+                    node: "server".into(),
+                    at: Duration::from_secs(2),
+                    event: BoardEvent::Crashed {
+                        reason: "fatal error".into(),
+                    },
+                },
+            },
+            RunEvent::AirCaptured {
+                case: case.clone(),
+                variant: variant.clone(),
+                attempt: 1,
+                capture: Box::new(AirCapture {
+                    pcap: Some(dir.join(PCAP_FILE)),
+                    key_log: Some(dir.join(KEY_LOG_FILE)),
+                    frames: vec![(
+                        Duration::from_millis(1500),
+                        "[fd00::1]:5684 -> [fd00::2]:5684 UDP 90 B".into(),
+                    )],
+                    connections: vec![ObservedConnection {
+                        client: "client".into(),
+                        server: "server".into(),
+                        transcript: Default::default(),
+                        times: vec![],
+                    }],
+                    ..AirCapture::default()
+                }),
+            },
+            RunEvent::SnapshotCompared {
+                case: case.clone(),
+                variant: variant.clone(),
+                attempt: 1,
+                snapshot: Box::new(SnapshotRecord {
+                    name: "h".into(),
+                    client: "client".into(),
+                    server: "server".into(),
+                    source: "air",
+                    verdict: SnapshotVerdict::Changed,
+                    stored: out.join("snapshots/c__h__v.snap"),
+                    pending: Some(pending),
+                    diff: Some("-a\n+b\n".into()),
+                    stored_body: "a\n".into(),
+                    observed_body: Some("b\n".into()),
+                    note: None,
+                }),
+            },
+            RunEvent::CaseFinished(Box::new(result)),
+            RunEvent::RunFinished(Summary::default()),
+        ]
+    }
+
+    #[test]
+    fn the_page_is_built_from_the_events_alone() {
+        let out = tempfile::tempdir().unwrap();
+        let mut reporter = HtmlReporter::new(out.path().to_path_buf());
+        let written = reporter.outcome();
+        for e in failed_run_events(out.path()) {
+            reporter.on_event(&e).unwrap();
+        }
+        assert!(matches!(*written.lock().unwrap(), Some(Ok(_))));
+        let page = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+        // Failure-first links: the pending snapshot, the capture, the key log.
+        for href in [
+            "snapshots/c__h__v.snap.new",
+            "logs/c/v/air.pcap",
+            "logs/c/v/dtls-keys.log",
+        ] {
+            assert!(page.contains(&format!("href=\"{href}\"")), "{href}: {page}");
+        }
+        assert!(page.contains("DTLS key log (dtls-keys.log)"), "{page}");
+        // The board's crash and the air's frame are on the timeline, in time order; the crash is
+        // highlighted.
+        let crash = page
+            .find("<tr class=\"k-note hl\" data-node=\"server\"><td class=\"t\">2.000</td>")
+            .expect("the crash on the timeline");
+        let frame = page
+            .find("[fd00::1]:5684 -&gt; [fd00::2]:5684 UDP 90 B")
+            .expect("the frame on the timeline");
+        assert!(frame < crash, "{page}");
+        // The changed snapshot shows both ladders; the case's seed is in its summary line and
+        // the run's provenance.
+        assert!(page.contains("Snapshot h differs"), "{page}");
+        assert!(page.contains("seed 7"), "{page}");
+        assert!(page.contains("7 (each case"), "{page}");
+        assert!(std::fs::read_to_string(out.path().join("summary.md")).is_ok());
+    }
 
     #[test]
     fn log_lines_become_timeline_entries_by_kind() {
