@@ -137,6 +137,19 @@ pub struct AttemptRecord {
 }
 
 impl AttemptRecord {
+    /// `attempt 1 ERROR (board dut: ...)`.
+    pub fn one_line(&self) -> String {
+        format!(
+            "attempt {} {}{}",
+            self.attempt,
+            self.outcome.label(),
+            self.reason
+                .as_deref()
+                .map(|x| format!(" ({x})"))
+                .unwrap_or_default()
+        )
+    }
+
     pub fn of(attempt: u32, r: &CaseResult) -> AttemptRecord {
         AttemptRecord {
             attempt,

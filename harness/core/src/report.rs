@@ -269,21 +269,7 @@ fn write_table(out: &mut impl Write, results: &[(String, String, Outcome)]) -> s
 pub fn attempt_notes(r: &CaseResult) -> Vec<String> {
     let mut notes = Vec::new();
     if !r.attempts.is_empty() {
-        let earlier: Vec<String> = r
-            .attempts
-            .iter()
-            .map(|a| {
-                format!(
-                    "attempt {} {}{}",
-                    a.attempt,
-                    a.outcome.label(),
-                    a.reason
-                        .as_deref()
-                        .map(|x| format!(" ({x})"))
-                        .unwrap_or_default()
-                )
-            })
-            .collect();
+        let earlier: Vec<String> = r.attempts.iter().map(AttemptRecord::one_line).collect();
         notes.push(format!(
             "{}after {}",
             if r.flaky {

@@ -675,13 +675,10 @@ impl Compared {
             }) => {
                 self.record.verdict = SnapshotVerdict::New;
                 let mut got: Vec<String> = content.lines().map(str::to_string).collect();
-                got.push(match &pending {
-                    Some(p) => format!(
-                        "new snapshot written to {}: read it, accept it by renaming it to .snap (or with `cargo insta review`)",
-                        p.display()
-                    ),
-                    None => "no .snap.new written (CI or INSTA_UPDATE=no)".into(),
-                });
+                got.push(pending_note(
+                    pending.as_deref(),
+                    "new snapshot written to {}: read it, accept it",
+                ));
                 self.record.pending = pending;
                 let expected = format!("a stored snapshot {}", stored.display());
                 (snapshot_failure(case, spec, expected, got), force_pass)
@@ -693,13 +690,10 @@ impl Compared {
             }) => {
                 self.record.verdict = SnapshotVerdict::Changed;
                 let mut got: Vec<String> = diff.lines().map(str::to_string).collect();
-                got.push(match &pending {
-                    Some(p) => format!(
-                        "this run's transcript is in {}: if it is right, accept it by renaming it to .snap (or with `cargo insta review`)",
-                        p.display()
-                    ),
-                    None => "no .snap.new written (CI or INSTA_UPDATE=no)".into(),
-                });
+                got.push(pending_note(
+                    pending.as_deref(),
+                    "this run's transcript is in {}: if it is right, accept it",
+                ));
                 self.record.pending = pending;
                 self.record.diff = Some(diff);
                 let expected = format!("the handshake stored in {}", stored.display());
@@ -710,6 +704,18 @@ impl Compared {
             self.record.verdict = SnapshotVerdict::ForcedPass;
         }
         self.failure = forced_or_failed(&mut self.lines, &spec.name, force_pass, failure);
+    }
+}
+
+/// The line telling where the pending snapshot went: `lead` with `{}` for its path, then how to
+/// accept it.
+fn pending_note(pending: Option<&Path>, lead: &str) -> String {
+    match pending {
+        Some(p) => format!(
+            "{} by renaming it to .snap (or with `cargo insta review`)",
+            lead.replace("{}", &p.display().to_string())
+        ),
+        None => "no .snap.new written (CI or INSTA_UPDATE=no)".into(),
     }
 }
 

@@ -23,8 +23,8 @@ use super::{
 };
 use crate::air::witness::{AIR, KEY_LOG_FILE, PCAP_FILE};
 use crate::events::{
-    AirCapture, BoardEvent, BoardRecord, CaseResult, Reporter, RunEvent, SnapshotRecord,
-    SnapshotVerdict, Summary,
+    AirCapture, AttemptRecord, BoardEvent, BoardRecord, CaseResult, Reporter, RunEvent,
+    SnapshotRecord, SnapshotVerdict, Summary,
 };
 use crate::report::provenance::RunFacts;
 
@@ -203,21 +203,7 @@ impl Reporter for HtmlReporter {
 }
 
 fn case_run(out: &Path, r: &CaseResult, events: AttemptEvents) -> CaseRun {
-    let attempts = r
-        .attempts
-        .iter()
-        .map(|a| {
-            format!(
-                "attempt {}: {}{}",
-                a.attempt,
-                a.outcome.label(),
-                a.reason
-                    .as_deref()
-                    .map(|x| format!(" ({x})"))
-                    .unwrap_or_default()
-            )
-        })
-        .collect();
+    let attempts = r.attempts.iter().map(AttemptRecord::one_line).collect();
     let failure = r.failure.as_ref().map(|f| StepFailure {
         step_number: f.step_index.map(|i| i + 1),
         step: f.step.clone(),
