@@ -528,7 +528,7 @@ async fn run_attempt(
         .map(|(n, p)| (n.clone(), p.clone()))
         .collect();
     if !board_logs.is_empty() {
-        match crate::report::timeline::write(&log_dir, &board_logs) {
+        match crate::report::timeline::write(&log_dir, &board_logs, &result.board_events) {
             Ok(path) => {
                 result
                     .logs
@@ -688,6 +688,12 @@ fn judge_witness(
         });
     }
     result.snapshots = report.snapshots;
+    if let Some(SnifferProblem::Lost(reason)) = &report.problem {
+        let lost = BoardEvent::Lost {
+            reason: reason.clone(),
+        };
+        events.board(run, result, crate::air::witness::SNIFFER_BOARD, lost);
+    }
     match (raw, report.problem, report.failure) {
         (RawOutcome::Infra(i), _, _) => RawOutcome::Infra(i),
         (_, Some(problem), _) => RawOutcome::Infra(InfraFailure::new(

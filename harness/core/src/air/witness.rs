@@ -276,36 +276,10 @@ impl Witness {
         let mut report = WitnessReport::default();
         let capture = self.stop_capture(&mut report).await;
         if let Some(cap) = &capture {
-            report.lines.push(format!(
-                "sniffer on channel {}, network key {}",
-                self.spec.channel,
-                if self.spec.network_key.is_some() {
-                    "known"
-                } else {
-                    "unknown (frames captured, not decrypted)"
-                }
-            ));
-            report.lines.push(cap.stats().summary());
-            if let Some(p) = &report.problem {
-                report.lines.push(p.to_string());
-            }
+            let lines = self.capture_lines(cap, report.problem.as_ref());
+            report.lines.extend(lines);
             if let Some(e) = &cap.pcap_error {
                 report.notes.push(format!("pcap write failed: {e}"));
-            }
-            for (i, c) in cap.connections().iter().enumerate() {
-                report.lines.push(format!(
-                    "dtls connection {}: [{}]:{} <-> [{}]:{}, {} records",
-                    i + 1,
-                    c.client.ip(),
-                    c.client.port(),
-                    c.server.ip(),
-                    c.server.port(),
-                    c.transcript().entries.len()
-                ));
-            }
-            let log: Vec<&String> = cap.coap_log().collect();
-            for l in log.iter().skip(log.len().saturating_sub(COAP_LOG_LINES)) {
-                report.lines.push(format!("coap {l}"));
             }
         }
         let mut key_log = None;
@@ -325,17 +299,14 @@ impl Witness {
             }
         }
         let snaps = Snapshots::for_case_file(&case.path);
+        let evidence = Evidence {
+            capture: capture.as_ref(),
+            controls,
+            steps_failed,
+            problem: report.problem.as_ref(),
+        };
         for spec in &self.spec.snapshots {
-            let compared = self.compare_snapshot(
-                case,
-                variant,
-                spec,
-                &snaps,
-                capture.as_ref(),
-                controls,
-                steps_failed,
-                report.problem.as_ref(),
-            );
+            let compared = compare_snapshot(case, variant, spec, &snaps, &evidence);
             report.lines.extend(compared.lines);
             if report.failure.is_none() {
                 report.failure = compared.failure;
@@ -359,6 +330,40 @@ impl Witness {
         }
         report.lines.extend(report.notes.iter().cloned());
         report
+    }
+
+    /// What the air's tail in the reports says of a capture: channel and key, counters, the
+    /// sniffer's problem, connections, the last CoAP messages.
+    fn capture_lines(&self, cap: &Capture, problem: Option<&SnifferProblem>) -> Vec<String> {
+        let mut lines = vec![
+            format!(
+                "sniffer on channel {}, network key {}",
+                self.spec.channel,
+                if self.spec.network_key.is_some() {
+                    "known"
+                } else {
+                    "unknown (frames captured, not decrypted)"
+                }
+            ),
+            cap.stats().summary(),
+        ];
+        lines.extend(problem.map(SnifferProblem::to_string));
+        for (i, c) in cap.connections().iter().enumerate() {
+            lines.push(format!(
+                "dtls connection {}: [{}]:{} <-> [{}]:{}, {} records",
+                i + 1,
+                c.client.ip(),
+                c.client.port(),
+                c.server.ip(),
+                c.server.port(),
+                c.transcript().entries.len()
+            ));
+        }
+        let log: Vec<&String> = cap.coap_log().collect();
+        for l in log.iter().skip(log.len().saturating_sub(COAP_LOG_LINES)) {
+            lines.push(format!("coap {l}"));
+        }
+        lines
     }
 
     /// Stop reading the sniffer; note whether it was lost or missed frames.
@@ -469,101 +474,122 @@ impl Witness {
             notes: Vec::new(),
         }
     }
+}
 
-    /// Compare one `[[snapshot]]`.
-    #[allow(clippy::too_many_arguments)]
-    fn compare_snapshot(
-        &self,
-        case: &Case,
-        variant: &str,
-        spec: &SnapshotSpec,
-        snaps: &Snapshots,
-        capture: Option<&Capture>,
-        controls: &[(String, PathBuf)],
-        steps_failed: bool,
-        problem: Option<&SnifferProblem>,
-    ) -> Compared {
-        let name = Snapshots::snapshot_name(&case.name, &spec.name, variant);
-        let stored = snaps.path(&name);
-        let stored_body = std::fs::read_to_string(&stored)
-            .map(|t| super::snapshot_file::SnapFile::parse_body(&t).to_string())
-            .unwrap_or_default();
-        let mut compared = Compared {
-            record: SnapshotRecord {
-                name: spec.name.clone(),
-                client: spec.client.clone(),
-                server: spec.server.clone(),
-                source: if capture.is_some() { "air" } else { "engine" },
-                verdict: SnapshotVerdict::NotCompared,
-                stored: stored.clone(),
-                pending: None,
-                diff: None,
-                stored_body,
-                observed_body: None,
-                note: None,
+/// What a snapshot is judged on.
+struct Evidence<'a> {
+    /// The air's capture, where a sniffer watched.
+    capture: Option<&'a Capture>,
+    /// Each node's control socket (virtual boards: their engines' transcripts).
+    controls: &'a [(String, PathBuf)],
+    /// The case already failed at a step.
+    steps_failed: bool,
+    /// Why the capture cannot be trusted.
+    problem: Option<&'a SnifferProblem>,
+}
+
+/// Compare one `[[snapshot]]`.
+fn compare_snapshot(
+    case: &Case,
+    variant: &str,
+    spec: &SnapshotSpec,
+    snaps: &Snapshots,
+    evidence: &Evidence<'_>,
+) -> Compared {
+    let name = Snapshots::snapshot_name(&case.name, &spec.name, variant);
+    let stored = snaps.path(&name);
+    let stored_body = std::fs::read_to_string(&stored)
+        .map(|t| super::snapshot_file::SnapFile::parse_body(&t).to_string())
+        .unwrap_or_default();
+    let mut compared = Compared {
+        record: SnapshotRecord {
+            name: spec.name.clone(),
+            client: spec.client.clone(),
+            server: spec.server.clone(),
+            source: if evidence.capture.is_some() {
+                "air"
+            } else {
+                "engine"
             },
-            failure: None,
-            lines: Vec::new(),
-        };
-        if let Some(p) = problem {
-            compared.not_compared(format!("the capture is incomplete ({p})"));
-            return compared;
+            verdict: SnapshotVerdict::NotCompared,
+            stored: stored.clone(),
+            pending: None,
+            diff: None,
+            stored_body,
+            observed_body: None,
+            note: None,
+        },
+        failure: None,
+        lines: Vec::new(),
+    };
+    if let Some(p) = evidence.problem {
+        compared.not_compared(format!("the capture is incomplete ({p})"));
+        return compared;
+    }
+    let source = compared.record.source;
+    let transcript = transcript_of(spec, evidence, &mut compared.lines);
+    match transcript {
+        Err(e) if evidence.steps_failed => {
+            compared.not_compared(format!("the case failed before a handshake ({e})"))
         }
-        let engine = match controls.iter().find(|(n, _)| n == &spec.client) {
-            Some((_, control)) => engine_transcript(control, spec.connection),
-            None => Err(format!("no control socket for node {}", spec.client)),
-        };
-        let air = capture.map(|cap| {
-            cap.connections()
-                .get(spec.connection - 1)
-                .and_then(|c| serde_json::to_value(c.transcript()).ok())
-                .ok_or_else(|| {
-                    format!(
-                        "no DTLS connection #{} on the air ({} seen)",
-                        spec.connection,
-                        cap.connections().len()
-                    )
-                })
-        });
-        if let (Some(Ok(a)), Ok(e)) = (&air, &engine) {
-            compared.lines.extend(air_versus_engine(spec, a, e));
+        Err(e) => {
+            compared.record.verdict = SnapshotVerdict::Error;
+            compared.record.note = Some(e.clone());
+            compared.failure = Some(snapshot_failure(
+                case,
+                spec,
+                format!("a DTLS handshake transcript from the {source}"),
+                vec![e],
+            ));
         }
-        let source = compared.record.source;
-        let transcript = match (air, engine) {
-            (Some(a), _) => a,
-            (None, e) => e,
-        };
-        match transcript {
-            Err(e) if steps_failed => {
-                compared.not_compared(format!("the case failed before a handshake ({e})"))
-            }
-            Err(e) => {
-                compared.record.verdict = SnapshotVerdict::Error;
-                compared.record.note = Some(e.clone());
-                compared.failure = Some(snapshot_failure(
-                    case,
-                    spec,
-                    format!("a DTLS handshake transcript from the {source}"),
-                    vec![e],
-                ));
-            }
-            Ok(t) => {
-                let content = snapshot::render(&t);
-                compared.record.observed_body = Some(content.clone());
-                let description = format!(
-                    "{} @ {variant}: DTLS handshake {} -> {} (from the {source})",
-                    case.name, spec.client, spec.server
-                );
-                let outcome = snaps.compare(
-                    &name,
-                    &case.path.display().to_string(),
-                    &description,
-                    &content,
-                );
-                compared.judge(case, spec, outcome);
-            }
+        Ok(t) => {
+            let content = snapshot::render(&t);
+            compared.record.observed_body = Some(content.clone());
+            let description = format!(
+                "{} @ {variant}: DTLS handshake {} -> {} (from the {source})",
+                case.name, spec.client, spec.server
+            );
+            let outcome = snaps.compare(
+                &name,
+                &case.path.display().to_string(),
+                &description,
+                &content,
+            );
+            compared.judge(case, spec, outcome);
         }
-        compared
+    }
+    compared
+}
+
+/// The transcript snapshot `spec` is judged on: the air's where a sniffer watched, else the
+/// client engine's; with both, `lines` get whether they agree.
+fn transcript_of(
+    spec: &SnapshotSpec,
+    evidence: &Evidence<'_>,
+    lines: &mut Vec<String>,
+) -> Result<Value, String> {
+    let engine = match evidence.controls.iter().find(|(n, _)| n == &spec.client) {
+        Some((_, control)) => engine_transcript(control, spec.connection),
+        None => Err(format!("no control socket for node {}", spec.client)),
+    };
+    let air = evidence.capture.map(|cap| {
+        cap.connections()
+            .get(spec.connection - 1)
+            .and_then(|c| serde_json::to_value(c.transcript()).ok())
+            .ok_or_else(|| {
+                format!(
+                    "no DTLS connection #{} on the air ({} seen)",
+                    spec.connection,
+                    cap.connections().len()
+                )
+            })
+    });
+    if let (Some(Ok(a)), Ok(e)) = (&air, &engine) {
+        lines.extend(air_versus_engine(spec, a, e));
+    }
+    match air {
+        Some(a) => a,
+        None => engine,
     }
 }
 

@@ -225,8 +225,7 @@ fn case_run(out: &Path, r: &CaseResult, events: AttemptEvents) -> CaseRun {
         (reason, _) => reason.clone(),
     };
     let mut links = failure_links(out, &events);
-    let mut timeline = Vec::new();
-    let mut nodes = Vec::new();
+    let (mut timeline, mut nodes) = (Vec::new(), Vec::new());
     for (key, path) in &r.logs {
         if key == PCAP_FILE || key == KEY_LOG_FILE {
             continue;
@@ -260,53 +259,12 @@ fn case_run(out: &Path, r: &CaseResult, events: AttemptEvents) -> CaseRun {
             BoardEvent::Crashed { .. } | BoardEvent::Lost { .. }
         ),
     }));
-    let mut handshakes = Vec::new();
-    if let Some(capture) = &events.capture {
-        if !capture.frames.is_empty() {
-            nodes.push(AIR.to_string());
-        }
-        timeline.extend(capture.frames.iter().map(|(at, text)| TimelineEntry {
-            at: *at,
-            node: AIR.into(),
-            kind: EntryKind::Air,
-            text: text.clone(),
-            highlight: false,
-        }));
-        timeline.extend(capture.notes.iter().map(|n| TimelineEntry {
-            at: capture.frames.last().map(|(at, _)| *at).unwrap_or_default(),
-            node: AIR.into(),
-            kind: EntryKind::Note,
-            text: n.clone(),
-            highlight: true,
-        }));
-        for (i, c) in capture.connections.iter().enumerate() {
-            handshakes.push(Handshake {
-                title: format!("DTLS connection {}", i + 1),
-                client: c.client.clone(),
-                server: c.server.clone(),
-                source: "air".into(),
-                transcript: c.transcript.clone(),
-                times: c.times.clone(),
-            });
-        }
+    if let Some(capture) = &events.capture
+        && !capture.frames.is_empty()
+    {
+        nodes.push(AIR.to_string());
     }
-    let snapshot_mismatches = events
-        .snapshots
-        .iter()
-        .filter(|s| {
-            matches!(
-                s.verdict,
-                SnapshotVerdict::New | SnapshotVerdict::Changed | SnapshotVerdict::ForcedPass
-            )
-        })
-        .filter_map(|s| {
-            Some(SnapshotMismatch {
-                name: s.name.clone(),
-                stored: s.stored_body.clone(),
-                observed: s.observed_body.clone()?,
-            })
-        })
-        .collect();
+    timeline.extend(events.capture.iter().flat_map(air_entries));
     highlight(&mut timeline, failure.as_ref());
     timeline.sort_by_key(|e| e.at);
     let omitted = trim(&mut timeline, MAX_TIMELINE_ENTRIES)
@@ -322,8 +280,8 @@ fn case_run(out: &Path, r: &CaseResult, events: AttemptEvents) -> CaseRun {
         quarantined: r.quarantined.clone(),
         attempts,
         failure,
-        handshakes,
-        snapshot_mismatches,
+        handshakes: events.capture.iter().flat_map(handshakes).collect(),
+        snapshot_mismatches: mismatches(&events.snapshots),
         timeline: Timeline {
             nodes,
             entries: timeline,
@@ -338,6 +296,62 @@ fn case_run(out: &Path, r: &CaseResult, events: AttemptEvents) -> CaseRun {
             .map(|(n, f)| (n.clone(), f.source.to_string()))
             .collect(),
     }
+}
+
+/// The air's column of the timeline: its frames and the witness's notes.
+fn air_entries(capture: &AirCapture) -> impl Iterator<Item = TimelineEntry> + '_ {
+    let frames = capture.frames.iter().map(|(at, text)| TimelineEntry {
+        at: *at,
+        node: AIR.into(),
+        kind: EntryKind::Air,
+        text: text.clone(),
+        highlight: false,
+    });
+    let last = capture.frames.last().map(|(at, _)| *at).unwrap_or_default();
+    let notes = capture.notes.iter().map(move |n| TimelineEntry {
+        at: last,
+        node: AIR.into(),
+        kind: EntryKind::Note,
+        text: n.clone(),
+        highlight: true,
+    });
+    frames.chain(notes)
+}
+
+/// One ladder per DTLS connection the air witness saw.
+fn handshakes(capture: &AirCapture) -> impl Iterator<Item = Handshake> + '_ {
+    capture
+        .connections
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Handshake {
+            title: format!("DTLS connection {}", i + 1),
+            client: c.client.clone(),
+            server: c.server.clone(),
+            source: "air".into(),
+            transcript: c.transcript.clone(),
+            times: c.times.clone(),
+        })
+}
+
+/// The snapshots that differ from (or have no) stored one, with both bodies.
+fn mismatches(snapshots: &[SnapshotRecord]) -> Vec<SnapshotMismatch> {
+    snapshots
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.verdict,
+                SnapshotVerdict::New | SnapshotVerdict::Changed | SnapshotVerdict::ForcedPass
+            )
+        })
+        .filter_map(|s| {
+            Some(SnapshotMismatch {
+                name: s.name.clone(),
+                stored: s.stored_body.clone(),
+                observed: s.observed_body.clone()?,
+            })
+        })
+        .collect()
 }
 
 /// The files a reader of a failure opens first: pending `.snap.new` files, the air capture and
