@@ -280,3 +280,67 @@ fn read_lines_with<S: Read + Write + ?Sized>(
     }
     end
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port that gives `input`, then end of file (`ends`) or silence (read timeouts).
+    struct Port {
+        input: std::io::Cursor<Vec<u8>>,
+        ends: bool,
+    }
+
+    impl Read for Port {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.input.read(buf)? {
+                0 if !self.ends => {
+                    std::thread::sleep(Duration::from_millis(5));
+                    Err(std::io::ErrorKind::TimedOut.into())
+                }
+                n => Ok(n),
+            }
+        }
+    }
+
+    impl Write for Port {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn session(ends: bool) -> SnifferSession {
+        let port = Port {
+            input: std::io::Cursor::new(b"noise\r\n".to_vec()),
+            ends,
+        };
+        let capture = Capture::new(15, None, [0; 8], None);
+        SnifferSession::start(SnifferPort::from_stream(port, "test"), 15, capture)
+            .expect("session starts")
+    }
+
+    #[test]
+    fn a_port_that_ends_by_itself_says_so_and_a_stopped_one_does_not() {
+        let lost = session(true);
+        let start = std::time::Instant::now();
+        while lost.ended().is_none() {
+            assert!(start.elapsed() < Duration::from_secs(5), "never noticed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            lost.ended().as_deref(),
+            Some("end of file on the sniffer's port")
+        );
+        let capture = lost.stop();
+        assert_eq!(capture.stats().lines, 1);
+
+        let quiet = session(false);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(quiet.ended(), None, "a silent port is not a lost one");
+        // Dropping stops the reader: a stop asked for is no loss either.
+        drop(quiet);
+    }
+}
