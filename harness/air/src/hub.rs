@@ -43,6 +43,9 @@ pub struct HubStats {
     pub frames_in: u64,
     /// Frames handed to receivers (one per receiver, duplicates included).
     pub frames_out: u64,
+    /// Frames handed to monitors (sniffer radios), counted as they leave the faults behind:
+    /// sent, queued behind a backlog or dropped by an overrun. What a perfect sniffer captures.
+    pub frames_to_monitors: u64,
     /// Clients registered now.
     pub clients: usize,
     /// Datagrams the hub could not parse.
@@ -634,6 +637,9 @@ fn send_now(
             state.stats.frames_out += 1;
         }
         return;
+    }
+    if state.monitors.contains(to) {
+        state.stats.frames_to_monitors += 1;
     }
     let frame = AirFrame {
         channel,

@@ -280,6 +280,8 @@ fn a_monitor_hears_every_frame_as_transmitted_unless_its_own_link_has_faults() {
     assert_eq!(sniffer.recv_timeout(QUIET).unwrap(), None, "no duplicates");
     let s = hub.stats();
     assert!(s.injected_losses > 0 && s.injected_corruptions > 0, "{s:?}");
+    // Counted apart: what a perfect sniffer's capture must hold.
+    assert_eq!(s.frames_to_monitors, 30, "{s:?}");
     assert!(
         heard_by_b < 45,
         "the other radio still gets the faults: {heard_by_b}"

@@ -461,3 +461,157 @@ fn an_interrupt_while_waiting_for_a_locked_board_ends_the_run_at_once() {
     );
     assert_eq!(json["summary"]["interrupted"], true);
 }
+
+/// One node on channel 15, watched by a sniffer, with a window the test strikes in: the node
+/// forms a network (its radio sends MLE), watches its console for `window`, then pings every
+/// node of the link (more frames) and waits a little for them to go out. With `snapshot`, a
+/// second node `peer` idles and a handshake snapshot peer -> dut is declared.
+fn sniffed_case(window: &str, snapshot: bool) -> String {
+    let mut case = if snapshot {
+        String::from(
+            "nodes = [\"dut\", \"peer\"]\n\n[sniffer]\nchannel = 15\n\n\
+             [[snapshot]]\nname = \"handshake\"\nclient = \"peer\"\nserver = \"dut\"\n",
+        )
+    } else {
+        String::from("nodes = [\"dut\"]\n\n[sniffer]\nchannel = 15\n")
+    };
+    for send in [
+        "thread stop",
+        "dataset clear",
+        "dataset init new",
+        "dataset channel 15",
+        "dataset networkkey 00112233445566778899aabbccddeeff",
+        "dataset commit active",
+        "ifconfig up",
+        "thread start",
+    ] {
+        case.push_str(&format!("\n[[steps]]\nnode = \"dut\"\nsend = \"{send}\"\n"));
+    }
+    case.push_str(&format!(
+        "\n[[steps]]\nnode = \"dut\"\npoll = \"state\"\nuntil = '^leader$'\ninterval = \"100ms\"\ndeadline = \"30s\"\n\
+         \n[[steps]]\nnode = \"dut\"\nabsent = ['ZZZ']\nwindow = \"{window}\"\n\
+         \n[[steps]]\nnode = \"dut\"\nsend = \"ping ff02::1\"\n\
+         \n[[steps]]\nnode = \"dut\"\nabsent = ['ZZZ']\nwindow = \"1s\"\n"
+    ));
+    case
+}
+
+/// A chaos run of the one case `sniffed`, waiting for it to enter its window on `upstream`.
+fn start_sniffed(tag: &str, window: &str, snapshot: bool, args: &[&str]) -> (ChaosRun, Child) {
+    let mut run = ChaosRun::new(tag);
+    for name in &run.planned {
+        std::fs::remove_file(run.cases.path().join(format!("{name}.toml"))).unwrap();
+    }
+    run.planned = vec!["sniffed"];
+    std::fs::write(
+        run.cases.path().join("sniffed.toml"),
+        sniffed_case(window, snapshot),
+    )
+    .unwrap();
+    let mut board_args = vec!["--variant".to_string(), "upstream".to_string()];
+    board_args.extend(args.iter().map(|a| a.to_string()));
+    let child = run.start(&board_args);
+    let log = run.out.path().join("logs/sniffed/upstream/dut.log");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("absent for")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "never reached the window: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (run, child)
+}
+
+fn results(run: &ChaosRun) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.out.path().join("results.json")).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn a_sniffer_killed_mid_case_ends_the_attempt_as_an_infrastructure_error_and_is_retried() {
+    // The second attempt gets a fresh sniffer and runs through.
+    let (run, mut child) = start_sniffed("sniffer-lost", "8s", false, &["--infra-retries", "1"]);
+    let victim = vdk_of(&run.marker, "sniffer").expect("the sniffer's virtual DK");
+    kill(Pid::from_raw(victim), Signal::SIGKILL).unwrap();
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(90)), Some(0));
+    let json = results(&run);
+    let result = &json["results"][0];
+    assert_eq!(result["outcome"], "PASS", "{result:#}");
+    let first = &result["attempts"][0];
+    assert_eq!(first["outcome"], "ERROR", "{result:#}");
+    assert_eq!(first["infra"]["board"], "sniffer", "{result:#}");
+    assert_eq!(first["infra"]["kind"], "sniffer-lost", "{result:#}");
+    assert_eq!(first["infra"]["step"], "dut: absent for 8s", "{result:#}");
+    assert!(
+        first["infra"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("sniffer lost during the case: ")),
+        "{result:#}"
+    );
+    // Ended within a second of the loss, not after the 8 s window.
+    assert!(
+        first["duration"].as_f64().is_some_and(|d| d < 8.0),
+        "{result:#}"
+    );
+    // The attempt that passed had a whole capture: the air handed the sniffer N frames and the
+    // capture holds them all.
+    let capture = &result["air"]["capture"];
+    assert_eq!(capture["missed"], 0, "{result:#}");
+    assert!(
+        capture["frames"].as_u64() > Some(0)
+            && result["air"]["hub"]["frames_to_sniffer"] == capture["frames"],
+        "{result:#}"
+    );
+    run.assert_no_survivors();
+}
+
+#[test]
+fn a_sniffer_that_misses_frames_is_an_infrastructure_error_not_a_changed_handshake() {
+    // The sniffer stops reading (SIGSTOP: a hung sniffer, a port that stalls) while the node
+    // keeps transmitting: the air hands it frames its capture never gets.
+    let (run, mut child) = start_sniffed("sniffer-missed", "2s", true, &["--infra-retries", "0"]);
+    let victim = vdk_of(&run.marker, "sniffer").expect("the sniffer's virtual DK");
+    kill(Pid::from_raw(victim), Signal::SIGSTOP).unwrap();
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(60)), Some(2));
+    let json = results(&run);
+    let result = &json["results"][0];
+    assert_eq!(result["outcome"], "ERROR", "{result:#}");
+    assert_eq!(result["infra"]["board"], "sniffer", "{result:#}");
+    assert_eq!(
+        result["infra"]["kind"], "sniffer-missed-frames",
+        "{result:#}"
+    );
+    // The reason's counts: the frames handed over when the capture was drained, and what it
+    // holds; the hub's own counter (read at the attempt's end) may have grown since.
+    let reason = result["infra"]["reason"].as_str().unwrap_or_default();
+    let counts: Vec<u64> = reason
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let [missed, delivered, captured] = counts[..] else {
+        panic!("{reason}")
+    };
+    assert_eq!(
+        reason,
+        format!(
+            "sniffer missed {missed} frames: the air delivered {delivered} to it, its capture has {captured}"
+        )
+    );
+    assert!(missed > 0 && missed == delivered - captured, "{result:#}");
+    assert_eq!(result["air"]["capture"]["missed"], missed, "{result:#}");
+    assert_eq!(result["air"]["capture"]["frames"], captured, "{result:#}");
+    let handed = result["air"]["hub"]["frames_to_sniffer"].as_u64();
+    assert!(handed >= Some(delivered), "{result:#}");
+    // The handshake is not judged on a partial capture: no verdict, no pending snapshot.
+    assert_eq!(
+        result["snapshots"][0]["verdict"], "not-compared",
+        "{result:#}"
+    );
+    assert!(
+        !run.cases.path().join("snapshots").exists(),
+        "no pending snapshot from a partial capture"
+    );
+    run.assert_no_survivors();
+}

@@ -18,6 +18,8 @@ use serde_json::{Value, json};
 
 const CASE: &str = "coaps-report-x509";
 const X509_RUN: &str = "run-coaps-report-x509--ncs-v2_2_0";
+/// The variant on which the X.509 handshake completes: its boards derived DTLS keys.
+const WORKAROUND_RUN: &str = "run-coaps-report-x509--ncs-v2_2_0-workaround";
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -313,6 +315,43 @@ fn report_in_chromium_shows_matrix_ladder_and_filters_the_timeline() {
         assert_eq!(after[1], json!(0), "server lines hidden: {after}");
         let png = c.screenshot().await.expect("page screenshot");
         std::fs::write(artifacts().join("report.png"), png).expect("screenshot saved");
+
+        // A CoAPS case whose handshake completed links the DTLS key log next to its capture,
+        // in the failure-first part of its section (before the ladders), and the file is there.
+        let keys = js(
+            &c,
+            &format!(
+                "const s = document.getElementById('{WORKAROUND_RUN}');
+                 const a = [...s.querySelectorAll('p.links a')].find(a => a.getAttribute('href').endsWith('/dtls-keys.log'));
+                 const ladder = s.querySelector('figure.handshake');
+                 return a ? {{ href: a.getAttribute('href'), text: a.textContent,
+                   beforeLadder: !!ladder && !!(a.compareDocumentPosition(ladder) & Node.DOCUMENT_POSITION_FOLLOWING) }} : null;"
+            ),
+        )
+        .await;
+        assert_eq!(keys["text"], json!("DTLS key log (dtls-keys.log)"), "{keys}");
+        assert_eq!(keys["beforeLadder"], json!(true), "{keys}");
+        let key_log = dir.join(keys["href"].as_str().expect("href"));
+        let text = std::fs::read_to_string(&key_log).expect("the linked key log exists");
+        assert!(
+            text.lines().all(|l| l.starts_with("CLIENT_RANDOM ")) && !text.is_empty(),
+            "not an NSS key log: {text}"
+        );
+
+        // The provenance says which seed and which clock the run had.
+        let provenance = js(
+            &c,
+            "return Object.fromEntries([...document.querySelectorAll('ul.prov li')].map(li =>
+               [li.querySelector('span').textContent, li.textContent]));",
+        )
+        .await;
+        let seed = provenance["seed"].as_str().unwrap_or_default();
+        assert!(seed.starts_with("seed 0 "), "{provenance}");
+        let clock = provenance["clock"].as_str().unwrap_or_default();
+        assert!(
+            clock.contains("seconds since the run started at "),
+            "{provenance}"
+        );
 
         // No console errors while the page was used.
         let log = c.issue_cmd(BrowserLog).await.expect("browser log");

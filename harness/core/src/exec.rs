@@ -41,13 +41,7 @@ pub struct Failure {
     pub window: Vec<String>,
 }
 
-/// Why a step could not be carried out at all (the board, not the firmware).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct InfraFailure {
-    pub board: String,
-    pub step: Option<String>,
-    pub reason: String,
-}
+pub use crate::infra::{InfraError, InfraFailure};
 
 #[derive(Debug, Clone)]
 pub enum StepError {
@@ -118,11 +112,10 @@ impl Executor {
             .collect();
         tokio::select! {
             result = self.run_step_on_its_board(index, step) => result,
-            (board, reason) = first_lost_board(others) => Err(StepError::Infra(InfraFailure {
-                reason: format!("board {board} was lost during this step on {}: {reason}", step.node),
-                board,
-                step: Some(step.summary()),
-            })),
+            (board, reason) = first_lost_board(others) => Err(StepError::Infra(InfraFailure::new(
+                &board,
+                InfraError::Lost(format!("board {board} was lost during this step on {}: {reason}", step.node)),
+            ).at_step(step.summary()))),
         }
     }
 
@@ -137,11 +130,10 @@ impl Executor {
             location: &step.location,
         };
         let console = self.consoles.get(&step.node).cloned().ok_or_else(|| {
-            StepError::Infra(InfraFailure {
-                board: step.node.clone(),
-                step: Some(step.summary()),
-                reason: "no board for this node".into(),
-            })
+            StepError::Infra(
+                InfraFailure::new(&step.node, InfraError::acquire("no board for this node"))
+                    .at_step(step.summary()),
+            )
         })?;
         let clock = console.clock().clone();
         let started = clock.now();
@@ -288,11 +280,7 @@ impl Executor {
 
     /// The case clock could not move: the boards stopped answering.
     fn stalled(&self, ctx: &StepCtx<'_>, console: &Console, e: ClockStalled) -> StepError {
-        StepError::Infra(InfraFailure {
-            board: console.name().to_string(),
-            step: Some(ctx.step.summary()),
-            reason: e.to_string(),
-        })
+        StepError::Infra(InfraFailure::new(console.name(), e).at_step(ctx.step.summary()))
     }
 
     /// A fault seen on the board: a crash fails the step, a vanished board is an infra error.
@@ -306,11 +294,10 @@ impl Executor {
     ) -> StepError {
         let st = console.shared().lock();
         match fault {
-            BoardFault::Gone { reason } => StepError::Infra(InfraFailure {
-                board: console.name().to_string(),
-                step: Some(ctx.step.summary()),
-                reason: reason.clone(),
-            }),
+            BoardFault::Gone { reason } => StepError::Infra(
+                InfraFailure::new(console.name(), InfraError::Lost(reason.clone()))
+                    .at_step(ctx.step.summary()),
+            ),
             BoardFault::Crashed { reason, line } => {
                 let from = line.unwrap_or(mark).min(mark);
                 let lines = texts(st.lines.since(from));
@@ -341,11 +328,10 @@ impl Executor {
         let mut changed = console.shared().subscribe();
         let mark = console.shared().lock().lines.len();
         console.send_line(&line).await.map_err(|e| {
-            StepError::Infra(InfraFailure {
-                board: console.name().to_string(),
-                step: Some(ctx.step.summary()),
-                reason: e.to_string(),
-            })
+            StepError::Infra(
+                InfraFailure::new(console.name(), InfraError::console(e))
+                    .at_step(ctx.step.summary()),
+            )
         })?;
         let clock = console.clock();
         let written = clock.now();

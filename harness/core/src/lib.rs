@@ -4,8 +4,10 @@
 //! console ([`console`]: framing, line buffer, transports) driven by the step executor
 //! ([`exec`]); the [`runner`] takes each case's boards from a [`boards::BoardSource`] (virtual
 //! DKs on the case's own air, host processes on PTYs, boards of a hardware map), classifies the
-//! result against the variant's expectation and emits typed [`events`] that the reporters
-//! ([`report`]) turn into progress lines, JUnit XML and a JSON results file.
+//! result against the variant's expectation and emits typed [`events`] (steps, boards, the air's
+//! counters and capture, snapshot comparisons; infrastructure problems as typed [`infra`]
+//! errors) that the reporters ([`report`]) turn into progress lines, JUnit XML, a JSON results
+//! file and `report.html`.
 //!
 //! Must not depend on: the virtual DK (`ot-hil-vdk`): it starts virtual DKs as processes and
 //! speaks to them through `ot-hil-board`'s control protocol; nor on the command line.
@@ -20,6 +22,7 @@ pub mod events;
 pub mod exec;
 #[doc(hidden)]
 pub mod fuzz_checks;
+pub mod infra;
 pub mod otsim;
 pub mod out_dir;
 pub mod panics;

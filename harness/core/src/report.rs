@@ -57,7 +57,7 @@ pub fn failure_text(r: &CaseResult) -> String {
         if let Some(step) = &i.step {
             s.push_str(&format!("step: {step}\n"));
         }
-        s.push_str(&format!("problem: {}\n", i.reason));
+        s.push_str(&format!("problem: {}\n", i.reason()));
     }
     for (node, lines) in &r.tails {
         s.push_str(&format!("last lines of {node}:\n"));
@@ -190,9 +190,15 @@ impl<W: Write + Send> Reporter for ProgressReporter<W> {
                 let note = format!(" (running for {:.0}s)", elapsed.as_secs_f64());
                 self.notice(anstyle::AnsiColor::Yellow, "SLOW", case, variant, &note)?;
             }
+            // Board, air and snapshot events reach the finish line's details through the case's
+            // result; progress lines show cases.
             RunEvent::CaseStarted { .. }
             | RunEvent::StepStarted { .. }
             | RunEvent::StepFinished { .. }
+            | RunEvent::Board { .. }
+            | RunEvent::AirCounters { .. }
+            | RunEvent::AirCaptured { .. }
+            | RunEvent::SnapshotCompared { .. }
             | RunEvent::AttemptFinished { .. } => {}
             RunEvent::CaseFinished(r) => {
                 let t = self.started.elapsed().as_secs_f64();
@@ -263,21 +269,7 @@ fn write_table(out: &mut impl Write, results: &[(String, String, Outcome)]) -> s
 pub fn attempt_notes(r: &CaseResult) -> Vec<String> {
     let mut notes = Vec::new();
     if !r.attempts.is_empty() {
-        let earlier: Vec<String> = r
-            .attempts
-            .iter()
-            .map(|a| {
-                format!(
-                    "attempt {} {}{}",
-                    a.attempt,
-                    a.outcome.label(),
-                    a.reason
-                        .as_deref()
-                        .map(|x| format!(" ({x})"))
-                        .unwrap_or_default()
-                )
-            })
-            .collect();
+        let earlier: Vec<String> = r.attempts.iter().map(AttemptRecord::one_line).collect();
         notes.push(format!(
             "{}after {}",
             if r.flaky {
@@ -342,7 +334,7 @@ pub(crate) fn attempt_details(a: &AttemptRecord) -> String {
         }
     }
     if let Some(i) = &a.infra {
-        s.push_str(&format!("board: {}\nproblem: {}\n", i.board, i.reason));
+        s.push_str(&format!("board: {}\nproblem: {}\n", i.board, i.reason()));
     }
     for (node, log) in &a.logs {
         s.push_str(&format!("log of {node}: {}\n", log.display()));
@@ -376,6 +368,7 @@ impl JsonReporter {
             "git_commit": run.git_commit,
             "host": run.host,
             "started": run.started,
+            "air_seed": run.air_seed,
             "summary": summary,
             "results": self.record.results,
         });
@@ -409,6 +402,10 @@ impl RunRecord {
             | RunEvent::CaseSlow { .. }
             | RunEvent::StepStarted { .. }
             | RunEvent::StepFinished { .. }
+            | RunEvent::Board { .. }
+            | RunEvent::AirCounters { .. }
+            | RunEvent::AirCaptured { .. }
+            | RunEvent::SnapshotCompared { .. }
             | RunEvent::AttemptFinished { .. }
             | RunEvent::Interrupted => {}
             RunEvent::CaseFinished(r) => self.results.push((**r).clone()),

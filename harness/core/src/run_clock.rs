@@ -22,6 +22,11 @@ pub fn wall_now() -> SystemTime {
     wall + at.elapsed()
 }
 
+/// Time since the origin: now on the board logs' time axis.
+pub fn elapsed() -> std::time::Duration {
+    origin().0.elapsed()
+}
+
 /// Seconds from the origin to `at`.
 pub fn offset(at: Instant) -> f64 {
     at.saturating_duration_since(origin().0).as_secs_f64()

@@ -13,9 +13,14 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::boards::{Acquired, AcquiredBoard, CaseBoards, CaseRun, ConsolePort, NotReady, infra};
 pub use crate::boards::{BoardSource, DEFAULT_READY_TIMEOUT, TAIL_LINES, board_ready};
 use crate::case::{Case, VariantExpectation};
+use crate::console::BoardFault;
 use crate::console::{Console, ConsoleConfig};
-use crate::events::{CaseResult, Outcome, Reporter, RunEvent, StepRecord, Summary};
-use crate::exec::{Executor, Failure, InfraFailure, StepError};
+use crate::events::{
+    AirCounters, BoardEvent, BoardRecord, CaseResult, Outcome, Reporter, RunEvent, StepRecord,
+    Summary,
+};
+use crate::exec::{Executor, Failure, StepError};
+use crate::infra::{InfraError, InfraFailure, SnifferProblem};
 use crate::step_clock::StepClock;
 use crate::variants::Variant;
 
@@ -138,7 +143,10 @@ pub async fn run_with_options(
             variants: config.variants.iter().map(|v| v.name.clone()).collect(),
             planned: plan.len(),
             jobs,
-            run: crate::report::provenance::RunFacts::now(),
+            run: crate::report::provenance::RunFacts {
+                air_seed: options.air_seed,
+                ..crate::report::provenance::RunFacts::now()
+            },
         },
     );
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -293,6 +301,22 @@ impl CaseEvents {
         // The receiver goes away only when the run is over.
         let _ = self.tx.send(Msg::Event(Box::new(event)));
     }
+
+    /// Tell what happened to board `node` of `run` now, and keep it in `result`.
+    fn board(&self, run: CaseRun<'_>, result: &mut CaseResult, node: &str, event: BoardEvent) {
+        let record = BoardRecord {
+            node: node.to_string(),
+            at: crate::run_clock::elapsed(),
+            event,
+        };
+        result.board_events.push(record.clone());
+        self.send(RunEvent::Board {
+            case: run.case.name.clone(),
+            variant: run.variant.name.clone(),
+            attempt: run.attempt,
+            record,
+        });
+    }
 }
 
 /// Where a planned run is, for the report of an interrupted run.
@@ -322,11 +346,10 @@ fn not_run(config: &RunConfig, p: Planned, outcome: Outcome, reason: &str) -> Ca
 fn internal_error(config: &RunConfig, p: Planned, panic: &crate::panics::TaskPanic) -> CaseResult {
     tracing::error!("{panic}");
     let mut r = not_run(config, p, Outcome::Error, &panic.to_string());
-    r.infra = Some(InfraFailure {
-        board: "-".into(),
-        step: None,
-        reason: panic.to_string(),
-    });
+    r.infra = Some(InfraFailure::new(
+        "-",
+        InfraError::Internal(panic.to_string()),
+    ));
     r.logs = logs_written(config, p);
     r
 }
@@ -460,10 +483,34 @@ async fn run_attempt(
         result.facts.firmware_sha256 = Some(variant.image.sha256.clone());
     }
     let mut consoles = BTreeMap::new();
-    let raw = match bring_up(run, acquired, &clock, &mut consoles, &mut result).await {
+    let raw = match bring_up(run, events, acquired, &clock, &mut consoles, &mut result).await {
         Err(e) => e,
         Ok(()) => run_steps(run, events, &mut *held, &consoles, &mut result).await,
     };
+    // A board that crashed or went away says so once, whatever step noticed it.
+    for (node, c) in &consoles {
+        let fault = c.shared().lock().fault.clone();
+        match fault {
+            Some(BoardFault::Crashed { reason, .. }) => {
+                events.board(run, &mut result, node, BoardEvent::Crashed { reason });
+            }
+            Some(BoardFault::Gone { reason }) => {
+                events.board(run, &mut result, node, BoardEvent::Lost { reason });
+            }
+            None => {}
+        }
+    }
+    if let Some(hub) = held.air_counters() {
+        result.air.get_or_insert_with(AirCounters::default).hub = Some(hub);
+    }
+    if let Some(counters) = &result.air {
+        events.send(RunEvent::AirCounters {
+            case: case.name.clone(),
+            variant: variant.name.clone(),
+            attempt,
+            counters: Box::new(counters.clone()),
+        });
+    }
     // Extended, not replaced: the air witness put its own lines there.
     result.tails.extend(
         consoles
@@ -484,7 +531,7 @@ async fn run_attempt(
         .map(|(n, p)| (n.clone(), p.clone()))
         .collect();
     if !board_logs.is_empty() {
-        match crate::report::timeline::write(&log_dir, &board_logs) {
+        match crate::report::timeline::write(&log_dir, &board_logs, &result.board_events) {
             Ok(path) => {
                 result
                     .logs
@@ -518,11 +565,10 @@ async fn run_steps(
             w
         }
         Err(reason) => {
-            raw = RawOutcome::Infra(InfraFailure {
-                board: crate::air::witness::SNIFFER_BOARD.into(),
-                step: None,
-                reason,
-            });
+            raw = RawOutcome::Infra(InfraFailure::new(
+                crate::air::witness::SNIFFER_BOARD,
+                SnifferProblem::Start(reason),
+            ));
             None
         }
     };
@@ -544,7 +590,21 @@ async fn run_steps(
             node: step.node.clone(),
             step: step.summary(),
         });
-        match exec.run_step(i, step).await {
+        // A sniffer lost mid-step ends the step: the capture the case is judged on stops there.
+        let outcome = match witness.as_ref().filter(|w| w.watches_a_sniffer()) {
+            Some(w) => tokio::select! {
+                r = exec.run_step(i, step) => r,
+                reason = w.sniffer_lost() => Err(StepError::Infra(
+                    InfraFailure::new(
+                        crate::air::witness::SNIFFER_BOARD,
+                        SnifferProblem::Lost(reason),
+                    )
+                    .at_step(step.summary()),
+                )),
+            },
+            None => exec.run_step(i, step).await,
+        };
+        match outcome {
             Ok(t) => {
                 let record = StepRecord {
                     index: i,
@@ -579,32 +639,81 @@ async fn run_steps(
     }
     if let Some(w) = witness {
         let controls = held.transcript_controls();
-        let failed = w
+        let steps_failed = matches!(raw, RawOutcome::Failed(_));
+        let report = w
             .finish(
                 case,
                 &variant.name,
-                matches!(raw, RawOutcome::Failed(_)),
+                steps_failed,
                 &controls,
-                &mut result.tails,
                 &mut result.logs,
             )
             .await;
-        // A snapshot failure outranks a failed step: an expected failure (xfail) whose
-        // handshake changed is not the expected failure any more, and the transcript
-        // diff says why a case went red.
-        match (raw, failed) {
-            (RawOutcome::Failed(step), Some(mut f)) => {
-                f.got.push(format!(
-                    "the case also failed at {} ({}): expected {}",
-                    step.step, step.location, step.expected
-                ));
-                raw = RawOutcome::Failed(Box::new(f));
-            }
-            (RawOutcome::Passed, Some(f)) => raw = RawOutcome::Failed(Box::new(f)),
-            (r, _) => raw = r,
-        }
+        raw = judge_witness(run, events, report, raw, result);
     }
     raw
+}
+
+/// Fold what the air witness found into the attempt: its records and events, and its verdict.
+/// A lost sniffer or one that missed frames is an infrastructure error (the capture cannot be
+/// trusted), unless the attempt already has one of its own; a snapshot failure outranks a
+/// failed step: an expected failure (xfail) whose handshake changed is not the expected
+/// failure any more, and the transcript diff says why a case went red.
+fn judge_witness(
+    run: CaseRun<'_>,
+    events: &CaseEvents,
+    report: crate::air::witness::WitnessReport,
+    raw: RawOutcome,
+    result: &mut CaseResult,
+) -> RawOutcome {
+    let (case, variant, attempt) = (run.case.name.clone(), run.variant.name.clone(), run.attempt);
+    if !report.lines.is_empty() {
+        result
+            .tails
+            .insert(crate::air::witness::AIR.to_string(), report.lines);
+    }
+    if let Some(counters) = report.counters {
+        result.air.get_or_insert_with(AirCounters::default).capture = Some(counters);
+    }
+    if let Some(capture) = report.capture {
+        events.send(RunEvent::AirCaptured {
+            case: case.clone(),
+            variant: variant.clone(),
+            attempt,
+            capture: Box::new(capture),
+        });
+    }
+    for snapshot in &report.snapshots {
+        events.send(RunEvent::SnapshotCompared {
+            case: case.clone(),
+            variant: variant.clone(),
+            attempt,
+            snapshot: Box::new(snapshot.clone()),
+        });
+    }
+    result.snapshots = report.snapshots;
+    if let Some(SnifferProblem::Lost(reason)) = &report.problem {
+        let lost = BoardEvent::Lost {
+            reason: reason.clone(),
+        };
+        events.board(run, result, crate::air::witness::SNIFFER_BOARD, lost);
+    }
+    match (raw, report.problem, report.failure) {
+        (RawOutcome::Infra(i), _, _) => RawOutcome::Infra(i),
+        (_, Some(problem), _) => RawOutcome::Infra(InfraFailure::new(
+            crate::air::witness::SNIFFER_BOARD,
+            problem,
+        )),
+        (RawOutcome::Failed(step), _, Some(mut f)) => {
+            f.got.push(format!(
+                "the case also failed at {} ({}): expected {}",
+                step.step, step.location, step.expected
+            ));
+            RawOutcome::Failed(Box::new(f))
+        }
+        (RawOutcome::Passed, _, Some(f)) => RawOutcome::Failed(Box::new(f)),
+        (r, _, _) => r,
+    }
 }
 
 fn micros(d: Duration) -> u64 {
@@ -615,6 +724,7 @@ fn micros(d: Duration) -> u64 {
 /// case's log), flash the boards that need it, and wait for every prompt.
 async fn bring_up(
     run: CaseRun<'_>,
+    events: &CaseEvents,
     acquired: Vec<AcquiredBoard>,
     clock: &StepClock,
     consoles: &mut BTreeMap<String, Arc<Console>>,
@@ -635,11 +745,19 @@ async fn bring_up(
             ConsolePort::Serial { path, baud } => Console::open_serial(path, *baud, config),
             ConsolePort::Process { program, args } => Console::spawn_process(program, args, config),
         }
-        .map_err(|e| RawOutcome::Infra(infra(&board.node, e.to_string())))?;
+        .map_err(|e| RawOutcome::Infra(infra(&board.node, InfraError::console(e))))?;
         result
             .facts
             .nodes
             .insert(board.node.clone(), board.facts.clone());
+        events.board(
+            run,
+            result,
+            &board.node,
+            BoardEvent::Acquired {
+                facts: board.facts.clone(),
+            },
+        );
         if let Some(note) = &board.note {
             console.note(note);
         }
@@ -654,17 +772,31 @@ async fn bring_up(
         };
         let flash = board.flash.map(|(mut flasher, image)| {
             console.note(&format!("flash {} ({})", image.variant, image.sha256));
-            tokio::task::spawn_blocking(move || flasher.flash(&image))
+            let flashed = (image.variant.clone(), image.sha256.clone());
+            (
+                flashed,
+                tokio::task::spawn_blocking(move || flasher.flash(&image)),
+            )
         });
         flashes.push((board.node, console, before, flash));
     }
     for (node, console, before, flash) in flashes {
-        if let Some(handle) = flash {
-            let outcome = handle
-                .await
-                .map_err(|e| RawOutcome::Infra(infra(&node, format!("flash task failed: {e}"))))?
-                .map_err(|e| RawOutcome::Infra(infra(&node, e.to_string())))?;
-            console.note(&format!("{outcome:?}"));
+        match flash {
+            Some(((variant, sha256), handle)) => {
+                let outcome = handle
+                    .await
+                    .map_err(|e| RawOutcome::Infra(infra(&node, InfraError::flash(e))))?
+                    .map_err(|e| RawOutcome::Infra(infra(&node, InfraError::flash(e))))?;
+                console.note(&format!("{outcome:?}"));
+                let written = outcome == ot_hil_lab::flash::FlashOutcome::Flashed;
+                let flashed = BoardEvent::Flashed {
+                    variant,
+                    sha256,
+                    written,
+                };
+                events.board(run, result, &node, flashed);
+            }
+            None => events.board(run, result, &node, BoardEvent::FlashSkipped),
         }
         crate::boards::wait_ready(&console, before, run.ready_timeout)
             .await
@@ -672,6 +804,7 @@ async fn bring_up(
                 NotReady::Infra(i) => RawOutcome::Infra(i),
                 NotReady::Crashed(f) => RawOutcome::Failed(f),
             })?;
+        events.board(run, result, &node, BoardEvent::Booted);
     }
     for c in consoles.values() {
         c.arm_crash_detection(true);
@@ -685,7 +818,7 @@ fn classify(case: &Case, variant: &Variant, raw: RawOutcome, result: &mut CaseRe
     match (raw, expectation) {
         (RawOutcome::Infra(i), _) => {
             result.outcome = Outcome::Error;
-            result.reason = Some(format!("board {}: {}", i.board, i.reason));
+            result.reason = Some(format!("board {}: {}", i.board, i.reason()));
             result.infra = Some(i);
         }
         (RawOutcome::Passed, Some(VariantExpectation::Xfail { reason, .. })) => {

@@ -388,10 +388,11 @@ fn prompt_that_never_appears_is_an_infrastructure_error() {
     assert_eq!(infra.board, "dut");
     assert!(
         infra
-            .reason
+            .reason()
             .contains("prompt [\"> \"] never appeared within 1s 200ms"),
         "{}",
-        infra.reason
+        infra.reason()
     );
+    assert_eq!(infra.error.kind(), "not-ready");
     assert!(r.duration < Duration::from_secs(3));
 }

@@ -11,6 +11,7 @@ use ot_hil::boards::{
 };
 use ot_hil::events::Reporter;
 use ot_hil::profile::{Profile, Shell};
+use ot_hil::report::html::HtmlReporter;
 use ot_hil::report::{JsonReporter, JunitReporter, ProgressReporter, exit_code};
 use ot_hil::runner::{self, RunConfig};
 use ot_hil::virtual_lab::VdkCommand;
@@ -192,10 +193,13 @@ impl Cmd {
             .junit
             .clone()
             .unwrap_or_else(|| self.out.join("junit.xml"));
+        let html = HtmlReporter::new(self.out.clone());
+        let page = html.outcome();
         let mut reporters: Vec<Box<dyn Reporter>> = vec![
             Box::new(ProgressReporter::new(std::io::stdout()).with_color(self.color.enabled())),
             Box::new(JunitReporter::new(junit)),
             Box::new(JsonReporter::new(self.out.join("results.json"))),
+            Box::new(html),
         ];
         let mut options = self.resilience.options(&self.cases)?;
         options.slow_timeout = Some(self.slow_timeout);
@@ -240,14 +244,14 @@ impl Cmd {
                 runner::run_with_options(config, options, plan, &mut reporters, interrupt).await?,
             )
         })?;
-        // The page and the CI summary are built from the results the reporters just wrote.
-        match ot_hil::report::html::write_for_out_dir(&self.out) {
-            Ok(t) => println!(
+        match page.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(Ok(t)) => println!(
                 "report: {} ({:.0} ms)",
                 self.out.join("report.html").display(),
                 t.as_secs_f64() * 1e3
             ),
-            Err(e) => eprintln!("report.html not written: {e}"),
+            Some(Err(e)) => eprintln!("report.html not written: {e}"),
+            None => eprintln!("report.html not written: the run did not finish"),
         }
         Ok(match signal_code.get() {
             Some(code) if summary.interrupted => code,

@@ -158,6 +158,43 @@ pub struct Capture {
     pub pcap_error: Option<String>,
     /// Live capture: the pcap's timestamps are put on the run's wall clock at the first frame.
     pcap_wall_clock: bool,
+    /// Frame lines and DTLS record times on the run's clock, when kept (case runs, for the
+    /// report's timeline and ladders).
+    timeline: Option<FrameTimeline>,
+}
+
+/// The UDP-carrying frames of a capture as one-line descriptions, and the time each DTLS
+/// transcript entry was seen, on the run's clock ([`crate::run_clock`]).
+#[derive(Debug, Default)]
+pub struct FrameTimeline {
+    /// Lines kept: the most recent ones.
+    max: usize,
+    /// The run-clock time of the sniffer's time 0 (set at the first frame: the sniffer counts
+    /// from its own start, the frame arrives now).
+    origin: Option<std::time::Duration>,
+    pub lines: VecDeque<(std::time::Duration, String)>,
+    /// Lines pushed out to stay under `max`.
+    pub omitted: usize,
+    /// Per connection, the time of each transcript entry.
+    pub entry_times: Vec<Vec<std::time::Duration>>,
+}
+
+impl FrameTimeline {
+    fn at(&mut self, frame: &SnifferFrame) -> std::time::Duration {
+        let sniffer_time = std::time::Duration::from_micros(frame.timestamp_us);
+        let origin = *self
+            .origin
+            .get_or_insert_with(|| crate::run_clock::elapsed().saturating_sub(sniffer_time));
+        origin + sniffer_time
+    }
+
+    fn push(&mut self, at: std::time::Duration, line: String) {
+        if self.lines.len() >= self.max.max(1) {
+            self.lines.pop_front();
+            self.omitted += 1;
+        }
+        self.lines.push_back((at, line));
+    }
 }
 
 impl Capture {
@@ -180,7 +217,22 @@ impl Capture {
             live: None,
             pcap_error: None,
             pcap_wall_clock: false,
+            timeline: None,
         }
+    }
+
+    /// Keep the last `max` UDP frame lines and every DTLS entry's time on the run's clock
+    /// ([`Capture::timeline`]).
+    pub fn keep_timeline(&mut self, max: usize) {
+        self.timeline = Some(FrameTimeline {
+            max,
+            ..FrameTimeline::default()
+        });
+    }
+
+    /// What [`Capture::keep_timeline`] kept.
+    pub fn timeline(&self) -> Option<&FrameTimeline> {
+        self.timeline.as_ref()
     }
 
     /// Send a one-line description of every frame to `sink` as it is decoded.
@@ -234,8 +286,8 @@ impl Capture {
             }
             return;
         };
-        if self.live.is_none() {
-            // The common case (case runs, benchmarks): no per-frame text.
+        if self.live.is_none() && self.timeline.is_none() {
+            // The common case (benchmarks, `check`): no per-frame text.
             if let Some(datagram) = decoder.push(frame) {
                 self.on_udp(&datagram);
             }
@@ -301,6 +353,20 @@ impl Capture {
                 };
                 for l in shown.to_string().lines() {
                     line.push_str(&format!(" | DTLS {l}"));
+                }
+            }
+            if let Some(timeline) = self.timeline.as_mut() {
+                let at = timeline.at(frame);
+                if let Some((_, udp)) = line.split_once(" B [") {
+                    timeline.push(at, format!("[{udp}"));
+                }
+                for (i, c) in self.connections.iter().enumerate() {
+                    if timeline.entry_times.len() <= i {
+                        timeline.entry_times.push(Vec::new());
+                    }
+                    if let Some(times) = timeline.entry_times.get_mut(i) {
+                        times.resize(c.transcript().entries.len(), at);
+                    }
                 }
             }
             self.live_line(line);

@@ -69,6 +69,9 @@ pub struct SnifferSession {
     synced: Arc<(Mutex<bool>, std::sync::Condvar)>,
     thread: Option<JoinHandle<Box<dyn SerialLike>>>,
     path: String,
+    /// Why the port stopped giving lines before the session was stopped (the sniffer board went
+    /// away), set by the reader thread.
+    ended: Arc<Mutex<Option<String>>>,
 }
 
 impl SnifferSession {
@@ -91,17 +94,19 @@ impl SnifferSession {
         let capture = Arc::new(Mutex::new(capture));
         let stop = Arc::new(AtomicBool::new(false));
         let synced = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let ended = Arc::new(Mutex::new(None));
         let (to_port, from_session) = std::sync::mpsc::channel::<Vec<u8>>();
         let thread = {
             let capture = capture.clone();
             let stop = stop.clone();
             let synced = synced.clone();
+            let ended = ended.clone();
             let marker = channel.to_string();
             let mut stream = port.port;
             std::thread::Builder::new()
                 .name("sniffer".into())
                 .spawn(move || {
-                    read_lines_with(
+                    let end = read_lines_with(
                         &mut *stream,
                         &stop,
                         |line| {
@@ -117,6 +122,9 @@ impl SnifferSession {
                         },
                         || from_session.try_recv().ok(),
                     );
+                    if end.is_some() {
+                        *ended.lock().unwrap_or_else(|e| e.into_inner()) = end;
+                    }
                     stream
                 })
                 .map_err(|e| AirError::Port {
@@ -131,7 +139,13 @@ impl SnifferSession {
             synced,
             thread: Some(thread),
             path,
+            ended,
         })
+    }
+
+    /// Why the sniffer's port ended by itself (its board went away), if it did.
+    pub fn ended(&self) -> Option<String> {
+        self.ended.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Look at the capture while it runs (e.g. to print new transcripts).
@@ -208,16 +222,18 @@ pub fn read_lines(stream: &mut dyn Read, stop: &AtomicBool, on_line: impl FnMut(
             Ok(())
         }
     }
-    read_lines_with(&mut ReadOnly(stream), stop, on_line, || None);
+    let _ = read_lines_with(&mut ReadOnly(stream), stop, on_line, || None);
 }
 
 /// [`read_lines`] on a port the loop also writes to: `outgoing` is polled between reads.
+/// Returns why the stream ended by itself (end of file, an error), `None` when stopped.
 fn read_lines_with<S: Read + Write + ?Sized>(
     stream: &mut S,
     stop: &AtomicBool,
     mut on_line: impl FnMut(&str),
     mut outgoing: impl FnMut() -> Option<Vec<u8>>,
-) {
+) -> Option<String> {
+    let mut end = None;
     let mut buf = [0u8; 4096];
     let mut line: Vec<u8> = Vec::with_capacity(256);
     let mut prev = 0u8;
@@ -226,7 +242,10 @@ fn read_lines_with<S: Read + Write + ?Sized>(
             let _ = stream.write_all(&bytes).and_then(|_| stream.flush());
         }
         let n = match stream.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => {
+                end = Some("end of file on the sniffer's port".to_string());
+                break;
+            }
             Ok(n) => n,
             Err(e)
                 if matches!(
@@ -239,7 +258,10 @@ fn read_lines_with<S: Read + Write + ?Sized>(
                 continue;
             }
             // EIO on a PTY whose board exited, or a USB device unplugged.
-            Err(_) => break,
+            Err(e) => {
+                end = Some(format!("reading the sniffer's port failed: {e}"));
+                break;
+            }
         };
         for &b in buf.get(..n).unwrap_or(&[]) {
             // `\r\n` ends one line; a lone `\r` or `\n` ends one too.
@@ -255,5 +277,70 @@ fn read_lines_with<S: Read + Write + ?Sized>(
     }
     if !line.is_empty() {
         on_line(&String::from_utf8_lossy(&line));
+    }
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port that gives `input`, then end of file (`ends`) or silence (read timeouts).
+    struct Port {
+        input: std::io::Cursor<Vec<u8>>,
+        ends: bool,
+    }
+
+    impl Read for Port {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.input.read(buf)? {
+                0 if !self.ends => {
+                    std::thread::sleep(Duration::from_millis(5));
+                    Err(std::io::ErrorKind::TimedOut.into())
+                }
+                n => Ok(n),
+            }
+        }
+    }
+
+    impl Write for Port {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn session(ends: bool) -> SnifferSession {
+        let port = Port {
+            input: std::io::Cursor::new(b"noise\r\n".to_vec()),
+            ends,
+        };
+        let capture = Capture::new(15, None, [0; 8], None);
+        SnifferSession::start(SnifferPort::from_stream(port, "test"), 15, capture)
+            .expect("session starts")
+    }
+
+    #[test]
+    fn a_port_that_ends_by_itself_says_so_and_a_stopped_one_does_not() {
+        let lost = session(true);
+        let start = std::time::Instant::now();
+        while lost.ended().is_none() {
+            assert!(start.elapsed() < Duration::from_secs(5), "never noticed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            lost.ended().as_deref(),
+            Some("end of file on the sniffer's port")
+        );
+        let capture = lost.stop();
+        assert_eq!(capture.stats().lines, 1);
+
+        let quiet = session(false);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(quiet.ended(), None, "a silent port is not a lost one");
+        // Dropping stops the reader: a stop asked for is no loss either.
+        drop(quiet);
     }
 }

@@ -10,17 +10,23 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use ot_hil_air::Hub;
 use ot_hil_board::firmware::{Application, Manifest};
 use ot_hil_lab::flash::{FirmwareImage, Flasher};
 use ot_hil_wire::pcap::{LinkType, PcapWriter};
 use serde_json::Value;
 
 use super::snapshot::{self, SnapshotOutcome, Snapshots};
-use super::{AirSpec, Capture, SnifferPort, SnifferSession};
+use super::{AirSpec, Capture, SnapshotSpec, SnifferPort, SnifferSession};
 use crate::case::Case;
+use crate::events::{
+    AirCapture, CaptureCounters, ObservedConnection, SnapshotRecord, SnapshotVerdict,
+};
 use crate::exec::Failure;
+use crate::infra::SnifferProblem;
 use crate::virtual_lab::{ControlError, VdkCommand, VirtualDk};
 
 /// Board name of the virtual sniffer (its files sit next to the nodes' in the case directory).
@@ -41,6 +47,8 @@ pub struct Witness {
     radio: Option<crate::otsim::RadioCapture>,
     sniffer_dk: Option<VirtualDk>,
     pcap: Option<PathBuf>,
+    /// The virtual air the sniffer listens on: it counts the frames it hands the sniffer.
+    hub: Option<Arc<Hub>>,
 }
 
 /// The `sniffer-802154` manifest among the variants in `dir`.
@@ -114,6 +122,7 @@ impl Witness {
             radio: None,
             sniffer_dk: None,
             pcap: None,
+            hub: None,
         })
     }
 
@@ -122,14 +131,16 @@ impl Witness {
     pub async fn start_virtual(
         case: &Case,
         vdk: &VdkCommand,
-        hub_socket: &Path,
+        hub: &Arc<Hub>,
         variants_dir: &Path,
         log_dir: &Path,
     ) -> Result<Option<Witness>, String> {
         let Some(mut witness) = Witness::idle(case) else {
             return Ok(None);
         };
+        let hub_socket = hub.socket_path();
         if witness.spec.sniffer {
+            witness.hub = Some(hub.clone());
             let manifest = find_sniffer_variant(variants_dir)?;
             let dir = hub_socket.parent().unwrap_or(Path::new("."));
             let dk = spawn_virtual_sniffer(
@@ -166,6 +177,7 @@ impl Witness {
             radio: None,
             sniffer_dk: None,
             pcap: None,
+            hub: None,
         }))
     }
 
@@ -179,6 +191,7 @@ impl Witness {
             radio: None,
             sniffer_dk: None,
             pcap: None,
+            hub: None,
         };
         witness.start_capture(port, log_dir)?;
         Ok(witness)
@@ -215,6 +228,7 @@ impl Witness {
             Some(pcap),
         );
         capture.stamp_pcap_with_wall_clock();
+        capture.keep_timeline(MAX_AIR_LINES);
         Ok(capture)
     }
 
@@ -227,38 +241,104 @@ impl Witness {
         Ok(())
     }
 
-    /// Stop the sniffer, compare the snapshots. `controls`: each node's control socket (virtual
-    /// boards). Adds the air's counters, connections and CoAP log to `tails`, the pcap to `logs`.
-    /// Returns the first snapshot failure. `steps_failed`: the case already failed at a step; a
-    /// connection that never started is then no snapshot failure (the case stopped before it),
-    /// while a handshake that differs from its snapshot still is.
+    /// Whether a sniffer board's port is being read (its loss ends the case).
+    pub fn watches_a_sniffer(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// Resolves when the sniffer's port ends by itself (its board went away), with why; never
+    /// when no sniffer port is read. Checked every [`LOSS_POLL`].
+    pub async fn sniffer_lost(&self) -> String {
+        loop {
+            if let Some(reason) = self.session.as_ref().and_then(SnifferSession::ended) {
+                return reason;
+            }
+            if self.session.is_none() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(LOSS_POLL).await;
+        }
+    }
+
+    /// Stop the sniffer and compare the snapshots. `controls`: each node's control socket
+    /// (virtual boards). Adds the pcap and the key log to `logs`. `steps_failed`: the case
+    /// already failed at a step; a connection that never started is then no snapshot failure
+    /// (the case stopped before it), while a handshake that differs from its snapshot still is.
+    /// A sniffer that was lost or missed frames makes its capture untrustworthy: the snapshots
+    /// are then not compared (no pending `.snap.new` from a partial transcript), and the report
+    /// says why in `problem`.
     pub async fn finish(
         mut self,
         case: &Case,
         variant: &str,
         steps_failed: bool,
         controls: &[(String, PathBuf)],
-        tails: &mut std::collections::BTreeMap<String, Vec<String>>,
         logs: &mut std::collections::BTreeMap<String, PathBuf>,
-    ) -> Option<Failure> {
-        let mut lines = Vec::new();
-        // Blocking for up to the sync timeout: the sniffer answers within milliseconds.
-        let mut radio_error = None;
-        let capture = match self.radio.take() {
-            Some(radio) => {
-                // A short grace: the last frames of the case are still on their way.
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                let (capture, error) = radio.stop();
-                radio_error = error;
-                Some(capture)
+    ) -> WitnessReport {
+        let mut report = WitnessReport::default();
+        let capture = self.stop_capture(&mut report).await;
+        if let Some(cap) = &capture {
+            let lines = self.capture_lines(cap, report.problem.as_ref());
+            report.lines.extend(lines);
+            if let Some(e) = &cap.pcap_error {
+                report.notes.push(format!("pcap write failed: {e}"));
             }
-            None => self.session.take().map(SnifferSession::stop),
+        }
+        let mut key_log = None;
+        if let Some(p) = &self.pcap {
+            report.lines.push(format!("pcap: {}", p.display()));
+            logs.insert(PCAP_FILE.to_string(), p.clone());
+            match write_key_log(controls, &p.with_file_name(KEY_LOG_FILE)) {
+                Ok(Some(keys)) => {
+                    report
+                        .lines
+                        .push(format!("dtls key log: {}", keys.display()));
+                    logs.insert(KEY_LOG_FILE.to_string(), keys.clone());
+                    key_log = Some(keys);
+                }
+                Ok(None) => {}
+                Err(e) => report.notes.push(format!("dtls key log not written: {e}")),
+            }
+        }
+        let snaps = Snapshots::for_case_file(&case.path);
+        let evidence = Evidence {
+            capture: capture.as_ref(),
+            controls,
+            steps_failed,
+            problem: report.problem.as_ref(),
         };
-        if let Some(dk) = self.sniffer_dk.take() {
-            dk.stop().await;
+        for spec in &self.spec.snapshots {
+            let compared = compare_snapshot(case, variant, spec, &snaps, &evidence);
+            report.lines.extend(compared.lines);
+            if report.failure.is_none() {
+                report.failure = compared.failure;
+            }
+            report.snapshots.push(compared.record);
         }
         if let Some(cap) = &capture {
-            lines.push(format!(
+            report.capture = Some(self.air_capture(cap, self.pcap.clone(), key_log));
+        }
+        report.counters = capture.as_ref().map(|cap| {
+            let stats = cap.stats();
+            CaptureCounters {
+                frames: stats.frames,
+                bad_lines: stats.bad_lines,
+                missed: report.missed,
+                summary: stats.summary(),
+            }
+        });
+        if let Some(c) = report.capture.as_mut() {
+            c.notes.extend(report.notes.iter().cloned());
+        }
+        report.lines.extend(report.notes.iter().cloned());
+        report
+    }
+
+    /// What the air's tail in the reports says of a capture: channel and key, counters, the
+    /// sniffer's problem, connections, the last CoAP messages.
+    fn capture_lines(&self, cap: &Capture, problem: Option<&SnifferProblem>) -> Vec<String> {
+        let mut lines = vec![
+            format!(
                 "sniffer on channel {}, network key {}",
                 self.spec.channel,
                 if self.spec.network_key.is_some() {
@@ -266,201 +346,442 @@ impl Witness {
                 } else {
                     "unknown (frames captured, not decrypted)"
                 }
+            ),
+            cap.stats().summary(),
+        ];
+        lines.extend(problem.map(SnifferProblem::to_string));
+        for (i, c) in cap.connections().iter().enumerate() {
+            lines.push(format!(
+                "dtls connection {}: [{}]:{} <-> [{}]:{}, {} records",
+                i + 1,
+                c.client.ip(),
+                c.client.port(),
+                c.server.ip(),
+                c.server.port(),
+                c.transcript().entries.len()
             ));
-            lines.push(cap.stats().summary());
-            if let Some(e) = &radio_error {
-                lines.push(format!(
-                    "sniffer stopped early: {}",
-                    crate::report::error_chain(e)
-                ));
-            }
-            if let Some(e) = &cap.pcap_error {
-                lines.push(format!("pcap write failed: {e}"));
-            }
-            for (i, c) in cap.connections().iter().enumerate() {
-                lines.push(format!(
-                    "dtls connection {}: [{}]:{} <-> [{}]:{}, {} records",
-                    i + 1,
-                    c.client.ip(),
-                    c.client.port(),
-                    c.server.ip(),
-                    c.server.port(),
-                    c.transcript().entries.len()
-                ));
-            }
-            let log: Vec<&String> = cap.coap_log().collect();
-            for l in log.iter().skip(log.len().saturating_sub(COAP_LOG_LINES)) {
-                lines.push(format!("coap {l}"));
-            }
         }
-        if let Some(p) = &self.pcap {
-            lines.push(format!("pcap: {}", p.display()));
-            logs.insert(PCAP_FILE.to_string(), p.clone());
-            match write_key_log(controls, &p.with_file_name(KEY_LOG_FILE)) {
-                Ok(Some(keys)) => {
-                    lines.push(format!("dtls key log: {}", keys.display()));
-                    logs.insert(KEY_LOG_FILE.to_string(), keys);
-                }
-                Ok(None) => {}
-                Err(e) => lines.push(format!("dtls key log not written: {e}")),
-            }
+        let log: Vec<&String> = cap.coap_log().collect();
+        for l in log.iter().skip(log.len().saturating_sub(COAP_LOG_LINES)) {
+            lines.push(format!("coap {l}"));
         }
-        let snaps = Snapshots::for_case_file(&case.path);
-        let mut failure = None;
-        for spec in &self.spec.snapshots {
-            let engine = match controls.iter().find(|(n, _)| n == &spec.client) {
-                Some((_, control)) => engine_transcript(control, spec.connection),
-                None => Err(format!("no control socket for node {}", spec.client)),
-            };
-            let air = capture.as_ref().map(|cap| {
-                cap.connections()
-                    .get(spec.connection - 1)
-                    .and_then(|c| serde_json::to_value(c.transcript()).ok())
-                    .ok_or_else(|| {
-                        format!(
-                            "no DTLS connection #{} on the air ({} seen)",
-                            spec.connection,
-                            cap.connections().len()
-                        )
-                    })
-            });
-            let (source, transcript) = match (&air, &engine) {
-                (Some(a), _) => ("air", a.clone()),
-                (None, e) => ("engine", e.clone()),
-            };
-            if let (Some(Ok(a)), Ok(e)) = (&air, &engine) {
-                let (a, e) = (snapshot::render(a), snapshot::render(e));
-                if a == e {
-                    lines.push(format!(
-                        "snapshot {}: air transcript = {}'s engine transcript",
-                        spec.name, spec.client
-                    ));
-                } else {
-                    lines.push(format!(
-                        "snapshot {}: air transcript differs from {}'s engine transcript:",
-                        spec.name, spec.client
-                    ));
-                    lines.extend(
-                        similar::TextDiff::from_lines(&e, &a)
-                            .unified_diff()
-                            .header("engine", "air")
-                            .to_string()
-                            .lines()
-                            .map(str::to_string),
-                    );
-                }
-            }
-            let name = Snapshots::snapshot_name(&case.name, &spec.name, variant);
-            let fail = |expected: String, got: Vec<String>| Failure {
-                step_index: None,
-                location: case.path.display().to_string(),
-                node: spec.client.clone(),
-                step: format!(
-                    "snapshot {} ({} -> {})",
-                    spec.name, spec.client, spec.server
-                ),
-                expected,
-                got: got.clone(),
-                crash: None,
-                window: got,
-            };
-            let outcome = match transcript {
-                Err(e) if steps_failed => {
-                    lines.push(format!(
-                        "snapshot {}: not compared, the case failed before a handshake ({e})",
-                        spec.name
-                    ));
-                    None
-                }
-                Err(e) => Some(fail(
-                    format!("a DTLS handshake transcript from the {source}"),
-                    vec![e],
-                )),
-                Ok(t) => {
-                    let content = snapshot::render(&t);
-                    let description = format!(
-                        "{} @ {variant}: DTLS handshake {} -> {} (from the {source})",
-                        case.name, spec.client, spec.server
-                    );
-                    let source = case.path.display().to_string();
-                    let stored = snaps.path(&name);
-                    match snaps.compare(&name, &source, &description, &content) {
-                        Err(e) => Some(fail(
-                            format!("a comparison with {}", stored.display()),
-                            vec![crate::report::error_chain(&e)],
-                        )),
-                        Ok(SnapshotOutcome::Matched) => {
-                            lines.push(format!(
-                                "snapshot {}: matches {}",
-                                spec.name,
-                                stored.display()
-                            ));
-                            None
-                        }
-                        Ok(SnapshotOutcome::Written { path, diff }) => {
-                            lines.push(format!(
-                                "snapshot {}: written to {} (INSTA_UPDATE)",
-                                spec.name,
-                                path.display()
-                            ));
-                            lines.extend(diff.iter().flat_map(|d| d.lines().map(str::to_string)));
-                            None
-                        }
-                        Ok(SnapshotOutcome::New {
-                            pending,
-                            content,
-                            force_pass,
-                        }) => {
-                            let mut got: Vec<String> =
-                                content.lines().map(str::to_string).collect();
-                            got.push(match &pending {
-                                Some(p) => format!(
-                                    "new snapshot written to {}: read it, accept it by renaming it to .snap (or with `cargo insta review`)",
-                                    p.display()
-                                ),
-                                None => "no .snap.new written (CI or INSTA_UPDATE=no)".into(),
-                            });
-                            let expected = format!("a stored snapshot {}", stored.display());
-                            forced_or_failed(
-                                &mut lines,
-                                &spec.name,
-                                force_pass,
-                                fail(expected, got),
-                            )
-                        }
-                        Ok(SnapshotOutcome::Mismatch {
-                            pending,
-                            diff,
-                            force_pass,
-                        }) => {
-                            let mut got: Vec<String> = diff.lines().map(str::to_string).collect();
-                            got.push(match &pending {
-                                Some(p) => format!(
-                                    "this run's transcript is in {}: if it is right, accept it by renaming it to .snap (or with `cargo insta review`)",
-                                    p.display()
-                                ),
-                                None => "no .snap.new written (CI or INSTA_UPDATE=no)".into(),
-                            });
-                            let expected = format!("the handshake stored in {}", stored.display());
-                            forced_or_failed(
-                                &mut lines,
-                                &spec.name,
-                                force_pass,
-                                fail(expected, got),
-                            )
-                        }
-                    }
-                }
-            };
-            if failure.is_none() {
-                failure = outcome;
-            }
-        }
-        if !lines.is_empty() {
-            tails.insert(AIR.to_string(), lines);
-        }
-        failure
+        lines
     }
+
+    /// Stop reading the sniffer; note whether it was lost or missed frames.
+    async fn stop_capture(&mut self, report: &mut WitnessReport) -> Option<Capture> {
+        let capture = match self.radio.take() {
+            Some(radio) => {
+                // A short grace: the last frames of the case are still on their way.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                let (capture, error) = radio.stop();
+                if let Some(e) = &error {
+                    report.notes.push(format!(
+                        "sniffer stopped early: {}",
+                        crate::report::error_chain(e)
+                    ));
+                }
+                Some(capture)
+            }
+            None => match self.session.take() {
+                Some(session) => Some(self.drain(session, report).await),
+                None => None,
+            },
+        };
+        if let Some(dk) = self.sniffer_dk.take() {
+            dk.stop().await;
+        }
+        capture
+    }
+
+    /// Let the sniffer's capture catch up with what the air handed its radio, then stop it.
+    async fn drain(&self, session: SnifferSession, report: &mut WitnessReport) -> Capture {
+        if let Some(reason) = session.ended() {
+            report.problem = Some(SnifferProblem::Lost(reason));
+            return tokio::task::spawn_blocking(move || session.stop())
+                .await
+                .unwrap_or_else(|_| Capture::new(11, None, [0; 8], None));
+        }
+        let delivered = self.hub.as_ref().map(|h| h.stats().frames_to_monitors);
+        if let Some(delivered) = delivered {
+            let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+            while session.with_capture(|c| c.stats().frames) < delivered
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let capture = tokio::task::spawn_blocking(move || session.stop())
+            .await
+            .unwrap_or_else(|_| Capture::new(11, None, [0; 8], None));
+        if let Some(delivered) = delivered {
+            let captured = capture.stats().frames;
+            let missed = missed_frames(delivered, captured);
+            report.missed = Some(missed);
+            if missed > 0 {
+                report.problem = Some(SnifferProblem::Missed {
+                    missed,
+                    delivered,
+                    captured,
+                });
+            }
+        }
+        capture
+    }
+
+    /// What the report shows of the capture: frames, connections, files.
+    fn air_capture(
+        &self,
+        cap: &Capture,
+        pcap: Option<PathBuf>,
+        key_log: Option<PathBuf>,
+    ) -> AirCapture {
+        let timeline = cap.timeline();
+        AirCapture {
+            channel: self.spec.channel,
+            network_key_known: self.spec.network_key.is_some(),
+            pcap,
+            key_log,
+            frames: timeline
+                .map(|t| t.lines.iter().cloned().collect())
+                .unwrap_or_default(),
+            frames_omitted: timeline.map_or(0, |t| t.omitted),
+            connections: cap
+                .connections()
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let named = self.spec.snapshots.iter().find(|s| s.connection == i + 1);
+                    ObservedConnection {
+                        client: named.map_or_else(
+                            || format!("[{}]:{}", c.client.ip(), c.client.port()),
+                            |s| s.client.clone(),
+                        ),
+                        server: named.map_or_else(
+                            || format!("[{}]:{}", c.server.ip(), c.server.port()),
+                            |s| s.server.clone(),
+                        ),
+                        transcript: c.transcript().clone(),
+                        times: (0..c.transcript().entries.len())
+                            .map(|k| {
+                                timeline
+                                    .and_then(|t| t.entry_times.get(i))
+                                    .and_then(|t| t.get(k))
+                                    .copied()
+                            })
+                            .collect(),
+                    }
+                })
+                .collect(),
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// What a snapshot is judged on.
+struct Evidence<'a> {
+    /// The air's capture, where a sniffer watched.
+    capture: Option<&'a Capture>,
+    /// Each node's control socket (virtual boards: their engines' transcripts).
+    controls: &'a [(String, PathBuf)],
+    /// The case already failed at a step.
+    steps_failed: bool,
+    /// Why the capture cannot be trusted.
+    problem: Option<&'a SnifferProblem>,
+}
+
+/// Compare one `[[snapshot]]`.
+fn compare_snapshot(
+    case: &Case,
+    variant: &str,
+    spec: &SnapshotSpec,
+    snaps: &Snapshots,
+    evidence: &Evidence<'_>,
+) -> Compared {
+    let name = Snapshots::snapshot_name(&case.name, &spec.name, variant);
+    let stored = snaps.path(&name);
+    let stored_body = std::fs::read_to_string(&stored)
+        .map(|t| super::snapshot_file::SnapFile::parse_body(&t).to_string())
+        .unwrap_or_default();
+    let mut compared = Compared {
+        record: SnapshotRecord {
+            name: spec.name.clone(),
+            client: spec.client.clone(),
+            server: spec.server.clone(),
+            source: if evidence.capture.is_some() {
+                "air"
+            } else {
+                "engine"
+            },
+            verdict: SnapshotVerdict::NotCompared,
+            stored: stored.clone(),
+            pending: None,
+            diff: None,
+            stored_body,
+            observed_body: None,
+            note: None,
+        },
+        failure: None,
+        lines: Vec::new(),
+    };
+    if let Some(p) = evidence.problem {
+        compared.not_compared(format!("the capture is incomplete ({p})"));
+        return compared;
+    }
+    let source = compared.record.source;
+    let transcript = transcript_of(spec, evidence, &mut compared.lines);
+    match transcript {
+        Err(e) if evidence.steps_failed => {
+            compared.not_compared(format!("the case failed before a handshake ({e})"))
+        }
+        Err(e) => {
+            compared.record.verdict = SnapshotVerdict::Error;
+            compared.record.note = Some(e.clone());
+            compared.failure = Some(snapshot_failure(
+                case,
+                spec,
+                format!("a DTLS handshake transcript from the {source}"),
+                vec![e],
+            ));
+        }
+        Ok(t) => {
+            let content = snapshot::render(&t);
+            compared.record.observed_body = Some(content.clone());
+            let description = format!(
+                "{} @ {variant}: DTLS handshake {} -> {} (from the {source})",
+                case.name, spec.client, spec.server
+            );
+            let outcome = snaps.compare(
+                &name,
+                &case.path.display().to_string(),
+                &description,
+                &content,
+            );
+            compared.judge(case, spec, outcome);
+        }
+    }
+    compared
+}
+
+/// The transcript snapshot `spec` is judged on: the air's where a sniffer watched, else the
+/// client engine's; with both, `lines` get whether they agree.
+fn transcript_of(
+    spec: &SnapshotSpec,
+    evidence: &Evidence<'_>,
+    lines: &mut Vec<String>,
+) -> Result<Value, String> {
+    let engine = match evidence.controls.iter().find(|(n, _)| n == &spec.client) {
+        Some((_, control)) => engine_transcript(control, spec.connection),
+        None => Err(format!("no control socket for node {}", spec.client)),
+    };
+    let air = evidence.capture.map(|cap| {
+        cap.connections()
+            .get(spec.connection - 1)
+            .and_then(|c| serde_json::to_value(c.transcript()).ok())
+            .ok_or_else(|| {
+                format!(
+                    "no DTLS connection #{} on the air ({} seen)",
+                    spec.connection,
+                    cap.connections().len()
+                )
+            })
+    });
+    if let (Some(Ok(a)), Ok(e)) = (&air, &engine) {
+        lines.extend(air_versus_engine(spec, a, e));
+    }
+    match air {
+        Some(a) => a,
+        None => engine,
+    }
+}
+
+/// Lines saying whether the air's transcript equals the client engine's own.
+fn air_versus_engine(spec: &SnapshotSpec, air: &Value, engine: &Value) -> Vec<String> {
+    let (a, e) = (snapshot::render(air), snapshot::render(engine));
+    if a == e {
+        return vec![format!(
+            "snapshot {}: air transcript = {}'s engine transcript",
+            spec.name, spec.client
+        )];
+    }
+    let mut lines = vec![format!(
+        "snapshot {}: air transcript differs from {}'s engine transcript:",
+        spec.name, spec.client
+    )];
+    lines.extend(
+        similar::TextDiff::from_lines(&e, &a)
+            .unified_diff()
+            .header("engine", "air")
+            .to_string()
+            .lines()
+            .map(str::to_string),
+    );
+    lines
+}
+
+/// The failure of snapshot `spec`.
+fn snapshot_failure(
+    case: &Case,
+    spec: &SnapshotSpec,
+    expected: String,
+    got: Vec<String>,
+) -> Failure {
+    Failure {
+        step_index: None,
+        location: case.path.display().to_string(),
+        node: spec.client.clone(),
+        step: format!(
+            "snapshot {} ({} -> {})",
+            spec.name, spec.client, spec.server
+        ),
+        expected,
+        got: got.clone(),
+        crash: None,
+        window: got,
+    }
+}
+
+/// One snapshot's comparison: its record, its failure, its lines for the air's tail.
+struct Compared {
+    record: SnapshotRecord,
+    failure: Option<Failure>,
+    lines: Vec<String>,
+}
+
+impl Compared {
+    fn not_compared(&mut self, why: String) {
+        self.lines.push(format!(
+            "snapshot {}: not compared, {why}",
+            self.record.name
+        ));
+        self.record.verdict = SnapshotVerdict::NotCompared;
+        self.record.note = Some(why);
+    }
+
+    /// Turn the comparison's outcome into the record's verdict and, unless forced to pass, a
+    /// failure.
+    fn judge(
+        &mut self,
+        case: &Case,
+        spec: &SnapshotSpec,
+        outcome: Result<SnapshotOutcome, super::snapshot_file::SnapshotError>,
+    ) {
+        let stored = self.record.stored.clone();
+        let (failure, force_pass) = match outcome {
+            Err(e) => {
+                let message = crate::report::error_chain(&e);
+                self.record.verdict = SnapshotVerdict::Error;
+                self.record.note = Some(message.clone());
+                let expected = format!("a comparison with {}", stored.display());
+                (snapshot_failure(case, spec, expected, vec![message]), false)
+            }
+            Ok(SnapshotOutcome::Matched) => {
+                self.record.verdict = SnapshotVerdict::Matched;
+                self.lines.push(format!(
+                    "snapshot {}: matches {}",
+                    spec.name,
+                    stored.display()
+                ));
+                return;
+            }
+            Ok(SnapshotOutcome::Written { path, diff }) => {
+                self.record.verdict = SnapshotVerdict::Written;
+                self.lines.push(format!(
+                    "snapshot {}: written to {} (INSTA_UPDATE)",
+                    spec.name,
+                    path.display()
+                ));
+                self.lines
+                    .extend(diff.iter().flat_map(|d| d.lines().map(str::to_string)));
+                self.record.diff = diff;
+                return;
+            }
+            Ok(SnapshotOutcome::New {
+                pending,
+                content,
+                force_pass,
+            }) => {
+                self.record.verdict = SnapshotVerdict::New;
+                let mut got: Vec<String> = content.lines().map(str::to_string).collect();
+                got.push(pending_note(
+                    pending.as_deref(),
+                    "new snapshot written to {}: read it, accept it",
+                ));
+                self.record.pending = pending;
+                let expected = format!("a stored snapshot {}", stored.display());
+                (snapshot_failure(case, spec, expected, got), force_pass)
+            }
+            Ok(SnapshotOutcome::Mismatch {
+                pending,
+                diff,
+                force_pass,
+            }) => {
+                self.record.verdict = SnapshotVerdict::Changed;
+                let mut got: Vec<String> = diff.lines().map(str::to_string).collect();
+                got.push(pending_note(
+                    pending.as_deref(),
+                    "this run's transcript is in {}: if it is right, accept it",
+                ));
+                self.record.pending = pending;
+                self.record.diff = Some(diff);
+                let expected = format!("the handshake stored in {}", stored.display());
+                (snapshot_failure(case, spec, expected, got), force_pass)
+            }
+        };
+        if force_pass {
+            self.record.verdict = SnapshotVerdict::ForcedPass;
+        }
+        self.failure = forced_or_failed(&mut self.lines, &spec.name, force_pass, failure);
+    }
+}
+
+/// The line telling where the pending snapshot went: `lead` with `{}` for its path, then how to
+/// accept it.
+fn pending_note(pending: Option<&Path>, lead: &str) -> String {
+    match pending {
+        Some(p) => format!(
+            "{} by renaming it to .snap (or with `cargo insta review`)",
+            lead.replace("{}", &p.display().to_string())
+        ),
+        None => "no .snap.new written (CI or INSTA_UPDATE=no)".into(),
+    }
+}
+
+/// What the witness found in one attempt.
+#[derive(Debug, Default)]
+pub struct WitnessReport {
+    /// The first snapshot failure.
+    pub failure: Option<Failure>,
+    /// The sniffer was lost or missed frames: the attempt cannot be judged on its capture.
+    pub problem: Option<SnifferProblem>,
+    /// Frames the sniffer missed (where the air counts what it handed the sniffer).
+    pub missed: Option<u64>,
+    pub counters: Option<CaptureCounters>,
+    pub capture: Option<AirCapture>,
+    pub snapshots: Vec<SnapshotRecord>,
+    /// Lines for the air's tail in the reports.
+    pub lines: Vec<String>,
+    /// Notes of the witness (also in `lines` and in the capture).
+    pub notes: Vec<String>,
+}
+
+/// How long the capture may take to catch up with what the air handed the sniffer at the end of
+/// a case (the virtual sniffer prints a frame within milliseconds).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a running case checks its sniffer's port.
+const LOSS_POLL: Duration = Duration::from_millis(100);
+/// Air frame lines kept for the report's timeline.
+pub const MAX_AIR_LINES: usize = 400;
+
+/// Frames the sniffer missed: the frames the virtual air handed the sniffer's radio
+/// (`delivered`, read before the capture was drained) that its capture does not hold
+/// (`captured`, read once the capture had [`DRAIN_TIMEOUT`] to catch up). On the virtual air the
+/// sniffer is a perfect observer (no injected faults reach it unless a case sets them on its
+/// link, and then the hub drops those frames before counting them as handed over), so every
+/// frame handed over belongs in the capture. Frames handed over after `delivered` was read may
+/// be captured too: more captured than delivered is no miss.
+pub fn missed_frames(delivered: u64, captured: u64) -> u64 {
+    delivered.saturating_sub(captured)
 }
 
 /// A snapshot difference under `INSTA_FORCE_PASS` is a note in the air's lines, else a failure.

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::air::witness::Witness;
 use crate::case::Case;
-use crate::exec::InfraFailure;
+use crate::infra::{InfraError, InfraFailure};
 use crate::report::provenance::NodeFacts;
 use crate::variants::Variant;
 
@@ -63,17 +63,20 @@ impl BoardSource for HardwareBoards {
             let image_path = real_image_path(variant).ok_or_else(|| {
                 infra(
                     "-",
-                    format!("variant {} names no image (`[build] hex`)", variant.name),
+                    InfraError::acquire(format!(
+                        "variant {} names no image (`[build] hex`)",
+                        variant.name
+                    )),
                 )
             })?;
             let image = FirmwareImage::from_file(&variant.name, &image_path).map_err(|e| {
                 infra(
                     "-",
-                    format!(
+                    InfraError::acquire(format!(
                         "image {} of variant {} not available: {e}",
                         image_path.display(),
                         variant.name
-                    ),
+                    )),
                 )
             })?;
             let requests = hardware_requests(case, variant.manifest.profile, case.air.sniffer);
@@ -87,15 +90,20 @@ impl BoardSource for HardwareBoards {
                 allocator.allocate_cancellable(&name, &requests, timeout, &flag)
             })
             .await
-            .map_err(|e| infra("-", format!("allocation task failed: {e}")))?
-            .map_err(|e| infra("-", e.to_string()))?;
+            .map_err(|e| {
+                infra(
+                    "-",
+                    InfraError::acquire(format!("allocation task failed: {e}")),
+                )
+            })?
+            .map_err(|e| infra("-", InfraError::acquire(e.to_string())))?;
             let mut boards = Vec::new();
             for (node, board, _) in allocation.nodes.iter() {
                 if node == SNIFFER_REQUEST {
                     continue;
                 }
                 let flasher = ProbeRsFlasher::new(board, self.states.clone())
-                    .map_err(|e| infra(node, e.to_string()))?;
+                    .map_err(|e| infra(node, InfraError::acquire(e.to_string())))?;
                 boards.push(AcquiredBoard {
                     tap: None,
                     node: node.clone(),

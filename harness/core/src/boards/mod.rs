@@ -33,7 +33,8 @@ use crate::air::witness::Witness;
 use crate::case::Case;
 use crate::case::faults::BoardFaultPlan;
 use crate::console::{BoardFault, Console};
-use crate::exec::{Failure, InfraFailure};
+use crate::exec::Failure;
+use crate::infra::{InfraError, InfraFailure};
 use crate::profile::Shell;
 use crate::report::provenance::NodeFacts;
 use crate::resilience::RunOptions;
@@ -82,8 +83,12 @@ impl CaseRun<'_> {
         } else {
             format!("c{}", self.seq)
         });
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| infra("-", format!("failed to create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            infra(
+                "-",
+                InfraError::acquire_from(format!("failed to create {}", dir.display()), e),
+            )
+        })?;
         Ok(dir)
     }
 
@@ -179,6 +184,11 @@ pub trait CaseBoards: Send {
         Box::pin(async move { refused.map_or(Ok(()), Err) })
     }
 
+    /// The counters of the case's air so far, where the boards are on an air of their own.
+    fn air_counters(&self) -> Option<crate::events::HubCounters> {
+        None
+    }
+
     /// Control sockets of boards whose DTLS engine keeps handshake transcripts (node, socket).
     fn transcript_controls(&self) -> Vec<(String, PathBuf)> {
         Vec::new()
@@ -189,21 +199,14 @@ pub trait CaseBoards: Send {
 }
 
 /// An infrastructure failure of `board` outside any step.
-pub fn infra(board: &str, reason: String) -> InfraFailure {
-    InfraFailure {
-        board: board.to_string(),
-        step: None,
-        reason,
-    }
+pub fn infra(board: &str, error: InfraError) -> InfraFailure {
+    InfraFailure::new(board, error)
 }
 
 /// An infrastructure failure while injecting `fault` before step `index`.
 pub fn fault_failure(fault: &BoardFaultPlan, index: usize, reason: String) -> InfraFailure {
-    InfraFailure {
-        board: fault.node.clone(),
-        step: Some(format!("fault before step {}", index + 1)),
-        reason,
-    }
+    InfraFailure::new(&fault.node, InfraError::Fault(reason))
+        .at_step(format!("fault before step {}", index + 1))
 }
 
 /// Why a board did not come up.
@@ -219,7 +222,7 @@ impl NotReady {
     /// For people: why the board did not come up.
     pub fn reason(self) -> String {
         match self {
-            NotReady::Infra(i) => i.reason,
+            NotReady::Infra(i) => i.reason(),
             NotReady::Crashed(f) => f.crash.unwrap_or(f.expected),
         }
     }
@@ -243,7 +246,9 @@ pub async fn wait_ready(console: &Console, before: u64, timeout: Duration) -> Re
                 let tail = st.lines.tail(TAIL_LINES);
                 drop(st);
                 return Err(match fault {
-                    BoardFault::Gone { reason } => NotReady::Infra(infra(console.name(), reason)),
+                    BoardFault::Gone { reason } => {
+                        NotReady::Infra(infra(console.name(), InfraError::Lost(reason)))
+                    }
                     BoardFault::Crashed { reason, .. } => NotReady::Crashed(Box::new(Failure {
                         step_index: None,
                         location: String::new(),
@@ -265,25 +270,28 @@ pub async fn wait_ready(console: &Console, before: u64, timeout: Duration) -> Re
             let tail = console.shared().lock().lines.tail(5);
             return Err(NotReady::Infra(infra(
                 console.name(),
-                format!(
+                InfraError::NotReady(format!(
                     "prompt {:?} never appeared within {} (last lines: {:?})",
                     console.shell().prompts,
                     humantime::format_duration(timeout),
                     tail
-                ),
+                )),
             )));
         }
         if now >= next_poke {
             let ending = console.shell().line_ending.clone();
             if let Err(e) = console.write_all(ending.as_bytes()).await {
-                return Err(NotReady::Infra(infra(console.name(), e.to_string())));
+                return Err(NotReady::Infra(infra(
+                    console.name(),
+                    InfraError::console(e),
+                )));
             }
             next_poke = now + PROMPT_POKE_INTERVAL;
         }
         clock
             .wait(seen, &mut changed, deadline.min(next_poke))
             .await
-            .map_err(|e| NotReady::Infra(infra(console.name(), e.to_string())))?;
+            .map_err(|e| NotReady::Infra(infra(console.name(), e.into())))?;
     }
 }
 

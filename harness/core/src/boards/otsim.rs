@@ -18,7 +18,7 @@ use super::{
     Acquired, AcquiredBoard, BoardSource, BoxFuture, CaseBoards, CaseRun, ConsolePort, infra,
 };
 use crate::air::witness::Witness;
-use crate::exec::InfraFailure;
+use crate::infra::{InfraError, InfraFailure};
 use crate::otsim::{NodeCommand, OffsetLease, PortOffsets, RadioSniffer};
 use crate::report::error_chain;
 use crate::report::provenance::NodeFacts;
@@ -84,7 +84,7 @@ impl SimulatedBoards {
                 Ok(None) => {
                     let _ = tokio::time::timeout(LEASE_RETRY, notified).await;
                 }
-                Err(e) => return Err(infra("-", error_chain(&e))),
+                Err(e) => return Err(infra("-", InfraError::acquire(error_chain(&e)))),
             }
         }
     }
@@ -96,17 +96,20 @@ impl BoardSource for SimulatedBoards {
             let program = run.variant.manifest.program.as_ref().ok_or_else(|| {
                 infra(
                     "-",
-                    format!("variant {} has no [program] to run", run.variant.name),
+                    InfraError::acquire(format!(
+                        "variant {} has no [program] to run",
+                        run.variant.name
+                    )),
                 )
             })?;
             if !program.path.is_file() {
                 return Err(infra(
                     "-",
-                    format!(
+                    InfraError::acquire(format!(
                         "{} not found: build it with {}",
                         program.path.display(),
                         program.build.display()
-                    ),
+                    )),
                 ));
             }
             if let Some(vt) = program
@@ -117,23 +120,25 @@ impl BoardSource for SimulatedBoards {
                 if !vt.is_file() {
                     return Err(infra(
                         "-",
-                        format!(
+                        InfraError::acquire(format!(
                             "{} not found: build it with {} (or run with --clock real)",
                             vt.display(),
                             program.build.display()
-                        ),
+                        )),
                     ));
                 }
                 return on_case_clock(run, vt, &program.version, self.vdk.clone()).await;
             }
-            crate::otsim::loopback_multicast(false).map_err(|e| infra("-", error_chain(&e)))?;
+            crate::otsim::loopback_multicast(false)
+                .map_err(|e| infra("-", InfraError::acquire(error_chain(&e))))?;
             // The simulation's radio is a multicast group with no place to drop or delay a
             // frame: a case that asks for air faults would run without them and prove nothing.
             if run.case.faults.air.is_some() || run.options.air_faults.is_some() {
                 return Err(infra(
                     "-",
-                    "air faults need the virtual air; the simulation radio cannot inject them"
-                        .into(),
+                    InfraError::acquire(
+                        "air faults need the virtual air; the simulation radio cannot inject them",
+                    ),
                 ));
             }
             let lease = self.lease(run.case.nodes.len()).await?;
@@ -141,11 +146,11 @@ impl BoardSource for SimulatedBoards {
             // tmp/<offset>_<id>.flash there, so no case inherits another's dataset.
             let dir = run.work_dir()?;
             let commands = NodeCommand::for_case(&program.path, run.case.nodes.len(), &lease, &dir)
-                .map_err(|e| infra("-", error_chain(&e)))?;
+                .map_err(|e| infra("-", InfraError::acquire(error_chain(&e))))?;
             std::fs::create_dir_all(run.log_dir).map_err(|e| {
                 infra(
                     "-",
-                    format!("failed to create {}: {e}", run.log_dir.display()),
+                    InfraError::acquire(format!("failed to create {}: {e}", run.log_dir.display())),
                 )
             })?;
             let boards = run
@@ -211,24 +216,27 @@ async fn on_case_clock(
 ) -> Result<Acquired, InfraFailure> {
     let dir = run.work_dir()?;
     let seed = air_seed(&run.case.faults, run.options, run.attempt);
-    let hub = Hub::start_clocked(&dir, seed).map_err(|e| {
+    let hub = Hub::start_clocked(&dir, seed).map(Arc::new).map_err(|e| {
         infra(
             "-",
-            format!("failed to start the air hub in {}: {e}", dir.display()),
+            InfraError::acquire(format!(
+                "failed to start the air hub in {}: {e}",
+                dir.display()
+            )),
         )
     })?;
     hub.listen_sim_nodes(CASE_CLOCK_PORT_BASE).map_err(|e| {
         infra(
             "-",
-            format!(
+            InfraError::acquire(format!(
                 "failed to listen for OpenThread nodes in {}: {e}",
                 dir.display()
-            ),
+            )),
         )
     })?;
     let clock = hub
         .clock()
-        .ok_or_else(|| infra("-", "the air hub has no case clock".into()))?;
+        .ok_or_else(|| infra("-", InfraError::acquire("the air hub has no case clock")))?;
     let radio_of = |id: usize| {
         dir.join(format!(
             "vt.{}.sock",
@@ -283,7 +291,7 @@ async fn on_case_clock(
 
 /// Real OpenThread nodes on a case's air and clock.
 struct OnCaseClock {
-    hub: Hub,
+    hub: Arc<Hub>,
     vdk: Option<VdkCommand>,
     /// Each node's socket on the hub, in node order.
     radios: Vec<PathBuf>,
@@ -304,6 +312,10 @@ impl CaseBoards for OnCaseClock {
                 .ok_or_else(|| "no virtual sniffer to watch the air with".to_string())?;
             watch_air(run, vdk, &self.hub).await
         })
+    }
+
+    fn air_counters(&self) -> Option<crate::events::HubCounters> {
+        Some(super::virtual_dk::hub_counters(&self.hub))
     }
 
     fn before_step<'a>(

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use super::{
     Acquired, AcquiredBoard, BoardSource, BoxFuture, CaseBoards, CaseRun, ConsolePort, infra,
 };
-use crate::exec::InfraFailure;
+use crate::infra::{InfraError, InfraFailure};
 use crate::profile::Shell;
 use crate::report::provenance::NodeFacts;
 
@@ -74,11 +74,11 @@ impl BoardSource for ProcessBoards {
             if nodes.len() > self.commands.len() {
                 return Err(infra(
                     "-",
-                    format!(
+                    InfraError::acquire(format!(
                         "case needs {} boards, only {} board commands given",
                         nodes.len(),
                         self.commands.len()
-                    ),
+                    )),
                 ));
             }
             let taken = self.pool.take(nodes.len()).await;

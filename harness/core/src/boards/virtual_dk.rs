@@ -19,7 +19,8 @@ use super::{
 use crate::air::witness::Witness;
 use crate::case::faults::BoardAction;
 use crate::console::Console;
-use crate::exec::InfraFailure;
+use crate::events::HubCounters;
+use crate::infra::{InfraError, InfraFailure};
 use crate::report::provenance::NodeFacts;
 use crate::resilience::air_seed;
 use crate::step_clock::{ClockMode, StepClock};
@@ -45,10 +46,14 @@ impl BoardSource for VirtualBoards {
             } else {
                 Hub::start_seeded(&dir, seed)
             }
+            .map(Arc::new)
             .map_err(|e| {
                 infra(
                     "-",
-                    format!("failed to start the air hub in {}: {e}", dir.display()),
+                    InfraError::acquire(format!(
+                        "failed to start the air hub in {}: {e}",
+                        dir.display()
+                    )),
                 )
             })?;
             let mut held = OnAir {
@@ -68,7 +73,7 @@ impl BoardSource for VirtualBoards {
                     clocked.then(|| board_seed(seed, rank)),
                 )
                 .await
-                .map_err(|e| infra(node, e.to_string()))?;
+                .map_err(|e| infra(node, InfraError::acquire(e.to_string())))?;
                 if let (Some(clock), Some(radio)) = (&clock, dk.radio()) {
                     dk.tap = Some(clock.expect_board(&radio, rank as u32));
                 }
@@ -145,7 +150,12 @@ pub(super) fn apply_air_faults(
         hub.set_faults(air.config.clone());
     }
     let socket_of = |node: &str| -> Result<PathBuf, InfraFailure> {
-        radio_of(node).ok_or_else(|| infra(node, "no radio to inject link faults on".into()))
+        radio_of(node).ok_or_else(|| {
+            infra(
+                node,
+                InfraError::Fault("no radio to inject link faults on".into()),
+            )
+        })
     };
     for (from, to) in &air.links {
         hub.set_link_faults(&socket_of(from)?, &socket_of(to)?, Some(air.config.clone()));
@@ -153,15 +163,29 @@ pub(super) fn apply_air_faults(
     Ok(())
 }
 
+/// The counters of a case's air hub, as the events carry them.
+pub(super) fn hub_counters(hub: &Hub) -> HubCounters {
+    let s = hub.stats();
+    HubCounters {
+        frames_in: s.frames_in,
+        frames_out: s.frames_out,
+        frames_to_sniffer: s.frames_to_monitors,
+        injected_losses: s.injected_losses,
+        injected_duplicates: s.injected_duplicates,
+        injected_corruptions: s.injected_corruptions,
+        receiver_overruns: s.receiver_overruns,
+        malformed: s.malformed,
+    }
+}
+
 /// The case's air witness on `hub`: a virtual sniffer (started by `vdk`) when the case has one.
 pub(super) async fn watch_air(
     run: CaseRun<'_>,
     vdk: &VdkCommand,
-    hub: &Hub,
+    hub: &Arc<Hub>,
 ) -> Result<Option<Witness>, String> {
     let variants_dir = run.variant.image.path.parent().unwrap_or(Path::new("."));
-    let witness =
-        Witness::start_virtual(run.case, vdk, hub.socket_path(), variants_dir, run.log_dir).await?;
+    let witness = Witness::start_virtual(run.case, vdk, hub, variants_dir, run.log_dir).await?;
     // The sniffer tunes its radio once its capture starts; the case's first frame must not
     // pass before it does (on the case clock the steps are microseconds away).
     if run.case.air.sniffer
@@ -184,7 +208,8 @@ const SNIFFER_TUNE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The virtual DKs of one case run and their air.
 struct OnAir {
     vdk: VdkCommand,
-    hub: Hub,
+    /// Shared with the case's air witness, which reads its counters.
+    hub: Arc<Hub>,
     dks: Vec<VirtualDk>,
 }
 
@@ -280,6 +305,10 @@ impl CaseBoards for OnAir {
             self.apply_air_faults(run, Some(index))?;
             self.inject_board_faults(run, index, consoles).await
         })
+    }
+
+    fn air_counters(&self) -> Option<HubCounters> {
+        Some(hub_counters(&self.hub))
     }
 
     fn transcript_controls(&self) -> Vec<(String, PathBuf)> {

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::air_spec::{self, AirSpec, SnapshotSpec, SnifferTable};
 use super::{Location, Problem, Step};
-use crate::air::{AirSpec, SnapshotSpec, SnifferTable};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,7 +75,7 @@ pub(super) fn validate(
             }
         })
         .collect();
-    match AirSpec::from_tables(table.as_ref(), specs, &crate::air::commands(steps)) {
+    match AirSpec::from_tables(table.as_ref(), specs, &air_spec::commands(steps)) {
         Ok(spec) => spec,
         Err(e) => {
             // Only what the sniffer learned from the steps can be wrong here: the tables'
@@ -117,7 +117,7 @@ fn check(
             );
         }
         if let Some(k) = &s.network_key
-            && crate::air::parse_network_key(k.get_ref()).is_err()
+            && air_spec::parse_network_key(k.get_ref()).is_err()
         {
             problem(
                 k.span().start,
@@ -128,7 +128,7 @@ fn check(
             );
         }
         if let Some(p) = &s.mesh_local_prefix
-            && crate::air::parse_prefix(p.get_ref()).is_err()
+            && air_spec::parse_prefix(p.get_ref()).is_err()
         {
             problem(
                 p.span().start,

@@ -5,6 +5,7 @@
 //! compile and variables that are captured before they are read.
 
 mod air;
+pub mod air_spec;
 pub mod faults;
 mod load;
 pub mod template;
@@ -103,7 +104,7 @@ pub struct Case {
     /// Injected air and board faults (`[faults]`).
     pub faults: faults::CaseFaults,
     /// The sniffer and the handshake snapshots (`[sniffer]`, `[[snapshot]]`).
-    pub air: crate::air::AirSpec,
+    pub air: air_spec::AirSpec,
 }
 
 impl Case {

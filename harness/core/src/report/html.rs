@@ -9,9 +9,9 @@
 //! which are linked, not inlined, so the page stays kilobytes per case. The matrix and the
 //! ladders are static HTML and SVG: they read the same with JavaScript off.
 //!
-//! The renderer has its own input model ([`HtmlRun`]) so that it does not care where the
-//! results come from: today [`from_out`] builds it from what a run leaves in its output folder;
-//! step-level run events can fill the same model directly.
+//! The renderer has its own input model ([`HtmlRun`]); [`reporter::HtmlReporter`] fills it from
+//! the run's events (results, board events, air captures, snapshot comparisons), as the JUnit and
+//! JSON reporters are filled, and writes the page when the run finishes.
 //!
 //! Everything that reaches the page from a board, a case file or the air is escaped (console
 //! lines are untrusted text).
@@ -24,12 +24,12 @@ use ot_hil_dtls::Transcript;
 
 use crate::events::Outcome;
 
-pub mod from_out;
 pub mod ladder;
 pub mod markdown;
+pub mod reporter;
 pub mod timeline;
 
-pub use from_out::{FromOutError, from_out_dir, write_for_out_dir};
+pub use reporter::HtmlReporter;
 
 const STYLE: &str = include_str!("html/style.css");
 const SCRIPT: &str = include_str!("html/script.js");
@@ -50,8 +50,9 @@ pub struct Provenance {
     pub host: Option<String>,
     /// What the times on the page count from.
     pub clock: String,
-    /// Seed of the run's random choices (virtual air), when there was one.
-    pub seed: Option<u64>,
+    /// Seed of the run's random choices (virtual air), in words: the run's `--air-seed`, the
+    /// cases' one seed, or per case.
+    pub seed: String,
     /// Boards or board kinds the run used.
     pub boards: Vec<String>,
     pub duration: Option<Duration>,
@@ -79,6 +80,10 @@ pub struct CaseRun {
     pub snapshot_mismatches: Vec<SnapshotMismatch>,
     pub timeline: Timeline,
     pub links: Vec<Link>,
+    /// Seed of the case run's virtual air, where it had one.
+    pub seed: Option<u64>,
+    /// Node and what stood behind it (`virtual`, `host`, `board`).
+    pub boards: Vec<(String, String)>,
 }
 
 impl CaseRun {
@@ -314,11 +319,7 @@ fn provenance(h: &mut String, p: &Provenance) {
     item("commit", p.commit.as_deref().unwrap_or("unknown"));
     item("host", p.host.as_deref().unwrap_or("unknown"));
     item("boards", &p.boards.join(", "));
-    item(
-        "seed",
-        &p.seed
-            .map_or_else(|| "none recorded".to_string(), |s| s.to_string()),
-    );
+    item("seed", &p.seed);
     item("clock", &p.clock);
     if let Some(d) = p.duration {
         item("duration", &format!("{:.2} s", d.as_secs_f64()));
@@ -391,7 +392,7 @@ fn case_section(h: &mut String, r: &CaseRun) {
     let _ = write!(
         h,
         "<section class=\"run {}\" id=\"{}\">\n<details{}>\n<summary><span class=\"badge {}\">{}</span> \
-         <b>{}</b> @ {} <span class=\"dim\">{:.3} s · {}{}</span></summary>\n",
+         <b>{}</b> @ {} <span class=\"dim\">{:.3} s · {}{}{}</span></summary>\n",
         outcome_class(r.outcome),
         r.anchor(),
         if r.is_failure() || r.flaky {
@@ -405,6 +406,7 @@ fn case_section(h: &mut String, r: &CaseRun) {
         esc(&r.variant),
         r.duration.as_secs_f64(),
         esc(&r.path),
+        r.seed.map(|s| format!(" · seed {s}")).unwrap_or_default(),
         // A folded expected failure or skip still says why in its one line.
         match (&r.reason, r.outcome) {
             (Some(reason), Outcome::Xfail | Outcome::Skip) => format!(" · {}", esc(reason)),
@@ -510,6 +512,8 @@ mod tests {
                 omitted: 0,
             },
             links: vec![],
+            seed: None,
+            boards: vec![],
         }
     }
 

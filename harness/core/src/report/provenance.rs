@@ -23,6 +23,8 @@ pub struct RunFacts {
     pub started: String,
     #[serde(skip)]
     pub started_at: SystemTime,
+    /// `--air-seed`: the seed of every case's virtual air (attempt n: seed + n - 1).
+    pub air_seed: Option<u64>,
 }
 
 impl RunFacts {
@@ -36,6 +38,7 @@ impl RunFacts {
             host: host_name(),
             started: humantime::format_rfc3339_seconds(started_at).to_string(),
             started_at,
+            air_seed: None,
         }
     }
 

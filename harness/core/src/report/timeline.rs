@@ -1,8 +1,11 @@
 //! A case's `timeline.log`: every board's log lines (console output, commands sent, step notes)
-//! in one file, in the order the run's clock stamped them, each prefixed with its node.
+//! and the runner's board events (acquired, flashed, booted, crashed, lost) in one file, in the
+//! order the run's clock stamped them, each prefixed with its node.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use crate::events::BoardRecord;
 
 /// File name of the merged log, next to the boards' logs.
 pub const TIMELINE_FILE: &str = "timeline.log";
@@ -14,9 +17,14 @@ fn stamp(line: &str) -> Option<f64> {
     t.trim().parse().ok()
 }
 
-/// Merge the logs of `logs` (node -> board log) into `dir/timeline.log`. Lines of one board keep
-/// their order; lines of different boards go by their stamps (same stamp: by node name).
-pub fn write(dir: &Path, logs: &BTreeMap<String, PathBuf>) -> std::io::Result<PathBuf> {
+/// Merge the logs of `logs` (node -> board log) and the board events `events` into
+/// `dir/timeline.log`. Lines of one board keep their order; lines of different boards go by their
+/// stamps (same stamp: by node name); an event comes after the log lines of its stamp.
+pub fn write(
+    dir: &Path,
+    logs: &BTreeMap<String, PathBuf>,
+    events: &[BoardRecord],
+) -> std::io::Result<PathBuf> {
     let mut lines: Vec<(f64, &str, String)> = Vec::new();
     let mut header = None;
     for (node, path) in logs {
@@ -39,6 +47,15 @@ pub fn write(dir: &Path, logs: &BTreeMap<String, PathBuf>) -> std::io::Result<Pa
             }
         }
     }
+    for e in events {
+        let t = e.at.as_secs_f64();
+        lines.push((
+            t,
+            &e.node,
+            format!("[{t:12.6}] === board {}", e.event.text()),
+        ));
+    }
+    // Stable: equal stamps keep their order (a board's own lines, then the events).
     lines.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
     let mut out = String::new();
     if let Some(h) = header {
@@ -48,7 +65,12 @@ pub fn write(dir: &Path, logs: &BTreeMap<String, PathBuf>) -> std::io::Result<Pa
             logs.keys().cloned().collect::<Vec<_>>().join(", ")
         ));
     }
-    let width = logs.keys().map(String::len).max().unwrap_or(0);
+    let width = logs
+        .keys()
+        .chain(events.iter().map(|e| &e.node))
+        .map(String::len)
+        .max()
+        .unwrap_or(0);
     for (_, node, line) in &lines {
         match line.split_once("] ") {
             Some((stamp, text)) if line.starts_with('[') => {
@@ -87,13 +109,21 @@ mod tests {
         .expect("written");
         let logs: BTreeMap<String, PathBuf> =
             [("leader".to_string(), a), ("child".to_string(), b)].into();
-        let path = write(dir.path(), &logs).expect("merged");
+        let events = [crate::events::BoardRecord {
+            node: "child".into(),
+            at: std::time::Duration::from_millis(2750),
+            event: crate::events::BoardEvent::Lost {
+                reason: "serial port closed".into(),
+            },
+        }];
+        let path = write(dir.path(), &logs, &events).expect("merged");
         assert_eq!(
             std::fs::read_to_string(path).expect("read"),
             "# timeline of child, leader; [seconds] since the run started at 2026-12-02T20:05:00.000Z\n\
              [    1.000000] leader | --- step 1 (c.toml:3): leader: state\n\
              [    2.000000] child  | >>> state\n\
              [    2.500000] child  | child\n\
+             [    2.750000] child  | === board lost: serial port closed\n\
              [    3.000000] leader | leader\n"
         );
     }
