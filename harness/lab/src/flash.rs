@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 pub mod image;
 pub mod probe_rs;
+pub mod settings_area;
 pub mod state;
 
 pub use self::probe_rs::ProbeRsFlasher;

@@ -336,3 +336,111 @@ fn flasher_needs_a_probe_in_the_map() {
     let err = ProbeRsFlasher::new(&b, StateDir::new(PathBuf::from("/nonexistent"))).unwrap_err();
     assert!(err.to_string().contains("no probe"), "{err}");
 }
+
+/// The repository's fixtures/hw folder.
+fn hw_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/hw")
+}
+
+#[test]
+fn a_settings_erase_is_planned_for_a_board_whose_image_is_current() {
+    use ot_hil_lab::flash::settings_area::{AreaSource, NRF52840DK_DEFAULT, SettingsArea};
+    let build = hw_fixtures().join("build-ncs");
+    let image = FirmwareImage::from_file("ncs-v2.2.0", &build.join("zephyr/zephyr.hex")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let states = StateDir::new(dir.path().join("state"));
+    // The state file records this very image on the board (a run flashed it before).
+    states
+        .store(
+            "dk-test",
+            &BoardState {
+                sha256: image.sha256.clone(),
+                variant: image.variant.clone(),
+                flashed_at: 0,
+                checks: vec![],
+            },
+        )
+        .unwrap();
+    let area = SettingsArea::for_build(Some(&build)).unwrap();
+    assert_eq!(
+        (area.address, area.size),
+        (0xf8000, 0x8000),
+        "settings_storage of partitions.yml"
+    );
+    assert_eq!(
+        area.source,
+        AreaSource::PartitionManager(build.join("partitions.yml"))
+    );
+    let flasher = ProbeRsFlasher::new(&board("000000000001"), states.clone())
+        .unwrap()
+        .with_settings(Some(area.clone()));
+    let plan = flasher.plan(&image);
+    assert_eq!(plan.skip_if_current.as_deref(), Some(image.sha256.as_str()));
+    // Programming is skipped (after the read-back), so the erase happens on its own ...
+    assert_eq!(plan.settings_erase(false), Some(&area));
+    // ... and after a full programming the chip erase has already cleared it.
+    assert_eq!(plan.settings_erase(true), None);
+
+    // `--keep-state`: nothing erased.
+    let keep = flasher.clone().with_settings(None).plan(&image);
+    assert_eq!(keep.settings_erase(false), None);
+
+    // Another image recorded: program it (chip erase), no separate settings erase needed.
+    states
+        .store(
+            "dk-test",
+            &BoardState {
+                sha256: "00".repeat(32),
+                variant: "other".into(),
+                flashed_at: 0,
+                checks: vec![],
+            },
+        )
+        .unwrap();
+    let stale = flasher.plan(&image);
+    assert_eq!(stale.skip_if_current, None);
+    assert_eq!(stale.settings_erase(true), None);
+
+    // The devicetree of a build without Partition Manager, and the documented fallback.
+    let dts_build = hw_fixtures().join("build-dts");
+    let dts = SettingsArea::for_build(Some(&dts_build)).unwrap();
+    assert_eq!((dts.address, dts.size), (0xfc000, 0x4000));
+    assert_eq!(
+        dts.source,
+        AreaSource::Devicetree(dts_build.join("zephyr/zephyr.dts"))
+    );
+    assert_eq!(
+        SettingsArea::for_build(Some(dir.path())).unwrap(),
+        NRF52840DK_DEFAULT
+    );
+    assert_eq!(SettingsArea::for_build(None).unwrap(), NRF52840DK_DEFAULT);
+}
+
+#[test]
+fn a_broken_partition_layout_is_an_error_not_a_fallback() {
+    use ot_hil_lab::flash::settings_area::SettingsArea;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("partitions.yml"),
+        "settings_storage:\n  address: 0xf8000\n",
+    )
+    .unwrap();
+    let err = SettingsArea::for_build(Some(dir.path())).unwrap_err();
+    assert!(err.to_string().contains("settings_storage"), "{err}");
+    std::fs::write(
+        dir.path().join("partitions.yml"),
+        "settings_storage:\n  address: 0xf8000\n  size: 0\n",
+    )
+    .unwrap();
+    let err = SettingsArea::for_build(Some(dir.path())).unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+    std::fs::remove_file(dir.path().join("partitions.yml")).unwrap();
+    std::fs::create_dir(dir.path().join("zephyr")).unwrap();
+    std::fs::write(
+        dir.path().join("zephyr/zephyr.dts"),
+        "storage_partition: partition@f8000 { reg = < 0xf8000 >; };",
+    )
+    .unwrap();
+    let err = SettingsArea::for_build(Some(dir.path())).unwrap_err();
+    assert!(err.to_string().contains("reg"), "{err}");
+}
