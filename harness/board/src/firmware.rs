@@ -53,6 +53,11 @@ pub struct BuildInfo {
     pub board: Option<String>,
     pub sample: Option<String>,
     pub hex: Option<PathBuf>,
+    /// The build folder (`west build -d DIR`), where the image's partition layout is read
+    /// (`partitions.yml`, `zephyr/zephyr.dts`); default: the folder above `hex` when `hex` is
+    /// `<DIR>/zephyr/zephyr.hex`.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
 }
 
 /// A variant whose boards are processes of a program on the host (upstream OpenThread's

@@ -202,7 +202,7 @@ impl NodeCommand {
 }
 
 /// Single quotes for `sh`, closing and reopening them around each `'`.
-fn shell_quote(s: &str) -> String {
+pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 

@@ -49,6 +49,10 @@ pub struct RunOptions {
     /// A case still running after this long (and after each further multiple) is reported as
     /// SLOW; `None`: never.
     pub slow_timeout: Option<std::time::Duration>,
+    /// Keep what the boards stored in earlier cases (`--keep-state`): no settings erase or
+    /// factory reset on real boards, and board commands run in the current directory instead
+    /// of a fresh one per case. Virtual DKs are new processes per case, fresh either way.
+    pub keep_state: bool,
 }
 
 impl Default for RunOptions {
@@ -60,6 +64,7 @@ impl Default for RunOptions {
             air_faults: None,
             air_seed: None,
             slow_timeout: None,
+            keep_state: false,
         }
     }
 }

@@ -618,10 +618,11 @@ async fn bring_up(
     let mut flashes = Vec::new();
     for board in acquired {
         let log = run.log_dir.join(format!("{}.log", board.node));
+        let config_banner = board.banner;
         let config = ConsoleConfig {
             board: board.node.clone(),
             shell: board.shell,
-            banner: board.banner,
+            banner: config_banner.clone(),
             log: Some(log.clone()),
         };
         let console = match &board.port {
@@ -649,9 +650,10 @@ async fn bring_up(
             console.note(&format!("flash {} ({})", image.variant, image.sha256));
             tokio::task::spawn_blocking(move || flasher.flash(&image))
         });
-        flashes.push((board.node, console, before, flash));
+        let factory_reset = board.factory_reset.then(|| config_banner.clone());
+        flashes.push((board.node, console, before, flash, factory_reset));
     }
-    for (node, console, before, flash) in flashes {
+    for (node, console, before, flash, factory_reset) in flashes {
         if let Some(handle) = flash {
             let outcome = handle
                 .await
@@ -659,12 +661,18 @@ async fn bring_up(
                 .map_err(|e| RawOutcome::Infra(infra(&node, e.to_string())))?;
             console.note(&format!("{outcome:?}"));
         }
+        let not_ready = |e| match e {
+            NotReady::Infra(i) => RawOutcome::Infra(i),
+            NotReady::Crashed(f) => RawOutcome::Failed(f),
+        };
         crate::boards::wait_ready(&console, before, run.ready_timeout)
             .await
-            .map_err(|e| match e {
-                NotReady::Infra(i) => RawOutcome::Infra(i),
-                NotReady::Crashed(f) => RawOutcome::Failed(f),
-            })?;
+            .map_err(not_ready)?;
+        if let Some(banner) = factory_reset {
+            crate::boards::factory_reset_over_console(&console, &banner, run.ready_timeout)
+                .await
+                .map_err(not_ready)?;
+        }
     }
     for c in consoles.values() {
         c.arm_crash_detection(true);

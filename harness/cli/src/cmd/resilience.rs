@@ -82,6 +82,8 @@ impl ResilienceArgs {
             air_seed: self.air_seed,
             // Set by `run` from its own --slow-timeout.
             slow_timeout: None,
+            // Set by `run` from its own --keep-state.
+            keep_state: false,
         })
     }
 }

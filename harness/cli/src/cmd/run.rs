@@ -78,6 +78,11 @@ pub struct Cmd {
     /// How long a board may take to show its prompt after flashing.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     ready_timeout: Duration,
+    /// Keep what boards stored in earlier cases: real boards are not erased or factory-reset
+    /// before a case, board commands run in the current directory instead of a fresh one per
+    /// case (by default every case starts from its variant's factory state).
+    #[arg(long)]
+    keep_state: bool,
     #[command(flatten)]
     resilience: super::resilience::ResilienceArgs,
 }
@@ -187,6 +192,7 @@ impl Cmd {
         ];
         let mut options = self.resilience.options(&self.cases)?;
         options.slow_timeout = Some(self.slow_timeout);
+        options.keep_state = self.keep_state;
         let jobs = self.jobs.unwrap_or_else(|| {
             if !self.board_commands.is_empty() {
                 // The same host programs serve every case: one case at a time.

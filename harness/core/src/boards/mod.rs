@@ -117,6 +117,9 @@ pub struct AcquiredBoard {
     pub note: Option<String>,
     /// The probe and the image for it; `None`: nothing to flash (the board boots by itself).
     pub flash: Option<(Box<dyn Flasher + Send>, FirmwareImage)>,
+    /// Once its prompt is up, send the profile's `factoryreset` over the console and wait for
+    /// the reboot: how a board whose settings no probe can erase starts the case fresh.
+    pub factory_reset: bool,
     /// What the reports say this board is (source, board id, probe serial, port).
     pub facts: NodeFacts,
 }
@@ -272,6 +275,72 @@ pub async fn wait_ready(console: &Console, before: u64, timeout: Duration) -> Re
             next_poke = now + PROMPT_POKE_INTERVAL;
         }
         let _ = tokio::time::timeout_at(deadline.min(next_poke), changed.changed()).await;
+    }
+}
+
+/// The OpenThread command that erases a board's settings and reboots it (`otInstanceFactoryReset`).
+pub const FACTORY_RESET_COMMAND: &str = "factoryreset";
+
+/// Send the profile's factory-reset command and wait until the board rebooted: its boot banner
+/// (when the variant has one) followed by a prompt. A board without a banner can only show the
+/// prompt, which is then taken as the end of the reboot.
+pub async fn factory_reset_over_console(
+    console: &Console,
+    banner: &[String],
+    timeout: Duration,
+) -> Result<(), NotReady> {
+    let (lines_before, prompts_before) = {
+        let st = console.shared().lock();
+        (st.lines.len(), st.prompts)
+    };
+    let command = format!("{}{FACTORY_RESET_COMMAND}", console.shell().prefix);
+    console.note("factory reset over the console (no probe to erase the settings)");
+    console
+        .send_line(&command)
+        .await
+        .map_err(|e| NotReady::Infra(infra(console.name(), e.to_string())))?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut changed = console.shared().subscribe();
+    // The prompt count at the banner: only a prompt after it ends the reboot.
+    let mut rebooted_at = if banner.is_empty() {
+        Some(prompts_before)
+    } else {
+        None
+    };
+    loop {
+        {
+            let st = console.shared().lock();
+            if rebooted_at.is_none()
+                && st
+                    .lines
+                    .find(lines_before, |l| {
+                        banner.iter().any(|b| !b.is_empty() && l.text == *b)
+                    })
+                    .is_some()
+            {
+                rebooted_at = Some(st.prompts);
+            }
+            if let Some(at) = rebooted_at
+                && st.prompts > at
+            {
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(NotReady::Infra(infra(
+                console.name(),
+                format!(
+                    "`{command}` did not reboot the board within {} (no {} seen)",
+                    humantime::format_duration(timeout),
+                    if rebooted_at.is_none() {
+                        "boot banner"
+                    } else {
+                        "prompt after the boot banner"
+                    }
+                ),
+            )));
+        }
+        let _ = tokio::time::timeout_at(deadline, changed.changed()).await;
     }
 }
 

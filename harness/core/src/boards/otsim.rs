@@ -133,6 +133,7 @@ impl BoardSource for SimulatedBoards {
                             command.node_id, command.port_offset
                         )),
                         flash: None,
+                        factory_reset: false,
                         facts: NodeFacts {
                             source: "host",
                             board_id: Some(format!(

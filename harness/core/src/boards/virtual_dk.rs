@@ -74,6 +74,9 @@ impl BoardSource for VirtualBoards {
                         Box::new(dk.probe()) as Box<dyn Flasher + Send>,
                         run.variant.image.clone(),
                     )),
+                    // A new process per case run: its flash is blank until the runner flashes
+                    // it, which erases the settings.
+                    factory_reset: false,
                     facts: NodeFacts {
                         source: "virtual",
                         port: Some(dk.tty.display().to_string()),
