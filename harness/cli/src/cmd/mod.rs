@@ -2,6 +2,7 @@
 
 mod boards;
 mod check;
+mod lab;
 mod list;
 mod resilience;
 mod run;
@@ -42,6 +43,8 @@ enum Command {
     Boards(boards::Cmd),
     /// Read an nRF 802.15.4 sniffer (serial port or virtual air) and print decoded traffic.
     Sniff(sniff::Cmd),
+    /// Boards to use by hand: `lab up` starts a virtual air with virtual DKs on PTYs.
+    Lab(lab::Cmd),
 }
 
 impl Cli {
@@ -53,6 +56,7 @@ impl Cli {
             Command::Vdk(c) => c.run(),
             Command::Sniff(c) => c.run(),
             Command::Boards(c) => c.run(),
+            Command::Lab(c) => c.run(),
         }
     }
 }
