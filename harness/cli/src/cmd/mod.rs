@@ -2,6 +2,7 @@
 
 mod boards;
 mod check;
+mod console;
 mod lab;
 mod list;
 mod resilience;
@@ -45,6 +46,8 @@ enum Command {
     Sniff(sniff::Cmd),
     /// Boards to use by hand: `lab up` starts a virtual air with virtual DKs on PTYs.
     Lab(lab::Cmd),
+    /// A terminal on a board of the hardware map: takes its lock, shows and logs its console.
+    Console(console::Cmd),
 }
 
 impl Cli {
@@ -57,6 +60,7 @@ impl Cli {
             Command::Sniff(c) => c.run(),
             Command::Boards(c) => c.run(),
             Command::Lab(c) => c.run(),
+            Command::Console(c) => c.run(),
         }
     }
 }
