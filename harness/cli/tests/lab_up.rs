@@ -204,3 +204,62 @@ fn lab_up_refuses_an_unknown_variant() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no-such-variant"), "{err}");
 }
+
+#[test]
+fn keep_boards_on_failure_leaves_the_failed_case_s_boards_up_until_ctrl_c() {
+    let cases = tempfile::tempdir().unwrap();
+    // Fails: a fresh board is `disabled`, not `leader`.
+    std::fs::write(
+        cases.path().join("never-leader.toml"),
+        "nodes = [\"a\", \"b\"]\n[[steps]]\nnode = \"a\"\nsend = \"state\"\noutput = ['^leader$']\ntimeout = \"1s\"\n",
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut child = Command::new(EXE)
+        .arg("run")
+        .arg(cases.path())
+        .arg("--variants-dir")
+        .arg(variants_dir())
+        .args(["--variant", "ncs-v2.2.0", "--out"])
+        .arg(out.path().join("o"))
+        .arg("--keep-boards-on-failure")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut printed = Vec::new();
+    // Up to the line of the air, the last of the kept case.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.trim_start().starts_with("air ");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    let mut lab = LabUp { child, printed };
+    assert!(
+        lab.printed
+            .iter()
+            .any(|l| l.starts_with("kept the boards of 1 failed case run")),
+        "{:?}",
+        lab.printed
+    );
+    assert!(lab.printed.iter().any(|l| l == "never-leader@ncs-v2.2.0:"));
+    let a = lab.path_of("a");
+    let b = lab.path_of("b");
+    assert!(lab.path_of("air").exists());
+    // The failed case's boards are as the case left them, and answer a person.
+    assert!(type_on(&a, "ot state", "Done").contains("disabled"));
+    assert!(type_on(&b, "ot channel", "Done").contains("11"));
+    let kept = lab.descendants();
+    assert_eq!(kept.len(), 2, "the case's two boards run: {kept:?}");
+    // Ctrl-C stops them; the run's exit code is still the run's: a failure.
+    assert_eq!(lab.stop(Signal::SIGINT), 1);
+    let left: Vec<u32> = kept.into_iter().filter(|p| alive(*p)).collect();
+    assert!(left.is_empty(), "processes left running: {left:?}");
+    assert!(!a.exists());
+}

@@ -53,6 +53,9 @@ pub struct RunOptions {
     /// factory reset on real boards, and board commands run in the current directory instead
     /// of a fresh one per case. Virtual DKs are new processes per case, fresh either way.
     pub keep_state: bool,
+    /// Keep the boards of a failed case run up (virtual DKs and their air) for a person to
+    /// look at; the run hands them back with [`crate::runner::run_keeping`].
+    pub keep_boards_on_failure: bool,
 }
 
 impl Default for RunOptions {
@@ -65,6 +68,7 @@ impl Default for RunOptions {
             air_seed: None,
             slow_timeout: None,
             keep_state: false,
+            keep_boards_on_failure: false,
         }
     }
 }

@@ -84,6 +84,7 @@ impl ResilienceArgs {
             slow_timeout: None,
             // Set by `run` from its own --keep-state.
             keep_state: false,
+            keep_boards_on_failure: false,
         })
     }
 }

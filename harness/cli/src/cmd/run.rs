@@ -83,6 +83,10 @@ pub struct Cmd {
     /// case (by default every case starts from its variant's factory state).
     #[arg(long)]
     keep_state: bool,
+    /// Keep the virtual boards and the air of each failed case run up after the run, printing
+    /// their consoles (PTYs) to open, until Ctrl-C.
+    #[arg(long)]
+    keep_boards_on_failure: bool,
     #[command(flatten)]
     resilience: super::resilience::ResilienceArgs,
 }
@@ -193,6 +197,7 @@ impl Cmd {
         let mut options = self.resilience.options(&self.cases)?;
         options.slow_timeout = Some(self.slow_timeout);
         options.keep_state = self.keep_state;
+        options.keep_boards_on_failure = self.keep_boards_on_failure;
         let jobs = self.jobs.unwrap_or_else(|| {
             if !self.board_commands.is_empty() {
                 // The same host programs serve every case: one case at a time.
@@ -223,12 +228,10 @@ impl Cmd {
         // SIGINT, SIGTERM (a CI job's cancel) and SIGHUP all end the run the same way: cases
         // stop, boards are stopped, reports are completed; only the exit code tells them apart.
         let signal_code = std::cell::Cell::new(None);
-        let summary = rt.block_on(async {
+        let (summary, kept) = rt.block_on(async {
             let signals = StopSignals::install().context("installing signal handlers")?;
             let interrupt = async { signal_code.set(Some(signals.first().await)) };
-            anyhow::Ok(
-                runner::run_with_options(config, options, plan, &mut reporters, interrupt).await?,
-            )
+            anyhow::Ok(runner::run_keeping(config, options, plan, &mut reporters, interrupt).await?)
         })?;
         // The page and the CI summary are built from the results the reporters just wrote.
         match ot_hil::report::html::write_for_out_dir(&self.out) {
@@ -239,11 +242,49 @@ impl Cmd {
             ),
             Err(e) => eprintln!("report.html not written: {e}"),
         }
+        if !kept.is_empty() {
+            rt.block_on(async {
+                print_kept(&kept);
+                match StopSignals::install() {
+                    Ok(signals) => {
+                        signals.first().await;
+                    }
+                    Err(e) => eprintln!("cannot wait for Ctrl-C ({e}); stopping the boards"),
+                }
+                eprintln!("stopping the kept boards");
+                kept.release().await;
+            });
+        }
         Ok(match signal_code.get() {
             Some(code) if summary.interrupted => code,
             _ => exit_code::for_summary(&summary),
         })
     }
+}
+
+/// How to reach the boards kept after failures: each node's console and the air. The
+/// `<node> <path>` lines are what scripts read.
+fn print_kept(kept: &runner::KeptBoards) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let n = kept.cases.len();
+    let _ = writeln!(
+        out,
+        "kept the boards of {n} failed case run{} (Ctrl-C stops them):",
+        if n == 1 { "" } else { "s" }
+    );
+    for case in &kept.cases {
+        let _ = writeln!(out, "{}@{}:", case.case, case.variant);
+        for (name, path) in &case.reach {
+            let how = if name == "air" {
+                format!("ot-hil sniff --air {} --channel <CH>", path.display())
+            } else {
+                format!("screen {} 115200", path.display())
+            };
+            let _ = writeln!(out, "  {name} {}    ({how})", path.display());
+        }
+    }
+    let _ = out.flush();
 }
 
 /// The signals that stop a run, each with the exit code it ends the run with.

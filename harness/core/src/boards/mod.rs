@@ -180,6 +180,12 @@ pub trait CaseBoards: Send {
         Vec::new()
     }
 
+    /// What a person can open while the boards are kept up after a failure (label, path): each
+    /// node's console and the air. Empty: the source cannot keep its boards for a person.
+    fn reachable(&self) -> Vec<(String, PathBuf)> {
+        Vec::new()
+    }
+
     /// Give the boards back (processes stopped, locks released, pooled boards returned).
     fn release(self: Box<Self>) -> BoxFuture<'static, ()>;
 }

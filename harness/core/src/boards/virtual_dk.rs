@@ -237,6 +237,17 @@ impl CaseBoards for OnAir {
             .collect()
     }
 
+    fn reachable(&self) -> Vec<(String, PathBuf)> {
+        self.dks
+            .iter()
+            .map(|d| (d.board.clone(), d.tty.clone()))
+            .chain(std::iter::once((
+                "air".to_string(),
+                self.hub.socket_path().to_path_buf(),
+            )))
+            .collect()
+    }
+
     fn release(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             let OnAir { hub, dks, .. } = *self;
