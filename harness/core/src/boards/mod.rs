@@ -288,13 +288,14 @@ pub async fn wait_ready(console: &Console, before: u64, timeout: Duration) -> Re
 pub const FACTORY_RESET_COMMAND: &str = "factoryreset";
 
 /// Send the profile's factory-reset command and wait until the board rebooted: its boot banner
-/// (when the variant has one) followed by a prompt. A board without a banner can only show the
-/// prompt, which is then taken as the end of the reboot.
+/// (when the variant has one), then a prompt (asked for with Enter, as after a flash). A board
+/// without a banner can only show the prompt, which is then taken as the end of the reboot.
 pub async fn factory_reset_over_console(
     console: &Console,
     banner: &[String],
     timeout: Duration,
 ) -> Result<(), NotReady> {
+    let deadline = tokio::time::Instant::now() + timeout;
     let (lines_before, prompts_before) = {
         let st = console.shared().lock();
         (st.lines.len(), st.prompts)
@@ -305,49 +306,37 @@ pub async fn factory_reset_over_console(
         .send_line(&command)
         .await
         .map_err(|e| NotReady::Infra(infra(console.name(), e.to_string())))?;
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut changed = console.shared().subscribe();
-    // The prompt count at the banner: only a prompt after it ends the reboot.
-    let mut rebooted_at = if banner.is_empty() {
-        Some(prompts_before)
-    } else {
-        None
-    };
-    loop {
-        {
-            let st = console.shared().lock();
-            if rebooted_at.is_none()
-                && st
+    let mut prompts_at_boot = prompts_before;
+    if banner.iter().any(|b| !b.is_empty()) {
+        let mut changed = console.shared().subscribe();
+        loop {
+            {
+                let st = console.shared().lock();
+                let booted = st
                     .lines
                     .find(lines_before, |l| {
                         banner.iter().any(|b| !b.is_empty() && l.text == *b)
                     })
-                    .is_some()
-            {
-                rebooted_at = Some(st.prompts);
+                    .is_some();
+                if booted {
+                    prompts_at_boot = st.prompts;
+                    break;
+                }
             }
-            if let Some(at) = rebooted_at
-                && st.prompts > at
-            {
-                return Ok(());
+            if tokio::time::Instant::now() >= deadline {
+                return Err(NotReady::Infra(infra(
+                    console.name(),
+                    format!(
+                        "`{command}` did not reboot the board within {} (no boot banner)",
+                        humantime::format_duration(timeout)
+                    ),
+                )));
             }
+            let _ = tokio::time::timeout_at(deadline, changed.changed()).await;
         }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(NotReady::Infra(infra(
-                console.name(),
-                format!(
-                    "`{command}` did not reboot the board within {} (no {} seen)",
-                    humantime::format_duration(timeout),
-                    if rebooted_at.is_none() {
-                        "boot banner"
-                    } else {
-                        "prompt after the boot banner"
-                    }
-                ),
-            )));
-        }
-        let _ = tokio::time::timeout_at(deadline, changed.changed()).await;
     }
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    wait_ready(console, prompts_at_boot, left).await
 }
 
 /// Wait until the board shows a prompt; the error says why, for people.
