@@ -183,3 +183,61 @@ fn a_board_without_a_probe_is_factory_reset_over_its_console_unless_state_is_kep
         std::fs::read_to_string(dir.path().join("kept/logs/fresh/ncs-v2.2.0/dut.log")).unwrap();
     assert!(!log.contains("factoryreset"), "{log}");
 }
+
+/// `--board-command` programs keep their settings in files of their working directory (the
+/// OpenThread simulation: `tmp/*.flash`): each case run starts them in a fresh one, unless
+/// `--keep-state`.
+#[test]
+fn board_commands_run_in_a_fresh_directory_per_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("cases");
+    std::fs::create_dir_all(&cases).unwrap();
+    for name in ["one", "two"] {
+        std::fs::write(
+            cases.join(format!("{name}.toml")),
+            "nodes = [\"dut\"]\n[[steps]]\nnode = \"dut\"\nsend = \"state\"\noutput = ['^leader$']\n",
+        )
+        .unwrap();
+    }
+    let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/support/fake_cli.py");
+    // Says on its console whether an earlier case left its "settings" here, then leaves its own.
+    let command = format!(
+        "sh -c 'if [ -e settings ]; then echo SETTINGS-FROM-AN-EARLIER-CASE; fi; touch settings; exec python3 -u {}'",
+        fake.display()
+    );
+    let cwd = dir.path().join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let run = |out: &str, extra: &[&str]| {
+        let r = Command::new(EXE)
+            .arg("run")
+            .arg(&cases)
+            .arg("--variants-dir")
+            .arg(repo().join("firmware/variants"))
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .args(["--board-command", &command])
+            .args(extra)
+            .current_dir(&cwd)
+            .output()
+            .unwrap();
+        assert_eq!(
+            r.status.code(),
+            Some(0),
+            "{}\n{}",
+            String::from_utf8_lossy(&r.stdout),
+            String::from_utf8_lossy(&r.stderr)
+        );
+        ["one", "two"].map(|case| {
+            std::fs::read_to_string(dir.path().join(format!("{out}/logs/{case}/host/dut.log")))
+                .unwrap()
+                .contains("SETTINGS-FROM-AN-EARLIER-CASE")
+        })
+    };
+    assert_eq!(run("fresh", &[]), [false, false]);
+    assert!(
+        !cwd.join("settings").exists(),
+        "ran in the caller's directory"
+    );
+    // Kept: both run in the caller's directory, so the second case finds the first's file.
+    assert_eq!(run("kept", &["--keep-state"]), [false, true]);
+}
