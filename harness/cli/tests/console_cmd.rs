@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use ot_hil_lab::lock::LockDir;
 
+mod pty;
+
 const EXE: &str = env!("CARGO_BIN_EXE_ot-hil");
 
 /// A PTY pair: the master is the board's side, the slave's path goes into the map.
@@ -44,21 +46,7 @@ impl FakeBoard {
 
     /// Read what the console sent to the board until it contains `needle`.
     fn expect(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 256];
-        while !String::from_utf8_lossy(&seen).contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "board never got {needle:?}: {:?}",
-                String::from_utf8_lossy(&seen)
-            );
-            match self.master.read(&mut buf) {
-                Ok(n) => seen.extend_from_slice(&buf[..n]),
-                Err(_) => std::thread::sleep(Duration::from_millis(10)),
-            }
-        }
-        String::from_utf8_lossy(&seen).into_owned()
+        pty::read_until(&mut self.master, needle, "sent to the board")
     }
 }
 

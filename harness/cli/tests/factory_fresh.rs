@@ -3,11 +3,12 @@
 //! holds a dataset another session left; the run factory-resets it over the console before the
 //! case, and `--keep-state` leaves it as it was.
 
-use std::io::{Read, Write};
-use std::os::fd::AsFd;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+mod pty;
 
 const EXE: &str = env!("CARGO_BIN_EXE_ot-hil");
 
@@ -51,29 +52,11 @@ impl Board {
 
     /// Type lines as another session would, each until its `Done`.
     fn type_lines(&self, lines: &[&str]) -> String {
-        use nix::sys::termios;
-        let mut port = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&self.tty)
-            .unwrap();
-        let mut t = termios::tcgetattr(port.as_fd()).unwrap();
-        termios::cfmakeraw(&mut t);
-        t.control_chars[termios::SpecialCharacterIndices::VMIN as usize] = 0;
-        t.control_chars[termios::SpecialCharacterIndices::VTIME as usize] = 1;
-        termios::tcsetattr(port.as_fd(), termios::SetArg::TCSANOW, &t).unwrap();
+        let mut port = pty::open_raw(&self.tty);
         let mut all = String::new();
         for line in lines {
             port.write_all(format!("{line}\r").as_bytes()).unwrap();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let mut seen = Vec::new();
-            let mut buf = [0u8; 512];
-            while !String::from_utf8_lossy(&seen).contains("Done") {
-                assert!(Instant::now() < deadline, "{line}: {seen:?}");
-                let n = port.read(&mut buf).unwrap_or(0);
-                seen.extend_from_slice(&buf[..n]);
-            }
-            all.push_str(&String::from_utf8_lossy(&seen));
+            all.push_str(&pty::read_until(&mut port, "Done", line));
         }
         all
     }

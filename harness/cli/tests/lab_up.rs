@@ -3,13 +3,14 @@
 //! may be left running.
 
 use std::io::{BufRead, BufReader};
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+
+mod pty;
 
 const EXE: &str = env!("CARGO_BIN_EXE_ot-hil");
 
@@ -122,32 +123,10 @@ fn alive(pid: u32) -> bool {
 
 /// Type `line` on a board's PTY and read until `until` appears (or 10 s).
 fn type_on(pty: &Path, line: &str, until: &str) -> String {
-    use nix::sys::termios;
-    use std::io::{Read, Write};
-    let mut port = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(pty)
-        .unwrap_or_else(|e| panic!("open {}: {e}", pty.display()));
-    let mut t = termios::tcgetattr(port.as_fd()).unwrap();
-    termios::cfmakeraw(&mut t);
-    t.control_chars[termios::SpecialCharacterIndices::VMIN as usize] = 0;
-    t.control_chars[termios::SpecialCharacterIndices::VTIME as usize] = 1;
-    termios::tcsetattr(port.as_fd(), termios::SetArg::TCSANOW, &t).unwrap();
+    use std::io::Write;
+    let mut port = pty::open_raw(pty);
     port.write_all(format!("{line}\r").as_bytes()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !String::from_utf8_lossy(&seen).contains(until) {
-        assert!(
-            Instant::now() < deadline,
-            "no {until:?} after {line:?}: {:?}",
-            String::from_utf8_lossy(&seen)
-        );
-        let n = port.read(&mut buf).unwrap_or(0);
-        seen.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&seen).into_owned()
+    pty::read_until(&mut port, until, line)
 }
 
 #[test]

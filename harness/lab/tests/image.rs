@@ -311,17 +311,7 @@ fn flasher_without_its_probe_says_which_probe_is_missing() {
     // No recorded image: nothing to confirm, no probe needed.
     assert_eq!(flasher.current_image().unwrap(), None);
     // A recorded image must be confirmed on the device, which needs the probe.
-    states
-        .store(
-            "dk-test",
-            &BoardState {
-                sha256: image.sha256.clone(),
-                variant: image.variant.clone(),
-                flashed_at: 0,
-                checks: vec![],
-            },
-        )
-        .unwrap();
+    record_image(&states, &image.sha256, &image.variant);
     assert!(matches!(
         flasher.current_image(),
         Err(FlashError::Probe { .. })
@@ -337,6 +327,21 @@ fn flasher_needs_a_probe_in_the_map() {
     assert!(err.to_string().contains("no probe"), "{err}");
 }
 
+/// What a run records after flashing board `dk-test` (no read-back regions).
+fn record_image(states: &StateDir, sha256: &str, variant: &str) {
+    states
+        .store(
+            "dk-test",
+            &BoardState {
+                sha256: sha256.to_string(),
+                variant: variant.to_string(),
+                flashed_at: 0,
+                checks: vec![],
+            },
+        )
+        .unwrap();
+}
+
 /// The repository's fixtures/hw folder.
 fn hw_fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/hw")
@@ -350,17 +355,7 @@ fn a_settings_erase_is_planned_for_a_board_whose_image_is_current() {
     let dir = tempfile::tempdir().unwrap();
     let states = StateDir::new(dir.path().join("state"));
     // The state file records this very image on the board (a run flashed it before).
-    states
-        .store(
-            "dk-test",
-            &BoardState {
-                sha256: image.sha256.clone(),
-                variant: image.variant.clone(),
-                flashed_at: 0,
-                checks: vec![],
-            },
-        )
-        .unwrap();
+    record_image(&states, &image.sha256, &image.variant);
     let area = SettingsArea::for_build(Some(&build)).unwrap();
     assert_eq!(
         (area.address, area.size),
@@ -386,17 +381,7 @@ fn a_settings_erase_is_planned_for_a_board_whose_image_is_current() {
     assert_eq!(keep.settings_erase(false), None);
 
     // Another image recorded: program it (chip erase), no separate settings erase needed.
-    states
-        .store(
-            "dk-test",
-            &BoardState {
-                sha256: "00".repeat(32),
-                variant: "other".into(),
-                flashed_at: 0,
-                checks: vec![],
-            },
-        )
-        .unwrap();
+    record_image(&states, &"00".repeat(32), "other");
     let stale = flasher.plan(&image);
     assert_eq!(stale.skip_if_current, None);
     assert_eq!(stale.settings_erase(true), None);
