@@ -429,3 +429,35 @@ fn a_broken_partition_layout_is_an_error_not_a_fallback() {
     let err = SettingsArea::for_build(Some(dir.path())).unwrap_err();
     assert!(err.to_string().contains("reg"), "{err}");
 }
+
+#[test]
+fn an_image_writing_into_the_settings_partition_is_rejected_before_the_probe() {
+    use ot_hil_lab::flash::settings_area::NRF52840DK_DEFAULT;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_hex(
+        dir.path(),
+        "settings.hex",
+        &[(0, pattern(256, 1)), (0xF_9000, pattern(64, 2))],
+    );
+    let image = FirmwareImage::from_file("ncs-v2.2.0", &path).unwrap();
+    let states = StateDir::new(dir.path().join("state"));
+    let mut flasher = ProbeRsFlasher::new(&board("000000000001"), states.clone()).unwrap();
+    let err = flasher.flash(&image).unwrap_err();
+    assert!(matches!(err, FlashError::ImageRejected { .. }), "{err}");
+    assert!(
+        err.to_string().contains("inside the settings partition 0x000f8000"),
+        "{err}"
+    );
+    // Kept settings are not erased: the image passes then.
+    let keep = ProbeRsFlasher::new(&board("000000000001"), states)
+        .unwrap()
+        .with_settings(None);
+    assert!(keep.preflight(&image).is_ok());
+    // Nor does an image that stays below the partition.
+    let below = write_hex(dir.path(), "below.hex", &[(0, pattern(256, 1))]);
+    let below = FirmwareImage::from_file("ncs-v2.2.0", &below).unwrap();
+    let default = ProbeRsFlasher::new(&board("000000000001"), StateDir::new(dir.path().join("s")))
+        .unwrap()
+        .with_settings(Some(NRF52840DK_DEFAULT));
+    assert!(default.preflight(&below).is_ok());
+}

@@ -120,7 +120,8 @@ impl BoardSource for HardwareBoards {
                 };
                 let note = match (&flash, &settings) {
                     (Some(_), Some(area)) => format!(
-                        "board {} on {}; settings erased unless the chip is: {area}",
+                        "board {} on {}; settings partition {area} erased before the case \
+                         (by the chip erase when it is programmed)",
                         board.id,
                         board.port.display()
                     ),
@@ -211,16 +212,15 @@ fn real_image_path(variant: &Variant) -> Option<PathBuf> {
 /// A path of `[build]`: absolute, or relative to the variants directory or to the repository
 /// root above it (the first that exists, else the latter).
 fn resolve_build_path(variant: &Variant, path: &Path) -> Option<PathBuf> {
-    let hex = path.to_path_buf();
-    if hex.is_absolute() {
-        return Some(hex);
+    if path.is_absolute() {
+        return Some(path.to_path_buf());
     }
     let dir = variant.manifest.path.parent()?;
     let candidates: Vec<PathBuf> = [
-        Some(dir.join(&hex)),
+        Some(dir.join(path)),
         dir.parent()
             .and_then(Path::parent)
-            .map(|root| root.join(&hex)),
+            .map(|root| root.join(path)),
     ]
     .into_iter()
     .flatten()

@@ -92,6 +92,20 @@ impl ProbeRsFlasher {
         let loaded = image::load_image(&image.path).map_err(|e| rejected(e.to_string()))?;
         let memory = ChipMemory::for_chip(&self.chip).map_err(|e| rejected(e.to_string()))?;
         image::preflight(&loaded, &memory).map_err(|e| rejected(e.to_string()))?;
+        // Erasing settings the image itself writes would corrupt the image on every case.
+        if let Some(area) = &self.settings
+            && let Some(seg) = loaded
+                .segments
+                .iter()
+                .find(|s| s.range().start < area.address + area.size && area.address < s.range().end)
+        {
+            return Err(rejected(format!(
+                "it writes {:#010x}..{:#010x}, inside the settings partition {area} that is erased \
+                 before each case (check the build's partition layout, or run with --keep-state)",
+                seg.range().start,
+                seg.range().end
+            )));
+        }
         Ok(loaded)
     }
 
