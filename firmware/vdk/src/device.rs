@@ -54,10 +54,61 @@ const ZEPHYR_HELP: &[&str] = &[
     "Please refer to shell documentation for more details.",
     "",
     "Available commands:",
-    "  clear  :Clear screen.",
-    "  help   :Prints the help message.",
-    "  ot     :OpenThread subcommands",
-    "          Use \"ot help\" to get the list of subcommands",
+];
+
+/// The root commands the model has, as `help` lists them (name, help lines); `kernel` only
+/// when the build has it. Zephyr pads the names to the longest one.
+fn root_commands(kernel: bool) -> Vec<(&'static str, &'static [&'static str])> {
+    let mut commands: Vec<(&'static str, &'static [&'static str])> = vec![
+        ("clear", &["Clear screen."]),
+        ("help", &["Prints the help message."]),
+    ];
+    if kernel {
+        commands.push(("kernel", &["Kernel commands"]));
+    }
+    commands.push((
+        "ot",
+        &[
+            "OpenThread subcommands",
+            "Use \"ot help\" to get the list of subcommands",
+        ],
+    ));
+    commands
+}
+
+/// `help`'s command list: `  <name padded>  :<help>`, continuation lines aligned after the colon.
+fn help_lines(kernel: bool) -> Vec<String> {
+    let commands = root_commands(kernel);
+    let width = commands.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let mut lines = Vec::new();
+    for (name, help) in commands {
+        for (i, text) in help.iter().enumerate() {
+            if i == 0 {
+                lines.push(format!("  {name:<width$}  :{text}"));
+            } else {
+                lines.push(format!("{:indent$}{text}", "", indent = width + 5));
+            }
+        }
+    }
+    lines
+}
+
+/// `kernel reboot` without (or with an unknown) subcommand: the command has no handler of its
+/// own, so the shell prints its help (`shell.c` `exec_cmd` -> `shell_internal_help_print`;
+/// subcommands from `kernel_service.c`'s `sub_kernel_reboot`).
+const KERNEL_REBOOT_HELP: &[&str] = &[
+    "reboot - Reboot.",
+    "Subcommands:",
+    "  cold  :Cold reboot.",
+    "  warm  :Warm reboot.",
+];
+
+/// `kernel` alone: its help, with the one subcommand the model has (a real board lists more:
+/// `cycles`, `stacks`, `threads`, `uptime`, `version`, ...).
+const KERNEL_HELP: &[&str] = &[
+    "kernel - Kernel commands",
+    "Subcommands:",
+    "  reboot  :Reboot.",
 ];
 
 /// Longest idle sleep when nothing is scheduled.
@@ -75,6 +126,9 @@ struct Running {
     shell_enabled: bool,
     /// `CONFIG_OPENTHREAD_SHELL`: the `ot` command exists.
     ot_command: bool,
+    /// `kernel reboot` exists: `CONFIG_KERNEL_SHELL` with `CONFIG_REBOOT` (which
+    /// `NET_L2_OPENTHREAD` selects).
+    kernel_reboot: bool,
 }
 
 /// What OpenThread keeps in flash across a reset (its "network info" and active dataset).
@@ -175,6 +229,13 @@ impl Board {
                     .and_then(|n| usize::try_from(n).ok())
                     .unwrap_or(256)
                     .max(2),
+                history_bytes: if k.bool("SHELL_HISTORY") {
+                    k.int("SHELL_HISTORY_BUFFER")
+                        .and_then(|n| usize::try_from(n).ok())
+                        .unwrap_or(512)
+                } else {
+                    0
+                },
             },
             Profile::Upstream => ShellConfig::upstream(),
         };
@@ -222,6 +283,9 @@ impl Board {
             pending: false,
             shell_enabled,
             ot_command: manifest.profile == Profile::Upstream || k.bool("OPENTHREAD_SHELL"),
+            kernel_reboot: manifest.profile == Profile::Ncs
+                && k.bool("KERNEL_SHELL")
+                && (k.bool("REBOOT") || k.bool("NET_L2_OPENTHREAD")),
         };
         if auto_start {
             // Zephyr's openthread.c without OPENTHREAD_MANUAL_START: interface up, Thread on.
@@ -322,6 +386,33 @@ impl Board {
                             saved,
                         ))
                     }
+                    Some("kernel") if running.kernel_reboot => {
+                        match args.get(1..).unwrap_or_default() {
+                            // sys_reboot(SYS_REBOOT_COLD / _WARM): on the nRF52840 both end in
+                            // NVIC_SystemReset, so RAM is lost and the flash (settings) kept.
+                            [sub, ..]
+                                if sub == "reboot"
+                                    && matches!(
+                                        args.get(2).map(String::as_str),
+                                        Some("cold" | "warm")
+                                    ) =>
+                            {
+                                self.boot(now);
+                                return;
+                            }
+                            [sub, ..] if sub == "reboot" => {
+                                for l in KERNEL_REBOOT_HELP {
+                                    shell::line(&mut self.out, l);
+                                }
+                            }
+                            _ => {
+                                for l in KERNEL_HELP {
+                                    shell::line(&mut self.out, l);
+                                }
+                            }
+                        }
+                        None
+                    }
                     Some("clear") => {
                         // SHELL_VT100_CURSORHOME + SHELL_VT100_CLEARSCREEN
                         self.out.extend_from_slice(b"\x1b[H\x1b[2J");
@@ -330,6 +421,9 @@ impl Board {
                     Some("help") => {
                         for l in ZEPHYR_HELP {
                             shell::line(&mut self.out, l);
+                        }
+                        for l in help_lines(running.kernel_reboot) {
+                            shell::line(&mut self.out, &l);
                         }
                         None
                     }
@@ -881,6 +975,56 @@ mod tests {
         assert!(out.contains("*** Booting Zephyr OS build"), "{out:?}");
         assert!(type_line(&mut board, "ot channel").contains("\r\n11\r\r\nDone"));
         assert!(type_line(&mut board, "ot dataset active").contains("Error 23: NotFound"));
+    }
+
+    #[test]
+    fn kernel_reboot_keeps_the_settings_and_prints_help_without_a_subcommand() {
+        let mut board = Board::new([1; 8], None);
+        board.flash(variant("ncs-v2.2.0.toml"), Instant::now());
+        board.take_output();
+        type_line(&mut board, "ot dataset init new");
+        type_line(&mut board, "ot dataset channel 25");
+        type_line(&mut board, "ot dataset commit active");
+        for kind in ["cold", "warm"] {
+            let out = type_line(&mut board, &format!("kernel reboot {kind}"));
+            assert!(
+                out.starts_with(&format!(
+                    "kernel reboot {kind}\r\n*** Booting Zephyr OS build"
+                )),
+                "{out:?}"
+            );
+            assert!(type_line(&mut board, "ot channel").contains("\r\n25\r\r\nDone"));
+        }
+        assert_eq!(
+            type_line(&mut board, "kernel reboot"),
+            format!(
+                "kernel reboot\r\nreboot - Reboot.\r\nSubcommands:\r\n  cold  :Cold reboot.\r\n  warm  :Warm reboot.\r\n{PROMPT}"
+            )
+        );
+        let help = type_line(&mut board, "help");
+        assert!(
+            help.contains("\r\n  kernel  :Kernel commands\r\n"),
+            "{help:?}"
+        );
+        assert!(
+            help.contains("\r\n  ot      :OpenThread subcommands\r\n"),
+            "{help:?}"
+        );
+        // Without the OpenThread L2 (which selects REBOOT) there is no `kernel reboot`.
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join("v.toml");
+        std::fs::write(&manifest, "name = \"v\"\napplication = \"thread-cli\"\nprofile = \"ncs\"\nkconfig = [\"v.conf\"]\n").unwrap();
+        std::fs::write(
+            dir.path().join("v.conf"),
+            "CONFIG_SHELL=y\nCONFIG_SHELL_VT100_COLORS=n\n",
+        )
+        .unwrap();
+        board.flash(Manifest::load(&manifest).unwrap(), Instant::now());
+        board.take_output();
+        assert_eq!(
+            type_line(&mut board, "kernel reboot cold"),
+            "kernel reboot cold\r\nkernel: command not found\r\nuart:~$ "
+        );
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct ShellConfig {
     pub echo: bool,
     /// `CONFIG_SHELL_CMD_BUFF_SIZE` (the buffer keeps one byte for the terminating NUL).
     pub cmd_buff_size: usize,
+    /// `CONFIG_SHELL_HISTORY_BUFFER` when `CONFIG_SHELL_HISTORY` is on (bytes of the history
+    /// heap); 0: no history.
+    pub history_bytes: usize,
 }
 
 impl ShellConfig {
@@ -55,6 +58,8 @@ impl ShellConfig {
             vt100: false,
             echo: true,
             cmd_buff_size: 384,
+            // OpenThread's UART CLI has no history.
+            history_bytes: 0,
         }
     }
 }
@@ -68,6 +73,74 @@ pub struct Shell {
     last_nl: Option<u8>,
     /// Position in a VT100 escape sequence being received (arrow keys etc.).
     escape: Escape,
+    /// Command history (up/down arrows, Ctrl+P/Ctrl+N).
+    history: History,
+}
+
+/// Zephyr's `shell_history.c`: executed lines, newest first, in a heap of
+/// `CONFIG_SHELL_HISTORY_BUFFER` bytes (oldest lines dropped until a new one fits; a line equal
+/// to the newest is not stored again), and the browsing state of `shell.c` `history_handle`.
+#[derive(Debug, Default)]
+struct History {
+    /// Newest first.
+    lines: std::collections::VecDeque<Vec<u8>>,
+    budget: usize,
+    /// Browsing: index into `lines` of the line shown (`history->current`).
+    current: Option<usize>,
+    /// The line being typed when browsing started (`temp_buff`), restored past either end.
+    backup: Vec<u8>,
+    /// `z_flag_history_exit`: the next arrow key starts browsing from the newest line again
+    /// (set by Enter, Ctrl+C, typing and erasing).
+    exit: bool,
+}
+
+/// What one history entry costs in the history heap besides its text: the list node, the length
+/// and the padding of `struct shell_history_item`, plus the heap's chunk header. An estimate of
+/// k_heap's accounting (8-byte chunks), so how many lines fit is close to, not exactly, Zephyr's.
+const HISTORY_ITEM_OVERHEAD: usize = 16;
+
+impl History {
+    fn new(budget: usize) -> History {
+        History {
+            budget,
+            ..History::default()
+        }
+    }
+
+    fn cost(line: &[u8]) -> usize {
+        (line.len() + HISTORY_ITEM_OVERHEAD).next_multiple_of(8)
+    }
+
+    /// `z_shell_history_put` (after `z_shell_cmd_trim`): leaves browsing mode; empty lines,
+    /// repeats of the newest line and lines larger than the whole heap are not stored.
+    fn put(&mut self, line: &[u8]) {
+        self.current = None;
+        if line.is_empty() || self.lines.front().is_some_and(|l| l == line) {
+            return;
+        }
+        let cost = Self::cost(line);
+        if cost > self.budget {
+            return;
+        }
+        while self.lines.iter().map(|l| Self::cost(l)).sum::<usize>() + cost > self.budget {
+            self.lines.pop_back();
+        }
+        self.lines.push_front(line.to_vec());
+    }
+
+    /// `z_shell_history_get`: the next line in direction `up`, `None` when browsing ends
+    /// (past the oldest line going up, past the newest going down).
+    fn get(&mut self, up: bool) -> Option<&[u8]> {
+        let next = match (self.current, up) {
+            (None, true) => Some(0),
+            (None, false) => None,
+            (Some(i), true) => Some(i + 1),
+            (Some(i), false) => i.checked_sub(1),
+        }
+        .filter(|&i| i < self.lines.len());
+        self.current = next;
+        next.and_then(|i| self.lines.get(i)).map(Vec::as_slice)
+    }
 }
 
 /// `shell_receive_state`: escape sequences are consumed, never inserted as text.
@@ -104,11 +177,13 @@ impl Shell {
 
 impl Shell {
     pub fn new(cfg: ShellConfig) -> Self {
+        let cfg_history_bytes = cfg.history_bytes;
         Shell {
             cfg,
             buf: Vec::new(),
             last_nl: None,
             escape: Escape::None,
+            history: History::new(cfg_history_bytes),
         }
     }
 
@@ -181,13 +256,19 @@ impl Shell {
                 return None;
             }
             Escape::Sequence => {
-                // Arrow keys, Home/End, Insert/Delete: cursor movement is not modelled (the
-                // cursor always stays at the end of the line); the keys are consumed.
+                // Up/down browse the history; left/right, Home/End, Insert/Delete: cursor
+                // movement is not modelled (the cursor always stays at the end of the line),
+                // the keys are consumed.
                 self.escape = if (b'1'..=b'4').contains(&byte) {
                     Escape::Tilde
                 } else {
                     Escape::None
                 };
+                match byte {
+                    b'A' => self.history_key(true, out),
+                    b'B' => self.history_key(false, out),
+                    _ => {}
+                }
                 return None;
             }
             Escape::Tilde => {
@@ -209,21 +290,39 @@ impl Shell {
             if self.buf.is_empty() || !self.cursor_in_empty_line() {
                 out.extend_from_slice(b"\r\n");
             }
-            return Some(self.take_line());
+            self.history.exit = true;
+            let line = self.take_line();
+            // execute(): z_shell_cmd_trim, then history_put.
+            if self.cfg.history_bytes > 0 {
+                self.history.put(line.trim_matches(' ').as_bytes());
+            }
+            return Some(line);
         }
         self.last_nl = None;
         match byte {
             0x1b => self.escape = Escape::Esc,
-            0x08 | 0x7f => self.zephyr_backspace(out),
-            0x20..=0x7e => self.insert(byte, out),
-            // Ctrl+C: abandon the line, new prompt.
+            0x08 | 0x7f => {
+                self.history.exit = true;
+                self.zephyr_backspace(out);
+            }
+            0x20..=0x7e => {
+                self.history.exit = true;
+                self.insert(byte, out);
+            }
+            // Ctrl+C (ctrl_metakeys_handle): cursor to the end of the line, a new line unless
+            // already on an empty one, leave history browsing, then the ACTIVE state's fresh
+            // prompt with an empty buffer. Nothing is executed.
             0x03 if self.cfg.echo => {
                 if !self.cursor_in_empty_line() {
                     out.extend_from_slice(b"\r\n");
                 }
+                self.history.exit = true;
                 self.buf.clear();
                 self.prompt(out);
             }
+            // Ctrl+P / Ctrl+N: the metakeys for history up / down.
+            0x10 if self.cfg.echo => self.history_key(true, out),
+            0x0e if self.cfg.echo => self.history_key(false, out),
             // Ctrl+U: erase the whole line.
             0x15 if self.cfg.echo => {
                 if !self.buf.is_empty() && self.cfg.vt100 {
@@ -235,6 +334,57 @@ impl Shell {
             _ => {}
         }
         None
+    }
+
+    /// `shell.c` `history_handle`: on the first up, keep the typed line; show the next line in
+    /// that direction, or the kept line when browsing ends; redraw the command in place (cursor
+    /// to the start of the command, clear to the end of the screen, print it).
+    fn history_key(&mut self, up: bool, out: &mut Vec<u8>) {
+        if self.cfg.history_bytes == 0 {
+            return;
+        }
+        if self.history.exit {
+            self.history.exit = false;
+            self.history.current = None;
+        }
+        if self.history.current.is_none() {
+            if !up {
+                // Down outside browsing has no effect.
+                return;
+            }
+            self.history.backup = self.buf.clone();
+        }
+        let shown = match self.history.get(up) {
+            Some(line) => line.to_vec(),
+            None => self.history.backup.clone(),
+        };
+        if self.cfg.echo && self.cfg.vt100 {
+            self.cursor_home(out);
+            out.extend_from_slice(b"\x1b[J");
+            out.extend_from_slice(&shown);
+        }
+        self.buf = shown;
+        // z_shell_op_cond_next_line: prompt + text exactly fill the row.
+        if self.cfg.echo && !self.buf.is_empty() && self.cursor_in_empty_line() {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// `z_shell_op_cursor_home_move` from the end of the line: up the rows the text wrapped
+    /// onto, then back to the column after the prompt.
+    fn cursor_home(&self, out: &mut Vec<u8>) {
+        let prompt = self.cfg.prompt.len();
+        let end = prompt + self.buf.len();
+        let rows = end / TERMINAL_WIDTH - prompt / TERMINAL_WIDTH;
+        if rows > 0 {
+            out.extend_from_slice(format!("\x1b[{rows}A").as_bytes());
+        }
+        let (from, to) = (end % TERMINAL_WIDTH, prompt % TERMINAL_WIDTH);
+        if from > to {
+            out.extend_from_slice(format!("\x1b[{}D", from - to).as_bytes());
+        } else if to > from {
+            out.extend_from_slice(format!("\x1b[{}C", to - from).as_bytes());
+        }
     }
 
     /// `z_shell_cursor_in_empty_line`: the cursor sits in column 0 (prompt + text fill whole rows).
@@ -425,6 +575,7 @@ mod tests {
             vt100: true,
             echo: true,
             cmd_buff_size: 16,
+            history_bytes: 512,
         })
     }
 
@@ -540,10 +691,11 @@ mod tests {
     #[test]
     fn escape_sequences_are_consumed() {
         let mut sh = ncs();
-        // Up arrow, left arrow, Delete key (ESC [ 3 ~), Alt+b.
+        // Up arrow, left arrow, Delete key (ESC [ 3 ~), Alt+b. With an empty history the up
+        // arrow ends browsing at once and redraws the typed line in place (history_handle).
         let (out, cmds) = feed(&mut sh, b"ot\x1b[A\x1b[D\x1b[3~\x1bb state\r");
         assert_eq!(cmds, vec!["ot state"]);
-        assert_eq!(out, b"ot state\r\n");
+        assert_eq!(out, b"ot\x1b[2D\x1b[Jot state\r\n");
     }
 
     #[test]
@@ -555,6 +707,94 @@ mod tests {
         let (out, cmds) = feed(&mut sh, b"abc\x15ot\r");
         assert_eq!(cmds, vec!["ot"]);
         assert_eq!(out, b"abc\x1b[3D\x1b[Jot\r\n");
+    }
+
+    #[test]
+    fn history_browses_with_arrows_and_restores_the_typed_line() {
+        let mut sh = Shell::new(ShellConfig {
+            cmd_buff_size: 64,
+            ..ncs().config().clone()
+        });
+        let (_, cmds) = feed(&mut sh, b"ot state\r ot channel \rot channel\r\r");
+        assert_eq!(cmds, vec!["ot state", " ot channel ", "ot channel", ""]);
+        // Trimmed, repeats and empty lines not stored: newest first "ot channel", "ot state".
+        // Up: the newest line replaces the (empty) typed line in place.
+        let (out, _) = feed(&mut sh, b"\x1b[A");
+        assert_eq!(out, b"\x1b[Jot channel");
+        assert_eq!(sh.pending(), b"ot channel");
+        // Up again: the older one; the cursor goes back over the 10 characters first.
+        let (out, _) = feed(&mut sh, b"\x1b[A");
+        assert_eq!(out, b"\x1b[10D\x1b[Jot state");
+        // Past the oldest line: the line typed before browsing (empty) comes back.
+        let (out, _) = feed(&mut sh, b"\x1b[A");
+        assert_eq!(out, b"\x1b[8D\x1b[J");
+        assert_eq!(sh.pending(), b"");
+        // Down outside browsing does nothing.
+        let (out, _) = feed(&mut sh, b"\x1b[B");
+        assert!(out.is_empty());
+        // Typed text is kept while browsing and restored past the newest line (Ctrl+P/N too).
+        feed(&mut sh, b"ot pa");
+        let (out, _) = feed(&mut sh, b"\x10");
+        assert_eq!(out, b"\x1b[5D\x1b[Jot channel");
+        let (out, _) = feed(&mut sh, b"\x0e");
+        assert_eq!(out, b"\x1b[10D\x1b[Jot pa");
+        // A recalled line runs like a typed one.
+        let (_, cmds) = feed(&mut sh, b"\x1b[A\x1b[A\r");
+        assert_eq!(cmds, vec!["ot state"]);
+        // Without CONFIG_SHELL_HISTORY the arrows do nothing.
+        let mut off = Shell::new(ShellConfig {
+            history_bytes: 0,
+            ..ncs().config().clone()
+        });
+        feed(&mut off, b"ot state\r");
+        let (out, _) = feed(&mut off, b"\x1b[A");
+        assert!(out.is_empty());
+        assert_eq!(off.pending(), b"");
+    }
+
+    #[test]
+    fn ctrl_c_clears_the_line_without_running_it_and_ends_browsing() {
+        let mut sh = ncs();
+        let (_, cmds) = feed(&mut sh, b"ot state\r");
+        assert_eq!(cmds, vec!["ot state"]);
+        let (out, cmds) = feed(&mut sh, b"ot rese\x03");
+        assert!(cmds.is_empty());
+        assert_eq!(out, b"ot rese\r\n\x1b[1;32muart:~$ \x1b[m");
+        assert_eq!(sh.pending(), b"");
+        // Browsing, then Ctrl+C: the next up starts again at the newest line.
+        feed(&mut sh, b"\x1b[A\x03");
+        let (out, _) = feed(&mut sh, b"\x1b[A");
+        assert_eq!(out, b"\x1b[Jot state");
+    }
+
+    #[test]
+    fn history_drops_the_oldest_lines_when_its_heap_is_full() {
+        let mut sh = Shell::new(ShellConfig {
+            cmd_buff_size: 256,
+            // Room for two 40-character lines (56 bytes each with the item overhead).
+            history_bytes: 120,
+            ..ncs().config().clone()
+        });
+        for c in [b'a', b'b', b'c'] {
+            let mut line = vec![c; 40];
+            line.push(b'\r');
+            feed(&mut sh, &line);
+        }
+        let (out, _) = feed(&mut sh, b"\x1b[A\x1b[A\x1b[A");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains(&"c".repeat(40)), "{text:?}");
+        assert!(text.contains(&"b".repeat(40)), "{text:?}");
+        assert!(!text.contains('a'), "oldest dropped: {text:?}");
+        // A line larger than the whole heap is not stored.
+        let mut tiny = Shell::new(ShellConfig {
+            history_bytes: 16,
+            ..ncs().config().clone()
+        });
+        feed(&mut tiny, b"ot state\r");
+        let (out, _) = feed(&mut tiny, b"\x1b[A");
+        // Nothing stored: up only redraws the (empty) typed line.
+        assert_eq!(out, b"\x1b[J");
+        assert_eq!(tiny.pending(), b"");
     }
 
     #[test]

@@ -294,3 +294,44 @@ fn thirty_two_boards_on_one_air() {
         assert!(!dk.command("ot rloc16").is_empty());
     }
 }
+
+/// Non-volatile settings of a virtual DK: the committed dataset survives the probe's reset and
+/// `kernel reboot`, and is gone after `ot factoryreset` and after flashing.
+#[test]
+fn dataset_survives_reset_and_reboot_and_goes_with_factoryreset_and_flash() {
+    let dir = short_tempdir();
+    let manifest = variant("ncs-v2.2.0.toml");
+    let mut dk = Dk::spawn(dir.path(), "s", None, Some(&manifest));
+    let banner = "*** Booting Zephyr OS build v3.2.99-ncs1 ***";
+    dk.expect("uart:~$ ", Duration::from_secs(5));
+    assert_eq!(dk.run("ot dataset active").1, "Error 23: NotFound");
+    dk.command("ot dataset init new");
+    dk.command("ot dataset channel 19");
+    dk.command("ot dataset networkname persisted");
+    dk.command("ot dataset commit active");
+    let committed = dk.command("ot dataset active -x");
+    // The probe's reset (what the runner and a board fault `reset` do).
+    assert_eq!(dk.control("reset"), "ok");
+    dk.expect(banner, Duration::from_secs(5));
+    assert_eq!(dk.command("ot dataset active -x"), committed);
+    assert_eq!(dk.command("ot channel"), vec!["19"]);
+    // The shell's reboot.
+    dk.write(b"kernel reboot cold\r");
+    dk.expect(banner, Duration::from_secs(5));
+    assert_eq!(dk.command("ot networkname"), vec!["persisted"]);
+    // OpenThread's factory reset erases the settings and reboots.
+    dk.write(b"ot factoryreset\r");
+    dk.expect(banner, Duration::from_secs(5));
+    assert_eq!(dk.run("ot dataset active").1, "Error 23: NotFound");
+    assert_eq!(dk.command("ot channel"), vec!["11"]);
+    assert_eq!(dk.command("ot networkname"), vec!["ot_zephyr"]);
+    // Flashing erases them too.
+    dk.command("ot dataset init new");
+    dk.command("ot dataset commit active");
+    assert!(
+        dk.control(&format!("flash {}", manifest.display()))
+            .starts_with("ok ")
+    );
+    dk.expect(banner, Duration::from_secs(5));
+    assert_eq!(dk.run("ot dataset active").1, "Error 23: NotFound");
+}

@@ -53,6 +53,11 @@ pub struct BuildInfo {
     pub board: Option<String>,
     pub sample: Option<String>,
     pub hex: Option<PathBuf>,
+    /// The build folder (`west build -d DIR`), where the image's partition layout is read
+    /// (`partitions.yml`, `zephyr/zephyr.dts`); default: the folder above `hex` when `hex` is
+    /// `<DIR>/zephyr/zephyr.hex`.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
 }
 
 /// A variant whose boards are processes of a program on the host (upstream OpenThread's
@@ -313,6 +318,34 @@ pub const KNOWN_SYMBOLS: &[KnownSymbol] = &[
         meaning: "longest command line the shell accepts",
     },
     KnownSymbol {
+        name: "SHELL_HISTORY",
+        kind: SymbolKind::Bool,
+        default: "y",
+        modelled: true,
+        meaning: "command history on the up/down arrows and Ctrl+P/Ctrl+N",
+    },
+    KnownSymbol {
+        name: "SHELL_HISTORY_BUFFER",
+        kind: SymbolKind::Int,
+        default: "512",
+        modelled: true,
+        meaning: "bytes of the history heap (oldest lines dropped when a new one does not fit)",
+    },
+    KnownSymbol {
+        name: "KERNEL_SHELL",
+        kind: SymbolKind::Bool,
+        default: "y",
+        modelled: true,
+        meaning: "the `kernel` shell command (the model has its `reboot cold|warm`)",
+    },
+    KnownSymbol {
+        name: "REBOOT",
+        kind: SymbolKind::Bool,
+        default: "n",
+        modelled: true,
+        meaning: "sys_reboot(), and with it `kernel reboot` (NET_L2_OPENTHREAD selects it)",
+    },
+    KnownSymbol {
         name: "SHELL_ECHO_STATUS",
         kind: SymbolKind::Bool,
         default: "y",
@@ -394,8 +427,8 @@ pub const KNOWN_SYMBOLS: &[KnownSymbol] = &[
         name: "NET_L2_OPENTHREAD",
         kind: SymbolKind::Bool,
         default: "n",
-        modelled: false,
-        meaning: "OpenThread L2",
+        modelled: true,
+        meaning: "OpenThread L2 (selects REBOOT, so `kernel reboot` exists)",
     },
     KnownSymbol {
         name: "OPENTHREAD_NORDIC_LIBRARY_MASTER",

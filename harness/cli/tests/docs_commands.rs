@@ -163,27 +163,45 @@ fn flags(args: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// `--help` of each subcommand, asked once.
-struct Helps(BTreeMap<String, Option<String>>);
+/// `--help` of each subcommand (path), asked once.
+struct Helps(BTreeMap<Vec<String>, Option<String>>);
 
 impl Helps {
-    fn of(&mut self, sub: &str) -> Option<&str> {
+    fn of(&mut self, path: &[String]) -> Option<&str> {
         self.0
-            .entry(sub.to_string())
+            .entry(path.to_vec())
             .or_insert_with(|| {
-                let out = Command::new(EXE).args([sub, "--help"]).output().unwrap();
+                let out = Command::new(EXE).args(path).arg("--help").output().unwrap();
                 out.status
                     .success()
                     .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
             })
             .as_deref()
     }
+
+    /// The subcommand path a command line names: `lab up` when `ot-hil lab up --help` is the
+    /// help of that nested subcommand (its usage line says so), else just `run`, `check`, ...
+    fn path_of(&mut self, args: &[String]) -> Vec<String> {
+        let mut path = vec![args[0].clone()];
+        if let Some(next) = args
+            .get(1)
+            .filter(|w| w.chars().all(|c| c.is_ascii_lowercase()))
+        {
+            let nested = vec![args[0].clone(), next.clone()];
+            let usage = format!("Usage: ot-hil {} {next}", args[0]);
+            if self.of(&nested).is_some_and(|h| h.contains(&usage)) {
+                path = nested;
+            }
+        }
+        path
+    }
 }
 
 /// What is wrong with a documented command: a subcommand or flag the binary does not have.
 fn problems(cmd: &Documented, helps: &mut Helps) -> Vec<String> {
-    let sub = &cmd.args[0];
-    let Some(help) = helps.of(sub) else {
+    let path = helps.path_of(&cmd.args);
+    let sub = path.join(" ");
+    let Some(help) = helps.of(&path) else {
         return vec![format!("{}: no subcommand `ot-hil {sub}`", cmd.origin)];
     };
     let help = help.to_string();
@@ -203,7 +221,7 @@ fn every_documented_subcommand_and_flag_exists() {
     let commands = documented_commands();
     // The documents hold many commands; finding few means the extraction broke.
     assert!(commands.len() >= 15, "{commands:#?}");
-    for sub in ["run", "check", "list", "boards", "vdk", "sniff"] {
+    for sub in ["run", "check", "list", "boards", "vdk", "sniff", "lab"] {
         assert!(
             commands.iter().any(|c| c.args[0] == sub),
             "no documented `ot-hil {sub}`: {commands:#?}"

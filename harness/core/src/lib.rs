@@ -13,6 +13,8 @@
 //! speaks to them through `ot-hil-board`'s control protocol; nor on the command line.
 
 pub mod air;
+pub mod attach;
+pub mod bench;
 pub mod board_process;
 pub mod boards;
 pub mod case;

@@ -213,7 +213,7 @@ pub fn case_clock_shell_line(program: &Path, node_id: usize, dir: &Path) -> Stri
 }
 
 /// Single quotes for `sh`, closing and reopening them around each `'`.
-fn shell_quote(s: &str) -> String {
+pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 

@@ -51,6 +51,13 @@ pub struct RunOptions {
     pub slow_timeout: Option<std::time::Duration>,
     /// The clock simulated boards run on (boards that are not simulated always use the host's).
     pub clock: crate::step_clock::ClockMode,
+    /// Keep what the boards stored in earlier cases (`--keep-state`): no settings erase or
+    /// factory reset on real boards, and board commands run in the current directory instead
+    /// of a fresh one per case. Virtual DKs are new processes per case, fresh either way.
+    pub keep_state: bool,
+    /// Keep the boards of a failed case run up (virtual DKs and their air) for a person to
+    /// look at; the run hands them back with [`crate::runner::run_keeping`].
+    pub keep_boards_on_failure: bool,
 }
 
 impl Default for RunOptions {
@@ -63,6 +70,8 @@ impl Default for RunOptions {
             air_seed: None,
             slow_timeout: None,
             clock: crate::step_clock::ClockMode::default(),
+            keep_state: false,
+            keep_boards_on_failure: false,
         }
     }
 }

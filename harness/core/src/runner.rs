@@ -93,6 +93,40 @@ struct RunShared {
     config: RunConfig,
     options: crate::resilience::RunOptions,
     run_dir: tempfile::TempDir,
+    /// Boards of failed case runs kept up (`keep_boards_on_failure`) instead of released.
+    kept: std::sync::Mutex<Vec<KeptCase>>,
+}
+
+/// The boards of one failed case run, kept up for a person to look at.
+pub struct KeptCase {
+    pub case: String,
+    pub variant: String,
+    /// What a person opens: each node's console (a PTY) and the air's socket.
+    pub reach: Vec<(String, PathBuf)>,
+    held: Box<dyn crate::boards::CaseBoards>,
+}
+
+/// Boards kept up after a run (`--keep-boards-on-failure`), until [`KeptBoards::release`]. They
+/// live in the run's private directory, which stays until then.
+#[must_use = "kept boards run until released"]
+#[derive(Default)]
+pub struct KeptBoards {
+    pub cases: Vec<KeptCase>,
+    /// Holds the run's directory (sockets, PTY links) while the boards are up.
+    _run: Option<Arc<RunShared>>,
+}
+
+impl KeptBoards {
+    pub fn is_empty(&self) -> bool {
+        self.cases.is_empty()
+    }
+
+    /// Stop the kept boards and their air, then remove the run's directory.
+    pub async fn release(self) {
+        for kept in self.cases {
+            kept.held.release().await;
+        }
+    }
 }
 
 enum Msg {
@@ -120,6 +154,20 @@ pub async fn run_with_options(
     reporters: &mut [Box<dyn Reporter>],
     interrupt: impl Future<Output = ()>,
 ) -> Result<Summary, RunError> {
+    let (summary, kept) = run_keeping(config, options, plan, reporters, interrupt).await?;
+    kept.release().await;
+    Ok(summary)
+}
+
+/// [`run_with_options`], handing back the boards of failed case runs when
+/// `options.keep_boards_on_failure` (none after an interrupted run: its boards are stopped).
+pub async fn run_keeping(
+    config: RunConfig,
+    options: crate::resilience::RunOptions,
+    plan: Vec<Planned>,
+    reporters: &mut [Box<dyn Reporter>],
+    interrupt: impl Future<Output = ()>,
+) -> Result<(Summary, KeptBoards), RunError> {
     let started = Instant::now();
     // Board logs count from here (the first run of the process).
     crate::run_clock::origin();
@@ -154,6 +202,7 @@ pub async fn run_with_options(
         config,
         options,
         run_dir,
+        kept: std::sync::Mutex::new(Vec::new()),
     });
     let semaphore = Arc::new(Semaphore::new(jobs));
     let mut tasks = tokio::task::JoinSet::new();
@@ -288,7 +337,16 @@ pub async fn run_with_options(
     summary.duration = started.elapsed();
     summary.interrupted = interrupted;
     emit(reporters, &RunEvent::RunFinished(summary.clone()));
-    Ok(summary)
+    let cases = std::mem::take(&mut *shared.kept.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut kept = KeptBoards {
+        cases,
+        _run: Some(shared),
+    };
+    if interrupted {
+        // Ctrl-C during the run means stop everything, kept boards included.
+        std::mem::take(&mut kept).release().await;
+    }
+    Ok((summary, kept))
 }
 
 /// Where a running case sends its step and attempt events.
@@ -522,7 +580,28 @@ async fn run_attempt(
             result.log_bytes_dropped += c.close().await;
         }
     }
-    held.release().await;
+    // A failed run's boards stay up for a person when asked (their consoles are closed above,
+    // so a terminal can open them); an expected failure is not kept.
+    let failed = matches!(raw, RawOutcome::Failed(_))
+        && !matches!(
+            case.expectation(&variant.name),
+            Some(VariantExpectation::Xfail { .. })
+        );
+    let reach = held.reachable();
+    if shared.options.keep_boards_on_failure && failed && !reach.is_empty() {
+        shared
+            .kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(KeptCase {
+                case: case.name.clone(),
+                variant: variant.name.clone(),
+                reach,
+                held,
+            });
+    } else {
+        held.release().await;
+    }
     // The boards' logs are closed: one timeline of the case from all of them.
     let board_logs: BTreeMap<String, PathBuf> = result
         .logs
@@ -733,10 +812,11 @@ async fn bring_up(
     let mut flashes = Vec::new();
     for board in acquired {
         let log = run.log_dir.join(format!("{}.log", board.node));
+        let config_banner = board.banner;
         let config = ConsoleConfig {
             board: board.node.clone(),
             shell: board.shell,
-            banner: board.banner,
+            banner: config_banner.clone(),
             log: Some(log.clone()),
             clock: clock.clone(),
             tap: board.tap.clone(),
@@ -778,9 +858,10 @@ async fn bring_up(
                 tokio::task::spawn_blocking(move || flasher.flash(&image)),
             )
         });
-        flashes.push((board.node, console, before, flash));
+        let factory_reset = board.factory_reset.then(|| config_banner.clone());
+        flashes.push((board.node, console, before, flash, factory_reset));
     }
-    for (node, console, before, flash) in flashes {
+    for (node, console, before, flash, factory_reset) in flashes {
         match flash {
             Some(((variant, sha256), handle)) => {
                 let outcome = handle
@@ -798,12 +879,18 @@ async fn bring_up(
             }
             None => events.board(run, result, &node, BoardEvent::FlashSkipped),
         }
+        let not_ready = |e| match e {
+            NotReady::Infra(i) => RawOutcome::Infra(i),
+            NotReady::Crashed(f) => RawOutcome::Failed(f),
+        };
         crate::boards::wait_ready(&console, before, run.ready_timeout)
             .await
-            .map_err(|e| match e {
-                NotReady::Infra(i) => RawOutcome::Infra(i),
-                NotReady::Crashed(f) => RawOutcome::Failed(f),
-            })?;
+            .map_err(not_ready)?;
+        if let Some(banner) = factory_reset {
+            crate::boards::factory_reset_over_console(&console, &banner, run.ready_timeout)
+                .await
+                .map_err(not_ready)?;
+        }
         events.board(run, result, &node, BoardEvent::Booted);
     }
     for c in consoles.values() {

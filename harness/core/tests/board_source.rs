@@ -63,6 +63,7 @@ impl BoardSource for FreshShells {
                     banner: vec![],
                     note: Some(format!("node id {id} in {}", dir.display())),
                     flash: None,
+                    factory_reset: false,
                     facts: ot_hil::report::provenance::NodeFacts {
                         source: "host",
                         board_id: Some(format!("node {id}")),

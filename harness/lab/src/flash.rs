@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 pub mod image;
 pub mod probe_rs;
+pub mod settings_area;
 pub mod state;
 
 pub use self::probe_rs::ProbeRsFlasher;
@@ -37,7 +38,8 @@ impl FirmwareImage {
 pub enum FlashOutcome {
     /// The image was written and the board was reset into it.
     Flashed,
-    /// The board already held an image with the same hash; it was only reset.
+    /// The board already held an image with the same hash: not programmed again, only its
+    /// settings partition erased (unless kept) and the board reset.
     AlreadyCurrent,
 }
 
@@ -68,7 +70,8 @@ pub trait Flasher: Send {
     /// The hash of the image the board is known to hold, if any.
     fn current_image(&mut self) -> Result<Option<String>, FlashError>;
     /// Program `image` (erase, program, verify) and reset into it; skips programming when
-    /// [`Flasher::current_image`] already matches.
+    /// [`Flasher::current_image`] already matches. Either way the board boots with the
+    /// settings its flasher was set up for (`ProbeRsFlasher::settings`: erased by default).
     fn flash(&mut self, image: &FirmwareImage) -> Result<FlashOutcome, FlashError>;
     /// Reset the board without changing its image.
     fn reset(&mut self) -> Result<(), FlashError>;

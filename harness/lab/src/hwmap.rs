@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_BAUD: u32 = 115_200;
 /// The tag that marks an 802.15.4 sniffer (no console of its own, no probe needed).
 pub const SNIFFER_TAG: &str = "sniffer";
+/// Tag of a DK without a debug probe (flashed elsewhere): it may omit `probe`, is never flashed,
+/// and starts each case with the profile's `factoryreset` over its console instead of a
+/// settings erase.
+pub const NO_PROBE_TAG: &str = "no-probe";
 
 /// Console dialect of the firmware a board runs (shared with manifests and the runner).
 pub use ot_hil_board::Profile;
@@ -370,10 +374,10 @@ fn validate(raw: Vec<RawBoard>, path: &Path) -> Result<HardwareMap, HwMapError> 
             }
         };
         let probe = match b.probe.as_deref().map(str::trim) {
-            None | Some("") if sniffer => None,
+            None | Some("") if sniffer || tags.contains(NO_PROBE_TAG) => None,
             None | Some("") => {
                 problems.push(format!(
-                    "{origin}: empty probe serial (needed to flash it; only boards tagged `{SNIFFER_TAG}` may omit it)"
+                    "{origin}: empty probe serial (needed to flash it; only boards tagged `{SNIFFER_TAG}` or `{NO_PROBE_TAG}` may omit it)"
                 ));
                 None
             }
@@ -742,6 +746,27 @@ tags = ["coaps", "router"]
         assert_eq!(map.boards[1].profile, Some(Profile::Upstream));
         let again = HardwareMap::from_toml(&map.to_toml(), p()).unwrap();
         assert_eq!(again, map);
+    }
+
+    #[test]
+    fn a_dk_tagged_no_probe_may_omit_its_probe() {
+        let text = r#"
+[[board]]
+id = "dk1"
+platform = "nrf52840dk_nrf52840"
+port = "/dev/ttyACM0"
+profile = "ncs"
+tags = ["no-probe"]
+"#;
+        let map = HardwareMap::from_toml(text, p()).unwrap();
+        assert_eq!(map.boards[0].probe, None);
+        assert!(!map.boards[0].is_sniffer());
+        let untagged = text.replace("tags = [\"no-probe\"]\n", "");
+        let problems = problems_of(HardwareMap::from_toml(&untagged, p()).unwrap_err());
+        assert!(
+            problems.join("\n").contains("`no-probe` may omit it"),
+            "{problems:?}"
+        );
     }
 
     #[test]

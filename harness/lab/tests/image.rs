@@ -311,17 +311,7 @@ fn flasher_without_its_probe_says_which_probe_is_missing() {
     // No recorded image: nothing to confirm, no probe needed.
     assert_eq!(flasher.current_image().unwrap(), None);
     // A recorded image must be confirmed on the device, which needs the probe.
-    states
-        .store(
-            "dk-test",
-            &BoardState {
-                sha256: image.sha256.clone(),
-                variant: image.variant.clone(),
-                flashed_at: 0,
-                checks: vec![],
-            },
-        )
-        .unwrap();
+    record_image(&states, &image.sha256, &image.variant);
     assert!(matches!(
         flasher.current_image(),
         Err(FlashError::Probe { .. })
@@ -335,4 +325,140 @@ fn flasher_needs_a_probe_in_the_map() {
     b.probe = None;
     let err = ProbeRsFlasher::new(&b, StateDir::new(PathBuf::from("/nonexistent"))).unwrap_err();
     assert!(err.to_string().contains("no probe"), "{err}");
+}
+
+/// What a run records after flashing board `dk-test` (no read-back regions).
+fn record_image(states: &StateDir, sha256: &str, variant: &str) {
+    states
+        .store(
+            "dk-test",
+            &BoardState {
+                sha256: sha256.to_string(),
+                variant: variant.to_string(),
+                flashed_at: 0,
+                checks: vec![],
+            },
+        )
+        .unwrap();
+}
+
+/// The repository's fixtures/hw folder.
+fn hw_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/hw")
+}
+
+#[test]
+fn a_settings_erase_is_planned_for_a_board_whose_image_is_current() {
+    use ot_hil_lab::flash::settings_area::{AreaSource, NRF52840DK_DEFAULT, SettingsArea};
+    let build = hw_fixtures().join("build-ncs");
+    let image = FirmwareImage::from_file("ncs-v2.2.0", &build.join("zephyr/zephyr.hex")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let states = StateDir::new(dir.path().join("state"));
+    // The state file records this very image on the board (a run flashed it before).
+    record_image(&states, &image.sha256, &image.variant);
+    let area = SettingsArea::for_build(Some(&build)).unwrap();
+    assert_eq!(
+        (area.address, area.size),
+        (0xf8000, 0x8000),
+        "settings_storage of partitions.yml"
+    );
+    assert_eq!(
+        area.source,
+        AreaSource::PartitionManager(build.join("partitions.yml"))
+    );
+    let flasher = ProbeRsFlasher::new(&board("000000000001"), states.clone())
+        .unwrap()
+        .with_settings(Some(area.clone()));
+    let plan = flasher.plan(&image);
+    assert_eq!(plan.skip_if_current.as_deref(), Some(image.sha256.as_str()));
+    // Programming is skipped (after the read-back), so the erase happens on its own ...
+    assert_eq!(plan.settings_erase(false), Some(&area));
+    // ... and after a full programming the chip erase has already cleared it.
+    assert_eq!(plan.settings_erase(true), None);
+
+    // `--keep-state`: nothing erased.
+    let keep = flasher.clone().with_settings(None).plan(&image);
+    assert_eq!(keep.settings_erase(false), None);
+
+    // Another image recorded: program it (chip erase), no separate settings erase needed.
+    record_image(&states, &"00".repeat(32), "other");
+    let stale = flasher.plan(&image);
+    assert_eq!(stale.skip_if_current, None);
+    assert_eq!(stale.settings_erase(true), None);
+
+    // The devicetree of a build without Partition Manager, and the documented fallback.
+    let dts_build = hw_fixtures().join("build-dts");
+    let dts = SettingsArea::for_build(Some(&dts_build)).unwrap();
+    assert_eq!((dts.address, dts.size), (0xfc000, 0x4000));
+    assert_eq!(
+        dts.source,
+        AreaSource::Devicetree(dts_build.join("zephyr/zephyr.dts"))
+    );
+    assert_eq!(
+        SettingsArea::for_build(Some(dir.path())).unwrap(),
+        NRF52840DK_DEFAULT
+    );
+    assert_eq!(SettingsArea::for_build(None).unwrap(), NRF52840DK_DEFAULT);
+}
+
+#[test]
+fn a_broken_partition_layout_is_an_error_not_a_fallback() {
+    use ot_hil_lab::flash::settings_area::SettingsArea;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("partitions.yml"),
+        "settings_storage:\n  address: 0xf8000\n",
+    )
+    .unwrap();
+    let err = SettingsArea::for_build(Some(dir.path())).unwrap_err();
+    assert!(err.to_string().contains("settings_storage"), "{err}");
+    std::fs::write(
+        dir.path().join("partitions.yml"),
+        "settings_storage:\n  address: 0xf8000\n  size: 0\n",
+    )
+    .unwrap();
+    let err = SettingsArea::for_build(Some(dir.path())).unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+    std::fs::remove_file(dir.path().join("partitions.yml")).unwrap();
+    std::fs::create_dir(dir.path().join("zephyr")).unwrap();
+    std::fs::write(
+        dir.path().join("zephyr/zephyr.dts"),
+        "storage_partition: partition@f8000 { reg = < 0xf8000 >; };",
+    )
+    .unwrap();
+    let err = SettingsArea::for_build(Some(dir.path())).unwrap_err();
+    assert!(err.to_string().contains("reg"), "{err}");
+}
+
+#[test]
+fn an_image_writing_into_the_settings_partition_is_rejected_before_the_probe() {
+    use ot_hil_lab::flash::settings_area::NRF52840DK_DEFAULT;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_hex(
+        dir.path(),
+        "settings.hex",
+        &[(0, pattern(256, 1)), (0xF_9000, pattern(64, 2))],
+    );
+    let image = FirmwareImage::from_file("ncs-v2.2.0", &path).unwrap();
+    let states = StateDir::new(dir.path().join("state"));
+    let mut flasher = ProbeRsFlasher::new(&board("000000000001"), states.clone()).unwrap();
+    let err = flasher.flash(&image).unwrap_err();
+    assert!(matches!(err, FlashError::ImageRejected { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("inside the settings partition 0x000f8000"),
+        "{err}"
+    );
+    // Kept settings are not erased: the image passes then.
+    let keep = ProbeRsFlasher::new(&board("000000000001"), states)
+        .unwrap()
+        .with_settings(None);
+    assert!(keep.preflight(&image).is_ok());
+    // Nor does an image that stays below the partition.
+    let below = write_hex(dir.path(), "below.hex", &[(0, pattern(256, 1))]);
+    let below = FirmwareImage::from_file("ncs-v2.2.0", &below).unwrap();
+    let default = ProbeRsFlasher::new(&board("000000000001"), StateDir::new(dir.path().join("s")))
+        .unwrap()
+        .with_settings(Some(NRF52840DK_DEFAULT));
+    assert!(default.preflight(&below).is_ok());
 }

@@ -2,6 +2,8 @@
 
 mod boards;
 mod check;
+mod console;
+mod lab;
 mod list;
 mod resilience;
 mod run;
@@ -42,6 +44,10 @@ enum Command {
     Boards(boards::Cmd),
     /// Read an nRF 802.15.4 sniffer (serial port or virtual air) and print decoded traffic.
     Sniff(sniff::Cmd),
+    /// Boards to use by hand: `lab up` starts a virtual air with virtual DKs on PTYs.
+    Lab(lab::Cmd),
+    /// A terminal on a board of the hardware map: takes its lock, shows and logs its console.
+    Console(console::Cmd),
 }
 
 impl Cli {
@@ -53,6 +59,8 @@ impl Cli {
             Command::Vdk(c) => c.run(),
             Command::Sniff(c) => c.run(),
             Command::Boards(c) => c.run(),
+            Command::Lab(c) => c.run(),
+            Command::Console(c) => c.run(),
         }
     }
 }

@@ -83,6 +83,9 @@ impl ResilienceArgs {
             // Set by `run` from its own --slow-timeout.
             slow_timeout: None,
             clock: ot_hil::step_clock::ClockMode::default(),
+            // Set by `run` from its own --keep-state.
+            keep_state: false,
+            keep_boards_on_failure: false,
         })
     }
 }

@@ -85,12 +85,23 @@ pub struct Cmd {
     board_wait: Duration,
     /// The clock virtual DKs run on: `virtual` (the case clock of each case's air: timers cost
     /// no wall time and a run depends only on the case and its seed) or `real` (the host's, as
-    /// real boards). Real boards and host programs always run in real time.
-    #[arg(long, value_name = "CLOCK", default_value = "virtual")]
-    clock: ClockArg,
+    /// real boards). Real boards and host programs always run in real time. Default: virtual,
+    /// or real with --keep-boards-on-failure.
+    #[arg(long, value_name = "CLOCK")]
+    clock: Option<ClockArg>,
     /// How long a board may take to show its prompt after flashing.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     ready_timeout: Duration,
+    /// Keep what boards stored in earlier cases: real boards are not erased or factory-reset
+    /// before a case, board commands run in the current directory instead of a fresh one per
+    /// case (by default every case starts from its variant's factory state).
+    #[arg(long)]
+    keep_state: bool,
+    /// Keep the virtual boards and the air of each failed case run up after the run, printing
+    /// their consoles (PTYs) to open, until Ctrl-C. The run is on the host's clock: a person
+    /// typing into a kept board drives it in real time, which a case clock cannot follow.
+    #[arg(long)]
+    keep_boards_on_failure: bool,
     #[command(flatten)]
     resilience: super::resilience::ResilienceArgs,
 }
@@ -203,10 +214,18 @@ impl Cmd {
         ];
         let mut options = self.resilience.options(&self.cases)?;
         options.slow_timeout = Some(self.slow_timeout);
-        options.clock = match self.clock {
-            ClockArg::Virtual => ot_hil::step_clock::ClockMode::Virtual,
-            ClockArg::Real => ot_hil::step_clock::ClockMode::Real,
+        options.clock = match (self.clock, self.keep_boards_on_failure) {
+            (Some(ClockArg::Virtual), true) => anyhow::bail!(
+                "--keep-boards-on-failure runs on --clock real: kept boards are driven by hand, \
+                 in real time"
+            ),
+            (Some(ClockArg::Virtual), false) | (None, false) => {
+                ot_hil::step_clock::ClockMode::Virtual
+            }
+            (Some(ClockArg::Real), _) | (None, true) => ot_hil::step_clock::ClockMode::Real,
         };
+        options.keep_state = self.keep_state;
+        options.keep_boards_on_failure = self.keep_boards_on_failure;
         let jobs = self.jobs.unwrap_or_else(|| {
             if !self.board_commands.is_empty() {
                 // The same host programs serve every case: one case at a time.
@@ -237,12 +256,10 @@ impl Cmd {
         // SIGINT, SIGTERM (a CI job's cancel) and SIGHUP all end the run the same way: cases
         // stop, boards are stopped, reports are completed; only the exit code tells them apart.
         let signal_code = std::cell::Cell::new(None);
-        let summary = rt.block_on(async {
+        let (summary, kept) = rt.block_on(async {
             let signals = StopSignals::install().context("installing signal handlers")?;
             let interrupt = async { signal_code.set(Some(signals.first().await)) };
-            anyhow::Ok(
-                runner::run_with_options(config, options, plan, &mut reporters, interrupt).await?,
-            )
+            anyhow::Ok(runner::run_keeping(config, options, plan, &mut reporters, interrupt).await?)
         })?;
         match page.lock().unwrap_or_else(|e| e.into_inner()).take() {
             Some(Ok(t)) => println!(
@@ -253,11 +270,49 @@ impl Cmd {
             Some(Err(e)) => eprintln!("report.html not written: {e}"),
             None => eprintln!("report.html not written: the run did not finish"),
         }
+        if !kept.is_empty() {
+            rt.block_on(async {
+                print_kept(&kept);
+                match StopSignals::install() {
+                    Ok(signals) => {
+                        signals.first().await;
+                    }
+                    Err(e) => eprintln!("cannot wait for Ctrl-C ({e}); stopping the boards"),
+                }
+                eprintln!("stopping the kept boards");
+                kept.release().await;
+            });
+        }
         Ok(match signal_code.get() {
             Some(code) if summary.interrupted => code,
             _ => exit_code::for_summary(&summary),
         })
     }
+}
+
+/// How to reach the boards kept after failures: each node's console and the air. The
+/// `<node> <path>` lines are what scripts read.
+fn print_kept(kept: &runner::KeptBoards) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let n = kept.cases.len();
+    let _ = writeln!(
+        out,
+        "kept the boards of {n} failed case run{} (Ctrl-C stops them):",
+        if n == 1 { "" } else { "s" }
+    );
+    for case in &kept.cases {
+        let _ = writeln!(out, "{}@{}:", case.case, case.variant);
+        for (name, path) in &case.reach {
+            let how = if name == "air" {
+                format!("ot-hil sniff --air {} --channel <CH>", path.display())
+            } else {
+                format!("screen {} 115200", path.display())
+            };
+            let _ = writeln!(out, "  {name} {}    ({how})", path.display());
+        }
+    }
+    let _ = out.flush();
 }
 
 /// The signals that stop a run, each with the exit code it ends the run with.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ot_hil_board::Profile;
+use ot_hil_lab::flash::settings_area::SettingsArea;
 use ot_hil_lab::flash::{FirmwareImage, Flasher, ProbeRsFlasher};
 use ot_hil_lab::lock::{Allocation, Allocator, NodeRequest};
 
@@ -79,6 +80,18 @@ impl BoardSource for HardwareBoards {
                     )),
                 )
             })?;
+            // Where the image keeps its settings: erased before each case unless kept.
+            let settings = if run.options.keep_state {
+                None
+            } else {
+                let build = build_dir(variant, &image_path);
+                Some(SettingsArea::for_build(build.as_deref()).map_err(|e| {
+                    infra(
+                        "-",
+                        InfraError::acquire(format!("variant {}: {e}", variant.name)),
+                    )
+                })?)
+            };
             let requests = hardware_requests(case, variant.manifest.profile, case.air.sniffer);
             let allocator = self.allocator.clone();
             let (name, timeout) = (case.name.clone(), self.allocate_timeout);
@@ -102,8 +115,37 @@ impl BoardSource for HardwareBoards {
                 if node == SNIFFER_REQUEST {
                     continue;
                 }
-                let flasher = ProbeRsFlasher::new(board, self.states.clone())
-                    .map_err(|e| infra(node, InfraError::acquire(e.to_string())))?;
+                // Without a probe the board cannot be flashed: it runs what it holds, and its
+                // settings go by the firmware's own factory reset.
+                let flash = match board.probe {
+                    Some(_) => Some((
+                        Box::new(
+                            ProbeRsFlasher::new(board, self.states.clone())
+                                .map_err(|e| infra(node, InfraError::acquire(e.to_string())))?
+                                .with_settings(settings.clone()),
+                        ) as Box<dyn Flasher + Send>,
+                        image.clone(),
+                    )),
+                    None => None,
+                };
+                let note = match (&flash, &settings) {
+                    (Some(_), Some(area)) => format!(
+                        "board {} on {}; settings partition {area} erased before the case \
+                         (by the chip erase when it is programmed)",
+                        board.id,
+                        board.port.display()
+                    ),
+                    (Some(_), None) => format!(
+                        "board {} on {}; settings kept (--keep-state)",
+                        board.id,
+                        board.port.display()
+                    ),
+                    (None, _) => format!(
+                        "board {} on {}; no probe: not flashed, runs the image it holds",
+                        board.id,
+                        board.port.display()
+                    ),
+                };
                 boards.push(AcquiredBoard {
                     tap: None,
                     node: node.clone(),
@@ -113,8 +155,9 @@ impl BoardSource for HardwareBoards {
                     },
                     shell: variant.shell.clone(),
                     banner: variant.manifest.banner.clone(),
-                    note: Some(format!("board {} on {}", board.id, board.port.display())),
-                    flash: Some((Box::new(flasher) as Box<dyn Flasher + Send>, image.clone())),
+                    note: Some(note),
+                    factory_reset: flash.is_none() && settings.is_some(),
+                    flash,
                     facts: NodeFacts {
                         source: "board",
                         board_id: Some(board.id.clone()),
@@ -175,15 +218,21 @@ impl CaseBoards for Locked {
 /// repository root above it.
 fn real_image_path(variant: &Variant) -> Option<PathBuf> {
     let hex = variant.manifest.build.as_ref()?.hex.clone()?;
-    if hex.is_absolute() {
-        return Some(hex);
+    resolve_build_path(variant, &hex)
+}
+
+/// A path of `[build]`: absolute, or relative to the variants directory or to the repository
+/// root above it (the first that exists, else the latter).
+fn resolve_build_path(variant: &Variant, path: &Path) -> Option<PathBuf> {
+    if path.is_absolute() {
+        return Some(path.to_path_buf());
     }
     let dir = variant.manifest.path.parent()?;
     let candidates: Vec<PathBuf> = [
-        Some(dir.join(&hex)),
+        Some(dir.join(path)),
         dir.parent()
             .and_then(Path::parent)
-            .map(|root| root.join(&hex)),
+            .map(|root| root.join(path)),
     ]
     .into_iter()
     .flatten()
@@ -193,6 +242,16 @@ fn real_image_path(variant: &Variant) -> Option<PathBuf> {
         .find(|p| p.exists())
         .cloned()
         .or_else(|| candidates.last().cloned())
+}
+
+/// The build folder of a variant's image: `[build] dir` (relative like `hex`), else the folder
+/// above `zephyr/` when the image is `<build>/zephyr/zephyr.hex` as `west build` leaves it.
+fn build_dir(variant: &Variant, image: &Path) -> Option<PathBuf> {
+    if let Some(dir) = variant.manifest.build.as_ref().and_then(|b| b.dir.as_ref()) {
+        return Some(resolve_build_path(variant, dir).unwrap_or_else(|| dir.clone()));
+    }
+    let parent = image.parent()?;
+    (parent.file_name()? == "zephyr").then(|| parent.parent().map(Path::to_path_buf))?
 }
 
 /// Sets its flag when dropped: the owner (a case run's future) went away.

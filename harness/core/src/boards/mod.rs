@@ -124,6 +124,9 @@ pub struct AcquiredBoard {
     pub note: Option<String>,
     /// The probe and the image for it; `None`: nothing to flash (the board boots by itself).
     pub flash: Option<(Box<dyn Flasher + Send>, FirmwareImage)>,
+    /// Once its prompt is up, send the profile's `factoryreset` over the console and wait for
+    /// the reboot: how a board whose settings no probe can erase starts the case fresh.
+    pub factory_reset: bool,
     /// What the reports say this board is (source, board id, probe serial, port).
     pub facts: NodeFacts,
     /// On a case clock: the clock's count of what is written to and read from this board.
@@ -191,6 +194,12 @@ pub trait CaseBoards: Send {
 
     /// Control sockets of boards whose DTLS engine keeps handshake transcripts (node, socket).
     fn transcript_controls(&self) -> Vec<(String, PathBuf)> {
+        Vec::new()
+    }
+
+    /// What a person can open while the boards are kept up after a failure (label, path): each
+    /// node's console and the air. Empty: the source cannot keep its boards for a person.
+    fn reachable(&self) -> Vec<(String, PathBuf)> {
         Vec::new()
     }
 
@@ -293,6 +302,61 @@ pub async fn wait_ready(console: &Console, before: u64, timeout: Duration) -> Re
             .await
             .map_err(|e| NotReady::Infra(infra(console.name(), e.into())))?;
     }
+}
+
+/// The OpenThread command that erases a board's settings and reboots it (`otInstanceFactoryReset`).
+pub const FACTORY_RESET_COMMAND: &str = "factoryreset";
+
+/// Send the profile's factory-reset command and wait until the board rebooted: its boot banner
+/// (when the variant has one), then a prompt (asked for with Enter, as after a flash). A board
+/// without a banner can only show the prompt, which is then taken as the end of the reboot.
+pub async fn factory_reset_over_console(
+    console: &Console,
+    banner: &[String],
+    timeout: Duration,
+) -> Result<(), NotReady> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let (lines_before, prompts_before) = {
+        let st = console.shared().lock();
+        (st.lines.len(), st.prompts)
+    };
+    let command = format!("{}{FACTORY_RESET_COMMAND}", console.shell().prefix);
+    console.note("factory reset over the console (no probe to erase the settings)");
+    console
+        .send_line(&command)
+        .await
+        .map_err(|e| NotReady::Infra(infra(console.name(), InfraError::console(e))))?;
+    let mut prompts_at_boot = prompts_before;
+    if banner.iter().any(|b| !b.is_empty()) {
+        let mut changed = console.shared().subscribe();
+        loop {
+            {
+                let st = console.shared().lock();
+                let booted = st
+                    .lines
+                    .find(lines_before, |l| {
+                        banner.iter().any(|b| !b.is_empty() && l.text == *b)
+                    })
+                    .is_some();
+                if booted {
+                    prompts_at_boot = st.prompts;
+                    break;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(NotReady::Infra(infra(
+                    console.name(),
+                    InfraError::NotReady(format!(
+                        "`{command}` did not reboot the board within {} (no boot banner)",
+                        humantime::format_duration(timeout)
+                    )),
+                )));
+            }
+            let _ = tokio::time::timeout_at(deadline, changed.changed()).await;
+        }
+    }
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    wait_ready(console, prompts_at_boot, left).await
 }
 
 /// Wait until the board shows a prompt; the error says why, for people.

@@ -176,6 +176,7 @@ impl BoardSource for SimulatedBoards {
                             command.node_id, command.port_offset
                         )),
                         flash: None,
+                        factory_reset: false,
                         facts: NodeFacts {
                             source: "host",
                             board_id: Some(format!(
@@ -271,6 +272,8 @@ async fn on_case_clock(
                 banner: run.variant.manifest.banner.clone(),
                 note: Some(format!("node id {id}, on the case clock")),
                 flash: None,
+                // A fresh working directory per case run holds its settings.
+                factory_reset: false,
                 facts: NodeFacts {
                     source: "host",
                     board_id: Some(format!("{version} node {id} (virtual time)")),

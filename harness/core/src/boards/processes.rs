@@ -1,6 +1,8 @@
 //! Host processes on PTYs (`--board-command`): one process per board, started per case run
 //! from a pool of commands shared by the cases running at once. The process is the firmware:
-//! nothing to flash, starting it is the reset.
+//! nothing to flash, starting it is the reset. Each case run starts them in a fresh working
+//! directory (so relative paths in a command do not resolve against the caller's), unless
+//! `--keep-state`.
 
 use std::sync::Mutex;
 
@@ -81,6 +83,14 @@ impl BoardSource for ProcessBoards {
                     )),
                 ));
             }
+            // A fresh directory per case run: a host program keeps its settings in files
+            // relative to its working directory (OpenThread's simulation: `tmp/*.flash`), which
+            // would carry one case's network into the next.
+            let dir = if run.options.keep_state {
+                None
+            } else {
+                Some(run.work_dir()?)
+            };
             let taken = self.pool.take(nodes.len()).await;
             let boards = nodes
                 .iter()
@@ -92,12 +102,22 @@ impl BoardSource for ProcessBoards {
                         node: node.clone(),
                         port: ConsolePort::Process {
                             program: "/bin/sh".into(),
-                            args: vec!["-c".into(), format!("exec {command}")],
+                            args: vec![
+                                "-c".into(),
+                                match &dir {
+                                    Some(d) => format!(
+                                        "cd {} && exec {command}",
+                                        crate::otsim::shell_quote(&d.to_string_lossy())
+                                    ),
+                                    None => format!("exec {command}"),
+                                },
+                            ],
                         },
                         shell: self.shell.clone(),
                         banner: vec![],
                         note: None,
                         flash: None,
+                        factory_reset: false,
                         facts: NodeFacts {
                             source: "host",
                             board_id: Some(format!("board command {}", i + 1)),

@@ -96,6 +96,9 @@ impl BoardSource for VirtualBoards {
                         Box::new(dk.probe()) as Box<dyn Flasher + Send>,
                         run.variant.image.clone(),
                     )),
+                    // A new process per case run: its flash is blank until the runner flashes
+                    // it, which erases the settings.
+                    factory_reset: false,
                     facts: NodeFacts {
                         source: "virtual",
                         port: Some(dk.tty.display().to_string()),
@@ -315,6 +318,17 @@ impl CaseBoards for OnAir {
         self.dks
             .iter()
             .map(|d| (d.board.clone(), d.control.clone()))
+            .collect()
+    }
+
+    fn reachable(&self) -> Vec<(String, PathBuf)> {
+        self.dks
+            .iter()
+            .map(|d| (d.board.clone(), d.tty.clone()))
+            .chain(std::iter::once((
+                "air".to_string(),
+                self.hub.socket_path().to_path_buf(),
+            )))
             .collect()
     }
 

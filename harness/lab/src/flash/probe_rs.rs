@@ -9,6 +9,7 @@ use probe_rs::probe::list::Lister;
 use probe_rs::{MemoryInterface, Permissions, Session};
 
 use super::image::{self, ChipMemory, LoadedImage, NRF52840};
+use super::settings_area::{FlashPlan, SettingsArea};
 use super::state::{BoardState, StateDir};
 use super::{FirmwareImage, FlashError, FlashOutcome, Flasher};
 use crate::hwmap::{Board, ProbeSelector, same_serial};
@@ -28,6 +29,10 @@ pub struct ProbeRsFlasher {
     /// Erase the whole chip before programming (default), so the settings partition starts empty, as
     /// after a virtual DK's `flash`; `false` erases only the sectors the image covers.
     pub chip_erase: bool,
+    /// The settings partition erased whenever the chip is not erased as a whole (the image was
+    /// current, or sector-wise programming), so each case starts factory-fresh; `None` keeps
+    /// the settings (`--keep-state`).
+    pub settings: Option<SettingsArea>,
 }
 
 impl ProbeRsFlasher {
@@ -45,7 +50,26 @@ impl ProbeRsFlasher {
             connect_attempts: 3,
             retry_pause: Duration::from_millis(500),
             chip_erase: true,
+            settings: Some(super::settings_area::NRF52840DK_DEFAULT),
         })
+    }
+
+    /// Erase this settings area to give a case a fresh board (`None`: keep the settings).
+    pub fn with_settings(mut self, settings: Option<SettingsArea>) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// What [`Flasher::flash`] will do with `image`, from the state file alone (the read-back
+    /// that confirms a skipped programming needs the probe).
+    pub fn plan(&self, image: &FirmwareImage) -> FlashPlan {
+        let recorded = self.states.load(&self.board_id).map(|s| s.sha256);
+        FlashPlan::new(
+            &image.sha256,
+            recorded.as_deref(),
+            self.chip_erase,
+            self.settings.clone(),
+        )
     }
 
     pub fn with_chip(mut self, chip: &str) -> Self {
@@ -68,6 +92,19 @@ impl ProbeRsFlasher {
         let loaded = image::load_image(&image.path).map_err(|e| rejected(e.to_string()))?;
         let memory = ChipMemory::for_chip(&self.chip).map_err(|e| rejected(e.to_string()))?;
         image::preflight(&loaded, &memory).map_err(|e| rejected(e.to_string()))?;
+        // Erasing settings the image itself writes would corrupt the image on every case.
+        if let Some(area) = &self.settings
+            && let Some(seg) = loaded.segments.iter().find(|s| {
+                s.range().start < area.address + area.size && area.address < s.range().end
+            })
+        {
+            return Err(rejected(format!(
+                "it writes {:#010x}..{:#010x}, inside the settings partition {area} that is erased \
+                 before each case (check the build's partition layout, or run with --keep-state)",
+                seg.range().start,
+                seg.range().end
+            )));
+        }
         Ok(loaded)
     }
 
@@ -182,6 +219,22 @@ impl ProbeRsFlasher {
         Ok(true)
     }
 
+    /// Erase the settings partition: the board boots with no dataset, as after `factoryreset`.
+    fn erase_settings(&self, session: &mut Session, area: &SettingsArea) -> Result<(), FlashError> {
+        tracing::info!("board {}: erasing settings {area}", self.board_id);
+        probe_rs::flashing::erase(
+            session,
+            &mut probe_rs::flashing::FlashProgress::empty(),
+            area.address,
+            area.address + area.size,
+            false,
+        )
+        .map_err(|e| FlashError::Failed {
+            board: self.board_id.clone(),
+            message: format!("failed to erase the settings {area}: {e}"),
+        })
+    }
+
     fn reset_session(&self, session: &mut Session) -> Result<(), FlashError> {
         session
             .core(0)
@@ -212,16 +265,21 @@ impl Flasher for ProbeRsFlasher {
             path: image.path.clone(),
             message: e.to_string(),
         })?;
+        let plan = self.plan(image);
         let mut session = self.session()?;
-        let recorded = self
-            .states
-            .load(&self.board_id)
+        let recorded = plan
+            .skip_if_current
+            .as_ref()
+            .and_then(|_| self.states.load(&self.board_id))
             .filter(|s| s.sha256 == image.sha256);
         let current = match &recorded {
             Some(state) => self.device_matches(&mut session, state)?,
             None => false,
         };
         if current {
+            if let Some(area) = plan.settings_erase(false) {
+                self.erase_settings(&mut session, area)?;
+            }
             self.reset_session(&mut session)?;
             return Ok(FlashOutcome::AlreadyCurrent);
         }
@@ -248,6 +306,9 @@ impl Flasher for ProbeRsFlasher {
         loader
             .commit(&mut session, options)
             .map_err(|e| failed(format!("failed to program {}: {e}", image.path.display())))?;
+        if let Some(area) = plan.settings_erase(true) {
+            self.erase_settings(&mut session, area)?;
+        }
         self.reset_session(&mut session)?;
         let state = BoardState {
             sha256: image.sha256.clone(),
