@@ -126,7 +126,9 @@ impl Attached {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
-                return s.code().expect("exited");
+                return s
+                    .code()
+                    .unwrap_or_else(|| panic!("console ended without an exit code: {s:?}"));
             }
             assert!(Instant::now() < deadline, "console did not end");
             std::thread::sleep(Duration::from_millis(10));
@@ -134,11 +136,15 @@ impl Attached {
     }
 }
 
-/// Wait until the console holds the board's lock.
+/// Wait until the console holds the board's lock (read from its holder note: trying the lock
+/// here would make the console find the board busy).
 fn wait_locked(locks: &Path) {
     let dir = LockDir::new(locks.to_path_buf());
     let deadline = Instant::now() + Duration::from_secs(10);
-    while dir.try_lock("dk-pty", "test").unwrap().is_some() {
+    while !dir
+        .holder("dk-pty")
+        .is_some_and(|h| h.contains("ot-hil console"))
+    {
         assert!(Instant::now() < deadline, "console never took the lock");
         std::thread::sleep(Duration::from_millis(10));
     }

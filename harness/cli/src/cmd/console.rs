@@ -11,6 +11,8 @@ use ot_hil::report::exit_code;
 use ot_hil_lab::hwmap::HardwareMap;
 use ot_hil_lab::lock::LockDir;
 
+use super::signals::forward_stop_signals;
+
 #[derive(Debug, Args)]
 pub struct Cmd {
     /// The board's id in the hardware map.
@@ -41,8 +43,8 @@ impl Cmd {
                 ids.join(", ")
             );
         };
-        // Signals become a stop request before any thread starts, so every thread inherits
-        // the mask and the session ends normally (terminal restored, log completed).
+        // Signals become a stop request before the board is locked, so the session ends
+        // normally (terminal restored, log completed, lock freed).
         let (stop_tx, stop_rx) = mpsc::channel();
         let signal_code = forward_stop_signals(stop_tx).context("installing signal handlers")?;
         let locks = LockDir::from_env();
@@ -77,34 +79,6 @@ impl Cmd {
             Ended::Stopped => Ok(signal_code.get().copied().unwrap_or(exit_code::SUCCESS)),
         }
     }
-}
-
-/// Turn SIGINT, SIGTERM and SIGHUP into a stop request; the cell holds the exit code of the
-/// signal that came.
-fn forward_stop_signals(
-    stop: mpsc::Sender<()>,
-) -> std::io::Result<std::sync::Arc<std::sync::OnceLock<i32>>> {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
-    set.add(Signal::SIGHUP);
-    set.thread_block().map_err(std::io::Error::from)?;
-    let code = std::sync::Arc::new(std::sync::OnceLock::new());
-    let seen = code.clone();
-    std::thread::Builder::new()
-        .name("console-signals".into())
-        .spawn(move || {
-            if let Ok(sig) = set.wait() {
-                let _ = seen.set(match sig {
-                    Signal::SIGTERM => exit_code::TERMINATED,
-                    Signal::SIGHUP => exit_code::HANGUP,
-                    _ => exit_code::INTERRUPTED,
-                });
-            }
-            let _ = stop.send(());
-        })?;
-    Ok(code)
 }
 
 /// The person's terminal in raw mode while attached (every key goes to the board as typed),

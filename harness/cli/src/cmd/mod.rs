@@ -7,6 +7,7 @@ mod lab;
 mod list;
 mod resilience;
 mod run;
+mod signals;
 mod sniff;
 mod vdk;
 

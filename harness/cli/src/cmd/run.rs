@@ -15,8 +15,8 @@ use ot_hil::report::html::HtmlReporter;
 use ot_hil::report::{JsonReporter, JunitReporter, ProgressReporter, exit_code};
 use ot_hil::runner::{self, RunConfig};
 use ot_hil::virtual_lab::VdkCommand;
-use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use super::signals::StopSignals;
 use super::{CaseArgs, SelectArgs};
 
 /// `--clock`.
@@ -313,33 +313,6 @@ fn print_kept(kept: &runner::KeptBoards) {
         }
     }
     let _ = out.flush();
-}
-
-/// The signals that stop a run, each with the exit code it ends the run with.
-struct StopSignals {
-    int: Signal,
-    term: Signal,
-    hup: Signal,
-}
-
-impl StopSignals {
-    /// Install the handlers now (from then on these signals no longer kill the process).
-    fn install() -> std::io::Result<StopSignals> {
-        Ok(StopSignals {
-            int: signal(SignalKind::interrupt())?,
-            term: signal(SignalKind::terminate())?,
-            hup: signal(SignalKind::hangup())?,
-        })
-    }
-
-    /// Wait for the first of them; its exit code.
-    async fn first(mut self) -> i32 {
-        tokio::select! {
-            _ = self.int.recv() => exit_code::INTERRUPTED,
-            _ = self.term.recv() => exit_code::TERMINATED,
-            _ = self.hup.recv() => exit_code::HANGUP,
-        }
-    }
 }
 
 /// Name of the lock file a run holds in its output folder.
