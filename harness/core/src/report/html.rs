@@ -82,6 +82,8 @@ pub struct CaseRun {
     pub links: Vec<Link>,
     /// Seed of the case run's virtual air, where it had one.
     pub seed: Option<u64>,
+    /// The clock its steps ran on: `case` (virtual time) or `host`.
+    pub clock: Option<&'static str>,
     /// Node and what stood behind it (`virtual`, `host`, `board`).
     pub boards: Vec<(String, String)>,
 }
@@ -406,7 +408,15 @@ fn case_section(h: &mut String, r: &CaseRun) {
         esc(&r.variant),
         r.duration.as_secs_f64(),
         esc(&r.path),
-        r.seed.map(|s| format!(" · seed {s}")).unwrap_or_default(),
+        format!(
+            "{}{}",
+            r.seed.map(|s| format!(" · seed {s}")).unwrap_or_default(),
+            match r.clock {
+                Some("case") => " · case clock",
+                Some("host") => " · host clock",
+                _ => "",
+            }
+        ),
         // A folded expected failure or skip still says why in its one line.
         match (&r.reason, r.outcome) {
             (Some(reason), Outcome::Xfail | Outcome::Skip) => format!(" · {}", esc(reason)),
@@ -513,6 +523,7 @@ mod tests {
             },
             links: vec![],
             seed: None,
+            clock: None,
             boards: vec![],
         }
     }

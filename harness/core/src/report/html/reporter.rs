@@ -104,14 +104,18 @@ impl HtmlReporter {
                     .join(", ")
             ),
         };
+        let on_case_clock = self.runs.iter().filter(|r| r.clock == Some("case")).count();
+        let on_host_clock = self.runs.iter().filter(|r| r.clock == Some("host")).count();
         HtmlRun {
             provenance: Provenance {
                 version: run.version.to_string(),
                 commit: run.git_commit.map(str::to_string),
                 host: Some(run.host.clone()),
                 clock: format!(
-                    "run clock: seconds since the run started at {} (board logs, board events, \
-                     steps; air frames from the sniffer's clock, aligned at its first frame)",
+                    "steps timed on the case clock (virtual time) in {on_case_clock} case runs, \
+                     on the host clock in {on_host_clock}; the timelines are on the run clock: \
+                     seconds since the run started at {} (board logs, board events, steps; air \
+                     frames from the sniffer's clock, aligned at its first frame)",
                     run.started
                 ),
                 seed,
@@ -289,6 +293,7 @@ fn case_run(out: &Path, r: &CaseResult, events: AttemptEvents) -> CaseRun {
         },
         links,
         seed: r.facts.seed,
+        clock: r.facts.clock,
         boards: r
             .facts
             .nodes
@@ -537,6 +542,7 @@ mod tests {
             .nodes
             .insert("server".into(), Default::default());
         result.facts.seed = Some(7);
+        result.facts.clock = Some("case");
         let pending = out.join("snapshots/c__h__v.snap.new");
         vec![
             RunEvent::RunStarted {
@@ -632,7 +638,11 @@ mod tests {
         // The changed snapshot shows both ladders; the case's seed is in its summary line and
         // the run's provenance.
         assert!(page.contains("Snapshot h differs"), "{page}");
-        assert!(page.contains("seed 7"), "{page}");
+        assert!(page.contains("seed 7 · case clock"), "{page}");
+        assert!(
+            page.contains("steps timed on the case clock (virtual time) in 1 case runs"),
+            "{page}"
+        );
         assert!(page.contains("7 (each case"), "{page}");
         assert!(std::fs::read_to_string(out.path().join("summary.md")).is_ok());
     }
