@@ -218,3 +218,37 @@ fn the_real_clock_is_still_there() {
     assert!(text.contains("ping"), "{text}");
     assert!(!text.contains("[case "), "no case clock on --clock real");
 }
+
+#[test]
+fn kept_boards_run_on_the_host_clock() {
+    let case = testcases().join("thread-network-formation.toml");
+    let out = tempfile::tempdir().unwrap();
+    // Asked for both: refused before anything runs.
+    let refused = std::process::Command::new(EXE)
+        .args(["run", case.to_str().unwrap(), "--variant", "ncs-v2.2.0"])
+        .args(["--keep-boards-on-failure", "--clock", "virtual", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("runs on --clock real"), "{err}");
+    // Implied: a passing case on the host clock (nothing kept, the run ends).
+    let code = run(
+        &[
+            case.to_str().unwrap(),
+            "--variant",
+            "ncs-v2.2.0",
+            "--keep-boards-on-failure",
+        ],
+        out.path(),
+    );
+    assert_eq!(code, 0);
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("results.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        results["results"][0]["facts"]["clock"], "host",
+        "{results:#}"
+    );
+}
