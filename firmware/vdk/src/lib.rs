@@ -8,7 +8,8 @@
 //!
 //! Layout: `firmware` (variant manifests + Kconfig, from ot-hil-board), `shell` (Zephyr shell / OT UART line
 //! discipline), `cli` (OpenThread CLI commands), `device` (board state + main loop), `console`
-//! (PTY/stdio), `control` (virtual probe socket), `net` (the Thread stack model).
+//! (PTY/stdio), `control` (virtual probe socket), `net` (the Thread stack model), `ot_text`
+//! (values as the OpenThread CLI prints them).
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -27,6 +28,7 @@ pub mod device;
 pub mod entropy;
 pub mod fault;
 pub mod net;
+pub mod ot_text;
 pub mod shell;
 pub mod sniffer_app;
 
