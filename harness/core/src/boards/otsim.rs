@@ -18,9 +18,9 @@ use super::{
     Acquired, AcquiredBoard, BoardSource, BoxFuture, CaseBoards, CaseRun, ConsolePort, infra,
 };
 use crate::air::witness::Witness;
+use crate::error_text::error_chain;
 use crate::infra::{InfraError, InfraFailure};
 use crate::otsim::{NodeCommand, OffsetLease, PortOffsets, RadioSniffer};
-use crate::report::error_chain;
 use crate::report::provenance::NodeFacts;
 use crate::resilience::air_seed;
 use crate::step_clock::{ClockMode, StepClock};
