@@ -17,6 +17,7 @@ use crate::coaps::{COAPS_PORT, CoapsApp, CoapsBuild, CoapsResult};
 use crate::net::dataset::SecurityPolicy;
 use crate::net::{ActiveDataset, AddressKind, NetEvent, PingRequest, Role, Stack};
 use crate::ot_error::OtError;
+use crate::ot_text::ot_ip6;
 
 /// How a command finished.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -744,19 +745,6 @@ fn security_policy(sp: &SecurityPolicy) -> String {
         }
     }
     s
-}
-
-/// IPv6 address as OpenThread prints it: eight groups in lowercase hex without `::` compression
-/// (`OutputIp6Address`), e.g. `fdde:ad00:beef:0:0:ff:fe00:800`.
-pub fn ot_ip6(a: &Ipv6Addr) -> String {
-    let mut out = String::with_capacity(39);
-    for (i, seg) in a.segments().iter().enumerate() {
-        if i > 0 {
-            out.push(':');
-        }
-        let _ = write!(out, "{seg:x}");
-    }
-    out
 }
 
 /// `ParseAsIp6Address`.

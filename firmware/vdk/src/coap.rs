@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use ot_hil_wire::coap::{self, MessageClass, MessageType, Packet, RequestType, ResponseType};
 use rand::Rng;
 
-use crate::cli::ot_ip6;
 use crate::ot_error::OtError;
+use crate::ot_text::ot_ip6;
 
 /// OT_DEFAULT_COAP_PORT.
 pub const COAP_PORT: u16 = 5683;

@@ -1,7 +1,7 @@
 //! The board's UART: a PTY (what the runner and `screen`/`tio` open) or the process's stdio.
 //!
 //! Bytes typed by the user arrive on a reader thread and go to the main loop as
-//! [`Input::Console`](crate::device::Input). Output goes through a writer thread with a bounded
+//! [`Input::Console`](crate::input::Input). Output goes through a writer thread with a bounded
 //! queue: a real UART never blocks the firmware when nobody reads it, and neither may the PTY
 //! (its kernel buffer fills up when no one has the slave open), so when the queue is full output
 //! is dropped and counted instead of stalling the board.
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use nix::sys::termios::{self, SetArg, Termios};
 
-use crate::device::Input;
+use crate::input::Input;
 
 /// Chunks the writer queue holds before output is dropped (each chunk is one burst of output,
 /// typically a command's reply).

@@ -12,20 +12,13 @@ use std::sync::mpsc::{self, Sender};
 use std::thread;
 use std::time::Duration;
 
-use crate::device::Input;
+use crate::input::{ControlRequest, Input};
 
 /// Longest request line accepted (a manifest path plus the verb).
 const MAX_REQUEST: usize = 4096;
 
 /// How long a connection waits for the main loop before answering an error.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A request from the control socket, with the way back.
-#[derive(Debug)]
-pub struct ControlRequest {
-    pub line: String,
-    pub reply: Sender<String>,
-}
 
 /// The listening control socket; removed from the file system on drop.
 pub struct ControlServer {

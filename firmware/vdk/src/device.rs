@@ -13,33 +13,14 @@ use ot_hil_air::{AirClient, AirFrame, IdleReport};
 
 use crate::cli::{self, Cli, Context, Outcome};
 use crate::console::Console;
-use crate::control::ControlRequest;
 use crate::fault::{AfterFatal, CrashRequest, FaultState};
 use crate::firmware::{Application, Manifest, Profile};
+use crate::input::Input;
 use crate::net::dataset::{DEFAULT_CHANNEL_MASK, SecurityPolicy};
 use crate::net::{ActiveDataset, Role, Stack};
 use crate::shell::{self, Shell, ShellConfig};
 use crate::sniffer_app::SnifferApp;
 use ot_hil_board::control::{ControlReply as Reply, ControlRequest as Request};
-
-/// Everything the main loop waits for.
-#[derive(Debug)]
-pub enum Input {
-    /// Bytes typed on the console.
-    Console(Vec<u8>),
-    /// The console input ended (stdin EOF, or a PTY read error).
-    ConsoleClosed,
-    /// A frame the radio received.
-    Air(AirFrame),
-    /// A request from the control socket.
-    Control(ControlRequest),
-    /// SIGINT/SIGTERM/SIGHUP: leave the loop so the PTY link and sockets get removed.
-    Shutdown,
-    /// The case clock moved on to this instant (µs; boards on a case clock only).
-    Clock(u64),
-    /// A datagram from the air that was not a frame for this radio (dropped by the radio).
-    AirDiscarded,
-}
 
 /// What Zephyr's `help` prints (shell.c `cmd_help` with TAB, autocompletion, help and metakeys
 /// enabled), followed by the root commands this model has.

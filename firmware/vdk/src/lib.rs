@@ -7,8 +7,9 @@
 //! (manifests, profiles, the control protocol, the error table) is `ot-hil-board`.
 //!
 //! Layout: `firmware` (variant manifests + Kconfig, from ot-hil-board), `shell` (Zephyr shell / OT UART line
-//! discipline), `cli` (OpenThread CLI commands), `device` (board state + main loop), `console`
-//! (PTY/stdio), `control` (virtual probe socket), `net` (the Thread stack model).
+//! discipline), `cli` (OpenThread CLI commands), `device` (board state + main loop), `input` (what
+//! the main loop waits for), `console` (PTY/stdio), `control` (virtual probe socket), `net` (the
+//! Thread stack model), `ot_text` (values as the OpenThread CLI prints them).
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -26,14 +27,17 @@ pub mod control;
 pub mod device;
 pub mod entropy;
 pub mod fault;
+pub mod input;
 pub mod net;
+pub mod ot_text;
 pub mod shell;
 pub mod sniffer_app;
 
 use console::Console;
 use control::ControlServer;
-use device::{Board, Input};
+use device::Board;
 use firmware::{FirmwareError, Manifest};
+use input::Input;
 use ot_hil_air::{AirClient, Received};
 
 /// Command-line arguments of a virtual DK (`ot-hil-vdk ...` and `ot-hil vdk ...`).

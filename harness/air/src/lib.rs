@@ -22,14 +22,17 @@ mod client;
 pub mod clock;
 mod fault;
 mod hub;
+mod medium;
 pub mod proto;
 pub mod sim_event;
+mod sim_node;
 mod sim_nodes;
 
 pub use client::{AirClient, Received};
 pub use clock::Wake;
 pub use fault::FaultConfig;
-pub use hub::{BoardTap, CaseClock, DEFAULT_LQI, DEFAULT_RSSI_DBM, HUB_SOCKET_NAME, Hub, HubStats};
+pub use hub::{BoardTap, CaseClock, HUB_SOCKET_NAME, Hub};
+pub use medium::{DEFAULT_LQI, DEFAULT_RSSI_DBM, HubStats};
 pub use proto::{AirFrame, HubMessage, IdleReport, MAX_PSDU_LEN};
 
 /// A datagram on the air protocol that does not parse.

@@ -23,27 +23,13 @@ use nix::sys::socket::{
     self, AddressFamily, Backlog, MsgFlags, SockFlag, SockType, UnixAddr, sockopt,
 };
 
-use crate::hub::{HubState, Shared, progress};
+use crate::medium::{HubState, Shared, progress};
 use crate::proto::IdleReport;
 use crate::sim_event::{ALARM_FIRED, MAX_DATA, NO_ALARM, RADIO_RECEIVED, SimEvent, UART_WRITE};
+use crate::sim_node::SimNode;
 
 /// How often the accept and console loops check whether the hub or the node is gone.
 const ACCEPT_POLL: Duration = Duration::from_millis(100);
-
-/// One connected node.
-pub(crate) struct SimNode {
-    conn: Arc<OwnedFd>,
-    /// The node's clock as the hub last moved it (µs).
-    node_now: u64,
-    /// Events sent to it, and sleep requests it sent (the first comes unasked).
-    events_sent: u64,
-    sleeps: u64,
-    /// The runner's side of its console (the PTY slave the node was started on).
-    console: Option<Arc<File>>,
-    /// Console bytes forwarded to it, and written out for the runner.
-    console_in: u64,
-    console_out: u64,
-}
 
 /// Bind `dir/vt.<port_base>.sock` and accept nodes on a thread until the hub stops.
 pub(crate) fn listen(shared: Arc<Shared>, dir: &Path, port_base: u16) -> io::Result<PathBuf> {
@@ -103,15 +89,7 @@ fn attach(shared: &Arc<Shared>, conn: OwnedFd, dir: &Path) -> io::Result<()> {
         let mut state = shared.lock();
         state.sim_nodes.insert(
             key.clone(),
-            SimNode {
-                conn: Arc::clone(&conn),
-                node_now: 0,
-                events_sent: 0,
-                sleeps: 0,
-                console: console.clone(),
-                console_in: 0,
-                console_out: 0,
-            },
+            SimNode::new(Arc::clone(&conn), console.clone()),
         );
         if let Some(clock) = state.clock.as_mut() {
             clock.board(&key);
@@ -199,7 +177,7 @@ fn handle_event(state: &mut HubState, key: &Path, event: SimEvent) {
             }
             // A node that joined after the clock moved on catches up first.
             if behind {
-                send(state, key, ALARM_FIRED, Vec::new());
+                state.send_to_sim_node(key, ALARM_FIRED, Vec::new());
             }
         }
         RADIO_RECEIVED => {
@@ -256,7 +234,7 @@ fn serve_console(shared: &Arc<Shared>, key: &Path, console: &File) {
             return;
         }
         let data = buf.get(..n).unwrap_or_default().to_vec();
-        send(&mut state, key, UART_WRITE, data);
+        state.send_to_sim_node(key, UART_WRITE, data);
         if let Some(node) = state.sim_nodes.get_mut(key) {
             node.console_in += n as u64;
             let forwarded = node.console_in;
@@ -271,51 +249,4 @@ fn serve_console(shared: &Arc<Shared>, key: &Path, console: &File) {
         }
         progress(&mut state, shared);
     }
-}
-
-/// Whether `to` is a connected node.
-pub(crate) fn is_node(state: &HubState, to: &Path) -> bool {
-    state.sim_nodes.contains_key(to)
-}
-
-/// The connected nodes.
-pub(crate) fn nodes(state: &HubState) -> Vec<PathBuf> {
-    state.sim_nodes.keys().cloned().collect()
-}
-
-/// Send an event to node `to`, moving its clock to the case clock's instant first; false when
-/// it is gone.
-pub(crate) fn send(state: &mut HubState, to: &Path, kind: u8, data: Vec<u8>) -> bool {
-    let now_us = state.now_us();
-    let Some(node) = state.sim_nodes.get_mut(to) else {
-        return false;
-    };
-    let event = SimEvent {
-        delay_us: now_us.saturating_sub(node.node_now),
-        kind,
-        data,
-    };
-    node.node_now = now_us.max(node.node_now);
-    node.events_sent += 1;
-    let sent = socket::send(node.conn.as_raw_fd(), &event.emit(), MsgFlags::MSG_NOSIGNAL).is_ok();
-    if let Some(board) = state.clock.as_mut().and_then(|c| c.boards.get_mut(to)) {
-        if sent {
-            board.delivered += 1;
-        } else {
-            board.gone = true;
-        }
-    }
-    sent
-}
-
-/// A frame for node `to`.
-pub(crate) fn send_frame(
-    state: &mut HubState,
-    to: &Path,
-    channel: u8,
-    psdu: &[u8],
-    fcs: u16,
-) -> bool {
-    let event = SimEvent::radio(0, channel, psdu, fcs);
-    send(state, to, RADIO_RECEIVED, event.data)
 }

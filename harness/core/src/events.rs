@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::exec::{Failure, InfraFailure};
+use crate::exec::Failure;
+use crate::infra::InfraFailure;
 use crate::report::provenance::{CaseFacts, NodeFacts, RunFacts};
 
 /// The closed set of outcomes of one case on one variant.

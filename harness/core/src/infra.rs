@@ -119,7 +119,7 @@ impl InfraError {
 
     /// The rendered message with its causes, `outer: cause: root`.
     pub fn message(&self) -> String {
-        crate::report::error_chain(self)
+        crate::error_text::error_chain(self)
     }
 }
 

@@ -20,6 +20,7 @@ pub mod boards;
 pub mod case;
 pub mod check;
 pub mod console;
+pub mod error_text;
 pub mod events;
 pub mod exec;
 #[doc(hidden)]

@@ -15,22 +15,6 @@ pub mod timeline;
 pub mod html;
 pub use junit::JunitReporter;
 
-/// An error and its `source()` chain in one line, `outer: cause: root`; a cause whose text the
-/// previous message already ends with is not repeated.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let c = cause.to_string();
-        if !text.ends_with(&c) {
-            text.push_str(": ");
-            text.push_str(&c);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// Human-readable failure details (shared by the progress output and JUnit).
 pub fn failure_text(r: &CaseResult) -> String {
     let mut s = String::new();

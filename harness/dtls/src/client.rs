@@ -12,11 +12,13 @@ use p256::elliptic_curve::sec1::ToSec1Point;
 
 use crate::cert::{ParsedCert, verify_chain, verify_signature};
 use crate::config::{Config, EcjpakeBackend, HelloLayout};
+use crate::context::Context;
 use crate::ecjpake::{self, EcjpakeContext};
 use crate::enums::*;
 use crate::error::Error;
 use crate::handshake::*;
 use crate::messages::*;
+use crate::record::VERSION;
 
 /// Start a client: send the ClientHello and wait for the server's answer.
 pub(crate) fn start(cx: &mut Context, now: Instant) -> Transition {
@@ -151,10 +153,7 @@ fn hello_extensions(cfg: &Config, ec: bool, ecjpake_kkpp: Option<Vec<u8>>) -> Ve
 fn send_client_hello(cx: &mut Context, now: Instant, ch: ClientHello) -> State {
     cx.start_flight();
     cx.queue_handshake(&HandshakePayload::ClientHello(ch.clone()));
-    cx.send_flight_then(
-        now,
-        State::ExpectServerHello(ExpectServerHello { client_hello: ch }),
-    )
+    cx.send_flight_then(now, State::expect(ExpectServerHello { client_hello: ch }))
 }
 
 // -- Client: waiting for the server's hello --
@@ -166,15 +165,21 @@ pub(crate) struct ExpectServerHello {
     client_hello: ClientHello,
 }
 
-impl ExpectServerHello {
-    pub(crate) fn handle(self, cx: &mut Context, now: Instant, message: Message) -> Transition {
+impl Expect for ExpectServerHello {
+    fn name(&self) -> &'static str {
+        "ExpectServerHello"
+    }
+
+    fn handle(self: Box<Self>, cx: &mut Context, now: Instant, message: Message) -> Transition {
         match message.payload {
             HandshakePayload::HelloVerifyRequest(hvr) => Ok(self.hello_verify(cx, now, hvr)),
             HandshakePayload::ServerHello(sh) => self.server_hello(cx, sh, message.full),
-            other => Err(unexpected(&State::ExpectServerHello(self), &other)),
+            other => Err(unexpected(&State::Expect(self), &other)),
         }
     }
+}
 
+impl ExpectServerHello {
     /// RFC 6347 §4.2.1: resend the ClientHello with the cookie; the first ClientHello and the
     /// HelloVerifyRequest are left out of the Finished hash (§4.2.6).
     fn hello_verify(self, cx: &mut Context, now: Instant, hvr: HelloVerifyRequest) -> State {
@@ -212,15 +217,13 @@ impl ExpectServerHello {
         // arrived: RFC 6347 §4.2.4 retransmits per flight, not per message.
         cx.hs.messages.extend_from_slice(&full);
         match sh.cipher_suite.key_exchange() {
-            Some(KeyExchange::Psk) => Ok(State::ExpectServerKeyExchange(ExpectServerKeyExchange {
-                server_key: None,
-            })),
-            Some(KeyExchange::EcdheEcdsa) => Ok(State::ExpectCertificate(ExpectCertificate)),
+            Some(KeyExchange::Psk) => {
+                Ok(State::expect(ExpectServerKeyExchange { server_key: None }))
+            }
+            Some(KeyExchange::EcdheEcdsa) => Ok(State::expect(ExpectCertificate)),
             Some(KeyExchange::Ecjpake) => {
                 read_server_ecjpake_round_one(cx, &sh.extensions)?;
-                Ok(State::ExpectServerKeyExchange(ExpectServerKeyExchange {
-                    server_key: None,
-                }))
+                Ok(State::expect(ExpectServerKeyExchange { server_key: None }))
             }
             None => Err(Error::hs(
                 AlertDescription::ILLEGAL_PARAMETER,
@@ -270,14 +273,16 @@ fn read_server_ecjpake_round_one(cx: &mut Context, extensions: &[Extension]) -> 
 #[derive(Debug)]
 pub(crate) struct ExpectCertificate;
 
-impl ExpectCertificate {
-    pub(crate) fn handle(self, cx: &mut Context, message: Message) -> Transition {
-        let c = expect_payload!(message, Certificate, State::ExpectCertificate(self));
+impl Expect for ExpectCertificate {
+    fn name(&self) -> &'static str {
+        "ExpectCertificate"
+    }
+
+    fn handle(self: Box<Self>, cx: &mut Context, _now: Instant, message: Message) -> Transition {
+        let c = expect_payload!(message, Certificate, State::Expect(self));
         let chain = verified_server_chain(&cx.config, c)?;
         let server_key = Some(cx.accept_peer_chain(chain, &message.full)?);
-        Ok(State::ExpectServerKeyExchange(ExpectServerKeyExchange {
-            server_key,
-        }))
+        Ok(State::expect(ExpectServerKeyExchange { server_key }))
     }
 }
 
@@ -303,13 +308,17 @@ pub(crate) struct ExpectServerKeyExchange {
     server_key: Option<VerifyingKey>,
 }
 
-impl ExpectServerKeyExchange {
-    pub(crate) fn handle(self, cx: &mut Context, now: Instant, message: Message) -> Transition {
+impl Expect for ExpectServerKeyExchange {
+    fn name(&self) -> &'static str {
+        "ExpectServerKeyExchange"
+    }
+
+    fn handle(self: Box<Self>, cx: &mut Context, now: Instant, message: Message) -> Transition {
         match message.payload {
             HandshakePayload::ServerKeyExchange(ske) => {
                 let server_point = self.check(cx, ske)?;
                 cx.hs.messages.extend_from_slice(&message.full);
-                Ok(State::ExpectServerHelloDone(ExpectServerHelloDone {
+                Ok(State::expect(ExpectServerHelloDone {
                     server_point,
                     cert_requested: false,
                 }))
@@ -323,10 +332,12 @@ impl ExpectServerKeyExchange {
                 };
                 st.send_client_flight(cx, now)
             }
-            other => Err(unexpected(&State::ExpectServerKeyExchange(self), &other)),
+            other => Err(unexpected(&State::Expect(self), &other)),
         }
     }
+}
 
+impl ExpectServerKeyExchange {
     /// Check the ServerKeyExchange; returns the server's ECDHE point, if any.
     fn check(&self, cx: &mut Context, ske: ServerKeyExchange) -> Result<Option<Vec<u8>>, Error> {
         match ske {
@@ -383,8 +394,12 @@ pub(crate) struct ExpectServerHelloDone {
     cert_requested: bool,
 }
 
-impl ExpectServerHelloDone {
-    pub(crate) fn handle(mut self, cx: &mut Context, now: Instant, message: Message) -> Transition {
+impl Expect for ExpectServerHelloDone {
+    fn name(&self) -> &'static str {
+        "ExpectServerHelloDone"
+    }
+
+    fn handle(mut self: Box<Self>, cx: &mut Context, now: Instant, message: Message) -> Transition {
         match message.payload {
             HandshakePayload::CertificateRequest(cr)
                 if cx.hs.key_exchange() == Some(KeyExchange::EcdheEcdsa)
@@ -398,16 +413,18 @@ impl ExpectServerHelloDone {
                 }
                 self.cert_requested = true;
                 cx.hs.messages.extend_from_slice(&message.full);
-                Ok(State::ExpectServerHelloDone(self))
+                Ok(State::Expect(self))
             }
             HandshakePayload::ServerHelloDone => {
                 cx.hs.messages.extend_from_slice(&message.full);
                 self.send_client_flight(cx, now)
             }
-            other => Err(unexpected(&State::ExpectServerHelloDone(self), &other)),
+            other => Err(unexpected(&State::Expect(self), &other)),
         }
     }
+}
 
+impl ExpectServerHelloDone {
     /// Client's second flight: \[Certificate\] ClientKeyExchange \[CertificateVerify\] CCS Finished.
     fn send_client_flight(self, cx: &mut Context, now: Instant) -> Transition {
         let cfg = cx.config.clone();

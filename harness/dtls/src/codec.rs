@@ -1,7 +1,16 @@
 //! Byte codec: a [`Reader`] over untrusted input that never panics and rejects leftover bytes,
 //! length-prefixed vector helpers, and the [`Codec`] trait every wire type implements.
 
-use crate::error::CodecError;
+/// Parsing failed. Every variant maps to a `decode_error` alert when it happens in a handshake.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("message truncated")]
+    Truncated,
+    #[error("{0} trailing bytes after message")]
+    TrailingBytes(usize),
+    #[error("invalid value: {0}")]
+    Invalid(&'static str),
+}
 
 /// Cursor over a byte slice. Every accessor is bounds-checked and returns
 /// [`CodecError::Truncated`] instead of panicking.

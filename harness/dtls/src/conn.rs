@@ -22,40 +22,17 @@ use std::time::Instant;
 use crate::cert::ParsedCert;
 use crate::codec::Codec;
 use crate::config::Config;
+use crate::context::Context;
 use crate::enums::*;
 use crate::error::Error;
-use crate::handshake::{Context, Message, State};
+use crate::handshake::{Message, State};
 use crate::messages::*;
 use crate::reassembly::Complete;
-use crate::record::peer_direction;
+use crate::record::{VERSION, peer_direction};
 use crate::rng::{BoxedRng, system_rng};
-use crate::server::ExpectClientHello;
 use crate::transcript::Transcript;
 
-/// Something the application should know about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// The handshake finished (both Finished messages verified).
-    Connected {
-        suite: CipherSuite,
-    },
-    ApplicationData(Vec<u8>),
-    /// The peer sent close_notify, or we closed.
-    Closed,
-    /// The connection failed. `alert` is the alert we sent or received (`None` for a handshake
-    /// timeout, which sends nothing); `reason` says what happened.
-    Failed {
-        alert: Option<AlertDescription>,
-        reason: String,
-    },
-}
-
-/// Which end we are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Client,
-    Server,
-}
+pub use crate::event::{Event, Role};
 
 /// A DTLS 1.2 connection, client or server, over one peer.
 pub struct Connection {
@@ -94,7 +71,7 @@ impl Connection {
             return Err(Error::Config("no cipher suites enabled".into()));
         }
         let mut c = Connection {
-            state: State::ExpectClientHello(ExpectClientHello),
+            state: crate::server::start(),
             cx: Context::new(Role::Server, config, rng, peer_id.to_vec()),
         };
         c.account();
@@ -257,9 +234,7 @@ impl Connection {
     fn handle_record(&mut self, now: Instant, r: &RawRecord<'_>) -> Result<(), Error> {
         let h = r.header;
         // DTLS 1.0 version numbers are allowed on the first ClientHello (RFC 6347 §4.1).
-        if h.version != crate::handshake::VERSION
-            && !(h.version == ProtocolVersion::DTLS1_0 && h.epoch == 0)
-        {
+        if h.version != VERSION && !(h.version == ProtocolVersion::DTLS1_0 && h.epoch == 0) {
             return Ok(());
         }
         let awaiting_finished = matches!(self.state, State::ExpectFinished(_));
@@ -348,7 +323,7 @@ impl Connection {
         let seq = f.header.message_seq;
         // The server answers every ClientHello before the cookie exchange completes statelessly,
         // whatever its message_seq (RFC 6347 §4.2.1).
-        let stateless_hello = matches!(self.state, State::ExpectClientHello(_))
+        let stateless_hello = self.state.answers_hello_statelessly()
             && f.header.msg_type == HandshakeType::CLIENT_HELLO;
         let cx = &mut self.cx;
         if seq < cx.in_msg_seq && !stateless_hello {

@@ -1,8 +1,7 @@
 //! Protocol enums as open newtypes: an unknown value read off the air survives, prints in
 //! hex and round-trips, while known values have names (rustls `msgs/enums.rs` style).
 
-use crate::codec::{Codec, Reader, put_u16};
-use crate::error::CodecError;
+use crate::codec::{Codec, CodecError, Reader, put_u16};
 
 macro_rules! open_enum {
     ($(#[$m:meta])* $name:ident($t:ty) { $($(#[$cm:meta])* $c:ident = $v:expr,)* }) => {

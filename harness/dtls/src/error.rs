@@ -1,18 +1,10 @@
-//! Errors, one enum per layer: [`CodecError`] for parsing bytes, [`CertError`] for
-//! certificate checks, [`Error`] for the engine (each maps to the alert we send).
+//! Errors, one enum per layer: [`CodecError`] for parsing bytes (the codec's own, from
+//! [`crate::codec`]), [`CertError`] for certificate checks, [`Error`] for the engine (each maps
+//! to the alert we send).
 
 use crate::enums::AlertDescription;
 
-/// Parsing failed. Every variant maps to a `decode_error` alert when it happens in a handshake.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CodecError {
-    #[error("message truncated")]
-    Truncated,
-    #[error("{0} trailing bytes after message")]
-    TrailingBytes(usize),
-    #[error("invalid value: {0}")]
-    Invalid(&'static str),
-}
+pub use crate::codec::CodecError;
 
 /// Certificate verification failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -5,19 +5,10 @@
 use std::time::Instant;
 
 use crate::codec::Codec;
+use crate::context::{Context, FlightMsg, OutOfHeap};
 use crate::crypto::RECORD_EXPANSION;
 use crate::enums::*;
-use crate::handshake::{Context, OutOfHeap, State};
 use crate::messages::*;
-
-/// One buffered message of our current flight, kept for retransmission.
-#[derive(Debug, Clone)]
-pub(crate) struct FlightMsg {
-    pub(crate) epoch: u16,
-    pub(crate) content_type: ContentType,
-    /// Handshake: the full unfragmented message (header + body); otherwise the record body.
-    pub(crate) data: Vec<u8>,
-}
 
 impl Context {
     /// Queue a handshake message in the current flight (and the Finished hash log).
@@ -58,20 +49,6 @@ impl Context {
         self.transmit_flight();
         self.retransmit_at = expects_reply.then(|| now + self.timeout);
         self.account()
-    }
-
-    /// Send the buffered flight, which expects a reply, and wait in `next` for it; in
-    /// [`State::Failed`] if the flight pushed the memory model over the heap limit.
-    pub(crate) fn send_flight_then(&mut self, now: Instant, next: State) -> State {
-        match self.send_flight(now, true) {
-            Ok(()) => next,
-            Err(OutOfHeap) => State::Failed,
-        }
-    }
-
-    pub(crate) fn stop_flight(&mut self) {
-        self.retransmit_at = None;
-        self.flight.clear();
     }
 
     /// Encode the flight into datagrams: handshake messages fragmented to fit

@@ -1,43 +1,30 @@
-//! What client and server handshakes share: the [`State`] enum that names the message expected
-//! next, the [`Context`] every state handler works on, the end of the handshake
-//! ([`ExpectCcs`], [`ExpectFinished`]), key derivation and the memory model.
+//! What client and server handshakes share: the [`State`] that names the message expected
+//! next, the end of the handshake ([`ExpectCcs`], [`ExpectFinished`]) and key derivation.
 //!
 //! A state is a struct that owns its handling: `handle(self, cx, now, message)` consumes it and
 //! returns the next state, or an [`Error`] that the connection turns into a fatal alert. The
-//! client's states are in [`crate::client`], the server's in [`crate::server`]. Records and
-//! flights, which the states use through the context, are in [`crate::record`] and
-//! [`crate::flight`].
+//! client's states are in [`crate::client`], the server's in [`crate::server`], each an
+//! [`Expect`]; this module names none of them. The [`Context`] they work on is in
+//! [`crate::context`]; records and flights, which the states use through it, are in
+//! [`crate::record`] and [`crate::flight`].
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::fmt;
+use std::time::Instant;
 
-use p256::ecdh::EphemeralSecret;
 use p256::ecdsa::VerifyingKey;
 
 use crate::cert::{CertifiedKey, ParsedCert};
-use crate::client::{
-    ExpectCertificate, ExpectServerHello, ExpectServerHelloDone, ExpectServerKeyExchange,
-};
-use crate::codec::Codec;
 use crate::config::Config;
-use crate::conn::{Event, Role};
+use crate::context::{Context, Handshake, OutOfHeap};
 use crate::crypto::{
-    KeyBlock, RECORD_EXPANSION, RecordCipher, extended_master_secret, master_secret, sha256,
-    verify_data,
+    KeyBlock, RecordCipher, extended_master_secret, master_secret, sha256, verify_data,
 };
 use crate::ecjpake::EcjpakeContext;
 use crate::enums::*;
 use crate::error::Error;
-use crate::flight::FlightMsg;
+use crate::event::{Event, Role};
 use crate::messages::*;
-use crate::reassembly::{Complete, Reassembler};
-use crate::record::RecordLayer;
-use crate::rng::BoxedRng;
-use crate::server::{
-    ExpectCertificateVerify, ExpectClientCertificate, ExpectClientHello, ExpectClientKeyExchange,
-};
-use crate::transcript::TranscriptBuilder;
+use crate::reassembly::Complete;
 
 /// Stand-in password for a J-PAKE context that was never given one: round one does not use the
 /// password, and an unchecked implementation (see
@@ -45,24 +32,29 @@ use crate::transcript::TranscriptBuilder;
 /// reads round one without it.
 pub(crate) const UNSET_ECJPAKE_PASSWORD: &[u8] = &[1];
 
-/// Protocol version we speak.
-pub(crate) const VERSION: ProtocolVersion = ProtocolVersion::DTLS1_2;
+/// A state of the client's or the server's own part of the handshake ([`crate::client`],
+/// [`crate::server`]): a struct whose name says which message is expected next and whose fields
+/// hold what only that step needs.
+pub(crate) trait Expect: fmt::Debug {
+    /// The struct's name, as the connection's state prints.
+    fn name(&self) -> &'static str;
 
-/// Handshake states, one struct each (rustls style): the name says which message is expected
-/// next, the fields hold what only that step needs. Handlers consume a state and return the
-/// next one; data for the rest of the handshake lives in [`Handshake`].
-#[derive(Debug)]
+    /// Handle one complete handshake message that arrived in this state.
+    fn handle(self: Box<Self>, cx: &mut Context, now: Instant, message: Message) -> Transition;
+
+    /// Whether a ClientHello is answered here before the cookie exchange completes,
+    /// statelessly and whatever its message_seq (RFC 6347 §4.2.1).
+    fn answers_hello_statelessly(&self) -> bool {
+        false
+    }
+}
+
+/// Handshake states (rustls style): the name says which message is expected next. Handlers
+/// consume a state and return the next one; data for the rest of the handshake lives in
+/// [`Handshake`].
 pub(crate) enum State {
-    // -- Client --
-    ExpectServerHello(ExpectServerHello),
-    ExpectCertificate(ExpectCertificate),
-    ExpectServerKeyExchange(ExpectServerKeyExchange),
-    ExpectServerHelloDone(ExpectServerHelloDone),
-    // -- Server --
-    ExpectClientHello(ExpectClientHello),
-    ExpectClientCertificate(ExpectClientCertificate),
-    ExpectClientKeyExchange(ExpectClientKeyExchange),
-    ExpectCertificateVerify(ExpectCertificateVerify),
+    /// A state of the client's or the server's own part ([`Expect`]).
+    Expect(Box<dyn Expect>),
     // -- Both --
     ExpectCcs(ExpectCcs),
     ExpectFinished(ExpectFinished),
@@ -74,17 +66,15 @@ pub(crate) enum State {
 }
 
 impl State {
+    /// The state `st` of the client's or the server's own part of the handshake.
+    pub(crate) fn expect(st: impl Expect + 'static) -> State {
+        State::Expect(Box::new(st))
+    }
+
     /// Handle one complete handshake message: the state it arrived in decides.
     pub(crate) fn handle(self, cx: &mut Context, now: Instant, message: Message) -> Transition {
         match self {
-            State::ExpectServerHello(st) => st.handle(cx, now, message),
-            State::ExpectCertificate(st) => st.handle(cx, message),
-            State::ExpectServerKeyExchange(st) => st.handle(cx, now, message),
-            State::ExpectServerHelloDone(st) => st.handle(cx, now, message),
-            State::ExpectClientHello(st) => st.handle(cx, now, message),
-            State::ExpectClientCertificate(st) => st.handle(cx, message),
-            State::ExpectClientKeyExchange(st) => st.handle(cx, message),
-            State::ExpectCertificateVerify(st) => st.handle(cx, message),
+            State::Expect(st) => st.handle(cx, now, message),
             State::ExpectFinished(st) => st.handle(cx, now, message),
             state => Err(unexpected(&state, &message.payload)),
         }
@@ -93,6 +83,25 @@ impl State {
     /// Closed or failed: nothing more is sent or received.
     pub(crate) fn is_terminal(&self) -> bool {
         matches!(self, State::Closed | State::Failed)
+    }
+
+    /// See [`Expect::answers_hello_statelessly`].
+    pub(crate) fn answers_hello_statelessly(&self) -> bool {
+        matches!(self, State::Expect(st) if st.answers_hello_statelessly())
+    }
+}
+
+impl fmt::Debug for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            State::Expect(st) => f.debug_tuple(st.name()).field(st).finish(),
+            State::ExpectCcs(st) => f.debug_tuple("ExpectCcs").field(st).finish(),
+            State::ExpectFinished(st) => f.debug_tuple("ExpectFinished").field(st).finish(),
+            State::Connected => f.write_str("Connected"),
+            State::Closed => f.write_str("Closed"),
+            State::Failed => f.write_str("Failed"),
+            State::Busy => f.write_str("Busy"),
+        }
     }
 }
 
@@ -209,114 +218,7 @@ impl ExpectFinished {
     }
 }
 
-/// Negotiation state shared by the handshake states.
-#[derive(Default)]
-pub(crate) struct Handshake {
-    pub(crate) client_random: [u8; 32],
-    pub(crate) server_random: [u8; 32],
-    pub(crate) suite: Option<CipherSuite>,
-    /// All handshake messages so far in unfragmented form, for Finished and CertificateVerify
-    /// (RFC 6347 §4.2.6: ClientHello without cookie and HelloVerifyRequest excluded).
-    pub(crate) messages: Vec<u8>,
-    pub(crate) ecjpake: Option<EcjpakeContext>,
-    pub(crate) ecdh: Option<EphemeralSecret>,
-    pub(crate) peer_chain: Vec<ParsedCert>,
-    pub(crate) master: Option<[u8; 48]>,
-    /// RFC 7627 negotiated: the master secret is bound to the session hash.
-    pub(crate) extended_master_secret: bool,
-    pub(crate) keys: Option<KeyBlock>,
-}
-
-impl Handshake {
-    /// The key exchange of the negotiated suite, once there is one.
-    pub(crate) fn key_exchange(&self) -> Option<KeyExchange> {
-        self.suite.and_then(|s| s.key_exchange())
-    }
-}
-
-/// Accounted handshake memory (see [`Connection::peak_handshake_bytes`](crate::Connection::peak_handshake_bytes)).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Memory {
-    pub(crate) current: usize,
-    pub(crate) peak: usize,
-}
-
-/// Sizes of key material in the memory model, close to mbedtls' structures on a 32-bit MCU.
-mod cost {
-    /// ECDH context: our key pair and the peer's point (mbedtls_ecdh_context).
-    pub const ECDH: usize = 400;
-    /// EC J-PAKE context: 4 of our points/scalars, 2 peer points, Xp (mbedtls_ecjpake_context).
-    pub const ECJPAKE: usize = 1200;
-    /// Two AES-CCM contexts with expanded key schedules, plus IVs (mbedtls_ssl_transform).
-    pub const TRANSFORM: usize = 2 * 300;
-    /// Randoms, master secret, premaster and key block.
-    pub const SECRETS: usize = 32 + 32 + 48 + 48 + 40;
-    /// Handshake hash contexts (mbedtls keeps running SHA-256 state).
-    pub const HASH: usize = 2 * 112;
-}
-
-/// The memory model went over `heap_limit`: the connection already sent its internal_error
-/// alert and reported the failure (see [`Context::account`]).
-#[derive(Debug)]
-pub(crate) struct OutOfHeap;
-
-/// Everything a connection keeps besides its handshake state: what the state handlers work on.
-pub(crate) struct Context {
-    pub(crate) role: Role,
-    pub(crate) config: Arc<Config>,
-    pub(crate) rng: BoxedRng,
-    /// The peer's transport address in some form: it goes into the server's cookie.
-    pub(crate) peer_id: Vec<u8>,
-    pub(crate) hs: Handshake,
-    pub(crate) rec: RecordLayer,
-    pub(crate) out_msg_seq: u16,
-    pub(crate) in_msg_seq: u16,
-    pub(crate) reassembly: Reassembler,
-    pub(crate) ready: BTreeMap<u16, Complete>,
-    pub(crate) flight: Vec<FlightMsg>,
-    pub(crate) retransmit_at: Option<Instant>,
-    pub(crate) timeout: Duration,
-    pub(crate) retransmitted_this_datagram: bool,
-    pub(crate) out: VecDeque<Vec<u8>>,
-    pub(crate) events: VecDeque<Event>,
-    /// Every record we sent or received, in plaintext.
-    pub(crate) transcript: TranscriptBuilder,
-    pub(crate) memory: Memory,
-    pub(crate) bad_macs: u32,
-}
-
 impl Context {
-    pub(crate) fn new(role: Role, config: Arc<Config>, rng: BoxedRng, peer_id: Vec<u8>) -> Self {
-        let timeout = config.retransmit_min;
-        Context {
-            role,
-            config,
-            rng,
-            peer_id,
-            hs: Handshake::default(),
-            rec: RecordLayer::default(),
-            out_msg_seq: 0,
-            in_msg_seq: 0,
-            reassembly: Reassembler::default(),
-            ready: BTreeMap::new(),
-            flight: Vec::new(),
-            retransmit_at: None,
-            timeout,
-            retransmitted_this_datagram: false,
-            out: VecDeque::new(),
-            events: VecDeque::new(),
-            transcript: TranscriptBuilder::new(),
-            memory: Memory::default(),
-            bad_macs: 0,
-        }
-    }
-
-    pub(crate) fn random32(&mut self) -> [u8; 32] {
-        let mut r = [0u8; 32];
-        self.rng.fill_bytes(&mut r);
-        r
-    }
-
     /// Keep the peer's verified chain and log its Certificate message (`full`); returns the key
     /// of the chain's leaf, which signs the peer's handshake.
     pub(crate) fn accept_peer_chain(
@@ -361,59 +263,13 @@ impl Context {
         self.queue_handshake(&HandshakePayload::Finished(vd));
     }
 
-    /// Send a fatal alert (if any), drop the flight and report the failure. The caller moves
-    /// to [`State::Failed`].
-    pub(crate) fn fail(&mut self, alert: Option<AlertDescription>, reason: &str) {
-        if let Some(description) = alert {
-            let a = Alert {
-                level: AlertLevel::FATAL,
-                description,
-            };
-            let epoch = self.rec.write_epoch;
-            let rec = self.encode_record(ContentType::ALERT, epoch, &a.get_encoding());
-            self.out.push_back(rec);
+    /// Send the buffered flight, which expects a reply, and wait in `next` for it; in
+    /// [`State::Failed`] if the flight pushed the memory model over the heap limit.
+    pub(crate) fn send_flight_then(&mut self, now: Instant, next: State) -> State {
+        match self.send_flight(now, true) {
+            Ok(()) => next,
+            Err(OutOfHeap) => State::Failed,
         }
-        self.stop_flight();
-        self.events.push_back(Event::Failed {
-            alert,
-            reason: reason.to_string(),
-        });
-    }
-
-    /// Recompute the memory model (during a handshake); over the heap limit, fail with
-    /// internal_error.
-    pub(crate) fn account(&mut self) -> Result<(), OutOfHeap> {
-        let flight: usize = self.flight.iter().map(|m| m.data.len() + 16).sum();
-        let ready: usize = self.ready.values().map(|c| c.body.len() + 16).sum();
-        let certs: usize = self.hs.peer_chain.iter().map(ParsedCert::footprint).sum();
-        let kx = match self.hs.key_exchange() {
-            _ if self.hs.ecjpake.is_some() => cost::ECJPAKE,
-            Some(KeyExchange::EcdheEcdsa) => cost::ECDH,
-            _ => 0,
-        };
-        let transform = if self.hs.keys.is_some() {
-            cost::TRANSFORM
-        } else {
-            0
-        };
-        let io = 2 * (self.config.max_record_content + RECORD_HEADER_LEN + RECORD_EXPANSION);
-        let current = flight
-            + self.reassembly.held_bytes()
-            + ready
-            + self.hs.messages.len()
-            + certs
-            + kx
-            + transform
-            + cost::SECRETS
-            + cost::HASH
-            + io;
-        self.memory.current = current;
-        self.memory.peak = self.memory.peak.max(current);
-        if self.config.heap_limit.is_some_and(|l| current > l) {
-            self.fail(Some(AlertDescription::INTERNAL_ERROR), "out of heap");
-            return Err(OutOfHeap);
-        }
-        Ok(())
     }
 }
 

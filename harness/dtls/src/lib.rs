@@ -16,10 +16,12 @@
 //! * [`config`]: [`Config`] and [`config::select_suite`], mbedtls' server-side selection.
 //! * [`conn`]: the [`Connection`] (client and server): datagrams and time in, datagrams and
 //!   events out; message ordering and reassembly, alerts. Inside it, crate-private:
-//!   the record layer (`record`: epochs, protection, replay), flights (`flight`: fragmentation,
-//!   retransmission with back-off), and the handshake state machine, one struct per state that
-//!   owns its handling (`client`, `server`, and `handshake` for what they share: the end of the
-//!   handshake, key derivation, the memory model).
+//!   the record layer (`record`: epochs, protection, replay), what a connection keeps
+//!   (`context`: negotiation state, failure, the memory model), flights (`flight`:
+//!   fragmentation, retransmission with back-off), and the handshake state machine, one struct
+//!   per state that owns its handling (`client`, `server`, and `handshake` for what they share:
+//!   the state, the end of the handshake, key derivation). [`Event`] and [`Role`] (`event`)
+//!   are below them all.
 //! * [`transcript`]: [`Transcript`] entries and [`TranscriptBuilder`] for passive capture.
 //! * [`ecjpake`]: EC J-PAKE on P-256 as mbedtls 2.28 implements it.
 //!
@@ -62,10 +64,12 @@ mod client;
 pub mod codec;
 pub mod config;
 pub mod conn;
+mod context;
 pub mod crypto;
 pub mod ecjpake;
 pub mod enums;
 pub mod error;
+mod event;
 mod flight;
 mod handshake;
 pub mod messages;

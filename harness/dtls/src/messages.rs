@@ -3,10 +3,9 @@
 //! Key-exchange bodies depend on the negotiated suite, so [`HandshakePayload::read`] takes it.
 
 use crate::codec::{
-    Codec, Reader, put_u16, put_u24, put_u48, put_vec_u8, put_vec_u16, put_vec_u24,
+    Codec, CodecError, Reader, put_u16, put_u24, put_u48, put_vec_u8, put_vec_u16, put_vec_u24,
 };
 use crate::enums::*;
-use crate::error::CodecError;
 
 /// Length of the DTLS record header (RFC 6347 §4.1).
 pub const RECORD_HEADER_LEN: usize = 13;

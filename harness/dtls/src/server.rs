@@ -12,14 +12,21 @@ use p256::elliptic_curve::sec1::ToSec1Point;
 use crate::cert::{CertifiedKey, ParsedCert, verify_chain, verify_signature};
 use crate::codec::Codec;
 use crate::config::{ClientOffer, Config, EcjpakeBackend, select_suite};
+use crate::context::Context;
 use crate::crypto::hmac_sha256;
 use crate::ecjpake::{self, EcjpakeContext};
 use crate::enums::*;
 use crate::error::Error;
 use crate::handshake::*;
 use crate::messages::*;
+use crate::record::VERSION;
 
 // -- Server: waiting for the client's hello --
+
+/// A server's first state: waiting for the client's hello.
+pub(crate) fn start() -> State {
+    State::expect(ExpectClientHello)
+}
 
 /// Expect ClientHello; without a valid cookie answer with HelloVerifyRequest, statelessly
 /// (RFC 6347 §4.2.1).
@@ -34,9 +41,13 @@ struct Choice {
     ecdsa_scheme: Option<SignatureScheme>,
 }
 
-impl ExpectClientHello {
-    pub(crate) fn handle(self, cx: &mut Context, now: Instant, message: Message) -> Transition {
-        let ch = expect_payload!(message, ClientHello, State::ExpectClientHello(self));
+impl Expect for ExpectClientHello {
+    fn name(&self) -> &'static str {
+        "ExpectClientHello"
+    }
+
+    fn handle(self: Box<Self>, cx: &mut Context, now: Instant, message: Message) -> Transition {
+        let ch = expect_payload!(message, ClientHello, State::Expect(self));
         // DTLS versions count down: 1.2 = 0xfefd is "higher" than 1.0 = 0xfeff.
         if ch.client_version.0 > VERSION.0 {
             return Err(Error::hs(
@@ -48,7 +59,7 @@ impl ExpectClientHello {
         let cookie = cookie_for(cx, &ch);
         if cx.config.require_cookie && ch.cookie != cookie {
             send_hello_verify_request(cx, message.message_seq, cookie);
-            return Ok(State::ExpectClientHello(self));
+            return Ok(State::Expect(self));
         }
         // mbedtls: the server's message_seq continues from the client's (ssl_srv.c).
         cx.out_msg_seq = message.message_seq;
@@ -59,6 +70,10 @@ impl ExpectClientHello {
         cx.hs.client_random = ch.random;
         let choice = choose(cx, &ch)?;
         send_server_flight(cx, now, &ch, choice)
+    }
+
+    fn answers_hello_statelessly(&self) -> bool {
+        true
     }
 }
 
@@ -224,9 +239,9 @@ fn send_server_flight(
     let cert_requested = queue_key_exchange(cx, choice.kx, choice.ecdsa_scheme)?;
     cx.queue_handshake(&HandshakePayload::ServerHelloDone);
     let next = if cert_requested {
-        State::ExpectClientCertificate(ExpectClientCertificate)
+        State::expect(ExpectClientCertificate)
     } else {
-        State::ExpectClientKeyExchange(ExpectClientKeyExchange { client_key: None })
+        State::expect(ExpectClientKeyExchange { client_key: None })
     };
     Ok(cx.send_flight_then(now, next))
 }
@@ -399,14 +414,16 @@ fn signed_key_exchange(
 #[derive(Debug)]
 pub(crate) struct ExpectClientCertificate;
 
-impl ExpectClientCertificate {
-    pub(crate) fn handle(self, cx: &mut Context, message: Message) -> Transition {
-        let c = expect_payload!(message, Certificate, State::ExpectClientCertificate(self));
+impl Expect for ExpectClientCertificate {
+    fn name(&self) -> &'static str {
+        "ExpectClientCertificate"
+    }
+
+    fn handle(self: Box<Self>, cx: &mut Context, _now: Instant, message: Message) -> Transition {
+        let c = expect_payload!(message, Certificate, State::Expect(self));
         let chain = verified_client_chain(&cx.config, c)?;
         let client_key = Some(cx.accept_peer_chain(chain, &message.full)?);
-        Ok(State::ExpectClientKeyExchange(ExpectClientKeyExchange {
-            client_key,
-        }))
+        Ok(State::expect(ExpectClientKeyExchange { client_key }))
     }
 }
 
@@ -434,13 +451,13 @@ pub(crate) struct ExpectClientKeyExchange {
     client_key: Option<VerifyingKey>,
 }
 
-impl ExpectClientKeyExchange {
-    pub(crate) fn handle(self, cx: &mut Context, message: Message) -> Transition {
-        let cke = expect_payload!(
-            message,
-            ClientKeyExchange,
-            State::ExpectClientKeyExchange(self)
-        );
+impl Expect for ExpectClientKeyExchange {
+    fn name(&self) -> &'static str {
+        "ExpectClientKeyExchange"
+    }
+
+    fn handle(self: Box<Self>, cx: &mut Context, _now: Instant, message: Message) -> Transition {
+        let cke = expect_payload!(message, ClientKeyExchange, State::Expect(self));
         // The extended master secret's session hash ends with this message.
         cx.hs.messages.extend_from_slice(&message.full);
         // Our flight stays buffered until the client's Finished: if the rest of the client's
@@ -448,9 +465,7 @@ impl ExpectClientKeyExchange {
         let pms = premaster(cx, cke)?;
         cx.derive_keys(&pms);
         Ok(match self.client_key {
-            Some(client_key) => {
-                State::ExpectCertificateVerify(ExpectCertificateVerify { client_key })
-            }
+            Some(client_key) => State::expect(ExpectCertificateVerify { client_key }),
             None => State::ExpectCcs(ExpectCcs),
         })
     }
@@ -497,13 +512,13 @@ pub(crate) struct ExpectCertificateVerify {
     client_key: VerifyingKey,
 }
 
-impl ExpectCertificateVerify {
-    pub(crate) fn handle(self, cx: &mut Context, message: Message) -> Transition {
-        let cv = expect_payload!(
-            message,
-            CertificateVerify,
-            State::ExpectCertificateVerify(self)
-        );
+impl Expect for ExpectCertificateVerify {
+    fn name(&self) -> &'static str {
+        "ExpectCertificateVerify"
+    }
+
+    fn handle(self: Box<Self>, cx: &mut Context, _now: Instant, message: Message) -> Transition {
+        let cv = expect_payload!(message, CertificateVerify, State::Expect(self));
         // RFC 5246 §7.4.8: the signature covers all handshake messages before this one.
         // mbedtls 3.1 takes a hash it keeps a handshake digest of, which is what its
         // CertificateRequest lists.

@@ -198,6 +198,25 @@ impl fmt::Display for Address {
     }
 }
 
+/// The MAC key index carried in key id mode 1: `(key_sequence & 0x7f) + 1`.
+pub fn key_index(key_sequence: u32) -> u8 {
+    ((key_sequence & 0x7f) + 1) as u8
+}
+
+/// The key sequence closest to `current` whose key index is `index` (what a receiver tries when a
+/// frame names another key than its current one). `None` for index 0, which Thread never sends.
+pub fn key_sequence_for_index(current: u32, index: u8) -> Option<u32> {
+    if index == 0 || index > 0x80 {
+        return None;
+    }
+    let low = u32::from(index - 1);
+    let base = current & !0x7f;
+    [base.wrapping_sub(0x80), base, base.wrapping_add(0x80)]
+        .into_iter()
+        .map(|hi| hi | low)
+        .min_by_key(|seq| seq.wrapping_sub(current).min(current.wrapping_sub(*seq)))
+}
+
 /// The auxiliary security header.
 ///
 /// `key_id_mode` 0: implicit key; 1: 1-byte key index (Thread MAC); 2: 4-byte key source + index
@@ -230,7 +249,7 @@ impl SecurityHeader {
             level: 5,
             key_id_mode: 2,
             frame_counter,
-            key_index: Some(crate::security::key_index(key_sequence)),
+            key_index: Some(key_index(key_sequence)),
             key_source: Some(key_sequence.to_be_bytes()),
         }
     }

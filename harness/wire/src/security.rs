@@ -19,6 +19,9 @@ use crate::ip;
 use crate::mac::{self, ExtAddress, FCS_LEN, FrameRepr, MAX_PSDU_LEN, SecurityHeader};
 use crate::reader::Reader;
 
+// The key index a security header carries; kept here too, with the keys it is derived from.
+pub use crate::mac::{key_index, key_sequence_for_index};
+
 /// The per-key-sequence keys derived from the network key.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct ThreadKeys {
@@ -50,25 +53,6 @@ pub fn derive_keys(network_key: &[u8; 16], key_sequence: u32) -> ThreadKeys {
     keys.mle_key.copy_from_slice(&hash[..16]);
     keys.mac_key.copy_from_slice(&hash[16..32]);
     keys
-}
-
-/// The MAC key index carried in key id mode 1: `(key_sequence & 0x7f) + 1`.
-pub fn key_index(key_sequence: u32) -> u8 {
-    ((key_sequence & 0x7f) + 1) as u8
-}
-
-/// The key sequence closest to `current` whose key index is `index` (what a receiver tries when a
-/// frame names another key than its current one). `None` for index 0, which Thread never sends.
-pub fn key_sequence_for_index(current: u32, index: u8) -> Option<u32> {
-    if index == 0 || index > 0x80 {
-        return None;
-    }
-    let low = u32::from(index - 1);
-    let base = current & !0x7f;
-    [base.wrapping_sub(0x80), base, base.wrapping_add(0x80)]
-        .into_iter()
-        .map(|hi| hi | low)
-        .min_by_key(|seq| seq.wrapping_sub(current).min(current.wrapping_sub(*seq)))
 }
 
 /// The 13-byte CCM* nonce: source EUI-64 (canonical order) || BE32(frame counter) || level.

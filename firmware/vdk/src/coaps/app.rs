@@ -13,12 +13,12 @@ use super::COAPS_PORT;
 use super::command::Command;
 use super::config::{CoapsBuild, NoCredentials};
 use super::credentials::{Credentials, SetupError, dtls_config};
-use crate::cli::ot_ip6;
 use crate::coap::{
     PendingDue, PendingRequest, error_text, method_name, new_request, poll_pending,
     take_message_id, with_payload,
 };
 use crate::ot_error::OtError;
+use crate::ot_text::ot_ip6;
 
 /// kGuardTimeNewConnectionMilli: after a disconnect the session waits this long in
 /// close-notify before the socket accepts a new peer and the disconnect is reported.

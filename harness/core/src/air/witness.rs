@@ -211,7 +211,7 @@ impl Witness {
         let capture = witness.new_capture(log_dir)?;
         witness.radio = Some(
             crate::otsim::RadioCapture::start(sniffer, witness.spec.channel, capture)
-                .map_err(|e| crate::report::error_chain(&e))?,
+                .map_err(|e| crate::error_text::error_chain(&e))?,
         );
         Ok(Some(witness))
     }
@@ -378,7 +378,7 @@ impl Witness {
                 if let Some(e) = &error {
                     report.notes.push(format!(
                         "sniffer stopped early: {}",
-                        crate::report::error_chain(e)
+                        crate::error_text::error_chain(e)
                     ));
                 }
                 Some(capture)
@@ -669,7 +669,7 @@ impl Compared {
         let stored = self.record.stored.clone();
         let (failure, force_pass) = match outcome {
             Err(e) => {
-                let message = crate::report::error_chain(&e);
+                let message = crate::error_text::error_chain(&e);
                 self.record.verdict = SnapshotVerdict::Error;
                 self.record.note = Some(message.clone());
                 let expected = format!("a comparison with {}", stored.display());

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::{Acquired, BoardSource, BoxFuture, CaseRun};
-use crate::exec::InfraFailure;
+use crate::infra::InfraFailure;
 
 /// Where a variant's boards come from in a run of several variants: host-program variants
 /// from [`SimulatedBoards`], the others from the run's default source.

@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::virtual_dk::{apply_air_faults, watch_air};
+use super::virtual_dk::{apply_air_faults, start_hub, watch_air};
 use super::{
     Acquired, AcquiredBoard, BoardSource, BoxFuture, CaseBoards, CaseRun, ConsolePort, infra,
 };
 use crate::air::witness::Witness;
+use crate::error_text::error_chain;
 use crate::infra::{InfraError, InfraFailure};
 use crate::otsim::{NodeCommand, OffsetLease, PortOffsets, RadioSniffer};
-use crate::report::error_chain;
 use crate::report::provenance::NodeFacts;
 use crate::resilience::air_seed;
 use crate::step_clock::{ClockMode, StepClock};
@@ -217,15 +217,7 @@ async fn on_case_clock(
 ) -> Result<Acquired, InfraFailure> {
     let dir = run.work_dir()?;
     let seed = air_seed(&run.case.faults, run.options, run.attempt);
-    let hub = Hub::start_clocked(&dir, seed).map(Arc::new).map_err(|e| {
-        infra(
-            "-",
-            InfraError::acquire(format!(
-                "failed to start the air hub in {}: {e}",
-                dir.display()
-            )),
-        )
-    })?;
+    let hub = start_hub(&dir, seed, true)?;
     hub.listen_sim_nodes(CASE_CLOCK_PORT_BASE).map_err(|e| {
         infra(
             "-",

@@ -41,21 +41,7 @@ impl BoardSource for VirtualBoards {
             let dir = run.work_dir()?;
             let seed = air_seed(&run.case.faults, run.options, run.attempt);
             let clocked = run.options.clock == ClockMode::Virtual;
-            let hub = if clocked {
-                Hub::start_clocked(&dir, seed)
-            } else {
-                Hub::start_seeded(&dir, seed)
-            }
-            .map(Arc::new)
-            .map_err(|e| {
-                infra(
-                    "-",
-                    InfraError::acquire(format!(
-                        "failed to start the air hub in {}: {e}",
-                        dir.display()
-                    )),
-                )
-            })?;
+            let hub = start_hub(&dir, seed, clocked)?;
             let mut held = OnAir {
                 vdk: self.vdk.clone(),
                 hub,
@@ -164,6 +150,24 @@ pub(super) fn apply_air_faults(
         hub.set_link_faults(&socket_of(from)?, &socket_of(to)?, Some(air.config.clone()));
     }
     Ok(())
+}
+
+/// Start a case's air hub in `dir`, on the case clock when `clocked`.
+pub(super) fn start_hub(dir: &Path, seed: u64, clocked: bool) -> Result<Arc<Hub>, InfraFailure> {
+    let hub = if clocked {
+        Hub::start_clocked(dir, seed)
+    } else {
+        Hub::start_seeded(dir, seed)
+    };
+    hub.map(Arc::new).map_err(|e| {
+        infra(
+            "-",
+            InfraError::acquire(format!(
+                "failed to start the air hub in {}: {e}",
+                dir.display()
+            )),
+        )
+    })
 }
 
 /// The counters of a case's air hub, as the events carry them.

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::air_spec::{self, AirSpec, SnapshotSpec, SnifferTable};
+use super::names::is_name;
 use super::{Location, Problem, Step};
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,7 +141,7 @@ fn check(
     for snap in snapshots {
         let s = snap.get_ref();
         let name = s.name.get_ref();
-        if !super::load::is_name(name) {
+        if !is_name(name) {
             problem(
                 s.name.span().start,
                 format!("bad snapshot name {name:?} (letters, digits, `-`, `_`)"),

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::names::is_name;
 use super::template::{self, Template, VarRef};
 use super::{
     Action, Capture, Case, CaseError, Location, Pattern, Problem, ResultExpectation, Step, Symptom,
@@ -491,12 +492,6 @@ struct Defaults {
     timeout: Duration,
     interval: Duration,
     deadline: Duration,
-}
-
-pub(super) fn is_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn parse_duration(

@@ -8,6 +8,7 @@ mod air;
 pub mod air_spec;
 pub mod faults;
 mod load;
+mod names;
 pub mod template;
 
 use std::collections::BTreeMap;

@@ -9,6 +9,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::names::is_name;
+
 /// A parsed string with runtime variable references.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
@@ -87,12 +89,6 @@ fn tokenize(s: &str) -> Result<Vec<Token<'_>>, TemplateError> {
     Ok(out)
 }
 
-fn is_ident(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
 /// Replace `${param}` references (no dot) with `params`; `${node.var}` and `$$` pass through unchanged.
 pub fn substitute_params(
     s: &str,
@@ -140,7 +136,7 @@ impl Template {
                             ),
                         });
                     };
-                    if !is_ident(node) || !is_ident(name) {
+                    if !is_name(node) || !is_name(name) {
                         return Err(TemplateError {
                             offset,
                             message: format!("bad variable reference `${{{body}}}`"),
