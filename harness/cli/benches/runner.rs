@@ -4,7 +4,9 @@
 //!     next to pexpect driving the same board through the same PTY (with its default
 //!     `delaybeforesend` and without);
 //! (c) 4 cases on 4 disjoint pairs of boards at once versus one case alone.
-//! Figures are printed; nothing is asserted (machines differ).
+//! Figures are printed; nothing is asserted (machines differ). Cases run on the host's clock
+//! (`--clock real`): these figures are of the harness driving boards in real time, as on real
+//! DKs; `benches/virtual_time.rs` and `benches/scale.rs` measure the case clock.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,7 +25,9 @@ use ot_hil::virtual_lab::VirtualDk;
 use ot_hil_lab::flash::Flasher;
 
 mod support;
-use support::{repo, run_collect, vdk};
+use ot_hil::resilience::RunOptions;
+use ot_hil::step_clock::ClockMode;
+use support::{repo, run_collect_with, vdk};
 
 const ROUND_TRIPS: usize = 2000;
 const PEXPECT_DELAYED: usize = 40;
@@ -47,7 +51,11 @@ fn run_cases(
         jobs,
         ready_timeout: Duration::from_secs(10),
     };
-    run_collect(rt, config, plan)
+    let options = RunOptions {
+        clock: ClockMode::Real,
+        ..RunOptions::default()
+    };
+    run_collect_with(rt, config, options, plan)
 }
 
 fn all_pass(results: &[CaseResult]) -> String {

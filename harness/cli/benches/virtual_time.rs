@@ -39,7 +39,12 @@ fn timed_run(args: &[&str]) -> (Duration, String, tempfile::TempDir) {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let summary = stdout
         .lines()
-        .find(|l| l.contains(" PASS") && l.contains(" in "))
+        .find(|l| {
+            l.contains(" in ")
+                && ["PASS", "FAIL", "ERROR", "SKIP"]
+                    .iter()
+                    .any(|o| l.contains(&format!(" {o}")))
+        })
         .unwrap_or("(no summary)")
         .to_string();
     (wall, summary, out)

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ot_hil::events::{CaseResult, Reporter, RunEvent};
+use ot_hil::resilience::RunOptions;
 use ot_hil::runner::{self, Planned, RunConfig};
 use ot_hil::virtual_lab::VdkCommand;
 
@@ -37,17 +38,30 @@ impl Reporter for Collect {
     }
 }
 
-/// Run `plan` to the end; returns the wall time and every case's result.
+/// Run `plan` to the end (default options: the case clock); returns the wall time and every
+/// case's result.
+#[allow(dead_code)] // not every bench that shares this module uses it
 pub fn run_collect(
     rt: &tokio::runtime::Runtime,
     config: RunConfig,
     plan: Vec<Planned>,
 ) -> (Duration, Vec<CaseResult>) {
+    run_collect_with(rt, config, RunOptions::default(), plan)
+}
+
+/// As [`run_collect`], with `options`.
+pub fn run_collect_with(
+    rt: &tokio::runtime::Runtime,
+    config: RunConfig,
+    options: RunOptions,
+    plan: Vec<Planned>,
+) -> (Duration, Vec<CaseResult>) {
     let results = Arc::new(Mutex::new(Vec::new()));
     let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(Collect(results.clone()))];
     let started = Instant::now();
-    rt.block_on(runner::run(
+    rt.block_on(runner::run_with_options(
         config,
+        options,
         plan,
         &mut reporters,
         std::future::pending(),
