@@ -741,9 +741,22 @@ fn a_stop_signal_while_boards_are_being_stopped_reports_every_case_and_leaves_no
         std::thread::sleep(Duration::from_millis(5));
     }
     assert!(child.try_wait().unwrap().is_none(), "the run is still on");
+    let sent = Instant::now();
     signal(&child, sig);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(code));
+    let took = sent.elapsed();
     run.assert_reports_complete();
+    // Cut short while its boards were being stopped: reported as such, the others not run.
+    for r in results(&run)["results"].as_array().unwrap() {
+        let expected = if r["case"] == "a-slow" {
+            "ERROR"
+        } else {
+            "SKIP"
+        };
+        assert_eq!(r["outcome"], expected, "{r:#}");
+    }
+    // Without waiting out the board's stop (2 s).
+    assert!(took < Duration::from_millis(1500), "{took:?}");
     run.assert_no_survivors();
     run.assert_temp_clean();
 }
