@@ -78,7 +78,7 @@ async fn sniffer_board_of_the_map_is_allocated_and_read() {
     .unwrap();
     let mut logs = BTreeMap::new();
     let report = witness
-        .finish(&case, "ncs-v2.2.0", false, &[], &mut logs)
+        .finish(&case, "ncs-v2.2.0", false, false, &[], &mut logs)
         .await;
     drop(allocation);
     dk.stop().await;

@@ -130,8 +130,26 @@ impl ChaosRun {
         assert!(left.is_empty(), "processes of the run left: {left:#?}");
     }
 
-    /// junit.xml and results.json both name every planned case exactly once.
+    /// junit.xml and results.json both name every planned case exactly once, and the run is
+    /// said to be interrupted.
     fn assert_reports_complete(&self) {
+        let json = self.assert_every_case_once();
+        assert_eq!(json["summary"]["interrupted"], true);
+    }
+
+    /// Put `cases` (name, body) in place of the planned ones.
+    fn replace_cases(&mut self, cases: &[(&'static str, String)]) {
+        for name in &self.planned {
+            std::fs::remove_file(self.cases.path().join(format!("{name}.toml"))).unwrap();
+        }
+        self.planned = cases.iter().map(|(n, _)| *n).collect();
+        for (name, body) in cases {
+            std::fs::write(self.cases.path().join(format!("{name}.toml")), body).unwrap();
+        }
+    }
+
+    /// junit.xml and results.json both name every planned case exactly once; results.json.
+    fn assert_every_case_once(&self) -> serde_json::Value {
         let xml = std::fs::read_to_string(self.out.path().join("junit.xml")).unwrap();
         let mut in_junit = BTreeMap::<String, usize>::new();
         let mut reader = quick_xml::Reader::from_str(&xml);
@@ -167,7 +185,7 @@ impl ChaosRun {
             self.planned.iter().map(|c| (c.to_string(), 1)).collect();
         assert_eq!(in_junit, expected, "junit.xml:\n{xml}");
         assert_eq!(in_json, expected, "results.json:\n{json:#}");
-        assert_eq!(json["summary"]["interrupted"], true);
+        json
     }
 
     /// The run's temp folders (air sockets, PTY links, control sockets) are gone.
@@ -612,6 +630,423 @@ fn a_sniffer_that_misses_frames_is_an_infrastructure_error_not_a_changed_handsha
     assert!(
         !run.cases.path().join("snapshots").exists(),
         "no pending snapshot from a partial capture"
+    );
+    run.assert_no_survivors();
+}
+
+/// Whether `pid` has a SIGTERM waiting (a stopped process cannot take it yet).
+fn sigterm_pending(pid: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("ShdPnd:")
+                .or_else(|| l.strip_prefix("SigPnd:"))
+        })
+        .filter_map(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .any(|mask| mask & (1 << (Signal::SIGTERM as u64 - 1)) != 0)
+}
+
+#[rstest]
+#[case::sigint(Signal::SIGINT, 130)]
+#[case::sigterm(Signal::SIGTERM, 143)]
+#[case::sighup(Signal::SIGHUP, 129)]
+fn a_stop_signal_while_a_board_boots_reports_every_case_and_leaves_nothing(
+    #[case] sig: Signal,
+    #[case] code: i32,
+) {
+    let run = ChaosRun::new(&format!("boot-{}", sig.as_str()));
+    // The board takes 30 s to show its first prompt; the run waits for it (up to a minute).
+    let command = format!("sh -c 'sleep 30; exec python3 -u {}'", fake_cli().display());
+    let mut child = run.start(&[
+        "--board-command".into(),
+        command,
+        "--ready-timeout".into(),
+        "60s".into(),
+    ]);
+    let log = run.out.path().join("logs/a-slow/host/dut.log");
+    let start = Instant::now();
+    while !(log.exists() && run.survivors().iter().any(|p| p.contains("sleep 30"))) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the board never started booting"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Still booting: no prompt yet, so no step.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(">>> "),
+        "a step ran before the prompt"
+    );
+    let sent = Instant::now();
+    signal(&child, sig);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(code));
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        sent.elapsed()
+    );
+    run.assert_reports_complete();
+    let json = results(&run);
+    let a = json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["case"] == "a-slow")
+        .unwrap();
+    assert_eq!(a["outcome"], "ERROR", "{a:#}");
+    run.assert_no_survivors();
+    run.assert_temp_clean();
+}
+
+#[rstest]
+#[case::sigint(Signal::SIGINT, 130)]
+#[case::sigterm(Signal::SIGTERM, 143)]
+#[case::sighup(Signal::SIGHUP, 129)]
+fn a_stop_signal_while_boards_are_being_stopped_reports_every_case_and_leaves_nothing(
+    #[case] sig: Signal,
+    #[case] code: i32,
+) {
+    let mut run = ChaosRun::new(&format!("teardown-{}", sig.as_str()));
+    // `a-slow` ends on its window: after it the case only stops its board.
+    let last_window = "nodes = [\"dut\"]\n[[steps]]\nnode = \"dut\"\nsend = \"state\"\n\n[[steps]]\nnode = \"dut\"\nabsent = ['ZZZ']\nwindow = \"1500ms\"\n";
+    run.replace_cases(&[
+        ("a-slow", last_window.to_string()),
+        ("b-quick", quiet_case("10ms")),
+        ("c-quick", quiet_case("10ms")),
+    ]);
+    // One case at a time: the only `dut` board up is a-slow's.
+    let mut child = run.start(&[
+        "--variant".into(),
+        "upstream".into(),
+        "-j".into(),
+        "1".into(),
+    ]);
+    run.wait_mid_step("upstream");
+    // A board that does not stop when asked: the runner's SIGTERM stays pending while it waits
+    // for the board to exit, and the stop signal comes in that wait.
+    let vdk = vdk_of(&run.marker, "dut").expect("the virtual DK of dut");
+    kill(Pid::from_raw(vdk), Signal::SIGSTOP).unwrap();
+    let start = Instant::now();
+    while !sigterm_pending(vdk) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the runner never asked the board to stop"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the run is still on");
+    let sent = Instant::now();
+    signal(&child, sig);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(code));
+    let took = sent.elapsed();
+    run.assert_reports_complete();
+    // Cut short while its boards were being stopped: reported as such, the others not run.
+    for r in results(&run)["results"].as_array().unwrap() {
+        let expected = if r["case"] == "a-slow" {
+            "ERROR"
+        } else {
+            "SKIP"
+        };
+        assert_eq!(r["outcome"], expected, "{r:#}");
+    }
+    // Without waiting out the board's stop (2 s).
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    run.assert_no_survivors();
+    run.assert_temp_clean();
+}
+
+/// A misbehaving `--board-command`: what it is and how its case must be reported.
+struct Misbehaving {
+    command: &'static str,
+    outcome: &'static str,
+    /// The infrastructure error's kind (ERROR), or the start of the failure's crash (FAIL).
+    why: &'static str,
+}
+
+#[rstest]
+// Binary noise (no `>`, so never a prompt by chance), then silence: no prompt, an infrastructure
+// error, retried.
+#[case::garbage(Misbehaving {
+    command: "sh -c \"head -c 1000000 /dev/urandom | tr -d '>'; exec sleep 1000\"",
+    outcome: "ERROR",
+    why: "not-ready",
+})]
+// Prints boot lines forever, never a prompt.
+#[case::no_prompt(Misbehaving {
+    command: "sh -c 'while :; do echo booting; sleep 0.05; done'",
+    outcome: "ERROR",
+    why: "not-ready",
+})]
+// The firmware dies at once: a crash while booting, the firmware's failure.
+#[case::exits_at_once(Misbehaving {
+    command: "sh -c 'exit 3'",
+    outcome: "FAIL",
+    why: "board dut crashed while booting: board process exited",
+})]
+fn a_misbehaving_board_command_ends_its_cases_within_the_timeouts(#[case] m: Misbehaving) {
+    let run = ChaosRun::new("misbehaving");
+    let started = Instant::now();
+    // Three cases, one attempt each plus one infrastructure retry, 1 s to show a prompt.
+    let mut child = Command::new(EXE)
+        .arg("run")
+        .arg(run.cases.path())
+        .arg("--variants-dir")
+        .arg(variants_dir())
+        .arg("--out")
+        .arg(run.out.path())
+        .args(["--board-command", m.command])
+        .args(["--ready-timeout", "1s", "--infra-retries", "1"])
+        .env(MARKER, &run.marker)
+        .env("TMPDIR", run.tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let code = wait_exit(&mut child, Duration::from_secs(40));
+    // 6 attempts of 1 s at most, plus starting and stopping the boards.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let json = run.assert_every_case_once();
+    assert_eq!(json["summary"]["interrupted"], false);
+    for r in json["results"].as_array().unwrap() {
+        assert_eq!(r["outcome"], m.outcome, "{r:#}");
+        let attempts = r["attempts"].as_array().unwrap();
+        if m.outcome == "ERROR" {
+            assert_eq!(r["infra"]["kind"], m.why, "{r:#}");
+            assert_eq!(r["infra"]["board"], "dut", "{r:#}");
+            // Retried once, on a fresh board, with the same result.
+            assert_eq!(attempts.len(), 1, "{r:#}");
+            assert_eq!(attempts[0]["outcome"], "ERROR", "{r:#}");
+        } else {
+            let crash = r["failure"]["crash"].as_str().unwrap_or_default();
+            assert!(crash.starts_with(m.why), "{r:#}");
+            assert_eq!(r["failure"]["step"], "boot", "{r:#}");
+            assert!(attempts.is_empty(), "a failure is not retried: {r:#}");
+        }
+    }
+    let expected = if m.outcome == "ERROR" { 2 } else { 1 };
+    assert_eq!(code, Some(expected));
+    run.assert_no_survivors();
+    run.assert_temp_clean();
+}
+
+#[test]
+fn a_random_virtual_dk_killed_mid_case_is_an_error_within_a_second_and_the_retry_passes() {
+    let mut run = ChaosRun::new("vdk-lost");
+    // Three nodes; `a` watches its console for 3 s, then each answers once more.
+    let mut case = String::from("nodes = [\"a\", \"b\", \"c\"]\n");
+    for node in ["a", "b", "c"] {
+        case.push_str(&format!(
+            "\n[[steps]]\nnode = \"{node}\"\nsend = \"state\"\n"
+        ));
+    }
+    case.push_str("\n[[steps]]\nnode = \"a\"\nabsent = ['ZZZ']\nwindow = \"3s\"\n");
+    for node in ["a", "b", "c"] {
+        case.push_str(&format!(
+            "\n[[steps]]\nnode = \"{node}\"\nsend = \"state\"\n"
+        ));
+    }
+    run.replace_cases(&[("trio", case)]);
+    let mut child = run.start(&[
+        "--variant".into(),
+        "upstream".into(),
+        "--infra-retries".into(),
+        "1".into(),
+    ]);
+    let log = run.out.path().join("logs/trio/upstream/a.log");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("absent for")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never reached the window"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let node = ["a", "b", "c"][nanos as usize % 3];
+    eprintln!("killing the virtual DK of {node}");
+    let victim = vdk_of(&run.marker, node).expect("the node's virtual DK");
+    kill(Pid::from_raw(victim), Signal::SIGKILL).unwrap();
+    let killed = Instant::now();
+    // The first attempt ends (and the retry starts its boards) without waiting out the window.
+    let retry = run.out.path().join("logs/trio/upstream/attempt-2");
+    while !retry.exists() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "no second attempt"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let took = killed.elapsed();
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(30)), Some(0));
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    let json = run.assert_every_case_once();
+    let result = &json["results"][0];
+    assert_eq!(result["outcome"], "PASS", "{result:#}");
+    let first = &result["attempts"][0];
+    assert_eq!(first["outcome"], "ERROR", "{result:#}");
+    assert_eq!(first["infra"]["board"], node, "{result:#}");
+    assert_eq!(first["infra"]["kind"], "board-lost", "{result:#}");
+    assert!(
+        first["duration"].as_f64().is_some_and(|d| d < 3.0),
+        "{result:#}"
+    );
+    run.assert_no_survivors();
+    run.assert_temp_clean();
+}
+
+/// The bound README's reliability section gives for the runner's resident memory.
+const RUNNER_RSS_BOUND: u64 = 100 * 1000 * 1000;
+
+/// The peak resident memory (VmHWM) of `pid`, in bytes.
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+#[test]
+fn the_runner_s_memory_stays_bounded_under_a_flooding_board() {
+    let mut run = ChaosRun::new("memory");
+    // Commands only: random base64 can hold any pattern an `absent` step would look for.
+    run.replace_cases(&[(
+        "flood",
+        "nodes = [\"dut\"]\n[[steps]]\nnode = \"dut\"\nsend = \"state\"\n\n[[steps]]\nnode = \"dut\"\nsend = \"ipaddr\"\n".to_string(),
+    )]);
+    // 27 MB of 4 kB lines (the longest a line gets) before the CLI starts.
+    let command = format!(
+        "sh -c 'head -c 20000000 /dev/urandom | base64 -w 4000; exec python3 -u {}'",
+        fake_cli().display()
+    );
+    let mut child = run.start(&[
+        "--board-command".into(),
+        command,
+        "--ready-timeout".into(),
+        "120s".into(),
+    ]);
+    let pid = child.id();
+    let mut peak = 0;
+    let start = Instant::now();
+    let code = loop {
+        // Sampled before the runner is reaped: VmHWM only grows, the last sample is the peak.
+        if let Some(rss) = peak_rss(pid) {
+            peak = peak.max(rss);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(150),
+            "the runner did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!("runner peak RSS: {:.1} MB", peak as f64 / 1e6);
+    assert_eq!(code, Some(0));
+    let json = run.assert_every_case_once();
+    assert_eq!(json["results"][0]["outcome"], "PASS");
+    assert!(peak > 0, "no sample of the runner");
+    assert!(
+        peak < RUNNER_RSS_BOUND,
+        "runner peak RSS {} MB",
+        peak / 1_000_000
+    );
+    run.assert_no_survivors();
+}
+
+fn testcases_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testcases")
+}
+
+#[test]
+fn a_sniffer_lost_after_the_handshake_it_is_judged_on_is_a_warning_not_an_error() {
+    let mut run = ChaosRun::new("sniffer-after");
+    // The PSK handshake case with its stored snapshot, and a window after the handshake (the
+    // sniffer dies in it), then one more command.
+    let case = std::fs::read_to_string(testcases_dir().join("coaps-psk.toml")).unwrap();
+    let (steps, variants) = case.split_once("\n[variants.").unwrap();
+    let case = format!(
+        "{steps}\n[[steps]]\nnode = \"client\"\nabsent = ['ZZZ']\nwindow = \"3s\"\n\n[[steps]]\nnode = \"server\"\nsend = \"state\"\n\n[variants.{variants}"
+    );
+    run.replace_cases(&[("coaps-psk", case)]);
+    let cases = run.cases.path();
+    std::fs::create_dir_all(cases.join("fragments")).unwrap();
+    std::fs::copy(
+        testcases_dir().join("fragments/form-network.toml"),
+        cases.join("fragments/form-network.toml"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(cases.join("snapshots")).unwrap();
+    let snap = "coaps-psk__psk-handshake__upstream.snap";
+    std::fs::copy(
+        testcases_dir().join("snapshots").join(snap),
+        cases.join("snapshots").join(snap),
+    )
+    .unwrap();
+    let mut child = run.start(&[
+        "--variant".into(),
+        "upstream".into(),
+        "--infra-retries".into(),
+        "0".into(),
+    ]);
+    let log = run.out.path().join("logs/coaps-psk/upstream/client.log");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("absent for")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "never reached the window: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let victim = vdk_of(&run.marker, "sniffer").expect("the sniffer's virtual DK");
+    kill(Pid::from_raw(victim), Signal::SIGKILL).unwrap();
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(60)), Some(0));
+    let json = run.assert_every_case_once();
+    let result = &json["results"][0];
+    assert_eq!(result["outcome"], "PASS", "{result:#}");
+    assert!(result["infra"].is_null(), "{result:#}");
+    // The case ran to its end after the loss.
+    assert!(
+        result["steps"]
+            .as_array()
+            .and_then(|s| s.last())
+            .is_some_and(|s| s["step"] == "server: send `state`"),
+        "{result:#}"
+    );
+    let warnings = result["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 1, "{result:#}");
+    assert!(
+        warnings[0]
+            .as_str()
+            .is_some_and(|w| w.starts_with("sniffer lost during the case: ")),
+        "{result:#}"
+    );
+    // Judged on the capture taken before the loss.
+    assert_eq!(result["snapshots"][0]["verdict"], "matched", "{result:#}");
+    assert!(
+        result["board_events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["node"] == "sniffer" && e["event"] == "lost"),
+        "{result:#}"
     );
     run.assert_no_survivors();
 }

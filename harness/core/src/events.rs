@@ -78,6 +78,10 @@ pub struct CaseResult {
     /// Bytes cut from this case's board logs by their size cap (0: the logs are whole).
     #[serde(default)]
     pub log_bytes_dropped: u64,
+    /// What went wrong without costing the case its verdict (the last attempt's): a sniffer lost
+    /// once the handshakes the case is judged on were all captured.
+    #[serde(default)]
+    pub warnings: Vec<String>,
     pub steps: Vec<StepRecord>,
     /// What happened to each board, in order (the last attempt's).
     #[serde(default)]
@@ -113,6 +117,7 @@ impl CaseResult {
             tails: BTreeMap::new(),
             logs: BTreeMap::new(),
             log_bytes_dropped: 0,
+            warnings: vec![],
             steps: vec![],
             board_events: vec![],
             air: None,

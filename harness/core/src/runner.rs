@@ -656,6 +656,7 @@ async fn run_steps(
     } else {
         &[]
     };
+    let mut sniffer_gone = false;
     for (i, step) in steps.iter().enumerate() {
         if let Err(e) = held.before_step(run, i, consoles).await {
             raw = RawOutcome::Infra(e);
@@ -669,18 +670,34 @@ async fn run_steps(
             node: step.node.clone(),
             step: step.summary(),
         });
-        // A sniffer lost mid-step ends the step: the capture the case is judged on stops there.
-        let outcome = match witness.as_ref().filter(|w| w.watches_a_sniffer()) {
-            Some(w) => tokio::select! {
-                r = exec.run_step(i, step) => r,
-                reason = w.sniffer_lost() => Err(StepError::Infra(
-                    InfraFailure::new(
-                        crate::air::witness::SNIFFER_BOARD,
-                        SnifferProblem::Lost(reason),
-                    )
-                    .at_step(step.summary()),
-                )),
-            },
+        // A sniffer lost mid-step ends the step: the capture the case is judged on stops there,
+        // unless it already holds every handshake the case is judged on (then the case runs on
+        // and the loss is a warning).
+        let outcome = match witness
+            .as_ref()
+            .filter(|w| w.watches_a_sniffer() && !sniffer_gone)
+        {
+            Some(w) => {
+                let running = exec.run_step(i, step);
+                tokio::pin!(running);
+                tokio::select! {
+                    r = &mut running => r,
+                    reason = w.sniffer_lost() => {
+                        if w.transcripts_complete(&held.transcript_controls()) {
+                            sniffer_gone = true;
+                            running.await
+                        } else {
+                            Err(StepError::Infra(
+                                InfraFailure::new(
+                                    crate::air::witness::SNIFFER_BOARD,
+                                    SnifferProblem::Lost(reason),
+                                )
+                                .at_step(step.summary()),
+                            ))
+                        }
+                    }
+                }
+            }
             None => exec.run_step(i, step).await,
         };
         match outcome {
@@ -724,6 +741,7 @@ async fn run_steps(
                 case,
                 &variant.name,
                 steps_failed,
+                sniffer_gone,
                 &controls,
                 &mut result.logs,
             )
@@ -771,7 +789,13 @@ fn judge_witness(
         });
     }
     result.snapshots = report.snapshots;
-    if let Some(SnifferProblem::Lost(reason)) = &report.problem {
+    if let Some(warning) = &report.warning {
+        result.warnings.push(format!(
+            "{warning}; every handshake the case is judged on was already captured"
+        ));
+    }
+    if let Some(SnifferProblem::Lost(reason)) = report.problem.as_ref().or(report.warning.as_ref())
+    {
         let lost = BoardEvent::Lost {
             reason: reason.clone(),
         };

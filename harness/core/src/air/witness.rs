@@ -246,6 +246,35 @@ impl Witness {
         self.session.is_some()
     }
 
+    /// Whether the capture so far holds everything the case is judged on, so that losing the
+    /// sniffer now costs nothing: the case declares snapshots, and each one's handshake is on
+    /// the air as its client's own DTLS engine has it (`controls`: each node's control socket).
+    /// A case without snapshots keeps its capture as its evidence: it is never complete early.
+    pub fn transcripts_complete(&self, controls: &[(String, PathBuf)]) -> bool {
+        match &self.session {
+            Some(session) => session.with_capture(|cap| self.complete_in(cap, controls)),
+            None => false,
+        }
+    }
+
+    fn complete_in(&self, cap: &Capture, controls: &[(String, PathBuf)]) -> bool {
+        !self.spec.snapshots.is_empty()
+            && self.spec.snapshots.iter().all(|spec| {
+                let Some(air) = cap
+                    .connections()
+                    .get(spec.connection - 1)
+                    .and_then(|c| serde_json::to_value(c.transcript()).ok())
+                else {
+                    return false;
+                };
+                let Some((_, control)) = controls.iter().find(|(n, _)| n == &spec.client) else {
+                    return false;
+                };
+                engine_transcript(control, spec.connection)
+                    .is_ok_and(|engine| snapshot::render(&air) == snapshot::render(&engine))
+            })
+    }
+
     /// Resolves when the sniffer's port ends by itself (its board went away), with why; never
     /// when no sniffer port is read. Checked every [`LOSS_POLL`].
     pub async fn sniffer_lost(&self) -> String {
@@ -266,17 +295,28 @@ impl Witness {
     /// (the case stopped before it), while a handshake that differs from its snapshot still is.
     /// A sniffer that was lost or missed frames makes its capture untrustworthy: the snapshots
     /// are then not compared (no pending `.snap.new` from a partial transcript), and the report
-    /// says why in `problem`.
+    /// says why in `problem`; unless the sniffer was lost once the capture held every handshake
+    /// the case is judged on (`captured_before_loss`: found so when it was lost mid-case, see
+    /// [`Witness::transcripts_complete`]), which is only a `warning`.
     pub async fn finish(
         mut self,
         case: &Case,
         variant: &str,
         steps_failed: bool,
+        captured_before_loss: bool,
         controls: &[(String, PathBuf)],
         logs: &mut std::collections::BTreeMap<String, PathBuf>,
     ) -> WitnessReport {
         let mut report = WitnessReport::default();
         let capture = self.stop_capture(&mut report).await;
+        // Lost after every handshake the case is judged on was captured: a warning, and the
+        // snapshots are compared on the capture (it holds them whole).
+        if let (Some(SnifferProblem::Lost(_)), Some(cap)) = (&report.problem, &capture)
+            && (captured_before_loss || self.complete_in(cap, controls))
+            && let Some(problem) = report.problem.take()
+        {
+            report.warning = Some(problem);
+        }
         if let Some(cap) = &capture {
             let lines = self.capture_lines(cap, report.problem.as_ref());
             report.lines.extend(lines);
@@ -754,6 +794,8 @@ pub struct WitnessReport {
     pub failure: Option<Failure>,
     /// The sniffer was lost or missed frames: the attempt cannot be judged on its capture.
     pub problem: Option<SnifferProblem>,
+    /// The sniffer was lost after the capture held every handshake the case is judged on.
+    pub warning: Option<SnifferProblem>,
     /// Frames the sniffer missed (where the air counts what it handed the sniffer).
     pub missed: Option<u64>,
     pub counters: Option<CaptureCounters>,

@@ -1,6 +1,6 @@
 //! The lines a board printed, in order, timestamped, with "claimed" marks.
 //!
-//! Lines stay in the buffer for the whole case, up to [`MAX_LINES`]. A step that recognises a line
+//! Lines stay in the buffer for the whole case, up to [`MAX_LINES`] and [`MAX_BYTES`]. A step that recognises a line
 //! claims it, so the next expectation cannot match the same line again; an expectation searches all
 //! unclaimed lines, so a line that arrived while another node was being driven is still found (the
 //! property OpenThread's expect tests rely on).
@@ -23,6 +23,9 @@ pub struct Line {
 /// How many lines of one board the buffer keeps; older ones are dropped in blocks of this size
 /// once twice as many have arrived (amortised O(1) per line).
 pub const MAX_LINES: usize = 50_000;
+/// How many bytes of text of one board the buffer keeps, likewise (lines run up to the
+/// decoder's 4 kB: 50,000 of them would be 200 MB).
+pub const MAX_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, Default)]
 pub struct LineBuffer {
@@ -32,15 +35,26 @@ pub struct LineBuffer {
     base: usize,
     /// Every line before this absolute index is claimed or dropped (search starts here).
     cursor: usize,
+    /// Bytes of text in `lines`.
+    bytes: usize,
 }
 
 impl LineBuffer {
     pub fn push(&mut self, text: String, truncated: bool, at: Instant) -> usize {
-        if self.lines.len() >= 2 * MAX_LINES {
-            self.lines.drain(..MAX_LINES);
-            self.base += MAX_LINES;
+        if self.lines.len() >= 2 * MAX_LINES || self.bytes >= 2 * MAX_BYTES {
+            // The oldest lines, down to at most half of each bound.
+            let mut drop = self.lines.len().saturating_sub(MAX_LINES);
+            let mut bytes: usize = self.lines.iter().take(drop).map(|l| l.text.len()).sum();
+            while self.bytes - bytes > MAX_BYTES {
+                bytes += self.lines.get(drop).map_or(0, |l| l.text.len());
+                drop += 1;
+            }
+            self.lines.drain(..drop);
+            self.bytes -= bytes;
+            self.base += drop;
             self.cursor = self.cursor.max(self.base);
         }
+        self.bytes += text.len();
         self.lines.push(Line {
             at,
             text,
@@ -182,5 +196,22 @@ mod tests {
         assert_eq!(b.cursor(), total);
         assert_eq!(b.since(total - 1).len(), 1);
         assert_eq!(b.since(0).len(), b.lines.len());
+    }
+
+    #[test]
+    fn long_lines_are_bounded_by_their_bytes_too() {
+        let now = Instant::now();
+        let mut b = LineBuffer::default();
+        let line = "x".repeat(4000);
+        let total = 3 * MAX_BYTES / line.len();
+        for i in 0..total {
+            assert_eq!(b.push(line.clone(), false, now), i);
+        }
+        let kept: usize = b.lines.iter().map(|l| l.text.len()).sum();
+        assert!(kept <= 2 * MAX_BYTES, "{kept}");
+        assert_eq!(kept, b.bytes);
+        assert_eq!(b.len(), total);
+        assert_eq!(b.dropped(), total - b.lines.len());
+        assert!(b.get(total - 1).is_some());
     }
 }

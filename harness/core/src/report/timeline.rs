@@ -3,6 +3,8 @@
 //! order the run's clock stamped them, each prefixed with its node.
 
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::events::BoardRecord;
@@ -17,70 +19,137 @@ fn stamp(line: &str) -> Option<f64> {
     t.trim().parse().ok()
 }
 
-/// Merge the logs of `logs` (node -> board log) and the board events `events` into
-/// `dir/timeline.log`. Lines of one board keep their order; lines of different boards go by their
-/// stamps (same stamp: by node name); an event comes after the log lines of its stamp.
-pub fn write(
-    dir: &Path,
-    logs: &BTreeMap<String, PathBuf>,
-    events: &[BoardRecord],
-) -> std::io::Result<PathBuf> {
-    let mut lines: Vec<(f64, &str, String)> = Vec::new();
-    let mut header = None;
-    for (node, path) in logs {
-        let Ok(text) = std::fs::read_to_string(path) else {
-            continue;
-        };
-        let mut last = 0.0;
-        for line in text.lines() {
+/// One board log read line by line: its next stamped line, and the stamp of the last one (a line
+/// without a stamp stays after its predecessor).
+struct LogStream<'a> {
+    node: &'a str,
+    reader: BufReader<File>,
+    last: f64,
+    next: Option<(f64, String)>,
+}
+
+impl LogStream<'_> {
+    /// Read the next line to merge; header lines (`#`) go to `header` (the first one wins).
+    fn advance(&mut self, header: &mut Option<String>) {
+        let mut buf = Vec::new();
+        self.next = loop {
+            buf.clear();
+            match self.reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break None,
+                Ok(_) => {}
+            }
+            // A log cut by its cap may split a character: the rest of the line still counts.
+            let line = String::from_utf8_lossy(&buf);
+            let line = line.trim_end_matches(['\n', '\r']);
             match stamp(line) {
                 Some(t) => {
-                    last = t;
-                    lines.push((t, node, line.to_string()));
+                    self.last = t;
+                    break Some((t, line.to_string()));
                 }
                 // A header names its board; the timeline's own says what it merges.
                 None if line.starts_with('#') => {
                     header.get_or_insert_with(|| line.to_string());
                 }
-                // A continuation (a line without a stamp) stays after its predecessor.
-                None => lines.push((last, node, line.to_string())),
+                None => break Some((self.last, line.to_string())),
             }
-        }
+        };
     }
-    for e in events {
-        let t = e.at.as_secs_f64();
-        lines.push((
-            t,
-            &e.node,
-            format!("[{t:12.6}] === board {}", e.event.text()),
-        ));
+}
+
+/// Merge the logs of `logs` (node -> board log) and the board events `events` into
+/// `dir/timeline.log`. Lines of one board keep their order; lines of different boards go by their
+/// stamps (same stamp: by node name); an event comes after the log lines of its stamp. The logs
+/// are streamed, not loaded: a flooded board's log is up to its cap (64 MiB by default).
+pub fn write(
+    dir: &Path,
+    logs: &BTreeMap<String, PathBuf>,
+    events: &[BoardRecord],
+) -> std::io::Result<PathBuf> {
+    let mut header = None;
+    let mut streams = Vec::new();
+    for (node, path) in logs {
+        let Ok(file) = File::open(path) else {
+            continue;
+        };
+        let mut stream = LogStream {
+            node,
+            reader: BufReader::new(file),
+            last: 0.0,
+            next: None,
+        };
+        stream.advance(&mut header);
+        streams.push(stream);
     }
-    // Stable: equal stamps keep their order (a board's own lines, then the events).
-    lines.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
-    let mut out = String::new();
+    let mut events: Vec<(f64, &str, String)> = events
+        .iter()
+        .map(|e| {
+            let t = e.at.as_secs_f64();
+            (
+                t,
+                e.node.as_str(),
+                format!("[{t:12.6}] === board {}", e.event.text()),
+            )
+        })
+        .collect();
+    // Stable: equal stamps keep their order.
+    events.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+    let mut events = events.into_iter().peekable();
+    let path = dir.join(TIMELINE_FILE);
+    let mut out = BufWriter::new(File::create(&path)?);
     if let Some(h) = header {
         let run = h.split_once("; ").map_or("", |(_, r)| r);
-        out.push_str(&format!(
-            "# timeline of {}; {run}\n",
+        writeln!(
+            out,
+            "# timeline of {}; {run}",
             logs.keys().cloned().collect::<Vec<_>>().join(", ")
-        ));
+        )?;
     }
     let width = logs
         .keys()
-        .chain(events.iter().map(|e| &e.node))
         .map(String::len)
+        .chain(events.clone().map(|e| e.1.len()))
         .max()
         .unwrap_or(0);
-    for (_, node, line) in &lines {
+    let mut ignored = None;
+    loop {
+        // The earliest head: by stamp, then node; a board's lines before an event of its stamp.
+        let board = streams
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.next.as_ref().map(|(t, _)| (i, *t, s.node)))
+            .min_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.2.cmp(b.2)));
+        let event_first = match (&board, events.peek()) {
+            (None, None) => break,
+            (None, Some(_)) => true,
+            (Some(_), None) => false,
+            (Some((_, t, node)), Some((te, ne, _))) => {
+                te.total_cmp(t).then_with(|| ne.cmp(node)).is_lt()
+            }
+        };
+        let (node, line) = if event_first {
+            let Some((_, node, line)) = events.next() else {
+                break;
+            };
+            (node, line)
+        } else {
+            let Some(stream) = board.and_then(|(i, _, _)| streams.get_mut(i)) else {
+                break;
+            };
+            let Some((_, line)) = stream.next.take() else {
+                break;
+            };
+            let node = stream.node;
+            stream.advance(&mut ignored);
+            (node, line)
+        };
         match line.split_once("] ") {
             Some((stamp, text)) if line.starts_with('[') => {
-                out.push_str(&format!("{stamp}] {node:width$} | {text}\n"));
+                writeln!(out, "{stamp}] {node:width$} | {text}")?;
             }
-            _ => out.push_str(&format!("{:15}{node:width$} | {line}\n", "")),
+            _ => writeln!(out, "{:15}{node:width$} | {line}", "")?,
         }
     }
-    let path = dir.join(TIMELINE_FILE);
-    std::fs::write(&path, out)?;
+    out.flush()?;
     Ok(path)
 }
 

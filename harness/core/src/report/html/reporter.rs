@@ -244,9 +244,14 @@ fn case_run(out: &Path, r: &CaseResult, events: AttemptEvents) -> CaseRun {
         if !r.facts.nodes.contains_key(key) || path.extension().is_none_or(|x| x != "log") {
             continue;
         }
-        if let Ok(text) = std::fs::read_to_string(path) {
+        if let Ok(file) = std::fs::File::open(path) {
             nodes.push(key.clone());
-            timeline.extend(parse_log(key, &text));
+            timeline.extend(read_log(
+                key,
+                std::io::BufReader::new(file),
+                failure.as_ref(),
+                MAX_TIMELINE_ENTRIES,
+            ));
         }
     }
     // The case's directory holds more than the results list: the virtual boards' own logs.
@@ -426,9 +431,6 @@ fn relative(out: &Path, path: &Path) -> PathBuf {
         .unwrap_or_else(|_| abs(path))
 }
 
-static LOG_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\[\s*([0-9]+\.[0-9]+)\] (.*)$").unwrap_or_else(|e| unreachable!("{e}"))
-});
 static STEP_NOTE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^step ([0-9]+) \(").unwrap_or_else(|e| unreachable!("{e}")));
 
@@ -436,9 +438,14 @@ static STEP_NOTE: LazyLock<Regex> =
 pub fn parse_log(node: &str, text: &str) -> Vec<TimelineEntry> {
     text.lines()
         .filter_map(|l| {
-            let c = LOG_LINE.captures(l)?;
-            let at = Duration::from_secs_f64(c.get(1)?.as_str().parse().ok()?);
-            let body = c.get(2)?.as_str();
+            let (stamp, body) = l.strip_prefix('[')?.split_once("] ")?;
+            let stamp = stamp.trim_start();
+            let (whole, fraction) = stamp.split_once('.')?;
+            let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+            if !digits(whole) || !digits(fraction) {
+                return None;
+            }
+            let at = Duration::from_secs_f64(stamp.parse().ok()?);
             let (kind, text) = if let Some(t) = body.strip_prefix(">>> ") {
                 (EntryKind::Sent, t)
             } else if let Some(t) = body.strip_prefix("--- ") {
@@ -459,6 +466,36 @@ pub fn parse_log(node: &str, text: &str) -> Vec<TimelineEntry> {
             })
         })
         .collect()
+}
+
+/// The entries of a board log that [`trim`] could keep, in the log's order: every step,
+/// command, note and highlighted line, and the last `max` console lines. Read line by line: a
+/// flooded board's log is up to its cap (64 MiB by default), and a cut may split a character.
+fn read_log(
+    node: &str,
+    reader: impl std::io::BufRead,
+    failure: Option<&StepFailure>,
+    max: usize,
+) -> Vec<TimelineEntry> {
+    let mut kept = Vec::new();
+    let mut recent = std::collections::VecDeque::new();
+    for (i, line) in reader.split(b'\n').enumerate() {
+        let Ok(bytes) = line else { break };
+        for mut e in parse_log(node, &String::from_utf8_lossy(&bytes)) {
+            highlight(std::slice::from_mut(&mut e), failure);
+            if e.highlight || !matches!(e.kind, EntryKind::Console | EntryKind::Air) {
+                kept.push((i, e));
+            } else {
+                if recent.len() >= max {
+                    recent.pop_front();
+                }
+                recent.push_back((i, e));
+            }
+        }
+    }
+    kept.extend(recent);
+    kept.sort_by_key(|(i, _)| *i);
+    kept.into_iter().map(|(_, e)| e).collect()
 }
 
 /// Lines a reader of a failure looks for: crashes, resets, DTLS alerts, lost sessions.
