@@ -214,6 +214,20 @@ fn wait_exit(child: &mut Child, within: Duration) -> Option<i32> {
     }
 }
 
+/// Wait until the board log `log` shows a quiet window (`absent for`) has begun: the step the
+/// test strikes in.
+fn wait_for_window(log: &Path, within: Duration) {
+    let start = Instant::now();
+    while !std::fs::read_to_string(log).is_ok_and(|t| t.contains("absent for")) {
+        assert!(
+            start.elapsed() < within,
+            "never reached the window: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn signal(child: &Child, signal: Signal) {
     kill(Pid::from_raw(child.id() as i32), signal).unwrap();
 }
@@ -367,14 +381,7 @@ fn a_board_lost_while_another_is_driven_ends_the_case_within_a_second() {
         "0".into(),
     ]);
     let log = run.out.path().join("logs/pair/upstream/a.log");
-    let start = Instant::now();
-    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("absent for")) {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "never reached the long step"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_window(&log, Duration::from_secs(20));
     let victim = vdk_of(&run.marker, "b").expect("the virtual DK of b");
     kill(Pid::from_raw(victim), Signal::SIGKILL).unwrap();
     let killed = Instant::now();
@@ -530,15 +537,7 @@ fn start_sniffed(tag: &str, window: &str, snapshot: bool, args: &[&str]) -> (Cha
     board_args.extend(args.iter().map(|a| a.to_string()));
     let child = run.start(&board_args);
     let log = run.out.path().join("logs/sniffed/upstream/dut.log");
-    let start = Instant::now();
-    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("absent for")) {
-        assert!(
-            start.elapsed() < Duration::from_secs(40),
-            "never reached the window: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_window(&log, Duration::from_secs(40));
     (run, child)
 }
 
@@ -860,14 +859,7 @@ fn a_random_virtual_dk_killed_mid_case_is_an_error_within_a_second_and_the_retry
         "1".into(),
     ]);
     let log = run.out.path().join("logs/trio/upstream/a.log");
-    let start = Instant::now();
-    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("absent for")) {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "never reached the window"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_window(&log, Duration::from_secs(20));
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -1006,15 +998,7 @@ fn a_sniffer_lost_after_the_handshake_it_is_judged_on_is_a_warning_not_an_error(
         "0".into(),
     ]);
     let log = run.out.path().join("logs/coaps-psk/upstream/client.log");
-    let start = Instant::now();
-    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("absent for")) {
-        assert!(
-            start.elapsed() < Duration::from_secs(40),
-            "never reached the window: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_window(&log, Duration::from_secs(40));
     let victim = vdk_of(&run.marker, "sniffer").expect("the sniffer's virtual DK");
     kill(Pid::from_raw(victim), Signal::SIGKILL).unwrap();
     assert_eq!(wait_exit(&mut child, Duration::from_secs(60)), Some(0));
