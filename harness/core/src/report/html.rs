@@ -394,7 +394,7 @@ fn case_section(h: &mut String, r: &CaseRun) {
     let _ = write!(
         h,
         "<section class=\"run {}\" id=\"{}\">\n<details{}>\n<summary><span class=\"badge {}\">{}</span> \
-         <b>{}</b> @ {} <span class=\"dim\">{:.3} s · {}{}{}</span></summary>\n",
+         <b>{}</b> @ {} <span class=\"dim\">{:.3} s · {}{}{}{}</span></summary>\n",
         outcome_class(r.outcome),
         r.anchor(),
         if r.is_failure() || r.flaky {
@@ -408,15 +408,12 @@ fn case_section(h: &mut String, r: &CaseRun) {
         esc(&r.variant),
         r.duration.as_secs_f64(),
         esc(&r.path),
-        format!(
-            "{}{}",
-            r.seed.map(|s| format!(" · seed {s}")).unwrap_or_default(),
-            match r.clock {
-                Some("case") => " · case clock",
-                Some("host") => " · host clock",
-                _ => "",
-            }
-        ),
+        r.seed.map(|s| format!(" · seed {s}")).unwrap_or_default(),
+        match r.clock {
+            Some("case") => " · case clock",
+            Some("host") => " · host clock",
+            _ => "",
+        },
         // A folded expected failure or skip still says why in its one line.
         match (&r.reason, r.outcome) {
             (Some(reason), Outcome::Xfail | Outcome::Skip) => format!(" · {}", esc(reason)),
