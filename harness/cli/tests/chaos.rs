@@ -64,6 +64,35 @@ impl ChaosRun {
         }
     }
 
+    /// Start the run on the `upstream` variant with `retries` infrastructure retries, and wait
+    /// until `case`'s node `watcher` is in its quiet window.
+    fn start_upstream_until_window(
+        &self,
+        retries: u32,
+        case: &str,
+        watcher: &str,
+        within: Duration,
+    ) -> Child {
+        let child = self.start(&[
+            "--variant".into(),
+            "upstream".into(),
+            "--infra-retries".into(),
+            retries.to_string(),
+        ]);
+        let log = self
+            .out
+            .path()
+            .join(format!("logs/{case}/upstream/{watcher}.log"));
+        wait_for_window(&log, within);
+        child
+    }
+
+    /// SIGKILL the virtual DK of `node`.
+    fn kill_board(&self, node: &str) {
+        let victim = vdk_of(&self.marker, node).expect("the node's virtual DK");
+        kill(Pid::from_raw(victim), Signal::SIGKILL).unwrap();
+    }
+
     fn start(&self, board_args: &[String]) -> Child {
         Command::new(EXE)
             .arg("run")
@@ -374,16 +403,8 @@ fn a_board_lost_while_another_is_driven_ends_the_case_within_a_second() {
     )
     .unwrap();
     // No retry: the retried case would sit in its 30 s window again.
-    let mut child = run.start(&[
-        "--variant".into(),
-        "upstream".into(),
-        "--infra-retries".into(),
-        "0".into(),
-    ]);
-    let log = run.out.path().join("logs/pair/upstream/a.log");
-    wait_for_window(&log, Duration::from_secs(20));
-    let victim = vdk_of(&run.marker, "b").expect("the virtual DK of b");
-    kill(Pid::from_raw(victim), Signal::SIGKILL).unwrap();
+    let mut child = run.start_upstream_until_window(0, "pair", "a", Duration::from_secs(20));
+    run.kill_board("b");
     let killed = Instant::now();
     // Ended without waiting for the 30 s window (nor for b's next write); 1 s plus the
     // closing of the other board and the reports.
@@ -550,8 +571,7 @@ fn results(run: &ChaosRun) -> serde_json::Value {
 fn a_sniffer_killed_mid_case_ends_the_attempt_as_an_infrastructure_error_and_is_retried() {
     // The second attempt gets a fresh sniffer and runs through.
     let (run, mut child) = start_sniffed("sniffer-lost", "8s", false, &["--infra-retries", "1"]);
-    let victim = vdk_of(&run.marker, "sniffer").expect("the sniffer's virtual DK");
-    kill(Pid::from_raw(victim), Signal::SIGKILL).unwrap();
+    run.kill_board("sniffer");
     assert_eq!(wait_exit(&mut child, Duration::from_secs(90)), Some(0));
     let json = results(&run);
     let result = &json["results"][0];
@@ -852,22 +872,14 @@ fn a_random_virtual_dk_killed_mid_case_is_an_error_within_a_second_and_the_retry
         ));
     }
     run.replace_cases(&[("trio", case)]);
-    let mut child = run.start(&[
-        "--variant".into(),
-        "upstream".into(),
-        "--infra-retries".into(),
-        "1".into(),
-    ]);
-    let log = run.out.path().join("logs/trio/upstream/a.log");
-    wait_for_window(&log, Duration::from_secs(20));
+    let mut child = run.start_upstream_until_window(1, "trio", "a", Duration::from_secs(20));
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos();
     let node = ["a", "b", "c"][nanos as usize % 3];
     eprintln!("killing the virtual DK of {node}");
-    let victim = vdk_of(&run.marker, node).expect("the node's virtual DK");
-    kill(Pid::from_raw(victim), Signal::SIGKILL).unwrap();
+    run.kill_board(node);
     let killed = Instant::now();
     // The first attempt ends (and the retry starts its boards) without waiting out the window.
     let retry = run.out.path().join("logs/trio/upstream/attempt-2");
@@ -991,16 +1003,9 @@ fn a_sniffer_lost_after_the_handshake_it_is_judged_on_is_a_warning_not_an_error(
         cases.join("snapshots").join(snap),
     )
     .unwrap();
-    let mut child = run.start(&[
-        "--variant".into(),
-        "upstream".into(),
-        "--infra-retries".into(),
-        "0".into(),
-    ]);
-    let log = run.out.path().join("logs/coaps-psk/upstream/client.log");
-    wait_for_window(&log, Duration::from_secs(40));
-    let victim = vdk_of(&run.marker, "sniffer").expect("the sniffer's virtual DK");
-    kill(Pid::from_raw(victim), Signal::SIGKILL).unwrap();
+    let mut child =
+        run.start_upstream_until_window(0, "coaps-psk", "client", Duration::from_secs(40));
+    run.kill_board("sniffer");
     assert_eq!(wait_exit(&mut child, Duration::from_secs(60)), Some(0));
     let json = run.assert_every_case_once();
     let result = &json["results"][0];

@@ -38,18 +38,7 @@ impl Reporter for Collect {
     }
 }
 
-/// Run `plan` to the end (default options: the case clock); returns the wall time and every
-/// case's result.
-#[allow(dead_code)] // not every bench that shares this module uses it
-pub fn run_collect(
-    rt: &tokio::runtime::Runtime,
-    config: RunConfig,
-    plan: Vec<Planned>,
-) -> (Duration, Vec<CaseResult>) {
-    run_collect_with(rt, config, RunOptions::default(), plan)
-}
-
-/// As [`run_collect`], with `options`.
+/// Run `plan` to the end with `options`; returns the wall time and every case's result.
 pub fn run_collect_with(
     rt: &tokio::runtime::Runtime,
     config: RunConfig,
