@@ -19,35 +19,52 @@ impl Stack {
             challenge,
             retry_at: Some(now + PARENT_REQUEST_RETRY),
             leader_at: now + DISCOVERY_WINDOW,
+            candidate: None,
         };
-        self.send_parent_request(now, challenge);
+        self.send_parent_request(now, challenge, mle::SCAN_MASK_ROUTERS);
     }
 
-    pub(super) fn send_parent_request(&mut self, now: Instant, challenge: [u8; 8]) {
+    pub(super) fn send_parent_request(&mut self, now: Instant, challenge: [u8; 8], scan_mask: u8) {
         let msg = mle::Message::new(mle::command::PARENT_REQUEST)
             .with(mle::tlv::MODE, &[mle::MODE_RDN])
             .with(mle::tlv::CHALLENGE, &challenge)
-            .with(mle::tlv::SCAN_MASK, &[mle::SCAN_MASK_ROUTERS])
+            .with(mle::tlv::SCAN_MASK, &[scan_mask])
             .with(mle::tlv::VERSION, &mle::THREAD_VERSION.to_be_bytes());
         self.send_mle(now, ALL_ROUTERS_LINK_LOCAL, &msg);
     }
 
+    /// The end of a Parent Request's window, as OpenThread's `Mle::HandleAttachTimer`
+    /// (`src/core/thread/mle.cpp`): the best parent heard in it is sent a Child ID Request; with
+    /// none, the first window is followed by a second request (to routers and REEDs), and the
+    /// second by leading a partition of its own.
     pub(super) fn run_attach_timers(&mut self, now: Instant) {
         match self.attach.clone() {
             Attach::Discovering {
                 challenge,
                 retry_at,
                 leader_at,
+                candidate,
             } => {
-                if now >= leader_at {
+                let window_ended = now >= leader_at || retry_at.is_some_and(|r| now >= r);
+                if !window_ended {
+                    return;
+                }
+                if let Some(candidate) = candidate {
+                    self.send_child_id_request(now, candidate);
+                } else if now >= leader_at {
                     self.become_leader(now);
-                } else if retry_at.is_some_and(|r| now >= r) {
+                } else {
                     self.attach = Attach::Discovering {
                         challenge,
                         retry_at: None,
                         leader_at,
+                        candidate: None,
                     };
-                    self.send_parent_request(now, challenge);
+                    self.send_parent_request(
+                        now,
+                        challenge,
+                        mle::SCAN_MASK_ROUTERS | mle::SCAN_MASK_REEDS,
+                    );
                 }
             }
             Attach::Requesting { give_up_at, .. } if now >= give_up_at => {
@@ -163,7 +180,7 @@ impl Stack {
             mle::command::PARENT_REQUEST if self.role == Role::Leader => {
                 self.answer_parent_request(now, ext, src, &msg);
             }
-            mle::command::PARENT_RESPONSE => self.handle_parent_response(now, ext, src, &msg),
+            mle::command::PARENT_RESPONSE => self.handle_parent_response(ext, src, &msg),
             mle::command::CHILD_ID_REQUEST if self.role == Role::Leader => {
                 self.handle_child_id_request(now, ext, src, &msg);
             }
@@ -197,7 +214,6 @@ impl Stack {
 
     pub(super) fn handle_parent_response(
         &mut self,
-        now: Instant,
         ext: ExtAddress,
         src: Ipv6Addr,
         msg: &mle::Message,
@@ -223,27 +239,48 @@ impl Stack {
             self.counters.rx_malformed += 1;
             return;
         };
-        let parent = Neighbor {
-            ext,
-            rloc16: u16::from_be_bytes(source),
+        let heard = ParentCandidate {
+            parent: Neighbor {
+                ext,
+                rloc16: u16::from_be_bytes(source),
+            },
+            src,
+            leader_data,
+            their_challenge: their_challenge.to_vec(),
         };
-        let their_challenge = their_challenge.to_vec();
-        // The first leader to answer wins: attach is event driven, no collection window.
-        self.partition_id = leader_data.partition_id;
-        self.leader_router_id = leader_data.leader_router_id;
+        // A response only makes its sender the candidate, as OpenThread's
+        // `Mle::HandleParentResponse`: the choice waits for the end of the window. A better
+        // partition (`Mle::ComparePartitions`: weighting, then partition id) replaces the
+        // candidate; within one partition the first to answer stays (the model has no link
+        // quality to compare).
+        let better = |held: &ParentCandidate| {
+            let key = |d: &mle::LeaderData| (d.weighting, d.partition_id);
+            key(&heard.leader_data) > key(&held.leader_data)
+        };
+        if let Attach::Discovering { candidate, .. } = &mut self.attach
+            && candidate.as_ref().is_none_or(better)
+        {
+            *candidate = Some(heard);
+        }
+    }
+
+    /// Choose `chosen` as parent: ask it for a child id.
+    fn send_child_id_request(&mut self, now: Instant, chosen: ParentCandidate) {
+        self.partition_id = chosen.leader_data.partition_id;
+        self.leader_router_id = chosen.leader_data.leader_router_id;
         self.attach = Attach::Requesting {
-            parent,
+            parent: chosen.parent,
             give_up_at: now + CHILD_ID_TIMEOUT,
         };
         let registration =
             mle::emit_address_registration(&[self.ml_eid()], &self.dataset.mesh_local_prefix);
         let request = mle::Message::new(mle::command::CHILD_ID_REQUEST)
-            .with(mle::tlv::RESPONSE, &their_challenge)
+            .with(mle::tlv::RESPONSE, &chosen.their_challenge)
             .with(mle::tlv::MODE, &[mle::MODE_RDN])
             .with(mle::tlv::TIMEOUT, &240u32.to_be_bytes())
             .with(mle::tlv::VERSION, &mle::THREAD_VERSION.to_be_bytes())
             .with(mle::tlv::ADDRESS_REGISTRATION, &registration);
-        self.send_mle(now, src, &request);
+        self.send_mle(now, chosen.src, &request);
     }
 
     pub(super) fn handle_child_id_request(

@@ -39,6 +39,8 @@ pub mod tlv {
 pub const MODE_RDN: u8 = 0x08 | 0x02 | 0x01;
 /// Scan Mask TLV: routers (this model's only parents are leaders).
 pub const SCAN_MASK_ROUTERS: u8 = 0x80;
+/// Scan Mask TLV: REEDs (end devices that could become routers) should answer too.
+pub const SCAN_MASK_REEDS: u8 = 0x40;
 /// Version TLV value: Thread 1.3.
 pub const THREAD_VERSION: u16 = 4;
 

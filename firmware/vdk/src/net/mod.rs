@@ -14,11 +14,13 @@
 //! `resolve`, `tmf`, `ping`, `dataset`.
 //!
 //! # What is modelled, and how it differs from Thread
-//! - **Attach** (event driven). `thread start` sends an MLE Parent Request (to `ff02::2`) at once
-//!   and again after [`PARENT_REQUEST_RETRY`]. A leader answers with a Parent Response, the node
-//!   sends a Child ID Request (registering its ML-EID), the leader assigns `its RLOC16 | child id`
-//!   in the Child ID Response: the node is a child within a few milliseconds. With no answer by
-//!   [`DISCOVERY_WINDOW`] the node becomes leader of its own partition (random router id,
+//! - **Attach.** `thread start` sends an MLE Parent Request (to `ff02::2`, routers) at once and,
+//!   when no parent answered by [`PARENT_REQUEST_RETRY`], again (routers and REEDs). A leader
+//!   answers with a Parent Response; the node keeps the best answer of the request's window (the
+//!   better partition) and, when the window ends, sends it a Child ID Request (registering its
+//!   ML-EID), as OpenThread's `Mle::HandleAttachTimer` does; the leader assigns `its RLOC16 |
+//!   child id` in the Child ID Response: the node is a child a few milliseconds after the first
+//!   window ends. With no answer by [`DISCOVERY_WINDOW`] the node becomes leader of its own partition (random router id,
 //!   RLOC16 = id << 10, random partition id, leader ALOC `fc00`). MLE messages are secured at the
 //!   MLE layer (key id mode 2, MLE key) in MAC frames without MAC security, from extended MAC
 //!   addresses, as Thread sends them; their Source Address / Address16 TLVs let receivers (and a
@@ -89,10 +91,15 @@ use mac_tx::{MacTx, TxAction, TxFrame, TxResult};
 
 pub use dataset::{ActiveDataset, SecurityPolicy};
 
-/// How long a node listens for a parent before it becomes leader of its own partition.
+/// How long a node listens for a parent before it becomes leader of its own partition: the
+/// first Parent Request's window ([`PARENT_REQUEST_RETRY`]) and the second's, 75 + 125 ms.
+/// OpenThread's are 750 ms (`kParentRequestRouterTimeout`) and 1250 ms
+/// (`kParentRequestReedTimeout`, `src/core/thread/mle.hpp` of openthread-sys 0.4.0); the model
+/// keeps their proportions at a tenth, so that formation on the host's clock stays quick.
 pub const DISCOVERY_WINDOW: Duration = Duration::from_millis(200);
-/// When the Parent Request is repeated (a lost first request still finds the leader).
-pub const PARENT_REQUEST_RETRY: Duration = Duration::from_millis(100);
+/// End of the first Parent Request's window: a parent heard by then is chosen (Child ID Request),
+/// else the request is repeated to routers and REEDs (OpenThread's 750 ms at a tenth).
+pub const PARENT_REQUEST_RETRY: Duration = Duration::from_millis(75);
 /// First MLE Advertisement interval of a new leader; it doubles up to [`ADVERTISEMENT_IMAX`]
 /// (a trickle timer with OpenThread's 32 s maximum, but a shorter start so that two partitions
 /// formed at the same moment merge in well under a second).
@@ -267,6 +274,16 @@ impl NetCounters {
     }
 }
 
+/// A leader that answered a Parent Request: what the Child ID Request to it needs, and its
+/// partition to compare with other answers.
+#[derive(Debug, Clone)]
+struct ParentCandidate {
+    parent: Neighbor,
+    src: Ipv6Addr,
+    leader_data: mle::LeaderData,
+    their_challenge: Vec<u8>,
+}
+
 /// The other end of a link: parent or child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Neighbor {
@@ -284,11 +301,13 @@ struct Child {
 #[derive(Debug, Clone)]
 enum Attach {
     Idle,
-    /// Parent Requests sent, waiting for a Parent Response.
+    /// Parent Requests sent, collecting Parent Responses until the request's window ends.
     Discovering {
         challenge: [u8; 8],
         retry_at: Option<Instant>,
         leader_at: Instant,
+        /// The best parent heard so far in this window.
+        candidate: Option<ParentCandidate>,
     },
     /// Child ID Request sent to `parent`.
     Requesting {
@@ -1031,6 +1050,53 @@ mod tests {
         s.factory_reset();
         assert_eq!((s.role(), s.is_up()), (Role::Disabled, false));
         assert!(s.addresses().is_empty());
+    }
+
+    /// Parent Responses only make candidates; the choice comes at the end of the request's
+    /// window and takes the better partition, not the first to answer (OpenThread's
+    /// `Mle::HandleParentResponse` and `Mle::HandleAttachTimer`).
+    #[test]
+    fn parent_is_chosen_at_the_end_of_the_window_from_the_better_partition() {
+        let mut s = Stack::new([4; 8], None, dataset());
+        let t0 = Instant::now();
+        s.ifconfig_up().unwrap();
+        s.thread_start(t0).unwrap();
+        let Attach::Discovering { challenge, .. } = s.attach.clone() else {
+            panic!("discovering after thread start");
+        };
+        let response = |partition_id: u32, rloc16: u16| {
+            let leader = mle::LeaderData {
+                partition_id,
+                weighting: LEADER_WEIGHTING,
+                data_version: 0,
+                stable_data_version: 0,
+                leader_router_id: (rloc16 >> 10) as u8,
+            };
+            mle::Message::new(mle::command::PARENT_RESPONSE)
+                .with(mle::tlv::SOURCE_ADDRESS, &rloc16.to_be_bytes())
+                .with(mle::tlv::LEADER_DATA, &leader.emit())
+                .with(mle::tlv::RESPONSE, &challenge)
+                .with(mle::tlv::CHALLENGE, &[7; 8])
+        };
+        let (worse, better) = (ExtAddress([0xa1; 8]), ExtAddress([0xb2; 8]));
+        s.handle_parent_response(worse, "fe80::a1".parse().unwrap(), &response(5, 0x0400));
+        s.handle_parent_response(better, "fe80::b2".parse().unwrap(), &response(9, 0x0800));
+        s.handle_parent_response(worse, "fe80::a1".parse().unwrap(), &response(5, 0x0400));
+        assert!(
+            matches!(s.attach, Attach::Discovering { .. }),
+            "no Child ID Request before the window ends"
+        );
+        let end = s.next_deadline().expect("the window's timer");
+        assert_eq!(end - t0, PARENT_REQUEST_RETRY);
+        s.poll(end);
+        let Attach::Requesting { parent, .. } = s.attach.clone() else {
+            panic!(
+                "Child ID Request at the end of the window, got {:?}",
+                s.attach
+            );
+        };
+        assert_eq!((parent.ext, parent.rloc16), (better, 0x0800));
+        assert_eq!(s.partition_id(), 9);
     }
 
     #[test]
