@@ -34,6 +34,7 @@ pub mod report;
 pub mod resilience;
 pub mod run_clock;
 pub mod runner;
+pub mod scratch;
 pub mod select;
 pub mod step_clock;
 pub mod variants;

@@ -171,11 +171,7 @@ pub async fn run_keeping(
     let started = Instant::now();
     // Board logs count from here (the first run of the process).
     crate::run_clock::origin();
-    // Short path: socket paths must fit in 108 bytes.
-    let run_dir = tempfile::Builder::new()
-        .prefix("oth")
-        .tempdir_in(std::env::temp_dir())
-        .map_err(RunError::RunDir)?;
+    let run_dir = crate::scratch::dir("oth").map_err(RunError::RunDir)?;
     let jobs = config.jobs.max(1);
     let emit = |reporters: &mut [Box<dyn Reporter>], e: &RunEvent| {
         for r in reporters.iter_mut() {

@@ -142,6 +142,22 @@ impl VirtualDk {
         log: Option<&Path>,
         clocked_seed: Option<u64>,
     ) -> Result<VirtualDk, VirtualBoardError> {
+        let mut dk = Self::start(cmd, hub_socket, dir, board, log, clocked_seed)?;
+        dk.ready(log).await?;
+        Ok(dk)
+    }
+
+    /// Start the process of [`VirtualDk::spawn`] without waiting for it to be ready: boards
+    /// started one after another this way come up at the same time, then [`VirtualDk::ready`]
+    /// waits for each.
+    pub fn start(
+        cmd: &VdkCommand,
+        hub_socket: &Path,
+        dir: &Path,
+        board: &str,
+        log: Option<&Path>,
+        clocked_seed: Option<u64>,
+    ) -> Result<VirtualDk, VirtualBoardError> {
         let tty = dir.join(format!("{board}.tty"));
         let control = dir.join(format!("{board}.ctl"));
         let mut command = tokio::process::Command::new(&cmd.program);
@@ -167,9 +183,6 @@ impl VirtualDk {
             .stdin(Stdio::null())
             .kill_on_drop(true);
         crate::board_process::contain(&mut command);
-        let log_text = log
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "(no log)".into());
         let spawn_err = |source: std::io::Error| VirtualBoardError::Spawn {
             board: board.to_string(),
             command: format!("{} {:?}", cmd.program.display(), cmd.args),
@@ -189,16 +202,25 @@ impl VirtualDk {
             }
         }
         let child = command.spawn().map_err(spawn_err)?;
-        // From here on dropping `dk` (an error below, an aborted case) kills its process group.
-        let mut dk = VirtualDk {
+        // From here on dropping the board (an error, an aborted case) kills its process group.
+        Ok(VirtualDk {
             board: board.to_string(),
             group: child.id(),
             tty,
             control,
             tap: None,
             child,
-        };
-        let (tty, control, child) = (&dk.tty, &dk.control, &mut dk.child);
+        })
+    }
+
+    /// Wait until a [`VirtualDk::start`]ed board has made its console link and control socket
+    /// (`log`: where its output goes, for the error if it exits first).
+    pub async fn ready(&mut self, log: Option<&Path>) -> Result<(), VirtualBoardError> {
+        let log_text = log
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "(no log)".into());
+        let board = self.board.as_str();
+        let (tty, control, child) = (&self.tty, &self.control, &mut self.child);
         // The process creates both files during start-up; nothing signals it, so look for them.
         let started = Instant::now();
         loop {
@@ -222,7 +244,7 @@ impl VirtualDk {
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        Ok(dk)
+        Ok(())
     }
 
     pub fn pid(&self) -> Option<u32> {

@@ -70,11 +70,8 @@ impl UpArgs {
                 variant.name
             );
         }
-        // Short: socket paths are limited to 108 bytes. Removed when the bench goes down.
-        let dir = tempfile::Builder::new()
-            .prefix("othl")
-            .tempdir_in(std::env::temp_dir())
-            .context("failed to create the bench directory")?;
+        // Removed when the bench goes down.
+        let dir = ot_hil::scratch::dir("othl").context("failed to create the bench directory")?;
         let config = BenchConfig {
             vdk: VdkCommand::current_exe().context("cannot find the ot-hil executable")?,
             dir: dir.path().to_path_buf(),

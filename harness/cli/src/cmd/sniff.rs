@@ -87,9 +87,7 @@ impl Cmd {
                     )?,
                 };
                 let manifest = find_sniffer_variant(&variants_dir).map_err(anyhow::Error::msg)?;
-                let dir = tempfile::Builder::new()
-                    .prefix("oths")
-                    .tempdir_in(std::env::temp_dir())
+                let dir = ot_hil::scratch::dir("oths")
                     .context("failed to create a directory for the virtual sniffer")?;
                 let vdk = VdkCommand::current_exe().context("cannot find this executable")?;
                 let dk = spawn_virtual_sniffer(&vdk, hub, dir.path(), &manifest, None)

@@ -48,22 +48,27 @@ impl BoardSource for VirtualBoards {
                 dks: Vec::new(),
             };
             let clock = held.hub.clock();
+            // Every board's process first, then each one's wait: they start up side by side.
+            let log_of = |node: &str| run.log_dir.join(format!("{node}.vdk.log"));
             for (rank, node) in run.case.nodes.iter().enumerate() {
-                let log = run.log_dir.join(format!("{node}.vdk.log"));
-                let mut dk = VirtualDk::spawn(
+                let dk = VirtualDk::start(
                     &self.vdk,
                     held.hub.socket_path(),
                     &dir,
                     node,
-                    Some(&log),
+                    Some(&log_of(node)),
                     clocked.then(|| board_seed(seed, rank)),
                 )
-                .await
                 .map_err(|e| infra(node, InfraError::acquire(e.to_string())))?;
+                held.dks.push(dk);
+            }
+            for (rank, dk) in held.dks.iter_mut().enumerate() {
+                dk.ready(Some(&log_of(&dk.board)))
+                    .await
+                    .map_err(|e| infra(&dk.board, InfraError::acquire(e.to_string())))?;
                 if let (Some(clock), Some(radio)) = (&clock, dk.radio()) {
                     dk.tap = Some(clock.expect_board(&radio, rank as u32));
                 }
-                held.dks.push(dk);
             }
             held.apply_air_faults(run, None)?;
             let boards = held
