@@ -77,6 +77,10 @@ pub struct VdkArgs {
     /// the same seed, inputs and clock give the same behaviour. For test boards only.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// The process that started this board: the board exits when it does (Linux parent-death
+    /// signal), or at once if it is already gone. Set by the runner.
+    #[arg(long, value_name = "PID")]
+    pub parent: Option<u32>,
 }
 
 /// The clock a virtual DK's timers run on.
@@ -144,6 +148,20 @@ fn default_eui64() -> [u8; 8] {
 
 /// Block SIGINT/SIGTERM/SIGHUP in every thread and turn them into [`Input::Shutdown`], so the
 /// main loop ends normally and the PTY link and control socket are removed.
+/// Be killed when the thread that started this process ends (the parent-death signal), and
+/// exit now if `parent` already has: then the signal will never come.
+fn die_with_parent(parent: u32) {
+    #[cfg(target_os = "linux")]
+    {
+        let set = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+        if set.is_err() || nix::unistd::getppid().as_raw() as u32 != parent {
+            std::process::exit(137);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = parent;
+}
+
 fn forward_signals(inputs: mpsc::Sender<Input>) -> std::io::Result<()> {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
@@ -192,6 +210,9 @@ fn spawn_air_reader(air: AirClient, inputs: mpsc::Sender<Input>) -> std::io::Res
 
 /// Run a virtual DK until a signal, or EOF on stdin in `--stdio` mode.
 pub fn run(args: VdkArgs) -> Result<(), VdkError> {
+    if let Some(parent) = args.parent {
+        die_with_parent(parent);
+    }
     if let Some(seed) = args.seed {
         entropy::seed(seed);
     }

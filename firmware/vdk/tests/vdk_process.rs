@@ -336,3 +336,63 @@ fn dataset_survives_reset_and_reboot_and_goes_with_factoryreset_and_flash() {
     dk.expect(banner, Duration::from_secs(5));
     assert_eq!(dk.run("ot dataset active").1, "Error 23: NotFound");
 }
+
+/// `--parent PID`: the board dies with the process that started it (the runner passes its own
+/// pid and spawns boards without a hook between fork and exec), and a board whose `PID` is not
+/// its parent, because that one is already gone, exits at once instead of living on.
+#[test]
+fn a_board_dies_with_the_parent_it_names() {
+    let dir = short_tempdir();
+    let link = dir.path().join("orphan.pty");
+    let mut orphan = std::process::Command::new(vdk_common::exe())
+        .args(["--no-air", "--parent", "1", "--pty-link"])
+        .arg(&link)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = orphan.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            orphan.kill().unwrap();
+            panic!("a board naming a parent it does not have kept running");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(137), "not its parent: exit at once");
+    assert!(!link.exists(), "it exits before it makes its console");
+
+    // A shell starts the board naming itself, waits for its console, and exits.
+    let link = dir.path().join("child.pty");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(
+            r#""$0" --no-air --pty-link "$1" --parent $$ >/dev/null 2>&1 & echo $!
+               while [ ! -e "$1" ]; do sleep 0.01; done"#,
+        )
+        .arg(vdk_common::exe())
+        .arg(&link)
+        .output()
+        .unwrap();
+    let pid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive() {
+        if Instant::now() > deadline {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("board {pid} outlived the shell that started it");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

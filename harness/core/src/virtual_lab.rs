@@ -182,7 +182,7 @@ impl VirtualDk {
             )
             .stdin(Stdio::null())
             .kill_on_drop(true);
-        crate::board_process::contain(&mut command);
+        crate::board_process::contain_virtual_dk(&mut command);
         let spawn_err = |source: std::io::Error| VirtualBoardError::Spawn {
             board: board.to_string(),
             command: format!("{} {:?}", cmd.program.display(), cmd.args),
