@@ -119,6 +119,8 @@ pub struct VirtualDk {
     pub tap: Option<BoardTap>,
     /// Its process group (led by the process), killed as a whole when the board is dropped.
     group: Option<u32>,
+    /// Where its output goes, named when it exits before it is ready.
+    log: Option<PathBuf>,
     child: tokio::process::Child,
 }
 
@@ -143,7 +145,7 @@ impl VirtualDk {
         clocked_seed: Option<u64>,
     ) -> Result<VirtualDk, VirtualBoardError> {
         let mut dk = Self::start(cmd, hub_socket, dir, board, log, clocked_seed)?;
-        dk.ready(log).await?;
+        dk.ready().await?;
         Ok(dk)
     }
 
@@ -209,14 +211,16 @@ impl VirtualDk {
             tty,
             control,
             tap: None,
+            log: log.map(Path::to_path_buf),
             child,
         })
     }
 
-    /// Wait until a [`VirtualDk::start`]ed board has made its console link and control socket
-    /// (`log`: where its output goes, for the error if it exits first).
-    pub async fn ready(&mut self, log: Option<&Path>) -> Result<(), VirtualBoardError> {
-        let log_text = log
+    /// Wait until a [`VirtualDk::start`]ed board has made its console link and control socket.
+    pub async fn ready(&mut self) -> Result<(), VirtualBoardError> {
+        let log_text = self
+            .log
+            .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "(no log)".into());
         let board = self.board.as_str();

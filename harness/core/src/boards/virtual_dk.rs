@@ -49,21 +49,20 @@ impl BoardSource for VirtualBoards {
             };
             let clock = held.hub.clock();
             // Every board's process first, then each one's wait: they start up side by side.
-            let log_of = |node: &str| run.log_dir.join(format!("{node}.vdk.log"));
             for (rank, node) in run.case.nodes.iter().enumerate() {
                 let dk = VirtualDk::start(
                     &self.vdk,
                     held.hub.socket_path(),
                     &dir,
                     node,
-                    Some(&log_of(node)),
+                    Some(&run.log_dir.join(format!("{node}.vdk.log"))),
                     clocked.then(|| board_seed(seed, rank)),
                 )
                 .map_err(|e| infra(node, InfraError::acquire(e.to_string())))?;
                 held.dks.push(dk);
             }
             for (rank, dk) in held.dks.iter_mut().enumerate() {
-                dk.ready(Some(&log_of(&dk.board)))
+                dk.ready()
                     .await
                     .map_err(|e| infra(&dk.board, InfraError::acquire(e.to_string())))?;
                 if let (Some(clock), Some(radio)) = (&clock, dk.radio()) {
