@@ -9,7 +9,8 @@
 //! Layout: `firmware` (variant manifests + Kconfig, from ot-hil-board), `shell` (Zephyr shell / OT UART line
 //! discipline), `cli` (OpenThread CLI commands), `device` (board state + main loop), `input` (what
 //! the main loop waits for), `console` (PTY/stdio), `control` (virtual probe socket), `net` (the
-//! Thread stack model), `ot_text` (values as the OpenThread CLI prints them).
+//! Thread stack model), `ot_text` (values as the OpenThread CLI prints them), `fork_server` (starts
+//! boards by fork for the runner).
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -27,6 +28,7 @@ pub mod control;
 pub mod device;
 pub mod entropy;
 pub mod fault;
+pub mod fork_server;
 pub mod input;
 pub mod net;
 pub mod ot_text;
@@ -150,7 +152,7 @@ fn default_eui64() -> [u8; 8] {
 /// main loop ends normally and the PTY link and control socket are removed.
 /// Be killed when the thread that started this process ends (the parent-death signal), and
 /// exit now if `parent` already has: then the signal will never come.
-fn die_with_parent(parent: u32) {
+pub(crate) fn die_with_parent(parent: u32) {
     #[cfg(target_os = "linux")]
     {
         let set = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);

@@ -42,21 +42,42 @@ fn vm_hwm_kb(pid: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// Pids of this process's `vdk` children.
+/// The parent pid of `pid` (field 4 of its stat, after the parenthesised command).
+fn parent_of(pid: &str) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(") ").map(|(_, rest)| rest)?;
+    after.split_whitespace().nth(1).map(str::to_string)
+}
+
+/// Pids of this process's virtual DKs: the children of its `vdk-server` (or its own children,
+/// for boards executed directly), `vdk` on their command line. One read of each process's
+/// stat per call, and of the command line of those below this process only.
 fn vdk_children() -> Vec<String> {
     let me = std::process::id().to_string();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return vec![];
     };
-    dir.filter_map(Result::ok)
+    let parents: Vec<(String, String)> = dir
+        .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|pid| pid.chars().all(|c| c.is_ascii_digit()))
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // Field 4 (after the parenthesised command) is the parent pid.
-            let after = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or("");
-            after.split_whitespace().nth(1) == Some(me.as_str())
+        .filter_map(|pid| parent_of(&pid).map(|parent| (pid, parent)))
+        .collect();
+    let children: Vec<&str> = parents
+        .iter()
+        .filter(|(_, parent)| *parent == me)
+        .map(|(pid, _)| pid.as_str())
+        .collect();
+    parents
+        .iter()
+        .filter(|(_, parent)| *parent == me || children.contains(&parent.as_str()))
+        .filter(|(pid, _)| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .split(|b| *b == 0)
+                .any(|a| a == b"vdk")
         })
+        .map(|(pid, _)| pid.clone())
         .collect()
 }
 

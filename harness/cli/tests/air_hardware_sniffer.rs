@@ -24,10 +24,7 @@ async fn sniffer_board_of_the_map_is_allocated_and_read() {
     let tmp = tempfile::tempdir().unwrap();
     let hub = ot_hil_air::Hub::start(tmp.path()).unwrap();
     let manifest = find_sniffer_variant(&repo().join("firmware/variants")).unwrap();
-    let vdk = VdkCommand {
-        program: EXE.into(),
-        args: vec!["vdk".into()],
-    };
+    let vdk = VdkCommand::ot_hil(EXE.into());
     let dk = spawn_virtual_sniffer(&vdk, hub.socket_path(), tmp.path(), &manifest, None)
         .await
         .unwrap();

@@ -161,7 +161,7 @@ fn virtual_board_killed_mid_case_is_an_infrastructure_error() {
         .unwrap();
     let log = out.path().join("logs/a-victim/upstream/dut.log");
     wait_for(&log, "absent for", Duration::from_secs(20));
-    // The virtual DK is a child of the runner whose command line names this log's board.
+    // The virtual DK is started for the runner, with `vdk` on its command line.
     let pid = find_vdk_pid(child.id()).expect("virtual DK process");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
@@ -186,26 +186,26 @@ fn virtual_board_killed_mid_case_is_an_infrastructure_error() {
     assert!(junit.ends_with("</testsuites>"), "{junit}");
 }
 
-/// The pid of a `vdk` child process of `parent`.
-fn find_vdk_pid(parent: u32) -> Option<i32> {
+/// The parent pid of `pid`, from field 4 of its stat (after the parenthesised command).
+fn parent_of(pid: i32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')').map(|(_, r)| r)?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The pid of a `vdk` process started for `runner`: its child, or a child of its `vdk-server`.
+fn find_vdk_pid(runner: u32) -> Option<i32> {
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        let Some(ppid) = parent_of(pid) else {
             continue;
         };
-        // Field 4 (after the parenthesised command) is the parent pid.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let ppid: u32 = rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
+        let below_runner =
+            ppid == runner || i32::try_from(ppid).ok().and_then(parent_of) == Some(runner);
         let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if ppid == parent && cmdline.split('\0').any(|a| a == "vdk") {
+        if below_runner && cmdline.split('\0').any(|a| a == "vdk") {
             return Some(pid);
         }
     }

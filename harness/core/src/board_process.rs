@@ -9,11 +9,12 @@
 //! the board process only: children a board command starts itself are stopped by the group kill
 //! at close, but survive a SIGKILL of the runner unless they watch their parent too.
 //!
-//! A host program gets the signal set between fork and exec ([`contain`]). A virtual DK sets it
-//! itself (`ot-hil vdk --parent PID`, [`contain_virtual_dk`]), so that it is started without a
-//! hook between fork and exec: the standard library then uses `posix_spawn`, which does not copy
-//! the runner's page tables nor leave the runner's memory copy-on-write until the exec. With 32
-//! boards starting at once that was a third of the runner's start-up CPU time.
+//! A host program gets the signal set between fork and exec ([`contain`]). A virtual DK is
+//! normally forked by the `vdk-server` ([`crate::vdk_server`]), which sets both for it; one
+//! executed directly sets the signal itself (`ot-hil vdk --parent PID`, [`contain_virtual_dk`]),
+//! so that it is started without a hook between fork and exec: the standard library then uses
+//! `posix_spawn`, which does not copy the runner's page tables nor leave the runner's memory
+//! copy-on-write until the exec.
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;

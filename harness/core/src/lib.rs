@@ -38,4 +38,5 @@ pub mod scratch;
 pub mod select;
 pub mod step_clock;
 pub mod variants;
+pub mod vdk_server;
 pub mod virtual_lab;

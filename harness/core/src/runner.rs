@@ -172,6 +172,7 @@ pub async fn run_keeping(
     // Board logs count from here (the first run of the process).
     crate::run_clock::origin();
     let run_dir = crate::scratch::dir("oth").map_err(RunError::RunDir)?;
+    config.boards.warm_up();
     let jobs = config.jobs.max(1);
     let emit = |reporters: &mut [Box<dyn Reporter>], e: &RunEvent| {
         for r in reporters.iter_mut() {

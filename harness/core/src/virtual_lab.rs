@@ -13,6 +13,8 @@ use ot_hil_air::BoardTap;
 use ot_hil_board::control::{ControlParseError, ControlReply, ControlRequest};
 use ot_hil_lab::flash::{FirmwareImage, FlashError, FlashOutcome, Flasher};
 
+use crate::vdk_server::{ForkedBoard, LaunchError, VdkServer};
+
 /// How long a virtual DK may take to create its PTY link and control socket.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one control request may take (a flash reboots the model).
@@ -92,21 +94,93 @@ pub enum VirtualBoardError {
     },
 }
 
-/// The command that starts a virtual DK: `<program> <args..> vdk ...` (normally `<ot-hil exe> vdk`).
+/// The command that starts a virtual DK: `<program> <args..> ...` (normally `<ot-hil exe> vdk`),
+/// or, with a [`VdkServer`], a fork of `<program> vdk-server`.
 #[derive(Debug, Clone)]
 pub struct VdkCommand {
     pub program: PathBuf,
     /// Arguments before the vdk options (e.g. `["vdk"]`).
     pub args: Vec<OsString>,
+    /// Boards are forked by this server instead of executed (`program` must be ot-hil).
+    pub fork_server: Option<VdkServer>,
 }
 
 impl VdkCommand {
-    /// `<this executable> vdk`.
-    pub fn current_exe() -> std::io::Result<VdkCommand> {
-        Ok(VdkCommand {
-            program: std::env::current_exe()?,
+    /// Boards of the ot-hil executable at `program`, forked by its `vdk-server`.
+    pub fn ot_hil(program: PathBuf) -> VdkCommand {
+        VdkCommand {
+            fork_server: Some(VdkServer::new(program.clone())),
+            program,
             args: vec!["vdk".into()],
-        })
+        }
+    }
+
+    /// Boards of this executable (see [`VdkCommand::ot_hil`]).
+    pub fn current_exe() -> std::io::Result<VdkCommand> {
+        Ok(Self::ot_hil(std::env::current_exe()?))
+    }
+}
+
+/// Execute `cmd` with a board's `options` (the way without a virtual DK server).
+fn execute(
+    cmd: &VdkCommand,
+    options: &[OsString],
+    log: Option<std::fs::File>,
+) -> std::io::Result<tokio::process::Child> {
+    let mut command = tokio::process::Command::new(&cmd.program);
+    command
+        .args(&cmd.args)
+        .args(options)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    crate::board_process::contain_virtual_dk(&mut command);
+    match log {
+        Some(f) => {
+            let f2 = f.try_clone()?;
+            command.stdout(f).stderr(f2);
+        }
+        None => {
+            command.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+    }
+    command.spawn()
+}
+
+/// The process of a virtual DK: executed by the runner, or forked by the virtual DK server.
+enum BoardProcess {
+    Executed(tokio::process::Child),
+    Forked(ForkedBoard),
+}
+
+impl BoardProcess {
+    fn id(&self) -> Option<u32> {
+        match self {
+            BoardProcess::Executed(child) => child.id(),
+            BoardProcess::Forked(board) => Some(board.pid),
+        }
+    }
+
+    /// How it ended, if it has.
+    fn exit_status(&mut self) -> Option<String> {
+        match self {
+            BoardProcess::Executed(child) => match child.try_wait() {
+                Ok(Some(status)) => Some(status.to_string()),
+                _ => None,
+            },
+            // Only its parent, the server, can read the status: its log says why.
+            BoardProcess::Forked(board) => board
+                .has_exited()
+                .then(|| "its exit status stays with vdk-server".to_string()),
+        }
+    }
+
+    async fn exited(&mut self) {
+        match self {
+            BoardProcess::Executed(child) => {
+                let _ = child.wait().await;
+            }
+            BoardProcess::Forked(board) => board.exited().await,
+        }
     }
 }
 
@@ -121,7 +195,7 @@ pub struct VirtualDk {
     group: Option<u32>,
     /// Where its output goes, named when it exits before it is ready.
     log: Option<PathBuf>,
-    child: tokio::process::Child,
+    process: BoardProcess,
 }
 
 impl Drop for VirtualDk {
@@ -162,57 +236,58 @@ impl VirtualDk {
     ) -> Result<VirtualDk, VirtualBoardError> {
         let tty = dir.join(format!("{board}.tty"));
         let control = dir.join(format!("{board}.ctl"));
-        let mut command = tokio::process::Command::new(&cmd.program);
-        command
-            .args(&cmd.args)
-            .arg("--air")
-            .arg(hub_socket)
-            .arg("--pty-link")
-            .arg(&tty)
-            .arg("--control")
-            .arg(&control)
-            .args(
-                clocked_seed
-                    .map(|seed| {
-                        ["--clock", "virtual", "--seed"]
-                            .map(String::from)
-                            .into_iter()
-                            .chain([seed.to_string()])
-                    })
-                    .into_iter()
-                    .flatten(),
-            )
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        crate::board_process::contain_virtual_dk(&mut command);
+        let mut options: Vec<OsString> = vec![
+            "--air".into(),
+            hub_socket.into(),
+            "--pty-link".into(),
+            tty.clone().into(),
+            "--control".into(),
+            control.clone().into(),
+        ];
+        if let Some(seed) = clocked_seed {
+            options.extend(["--clock", "virtual", "--seed"].map(OsString::from));
+            options.push(seed.to_string().into());
+        }
         let spawn_err = |source: std::io::Error| VirtualBoardError::Spawn {
             board: board.to_string(),
             command: format!("{} {:?}", cmd.program.display(), cmd.args),
             source,
         };
-        match log {
+        let log_file = match log {
             Some(path) => {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(spawn_err)?;
                 }
-                let f = std::fs::File::create(path).map_err(spawn_err)?;
-                let f2 = f.try_clone().map_err(spawn_err)?;
-                command.stdout(f).stderr(f2);
+                Some(std::fs::File::create(path).map_err(spawn_err)?)
             }
-            None => {
-                command.stdout(Stdio::null()).stderr(Stdio::null());
+            None => None,
+        };
+        let forked = cmd
+            .fork_server
+            .as_ref()
+            .map(|server| (server, server.launch(options.clone(), log_file.as_ref())));
+        let process = match forked {
+            Some((_, Ok(board))) => BoardProcess::Forked(board),
+            Some((_, Err(e @ LaunchError::Refused(_)))) => {
+                return Err(spawn_err(std::io::Error::other(e.to_string())));
             }
-        }
-        let child = command.spawn().map_err(spawn_err)?;
+            Some((server, Err(e @ LaunchError::Unavailable(_)))) => {
+                if server.first_fallback() {
+                    tracing::warn!("{e}: virtual DKs are executed one by one instead");
+                }
+                BoardProcess::Executed(execute(cmd, &options, log_file).map_err(spawn_err)?)
+            }
+            None => BoardProcess::Executed(execute(cmd, &options, log_file).map_err(spawn_err)?),
+        };
         // From here on dropping the board (an error, an aborted case) kills its process group.
         Ok(VirtualDk {
             board: board.to_string(),
-            group: child.id(),
+            group: process.id(),
             tty,
             control,
             tap: None,
             log: log.map(Path::to_path_buf),
-            child,
+            process,
         })
     }
 
@@ -224,14 +299,14 @@ impl VirtualDk {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "(no log)".into());
         let board = self.board.as_str();
-        let (tty, control, child) = (&self.tty, &self.control, &mut self.child);
+        let (tty, control, process) = (&self.tty, &self.control, &mut self.process);
         // The process creates both files during start-up; nothing signals it, so look for them.
         let started = Instant::now();
         loop {
-            if let Ok(Some(status)) = child.try_wait() {
+            if let Some(status) = process.exit_status() {
                 return Err(VirtualBoardError::Exited {
                     board: board.to_string(),
-                    status: status.to_string(),
+                    status,
                     log: log_text,
                 });
             }
@@ -252,7 +327,7 @@ impl VirtualDk {
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.child.id()
+        self.process.id()
     }
 
     /// The socket its radio is bound to on the air (the hub's name for it).
@@ -273,12 +348,12 @@ impl VirtualDk {
     /// Stop the process (SIGTERM so it removes its link and socket, then SIGKILL to its whole
     /// group, when it is dropped here).
     pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
+        if let Some(pid) = self.process.id() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGTERM,
             );
-            let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.process.exited()).await;
         }
     }
 }

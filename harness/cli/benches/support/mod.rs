@@ -10,12 +10,10 @@ use ot_hil::resilience::RunOptions;
 use ot_hil::runner::{self, Planned, RunConfig};
 use ot_hil::virtual_lab::VdkCommand;
 
-/// Virtual DKs are this benchmark's own ot-hil binary, `vdk` subcommand.
+/// Virtual DKs are this benchmark's own ot-hil binary's, forked by its `vdk-server` as `ot-hil
+/// run` does.
 pub fn vdk() -> VdkCommand {
-    VdkCommand {
-        program: env!("CARGO_BIN_EXE_ot-hil").into(),
-        args: vec!["vdk".into()],
-    }
+    VdkCommand::ot_hil(env!("CARGO_BIN_EXE_ot-hil").into())
 }
 
 /// The repository root (cases and variants are loaded from it).

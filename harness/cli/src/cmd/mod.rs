@@ -41,6 +41,9 @@ enum Command {
     List(list::Cmd),
     /// Run a virtual nRF52840 DK (what `run` spawns for each virtual board).
     Vdk(vdk::Cmd),
+    /// Start virtual DKs by fork for a runner (started by `run` itself).
+    #[command(hide = true)]
+    VdkServer(vdk::ServerCmd),
     /// List the DKs and sniffers attached to this host; write or check a hardware map.
     Boards(boards::Cmd),
     /// Read an nRF 802.15.4 sniffer (serial port or virtual air) and print decoded traffic.
@@ -58,6 +61,7 @@ impl Cli {
             Command::Check(c) => c.run(),
             Command::List(c) => c.run(),
             Command::Vdk(c) => c.run(),
+            Command::VdkServer(c) => c.run(),
             Command::Sniff(c) => c.run(),
             Command::Boards(c) => c.run(),
             Command::Lab(c) => c.run(),

@@ -25,4 +25,9 @@ impl BoardSource for ByVariant {
             self.default.acquire(run)
         }
     }
+
+    fn warm_up(&self) {
+        self.default.warm_up();
+        self.programs.warm_up();
+    }
 }

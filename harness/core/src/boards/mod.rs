@@ -152,6 +152,11 @@ pub struct Acquired {
 pub trait BoardSource: Send + Sync + fmt::Debug {
     /// Acquire the boards of one case run (`case.nodes`, in that order).
     fn acquire<'a>(&'a self, run: CaseRun<'a>) -> BoxFuture<'a, Result<Acquired, InfraFailure>>;
+
+    /// Start, before the first case run, what every case run of this source needs (the virtual
+    /// DK server), so that the first cases do not wait for it. Best effort: what fails here
+    /// fails again in [`BoardSource::acquire`], which reports it for each case run.
+    fn warm_up(&self) {}
 }
 
 /// The boards of one case run, held until released.

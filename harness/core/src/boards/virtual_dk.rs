@@ -106,6 +106,12 @@ impl BoardSource for VirtualBoards {
             })
         })
     }
+
+    fn warm_up(&self) {
+        if let Some(server) = &self.vdk.fork_server {
+            let _ = server.start_now();
+        }
+    }
 }
 
 /// The seed of the `rank`-th board of a case run on the case clock, from the air's seed: every

@@ -1,0 +1,229 @@
+//! Virtual DKs forked by `ot-hil vdk-server` (what `ot-hil run` does): they show their own
+//! command line, are killed with their group, report an early exit through their pidfd, and
+//! leave with the server; without a server, boards are executed.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ot_hil::virtual_lab::{VdkCommand, VirtualBoardError, VirtualDk};
+
+const EXE: &str = env!("CARGO_BIN_EXE_ot-hil");
+
+fn alive(pid: u32) -> bool {
+    // A zombie has exited; only the server can reap it.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, r)| !r.starts_with('Z'))
+    })
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn command_line(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+fn gone_within(pid: u32, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+async fn board(vdk: &VdkCommand, dir: &Path, hub: &Path, name: &str) -> VirtualDk {
+    VirtualDk::spawn(
+        vdk,
+        hub,
+        dir,
+        name,
+        Some(&dir.join(format!("{name}.log"))),
+        None,
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forked_board_shows_its_command_line_and_leaves_with_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = ot_hil_air::Hub::start(tmp.path()).unwrap();
+    let vdk = VdkCommand::ot_hil(EXE.into());
+    let a = board(&vdk, tmp.path(), hub.socket_path(), "a").await;
+    let b = board(&vdk, tmp.path(), hub.socket_path(), "b").await;
+    let (pa, pb) = (a.pid().unwrap(), b.pid().unwrap());
+    let server = parent_of(pa).unwrap();
+    assert_eq!(parent_of(pb), Some(server), "one server forks both");
+    assert_ne!(server, std::process::id());
+    assert_eq!(parent_of(server), Some(std::process::id()));
+    // `ps` shows what each process is.
+    let server_line = command_line(server);
+    assert_eq!(
+        server_line[1..3],
+        ["vdk-server", "--parent"],
+        "{server_line:?}"
+    );
+    let line = command_line(pa);
+    assert_eq!(line[1], "vdk", "{line:?}");
+    let link = tmp.path().join("a.tty").display().to_string();
+    assert!(line.contains(&link), "{line:?}");
+    // Each leads its own process group, as an executed board does.
+    let group = |pid: u32| nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid as i32)));
+    assert_eq!(group(pa).unwrap().as_raw() as u32, pa);
+    // A board dropped is killed; the other runs on.
+    drop(a);
+    assert!(gone_within(pa, Duration::from_secs(5)), "board a survived");
+    assert!(alive(pb));
+    // The server outlives the command while a board still needs it, and leaves after the last.
+    drop(vdk);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(alive(server) && alive(pb));
+    b.stop().await;
+    assert!(gone_within(pb, Duration::from_secs(5)), "board b survived");
+    assert!(
+        gone_within(server, Duration::from_secs(5)),
+        "the server survived"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_board_that_cannot_start_is_reported_with_its_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vdk = VdkCommand::ot_hil(EXE.into());
+    // No hub at this path: the board cannot attach its radio and exits.
+    let missing = tmp.path().join("no-hub.sock");
+    let log = tmp.path().join("dut.log");
+    let err = VirtualDk::spawn(&vdk, &missing, tmp.path(), "dut", Some(&log), None)
+        .await
+        .err()
+        .expect("a board without an air");
+    assert!(
+        matches!(err, VirtualBoardError::Exited { .. }),
+        "{err}: {err:?}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("failed to attach to the air hub") && text.contains("no-hub.sock"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boards_die_with_the_server_and_the_next_ones_are_executed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = ot_hil_air::Hub::start(tmp.path()).unwrap();
+    let vdk = VdkCommand::ot_hil(EXE.into());
+    let a = board(&vdk, tmp.path(), hub.socket_path(), "a").await;
+    let pa = a.pid().unwrap();
+    let server = parent_of(pa).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(
+        gone_within(pa, Duration::from_secs(5)),
+        "the board outlived its server"
+    );
+    // The run goes on without its server: the next board is executed, a child of this process.
+    let b = board(&vdk, tmp.path(), hub.socket_path(), "b").await;
+    let pb = b.pid().unwrap();
+    assert_eq!(parent_of(pb), Some(std::process::id()));
+    assert!(alive(pb));
+    drop(b);
+    assert!(gone_within(pb, Duration::from_secs(5)), "board b survived");
+}
+
+#[test]
+fn the_server_answers_requests_that_are_not_boards_and_leaves_when_its_socket_closes() {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    use ot_hil_board::launch::{self, LaunchReply, LaunchRequest};
+    use std::os::fd::AsFd;
+    let tmp = tempfile::tempdir().unwrap();
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .unwrap();
+    let mut server = std::process::Command::new(EXE)
+        .args(["vdk-server", "--parent", &std::process::id().to_string()])
+        .stdin(std::process::Stdio::from(theirs))
+        .spawn()
+        .unwrap();
+    let ask = |bytes: &[u8], log: Option<&std::fs::File>| {
+        launch::send(ours.as_fd(), bytes, log.map(|f| f.as_fd())).unwrap();
+        let (reply, pidfd) = launch::recv(ours.as_fd()).unwrap();
+        (LaunchReply::parse(&reply).unwrap(), pidfd)
+    };
+    // Not a request: refused, and the server goes on.
+    let (reply, pidfd) = ask(b"--air\0/tmp/x", None);
+    assert!(
+        matches!(&reply, LaunchReply::Failed(m) if m.contains("NUL")),
+        "{reply:?}"
+    );
+    assert!(pidfd.is_none());
+    // Options a board does not take: the board starts, says why in its log and exits.
+    let log_path = tmp.path().join("dut.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let request = LaunchRequest {
+        args: vec!["--no-such-option".into()],
+    };
+    let (reply, pidfd) = ask(&request.emit(), Some(&log));
+    let LaunchReply::Started { pid } = reply else {
+        panic!("{reply:?}")
+    };
+    assert!(pidfd.is_some(), "a pidfd comes with the pid");
+    assert!(gone_within(pid, Duration::from_secs(5)));
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(text.contains("--no-such-option"), "{text}");
+    // The runner closes its end: the server exits.
+    drop(ours);
+    let start = Instant::now();
+    loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "server still runs"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_working_server_boards_are_executed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = ot_hil_air::Hub::start(tmp.path()).unwrap();
+    // A "server" that exits at once, as one on a kernel without pidfds does.
+    let vdk = VdkCommand {
+        fork_server: Some(ot_hil::vdk_server::VdkServer::new("/bin/false".into())),
+        ..VdkCommand::ot_hil(EXE.into())
+    };
+    let a = board(&vdk, tmp.path(), hub.socket_path(), "a").await;
+    let b = board(&vdk, tmp.path(), hub.socket_path(), "b").await;
+    for dk in [&a, &b] {
+        let pid = dk.pid().unwrap();
+        assert_eq!(parent_of(pid), Some(std::process::id()), "executed by us");
+        assert!(alive(pid));
+    }
+}
