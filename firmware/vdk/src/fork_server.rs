@@ -60,7 +60,12 @@ pub fn serve(parent: u32) -> std::io::Result<()> {
     let server = getpid();
     // The runner watches forked boards through pidfds (Linux 5.3): without them, exit now, and
     // the runner executes its boards instead.
-    pidfd_open(server).map_err(|e| std::io::Error::new(e.kind(), format!("pidfd_open: {e}")))?;
+    pidfd_open(server).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("pidfd_open: {e} (needs Linux 5.3; the runner executes its boards instead)"),
+        )
+    })?;
     warm_up();
     loop {
         reap_exited_boards();
@@ -73,7 +78,7 @@ pub fn serve(parent: u32) -> std::io::Result<()> {
         }
         let (bytes, log) = match launch::recv(socket.as_fd()) {
             Ok(received) => received,
-            // A datagram too long, or with more descriptors than one: refused, not fatal.
+            // A datagram too long, or whose descriptors did not fit: refused, not fatal.
             Err(e) if is_bad_request(&e) => {
                 launch::send(
                     socket.as_fd(),

@@ -113,8 +113,9 @@ async fn a_board_that_cannot_start_is_reported_with_its_log() {
         .await
         .err()
         .expect("a board without an air");
+    // Seen through the pidfd of a forked board (an executed one names its exit status).
     assert!(
-        matches!(err, VirtualBoardError::Exited { .. }),
+        matches!(&err, VirtualBoardError::Exited { status, .. } if status.contains("vdk-server")),
         "{err}: {err:?}"
     );
     let text = std::fs::read_to_string(&log).unwrap();
@@ -226,4 +227,28 @@ async fn without_a_working_server_boards_are_executed() {
         assert_eq!(parent_of(pid), Some(std::process::id()), "executed by us");
         assert!(alive(pid));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_server_never_answers_fails_that_board_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = ot_hil_air::Hub::start(tmp.path()).unwrap();
+    let vdk = VdkCommand::ot_hil(EXE.into());
+    let a = board(&vdk, tmp.path(), hub.socket_path(), "a").await;
+    let pa = a.pid().unwrap();
+    let server = nix::unistd::Pid::from_raw(parent_of(pa).unwrap() as i32);
+    nix::sys::signal::kill(server, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    // The request is sent and never answered (10 s): that board fails, and is not executed
+    // instead (the server may yet start it).
+    let err = VirtualDk::spawn(&vdk, hub.socket_path(), tmp.path(), "b", None, None)
+        .await
+        .err()
+        .expect("no answer, no board");
+    assert!(err.to_string().contains("did not answer"), "{err}");
+    assert!(!tmp.path().join("b.tty").exists());
+    // The server is not asked again: the next board is executed. The first board runs on.
+    let c = board(&vdk, tmp.path(), hub.socket_path(), "c").await;
+    assert_eq!(parent_of(c.pid().unwrap()), Some(std::process::id()));
+    assert!(alive(pa));
+    nix::sys::signal::kill(server, nix::sys::signal::Signal::SIGCONT).unwrap();
 }

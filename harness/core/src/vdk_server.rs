@@ -1,5 +1,5 @@
-//! The runner's side of the virtual DK server (`ot-hil vdk-server`): one process, started on the
-//! first board a run needs, that forks every virtual DK instead of the runner executing the
+//! The runner's side of the virtual DK server (`ot-hil vdk-server`): one process, started when a
+//! run starts (or on the first board asked for), that forks every virtual DK instead of the runner executing the
 //! program once per board (start-up of a forked board costs a fraction of an executed one's; the
 //! server's own documentation says where the difference goes).
 //!
@@ -18,6 +18,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -26,12 +27,14 @@ use ot_hil_board::launch::{self, LaunchReply, LaunchRequest, TITLE_ROOM};
 use tokio::io::unix::AsyncFd;
 
 /// How long the server may take to answer a launch request.
-const REPLY_TIMEOUT_MS: u16 = 10_000;
+const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A running `ot-hil vdk-server`.
 struct Server {
     /// Requests and replies strictly alternate on it: held for one request and its reply.
     socket: Mutex<OwnedFd>,
+    /// A request went unanswered: replies may be out of step, so none is asked for again.
+    lost: AtomicBool,
 }
 
 impl Server {
@@ -72,6 +75,7 @@ impl Server {
             .map_err(|_| std::io::Error::other("the thread starting it ended"))??;
         Ok(Server {
             socket: Mutex::new(ours),
+            lost: AtomicBool::new(false),
         })
     }
 
@@ -80,32 +84,58 @@ impl Server {
         args: Vec<OsString>,
         log: Option<&File>,
     ) -> Result<(u32, OwnedFd), LaunchError> {
-        let gone = |e: std::io::Error| LaunchError::Unavailable(e.to_string());
+        if self.lost.load(Ordering::Relaxed) {
+            return Err(LaunchError::Unavailable(
+                "an earlier request got no answer".into(),
+            ));
+        }
         let socket = self.socket.lock().unwrap_or_else(|e| e.into_inner());
         let request = LaunchRequest { args }.emit();
-        launch::send(socket.as_fd(), &request, log.map(|f| f.as_fd())).map_err(gone)?;
+        // Until the request is sent, nothing has started: the board may be executed instead.
+        launch::send(socket.as_fd(), &request, log.map(|f| f.as_fd()))
+            .map_err(|e| LaunchError::Unavailable(e.to_string()))?;
+        // From here the server may have started the board whatever goes wrong: executing it
+        // too would start it twice, and a reply left unread would answer the next request. So
+        // this board fails, and the server takes no more requests (its boards run on).
+        let lost = |why: String| {
+            self.lost.store(true, Ordering::Relaxed);
+            LaunchError::Lost(why)
+        };
         // A fork takes well under a millisecond; a server that does not answer (stopped, or
         // stuck) must not hold the run.
-        let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
-        if poll(&mut fds, PollTimeout::from(REPLY_TIMEOUT_MS)).map_err(|e| gone(e.into()))? == 0 {
-            // A late reply would answer the next request: this server is done for.
-            let _ =
-                nix::sys::socket::shutdown(socket.as_raw_fd(), nix::sys::socket::Shutdown::Both);
-            return Err(LaunchError::Unavailable(format!(
-                "no reply within {REPLY_TIMEOUT_MS} ms"
-            )));
+        let deadline = std::time::Instant::now() + REPLY_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let left_ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(left_ms)) {
+                Ok(0) => return Err(lost(format!("no reply within {REPLY_TIMEOUT:?}"))),
+                Ok(_) => break,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(lost(e.to_string())),
+            }
         }
-        let (reply, pidfd) = launch::recv(socket.as_fd()).map_err(gone)?;
+        let (reply, pidfd) = match launch::recv(socket.as_fd()) {
+            Ok(received) => received,
+            // Reset: the server exited with the request unread (see the empty reply below).
+            Err(e) if e.raw_os_error() == Some(nix::libc::ECONNRESET) => (Vec::new(), None),
+            Err(e) => return Err(lost(e.to_string())),
+        };
         drop(socket);
         if reply.is_empty() {
+            // The server exited, and its boards with it: nothing of this request runs.
             return Err(LaunchError::Unavailable("it has exited".into()));
         }
-        match LaunchReply::parse(&reply).map_err(|e| LaunchError::Unavailable(e.to_string()))? {
-            LaunchReply::Started { pid } => {
-                let pidfd = pidfd
-                    .ok_or_else(|| LaunchError::Unavailable("no pidfd in its reply".into()))?;
-                Ok((pid, pidfd))
-            }
+        match LaunchReply::parse(&reply).map_err(|e| lost(e.to_string()))? {
+            LaunchReply::Started { pid } => match pidfd {
+                Some(pidfd) => Ok((pid, pidfd)),
+                None => {
+                    crate::board_process::kill_group(pid);
+                    Err(LaunchError::Refused(format!(
+                        "board {pid} came without its pidfd (out of descriptors?)"
+                    )))
+                }
+            },
             LaunchReply::Failed(message) => Err(LaunchError::Refused(message)),
         }
     }
@@ -120,6 +150,10 @@ pub enum LaunchError {
     /// The server is up and refused this board (its reason).
     #[error("vdk-server: {0}")]
     Refused(String),
+    /// The request was sent and no answer came: the board may have started, so it is not
+    /// executed instead; the server takes no more requests (later boards are executed).
+    #[error("vdk-server did not answer: {0}")]
+    Lost(String),
 }
 
 /// The server of one program, started when the first board is asked for. Clones share it.
@@ -127,7 +161,7 @@ pub enum LaunchError {
 pub struct VdkServer {
     program: PathBuf,
     started: Arc<OnceLock<Result<Arc<Server>, String>>>,
-    fallback_noted: Arc<std::sync::atomic::AtomicBool>,
+    fallback_noted: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for VdkServer {
@@ -192,9 +226,7 @@ impl VdkServer {
 
     /// Whether a fall-back to executed boards has been logged yet (once per server).
     pub(crate) fn first_fallback(&self) -> bool {
-        !self
-            .fallback_noted
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        !self.fallback_noted.swap(true, Ordering::Relaxed)
     }
 }
 
@@ -211,6 +243,22 @@ impl ForkedBoard {
     pub fn has_exited(&self) -> bool {
         let mut fds = [PollFd::new(self.exit.get_ref().as_fd(), PollFlags::POLLIN)];
         matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+    }
+
+    /// Send SIGTERM through the pidfd: it reaches this board, even if its pid has been reused
+    /// since it exited.
+    pub fn terminate(&self) {
+        // SAFETY: pidfd_send_signal takes a pidfd, a signal number, a null siginfo and flags.
+        #[allow(unsafe_code)]
+        unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_pidfd_send_signal,
+                self.exit.get_ref().as_raw_fd(),
+                nix::libc::SIGTERM,
+                std::ptr::null::<nix::libc::siginfo_t>(),
+                0,
+            );
+        }
     }
 
     /// Wait until the board has exited.

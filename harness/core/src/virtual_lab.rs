@@ -174,6 +174,21 @@ impl BoardProcess {
         }
     }
 
+    /// SIGTERM, so the board removes its link and socket before it exits.
+    fn terminate(&self) {
+        match self {
+            BoardProcess::Executed(child) => {
+                if let Some(pid) = child.id() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
+            }
+            BoardProcess::Forked(board) => board.terminate(),
+        }
+    }
+
     async fn exited(&mut self) {
         match self {
             BoardProcess::Executed(child) => {
@@ -200,7 +215,10 @@ pub struct VirtualDk {
 
 impl Drop for VirtualDk {
     fn drop(&mut self) {
-        if let Some(group) = self.group.take() {
+        // A forked board known to have exited leaves an empty group (a board starts no process
+        // of its own), whose number may already be another's.
+        let gone = matches!(&self.process, BoardProcess::Forked(board) if board.has_exited());
+        if let Some(group) = self.group.take().filter(|_| !gone) {
             crate::board_process::kill_group(group);
         }
     }
@@ -268,7 +286,7 @@ impl VirtualDk {
             .map(|server| (server, server.launch(options.clone(), log_file.as_ref())));
         let process = match forked {
             Some((_, Ok(board))) => BoardProcess::Forked(board),
-            Some((_, Err(e @ LaunchError::Refused(_)))) => {
+            Some((_, Err(e @ (LaunchError::Refused(_) | LaunchError::Lost(_))))) => {
                 return Err(spawn_err(std::io::Error::other(e.to_string())));
             }
             Some((server, Err(e @ LaunchError::Unavailable(_)))) => {
@@ -348,13 +366,8 @@ impl VirtualDk {
     /// Stop the process (SIGTERM so it removes its link and socket, then SIGKILL to its whole
     /// group, when it is dropped here).
     pub async fn stop(mut self) {
-        if let Some(pid) = self.process.id() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = tokio::time::timeout(Duration::from_secs(2), self.process.exited()).await;
-        }
+        self.process.terminate();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.process.exited()).await;
     }
 }
 
