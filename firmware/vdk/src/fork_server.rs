@@ -24,7 +24,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use clap::Parser;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::wait::{WaitPidFlag, waitpid};
-use nix::unistd::{ForkResult, Pid, fork, getpid, getppid, setpgid};
+use nix::unistd::{ForkResult, Pid, fork, getpid, setpgid};
 use ot_hil_board::launch::{self, LaunchReply, LaunchRequest};
 
 use crate::VdkArgs;
@@ -44,12 +44,8 @@ struct ForkedBoard {
 /// dies with it (or exits now if it is already gone).
 pub fn serve(parent: u32) -> std::io::Result<()> {
     crate::die_with_parent(parent);
-    let program = own_command_line()
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| "ot-hil".into());
-    show_command_line(&[
-        program.clone(),
+    let title = CommandLine::of_this_process();
+    title.show(&[
         "vdk-server".into(),
         "--parent".into(),
         parent.to_string().into(),
@@ -93,7 +89,7 @@ pub fn serve(parent: u32) -> std::io::Result<()> {
             return Ok(());
         }
         let (reply, pidfd) = match LaunchRequest::parse(&bytes) {
-            Ok(request) => match start_board(&program, request, log, &socket, server) {
+            Ok(request) => match start_board(&title, request, log, &socket, server) {
                 Ok((pid, pidfd)) => (LaunchReply::Started { pid }, Some(pidfd)),
                 Err(e) => (LaunchReply::Failed(e), None),
             },
@@ -133,7 +129,7 @@ fn warm_up() {
 /// Fork a board; in the parent, its pid and a pidfd (taken before any reaping, so it is this
 /// board's even if it has already exited).
 fn start_board(
-    program: &OsString,
+    title: &CommandLine,
     request: LaunchRequest,
     log: Option<OwnedFd>,
     socket: &OwnedFd,
@@ -143,7 +139,7 @@ fn start_board(
     // starts with no lock held by a thread that does not exist in it.
     #[allow(unsafe_code)]
     match unsafe { fork() } {
-        Ok(ForkResult::Child) => become_board(program, request, log, socket.as_fd(), server),
+        Ok(ForkResult::Child) => become_board(title, request, log, socket.as_fd(), server),
         Ok(ForkResult::Parent { child }) => {
             // Also here, so the group exists before the runner can signal it.
             let _ = setpgid(child, child);
@@ -174,28 +170,24 @@ fn pidfd_open(pid: Pid) -> std::io::Result<OwnedFd> {
 
 /// The forked child: set up as the runner would set up an executed board, then run the board.
 fn become_board(
-    program: &OsString,
+    title: &CommandLine,
     request: LaunchRequest,
     log: Option<OwnedFd>,
     socket: BorrowedFd<'_>,
     server: Pid,
 ) -> ! {
     let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
-    let contained = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).is_ok()
-        && getppid() == server;
-    if !contained {
-        std::process::exit(137);
-    }
+    crate::die_with_parent(server.as_raw() as u32);
     // The runner's socket is fd 0, the server's stdin: replacing stdin closes it, so the board
     // holds nothing of the server's.
     debug_assert_eq!(socket.as_raw_fd(), 0);
     if redirect_stdio(log).is_err() {
         std::process::exit(137);
     }
-    let mut title = vec![program.clone(), "vdk".into()];
-    title.extend(request.args.iter().cloned());
-    show_command_line(&title);
-    let code = match ForkedBoard::try_parse_from(title.iter().skip(1)) {
+    let mut args = vec![OsString::from("vdk")];
+    args.extend(request.args);
+    title.show(&args);
+    let code = match ForkedBoard::try_parse_from(&args) {
         Ok(board) => match crate::run(board.vdk) {
             Ok(()) => 0,
             Err(e) => {
@@ -236,42 +228,52 @@ fn reap_exited_boards() {
     }
 }
 
-/// This process's command line as the kernel shows it.
-fn own_command_line() -> Vec<OsString> {
-    use std::os::unix::ffi::OsStrExt;
-    std::fs::read("/proc/self/cmdline")
-        .unwrap_or_default()
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| std::ffi::OsStr::from_bytes(a).to_os_string())
-        .collect()
+/// Where this process's command line lives, found once in the server: a forked board has the
+/// same layout, so it rewrites its copy without reading `/proc` again.
+struct CommandLine {
+    /// `argv[0]`, kept in front of every title.
+    program: OsString,
+    /// `[arg_start, arg_end)`, when the kernel tells it.
+    area: Option<(usize, usize)>,
 }
 
-/// Make `/proc/self/cmdline` (what `ps` shows and what a user greps for to find a board) read
-/// `args`, within the room of the original arguments: cut if longer, padded with NULs if
-/// shorter. The arguments live in this process's own memory; a forked board rewrites its copy,
-/// so `ps` shows `ot-hil vdk --air ... --pty-link .../dut.tty` as for an executed board.
-pub fn show_command_line(args: &[OsString]) {
-    use std::os::unix::ffi::OsStrExt;
-    let Some((start, end)) = argument_area() else {
-        return;
-    };
-    let Some(len) = end.checked_sub(start).filter(|l| *l > 0) else {
-        return;
-    };
-    let mut title = Vec::with_capacity(len);
-    for arg in args {
-        title.extend_from_slice(arg.as_bytes());
-        title.push(0);
+impl CommandLine {
+    fn of_this_process() -> CommandLine {
+        CommandLine {
+            program: std::env::args_os()
+                .next()
+                .unwrap_or_else(|| "ot-hil".into()),
+            area: argument_area(),
+        }
     }
-    title.resize(len, 0);
-    title[len - 1] = 0;
-    // SAFETY: [arg_start, arg_end) is this process's argument area, mapped writable at the top
-    // of its initial stack; Rust holds no reference into it (the standard library keeps raw
-    // argv pointers only, read by `std::env::args`, which a board does not call).
-    #[allow(unsafe_code)]
-    unsafe {
-        std::ptr::copy_nonoverlapping(title.as_ptr(), start as *mut u8, len);
+
+    /// Make `/proc/self/cmdline` (what `ps` shows and what a user greps for to find a board)
+    /// read the program followed by `args`, within the room of the original arguments: cut if
+    /// longer, padded with NULs if shorter. The arguments live in this process's own memory; a
+    /// forked board rewrites its copy, so `ps` shows `ot-hil vdk --air ... --pty-link
+    /// .../dut.tty` as for an executed board.
+    fn show(&self, args: &[OsString]) {
+        use std::os::unix::ffi::OsStrExt;
+        let Some((start, end)) = self.area else {
+            return;
+        };
+        let Some(len) = end.checked_sub(start).filter(|l| *l > 0) else {
+            return;
+        };
+        let mut title = Vec::with_capacity(len);
+        for arg in std::iter::once(&self.program).chain(args) {
+            title.extend_from_slice(arg.as_bytes());
+            title.push(0);
+        }
+        title.resize(len, 0);
+        title[len - 1] = 0;
+        // SAFETY: [arg_start, arg_end) is this process's argument area, mapped writable at the
+        // top of its initial stack; Rust holds no reference into it (the standard library keeps
+        // raw argv pointers only, read by `std::env::args`, which is not called after this).
+        #[allow(unsafe_code)]
+        unsafe {
+            std::ptr::copy_nonoverlapping(title.as_ptr(), start as *mut u8, len);
+        }
     }
 }
 

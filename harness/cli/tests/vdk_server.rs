@@ -47,6 +47,11 @@ fn gone_within(pid: u32, limit: Duration) -> bool {
     false
 }
 
+/// The server that forked `dk`.
+fn server_of(dk: &VirtualDk) -> nix::unistd::Pid {
+    nix::unistd::Pid::from_raw(parent_of(dk.pid().unwrap()).unwrap() as i32)
+}
+
 async fn board(vdk: &VdkCommand, dir: &Path, hub: &Path, name: &str) -> VirtualDk {
     VirtualDk::spawn(
         vdk,
@@ -132,12 +137,7 @@ async fn boards_die_with_the_server_and_the_next_ones_are_executed() {
     let vdk = VdkCommand::ot_hil(EXE.into());
     let a = board(&vdk, tmp.path(), hub.socket_path(), "a").await;
     let pa = a.pid().unwrap();
-    let server = parent_of(pa).unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    nix::sys::signal::kill(server_of(&a), nix::sys::signal::Signal::SIGKILL).unwrap();
     assert!(
         gone_within(pa, Duration::from_secs(5)),
         "the board outlived its server"
@@ -236,7 +236,7 @@ async fn a_request_the_server_never_answers_fails_that_board_only() {
     let vdk = VdkCommand::ot_hil(EXE.into());
     let a = board(&vdk, tmp.path(), hub.socket_path(), "a").await;
     let pa = a.pid().unwrap();
-    let server = nix::unistd::Pid::from_raw(parent_of(pa).unwrap() as i32);
+    let server = server_of(&a);
     nix::sys::signal::kill(server, nix::sys::signal::Signal::SIGSTOP).unwrap();
     // The request is sent and never answered (10 s): that board fails, and is not executed
     // instead (the server may yet start it).
