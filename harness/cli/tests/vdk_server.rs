@@ -252,3 +252,74 @@ async fn a_request_the_server_never_answers_fails_that_board_only() {
     assert!(alive(pa));
     nix::sys::signal::kill(server, nix::sys::signal::Signal::SIGCONT).unwrap();
 }
+
+/// Pids of the processes whose parent is `parent`.
+fn children_of(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| parent_of(*pid) == Some(parent))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boards_asked_for_together_each_get_their_own_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = ot_hil_air::Hub::start(tmp.path()).unwrap();
+    let vdk = VdkCommand::ot_hil(EXE.into());
+    // Every request is sent before any answer is read: the answers come back in order and
+    // each goes to the board that asked.
+    let names = ["p0", "p1", "p2", "p3", "p4", "p5"];
+    let mut dks: Vec<VirtualDk> = names
+        .iter()
+        .map(|name| VirtualDk::start(&vdk, hub.socket_path(), tmp.path(), name, None, None))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for dk in dks.iter_mut().rev() {
+        dk.ready().await.unwrap();
+    }
+    for (dk, name) in dks.iter().zip(names) {
+        let pid = dk.pid().unwrap();
+        let link = tmp.path().join(format!("{name}.tty"));
+        assert!(
+            command_line(pid).contains(&link.display().to_string()),
+            "{name}: {:?}",
+            command_line(pid)
+        );
+        assert!(alive(pid));
+    }
+    let server = server_of(&dks[0]);
+    assert!(dks.iter().all(|dk| server_of(dk) == server), "one server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_board_asked_for_and_given_up_on_is_killed_when_it_comes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = ot_hil_air::Hub::start(tmp.path()).unwrap();
+    let vdk = VdkCommand::ot_hil(EXE.into());
+    let kept = board(&vdk, tmp.path(), hub.socket_path(), "kept").await;
+    let server = server_of(&kept).as_raw() as u32;
+    // Asked for, then dropped before the answer is read (an aborted case).
+    let abandoned =
+        VirtualDk::start(&vdk, hub.socket_path(), tmp.path(), "abandoned", None, None).unwrap();
+    drop(abandoned);
+    // Answers come in order: once the next board is up, the abandoned one has been answered.
+    let after = board(&vdk, tmp.path(), hub.socket_path(), "after").await;
+    let wanted = [kept.pid().unwrap(), after.pid().unwrap()];
+    let start = Instant::now();
+    let others = loop {
+        let others: Vec<u32> = children_of(server)
+            .into_iter()
+            .filter(|pid| !wanted.contains(pid) && alive(*pid))
+            .collect();
+        if others.is_empty() || start.elapsed() > Duration::from_secs(5) {
+            break others;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(
+        others.is_empty(),
+        "a board nobody waits for runs on: {others:?}"
+    );
+    assert!(alive(kept.pid().unwrap()));
+}

@@ -12,6 +12,7 @@
 //! board it started); when the last holder lets go, its socket closes and it exits, and its
 //! boards with it (their parent-death signal).
 
+use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -22,17 +23,37 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+use nix::sys::socket::{AddressFamily, Shutdown, SockFlag, SockType, shutdown, socketpair};
 use ot_hil_board::launch::{self, LaunchReply, LaunchRequest, TITLE_ROOM};
 use tokio::io::unix::AsyncFd;
+use tokio::sync::oneshot;
 
 /// How long the server may take to answer a launch request.
 const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// What came back for one request: the reply datagram (empty: the server has exited) and the
+/// descriptor it carried.
+type Answer = std::io::Result<(Vec<u8>, Option<OwnedFd>)>;
+
+/// The requests sent and not answered yet, oldest first. The server answers in the order it
+/// was asked, so the next reply is the front one's.
+#[derive(Default)]
+struct Waiting {
+    queue: VecDeque<oneshot::Sender<Answer>>,
+    /// The server has exited: nothing more is sent.
+    gone: bool,
+}
+
 /// A running `ot-hil vdk-server`.
+///
+/// Requests are pipelined: a case sends one for each of its boards and then waits for the
+/// answers, and cases running at once do the same, so the server forks one board after another
+/// with no round trip between them. A thread of its own reads the replies and hands each to the
+/// request it answers; nothing on the runner's async threads waits for the server.
 struct Server {
-    /// Requests and replies strictly alternate on it: held for one request and its reply.
-    socket: Mutex<OwnedFd>,
+    socket: OwnedFd,
+    /// Locked for each send, so the queue's order is the order of the requests on the socket.
+    waiting: Arc<Mutex<Waiting>>,
     /// A request went unanswered: replies may be out of step, so none is asked for again.
     lost: AtomicBool,
 }
@@ -73,55 +94,66 @@ impl Server {
         spawned
             .recv()
             .map_err(|_| std::io::Error::other("the thread starting it ended"))??;
+        let waiting = Arc::new(Mutex::new(Waiting::default()));
+        let replies = ours.try_clone()?;
+        let routed = waiting.clone();
+        std::thread::Builder::new()
+            .name("vdk-server-replies".into())
+            .stack_size(64 * 1024)
+            .spawn(move || route_replies(&replies, &routed))?;
         Ok(Server {
-            socket: Mutex::new(ours),
+            socket: ours,
+            waiting,
             lost: AtomicBool::new(false),
         })
     }
 
-    fn launch(
+    /// Send a launch request; the answer comes through the receiver.
+    fn request(
         &self,
         args: Vec<OsString>,
         log: Option<&File>,
-    ) -> Result<(u32, OwnedFd), LaunchError> {
+    ) -> Result<oneshot::Receiver<Answer>, LaunchError> {
         if self.lost.load(Ordering::Relaxed) {
             return Err(LaunchError::Unavailable(
                 "an earlier request got no answer".into(),
             ));
         }
-        let socket = self.socket.lock().unwrap_or_else(|e| e.into_inner());
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if waiting.gone {
+            return Err(LaunchError::Unavailable("it has exited".into()));
+        }
         let request = LaunchRequest { args }.emit();
         // Until the request is sent, nothing has started: the board may be executed instead.
-        launch::send(socket.as_fd(), &request, log.map(|f| f.as_fd()))
+        // (The socket's buffer holds well over a hundred requests, and the server reads them
+        // as fast as it forks, so this send does not wait.)
+        launch::send(self.socket.as_fd(), &request, log.map(|f| f.as_fd()))
             .map_err(|e| LaunchError::Unavailable(e.to_string()))?;
-        // From here the server may have started the board whatever goes wrong: executing it
-        // too would start it twice, and a reply left unread would answer the next request. So
-        // this board fails, and the server takes no more requests (its boards run on).
+        let (answer, answered) = oneshot::channel();
+        waiting.queue.push_back(answer);
+        Ok(answered)
+    }
+
+    /// Wait for the answer to a request: the board's pid and pidfd.
+    async fn answer(
+        &self,
+        answered: oneshot::Receiver<Answer>,
+    ) -> Result<(u32, OwnedFd), LaunchError> {
+        // From the send on, the server may have started the board whatever goes wrong:
+        // executing it too would start it twice. So this board fails, and the server takes no
+        // more requests (its boards run on; one it starts later, nobody waits for, is killed).
         let lost = |why: String| {
             self.lost.store(true, Ordering::Relaxed);
             LaunchError::Lost(why)
         };
         // A fork takes well under a millisecond; a server that does not answer (stopped, or
         // stuck) must not hold the run.
-        let deadline = std::time::Instant::now() + REPLY_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let left_ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
-            let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::from(left_ms)) {
-                Ok(0) => return Err(lost(format!("no reply within {REPLY_TIMEOUT:?}"))),
-                Ok(_) => break,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(lost(e.to_string())),
-            }
-        }
-        let (reply, pidfd) = match launch::recv(socket.as_fd()) {
-            Ok(received) => received,
-            // Reset: the server exited with the request unread (see the empty reply below).
-            Err(e) if e.raw_os_error() == Some(nix::libc::ECONNRESET) => (Vec::new(), None),
-            Err(e) => return Err(lost(e.to_string())),
+        let (reply, pidfd) = match tokio::time::timeout(REPLY_TIMEOUT, answered).await {
+            Err(_) => return Err(lost(format!("no reply within {REPLY_TIMEOUT:?}"))),
+            Ok(Err(_)) => return Err(lost("its replies are no longer read".into())),
+            Ok(Ok(Err(e))) => return Err(lost(e.to_string())),
+            Ok(Ok(Ok(received))) => received,
         };
-        drop(socket);
         if reply.is_empty() {
             // The server exited, and its boards with it: nothing of this request runs.
             return Err(LaunchError::Unavailable("it has exited".into()));
@@ -138,6 +170,72 @@ impl Server {
             },
             LaunchReply::Failed(message) => Err(LaunchError::Refused(message)),
         }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // The reply thread holds the socket too: shut it down, so the server sees its end (and
+        // exits, with its boards), and the thread sees the server's.
+        let _ = shutdown(self.socket.as_raw_fd(), Shutdown::Both);
+    }
+}
+
+/// Hand each reply to the oldest request waiting, until the server's end closes; then every
+/// request still waiting learns that it has exited (an empty reply).
+fn route_replies(socket: &OwnedFd, waiting: &Mutex<Waiting>) {
+    loop {
+        let received = match launch::recv(socket.as_fd()) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // Reset: the server exited with requests unread.
+            Err(e) if e.raw_os_error() == Some(nix::libc::ECONNRESET) => Ok((Vec::new(), None)),
+            // Any other socket error will not go away: treat it as the server's end.
+            Err(e) if e.raw_os_error().is_some() => {
+                tracing::warn!("vdk-server: replies cannot be read: {e}");
+                Ok((Vec::new(), None))
+            }
+            // A reply that is not one of the protocol's (too long): the front request's.
+            other => other,
+        };
+        let ended = matches!(&received, Ok((reply, _)) if reply.is_empty());
+        let mut waiting = waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if ended {
+            waiting.gone = true;
+            for answer in waiting.queue.drain(..) {
+                let _ = answer.send(Ok((Vec::new(), None)));
+            }
+            return;
+        }
+        let Some(answer) = waiting.queue.pop_front() else {
+            // A reply nobody asked for: the server is out of step (or not the server).
+            let _ = received.map(|(_, pidfd)| pidfd.map(|fd| kill_by_pidfd(&fd)));
+            continue;
+        };
+        drop(waiting);
+        if let Err(Ok((_, Some(pidfd)))) = answer.send(received) {
+            // Its case gave up waiting (an aborted case, or a reply past the time limit): the
+            // board it would have had goes now.
+            kill_by_pidfd(&pidfd);
+        }
+    }
+}
+
+/// SIGKILL to the process of a pidfd: it reaches that process even if its pid has been reused.
+fn kill_by_pidfd(pidfd: &OwnedFd) {
+    pidfd_send_signal(pidfd, nix::libc::SIGKILL);
+}
+
+fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) {
+    // SAFETY: pidfd_send_signal takes a pidfd, a signal number, a null siginfo and flags.
+    #[allow(unsafe_code)]
+    unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<nix::libc::siginfo_t>(),
+            0,
+        );
     }
 }
 
@@ -200,16 +298,40 @@ impl VdkServer {
             .map_err(|e| LaunchError::Unavailable(format!("cannot start it: {e}")))
     }
 
-    /// Fork a virtual DK with these options (what follows `vdk`); its stdout and stderr go to
-    /// `log`, or nowhere. Must be called inside a tokio runtime (the board's exit is watched by
-    /// it).
+    /// Ask for a virtual DK with these options (what follows `vdk`); its stdout and stderr go
+    /// to `log`, or nowhere. Returns once the request is sent: [`Launching::started`] waits for
+    /// the board, so a case asks for all its boards before it waits for any.
     pub fn launch(
         &self,
         args: Vec<OsString>,
         log: Option<&File>,
-    ) -> Result<ForkedBoard, LaunchError> {
+    ) -> Result<Launching, LaunchError> {
         let server = self.server()?;
-        let (pid, pidfd) = server.launch(args, log)?;
+        let answered = server.request(args, log)?;
+        Ok(Launching {
+            server: server.clone(),
+            answered,
+        })
+    }
+
+    /// Whether a fall-back to executed boards has been logged yet (once per server).
+    pub(crate) fn first_fallback(&self) -> bool {
+        !self.fallback_noted.swap(true, Ordering::Relaxed)
+    }
+}
+
+/// A board asked for and not answered yet. Dropped unanswered, the board is killed when the
+/// server's answer comes.
+pub struct Launching {
+    server: Arc<Server>,
+    answered: oneshot::Receiver<Answer>,
+}
+
+impl Launching {
+    /// Wait for the server's answer: the board, forked. Must be awaited inside a tokio runtime
+    /// (the board's exit is watched by it).
+    pub async fn started(self) -> Result<ForkedBoard, LaunchError> {
+        let (pid, pidfd) = self.server.answer(self.answered).await?;
         // SAFETY: the pidfd is owned by the AsyncFd and closed only when it is dropped.
         #[allow(unsafe_code)]
         let exit = unsafe { AsyncFd::register(pidfd) }.map_err(|e| {
@@ -220,13 +342,8 @@ impl VdkServer {
         Ok(ForkedBoard {
             pid,
             exit,
-            _server: server.clone(),
+            _server: self.server,
         })
-    }
-
-    /// Whether a fall-back to executed boards has been logged yet (once per server).
-    pub(crate) fn first_fallback(&self) -> bool {
-        !self.fallback_noted.swap(true, Ordering::Relaxed)
     }
 }
 
@@ -248,17 +365,7 @@ impl ForkedBoard {
     /// Send SIGTERM through the pidfd: it reaches this board, even if its pid has been reused
     /// since it exited.
     pub fn terminate(&self) {
-        // SAFETY: pidfd_send_signal takes a pidfd, a signal number, a null siginfo and flags.
-        #[allow(unsafe_code)]
-        unsafe {
-            nix::libc::syscall(
-                nix::libc::SYS_pidfd_send_signal,
-                self.exit.get_ref().as_raw_fd(),
-                nix::libc::SIGTERM,
-                std::ptr::null::<nix::libc::siginfo_t>(),
-                0,
-            );
-        }
+        pidfd_send_signal(self.exit.get_ref(), nix::libc::SIGTERM);
     }
 
     /// Wait until the board has exited.

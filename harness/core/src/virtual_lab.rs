@@ -13,7 +13,7 @@ use ot_hil_air::BoardTap;
 use ot_hil_board::control::{ControlParseError, ControlReply, ControlRequest};
 use ot_hil_lab::flash::{FirmwareImage, FlashError, FlashOutcome, Flasher};
 
-use crate::vdk_server::{ForkedBoard, LaunchError, VdkServer};
+use crate::vdk_server::{ForkedBoard, LaunchError, Launching, VdkServer};
 
 /// How long a virtual DK may take to create its PTY link and control socket.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -146,10 +146,44 @@ fn execute(
     command.spawn()
 }
 
-/// The process of a virtual DK: executed by the runner, or forked by the virtual DK server.
+/// The process of a virtual DK: executed by the runner, or forked by the virtual DK server
+/// (asked for, then answered).
 enum BoardProcess {
     Executed(tokio::process::Child),
+    Launching(Box<Fallback>, Launching),
     Forked(ForkedBoard),
+    /// Neither: the server refused it or never answered.
+    NotStarted,
+}
+
+/// How to execute a board instead, should its server turn out to be gone.
+struct Fallback {
+    cmd: VdkCommand,
+    options: Vec<OsString>,
+    log: Option<std::fs::File>,
+}
+
+impl Fallback {
+    /// Execute the board, the server being unavailable for `why` (logged once per server).
+    fn execute(self, why: &LaunchError) -> std::io::Result<BoardProcess> {
+        if self
+            .cmd
+            .fork_server
+            .as_ref()
+            .is_some_and(VdkServer::first_fallback)
+        {
+            tracing::warn!("{why}: virtual DKs are executed one by one instead");
+        }
+        self.execute_now()
+    }
+
+    fn execute_now(self) -> std::io::Result<BoardProcess> {
+        execute(&self.cmd, &self.options, self.log).map(BoardProcess::Executed)
+    }
+
+    fn describe(&self) -> String {
+        format!("{} {:?}", self.cmd.program.display(), self.cmd.args)
+    }
 }
 
 impl BoardProcess {
@@ -157,6 +191,7 @@ impl BoardProcess {
         match self {
             BoardProcess::Executed(child) => child.id(),
             BoardProcess::Forked(board) => Some(board.pid),
+            BoardProcess::Launching(..) | BoardProcess::NotStarted => None,
         }
     }
 
@@ -171,6 +206,7 @@ impl BoardProcess {
             BoardProcess::Forked(board) => board
                 .has_exited()
                 .then(|| "its exit status stays with vdk-server".to_string()),
+            BoardProcess::Launching(..) | BoardProcess::NotStarted => None,
         }
     }
 
@@ -186,6 +222,7 @@ impl BoardProcess {
                 }
             }
             BoardProcess::Forked(board) => board.terminate(),
+            BoardProcess::Launching(..) | BoardProcess::NotStarted => {}
         }
     }
 
@@ -195,6 +232,7 @@ impl BoardProcess {
                 let _ = child.wait().await;
             }
             BoardProcess::Forked(board) => board.exited().await,
+            BoardProcess::Launching(..) | BoardProcess::NotStarted => {}
         }
     }
 }
@@ -280,22 +318,24 @@ impl VirtualDk {
             }
             None => None,
         };
-        let forked = cmd
+        let fallback = Fallback {
+            cmd: cmd.clone(),
+            options,
+            log: log_file,
+        };
+        let launch = cmd
             .fork_server
             .as_ref()
-            .map(|server| (server, server.launch(options.clone(), log_file.as_ref())));
-        let process = match forked {
-            Some((_, Ok(board))) => BoardProcess::Forked(board),
-            Some((_, Err(e @ (LaunchError::Refused(_) | LaunchError::Lost(_))))) => {
+            .map(|server| server.launch(fallback.options.clone(), fallback.log.as_ref()));
+        let process = match launch {
+            Some(Ok(launching)) => BoardProcess::Launching(Box::new(fallback), launching),
+            Some(Err(e @ (LaunchError::Refused(_) | LaunchError::Lost(_)))) => {
                 return Err(spawn_err(std::io::Error::other(e.to_string())));
             }
-            Some((server, Err(e @ LaunchError::Unavailable(_)))) => {
-                if server.first_fallback() {
-                    tracing::warn!("{e}: virtual DKs are executed one by one instead");
-                }
-                BoardProcess::Executed(execute(cmd, &options, log_file).map_err(spawn_err)?)
+            Some(Err(e @ LaunchError::Unavailable(_))) => {
+                fallback.execute(&e).map_err(spawn_err)?
             }
-            None => BoardProcess::Executed(execute(cmd, &options, log_file).map_err(spawn_err)?),
+            None => fallback.execute_now().map_err(spawn_err)?,
         };
         // From here on dropping the board (an error, an aborted case) kills its process group.
         Ok(VirtualDk {
@@ -309,8 +349,38 @@ impl VirtualDk {
         })
     }
 
+    /// The server's answer for a board asked of it (or its execution instead, should the
+    /// server be gone).
+    async fn launched(&mut self) -> Result<(), VirtualBoardError> {
+        if !matches!(self.process, BoardProcess::Launching(..)) {
+            return Ok(());
+        }
+        let BoardProcess::Launching(fallback, launching) =
+            std::mem::replace(&mut self.process, BoardProcess::NotStarted)
+        else {
+            return Ok(());
+        };
+        let command = fallback.describe();
+        let spawn_err = |source: std::io::Error| VirtualBoardError::Spawn {
+            board: self.board.clone(),
+            command,
+            source,
+        };
+        let process = match launching.started().await {
+            Ok(board) => BoardProcess::Forked(board),
+            Err(e @ (LaunchError::Refused(_) | LaunchError::Lost(_))) => {
+                return Err(spawn_err(std::io::Error::other(e.to_string())));
+            }
+            Err(e @ LaunchError::Unavailable(_)) => fallback.execute(&e).map_err(spawn_err)?,
+        };
+        self.group = process.id();
+        self.process = process;
+        Ok(())
+    }
+
     /// Wait until a [`VirtualDk::start`]ed board has made its console link and control socket.
     pub async fn ready(&mut self) -> Result<(), VirtualBoardError> {
+        self.launched().await?;
         let log_text = self
             .log
             .as_ref()
