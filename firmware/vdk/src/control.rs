@@ -2,31 +2,49 @@
 //! several per connection. The runner flashes, resets and asks the image hash through it, the
 //! way it would use a J-Link for a real DK.
 //!
-//! Requests are executed by the main loop (so a flash never races console input); each
-//! connection thread forwards its lines over the input channel and waits for the reply.
+//! The listener and its connections are waited on by the main loop with the board's other
+//! inputs ([`crate::input::Inputs`]), and requests are executed there (so a flash never races
+//! console input). A connection has one request in hand at a time: the next line is read once
+//! the reply is written.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Sender};
-use std::thread;
-use std::time::Duration;
+use std::sync::mpsc::{self, Receiver, TryRecvError};
 
 use crate::input::{ControlRequest, Input};
 
 /// Longest request line accepted (a manifest path plus the verb).
 const MAX_REQUEST: usize = 4096;
 
-/// How long a connection waits for the main loop before answering an error.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Read size on a connection.
+const READ_CHUNK: usize = 4096;
 
-/// The listening control socket; removed from the file system on drop.
+/// The listening control socket and its connections; the socket file is removed on drop.
 pub struct ControlServer {
     path: PathBuf,
+    listener: UnixListener,
+    connections: Vec<Connection>,
+}
+
+/// One client of the control socket.
+struct Connection {
+    stream: UnixStream,
+    /// Bytes received and not yet taken as a request (never more than a request line).
+    pending: Vec<u8>,
+    /// Inside a line that was too long: dropped up to its newline.
+    skipping: bool,
+    /// The request handed to the main loop, waiting for its reply.
+    awaiting: Option<Receiver<String>>,
+    /// The client has closed its side: answer what is pending, then close.
+    eof: bool,
+    /// Closed on error: removed at the next sweep.
+    dead: bool,
 }
 
 impl ControlServer {
-    pub fn start(path: &Path, inputs: Sender<Input>) -> std::io::Result<ControlServer> {
+    pub fn start(path: &Path) -> std::io::Result<ControlServer> {
         // A stale socket file from a killed board would make bind fail with EADDRINUSE.
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             use std::os::unix::fs::FileTypeExt;
@@ -42,70 +60,160 @@ impl ControlServer {
         let staging = PathBuf::from(staging);
         let _ = std::fs::remove_file(&staging);
         let listener = UnixListener::bind(&staging)?;
+        listener.set_nonblocking(true)?;
         std::fs::rename(&staging, path)?;
-        thread::Builder::new()
-            .name("vdk-control".into())
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    let Ok(stream) = stream else { continue };
-                    let inputs = inputs.clone();
-                    let spawned = thread::Builder::new()
-                        .name("vdk-control-conn".into())
-                        .stack_size(64 * 1024)
-                        .spawn(move || serve(stream, inputs));
-                    if let Err(e) = spawned {
-                        eprintln!("vdk: control connection thread: {e}");
-                    }
-                }
-            })?;
         Ok(ControlServer {
             path: path.to_path_buf(),
+            listener,
+            connections: Vec::new(),
         })
+    }
+
+    /// What to wait on: the listener, and each connection with no request in hand.
+    pub(crate) fn wait_on(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        std::iter::once(self.listener.as_fd()).chain(
+            self.connections
+                .iter()
+                .filter(|c| c.awaiting.is_none() && !c.eof && !c.dead)
+                .map(|c| c.stream.as_fd()),
+        )
+    }
+
+    /// The descriptors of [`ControlServer::wait_on`] at these positions are readable: accept
+    /// clients, read requests, and hand each to the main loop (`inputs`).
+    pub(crate) fn ready(&mut self, readable: &[bool], inputs: &mut Vec<Input>) {
+        let waited = self
+            .connections
+            .iter_mut()
+            .filter(|c| c.awaiting.is_none() && !c.eof && !c.dead);
+        for (conn, readable) in waited.zip(readable.iter().skip(1)) {
+            if *readable {
+                conn.receive();
+            }
+        }
+        if readable.first().copied().unwrap_or(false) {
+            self.accept();
+        }
+        self.serve(inputs);
+    }
+
+    /// Write the replies the main loop has given, and take the next request of each connection
+    /// that has one.
+    pub(crate) fn serve(&mut self, inputs: &mut Vec<Input>) {
+        for conn in &mut self.connections {
+            conn.serve(inputs);
+        }
+        self.connections.retain(|c| !c.finished());
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    if stream.set_nonblocking(true).is_ok() {
+                        self.connections.push(Connection {
+                            stream,
+                            pending: Vec::new(),
+                            skipping: false,
+                            awaiting: None,
+                            eof: false,
+                            dead: false,
+                        });
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+impl Connection {
+    /// Closed on error, or closed by the client with everything answered.
+    fn finished(&self) -> bool {
+        self.dead || (self.eof && self.awaiting.is_none() && self.pending.is_empty())
+    }
+
+    /// Read what the client has sent, up to one request line (a line too long is answered and
+    /// dropped as it arrives, never kept).
+    fn receive(&mut self) {
+        let mut buf = [0u8; READ_CHUNK];
+        while !self.pending.contains(&b'\n') {
+            let room = (MAX_REQUEST + 1 - self.pending.len()).min(READ_CHUNK);
+            match self.stream.read(&mut buf[..room]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return;
+                }
+                Ok(n) => {
+                    let mut got = &buf[..n];
+                    if self.skipping {
+                        match got.iter().position(|b| *b == b'\n') {
+                            Some(end) => {
+                                self.skipping = false;
+                                got = &got[end + 1..];
+                            }
+                            None => continue,
+                        }
+                    }
+                    self.pending.extend_from_slice(got);
+                    if self.pending.len() > MAX_REQUEST && !self.pending.contains(&b'\n') {
+                        self.pending.clear();
+                        self.skipping = true;
+                        self.reply("error request too long");
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    self.dead = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn serve(&mut self, inputs: &mut Vec<Input>) {
+        if let Some(reply) = &self.awaiting {
+            let text = match reply.try_recv() {
+                Ok(text) => text,
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => "error board not responding".to_string(),
+            };
+            self.awaiting = None;
+            self.reply(&text);
+        }
+        // A last request may end with the connection instead of a newline.
+        let end = self
+            .pending
+            .iter()
+            .position(|b| *b == b'\n')
+            .or_else(|| (self.eof && !self.pending.is_empty()).then(|| self.pending.len() - 1));
+        let Some(end) = end else {
+            return;
+        };
+        let line: Vec<u8> = self.pending.drain(..=end).collect();
+        let line = String::from_utf8_lossy(&line).trim().to_string();
+        let (tx, rx) = mpsc::channel();
+        inputs.push(Input::Control(ControlRequest { line, reply: tx }));
+        self.awaiting = Some(rx);
+    }
+
+    /// Write one reply line. Replies are short and the client reads them: one that does not
+    /// read (its socket buffer full) loses its connection rather than stall the board.
+    fn reply(&mut self, text: &str) {
+        if self
+            .stream
+            .write_all(format!("{text}\n").as_bytes())
+            .is_err()
+        {
+            self.dead = true;
+        }
     }
 }
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-fn serve(stream: UnixStream, inputs: Sender<Input>) {
-    let Ok(write_half) = stream.try_clone() else {
-        return;
-    };
-    let mut writer = write_half;
-    let mut reader = BufReader::new(stream);
-    let mut raw = Vec::new();
-    loop {
-        raw.clear();
-        // Bounded read: a client that never sends a newline cannot make us buffer forever.
-        match (&mut reader)
-            .take(MAX_REQUEST as u64 + 1)
-            .read_until(b'\n', &mut raw)
-        {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let reply = if raw.len() > MAX_REQUEST && !raw.ends_with(b"\n") {
-            // Skip the rest of the overlong line without keeping it.
-            let _ = reader.skip_until(b'\n');
-            "error request too long".to_string()
-        } else {
-            let line = String::from_utf8_lossy(&raw).trim().to_string();
-            let (tx, rx) = mpsc::channel();
-            if inputs
-                .send(Input::Control(ControlRequest { line, reply: tx }))
-                .is_err()
-            {
-                return;
-            }
-            rx.recv_timeout(REPLY_TIMEOUT)
-                .unwrap_or_else(|_| "error board not responding".to_string())
-        };
-        if writer.write_all(format!("{reply}\n").as_bytes()).is_err() {
-            return;
-        }
     }
 }

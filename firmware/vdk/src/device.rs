@@ -3,10 +3,10 @@
 //!
 //! [`Board`] has no I/O of its own: it consumes console bytes, radio frames, control requests
 //! and timer ticks and produces console bytes, so tests drive it directly. [`run_loop`] connects
-//! it to the reader threads through one mpsc channel and sleeps until the next input or deadline.
+//! it to its inputs ([`Inputs`]: one wait on every source) and sleeps until the next input or
+//! deadline.
 
 use std::net::Ipv6Addr;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use ot_hil_air::{AirClient, AirFrame, IdleReport};
@@ -15,7 +15,7 @@ use crate::cli::{self, Cli, Context, Outcome};
 use crate::console::Console;
 use crate::fault::{AfterFatal, CrashRequest, FaultState};
 use crate::firmware::{Application, Manifest, Profile};
-use crate::input::Input;
+use crate::input::{Input, Inputs};
 use crate::net::dataset::{DEFAULT_CHANNEL_MASK, SecurityPolicy};
 use crate::net::{ActiveDataset, Role, Stack};
 use crate::shell::{self, Shell, ShellConfig};
@@ -726,10 +726,10 @@ fn handle_input(
     Flow::Continue
 }
 
-/// The main loop: one thread owns the board; reader threads feed `inputs`.
+/// The main loop: the board's one thread, waiting on its inputs until the next timer.
 pub fn run_loop(
     board: &mut Board,
-    inputs: &Receiver<Input>,
+    inputs: &mut Inputs,
     console: &mut Console,
     exit_on_console_close: bool,
 ) {
@@ -739,16 +739,11 @@ pub fn run_loop(
         let wait = board
             .next_deadline()
             .map_or(IDLE_WAIT, |d| d.saturating_duration_since(now));
-        match inputs.recv_timeout(wait) {
-            Ok(input) => {
-                if let Flow::Stop =
-                    handle_input(board, console, input, Instant::now(), exit_on_console_close)
-                {
-                    break;
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+        if let Some(input) = inputs.next(console, wait)
+            && let Flow::Stop =
+                handle_input(board, console, input, Instant::now(), exit_on_console_close)
+        {
+            break;
         }
         board.poll(Instant::now());
     }
@@ -808,23 +803,21 @@ const CLOCKED_REPORT_REPEAT: Duration = Duration::from_secs(1);
 /// to a deadline itself: the hub moves time on ([`Input::Clock`]) when every board is idle.
 pub fn run_clocked_loop(
     board: &mut Board,
-    inputs: &Receiver<Input>,
+    inputs: &mut Inputs,
     console: &mut Console,
     clock: &mut CaseClockLink,
 ) {
     loop {
         clock.report.console_out += console.write(board.take_output()) as u64;
-        let input = match inputs.try_recv() {
-            Ok(input) => input,
-            Err(std::sync::mpsc::TryRecvError::Empty) => {
+        let input = match inputs.next(console, Duration::ZERO) {
+            Some(input) => input,
+            None => {
                 clock.report_idle(board.next_deadline());
-                match inputs.recv_timeout(CLOCKED_REPORT_REPEAT) {
-                    Ok(input) => input,
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => break,
+                match inputs.next(console, CLOCKED_REPORT_REPEAT) {
+                    Some(input) => input,
+                    None => continue,
                 }
             }
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
         };
         match &input {
             Input::Console(bytes) => clock.report.console_in += bytes.len() as u64,

@@ -110,20 +110,17 @@ fn is_bad_request(e: &std::io::Error) -> bool {
 }
 
 /// Work every board would otherwise repeat at its start, done once here and inherited: the
-/// standard library's CPU feature cache (filled on first use, with a CPUID instruction per
-/// leaf), and the allocator's settings: one arena per board instead of one per thread, so a
-/// board's seven threads do not each map and fault in a heap of their own.
+/// CPU feature caches of the standard library and of the AES and SHA-256 implementations
+/// (each filled on first use, with a CPUID instruction per leaf, which traps to the hypervisor
+/// in a virtual machine).
 fn warm_up() {
-    // SAFETY: mallopt only changes the allocator's tunables; no allocation is in progress in
-    // this single-threaded process.
-    #[allow(unsafe_code)]
-    unsafe {
-        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1);
-    }
     #[cfg(target_arch = "x86_64")]
     let _ = std::arch::is_x86_feature_detected!("avx2");
     #[cfg(target_arch = "aarch64")]
     let _ = std::arch::is_aarch64_feature_detected!("aes");
+    // MLE and MAC security: HMAC-SHA-256 key derivation, then AES-CCM*.
+    let keys = ot_hil_wire::security::derive_keys(&[0; 16], 0);
+    let _ = ot_hil_wire::security::ccm_star_encrypt(&keys.mac_key, &[0; 13], 5, &[], &[0]);
 }
 
 /// Fork a board; in the parent, its pid and a pidfd (taken before any reaping, so it is this

@@ -13,7 +13,6 @@
 //! boards by fork for the runner).
 
 use std::path::PathBuf;
-use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 // The manifest loader and the error table are shared with the runner (ot-hil-board); they keep
@@ -39,8 +38,8 @@ use console::Console;
 use control::ControlServer;
 use device::Board;
 use firmware::{FirmwareError, Manifest};
-use input::Input;
-use ot_hil_air::{AirClient, Received};
+use input::Inputs;
+use ot_hil_air::AirClient;
 
 /// Command-line arguments of a virtual DK (`ot-hil-vdk ...` and `ot-hil vdk ...`).
 #[derive(Debug, Clone, clap::Args)]
@@ -148,8 +147,6 @@ fn default_eui64() -> [u8; 8] {
     x.to_be_bytes()
 }
 
-/// Block SIGINT/SIGTERM/SIGHUP in every thread and turn them into [`Input::Shutdown`], so the
-/// main loop ends normally and the PTY link and control socket are removed.
 /// Be killed when the thread that started this process ends (the parent-death signal), and
 /// exit now if `parent` already has: then the signal will never come.
 pub(crate) fn die_with_parent(parent: u32) {
@@ -164,52 +161,6 @@ pub(crate) fn die_with_parent(parent: u32) {
     let _ = parent;
 }
 
-fn forward_signals(inputs: mpsc::Sender<Input>) -> std::io::Result<()> {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
-    set.add(Signal::SIGHUP);
-    set.thread_block().map_err(std::io::Error::from)?;
-    std::thread::Builder::new()
-        .name("vdk-signals".into())
-        .stack_size(32 * 1024)
-        .spawn(move || {
-            if let Ok(sig) = set.wait() {
-                eprintln!("vdk: {sig}: shutting down");
-            }
-            let _ = inputs.send(Input::Shutdown);
-        })?;
-    Ok(())
-}
-
-/// The radio's receive side: frames (and, on a case clock, the clock's instants) go to the main
-/// loop, which hands them to the current stack (the thread outlives reboots, like the radio
-/// hardware).
-fn spawn_air_reader(air: AirClient, inputs: mpsc::Sender<Input>) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("vdk-air".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            loop {
-                let input = match air.recv_message(std::time::Duration::from_secs(3600)) {
-                    Ok(Some(Received::Frame(frame))) => Input::Air(frame),
-                    Ok(Some(Received::Time(now_us))) => Input::Clock(now_us),
-                    Ok(Some(Received::Discarded)) => Input::AirDiscarded,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        eprintln!("vdk: radio receive failed: {e}");
-                        return;
-                    }
-                };
-                if inputs.send(input).is_err() {
-                    return;
-                }
-            }
-        })?;
-    Ok(())
-}
-
 /// Run a virtual DK until a signal, or EOF on stdin in `--stdio` mode.
 pub fn run(args: VdkArgs) -> Result<(), VdkError> {
     if let Some(parent) = args.parent {
@@ -218,58 +169,47 @@ pub fn run(args: VdkArgs) -> Result<(), VdkError> {
     if let Some(seed) = args.seed {
         entropy::seed(seed);
     }
-    let (tx, rx) = mpsc::channel();
-    // Before any other thread starts, so they all inherit the blocked mask.
-    forward_signals(tx.clone()).map_err(VdkError::Signals)?;
+    let signals = input::shutdown_signals().map_err(VdkError::Signals)?;
     let firmware = args.firmware.as_deref().map(Manifest::load).transpose()?;
-    let _control =
-        match &args.control {
-            Some(path) => Some(ControlServer::start(path, tx.clone()).map_err(|source| {
-                VdkError::Control {
-                    path: path.clone(),
-                    source,
-                }
-            })?),
-            None => None,
-        };
+    let control = match &args.control {
+        Some(path) => Some(
+            ControlServer::start(path).map_err(|source| VdkError::Control {
+                path: path.clone(),
+                source,
+            })?,
+        ),
+        None => None,
+    };
     let mut clock_radio = None;
+    let mut receiver = None;
     let air = match &args.air {
         Some(hub) if !args.no_air => {
-            let client = AirClient::connect(hub).map_err(|source| VdkError::Air {
+            let air_err = |source| VdkError::Air {
                 path: hub.clone(),
                 source,
-            })?;
-            let receiver = client.try_clone().map_err(|source| VdkError::Air {
-                path: hub.clone(),
-                source,
-            })?;
-            spawn_air_reader(receiver, tx.clone()).map_err(|source| VdkError::Air {
-                path: hub.clone(),
-                source,
-            })?;
+            };
+            let client = AirClient::connect(hub).map_err(air_err)?;
+            receiver = Some(client.try_clone().map_err(air_err)?);
             if args.clock == BoardClock::Virtual {
-                clock_radio = Some(client.try_clone().map_err(|source| VdkError::Air {
-                    path: hub.clone(),
-                    source,
-                })?);
+                clock_radio = Some(client.try_clone().map_err(air_err)?);
             }
             Some(client)
         }
         _ => None,
     };
+    let mut inputs = Inputs::new(signals, receiver, control);
     // The PTY link last: once it exists, the control socket and the radio are ready too, so a
     // runner that waits for the link can use everything at once.
     let mut console = if args.stdio {
-        Console::open_stdio(tx.clone()).map_err(VdkError::Stdio)?
+        Console::open_stdio().map_err(VdkError::Stdio)?
     } else if let Some(link) = &args.pty_link {
-        Console::open_pty(link, tx.clone()).map_err(|source| VdkError::Pty {
+        Console::open_pty(link).map_err(|source| VdkError::Pty {
             path: link.clone(),
             source,
         })?
     } else {
         return Err(VdkError::NoConsole);
     };
-    drop(tx);
     // A seeded board draws its factory EUI-64 from its seed too: the same case run, the same
     // addresses on the air.
     let eui64 = args.eui64.unwrap_or_else(|| match args.seed {
@@ -283,13 +223,13 @@ pub fn run(args: VdkArgs) -> Result<(), VdkError> {
             if let Some(m) = firmware {
                 board.flash(m, clock.now());
             }
-            device::run_clocked_loop(&mut board, &rx, &mut console, &mut clock);
+            device::run_clocked_loop(&mut board, &mut inputs, &mut console, &mut clock);
         }
         None => {
             if let Some(m) = firmware {
                 board.flash(m, std::time::Instant::now());
             }
-            device::run_loop(&mut board, &rx, &mut console, args.stdio);
+            device::run_loop(&mut board, &mut inputs, &mut console, args.stdio);
         }
     }
     Ok(())

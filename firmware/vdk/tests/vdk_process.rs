@@ -396,3 +396,52 @@ fn a_board_dies_with_the_parent_it_names() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn one_thread_serves_every_input_and_an_idle_client_blocks_no_one() {
+    let dir = short_tempdir();
+    let hub = Hub::start(dir.path()).unwrap();
+    let mut dk = Dk::spawn(
+        dir.path(),
+        "s",
+        Some(hub.socket_path()),
+        Some(&variant("ncs-v2.2.0.toml")),
+    );
+    // The firmware's single thread: console, radio, control socket and signals are all
+    // waited on by the main loop.
+    let threads = std::fs::read_dir(format!("/proc/{}/task", dk.child.id()))
+        .unwrap()
+        .count();
+    assert_eq!(threads, 1, "threads of the board");
+    // A client that connects and says nothing (or half a line) holds no one up.
+    let mut idle = UnixStream::connect(&dk.control).unwrap();
+    idle.write_all(b"image-").unwrap();
+    let started = Instant::now();
+    assert!(dk.control("image-hash").starts_with("ok "));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(dk.command("ot state"), vec!["disabled"]);
+    // The idle client's last request, ended by closing its side instead of a newline, is
+    // still answered.
+    idle.write_all(b"hash").unwrap();
+    idle.shutdown(std::net::Shutdown::Write).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reply = String::new();
+    BufReader::new(idle).read_line(&mut reply).unwrap();
+    assert!(reply.starts_with("ok "), "{reply:?}");
+}
+
+#[test]
+fn a_console_nobody_reads_never_stalls_the_board() {
+    let dir = short_tempdir();
+    let mut dk = Dk::spawn(dir.path(), "q", None, Some(&variant("ncs-v2.2.0.toml")));
+    dk.expect("uart:~$ ", Duration::from_secs(5));
+    // Type commands and read nothing back: their output fills the PTY, then the board's
+    // queue, then is dropped; the board keeps answering its control socket all along.
+    let line = b"ot ipaddr\r".repeat(400);
+    for _ in 0..20 {
+        dk.write(&line);
+        assert_eq!(dk.control("image-hash").len(), "ok ".len() + 64);
+    }
+    let peak = dk.status_kb("VmHWM");
+    assert!(peak > 0 && peak < 32 * 1024, "peak VmRSS {peak} kB");
+}

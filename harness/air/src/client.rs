@@ -1,6 +1,7 @@
 //! A radio on the virtual air.
 
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -157,22 +158,41 @@ impl AirClient {
         self.socket
             .set_read_timeout(Some(timeout.max(Duration::from_micros(1))))?;
         match self.socket.recv(&mut buf) {
-            Ok(len) => {
-                let datagram = buf.get(..len).unwrap_or_default();
-                Ok(Some(match HubMessage::parse(datagram) {
-                    Ok(HubMessage::Time { now_us }) => Received::Time(now_us),
-                    Ok(HubMessage::Frame(frame)) if frame.channel == self.channel() => {
-                        Received::Frame(frame)
-                    }
-                    Ok(HubMessage::Frame(_)) => Received::Discarded,
-                    Err(_) => {
-                        self.shared.malformed.fetch_add(1, Ordering::Relaxed);
-                        Received::Discarded
-                    }
-                }))
-            }
+            Ok(len) => Ok(Some(self.classify(buf.get(..len).unwrap_or_default()))),
             Err(e) if is_timeout(&e) => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    /// The next datagram from the hub if one is waiting, without waiting (for a caller that
+    /// polls the socket, [`AsFd`], with its other inputs). The socket stays blocking for sends.
+    pub fn try_recv_message(&self) -> io::Result<Option<Received>> {
+        let mut buf = [0u8; 512];
+        loop {
+            return match nix::sys::socket::recv(
+                self.socket.as_raw_fd(),
+                &mut buf,
+                nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(len) => Ok(Some(self.classify(buf.get(..len).unwrap_or_default()))),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => Ok(None),
+                Err(e) => Err(e.into()),
+            };
+        }
+    }
+
+    fn classify(&self, datagram: &[u8]) -> Received {
+        match HubMessage::parse(datagram) {
+            Ok(HubMessage::Time { now_us }) => Received::Time(now_us),
+            Ok(HubMessage::Frame(frame)) if frame.channel == self.channel() => {
+                Received::Frame(frame)
+            }
+            Ok(HubMessage::Frame(_)) => Received::Discarded,
+            Err(_) => {
+                self.shared.malformed.fetch_add(1, Ordering::Relaxed);
+                Received::Discarded
+            }
         }
     }
 
@@ -220,6 +240,12 @@ impl AirClient {
         self.socket
             .send_to(&message.emit(), &self.shared.hub)
             .map(|_| ())
+    }
+}
+
+impl AsFd for AirClient {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
     }
 }
 

@@ -723,7 +723,7 @@ impl Stack {
         Ok(())
     }
 
-    /// Take one frame the air reader thread received.
+    /// Take one frame the radio received.
     pub fn handle_air_frame(&mut self, now: Instant, frame: &AirFrame) {
         if self.role == Role::Disabled || frame.channel != self.dataset.channel {
             return;
@@ -782,7 +782,7 @@ impl Stack {
         std::mem::take(&mut self.events)
     }
 
-    /// A second handle on the radio for the device's air reader thread.
+    /// A second handle on the radio, to receive on while this one sends.
     pub fn air_receiver(&self) -> Option<AirClient> {
         self.air.as_ref().and_then(|a| a.try_clone().ok())
     }
