@@ -1,7 +1,7 @@
 //! The board's UART: a PTY (what the runner and `screen`/`tio` open) or the process's stdio.
 //!
 //! Owned by the main loop, which waits on its input with the board's other inputs
-//! ([`crate::input::Inputs`]) and writes its output directly: no thread stands between the UART
+//! ([`crate::sources::Sources`]) and writes its output directly: no thread stands between the UART
 //! and the firmware. A real UART never blocks the firmware when nobody reads it, and neither
 //! may the PTY (its kernel buffer fills up when no one has the slave open): its master is
 //! non-blocking, output that does not fit waits in a bounded queue, written as the PTY drains,

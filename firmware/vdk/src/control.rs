@@ -3,7 +3,7 @@
 //! way it would use a J-Link for a real DK.
 //!
 //! The listener and its connections are waited on by the main loop with the board's other
-//! inputs ([`crate::input::Inputs`]), and requests are executed there (so a flash never races
+//! inputs ([`crate::sources::Sources`]), and requests are executed there (so a flash never races
 //! console input). A connection has one request in hand at a time: the next line is read once
 //! the reply is written.
 

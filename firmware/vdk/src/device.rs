@@ -3,7 +3,7 @@
 //!
 //! [`Board`] has no I/O of its own: it consumes console bytes, radio frames, control requests
 //! and timer ticks and produces console bytes, so tests drive it directly. [`run_loop`] connects
-//! it to its inputs ([`Inputs`]: one wait on every source) and sleeps until the next input or
+//! it to its inputs ([`Sources`]: one wait on every source) and sleeps until the next input or
 //! deadline.
 
 use std::net::Ipv6Addr;
@@ -15,11 +15,12 @@ use crate::cli::{self, Cli, Context, Outcome};
 use crate::console::Console;
 use crate::fault::{AfterFatal, CrashRequest, FaultState};
 use crate::firmware::{Application, Manifest, Profile};
-use crate::input::{Input, Inputs};
+use crate::input::Input;
 use crate::net::dataset::{DEFAULT_CHANNEL_MASK, SecurityPolicy};
 use crate::net::{ActiveDataset, Role, Stack};
 use crate::shell::{self, Shell, ShellConfig};
 use crate::sniffer_app::SnifferApp;
+use crate::sources::Sources;
 use ot_hil_board::control::{ControlReply as Reply, ControlRequest as Request};
 
 /// What Zephyr's `help` prints (shell.c `cmd_help` with TAB, autocompletion, help and metakeys
@@ -729,7 +730,7 @@ fn handle_input(
 /// The main loop: the board's one thread, waiting on its inputs until the next timer.
 pub fn run_loop(
     board: &mut Board,
-    inputs: &mut Inputs,
+    inputs: &mut Sources,
     console: &mut Console,
     exit_on_console_close: bool,
 ) {
@@ -803,7 +804,7 @@ const CLOCKED_REPORT_REPEAT: Duration = Duration::from_secs(1);
 /// to a deadline itself: the hub moves time on ([`Input::Clock`]) when every board is idle.
 pub fn run_clocked_loop(
     board: &mut Board,
-    inputs: &mut Inputs,
+    inputs: &mut Sources,
     console: &mut Console,
     clock: &mut CaseClockLink,
 ) {

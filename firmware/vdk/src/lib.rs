@@ -6,11 +6,12 @@
 //! Must not depend on: the runner (`ot-hil-runner`) or the lab; what it shares with them
 //! (manifests, profiles, the control protocol, the error table) is `ot-hil-board`.
 //!
-//! Layout: `firmware` (variant manifests + Kconfig, from ot-hil-board), `shell` (Zephyr shell / OT UART line
-//! discipline), `cli` (OpenThread CLI commands), `device` (board state + main loop), `input` (what
-//! the main loop waits for), `console` (PTY/stdio), `control` (virtual probe socket), `net` (the
-//! Thread stack model), `ot_text` (values as the OpenThread CLI prints them), `fork_server` (starts
-//! boards by fork for the runner).
+//! Layout: `firmware` (variant manifests + Kconfig, from ot-hil-board), `shell` (Zephyr shell /
+//! OT UART line discipline), `cli` (OpenThread CLI commands), `device` (board state + main loop),
+//! `input` (what the main loop waits for), `sources` (where it comes from: one wait on every
+//! source), `console` (PTY/stdio), `control` (virtual probe socket), `net` (the Thread stack
+//! model), `ot_text` (values as the OpenThread CLI prints them), `fork_server` (starts boards by
+//! fork for the runner).
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -33,13 +34,14 @@ pub mod net;
 pub mod ot_text;
 pub mod shell;
 pub mod sniffer_app;
+pub mod sources;
 
 use console::Console;
 use control::ControlServer;
 use device::Board;
 use firmware::{FirmwareError, Manifest};
-use input::Inputs;
 use ot_hil_air::AirClient;
+use sources::Sources;
 
 /// Command-line arguments of a virtual DK (`ot-hil-vdk ...` and `ot-hil vdk ...`).
 #[derive(Debug, Clone, clap::Args)]
@@ -169,7 +171,7 @@ pub fn run(args: VdkArgs) -> Result<(), VdkError> {
     if let Some(seed) = args.seed {
         entropy::seed(seed);
     }
-    let signals = input::shutdown_signals().map_err(VdkError::Signals)?;
+    let signals = sources::shutdown_signals().map_err(VdkError::Signals)?;
     let firmware = args.firmware.as_deref().map(Manifest::load).transpose()?;
     let control = match &args.control {
         Some(path) => Some(
@@ -197,7 +199,7 @@ pub fn run(args: VdkArgs) -> Result<(), VdkError> {
         }
         _ => None,
     };
-    let mut inputs = Inputs::new(signals, receiver, control);
+    let mut inputs = Sources::new(signals, receiver, control);
     // The PTY link last: once it exists, the control socket and the radio are ready too, so a
     // runner that waits for the link can use everything at once.
     let mut console = if args.stdio {

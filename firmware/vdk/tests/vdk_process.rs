@@ -424,7 +424,8 @@ fn one_thread_serves_every_input_and_an_idle_client_blocks_no_one() {
     // still answered.
     idle.write_all(b"hash").unwrap();
     idle.shutdown(std::net::Shutdown::Write).unwrap();
-    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut reply = String::new();
     BufReader::new(idle).read_line(&mut reply).unwrap();
     assert!(reply.starts_with("ok "), "{reply:?}");
