@@ -1,17 +1,21 @@
 //! The board's UART: a PTY (what the runner and `screen`/`tio` open) or the process's stdio.
 //!
 //! Owned by the main loop, which waits on its input with the board's other inputs
-//! ([`crate::sources::Sources`]) and writes its output directly: no thread stands between the UART
-//! and the firmware. A real UART never blocks the firmware when nobody reads it, and neither
-//! may the PTY (its kernel buffer fills up when no one has the slave open): its master is
-//! non-blocking, output that does not fit waits in a bounded queue, written as the PTY drains,
-//! and when the queue is full output is dropped and counted instead of stalling the board.
+//! ([`crate::sources::Sources`]) and writes a PTY's output directly: no thread stands between
+//! the UART and the firmware. A real UART never blocks the firmware when nobody reads it, and
+//! neither may the console (a PTY's kernel buffer fills up when no one has the slave open; a
+//! pipe on stdout fills up when no one reads it): the PTY master is non-blocking, output that
+//! does not fit waits in a bounded queue, written as the PTY drains, and when the queue is full
+//! output is dropped and counted instead of stalling the board. Stdout is shared with whoever
+//! started the board, so it is not made non-blocking: a writer thread takes its output from a
+//! bounded queue, and may block alone.
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
@@ -38,10 +42,14 @@ enum Port {
         _slave: OwnedFd,
         link: PathBuf,
     },
-    /// stdin and stdout. Output is written blocking: whoever runs a board on stdio reads it.
+    /// stdin, and stdout through its writer thread.
     Stdio {
         stdin: std::io::Stdin,
         restore_stdin: Option<Termios>,
+        /// `None` once closed.
+        writer: Option<SyncSender<Vec<u8>>>,
+        /// Signalled by the writer thread when it has written everything and stopped.
+        writer_done: Receiver<()>,
     },
     /// The port was closed ([`Console::close_port`]): output goes nowhere.
     Closed,
@@ -102,9 +110,12 @@ impl Console {
             }
             Err(_) => None, // a pipe or file: nothing to configure
         };
+        let (writer, writer_done) = spawn_stdout_writer()?;
         Ok(Console::on(Port::Stdio {
             stdin,
             restore_stdin,
+            writer: Some(writer),
+            writer_done,
         }))
     }
 
@@ -126,7 +137,20 @@ impl Console {
             return 0;
         }
         let len = bytes.len();
-        if self.queued.len() >= WRITE_QUEUE_CHUNKS {
+        let queued = match &self.port {
+            Port::Stdio { writer, .. } => match writer.as_ref().map(|w| w.try_send(bytes)) {
+                Some(Ok(())) => true,
+                Some(Err(TrySendError::Full(_))) => false,
+                Some(Err(TrySendError::Disconnected(_))) | None => return 0,
+            },
+            _ if self.queued.len() >= WRITE_QUEUE_CHUNKS => false,
+            _ => {
+                self.queued.push_back(bytes);
+                self.flush();
+                true
+            }
+        };
+        if !queued {
             self.dropped_chunks += 1;
             if self.dropped_chunks.is_power_of_two() {
                 eprintln!(
@@ -136,8 +160,6 @@ impl Console {
             }
             return 0;
         }
-        self.queued.push_back(bytes);
-        self.flush();
         len
     }
 
@@ -178,7 +200,7 @@ impl Console {
     pub(crate) fn wait_on(&self) -> Option<(BorrowedFd<'_>, PollFlags)> {
         let (fd, output_waits) = match &self.port {
             Port::Pty { master, .. } => (master.as_fd(), !self.queued.is_empty()),
-            // Stdio output is written blocking: it never waits here.
+            // Stdio output waits in its writer thread, not here.
             Port::Stdio { stdin, .. } => (stdin.as_fd(), false),
             Port::Closed => return None,
         };
@@ -229,12 +251,23 @@ impl Console {
     /// then the rest is lost, as on a real UART).
     pub fn close(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
+        if let Port::Stdio {
+            writer,
+            writer_done,
+            ..
+        } = &mut self.port
+            && writer.take().is_some()
+        {
+            let _ = writer_done.recv_timeout(timeout);
+        }
         self.flush();
         while !self.queued.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
-            let Some((fd, _)) = self.wait_on() else { break };
+            let Port::Pty { master, .. } = &self.port else {
+                break;
+            };
             let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
-            let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
+            let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLOUT)];
             match poll(&mut fds, PollTimeout::from(ms)) {
                 Ok(0) => break,
                 Ok(_) | Err(nix::errno::Errno::EINTR) => self.flush(),
@@ -259,6 +292,7 @@ impl Console {
         if let Port::Stdio {
             stdin,
             restore_stdin: Some(orig),
+            ..
         } = &self.port
         {
             let _ = termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, orig);
@@ -266,6 +300,26 @@ impl Console {
         self.port = Port::Closed;
         self.input_ended = true;
     }
+}
+
+/// The thread that writes stdout: it alone blocks when nobody reads it.
+fn spawn_stdout_writer() -> std::io::Result<(SyncSender<Vec<u8>>, Receiver<()>)> {
+    let (tx, rx): (SyncSender<Vec<u8>>, Receiver<Vec<u8>>) = mpsc::sync_channel(WRITE_QUEUE_CHUNKS);
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("vdk-stdout-writer".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut out = std::io::stdout().lock();
+            while let Ok(chunk) = rx.recv() {
+                if let Err(e) = out.write_all(&chunk).and_then(|()| out.flush()) {
+                    eprintln!("vdk: console write failed: {e}");
+                    break;
+                }
+            }
+            let _ = done_tx.send(());
+        })?;
+    Ok((tx, done_rx))
 }
 
 impl Drop for Console {

@@ -21,6 +21,10 @@ const MAX_REQUEST: usize = 4096;
 /// Read size on a connection.
 const READ_CHUNK: usize = 4096;
 
+/// Most bytes read from one connection per wake: a client streaming an endless line does not
+/// keep the board from its other inputs.
+const READ_PER_WAKE: usize = 64 * 1024;
+
 /// The listening control socket and its connections; the socket file is removed on drop.
 pub struct ControlServer {
     path: PathBuf,
@@ -138,7 +142,8 @@ impl Connection {
     /// dropped as it arrives, never kept).
     fn receive(&mut self) {
         let mut buf = [0u8; READ_CHUNK];
-        while !self.pending.contains(&b'\n') {
+        let mut budget = READ_PER_WAKE;
+        while !self.dead && budget > 0 && !self.pending.contains(&b'\n') {
             let room = (MAX_REQUEST + 1 - self.pending.len()).min(READ_CHUNK);
             match self.stream.read(&mut buf[..room]) {
                 Ok(0) => {
@@ -146,6 +151,7 @@ impl Connection {
                     return;
                 }
                 Ok(n) => {
+                    budget = budget.saturating_sub(n);
                     let mut got = &buf[..n];
                     if self.skipping {
                         match got.iter().position(|b| *b == b'\n') {
@@ -174,6 +180,9 @@ impl Connection {
     }
 
     fn serve(&mut self, inputs: &mut Vec<Input>) {
+        if self.dead {
+            return;
+        }
         if let Some(reply) = &self.awaiting {
             let text = match reply.try_recv() {
                 Ok(text) => text,
@@ -182,6 +191,9 @@ impl Connection {
             };
             self.awaiting = None;
             self.reply(&text);
+            if self.dead {
+                return;
+            }
         }
         // A last request may end with the connection instead of a newline.
         let end = self
@@ -199,8 +211,9 @@ impl Connection {
         self.awaiting = Some(rx);
     }
 
-    /// Write one reply line. Replies are short and the client reads them: one that does not
-    /// read (its socket buffer full) loses its connection rather than stall the board.
+    /// Write one reply line, without waiting. Replies are short: a client that lets its socket
+    /// buffer fill up (hundreds of replies it has not read) loses its connection rather than
+    /// stall the board.
     fn reply(&mut self, text: &str) {
         if self
             .stream

@@ -112,20 +112,27 @@ impl Sources {
         // ppoll: its timeout has the precision of the board's timers (poll's is 1 ms).
         let count = match ppoll(&mut fds, timeout, None) {
             Ok(n) => usize::try_from(n).unwrap_or(0),
-            Err(_) => return 0, // EINTR: the caller waits again
+            Err(nix::errno::Errno::EINTR) => return 0, // the caller waits again
+            Err(e) => {
+                // Nothing to wait with: the board cannot go on, so it ends cleanly.
+                eprintln!("vdk: waiting for input failed: {e}");
+                self.ready.push_back(Input::Shutdown);
+                return 0;
+            }
         };
         if count == 0 {
             return 0;
         }
+        // Hang-up, error and a bad descriptor wake a source too: its read or write then says
+        // what happened, and the source stops being waited on.
+        let trouble = PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL;
         let woke = |pfd: &PollFd<'_>| {
-            pfd.revents().is_some_and(|r| {
-                r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
-            })
+            pfd.revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLIN | trouble))
         };
         let writable = |pfd: &PollFd<'_>| {
-            pfd.revents().is_some_and(|r| {
-                r.intersects(PollFlags::POLLOUT | PollFlags::POLLHUP | PollFlags::POLLERR)
-            })
+            pfd.revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLOUT | trouble))
         };
         let signalled = woke(&fds[0]);
         let console_readable = console_at.is_some_and(|i| woke(&fds[i]));
@@ -149,12 +156,21 @@ impl Sources {
             control.ready(&control_readable, &mut requests);
             self.ready.extend(requests);
         }
-        if signalled && let Ok(Some(info)) = self.signals.read_signal() {
-            let name = Signal::try_from(info.ssi_signo as i32)
-                .map(|s| s.to_string())
-                .unwrap_or_else(|_| info.ssi_signo.to_string());
-            eprintln!("vdk: {name}: shutting down");
-            self.ready.push_back(Input::Shutdown);
+        if signalled {
+            match self.signals.read_signal() {
+                Ok(Some(info)) => {
+                    let name = Signal::try_from(info.ssi_signo as i32)
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|_| info.ssi_signo.to_string());
+                    eprintln!("vdk: {name}: shutting down");
+                    self.ready.push_back(Input::Shutdown);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    eprintln!("vdk: reading signals failed: {e}; shutting down");
+                    self.ready.push_back(Input::Shutdown);
+                }
+            }
         }
         count
     }

@@ -446,3 +446,51 @@ fn a_console_nobody_reads_never_stalls_the_board() {
     let peak = dk.status_kb("VmHWM");
     assert!(peak > 0 && peak < 32 * 1024, "peak VmRSS {peak} kB");
 }
+
+#[test]
+fn a_stdio_board_whose_output_nobody_reads_still_ends_on_sigterm() {
+    use std::os::fd::AsFd;
+    use std::process::{Command, Stdio};
+    let (never_read, stdout) = std::io::pipe().unwrap();
+    let mut child = Command::new(vdk_common::exe())
+        .args(["--stdio", "--no-air", "--firmware"])
+        .arg(variant("ncs-v2.2.0.toml"))
+        .stdin(Stdio::piped())
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Far more output than the pipe holds, and typed without waiting: the board must not block
+    // on it (nor we on its input).
+    let stdin = child.stdin.take().unwrap();
+    nix::fcntl::fcntl(
+        stdin.as_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .unwrap();
+    let line = b"ot ipaddr\r".repeat(50);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(1) {
+        let _ = (&stdin).write(&line);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if start.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(never_read);
+    assert!(status.is_some(), "SIGTERM ignored while stdout is full");
+}

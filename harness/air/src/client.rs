@@ -168,17 +168,14 @@ impl AirClient {
     /// polls the socket, [`AsFd`], with its other inputs). The socket stays blocking for sends.
     pub fn try_recv_message(&self) -> io::Result<Option<Received>> {
         let mut buf = [0u8; 512];
-        loop {
-            return match nix::sys::socket::recv(
-                self.socket.as_raw_fd(),
-                &mut buf,
-                nix::sys::socket::MsgFlags::MSG_DONTWAIT,
-            ) {
-                Ok(len) => Ok(Some(self.classify(buf.get(..len).unwrap_or_default()))),
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(nix::errno::Errno::EAGAIN) => Ok(None),
-                Err(e) => Err(e.into()),
-            };
+        match nix::sys::socket::recv(
+            self.socket.as_raw_fd(),
+            &mut buf,
+            nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(len) => Ok(Some(self.classify(buf.get(..len).unwrap_or_default()))),
+            Err(nix::errno::Errno::EAGAIN) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -111,22 +111,40 @@ impl LaunchReply {
     }
 }
 
-/// Send one datagram of this protocol on `socket`, with `fd` if given.
+/// Send one datagram of this protocol on `socket`, with `fd` if given; waits for room in the
+/// socket's buffer.
 pub fn send(
     socket: BorrowedFd<'_>,
     bytes: &[u8],
     fd: Option<BorrowedFd<'_>>,
 ) -> std::io::Result<()> {
+    send_with(socket, bytes, fd, MsgFlags::MSG_NOSIGNAL)
+}
+
+/// [`send`] without waiting: `WouldBlock` when the socket's buffer is full (nothing is sent).
+pub fn try_send(
+    socket: BorrowedFd<'_>,
+    bytes: &[u8],
+    fd: Option<BorrowedFd<'_>>,
+) -> std::io::Result<()> {
+    send_with(
+        socket,
+        bytes,
+        fd,
+        MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+    )
+}
+
+fn send_with(
+    socket: BorrowedFd<'_>,
+    bytes: &[u8],
+    fd: Option<BorrowedFd<'_>>,
+    flags: MsgFlags,
+) -> std::io::Result<()> {
     let iov = [IoSlice::new(bytes)];
     let fds = fd.map(|fd| [fd.as_raw_fd()]);
     let cmsgs: Vec<ControlMessage<'_>> = fds.iter().map(|f| ControlMessage::ScmRights(f)).collect();
-    sendmsg::<()>(
-        socket.as_raw_fd(),
-        &iov,
-        &cmsgs,
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-    )?;
+    sendmsg::<()>(socket.as_raw_fd(), &iov, &cmsgs, flags, None)?;
     Ok(())
 }
 
@@ -134,7 +152,9 @@ pub fn send(
 /// datagram means the other side has closed the socket (the protocol never sends one).
 pub fn recv(socket: BorrowedFd<'_>) -> std::io::Result<(Vec<u8>, Option<OwnedFd>)> {
     let mut buf = vec![0u8; MAX_LAUNCH_MESSAGE];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
+    // Room for more descriptors than the protocol sends, so that a peer sending extra ones has
+    // them installed here (and closed below) rather than truncated.
+    let mut space = nix::cmsg_space!([RawFd; 4]);
     let mut iov = [IoSliceMut::new(&mut buf)];
     let msg = recvmsg::<()>(
         socket.as_raw_fd(),
@@ -142,7 +162,17 @@ pub fn recv(socket: BorrowedFd<'_>) -> std::io::Result<(Vec<u8>, Option<OwnedFd>
         Some(&mut space),
         MsgFlags::MSG_CMSG_CLOEXEC,
     )?;
+    let (len, truncated) = (msg.bytes, msg.flags.contains(MsgFlags::MSG_TRUNC));
     let mut carried = None;
+    // The descriptors did not fit (this process is out of descriptors, or the peer sent too
+    // many): the datagram counts, without its descriptor, whose absence the caller handles.
+    if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+        if truncated {
+            return Err(std::io::Error::other(LaunchParseError::TooLong(len)));
+        }
+        buf.truncate(len);
+        return Ok((buf, None));
+    }
     // Own every descriptor that arrived, so that none leaks, and keep the first.
     for cmsg in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
@@ -155,7 +185,6 @@ pub fn recv(socket: BorrowedFd<'_>) -> std::io::Result<(Vec<u8>, Option<OwnedFd>
             }
         }
     }
-    let (len, truncated) = (msg.bytes, msg.flags.contains(MsgFlags::MSG_TRUNC));
     if truncated {
         return Err(std::io::Error::other(LaunchParseError::TooLong(len)));
     }
@@ -196,6 +225,36 @@ mod tests {
         assert_eq!((bytes.as_slice(), fd.is_none()), (&b"error none"[..], true));
         drop(a);
         assert_eq!(recv(b.as_fd()).unwrap().0, b"");
+    }
+
+    #[test]
+    fn descriptors_that_do_not_fit_leave_the_datagram_without_one() {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+        use std::os::fd::AsFd;
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        // More descriptors than a receiver makes room for: the kernel truncates them.
+        let files: Vec<std::fs::File> = (0..8).map(|_| tempfile::tempfile().unwrap()).collect();
+        let raw: Vec<RawFd> = files.iter().map(|f| f.as_raw_fd()).collect();
+        let iov = [IoSlice::new(b"ok 9")];
+        sendmsg::<()>(
+            a.as_raw_fd(),
+            &iov,
+            &[ControlMessage::ScmRights(&raw)],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        send(a.as_fd(), b"error next", None).unwrap();
+        let (bytes, fd) = recv(b.as_fd()).expect("the datagram, not an error");
+        assert_eq!((bytes.as_slice(), fd.is_none()), (&b"ok 9"[..], true));
+        // The next datagram is read as usual.
+        assert_eq!(recv(b.as_fd()).unwrap().0, b"error next");
     }
 
     #[test]

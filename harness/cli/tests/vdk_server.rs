@@ -323,3 +323,37 @@ async fn a_board_asked_for_and_given_up_on_is_killed_when_it_comes() {
     );
     assert!(alive(kept.pid().unwrap()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_board_answered_and_then_given_up_on_is_killed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hub = ot_hil_air::Hub::start(tmp.path()).unwrap();
+    let vdk = VdkCommand::ot_hil(EXE.into());
+    let kept = board(&vdk, tmp.path(), hub.socket_path(), "kept").await;
+    let server = server_of(&kept).as_raw() as u32;
+    // Asked for, answered (the answer waits for whoever asked), then dropped unread.
+    let answered =
+        VirtualDk::start(&vdk, hub.socket_path(), tmp.path(), "answered", None, None).unwrap();
+    let link = tmp.path().join("answered.tty");
+    let start = Instant::now();
+    while !link.exists() && start.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(link.exists(), "the board came up");
+    drop(answered);
+    let start = Instant::now();
+    let others = loop {
+        let others: Vec<u32> = children_of(server)
+            .into_iter()
+            .filter(|pid| *pid != kept.pid().unwrap() && alive(*pid))
+            .collect();
+        if others.is_empty() || start.elapsed() > Duration::from_secs(5) {
+            break others;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(
+        others.is_empty(),
+        "a board nobody waits for runs on: {others:?}"
+    );
+}

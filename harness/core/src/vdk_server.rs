@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{AddressFamily, Shutdown, SockFlag, SockType, shutdown, socketpair};
@@ -108,12 +109,8 @@ impl Server {
         })
     }
 
-    /// Send a launch request; the answer comes through the receiver.
-    fn request(
-        &self,
-        args: Vec<OsString>,
-        log: Option<&File>,
-    ) -> Result<oneshot::Receiver<Answer>, LaunchError> {
+    /// Send a launch request; its answer will come to the returned [`Pending`].
+    fn request(&self, args: Vec<OsString>, log: Option<&File>) -> Result<Pending, LaunchError> {
         if self.lost.load(Ordering::Relaxed) {
             return Err(LaunchError::Unavailable(
                 "an earlier request got no answer".into(),
@@ -125,41 +122,48 @@ impl Server {
         }
         let request = LaunchRequest { args }.emit();
         // Until the request is sent, nothing has started: the board may be executed instead.
-        // (The socket's buffer holds well over a hundred requests, and the server reads them
-        // as fast as it forks, so this send does not wait.)
-        launch::send(self.socket.as_fd(), &request, log.map(|f| f.as_fd()))
+        // Not waiting for room: the server reads requests as fast as it forks, so a full
+        // buffer (well over a hundred requests) means it has stopped.
+        launch::try_send(self.socket.as_fd(), &request, log.map(|f| f.as_fd()))
             .map_err(|e| LaunchError::Unavailable(e.to_string()))?;
         let (answer, answered) = oneshot::channel();
         waiting.queue.push_back(answer);
-        Ok(answered)
+        Ok(Pending {
+            answered: Some(answered),
+            sent: Instant::now(),
+        })
     }
 
     /// Wait for the answer to a request: the board's pid and pidfd.
-    async fn answer(
-        &self,
-        answered: oneshot::Receiver<Answer>,
-    ) -> Result<(u32, OwnedFd), LaunchError> {
+    async fn answer(&self, pending: &mut Pending) -> Result<(u32, OwnedFd), LaunchError> {
         // From the send on, the server may have started the board whatever goes wrong:
         // executing it too would start it twice. So this board fails, and the server takes no
-        // more requests (its boards run on; one it starts later, nobody waits for, is killed).
+        // more requests (its boards run on; the one it may yet start is killed, by `pending`).
         let lost = |why: String| {
             self.lost.store(true, Ordering::Relaxed);
             LaunchError::Lost(why)
         };
+        let Some(answered) = pending.answered.as_mut() else {
+            return Err(lost("asked for twice".into()));
+        };
         // A fork takes well under a millisecond; a server that does not answer (stopped, or
         // stuck) must not hold the run.
-        let (reply, pidfd) = match tokio::time::timeout(REPLY_TIMEOUT, answered).await {
+        let left = REPLY_TIMEOUT.saturating_sub(pending.sent.elapsed());
+        let (reply, pidfd) = match tokio::time::timeout(left, answered).await {
             Err(_) => return Err(lost(format!("no reply within {REPLY_TIMEOUT:?}"))),
             Ok(Err(_)) => return Err(lost("its replies are no longer read".into())),
             Ok(Ok(Err(e))) => return Err(lost(e.to_string())),
             Ok(Ok(Ok(received))) => received,
         };
+        // Answered: from here this request's board is the caller's.
+        pending.answered = None;
         if reply.is_empty() {
             // The server exited, and its boards with it: nothing of this request runs.
             return Err(LaunchError::Unavailable("it has exited".into()));
         }
-        match LaunchReply::parse(&reply).map_err(|e| lost(e.to_string()))? {
-            LaunchReply::Started { pid } => match pidfd {
+        let parsed = LaunchReply::parse(&reply);
+        match parsed {
+            Ok(LaunchReply::Started { pid }) => match pidfd {
                 Some(pidfd) => Ok((pid, pidfd)),
                 None => {
                     crate::board_process::kill_group(pid);
@@ -168,8 +172,46 @@ impl Server {
                     )))
                 }
             },
-            LaunchReply::Failed(message) => Err(LaunchError::Refused(message)),
+            Ok(LaunchReply::Failed(message)) => Err(LaunchError::Refused(message)),
+            Err(e) => {
+                // Not a reply: whatever came with it goes.
+                if let Some(pidfd) = &pidfd {
+                    kill_by_pidfd(pidfd);
+                }
+                Err(lost(e.to_string()))
+            }
         }
+    }
+}
+
+/// A request sent and not answered yet. Dropped before its answer is taken (an aborted case,
+/// a time limit), the board it asks for is killed: now, if the answer has come, or by the
+/// reply thread when it comes.
+struct Pending {
+    answered: Option<oneshot::Receiver<Answer>>,
+    sent: Instant,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let Some(mut answered) = self.answered.take() else {
+            return;
+        };
+        // Closed: an answer still to come cannot be given, and the reply thread kills its board.
+        answered.close();
+        if let Ok(Ok((reply, pidfd))) = answered.try_recv() {
+            abandon(&reply, pidfd.as_ref());
+        }
+    }
+}
+
+/// Kill the board of an answer nobody takes: through its pidfd, or its group when it came
+/// without one.
+fn abandon(reply: &[u8], pidfd: Option<&OwnedFd>) {
+    match (pidfd, LaunchReply::parse(reply)) {
+        (Some(pidfd), _) => kill_by_pidfd(pidfd),
+        (None, Ok(LaunchReply::Started { pid })) => crate::board_process::kill_group(pid),
+        (None, _) => {}
     }
 }
 
@@ -189,33 +231,44 @@ fn route_replies(socket: &OwnedFd, waiting: &Mutex<Waiting>) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             // Reset: the server exited with requests unread.
             Err(e) if e.raw_os_error() == Some(nix::libc::ECONNRESET) => Ok((Vec::new(), None)),
-            // Any other socket error will not go away: treat it as the server's end.
-            Err(e) if e.raw_os_error().is_some() => {
-                tracing::warn!("vdk-server: replies cannot be read: {e}");
-                Ok((Vec::new(), None))
-            }
-            // A reply that is not one of the protocol's (too long): the front request's.
             other => other,
         };
-        let ended = matches!(&received, Ok((reply, _)) if reply.is_empty());
         let mut waiting = waiting.lock().unwrap_or_else(|e| e.into_inner());
-        if ended {
-            waiting.gone = true;
-            for answer in waiting.queue.drain(..) {
-                let _ = answer.send(Ok((Vec::new(), None)));
+        match received {
+            // The server's end: every request waiting learns it has exited.
+            Ok((reply, _)) if reply.is_empty() => {
+                waiting.gone = true;
+                for answer in waiting.queue.drain(..) {
+                    let _ = answer.send(Ok((Vec::new(), None)));
+                }
+                return;
             }
-            return;
-        }
-        let Some(answer) = waiting.queue.pop_front() else {
-            // A reply nobody asked for: the server is out of step (or not the server).
-            let _ = received.map(|(_, pidfd)| pidfd.map(|fd| kill_by_pidfd(&fd)));
-            continue;
-        };
-        drop(waiting);
-        if let Err(Ok((_, Some(pidfd)))) = answer.send(received) {
-            // Its case gave up waiting (an aborted case, or a reply past the time limit): the
-            // board it would have had goes now.
-            kill_by_pidfd(&pidfd);
+            // The socket cannot be read: the server may still be starting these boards, so
+            // they fail rather than be executed, and nothing more is asked of it.
+            Err(e) if e.raw_os_error().is_some() => {
+                tracing::warn!("vdk-server: replies cannot be read: {e}");
+                waiting.gone = true;
+                for answer in waiting.queue.drain(..) {
+                    let _ = answer.send(Err(std::io::Error::new(e.kind(), e.to_string())));
+                }
+                return;
+            }
+            // A reply, or a datagram that is not one (too long): the oldest request's.
+            received => {
+                let Some(answer) = waiting.queue.pop_front() else {
+                    // A reply nobody asked for: the server is out of step (or not the server).
+                    if let Ok((reply, pidfd)) = &received {
+                        abandon(reply, pidfd.as_ref());
+                    }
+                    continue;
+                };
+                drop(waiting);
+                if let Err(Ok((reply, pidfd))) = answer.send(received) {
+                    // Its case gave up waiting (an aborted case, or a reply past the time limit):
+                    // the board it would have had goes now.
+                    abandon(&reply, pidfd.as_ref());
+                }
+            }
         }
     }
 }
@@ -307,10 +360,10 @@ impl VdkServer {
         log: Option<&File>,
     ) -> Result<Launching, LaunchError> {
         let server = self.server()?;
-        let answered = server.request(args, log)?;
+        let pending = server.request(args, log)?;
         Ok(Launching {
             server: server.clone(),
-            answered,
+            pending,
         })
     }
 
@@ -324,14 +377,14 @@ impl VdkServer {
 /// server's answer comes.
 pub struct Launching {
     server: Arc<Server>,
-    answered: oneshot::Receiver<Answer>,
+    pending: Pending,
 }
 
 impl Launching {
     /// Wait for the server's answer: the board, forked. Must be awaited inside a tokio runtime
     /// (the board's exit is watched by it).
-    pub async fn started(self) -> Result<ForkedBoard, LaunchError> {
-        let (pid, pidfd) = self.server.answer(self.answered).await?;
+    pub async fn started(mut self) -> Result<ForkedBoard, LaunchError> {
+        let (pid, pidfd) = self.server.answer(&mut self.pending).await?;
         // SAFETY: the pidfd is owned by the AsyncFd and closed only when it is dropped.
         #[allow(unsafe_code)]
         let exit = unsafe { AsyncFd::register(pidfd) }.map_err(|e| {

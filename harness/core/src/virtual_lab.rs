@@ -352,13 +352,13 @@ impl VirtualDk {
     /// The server's answer for a board asked of it (or its execution instead, should the
     /// server be gone).
     async fn launched(&mut self) -> Result<(), VirtualBoardError> {
-        if !matches!(self.process, BoardProcess::Launching(..)) {
-            return Ok(());
-        }
-        let BoardProcess::Launching(fallback, launching) =
-            std::mem::replace(&mut self.process, BoardProcess::NotStarted)
-        else {
-            return Ok(());
+        let process = std::mem::replace(&mut self.process, BoardProcess::NotStarted);
+        let (fallback, launching) = match process {
+            BoardProcess::Launching(fallback, launching) => (fallback, launching),
+            other => {
+                self.process = other;
+                return Ok(());
+            }
         };
         let command = fallback.describe();
         let spawn_err = |source: std::io::Error| VirtualBoardError::Spawn {
