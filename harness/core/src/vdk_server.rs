@@ -122,8 +122,9 @@ impl Server {
         }
         let request = LaunchRequest { args }.emit();
         // Until the request is sent, nothing has started: the board may be executed instead.
-        // Not waiting for room: the server reads requests as fast as it forks, so a full
-        // buffer (well over a hundred requests) means it has stopped.
+        // Not waiting for room (an async worker must not block): a full buffer, over a hundred
+        // requests waiting, means the server is stopped or far behind, and this board is
+        // executed instead.
         launch::try_send(self.socket.as_fd(), &request, log.map(|f| f.as_fd()))
             .map_err(|e| LaunchError::Unavailable(e.to_string()))?;
         let (answer, answered) = oneshot::channel();
