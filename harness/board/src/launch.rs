@@ -198,18 +198,23 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn a_datagram_and_its_descriptor_cross_a_socket_pair() {
+    /// Two ends of a socket pair of the protocol's type.
+    fn pair() -> (OwnedFd, OwnedFd) {
         use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
-        use std::io::{Read, Seek, Write};
-        use std::os::fd::AsFd;
-        let (a, b) = socketpair(
+        socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
             None,
             SockFlag::SOCK_CLOEXEC,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_datagram_and_its_descriptor_cross_a_socket_pair() {
+        use std::io::{Read, Seek, Write};
+        use std::os::fd::AsFd;
+        let (a, b) = pair();
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(b"carried").unwrap();
         send(a.as_fd(), b"ok 7", Some(file.as_fd())).unwrap();
@@ -229,15 +234,8 @@ mod tests {
 
     #[test]
     fn descriptors_that_do_not_fit_leave_the_datagram_without_one() {
-        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
         use std::os::fd::AsFd;
-        let (a, b) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
+        let (a, b) = pair();
         // More descriptors than a receiver makes room for: the kernel truncates them.
         let files: Vec<std::fs::File> = (0..8).map(|_| tempfile::tempfile().unwrap()).collect();
         let raw: Vec<RawFd> = files.iter().map(|f| f.as_raw_fd()).collect();

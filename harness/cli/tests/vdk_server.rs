@@ -253,6 +253,21 @@ async fn a_request_the_server_never_answers_fails_that_board_only() {
     nix::sys::signal::kill(server, nix::sys::signal::Signal::SIGCONT).unwrap();
 }
 
+/// The live children of `server` other than `wanted`, once there are none or after 5 s.
+fn strays(server: u32, wanted: &[u32]) -> Vec<u32> {
+    let start = Instant::now();
+    loop {
+        let others: Vec<u32> = children_of(server)
+            .into_iter()
+            .filter(|pid| !wanted.contains(pid) && alive(*pid))
+            .collect();
+        if others.is_empty() || start.elapsed() > Duration::from_secs(5) {
+            return others;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Pids of the processes whose parent is `parent`.
 fn children_of(parent: u32) -> Vec<u32> {
     std::fs::read_dir("/proc")
@@ -305,18 +320,7 @@ async fn a_board_asked_for_and_given_up_on_is_killed_when_it_comes() {
     drop(abandoned);
     // Answers come in order: once the next board is up, the abandoned one has been answered.
     let after = board(&vdk, tmp.path(), hub.socket_path(), "after").await;
-    let wanted = [kept.pid().unwrap(), after.pid().unwrap()];
-    let start = Instant::now();
-    let others = loop {
-        let others: Vec<u32> = children_of(server)
-            .into_iter()
-            .filter(|pid| !wanted.contains(pid) && alive(*pid))
-            .collect();
-        if others.is_empty() || start.elapsed() > Duration::from_secs(5) {
-            break others;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let others = strays(server, &[kept.pid().unwrap(), after.pid().unwrap()]);
     assert!(
         others.is_empty(),
         "a board nobody waits for runs on: {others:?}"
@@ -341,17 +345,7 @@ async fn a_board_answered_and_then_given_up_on_is_killed() {
     }
     assert!(link.exists(), "the board came up");
     drop(answered);
-    let start = Instant::now();
-    let others = loop {
-        let others: Vec<u32> = children_of(server)
-            .into_iter()
-            .filter(|pid| *pid != kept.pid().unwrap() && alive(*pid))
-            .collect();
-        if others.is_empty() || start.elapsed() > Duration::from_secs(5) {
-            break others;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let others = strays(server, &[kept.pid().unwrap()]);
     assert!(
         others.is_empty(),
         "a board nobody waits for runs on: {others:?}"
