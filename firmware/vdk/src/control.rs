@@ -5,7 +5,9 @@
 //! The listener and its connections are waited on by the main loop with the board's other
 //! inputs ([`crate::sources::Sources`]), and requests are executed there (so a flash never races
 //! console input). A connection has one request in hand at a time: the next line is read once
-//! the reply is written.
+//! the reply is written. At most [`MAX_CONNECTIONS`] clients are served at once; more wait in
+//! the listen backlog, so clients cannot make the board's descriptors or memory grow without
+//! bound.
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -25,11 +27,21 @@ const READ_CHUNK: usize = 4096;
 /// keep the board from its other inputs.
 const READ_PER_WAKE: usize = 64 * 1024;
 
+/// Most clients served at once (the runner uses one or two). Further clients wait in the
+/// listen backlog until one closes, instead of each costing the board a descriptor.
+const MAX_CONNECTIONS: usize = 32;
+
 /// The listening control socket and its connections; the socket file is removed on drop.
 pub struct ControlServer {
     path: PathBuf,
     listener: UnixListener,
     connections: Vec<Connection>,
+    /// `accept` ran out of descriptors (or memory): the listener is not waited on until a client
+    /// closes or the board has another input, so a full descriptor table does not keep the board
+    /// spinning on a listener it cannot accept from.
+    accept_paused: bool,
+    /// The last `accept` failed (its error is logged once, not at each retry).
+    accept_failing: bool,
 }
 
 /// One client of the control socket.
@@ -70,12 +82,26 @@ impl ControlServer {
             path: path.to_path_buf(),
             listener,
             connections: Vec::new(),
+            accept_paused: false,
+            accept_failing: false,
         })
     }
 
-    /// What to wait on: the listener, and each connection with no request in hand.
+    /// New clients are taken: there is room for one, and `accept` is not paused.
+    fn accepting(&self) -> bool {
+        self.connections.len() < MAX_CONNECTIONS && !self.accept_paused
+    }
+
+    /// The board had another input: try `accept` again if it had failed.
+    pub(crate) fn resume_accepting(&mut self) {
+        self.accept_paused = false;
+    }
+
+    /// What to wait on: the listener while new clients are taken, and each connection with no
+    /// request in hand.
     pub(crate) fn wait_on(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
-        std::iter::once(self.listener.as_fd()).chain(
+        let listener = self.accepting().then(|| self.listener.as_fd());
+        listener.into_iter().chain(
             self.connections
                 .iter()
                 .filter(|c| c.awaiting.is_none() && !c.eof && !c.dead)
@@ -86,16 +112,24 @@ impl ControlServer {
     /// The descriptors of [`ControlServer::wait_on`] at these positions are readable: accept
     /// clients, read requests, and hand each to the main loop (`inputs`).
     pub(crate) fn ready(&mut self, readable: &[bool], inputs: &mut Vec<Input>) {
+        let (listener_readable, readable) = if self.accepting() {
+            (
+                readable.first().copied().unwrap_or(false),
+                readable.get(1..).unwrap_or_default(),
+            )
+        } else {
+            (false, readable)
+        };
         let waited = self
             .connections
             .iter_mut()
             .filter(|c| c.awaiting.is_none() && !c.eof && !c.dead);
-        for (conn, readable) in waited.zip(readable.iter().skip(1)) {
+        for (conn, readable) in waited.zip(readable) {
             if *readable {
                 conn.receive();
             }
         }
-        if readable.first().copied().unwrap_or(false) {
+        if listener_readable {
             self.accept();
         }
         self.serve(inputs);
@@ -107,13 +141,18 @@ impl ControlServer {
         for conn in &mut self.connections {
             conn.serve(inputs);
         }
+        let open = self.connections.len();
         self.connections.retain(|c| !c.finished());
+        if self.connections.len() < open {
+            self.accept_paused = false;
+        }
     }
 
     fn accept(&mut self) {
-        loop {
+        while self.connections.len() < MAX_CONNECTIONS {
             match self.listener.accept() {
                 Ok((stream, _)) => {
+                    self.accept_failing = false;
                     if stream.set_nonblocking(true).is_ok() {
                         self.connections.push(Connection {
                             stream,
@@ -126,7 +165,17 @@ impl ControlServer {
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOMEM: the client stays in the backlog until a client
+                    // closes or the board has another input.
+                    if !self.accept_failing {
+                        eprintln!("vdk: control socket: accept failed: {e}; trying again later");
+                    }
+                    self.accept_failing = true;
+                    self.accept_paused = true;
+                    return;
+                }
             }
         }
     }

@@ -71,6 +71,9 @@ impl Sources {
                 self.ready.extend(requests);
             }
             if let Some(input) = self.ready.pop_front() {
+                if let Some(control) = &mut self.control {
+                    control.resume_accepting();
+                }
                 return Some(input);
             }
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));

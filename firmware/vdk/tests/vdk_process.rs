@@ -494,3 +494,105 @@ fn a_stdio_board_whose_output_nobody_reads_still_ends_on_sigterm() {
     drop(never_read);
     assert!(status.is_some(), "SIGTERM ignored while stdout is full");
 }
+
+/// Clients of the control socket beyond the board's limit wait in the backlog until one closes,
+/// and a board out of descriptors does not spin on its listener: it takes the waiting client
+/// once it can (here after the limit is raised and the console gives it an input).
+#[test]
+fn control_clients_are_bounded_and_a_full_descriptor_table_does_not_spin() {
+    let dir = short_tempdir();
+    let mut dk = Dk::spawn(dir.path(), "c", None, None);
+    let pid = dk.child.id();
+    let descriptors = || -> Vec<(u32, String)> {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let target = std::fs::read_link(e.path()).ok()?;
+                Some((
+                    e.file_name().to_str()?.parse().ok()?,
+                    target.display().to_string(),
+                ))
+            })
+            .collect()
+    };
+    let sockets = || {
+        descriptors()
+            .iter()
+            .filter(|(_, t)| t.starts_with("socket:"))
+            .count()
+    };
+    let idle_sockets = sockets();
+    let ask = |s: &mut UnixStream| s.write_all(b"image-hash\n").unwrap();
+    let reply = |s: &UnixStream, wait: Duration| {
+        s.set_read_timeout(Some(wait)).unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).map(|_| line)
+    };
+    let mut clients: Vec<UnixStream> = (0..40)
+        .map(|_| UnixStream::connect(&dk.control).expect("connect control socket"))
+        .collect();
+    for c in &mut clients {
+        ask(c);
+    }
+    for c in &clients[..32] {
+        assert_eq!(reply(c, Duration::from_secs(10)).unwrap(), "ok none\n");
+    }
+    for c in &clients[32..] {
+        assert!(
+            reply(c, Duration::from_millis(200)).is_err(),
+            "more than 32 clients served at once"
+        );
+    }
+    clients.drain(..8);
+    for c in &clients[24..] {
+        assert_eq!(reply(c, Duration::from_secs(10)).unwrap(), "ok none\n");
+    }
+    drop(clients);
+
+    // No descriptor left for the board: its lowest free number becomes its limit.
+    let prlimit = |limit: &str| {
+        let status = std::process::Command::new("prlimit")
+            .arg("--pid")
+            .arg(pid.to_string())
+            .arg(format!("--nofile={limit}"))
+            .status()
+            .expect("run prlimit");
+        assert!(status.success(), "prlimit {limit}");
+    };
+    let original = std::fs::read_to_string(format!("/proc/{pid}/limits"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .map(|l| {
+            let v: Vec<&str> = l.split_whitespace().collect();
+            format!("{}:{}", v[3], v[4])
+        })
+        .unwrap();
+    // The board has closed the clients above once it holds no more sockets than when idle.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sockets() > idle_sockets {
+        assert!(Instant::now() < deadline, "the board kept closed clients");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let open: Vec<u32> = descriptors().into_iter().map(|(n, _)| n).collect();
+    let lowest_free = (0..).find(|n| !open.contains(n)).unwrap();
+    let hard = original.split(':').nth(1).unwrap();
+    prlimit(&format!("{lowest_free}:{hard}"));
+    let mut starved = UnixStream::connect(&dk.control).expect("connect control socket");
+    ask(&mut starved);
+    let before = cpu_ticks(pid);
+    assert!(reply(&starved, Duration::from_secs(1)).is_err());
+    let spent = cpu_ticks(pid) - before;
+    assert!(
+        spent < 20,
+        "the board spun for {spent} ticks on its listener"
+    );
+    // Descriptors again, and an input: the waiting client is answered.
+    prlimit(&original);
+    dk.write(b"\r");
+    assert_eq!(
+        reply(&starved, Duration::from_secs(10)).unwrap(),
+        "ok none\n"
+    );
+}
