@@ -5,7 +5,7 @@
 //! The listener and its connections are waited on by the main loop with the board's other
 //! inputs ([`crate::sources::Sources`]), and requests are executed there (so a flash never races
 //! console input). A connection has one request in hand at a time: the next line is read once
-//! the reply is written. At most [`MAX_CONNECTIONS`] clients are served at once; more wait in
+//! the reply is written. At most `MAX_CONNECTIONS` clients are served at once; more wait in
 //! the listen backlog, so clients cannot make the board's descriptors or memory grow without
 //! bound.
 

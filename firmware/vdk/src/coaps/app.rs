@@ -73,7 +73,7 @@ pub struct CoapsApp {
     content: String,
     next_message_id: u16,
     pending: Vec<PendingRequest>,
-    /// Transcripts of this boot's last sessions (at most [`MAX_TRANSCRIPTS`]), oldest first (the
+    /// Transcripts of this boot's last sessions (at most `MAX_TRANSCRIPTS`), oldest first (the
     /// current one is added on export).
     transcripts: Vec<Transcript>,
     /// NSS key-log lines of the finished sessions whose keys were derived (Wireshark decrypts
@@ -356,7 +356,7 @@ impl CoapsApp {
     }
 
     /// NSS key-log lines of this boot's sessions that derived keys, oldest first, the running one
-    /// last (at most [`MAX_TRANSCRIPTS`] kept, as the transcripts).
+    /// last (at most `MAX_TRANSCRIPTS` kept, as the transcripts).
     pub fn key_log(&self) -> Vec<String> {
         let mut all = self.key_log.clone();
         if let Session::Active { conn, .. } = &self.session
