@@ -14,7 +14,7 @@
 //! a fixed order (by the boards' ranks, then in the order each sent them), so the air's fault
 //! draws, and with them a whole case run, depend on the case seed, not on thread timing.
 //!
-//! This module is the decision logic only ([`ClockState::next_step`]); the hub carries out the
+//! This module is the decision logic only (`ClockState::next_step`); the hub carries out the
 //! steps (delivering frames, telling boards the time, waking the runner).
 
 use std::collections::BTreeMap;

@@ -742,7 +742,7 @@ fn last(mut v: Vec<String>, n: usize) -> Vec<String> {
 /// overflow the clock (`Instant + Duration` panics past what the platform represents).
 const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-/// `start + wait`, with waits longer than [`LONGEST_WAIT`] cut to it.
+/// `start + wait`, with waits longer than `LONGEST_WAIT` cut to it.
 pub fn deadline_after(start: Instant, wait: Duration) -> Instant {
     start.checked_add(wait.min(LONGEST_WAIT)).unwrap_or(start)
 }

@@ -276,7 +276,7 @@ impl Witness {
     }
 
     /// Resolves when the sniffer's port ends by itself (its board went away), with why; never
-    /// when no sniffer port is read. Checked every [`LOSS_POLL`].
+    /// when no sniffer port is read. Checked every `LOSS_POLL`.
     pub async fn sniffer_lost(&self) -> String {
         loop {
             if let Some(reason) = self.session.as_ref().and_then(SnifferSession::ended) {
@@ -817,7 +817,7 @@ pub const MAX_AIR_LINES: usize = 400;
 
 /// Frames the sniffer missed: the frames the virtual air handed the sniffer's radio
 /// (`delivered`, read before the capture was drained) that its capture does not hold
-/// (`captured`, read once the capture had [`DRAIN_TIMEOUT`] to catch up). On the virtual air the
+/// (`captured`, read once the capture had `DRAIN_TIMEOUT` to catch up). On the virtual air the
 /// sniffer is a perfect observer (no injected faults reach it unless a case sets them on its
 /// link, and then the hub drops those frames before counting them as handed over), so every
 /// frame handed over belongs in the capture. Frames handed over after `delivered` was read may

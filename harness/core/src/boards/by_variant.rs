@@ -10,7 +10,7 @@ use super::{Acquired, BoardSource, BoxFuture, CaseRun};
 use crate::infra::InfraFailure;
 
 /// Where a variant's boards come from in a run of several variants: host-program variants
-/// from [`SimulatedBoards`], the others from the run's default source.
+/// from [`SimulatedBoards`](super::SimulatedBoards), the others from the run's default source.
 #[derive(Debug)]
 pub struct ByVariant {
     pub default: Arc<dyn BoardSource>,

@@ -1,6 +1,6 @@
 //! Test cases: the validated form of `testcases/*.toml` (see `testcases/README.md` for the format).
 //!
-//! Loading goes raw serde structs ([`load`]'s private `Raw*` types, which mirror the file) ->
+//! Loading goes raw serde structs (`load`'s private `Raw*` types, which mirror the file) ->
 //! validated domain types here, so every later stage works with nodes that exist, regexes that
 //! compile and variables that are captured before they are read.
 
