@@ -1,7 +1,8 @@
 //! The lab side of ot-hil: what boards exist, who may use them, and how firmware gets onto them.
 //!
 //! - [`hwmap`]: hardware maps (ot-hil TOML, Twister YAML import) and their validation.
-//! - [`sysfs`], [`probes`], [`discover`](mod@discover): what is attached, and which probe goes with which console.
+//! - [`sysfs`], [`probes`], [`discover`](mod@discover): what is attached, and which probe goes
+//!   with which console.
 //! - [`lock`]: per-board locks across processes and the allocator that gives boards to a case's nodes.
 //! - [`partition`](mod@partition): splitting cases over machines (`--partition K/N`).
 //! - [`flash`]: the [`flash::Flasher`] interface and the probe-rs flasher for real DKs.
