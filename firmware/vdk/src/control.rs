@@ -112,6 +112,8 @@ impl ControlServer {
     /// The descriptors of [`ControlServer::wait_on`] at these positions are readable: accept
     /// clients, read requests, and hand each to the main loop (`inputs`).
     pub(crate) fn ready(&mut self, readable: &[bool], inputs: &mut Vec<Input>) {
+        // `wait_on` put the listener first exactly when `accepting()`: nothing changes the
+        // connections or the pause between the wait and this call.
         let (listener_readable, readable) = if self.accepting() {
             (
                 readable.first().copied().unwrap_or(false),
